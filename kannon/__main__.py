@@ -1,0 +1,3 @@
+from kannon.cli import main
+
+raise SystemExit(main())
