@@ -61,3 +61,8 @@ def kannon_task_retry(event: Event) -> None:
 @hookspec
 def kannon_run_end(run: RunInfo, result: BuildResult) -> None:
     """The build finished (successfully or not); ``result`` lists every task."""
+
+
+@hookspec
+def kannon_task_log(task_id: str, label: str, line: str) -> None:
+    """One line of a child's output (only with ``follow_logs``); ``label`` is a short per-task prefix."""

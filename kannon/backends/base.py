@@ -190,7 +190,7 @@ __all__ = [
     "LogLine",
     "Report",
     "RunInfo",
-    "Started",
     "SpecTransport",
+    "Started",
     "tail_lines",
 ]

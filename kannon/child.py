@@ -1,0 +1,131 @@
+"""The child entrypoint every backend runs: ``python -m kannon run-task --spec LOC --task-id ID --sha256 HEX``.
+
+Order matters: read the spec and check its hash before importing any module it names; load the master's config
+before importing user modules (module-level task instances read it); rebuild and verify every unique id; refuse if
+an upstream output is missing; run; confirm the output exists. Exit codes: kannon.exitcodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+
+from kannon import exitcodes
+
+log = logging.getLogger("kannon.child")
+
+
+def _say(message: str) -> None:
+    # One line the backends surface as the failure reason (see exitcodes.describe).
+    sys.stderr.write(exitcodes.REASON_PREFIX + message.replace("\n", " ") + "\n")
+    sys.stderr.flush()
+
+
+def _apply_local_limits() -> None:
+    """Local backend only: die with the master, and honour a memory hint (set through the environment)."""
+    parent = os.environ.pop("KANNON_PARENT_PID", None)
+    if parent and sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the kernel kills us when our parent dies
+        if os.getppid() != int(parent):  # the parent died before prctl took effect
+            os._exit(128 + signal.SIGKILL)
+    limit = os.environ.pop("KANNON_RLIMIT_AS", None)
+    if limit:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
+
+
+def _setup_logging() -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):  # a forked child inherits the master's (possibly live-display) handlers
+        root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.disable(logging.NOTSET)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="kannon run-task", description="Run one handed-off task (used by backends).")
+    p.add_argument("--spec", required=True, help="spec location: path, s3://..., gs://..., or env:NAME")
+    p.add_argument("--task-id", required=True, help="the unique id the master expects")
+    p.add_argument("--sha256", required=True, help="sha256 of the spec bytes")
+    return p.parse_args(list(argv))
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    _apply_local_limits()
+    _setup_logging()
+    return run(args.spec, args.task_id, args.sha256)
+
+
+def run(location: str, task_id: str, sha256: str) -> int:
+    from kannon import handoff, storage
+
+    try:
+        data = storage.read_bytes(location)
+        handoff.verify_hash(data, sha256)
+        doc = handoff.parse_spec(data)
+        if doc["target"] != task_id:
+            raise handoff.SpecError(f"the spec is for task {doc['target']}, not {task_id}")
+    except Exception as e:
+        _say(f"bad spec at {location}: {e}")
+        return exitcodes.BAD_SPEC
+
+    import luigi
+    from luigi import task_register
+
+    from kannon import runner
+
+    runner.quiet_luigi()
+    handoff.apply_config(doc["config"])
+    task_register.Register.clear_instance_cache()  # a forked child inherits the master's cached instances
+    target_node = doc["nodes"][task_id]
+    label = f"{target_node['class'].rsplit('.', 1)[-1]} [{task_id}]"
+    try:
+        handoff.import_modules(doc)
+    except Exception as e:
+        traceback.print_exc()
+        _say(f"{label}: cannot import {target_node['module']}: {type(e).__name__}: {e}. The child's image or "
+             "environment must contain the same code and packages as the master.")  # fmt: skip
+        return exitcodes.IMPORT_FAILED
+    try:
+        built = handoff.rebuild(doc)
+    except handoff.IdMismatchError as e:
+        _say(f"{label}: {e}")
+        return exitcodes.ID_MISMATCH
+    except Exception as e:
+        traceback.print_exc()
+        _say(f"{label}: cannot rebuild the task from its spec: {type(e).__name__}: {e}")
+        return exitcodes.BAD_SPEC
+    for task in built.values():
+        # The master already applied `rerun` while planning; re-applying it here would delete outputs.
+        if hasattr(task, "_rerun_state"):
+            task._rerun_state = False
+    task: luigi.Task = built[task_id]
+    log.info("running %s", handoff.describe(task))
+    try:
+        runner.run_one(task)
+    except runner.UpstreamMissingError as e:
+        _say(str(e))
+        return exitcodes.UPSTREAM_MISSING
+    except runner.TaskRaisedError as e:
+        if e.cause is not None:
+            traceback.print_exception(type(e.cause), e.cause, e.cause.__traceback__)
+        _say(str(e))
+        return exitcodes.TASK_FAILED
+    except runner.OutputMissingError as e:
+        _say(str(e))
+        return exitcodes.OUTPUT_MISSING
+    log.info("done %s", handoff.describe(task))
+    return exitcodes.OK

@@ -1,0 +1,267 @@
+"""The ``kannon`` command: build / plan / backends / report / k8s rbac / run-task (the child entrypoint).
+
+Exit codes of ``kannon build``: 0 success, 1 some task failed, 2 bad input (nothing was launched),
+130 / 143 interrupted by SIGINT / SIGTERM (every child cancelled first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class CliError(Exception):
+    """Bad input: the message says what to change."""
+
+
+# -- target loading --------------------------------------------------------------------------------------------
+def load_config(configs: Sequence[str], workspace: str | None) -> None:
+    """Must run before the target module is imported: module-level task instances read the config then."""
+    import luigi
+
+    for path in configs:
+        if not Path(path).is_file():
+            raise CliError(f"config file {path} does not exist (passed with --config)")
+        luigi.configuration.LuigiConfigParser.add_config_path(path)
+    if configs:
+        luigi.configuration.LuigiConfigParser.reload()
+    if workspace is not None:
+        cfg = luigi.configuration.get_config()
+        if not cfg.has_section("TaskOnKart"):
+            cfg.add_section("TaskOnKart")
+        cfg.set("TaskOnKart", "workspace_directory", workspace)
+
+
+def load_target(target: str) -> tuple[Any, list[str]]:
+    """``module:attr`` or ``path/to/file.py:attr`` -> (task instance, sys.path entries children need)."""
+    import luigi
+
+    module_part, sep, attr = target.rpartition(":")
+    if not sep or not module_part or not attr:
+        raise CliError(f"TARGET {target!r} must look like 'package.module:root' or 'path/to/file.py:root'")
+    extra: list[str] = []
+    if module_part.endswith(".py") or os.sep in module_part:
+        path = Path(module_part).resolve()
+        if not path.is_file():
+            raise CliError(f"{module_part} does not exist (TARGET {target!r})")
+        extra.append(str(path.parent))
+        name = path.stem
+        existing = sys.modules.get(name)
+        if existing is not None and Path(getattr(existing, "__file__", "") or "").resolve() != path:
+            raise CliError(f"{path} would be imported as module {name!r}, but another module of that name is already "
+                           "imported; rename the file")  # fmt: skip
+    else:
+        extra.append(os.getcwd())
+        name = module_part
+    for p in reversed(extra):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    try:
+        module = importlib.import_module(name)
+    except ImportError as e:
+        raise CliError(f"cannot import {name!r} for TARGET {target!r}: {e}. Run kannon from the directory that "
+                       "contains the package, or pass a file path.") from e  # fmt: skip
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise CliError(f"{name} has no attribute {attr!r} (TARGET {target!r})")
+        obj = getattr(obj, part)
+    if isinstance(obj, type):
+        raise CliError(f"{target} is the class {obj.__name__}; give a task instance or a function returning one")
+    if callable(obj) and not isinstance(obj, luigi.Task):
+        obj = obj()
+    if not isinstance(obj, luigi.Task):
+        raise CliError(f"{target} is a {type(obj).__name__}, not a gokart task instance")
+    return obj, extra
+
+
+# -- commands --------------------------------------------------------------------------------------------------
+def _cmd_build(ns: argparse.Namespace) -> int:
+    from kannon import progress
+    from kannon.plan import PlanError
+    from kannon.plugins import get_backend
+    from kannon.result import KannonBuildError
+    from kannon.scheduler import Interrupted, Kannon
+
+    try:
+        spec = get_backend(ns.backend)
+        load_config(ns.config, ns.workspace)
+        root, extra = load_target(ns.target)
+        executor = spec.from_cli(ns)
+    except (CliError, LookupError) as e:
+        print(f"kannon: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as e:
+        if type(e).__name__ != "BackendError":
+            raise
+        print(f"kannon: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    observers: list[object] = [progress.ProgressObserver(follow_logs=ns.follow_logs)]
+    if ns.events:
+        observers.append(progress.EventLogObserver(ns.events))
+    if ns.report:
+        observers.append(progress.ReportObserver(ns.report))
+    kannon = Kannon(
+        executor=executor, max_parallel=ns.max_parallel, retries=ns.retries, keep_going=not ns.fail_fast,
+        env_to_inherit=ns.env_to_inherit, follow_logs=ns.follow_logs, observers=observers, sys_path=extra,
+    )  # fmt: skip
+    try:
+        kannon.build(root)
+    except PlanError as e:
+        print(f"kannon: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KannonBuildError:
+        return EXIT_FAILED  # the progress observer already printed the summary with every failure
+    except Interrupted as e:
+        print(f"kannon: {e}; every child was cancelled", file=sys.stderr)
+        return 128 + e.signum
+    return 0
+
+
+def _cmd_plan(ns: argparse.Namespace) -> int:
+    from kannon.plan import PlanError
+    from kannon.planview import render_plan
+    from kannon.plugins import get_backend
+    from kannon.scheduler import Kannon
+
+    try:
+        load_config(ns.config, ns.workspace)
+        root, _ = load_target(ns.target)
+        executor = get_backend(ns.backend).from_cli(ns) if ns.backend != "local" else None
+        plan = Kannon(executor=executor).plan(root)
+    except (CliError, LookupError) as e:
+        print(f"kannon: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except PlanError as e:
+        print(f"kannon: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(render_plan(plan, ns.format))
+    return 0
+
+
+def _cmd_backends(ns: argparse.Namespace) -> int:
+    from kannon.plugins import backends, load_errors
+
+    found = backends()
+    width = max((len(n) for n in found), default=4)
+    for name, spec in sorted(found.items()):
+        print(f"{name:<{width}}  {spec.description}  [from {spec.source}]")
+    for err in load_errors():
+        print(f"error: {err}", file=sys.stderr)
+    return 0 if not load_errors() else EXIT_FAILED
+
+
+def _cmd_report(ns: argparse.Namespace) -> int:
+    from kannon.report import write_report
+
+    if not Path(ns.events).is_file():
+        print(f"kannon: event log {ns.events} does not exist (write one with `kannon build --events FILE`)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_BAD_INPUT
+    write_report(ns.events, ns.output)
+    print(f"kannon: wrote {ns.output}")
+    return 0
+
+
+def _cmd_rbac(ns: argparse.Namespace) -> int:
+    from kannon.backends.kubernetes import render_rbac
+
+    print(render_rbac(ns.namespace, ns.service_account), end="")
+    return 0
+
+
+def _cmd_run_task(argv: Sequence[str]) -> int:
+    from kannon import child
+
+    return child.main(argv)
+
+
+# -- parser ----------------------------------------------------------------------------------------------------
+def _add_target_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", metavar="TARGET", help="module:attr or path/to/file.py:attr (a task, or a function "
+                                                    "returning one)")  # fmt: skip
+    p.add_argument("--config", action="append", default=[], metavar="FILE", help="luigi config file (repeatable)")
+    p.add_argument("--workspace", metavar="DIR", help="set [TaskOnKart] workspace_directory before importing TARGET")
+    p.add_argument("--backend", default="local", help="where bullets run (see `kannon backends`; default: local)")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from kannon.plugins import backends
+
+    parser = argparse.ArgumentParser(prog="kannon", description="Run a gokart pipeline distributed.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="run a pipeline")
+    _add_target_options(b)
+    b.add_argument("--max-parallel", type=int, metavar="N", help="cap on running bullets")
+    b.add_argument("--retries", type=int, default=0, metavar="N", help="extra attempts per failed bullet")
+    b.add_argument("--fail-fast", action="store_true", help="cancel everything at the first failure")
+    b.add_argument("--env-to-inherit", action="append", default=[], metavar="NAME",
+                   help="environment variable passed to every child (repeatable)")  # fmt: skip
+    b.add_argument("--follow-logs", action="store_true", help="stream every child's output with a task prefix")
+    b.add_argument("--events", metavar="FILE", help="write a JSON-lines event log")
+    b.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")
+    for name, spec in sorted(backends().items()):
+        if spec.add_options is not None:
+            spec.add_options(b.add_argument_group(f"{name} backend"))
+    b.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser("plan", help="show what a build would do (nothing runs)")
+    _add_target_options(p)
+    p.add_argument("--format", choices=["text", "dot", "mermaid", "json"], default="text")
+    for name, spec in sorted(backends().items()):
+        if spec.add_options is not None:
+            spec.add_options(p.add_argument_group(f"{name} backend"))
+    p.set_defaults(func=_cmd_plan)
+
+    s = sub.add_parser("backends", help="list installed backends and where they come from")
+    s.set_defaults(func=_cmd_backends)
+
+    r = sub.add_parser("report", help="render an event log as a self-contained HTML report")
+    r.add_argument("events", metavar="EVENTS.jsonl")
+    r.add_argument("-o", "--output", required=True, metavar="FILE.html")
+    r.set_defaults(func=_cmd_report)
+
+    k = sub.add_parser("k8s", help="Kubernetes helpers")
+    ksub = k.add_subparsers(dest="k8s_command", required=True)
+    rb = ksub.add_parser("rbac", help="print the minimal Role/RoleBinding for the kubernetes backend")
+    rb.add_argument("--namespace", required=True)
+    rb.add_argument("--service-account", required=True)
+    rb.set_defaults(func=_cmd_rbac)
+
+    sub.add_parser("run-task", help="run one handed-off task (used by every backend)", add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["run-task"]:
+        return _cmd_run_task(args[1:])  # the child path stays lean: no plugin loading, no parser for backends
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("kannon").setLevel(logging.INFO)
+    parser = make_parser()
+    ns = parser.parse_args(args)
+    if ns.command in ("build", "plan"):
+        from kannon.plugins import backends
+
+        if ns.backend not in backends():
+            from kannon.plugins import get_backend
+
+            try:
+                get_backend(ns.backend)
+            except LookupError as e:
+                print(f"kannon: {e}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+    try:
+        return int(ns.func(ns))
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,400 @@
+"""The hand-off: a task graph as JSON (master side) and its verified rebuild (child side). No pickle.
+
+A spec is one JSON document::
+
+    {"kannon_spec": 1, "target": "<unique id>", "run_id": ..., "sys_path": [...],
+     "config": {"section": {"key": "raw value"}},
+     "nodes": {"<unique id>": {"module": "pkg.mod", "class": "Qual.Name",
+                               "params": {"name": {"v": "text"} | {"task": "<id>"} | {"tasks": ["<id>", ...]}}}}}
+
+Every parameter (insignificant and private ones included) is written with the parameter's own ``serialize`` and
+read back with its own ``parse``; task-valued parameters are references to other nodes, so a spec grows linearly
+with the upstream closure even on DAGs with shared ancestors. The child is told the spec's location, the expected
+unique id and the spec's sha256 (``child_args``, the only place the child command is built); it checks the hash
+before importing anything, then every rebuilt node's unique id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import re
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import gokart
+import luigi
+from luigi import task_register
+
+SPEC_VERSION = 1
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_QUALNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_UNIQUE_ID = re.compile(r"^[0-9A-Za-z_.-]{1,200}$")
+
+
+class HandoffError(Exception):
+    """A task cannot be handed to a child as it is; the message names the task and the fix."""
+
+
+class SpecError(Exception):
+    """A spec is unreadable, altered or malformed (child side)."""
+
+
+class IdMismatchError(Exception):
+    """A rebuilt task's unique id differs from the one the master computed."""
+
+
+def child_args(location: str, task_id: str, sha256: str) -> tuple[str, ...]:
+    """The child command after ``python -m kannon`` — built here and nowhere else."""
+    return ("run-task", "--spec", location, "--task-id", task_id, "--sha256", sha256)
+
+
+def unique_id(task: luigi.Task) -> str:
+    if isinstance(task, gokart.TaskOnKart):
+        return str(task.make_unique_id())
+    return str(task.task_id)
+
+
+def describe(task: luigi.Task) -> str:
+    return f"{type(task).__name__}({short_params(task)}) [{unique_id(task)}]"
+
+
+def short_params(task: luigi.Task, limit: int = 80) -> str:
+    parts = []
+    for name, param in _params_of(type(task)):
+        if not param.significant:
+            continue
+        value = getattr(task, name, None)
+        if isinstance(value, luigi.Task):
+            text = f"{type(value).__name__}(…)"
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, luigi.Task) for v in value):
+            text = f"[{len(value)} tasks]"
+        else:
+            try:
+                text = param.serialize(value)
+            except Exception:
+                text = repr(value)
+            if len(text) > 30:
+                text = text[:27] + "…"
+        parts.append(f"{name}={text}")
+    out = ", ".join(parts)
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+_PARAMS_CACHE: dict[type, list[tuple[str, luigi.Parameter]]] = {}
+
+
+def _params_of(cls: type) -> list[tuple[str, luigi.Parameter]]:
+    # luigi's get_params() scans dir(cls) on every call; a plan calls it once per node.
+    params = _PARAMS_CACHE.get(cls)
+    if params is None:
+        params = _PARAMS_CACHE[cls] = list(cls.get_params())  # type: ignore[attr-defined]
+    return params
+
+
+def _task_list(value: Any) -> list[luigi.Task] | None:
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, luigi.Task) for v in value):
+        return list(value)
+    return None
+
+
+class Encoder:
+    """Encodes tasks into spec nodes, memoised per unique id (one encoder per build)."""
+
+    def __init__(self, verify_values: bool = True) -> None:
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.edges: dict[str, tuple[str, ...]] = {}  # node -> task-valued parameter references
+        self.verify_values = verify_values
+
+    def encode(self, task: luigi.Task) -> str:
+        """Encode ``task`` and everything reachable through its task-valued parameters; returns its id."""
+        stack: list[tuple[luigi.Task, bool]] = [(task, False)]
+        while stack:
+            current, expanded = stack.pop()
+            uid = unique_id(current)
+            if uid in self.nodes:
+                continue
+            refs = self._task_refs(current)
+            if not expanded:
+                stack.append((current, True))
+                stack.extend((t, False) for t in refs if unique_id(t) not in self.nodes)
+                continue
+            self.nodes[uid] = self._encode_one(current, uid)
+            self.edges[uid] = tuple(unique_id(t) for t in refs)
+        return unique_id(task)
+
+    def closure(self, uid: str) -> list[str]:
+        seen: dict[str, None] = {}
+        stack = [uid]
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen[n] = None
+            stack.extend(self.edges[n])
+        return list(seen)
+
+    def spec(self, task: luigi.Task, run_id: str, config: Mapping[str, Mapping[str, str]],
+             sys_path: Sequence[str] = ()) -> bytes:  # fmt: skip
+        uid = self.encode(task)
+        doc = {
+            "kannon_spec": SPEC_VERSION,
+            "target": uid,
+            "run_id": run_id,
+            "sys_path": list(sys_path),
+            "config": config,
+            "nodes": {n: self.nodes[n] for n in self.closure(uid)},
+        }
+        return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    @staticmethod
+    def _task_refs(task: luigi.Task) -> list[luigi.Task]:
+        refs: list[luigi.Task] = []
+        for name, _ in _params_of(type(task)):
+            value = getattr(task, name, None)
+            if isinstance(value, luigi.Task):
+                refs.append(value)
+            else:
+                refs.extend(_task_list(value) or [])
+        return refs
+
+    def _encode_one(self, task: luigi.Task, uid: str) -> dict[str, Any]:
+        cls = type(task)
+        where = describe(task)
+        if cls.__module__ == "__main__":
+            raise HandoffError(
+                f"{where}: class {cls.__name__} is defined in __main__ (the script being run), which a child cannot "
+                "import. Move the task classes into a module and import them, or run the file with "
+                "`kannon build path/to/file.py:root`, which imports it as a module."
+            )
+        if "<locals>" in cls.__qualname__:
+            raise HandoffError(
+                f"{where}: class {cls.__qualname__} is defined inside a function; a child can only import "
+                "module-level classes. Move it to module level."
+            )
+        params: dict[str, Any] = {}
+        for name, param in _params_of(cls):
+            value = getattr(task, name)
+            if isinstance(value, luigi.Task):
+                params[name] = {"task": unique_id(value)}
+                continue
+            tasks = _task_list(value)
+            if tasks is not None:
+                params[name] = {"tasks": [unique_id(t) for t in tasks]}
+                continue
+            try:
+                text = param.serialize(value)
+            except Exception as e:
+                raise HandoffError(
+                    f"{where}: parameter {name}={value!r} cannot be serialized by {type(param).__name__} "
+                    f"({type(e).__name__}: {e}). Use a parameter type that matches the value."
+                ) from e
+            if not isinstance(text, str):
+                raise HandoffError(
+                    f"{where}: {type(param).__name__}.serialize returned {type(text).__name__} for parameter "
+                    f"{name}; a parameter must serialize to text."
+                )
+            if self.verify_values:
+                _check_round_trip(where, name, param, value, text)
+            params[name] = {"v": text}
+        return {"module": cls.__module__, "class": cls.__qualname__, "params": params}
+
+
+def _check_round_trip(where: str, name: str, param: luigi.Parameter, value: Any, text: str) -> None:
+    """A value must come back equal, and serialize to the same text (the text is what the unique id hashes)."""
+    try:
+        back = param.normalize(param.parse(text))
+        text_back = param.serialize(back)
+    except Exception as e:
+        raise HandoffError(
+            f"{where}: parameter {name} does not survive a text round trip: {type(param).__name__}.parse failed on "
+            f"{text[:80]!r} ({type(e).__name__}: {e}). Use a parameter type whose parse() reads its serialize()."
+        ) from e
+    if back != value or text_back != text:
+        raise HandoffError(
+            f"{where}: parameter {name}={value!r} ({type(value).__name__}) would arrive in the child as {back!r} "
+            f"({type(back).__name__}), which changes the task or its unique id. Use a typed parameter "
+            "(IntParameter, FloatParameter, DictParameter, ...) or pass the value in the parameter's own type."
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# child side
+
+
+def verify_hash(data: bytes, sha256: str) -> None:
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256.lower():
+        raise SpecError(
+            f"the spec's sha256 is {actual}, not {sha256}: it was altered or replaced after the master wrote it; "
+            "refusing to import anything it names"
+        )
+
+
+def parse_spec(data: bytes) -> dict[str, Any]:
+    """Parse and structurally validate a spec, importing nothing."""
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SpecError(f"the spec is not valid JSON: {e}") from e
+    if not isinstance(doc, dict) or doc.get("kannon_spec") != SPEC_VERSION:
+        raise SpecError(f"not a kannon spec of version {SPEC_VERSION} (was it written by another kannon version?)")
+    nodes = doc.get("nodes")
+    if not isinstance(nodes, dict) or doc.get("target") not in nodes:
+        raise SpecError("the spec has no nodes or its target is not among them")
+    for uid, node in nodes.items():
+        if not isinstance(uid, str) or not _UNIQUE_ID.match(uid) or not isinstance(node, dict):
+            raise SpecError(f"malformed node {uid!r}")
+        module, qualname, params = node.get("module"), node.get("class"), node.get("params")
+        if not isinstance(module, str) or not _MODULE_NAME.match(module):
+            raise SpecError(f"node {uid}: {module!r} is not a module name")
+        if not isinstance(qualname, str) or not _QUALNAME.match(qualname):
+            raise SpecError(f"node {uid}: {qualname!r} is not a class name")
+        if not isinstance(params, dict):
+            raise SpecError(f"node {uid}: params must be an object")
+        for pname, pval in params.items():
+            ok = isinstance(pval, dict) and len(pval) == 1 and (
+                isinstance(pval.get("v"), str)
+                or pval.get("task") in nodes
+                or (isinstance(pval.get("tasks"), list) and all(t in nodes for t in pval["tasks"]))
+            )
+            if not isinstance(pname, str) or not ok:
+                raise SpecError(f"node {uid}: malformed parameter {pname!r}")
+    config = doc.get("config", {})
+    if not isinstance(config, dict) or not all(
+        isinstance(s, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in s.items())
+        for s in config.values()
+    ):
+        raise SpecError("the spec's config must map sections to string options")
+    if not isinstance(doc.get("sys_path", []), list) or not all(isinstance(p, str) for p in doc.get("sys_path", [])):
+        raise SpecError("the spec's sys_path must be a list of strings")
+    return doc
+
+
+def import_modules(doc: Mapping[str, Any]) -> None:
+    for p in reversed(doc.get("sys_path", [])):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    for module in sorted({n["module"] for n in doc["nodes"].values()}):
+        importlib.import_module(module)
+
+
+def _resolve_class(module: str, qualname: str) -> type:
+    obj: Any = sys.modules[module]
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, luigi.Task)):
+        raise SpecError(f"{module}.{qualname} is not a luigi/gokart task class; refusing to call it")
+    return obj
+
+
+@contextmanager
+def fresh_instances() -> Iterator[None]:
+    """Construct tasks without luigi's instance cache, so a rebuild cannot return the master's own objects."""
+    saved = task_register.Register._Register__instance_cache
+    task_register.Register.disable_instance_cache()
+    try:
+        yield
+    finally:
+        task_register.Register._Register__instance_cache = saved
+
+
+def rebuild(doc: Mapping[str, Any], verify: bool = True) -> dict[str, luigi.Task]:
+    """Rebuild every node of a parsed spec (modules must be imported); verify each unique id."""
+    nodes: Mapping[str, Any] = doc["nodes"]
+    built: dict[str, luigi.Task] = {}
+
+    order: list[str] = []
+    state: dict[str, int] = {}
+    for start in nodes:
+        stack = [(start, False)]
+        while stack:
+            uid, done = stack.pop()
+            if done:
+                if state.get(uid) != 2:
+                    state[uid] = 2
+                    order.append(uid)
+                continue
+            if state.get(uid):
+                if state[uid] == 1 and uid != start and (uid, True) not in stack:
+                    raise SpecError(f"node {uid} references itself through its parameters")
+                continue
+            state[uid] = 1
+            stack.append((uid, True))
+            for p in nodes[uid]["params"].values():
+                refs = [p["task"]] if "task" in p else p.get("tasks", [])
+                stack.extend((r, False) for r in refs if state.get(r) != 2)
+
+    for uid in order:  # dependencies (by parameter) first
+        node = nodes[uid]
+        cls = _resolve_class(node["module"], node["class"])
+        declared = dict(_params_of(cls))
+        kwargs: dict[str, Any] = {}
+        for name, p in node["params"].items():
+            if name not in declared:
+                raise IdMismatchError(
+                    f"{cls.__name__}: the master passed parameter {name!r}, which this code's {cls.__name__} does not "
+                    "declare — the child runs different code than the master (rebuild the image / sync the code)."
+                )
+            if "task" in p:
+                kwargs[name] = built[p["task"]]
+            elif "tasks" in p:
+                kwargs[name] = [built[t] for t in p["tasks"]]
+            else:
+                kwargs[name] = declared[name].parse(p["v"])
+        task = cls(**kwargs)
+        if verify:
+            actual = unique_id(task)
+            if actual != uid:
+                raise IdMismatchError(
+                    f"{cls.__name__} rebuilt with unique id {actual}, but the master computed {uid}. Likely causes: "
+                    "the child runs different code or package versions than the master (rebuild/sync the image); "
+                    "luigi config differs between them; a parameter or requires() is not deterministic (reads the "
+                    "clock, environment, random numbers, or an object whose str() contains a memory address); "
+                    "parameter definition order differs (mixins imported in a different order)."
+                )
+        built[uid] = task
+    return built
+
+
+def verify_round_trip(task: luigi.Task, encoder: Encoder, run_id: str = "plan-check") -> None:
+    """Master side: the task's spec must rebuild to the same unique ids in this process."""
+    doc = json.loads(encoder.spec(task, run_id, {}).decode("utf-8"))
+    with fresh_instances():
+        try:
+            rebuild(doc)
+        except IdMismatchError as e:
+            raise HandoffError(f"{describe(task)} cannot be handed off: {e}") from e
+        except HandoffError:
+            raise
+        except Exception as e:
+            raise HandoffError(
+                f"{describe(task)} cannot be rebuilt from its parameters ({type(e).__name__}: {e}). "
+                "Every parameter must be reconstructible from its serialized text."
+            ) from e
+
+
+def luigi_config_snapshot() -> dict[str, dict[str, str]]:
+    """The master's effective luigi config as raw text, so ``${ENV}`` references are resolved in the child."""
+    cfg = luigi.configuration.get_config()
+    out: dict[str, dict[str, str]] = {}
+    if hasattr(cfg, "sections") and hasattr(cfg, "items"):
+        for section in cfg.sections():
+            try:
+                items = cfg.items(section, raw=True)
+            except TypeError:  # a parser without raw= (e.g. toml); values are already plain
+                items = cfg.items(section)
+            out[section] = {str(k): str(v) for k, v in items}
+    return out
+
+
+def apply_config(config: Mapping[str, Mapping[str, str]]) -> None:
+    cfg = luigi.configuration.get_config()
+    for section, options in config.items():
+        if not cfg.has_section(section):
+            cfg.add_section(section)
+        for key, value in options.items():
+            cfg.set(section, key, value)

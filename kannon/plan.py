@@ -1,0 +1,226 @@
+"""Planning: walk the DAG once, prune complete subtrees, place each task, validate everything before launch."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import luigi
+from luigi.task import flatten
+
+from kannon.handoff import Encoder, HandoffError, describe, short_params, unique_id, verify_round_trip
+from kannon.hints import Hints
+from kannon.result import Placement
+from kannon.task import TaskOnBullet
+
+
+@dataclass
+class Node:
+    task_id: str
+    task: luigi.Task
+    family: str
+    params: str
+    placement: Placement
+    deps: tuple[str, ...] = ()  # unique ids this task requires (empty for complete nodes: not walked)
+    hints: Hints | None = None  # bullets only
+
+
+@dataclass
+class Plan:
+    root_id: str
+    nodes: dict[str, Node] = field(default_factory=dict)  # discovery order, root first
+
+    @property
+    def todo(self) -> list[Node]:
+        return [n for n in self.nodes.values() if n.placement is not Placement.COMPLETE]
+
+    def bullet_modules(self) -> list[str]:
+        return sorted({type(n.task).__module__ for n in self.nodes.values() if n.placement is Placement.BULLET})
+
+
+class PlanError(Exception):
+    """The DAG cannot be run as given. ``problems`` has one actionable sentence per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        head = f"kannon found {len(problems)} problem(s) before launching anything:"
+        super().__init__("\n".join([head, *(f"  - {p}" for p in problems)]))
+
+
+def _deps(task: luigi.Task) -> list[luigi.Task]:
+    return [t for t in flatten(task.requires())]
+
+
+def _find_cycle(root: luigi.Task) -> list[str] | None:
+    """A requires() cycle as a list of task descriptions, found by luigi task_id (no unique ids needed)."""
+    path: list[luigi.Task] = []
+    on_path: set[str] = set()
+    done: set[str] = set()
+    stack: list[tuple[luigi.Task, object]] = [(root, None)]
+    while stack:
+        task, it = stack[-1]
+        if it is None:
+            if task.task_id in on_path:
+                i = next(k for k, t in enumerate(path) if t.task_id == task.task_id)
+                return [f"{type(t).__name__}({t.task_id})" for t in [*path[i:], task]]
+            if task.task_id in done:
+                stack.pop()
+                continue
+            path.append(task)
+            on_path.add(task.task_id)
+            it = iter(_deps(task))
+            stack[-1] = (task, it)
+        nxt = next(it, None)  # type: ignore[call-overload]
+        if nxt is None:
+            stack.pop()
+            path.pop()
+            on_path.discard(task.task_id)
+            done.add(task.task_id)
+        else:
+            stack.append((nxt, None))
+    return None
+
+
+def make_plan(
+    root: object,
+    validate_hints: Callable[[str, Hints], list[str]] | None = None,
+    verify_handoff: bool = True,
+    complete_check_threads: int = 16,
+) -> Plan:
+    """Walk ``root``'s DAG; raise PlanError listing every problem found (nothing has run yet)."""
+    if not isinstance(root, luigi.Task):
+        raise PlanError([
+            f"the root must be a gokart task instance, got {type(root).__name__} ({root!r:.80}). Pass an instance such "
+            "as MyTask(param=...), or a zero-argument function returning one."
+        ])  # fmt: skip
+    problems: list[str] = []
+
+    # 1. Discover every object once (post-order), so unique ids are computed leaves-first: gokart's own recursion
+    #    would otherwise exceed Python's recursion limit on deep chains and loop forever on a cycle.
+    order: list[luigi.Task] = []
+    seen: dict[int, luigi.Task] = {}
+    deps_of: dict[int, list[luigi.Task]] = {}
+    stack: list[tuple[luigi.Task, bool]] = [(root, False)]
+    on_stack: set[str] = set()
+    while stack:
+        task, expanded = stack.pop()
+        if expanded:
+            on_stack.discard(task.task_id)
+            order.append(task)
+            continue
+        if id(task) in seen:
+            continue
+        if task.task_id in on_stack:
+            cycle = _find_cycle(root) or [describe_safe(task)]
+            raise PlanError([f"requires() forms a cycle: {' -> '.join(cycle)}. Break the cycle."])
+        seen[id(task)] = task
+        try:
+            deps = _deps(task)
+        except Exception as e:
+            problems.append(
+                f"{type(task).__name__}({task.task_id}): requires() raised {type(e).__name__}: {e}. Fix requires()."
+            )
+            deps = []
+        bad = [d for d in deps if not isinstance(d, luigi.Task)]
+        if bad:
+            problems.append(
+                f"{type(task).__name__}({task.task_id}): requires() returned {type(bad[0]).__name__}, not a task. "
+                "requires() must return tasks (or lists/dicts of tasks)."
+            )
+            deps = [d for d in deps if isinstance(d, luigi.Task)]
+        deps_of[id(task)] = deps
+        on_stack.add(task.task_id)
+        stack.append((task, True))
+        stack.extend((d, False) for d in reversed(deps) if id(d) not in seen or d.task_id in on_stack)
+    if problems:
+        raise PlanError(problems)
+
+    ids: dict[int, str] = {}
+    for task in order:
+        try:
+            ids[id(task)] = unique_id(task)
+        except Exception as e:
+            problems.append(f"{type(task).__name__}({task.task_id}): computing its unique id raised "
+                            f"{type(e).__name__}: {e}")  # fmt: skip
+    if problems:
+        raise PlanError(problems)
+
+    # 2. From the root, check complete() once per task, level by level (in parallel: on S3/GCS each check is a
+    #    network round trip), and never look below a complete task.
+    plan = Plan(root_id=ids[id(root)])
+    frontier = [root]
+    queued = {plan.root_id}
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=complete_check_threads, thread_name_prefix="kannon-plan")
+    try:
+        while frontier:
+            results = list(pool.map(_complete_or_error, frontier)) if len(frontier) > 1 else [
+                _complete_or_error(frontier[0])]  # fmt: skip
+            nxt: list[luigi.Task] = []
+            for task, (complete, error) in zip(frontier, results, strict=True):
+                uid = ids[id(task)]
+                if error is not None:
+                    problems.append(f"{describe_safe(task)}: complete() raised {error}. Check the workspace and "
+                                    "credentials for its output.")  # fmt: skip
+                    complete = False
+                deps = [] if complete else deps_of[id(task)]
+                placement = Placement.COMPLETE if complete else (
+                    Placement.BULLET if isinstance(task, TaskOnBullet) else Placement.MASTER)  # fmt: skip
+                plan.nodes[uid] = Node(
+                    task_id=uid, task=task, family=type(task).__name__, params=short_params(task),
+                    placement=placement, deps=tuple(dict.fromkeys(ids[id(d)] for d in deps)),
+                )  # fmt: skip
+                for d in deps:
+                    if ids[id(d)] not in queued:
+                        queued.add(ids[id(d)])
+                        nxt.append(d)
+            frontier = nxt
+    finally:
+        pool.shutdown(wait=True)  # no lingering threads: the local backend may fork right after planning
+
+    # 3. Validate what can be validated before launching: hints, and that each bullet survives the hand-off.
+    encoder = Encoder()
+    checked_classes: set[type] = set()
+    for node in plan.nodes.values():
+        if node.placement is not Placement.BULLET:
+            continue
+        task = node.task
+        assert isinstance(task, TaskOnBullet)
+        try:
+            hints = task.bullet_hints()
+            errs = hints.errors()
+        except Exception as e:
+            errs = [f"bullet_hints() raised {type(e).__name__}: {e}"]
+            hints = Hints()
+        if not errs and validate_hints is not None:
+            errs = validate_hints(node.family, hints)
+        problems.extend(f"{describe(task)}: {err}. Fix its kannon_hints / with_hints()." for err in errs)
+        node.hints = hints
+        if verify_handoff:
+            try:
+                encoder.encode(task)  # every node of its parameter closure, value round trips checked
+                if type(task) not in checked_classes:  # a full rebuild per class catches code/import-order drift
+                    checked_classes.add(type(task))
+                    verify_round_trip(task, encoder)
+            except HandoffError as e:
+                problems.append(str(e))
+    if problems:
+        raise PlanError(list(dict.fromkeys(problems)))
+    return plan
+
+
+def _complete_or_error(task: luigi.Task) -> tuple[bool, str | None]:
+    try:
+        return bool(task.complete()), None
+    except Exception as e:
+        return False, f"{type(e).__name__}: {e}"
+
+
+def describe_safe(task: luigi.Task) -> str:
+    try:
+        return describe(task)
+    except Exception:
+        return f"{type(task).__name__}({task.task_id})"
+
+
+__all__ = ["Node", "Plan", "PlanError", "make_plan"]
