@@ -140,7 +140,8 @@ def plan_binds(volumes: Sequence[Bind], defaults: Sequence[str]) -> list[Bind]:
 def container_name(run_id: str, task_id: str, attempt: int) -> str:
     """Deterministic and readable; the engine allows ``[a-zA-Z0-9][a-zA-Z0-9_.-]*``."""
     safe_run = re.sub(r"[^a-zA-Z0-9_.-]", "-", run_id)[:24]
-    return f"kannon-{safe_run}-{task_id[:16]}-a{attempt}"
+    safe_task = re.sub(r"[^a-zA-Z0-9_.-]", "-", task_id)[:64]
+    return f"kannon-{safe_run}-{safe_task}-a{attempt}"
 
 
 def resource_kwargs(hints: Hints) -> dict[str, Any]:
@@ -195,9 +196,15 @@ def config_hash(config: Mapping[str, Any]) -> str:
 
 
 def classify(
-    launch: Launch, state: Mapping[str, Any], *, cancelled: bool, where: str, log_tail: tuple[str, ...]
+    launch: Launch,
+    state: Mapping[str, Any],
+    *,
+    cancelled: bool,
+    where: str,
+    log_tail: tuple[str, ...],
+    command: str = "python",
 ) -> Finished:
-    """The Finished event for a container's final ``State`` (from inspect)."""
+    """The Finished event for a container's final ``State`` (from inspect); ``command`` is argv[0]."""
     code = state.get("ExitCode")
     exit_code = int(code) if code is not None else None
 
@@ -222,6 +229,13 @@ def classify(
     if exit_code == 0:
         return done()
     klass = exitcodes.failure_class(exit_code)
+    if exit_code in (126, 127) and any("exec " in line and " failed" in line for line in log_tail[-3:]):
+        # The init process (or the engine) could not execute the command: a setup error, not the task's.
+        return done(
+            f"exit code {exit_code}: the container could not run {command!r} ({log_tail[-1].strip()}); does the "
+            "image provide that interpreter? (set DockerExecutor(python=...) / --docker-python)",
+            "ContainerStart",
+        )
     if exit_code == 137:
         # The engine knows whether its memory limit did it, so say so rather than guess.
         reason = (
@@ -447,8 +461,9 @@ class DockerExecutor(Executor):
             "command": self.command(launch),
             "name": container_name(launch.run_id, launch.task_id, launch.attempt),
             "labels": labels,
-            # executor env < core env (config, inherited) < the task's own hints
-            "environment": {**self.environment, **launch.env, **launch.hints.env},
+            # executor env < core env (config, inherited) < the task's own hints. Unbuffered by default: without a
+            # tty Python block-buffers stdout, and the log would arrive late and out of order with stderr.
+            "environment": {"PYTHONUNBUFFERED": "1", **self.environment, **launch.env, **launch.hints.env},
             "user": self.user,
             "working_dir": workdir,
             "volumes": [b.spec() for b in binds],
@@ -506,7 +521,7 @@ class DockerExecutor(Executor):
         launch = h.launch
         container = self._claim_adoptable(launch.task_id, h.config)
         if container is None:
-            container = self._create(h.config)
+            container = self._create(h)
         else:
             h.adopted = True
         with self._lock:
@@ -538,24 +553,29 @@ class DockerExecutor(Executor):
         state = dict(container.attrs.get("State") or {})
         if state.get("ExitCode") is None:
             state["ExitCode"] = status.get("StatusCode")
-        return classify(launch, state, cancelled=h.cancelled, where=h.where, log_tail=tail_lines(launch.log_path))
+        return classify(launch, state, cancelled=h.cancelled, where=h.where, log_tail=tail_lines(launch.log_path),
+                        command=h.config["command"][0])  # fmt: skip
 
-    def _create(self, config: Mapping[str, Any]) -> Any:
+    def _create(self, h: _Handle) -> Any:
         import docker.errors
 
         containers = self.client().containers
         try:
-            return containers.create(**config)
+            return containers.create(**h.config)
         except docker.errors.APIError as e:
             if e.status_code != 409:
                 raise
-        # The name is taken: a container of this run and attempt that the sweep did not see (it ended in the
-        # meantime, or was created by a launch racing a crash). Ours by label, so replace it once.
-        old = containers.get(config["name"])
-        if old.labels.get(LABEL_RUN) != config["labels"][LABEL_RUN]:
-            raise BackendError(f"a container named {config['name']} exists and does not belong to this kannon run")
+        # The name (run, task, attempt) is taken. If one of our own launches holds it, this is a duplicate launch;
+        # otherwise it is a leftover of this run that start() did not see (created by a master racing its own
+        # death), and replacing it is safe.
+        with self._lock:
+            duplicate = any(o is not h and o.name == h.name for o in self._handles.values())
+        old = containers.get(h.name)
+        if duplicate or old.labels.get(LABEL_RUN) != h.config["labels"][LABEL_RUN]:
+            raise BackendError(f"a container named {h.name} already exists (another launch of the same attempt, or "
+                               "not kannon's); remove it with `docker rm -f` if it is stale")  # fmt: skip
         self._stop_and_remove(old)
-        return containers.create(**config)
+        return containers.create(**h.config)
 
     def _claim_adoptable(self, task_id: str, config: Mapping[str, Any]) -> Any:
         with self._lock:

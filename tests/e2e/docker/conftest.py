@@ -1,0 +1,63 @@
+"""Fixtures for tests against a real Docker engine.
+
+Without a reachable engine (or without the local test image) these tests are skipped with the reason; with
+``CI=true`` they fail instead, so a CI machine that lost its engine cannot pass silently. Prepare the engine and
+the image with ``.ci/docker-setup.sh``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from kannon.backends.docker import LABEL_RUN
+
+IMAGE = os.environ.get("KANNON_TEST_IMAGE", "kannon-test:latest")
+SETUP = "run .ci/docker-setup.sh (as root) to start an engine and build the test image"
+
+
+def unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} — and CI=true, so this is a failure, not a skip; {SETUP}", pytrace=False)
+    pytest.skip(f"{reason}; {SETUP}")
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Any]:
+    """A docker SDK client for a reachable engine."""
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as e:
+        unavailable(f"no Docker engine reachable ({type(e).__name__}: {e})")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def image(engine: Any) -> str:
+    """The local test image: a minimal root filesystem; the host's Python arrives by bind mounts."""
+    import docker.errors
+
+    try:
+        engine.images.get(IMAGE)
+    except docker.errors.ImageNotFound:
+        unavailable(f"the test image {IMAGE} is not in the engine")
+    return IMAGE
+
+
+@pytest.fixture
+def run_id(engine: Any) -> Iterator[str]:
+    """A run id of this test's own; afterwards, nothing of it may be left in the engine."""
+    rid = f"t{uuid.uuid4().hex[:12]}"
+    yield rid
+    left = engine.containers.list(all=True, filters={"label": f"{LABEL_RUN}={rid}"})
+    for c in left:
+        c.remove(force=True)
+    assert not left, f"containers left behind by run {rid}: {[c.name for c in left]}"
