@@ -1,0 +1,196 @@
+"""Fault injection for the emulated control plane. Every method is thread-safe and every injection is recorded."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kannon.testing.kube.errors import ApiError, forbidden, injected
+
+POD_BEHAVIOURS = (
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CreateContainerConfigError",
+    "Unschedulable",
+    "OOMKilled",
+    "Evicted",
+    "Preempted",
+)
+
+DEFAULT_USER = "system:serviceaccount:default:default"
+
+
+@dataclass(frozen=True)
+class Injected:
+    """One fault that actually hit something (a request, a pod, the watch cache...)."""
+
+    kind: str  # fail_request / reset_connection / forbid / pod_behaviour / compact_history / end_watches / delete_job
+    detail: str
+    method: str | None = None
+    path: str | None = None
+    at: float = field(default_factory=time.time)
+
+
+@dataclass
+class _RequestRule:
+    kind: str
+    remaining: int
+    status: int = 500
+    method: str | None = None
+    path_regex: re.Pattern[str] | None = None
+    retry_after: int | None = None
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.remaining <= 0:
+            return False
+        if self.method is not None and self.method.upper() != method.upper():
+            return False
+        return self.path_regex is None or bool(self.path_regex.search(path))
+
+
+@dataclass
+class _PodRule:
+    job_regex: re.Pattern[str]
+    behaviour: str
+    remaining: int | None  # None: every matching pod
+
+
+class Faults:
+    def __init__(
+        self,
+        compact: Callable[[], None],
+        end_watches: Callable[[], int],
+        delete_job: Callable[[str, str, str], Any],
+        default_namespace: str,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._request_rules: list[_RequestRule] = []
+        self._forbidden: list[tuple[str, str, str | None, str]] = []
+        self._pod_rules: list[_PodRule] = []
+        self._injected: list[Injected] = []
+        self._compact = compact
+        self._end_watches = end_watches
+        self._delete_job = delete_job
+        self._namespace = default_namespace
+
+    # -- public API ----------------------------------------------------------------------------------------------
+
+    def fail_requests(
+        self,
+        n: int,
+        status: int = 500,
+        method: str | None = None,
+        path_regex: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        """Answer the next n matching requests with `status` (500, 503, 429, 504); 429 carries Retry-After."""
+        if status not in (429, 500, 502, 503, 504):
+            raise ValueError(f"unsupported injected status {status}")
+        with self._lock:
+            self._request_rules.append(
+                _RequestRule("fail", n, status, method, re.compile(path_regex) if path_regex else None, retry_after)
+            )
+
+    def reset_connections(self, n: int, method: str | None = None, path_regex: str | None = None) -> None:
+        """Close the socket of the next n matching requests (TCP RST) without answering."""
+        with self._lock:
+            self._request_rules.append(
+                _RequestRule("reset", n, 0, method, re.compile(path_regex) if path_regex else None)
+            )
+
+    def forbid(self, verb: str, resource: str, namespace: str | None = None, user: str = DEFAULT_USER) -> None:
+        """403 Forbidden for `verb` on `resource` ("jobs", "pods", "pods/log", ...) until allow() is called."""
+        with self._lock:
+            self._forbidden.append((verb, resource, namespace, user))
+
+    def allow(self, verb: str, resource: str, namespace: str | None = None) -> None:
+        with self._lock:
+            self._forbidden = [f for f in self._forbidden if f[:3] != (verb, resource, namespace)]
+
+    def pod_behaviour(self, job_name_regex: str, behaviour: str, times: int | None = None) -> None:
+        """Make pods of Jobs whose name matches (re.search) misbehave; `times` limits it to the first N pods."""
+        if behaviour not in POD_BEHAVIOURS:
+            raise ValueError(f"unknown pod behaviour {behaviour!r}; choose one of {', '.join(POD_BEHAVIOURS)}")
+        with self._lock:
+            self._pod_rules.append(_PodRule(re.compile(job_name_regex), behaviour, times))
+
+    def compact_history(self) -> None:
+        """Forget the watch history, so a watch resumed from any earlier resourceVersion gets 410 Gone."""
+        self._compact()
+        self._record(Injected("compact_history", "watch history compacted"))
+
+    def end_watches(self) -> int:
+        """Close every open watch stream now (as an apiserver restart or its watch timeout would)."""
+        n = self._end_watches()
+        self._record(Injected("end_watches", f"{n} watch streams closed"))
+        return n
+
+    def delete_job_externally(
+        self, name: str, namespace: str | None = None, propagation_policy: str = "Background"
+    ) -> None:
+        """Delete a Job as a person with kubectl would (kubectl uses Background propagation)."""
+        ns = namespace or self._namespace
+        self._delete_job(ns, name, propagation_policy)
+        self._record(Injected("delete_job", f"{ns}/{name} ({propagation_policy})"))
+
+    def clear(self) -> None:
+        """Drop every pending rule (recorded injections are kept)."""
+        with self._lock:
+            self._request_rules.clear()
+            self._forbidden.clear()
+            self._pod_rules.clear()
+
+    @property
+    def injected(self) -> list[Injected]:
+        with self._lock:
+            return list(self._injected)
+
+    def count(self, kind: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for i in self._injected if kind is None or i.kind == kind)
+
+    # -- used by the server / kubelet ----------------------------------------------------------------------------
+
+    def _record(self, item: Injected) -> None:
+        with self._lock:
+            self._injected.append(item)
+
+    def take_request_fault(self, method: str, path: str) -> tuple[str, ApiError | None] | None:
+        with self._lock:
+            for rule in self._request_rules:
+                if rule.matches(method, path):
+                    rule.remaining -= 1
+                    if rule.kind == "reset":
+                        self._injected.append(Injected("reset_connection", "connection reset", method, path))
+                        return ("reset", None)
+                    self._injected.append(Injected("fail_request", f"HTTP {rule.status}", method, path))
+                    return ("fail", injected(rule.status, rule.retry_after))
+            return None
+
+    def check_forbidden(
+        self, verb: str, resource: str, namespace: str | None, name: str | None, method: str, path: str
+    ) -> ApiError | None:
+        with self._lock:
+            for f_verb, f_res, f_ns, user in self._forbidden:
+                if f_verb in (verb, "*") and f_res in (resource, "*") and f_ns in (None, namespace):
+                    self._injected.append(Injected("forbid", f"{verb} {resource}", method, path))
+                    return forbidden(user, verb, resource, namespace, name)
+            return None
+
+    def take_pod_behaviour(self, job_name: str | None, pod_name: str) -> str | None:
+        if job_name is None:
+            return None
+        with self._lock:
+            for rule in self._pod_rules:
+                if rule.remaining is not None and rule.remaining <= 0:
+                    continue
+                if rule.job_regex.search(job_name):
+                    if rule.remaining is not None:
+                        rule.remaining -= 1
+                    self._injected.append(Injected("pod_behaviour", f"{rule.behaviour} on pod {pod_name}"))
+                    return rule.behaviour
+            return None
