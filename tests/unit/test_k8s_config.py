@@ -1,0 +1,287 @@
+"""Backend configuration without a cluster: template from the master pod, RBAC, rate limit and retry wrapper,
+construction errors, plan-time validation, the legacy constructor and the CLI options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import urllib3
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException, RESTResponse
+
+from kannon import plugins
+from kannon.backends.base import BackendError
+from kannon.backends.kubernetes import (
+    RBAC_RULES,
+    ApiCaller,
+    K8sJobExecutor,
+    TokenBucket,
+    make_executor,
+    owner_reference,
+    render_rbac,
+    template_from_pod,
+)
+from kannon.hints import Hints
+
+TEMPLATE = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"namespace": "from-template"},
+            "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "img:1"}]}}}}
+
+
+@pytest.fixture
+def no_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent-kubeconfig"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+
+@pytest.fixture
+def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u", "namespace": "from-context"}}],
+    }))
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    return path
+
+
+# -- the master's own pod as the child template -------------------------------------------------------------
+def master_pod(owner_kind: str | None = "Job") -> client.V1Pod:
+    refs = None if owner_kind is None else [client.V1OwnerReference(
+        api_version="batch/v1", kind=owner_kind, name="master", uid="job-uid", controller=True)]
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name="master-x7k2p", namespace="ml", uid="pod-uid", owner_references=refs,
+                                     labels={"job-name": "master"}),
+        spec=client.V1PodSpec(
+            service_account_name="kannon-master",
+            image_pull_secrets=[client.V1LocalObjectReference(name="regcred")],
+            containers=[client.V1Container(
+                name="master", image="repo/pipeline:7", command=["python", "run.py"], args=["--all"],
+                env=[client.V1EnvVar(name="AWS_REGION", value="x"),
+                     client.V1EnvVar(name="POD_NAME", value_from=client.V1EnvVarSource(
+                         field_ref=client.V1ObjectFieldSelector(field_path="metadata.name")))],
+                resources=client.V1ResourceRequirements(requests={"cpu": "1"}, limits={"memory": "2Gi"}),
+                volume_mounts=[client.V1VolumeMount(name="data", mount_path="/data"),
+                               client.V1VolumeMount(name="kube-api-access-abcde",
+                                                    mount_path="/var/run/secrets/kubernetes.io/serviceaccount")],
+                liveness_probe=client.V1Probe(_exec=client.V1ExecAction(command=["true"])),
+                ports=[client.V1ContainerPort(container_port=8080)],
+            )],
+            volumes=[client.V1Volume(name="data", persistent_volume_claim=client.V1PersistentVolumeClaimVolumeSource(
+                         claim_name="kannon-data")),
+                     client.V1Volume(name="kube-api-access-abcde", projected=client.V1ProjectedVolumeSource(
+                         sources=[]))],
+        ),
+    )
+
+
+def test_template_from_master_pod_copies_what_a_child_needs_and_nothing_else() -> None:
+    t = template_from_pod(master_pod(), client.ApiClient())
+    podspec = t["spec"]["template"]["spec"]
+    assert t["metadata"] == {"namespace": "ml"}
+    assert podspec["serviceAccountName"] == "kannon-master"
+    assert podspec["imagePullSecrets"] == [{"name": "regcred"}]
+    assert podspec["volumes"] == [{"name": "data", "persistentVolumeClaim": {"claimName": "kannon-data"}}]
+    (c,) = podspec["containers"]
+    assert c["image"] == "repo/pipeline:7"
+    assert c["env"][1]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert c["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+    assert c["resources"] == {"requests": {"cpu": "1"}, "limits": {"memory": "2Gi"}}
+    assert not {"command", "args", "livenessProbe", "ports"} & set(c)
+    assert "labels" not in t["metadata"]
+
+
+def test_owner_is_the_masters_job_when_there_is_one() -> None:
+    assert owner_reference(master_pod("Job")) == {"apiVersion": "batch/v1", "kind": "Job", "name": "master",
+                                                  "uid": "job-uid"}
+    assert owner_reference(master_pod(None)) == {"apiVersion": "v1", "kind": "Pod", "name": "master-x7k2p",
+                                                 "uid": "pod-uid"}
+
+
+# -- RBAC ---------------------------------------------------------------------------------------------------
+def test_render_rbac_is_a_role_and_binding_for_exactly_what_the_backend_calls() -> None:
+    role, binding = yaml.safe_load_all(render_rbac("ml", "kannon-master"))
+    assert role["kind"] == "Role" and role["metadata"] == {"name": "kannon", "namespace": "ml"}
+    rules = {(r["apiGroups"][0], r["resources"][0]): set(r["verbs"]) for r in role["rules"]}
+    assert rules == {("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
+                     ("", "pods"): {"get", "list", "watch"}, ("", "pods/log"): {"get"}}
+    assert len(RBAC_RULES) == len(role["rules"])
+    assert binding["kind"] == "RoleBinding" and binding["roleRef"]["name"] == "kannon"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kannon-master", "namespace": "ml"}]
+
+
+# -- rate limit and retries ---------------------------------------------------------------------------------
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_token_bucket_allows_a_burst_then_paces_to_the_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=10, burst=3, clock=clock, sleep=clock.sleep)
+    for _ in range(3):
+        assert bucket.take() == 0
+    assert bucket.take() == pytest.approx(0.1)
+    assert bucket.take() == pytest.approx(0.1)
+    clock.now += 10  # idle: refills up to the burst, not beyond
+    for _ in range(3):
+        assert bucket.take() == 0
+    assert bucket.take() > 0
+
+
+def http_error(status: int, reason: str, message: str, headers: dict[str, str] | None = None) -> ApiException:
+    body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
+                       "reason": reason, "code": status}).encode()
+    resp = urllib3.HTTPResponse(body=body, headers=headers or {}, status=status, reason=reason,
+                                preload_content=True)
+    return ApiException(http_resp=RESTResponse(resp))
+
+
+def caller(clock: FakeClock, **kw: object) -> ApiCaller:
+    return ApiCaller("ml", qps=1000, burst=1000, clock=clock, sleep=clock.sleep, **kw)  # type: ignore[arg-type]
+
+
+def test_retries_429_honouring_retry_after_then_succeeds() -> None:
+    clock = FakeClock()
+    api = caller(clock, backoff=0.01)
+    errors = [http_error(429, "TooManyRequests", "slow down", {"Retry-After": "3"}),
+              http_error(503, "ServiceUnavailable", "etcd"), urllib3.exceptions.ProtocolError("reset")]
+
+    def flaky() -> str:
+        if errors:
+            raise errors.pop(0)
+        return "ok"
+
+    assert api.call("create", "jobs", flaky) == "ok"
+    assert api.calls == 4 and api.retries == 3
+    assert clock.slept[0] >= 3  # Retry-After, not the 0.01 s backoff
+    assert all(s < 3 for s in clock.slept[1:])
+
+
+def test_403_names_the_verb_resource_and_the_rbac_command() -> None:
+    def forbidden() -> None:
+        raise http_error(403, "Forbidden", 'jobs.batch is forbidden: User "system:serviceaccount:ml:sa" cannot '
+                         'create resource "jobs"')
+
+    with pytest.raises(BackendError) as info:
+        caller(FakeClock()).call("create", "jobs", forbidden)
+    text = str(info.value)
+    assert "may not create jobs" in text and "namespace 'ml'" in text and "kannon k8s rbac" in text
+    assert "system:serviceaccount:ml:sa" in text
+
+
+def test_errors_that_are_not_retryable_pass_through_at_once() -> None:
+    calls = []
+
+    def invalid() -> None:
+        calls.append(1)
+        raise http_error(422, "Invalid", "spec.template.spec.containers[0].image: Required value")
+
+    with pytest.raises(ApiException) as info:
+        caller(FakeClock()).call("create", "jobs", invalid)
+    assert info.value.status == 422 and len(calls) == 1
+
+
+def test_persistent_5xx_becomes_a_backend_error_after_bounded_attempts() -> None:
+    clock = FakeClock()
+
+    def down() -> None:
+        raise http_error(503, "ServiceUnavailable", "apiserver restarting")
+
+    with pytest.raises(BackendError, match="kept failing on list jobs.*503"):
+        caller(clock, attempts=4).call("list", "jobs", down)
+    assert len(clock.slept) == 3
+
+
+# -- construction -------------------------------------------------------------------------------------------
+def test_outside_a_cluster_without_kubeconfig_the_error_says_what_to_set(no_kubeconfig: None) -> None:
+    with pytest.raises(BackendError, match="KUBECONFIG.*api_client"):
+        K8sJobExecutor(template_job=TEMPLATE)
+
+
+def test_outside_a_cluster_without_template_the_error_says_what_to_pass(kubeconfig: Path) -> None:
+    with pytest.raises(BackendError, match="needs a Job template outside a cluster.*--job-template"):
+        K8sJobExecutor()
+
+
+def test_namespace_argument_then_template_then_kubeconfig_context(kubeconfig: Path) -> None:
+    assert K8sJobExecutor(TEMPLATE, namespace="arg").namespace == "arg"
+    assert K8sJobExecutor(TEMPLATE).namespace == "from-template"
+    no_ns = {**TEMPLATE, "metadata": {}}
+    executor = K8sJobExecutor(no_ns)
+    assert executor.namespace == "from-context"
+    assert executor.api_client.configuration.host == "http://127.0.0.1:9"
+
+
+def test_validate_rejects_what_a_job_cannot_express(kubeconfig: Path) -> None:
+    executor = K8sJobExecutor(TEMPLATE)
+    assert executor.validate("T", Hints(cpu="500m", memory="1Gi", gpu=1, tolerations=[
+        {"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}])) == []
+    problems = executor.validate("T", Hints(env={"KANNON_SPEC": "x"}, tolerations=[
+        {"key": "k", "operator": "Maybe", "effect": "Sometimes"}], node_selector={"pool": "not valid!"}))
+    text = "\n".join(problems)
+    assert "KANNON_" in text and "operator" in text and "effect" in text and "label value" in text
+    assert executor.validate("T", Hints(memory="lots")) != []
+
+
+def test_spec_transport_inline_when_small(kubeconfig: Path) -> None:
+    executor = K8sJobExecutor(TEMPLATE, inline_spec_limit=1000)
+    assert executor.spec_transport(1000) == "inline"
+    assert executor.spec_transport(1001) == "workspace"
+
+
+def test_legacy_constructor_arguments(kubeconfig: Path, tmp_path: Path) -> None:
+    import luigi.configuration
+
+    ini = tmp_path / "dynamic.ini"
+    ini.write_text("[kannon_legacy_test]\nvalue = 42\n")
+    template = client.V1Job(metadata=client.V1ObjectMeta(namespace="legacy-ns"), spec=client.V1JobSpec(
+        template=client.V1PodTemplateSpec(spec=client.V1PodSpec(containers=[client.V1Container(
+            name="c", image="img")]))))
+    api = client.BatchV1Api(client.ApiClient())
+    executor = make_executor(legacy=True, api_instance=api, template_job=template, job_prefix="My_Prefix",
+                             path_child_script="./run_child.py", master_pod_name="master",
+                             master_pod_uid="uid-1", dynamic_config_paths=[str(ini)])
+    assert isinstance(executor, K8sJobExecutor)
+    assert executor.api_client is api.api_client
+    assert executor.namespace == "legacy-ns" and executor.job_prefix == "My_Prefix"
+    assert executor.owner == {"apiVersion": "v1", "kind": "Pod", "name": "master", "uid": "uid-1"}
+    # the dynamic config joins the master's luigi config, which kannon ships to every child
+    try:
+        assert luigi.configuration.get_config().get("kannon_legacy_test", "value") == "42"
+    finally:
+        luigi.configuration.LuigiConfigParser._config_paths.remove(str(ini))
+        luigi.configuration.get_config().remove_section("kannon_legacy_test")
+    with pytest.raises(ValueError, match=r"\.ini"):
+        make_executor(legacy=True, api_instance=api, template_job=template, dynamic_config_paths=["conf.yaml"])
+
+
+def test_registered_as_the_kubernetes_backend_with_cli_options(kubeconfig: Path, tmp_path: Path) -> None:
+    plugins.reset_for_tests()
+    spec = plugins.get_backend("kubernetes")
+    parser = argparse.ArgumentParser()
+    assert spec.add_options is not None
+    spec.add_options(parser.add_argument_group("kubernetes"))
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(TEMPLATE))
+    ns = parser.parse_args(["--job-template", str(path), "--namespace", "cli", "--job-prefix", "nightly",
+                            "--pending-timeout", "60", "--job-ttl", "120", "--k8s-python", "python3.12"])
+    executor = spec.from_cli(ns)
+    assert isinstance(executor, K8sJobExecutor)
+    assert (executor.namespace, executor.job_prefix, executor.pending_timeout, executor.ttl, executor.python) == (
+        "cli", "nightly", 60.0, 120, "python3.12")
