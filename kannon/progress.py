@@ -1,0 +1,497 @@
+"""Watching a run: the live console display, plain progress lines for CI logs, the final summary, the event log.
+
+Both observers are plain objects with ``@kannon.hookimpl`` methods; the core registers them with
+``plugin_manager().register(obj)`` for the duration of a build:
+
+* :class:`ProgressObserver` — on a terminal, a rich live view (counts, running tasks with where and for how long,
+  retries) with ``--follow-logs`` output scrolling above it; elsewhere one greppable line per state change. At
+  the end, a summary table of every task, failures first with their reason and log tail.
+* :class:`EventLogObserver` — ``--events FILE``: every event as one JSON line (schema in :mod:`kannon.events`).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from kannon.events import Event, EventLog
+from kannon.hookspecs import hookimpl
+from kannon.planview import one_line
+from kannon.report.model import RunModel
+from kannon.result import BuildResult, Placement, Status, TaskRecord
+
+if TYPE_CHECKING:
+    from kannon.backends.base import RunInfo
+
+# Summary order: what needs attention first.
+STATUS_ORDER = (
+    Status.FAILED,
+    Status.UPSTREAM_FAILED,
+    Status.CANCELLED,
+    Status.RUNNING,
+    Status.PENDING,
+    Status.SUCCEEDED,
+    Status.COMPLETE,
+)
+_STATUS_STYLE = {
+    Status.FAILED: "bold red",
+    Status.UPSTREAM_FAILED: "dark_orange",
+    Status.CANCELLED: "grey50",
+    Status.RUNNING: "yellow",
+    Status.PENDING: "grey62",
+    Status.SUCCEEDED: "green",
+    Status.COMPLETE: "grey50",
+}
+_PREFIX_STYLES = ("cyan", "magenta", "blue", "green", "yellow", "bright_cyan", "bright_magenta", "bright_blue")
+_LINE_STYLE = {"failed": "bold red", "retried": "dark_orange", "run_finished": "bold"}
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
+
+
+def clean(text: str) -> str:
+    """One printable line: ANSI escape sequences dropped, other control characters shown as spaces.
+
+    Task params and child output are not ours; raw escapes could rewrite the terminal or the live view.
+    """
+    return one_line(_ANSI.sub("", text))
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(round(seconds), 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+def describe(rec: TaskRecord) -> str:
+    """``TaskC(param=c0) [ab12cd34]`` — the same short form in every line kannon prints about a task."""
+    name = f"{rec.family}({rec.params})" if rec.params else rec.family
+    return clean(f"{name} [{rec.task_id[:8]}]")
+
+
+def where_text(rec: TaskRecord, backend: str | None) -> str:
+    last = rec.last
+    if rec.placement == Placement.MASTER:
+        place = "master"
+    elif rec.placement == Placement.COMPLETE:
+        return "complete"
+    else:
+        place = backend or "bullet"
+    if last is not None and last.where and last.where != place:
+        place += f" ({clean(last.where)})"
+    return place
+
+
+# -- the summary ------------------------------------------------------------------------------------------------
+def _ordered(result: BuildResult) -> list[TaskRecord]:
+    rank = {s: i for i, s in enumerate(STATUS_ORDER)}
+    return sorted(result.tasks.values(), key=lambda t: rank.get(t.status, len(rank)))
+
+
+def _reason(rec: TaskRecord) -> str:
+    last = rec.last
+    reason = rec.reason or (last.reason if last is not None and rec.status != Status.SUCCEEDED else None) or ""
+    if rec.status == Status.FAILED and last is not None and last.exit_code is not None:
+        reason += f" (exit code {last.exit_code})"
+    return clean(reason.strip())
+
+
+def _rows(result: BuildResult, max_rows: int | None) -> tuple[list[TaskRecord], int]:
+    """Rows to show: every task that needs attention, then the rest up to ``max_rows``; and how many were left."""
+    rows = _ordered(result)
+    if max_rows is None or len(rows) <= max_rows:
+        return rows, 0
+    attention = [r for r in rows if r.status not in (Status.SUCCEEDED, Status.COMPLETE)]
+    rest = [r for r in rows if r.status in (Status.SUCCEEDED, Status.COMPLETE)]
+    keep = max(0, max_rows - len(attention))
+    return attention + rest[:keep], len(rest) - keep
+
+
+def _headline(result: BuildResult) -> str:
+    counts = result.counts()
+    parts = [f"{counts[s.value]} {s.value.replace('_', ' ')}" for s in STATUS_ORDER if counts.get(s.value)]
+    outcome = "cancelled" if result.cancelled else ("ok" if result.ok else "FAILED")
+    wall = f" in {fmt_duration(result.wall_time)}" if result.wall_time is not None else ""
+    return f"kannon run {result.run_id} {outcome}{wall} on {result.backend}: {', '.join(parts) or 'no tasks'}"
+
+
+def _failure_details(result: BuildResult, tail: int) -> list[str]:
+    lines: list[str] = []
+    for rec in result.failed:
+        last = rec.last
+        lines.append(f"FAILED {describe(rec)} on {where_text(rec, result.backend)}, {len(rec.attempts)} attempt(s)")
+        lines.append(f"  reason: {_reason(rec) or 'unknown'}")
+        for a in rec.attempts[:-1]:
+            lines.append(f"  attempt {a.number} failed before: {clean(a.reason or a.failure_class or 'unknown')}")
+        log = last.log_tail[-tail:] if last is not None else ()
+        if log:
+            lines.append(f"  last {len(log)} log line(s):")
+            lines.extend("    | " + clean(line) for line in log)
+    return lines
+
+
+def summary_text(result: BuildResult, *, max_rows: int | None = 200, tail: int = 20) -> str:
+    """The final summary as plain aligned text (CI logs): a headline, a table of tasks, then failure details."""
+    rows, hidden = _rows(result, max_rows)
+    header = ("OUTCOME", "TASK", "WHERE", "ATTEMPTS", "DURATION", "REASON")
+    cells = [
+        (
+            r.status.value,
+            describe(r),
+            where_text(r, result.backend),
+            str(len(r.attempts)),
+            fmt_duration(r.duration),
+            _reason(r),
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(header)]
+    lines = [_headline(result)]
+
+    def fmt(row: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+
+    lines.append(fmt(header))
+    lines.extend(fmt(c) for c in cells)
+    if hidden:
+        lines.append(f"... and {hidden} more succeeded/complete task(s) (see --events / --report for all)")
+    details = _failure_details(result, tail)
+    if details:
+        lines.append("")
+        lines.extend(details)
+    return "\n".join(lines) + "\n"
+
+
+def summary_renderable(result: BuildResult, *, max_rows: int | None = 200, tail: int = 20) -> RenderableType:
+    """The final summary for a terminal: a rich Table, then failure details."""
+    rows, hidden = _rows(result, max_rows)
+    ok = result.ok
+    table = Table(
+        title=_headline(result),
+        title_style="bold green" if ok else "bold red",
+        title_justify="left",
+        expand=False,
+        show_lines=False,
+    )
+    for name, kw in (
+        ("outcome", {}),
+        ("task", {"overflow": "fold"}),
+        ("where", {}),
+        ("attempts", {"justify": "right"}),
+        ("duration", {"justify": "right"}),
+        ("reason", {"overflow": "fold"}),
+    ):
+        table.add_column(name, **kw)  # type: ignore[arg-type]
+    for r in rows:
+        table.add_row(
+            Text(r.status.value.replace("_", " "), style=_STATUS_STYLE.get(r.status, "")),
+            Text(describe(r)),
+            Text(where_text(r, result.backend)),
+            str(len(r.attempts)),
+            fmt_duration(r.duration),
+            Text(_reason(r), style="red" if r.status == Status.FAILED else ""),
+        )
+    parts: list[RenderableType] = [table]
+    if hidden:
+        parts.append(Text(f"... and {hidden} more succeeded/complete task(s) (see --events / --report for all)"))
+    details = _failure_details(result, tail)
+    if details:
+        parts.append(Text("\n".join(details), style="red"))
+    return Group(*parts)
+
+
+# -- the observers ----------------------------------------------------------------------------------------------
+class ProgressObserver:
+    """Live progress on a terminal, plain lines elsewhere, and the final summary.
+
+    ``console`` defaults to stderr so stdout stays clean for whatever the user pipes. ``live`` defaults to
+    whether the console is an interactive terminal. ``clock`` is only for tests of the elapsed-time display.
+    Call :meth:`close` (or use it as a context manager) if the build can end without ``kannon_run_end``.
+    """
+
+    def __init__(
+        self,
+        console: Console | None = None,
+        *,
+        live: bool | None = None,
+        follow_logs: bool = False,
+        max_running_rows: int = 12,
+        refresh_per_second: float = 4,
+        max_summary_rows: int | None = 200,
+        summary: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.console = console or Console(stderr=True)
+        self.live_mode = (self.console.is_terminal and not self.console.is_dumb_terminal) if live is None else live
+        self.follow_logs = follow_logs
+        self.max_running_rows = max_running_rows
+        self.refresh_per_second = refresh_per_second
+        self.max_summary_rows = max_summary_rows
+        self.show_summary = summary
+        self.clock = clock
+        self.model = RunModel()
+        # Two locks, always taken in this order: _out (serialises output and the live view's start/stop), then
+        # rich's own Live lock, then _lock (the model). rich's refresh thread holds its Live lock while calling
+        # render_live, so the model lock must never be held while calling into rich.
+        self._out = threading.RLock()
+        self._lock = threading.RLock()
+        self._live: Live | None = None
+        self._announced_run = False
+        self._announced_plan = False
+        self._closed = False
+
+    # pluggy hooks ----------------------------------------------------------------------------------------
+    @hookimpl
+    def kannon_run_start(self, run: RunInfo, backend: str) -> None:
+        with self._out:
+            with self._lock:
+                self.model.run_id = self.model.run_id or run.run_id
+                self.model.backend = self.model.backend or backend
+                lines = self._announce_run()
+            self._emit(lines)
+            self._start_live()
+
+    @hookimpl
+    def kannon_event(self, event: Event) -> None:
+        with self._out:
+            with self._lock:
+                rec = self.model.apply(event)
+                lines: list[tuple[str, str]] = []
+                if event.kind == "run_started":
+                    lines += self._announce_run()
+                elif event.kind not in ("planned", "skipped_complete"):
+                    lines += self._announce_plan()
+                    line = self._plain_line(event, rec)
+                    # On a terminal the live view shows progress; only what must stay in the scrollback is printed.
+                    if line and (not self.live_mode or event.kind in ("failed", "retried", "run_finished")):
+                        lines.append((line, _LINE_STYLE.get(event.kind, "")))
+            self._emit(lines)
+            if event.kind == "run_started":
+                self._start_live()
+            # no redraw per event: rich's refresh thread redraws a few times a second, however busy the run is
+
+    @hookimpl
+    def kannon_run_end(self, run: RunInfo, result: BuildResult) -> None:
+        with self._out:
+            self._stop_live()
+            if self.show_summary:
+                if self.live_mode:
+                    self.console.print(summary_renderable(result, max_rows=self.max_summary_rows))
+                else:
+                    self._write(summary_text(result, max_rows=self.max_summary_rows), end="")
+            self._closed = True
+
+    # log lines from the core (``--follow-logs``) -----------------------------------------------------------
+    def log_line(self, task_label: str, line: str) -> None:
+        """Print one line of a child's output as ``[label] line``; on a terminal it scrolls above the live view."""
+        if not self.follow_logs:
+            return
+        label, text = clean(task_label), clean(line.rstrip("\r\n"))
+        with self._out:
+            if self.live_mode:
+                style = _PREFIX_STYLES[zlib.crc32(label.encode()) % len(_PREFIX_STYLES)]
+                self.console.print(Text.assemble((f"[{label}] ", style), text), soft_wrap=True, highlight=False)
+            else:
+                self._write(f"[{label}] {text}")
+
+    def close(self) -> None:
+        """Stop the live view (idempotent); for builds that end by an exception before ``kannon_run_end``."""
+        with self._out:
+            self._stop_live()
+            self._closed = True
+
+    def __enter__(self) -> ProgressObserver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # plain lines ---------------------------------------------------------------------------------------------
+    def _write(self, text: str, end: str = "\n") -> None:
+        # Plain mode goes straight to the file: no rich markup parsing of task params, no wrapping of long lines.
+        f: IO[str] = self.console.file
+        f.write(text + end)
+        f.flush()
+
+    def _emit(self, lines: list[tuple[str, str]]) -> None:
+        for text, style in lines:
+            if self.live_mode:
+                self.console.print(Text(text, style=style), soft_wrap=True, highlight=False)
+            else:
+                self._write(text)
+
+    def _announce_run(self) -> list[tuple[str, str]]:
+        if self._announced_run or self.model.run_id is None:
+            return []
+        self._announced_run = True
+        return [(f"kannon: run {clean(self.model.run_id)} started on {clean(self.model.backend or '?')}", "bold")]
+
+    def _announce_plan(self) -> list[tuple[str, str]]:
+        if self._announced_plan:
+            return []
+        self._announced_plan = True
+        tasks = self.model.tasks.values()
+        by = {p: sum(1 for t in tasks if t.placement == p) for p in Placement}
+        line = (
+            f"kannon: planned {len(self.model.tasks)} task(s): {by[Placement.BULLET]} bullet, "
+            f"{by[Placement.MASTER]} master, {by[Placement.COMPLETE]} already complete"
+        )
+        return [(line, "dim")]
+
+    def _done_counter(self) -> str:
+        counts = self.model.counts()
+        done = counts.get("succeeded", 0) + counts.get("complete", 0)
+        return f"[{done}/{len(self.model.tasks)} done]"
+
+    def _plain_line(self, e: Event, rec: TaskRecord | None) -> str | None:
+        if e.kind == "run_finished":
+            counts = ", ".join(
+                f"{n} {k.replace('_', ' ')}" for k, n in sorted((e.counts or self.model.counts()).items())
+            )
+            start = self.model.started_at if self.model.started_at is not None else self.model.first_time
+            took = f" in {fmt_duration(e.time - start)}" if start is not None else ""
+            return f"kannon: run {clean(e.run_id)} finished: {clean(e.reason or '?')}{took} ({counts})"
+        if rec is None:
+            return None
+        name = describe(rec)
+        attempt = f"attempt {e.attempt}" if e.attempt is not None else ""
+        where = where_text(rec, self.model.backend)
+        code = f" (exit code {e.exit_code})" if e.exit_code is not None else ""
+        reason = clean(e.reason or e.failure_class or "no reason given")
+        if e.kind == "launched":
+            if rec.placement == Placement.MASTER:
+                return None  # a master task starts right away; its "started" line says the same
+            return f"kannon: launched {name} {attempt} on {clean(e.backend or self.model.backend or '?')}"
+        if e.kind == "started":
+            return f"kannon: started {name} {attempt} on {where}"
+        if e.kind == "succeeded":
+            took = f" in {fmt_duration(rec.last.duration)}" if rec.last and rec.last.duration is not None else ""
+            return f"kannon: succeeded {name} {attempt} on {where}{took} {self._done_counter()}"
+        if e.kind == "retried":
+            return f"kannon: retrying {name}: {attempt} failed on {where}: {reason}{code}"
+        if e.kind == "failed":
+            return f"kannon: FAILED {name} {attempt} on {where}: {reason}{code} {self._done_counter()}"
+        if e.kind == "cancelled":
+            return f"kannon: cancelled {name}" + (f": {clean(e.reason)}" if e.reason else "")
+        if e.kind == "upstream_failed":
+            return f"kannon: not run {name}: {clean(e.reason or 'something it needs failed')}"
+        return None
+
+    # the live view -----------------------------------------------------------------------------------------
+    def _start_live(self) -> None:
+        if not self.live_mode or self._live is not None or self._closed:
+            return
+        self._live = Live(
+            console=self.console,
+            get_renderable=self.render_live,
+            refresh_per_second=self.refresh_per_second,
+            transient=True,
+            redirect_stdout=True,
+            redirect_stderr=True,
+        )
+        self._live.start()
+
+    def _stop_live(self) -> None:
+        if self._live is not None:
+            live, self._live = self._live, None
+            live.stop()
+
+    def render_live(self) -> RenderableType:
+        """What the live view shows right now (also called by rich's refresh thread, hence the lock)."""
+        with self._lock:
+            now = self.clock()
+            counts = self.model.counts()
+            done = counts.get("succeeded", 0) + counts.get("complete", 0)
+            head = Text.assemble(
+                ("kannon ", "bold"),
+                (clean(self.model.run_id or ""), "dim"),
+                f" on {clean(self.model.backend or '?')}",
+                f"  {fmt_duration(now - self.model.started_at) if self.model.started_at else ''}  ",
+                (f"{done}/{len(self.model.tasks)} done", "green"),
+                "  ",
+                (f"{counts.get('running', 0)} running", "yellow"),
+                "  ",
+                (f"{counts.get('pending', 0)} pending", "grey62"),
+                "  ",
+                (f"{counts.get('failed', 0)} failed", "bold red" if counts.get("failed") else "grey62"),
+            )
+            extra = []
+            if counts.get("upstream_failed"):
+                extra.append(f"{counts['upstream_failed']} not run (upstream failed)")
+            if counts.get("cancelled"):
+                extra.append(f"{counts['cancelled']} cancelled")
+            if self.model.retries:
+                extra.append(f"{self.model.retries} retr{'y' if self.model.retries == 1 else 'ies'}")
+            if extra:
+                head.append("  " + ", ".join(extra), style="dark_orange")
+            running = [t for t in self.model.tasks.values() if t.status == Status.RUNNING]
+            if not running:
+                return head
+            table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
+            table.add_column("running")
+            table.add_column("attempt", justify="right")
+            table.add_column("where")
+            table.add_column("state")
+            table.add_column("for", justify="right")
+            running.sort(key=lambda t: t.last.launched_at if t.last else 0.0)
+            for rec in running[: self.max_running_rows]:
+                a = rec.last
+                if a is None:
+                    continue
+                state = "running" if a.started_at is not None else "waiting"
+                since = a.started_at if a.started_at is not None else a.launched_at
+                table.add_row(
+                    Text(describe(rec)),
+                    str(a.number),
+                    Text(where_text(rec, self.model.backend)),
+                    Text(state, style="yellow" if state == "running" else "grey62"),
+                    fmt_duration(max(0.0, now - since)),
+                )
+            parts: list[RenderableType] = [head, table]
+            if len(running) > self.max_running_rows:
+                parts.append(Text(f"... and {len(running) - self.max_running_rows} more running", style="dim"))
+            return Group(*parts)
+
+
+class EventLogObserver:
+    """``--events FILE``: appends every event as a JSON line, flushed per line (a killed run leaves a valid log).
+
+    The file is opened on the first event and closed at the end of the run; an event arriving after that (a
+    late cancellation) reopens it rather than being lost.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._log: EventLog | None = None
+        self._lock = threading.Lock()
+
+    @hookimpl
+    def kannon_event(self, event: Event) -> None:
+        with self._lock:
+            if self._log is None:
+                self._log = EventLog(self.path)
+            self._log.write(event)
+
+    @hookimpl
+    def kannon_run_end(self, run: RunInfo, result: BuildResult) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._log is not None:
+                self._log.close()
+                self._log = None

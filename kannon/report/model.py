@@ -1,0 +1,221 @@
+"""Fold a stream of :class:`~kannon.events.Event` records back into a :class:`~kannon.result.BuildResult`.
+
+One fold serves both the live progress display (applied event by event) and the HTML report (applied to an event
+log), so the two can never disagree about what happened. It is tolerant by design: an event log may be cut short
+by a crashed master, come from a newer scheduler that emits kinds in a slightly different order, or hold several
+runs appended to one file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from kannon.events import Event
+from kannon.result import Attempt, BuildResult, Placement, Status, TaskRecord
+
+TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.UPSTREAM_FAILED, Status.CANCELLED, Status.COMPLETE})
+
+
+def _placement(value: str | None, default: Placement = Placement.BULLET) -> Placement:
+    try:
+        return Placement(value) if value else default
+    except ValueError:
+        return default
+
+
+@dataclass
+class RunModel:
+    """The state of one run as seen through its events. ``apply`` is cheap: call it for every event live."""
+
+    run_id: str | None = None
+    backend: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    outcome: str | None = None  # run_finished's reason: ok | failed | cancelled; None while running / cut short
+    tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    retries: int = 0
+    first_time: float | None = None
+    last_time: float | None = None
+    _counts: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def apply(self, e: Event) -> TaskRecord | None:
+        """Fold one event in; returns the task it concerns (None for run-level events)."""
+        if self.run_id is None:
+            self.run_id = e.run_id
+        self.first_time = e.time if self.first_time is None else min(self.first_time, e.time)
+        self.last_time = e.time if self.last_time is None else max(self.last_time, e.time)
+        if e.backend and self.backend is None:
+            self.backend = e.backend
+        if e.kind == "run_started":
+            self.started_at = e.time
+            return None
+        if e.kind == "run_finished":
+            self.finished_at = e.time
+            self.outcome = e.reason or "finished"
+            return None
+        if e.task_id is None:
+            return None
+        rec = self.tasks.get(e.task_id)
+        before = rec.status if rec is not None else None
+        if rec is None:
+            rec = TaskRecord(
+                task_id=e.task_id,
+                family=e.family or "?",
+                params=e.params or "",
+                placement=_placement(e.placement),
+                status=Status.PENDING,
+            )
+            self.tasks[e.task_id] = rec
+        if e.deps:
+            rec.deps = tuple(e.deps)
+        if e.family:
+            rec.family = e.family
+        if e.params is not None:
+            rec.params = e.params
+        if e.placement:
+            rec.placement = _placement(e.placement, rec.placement)
+        self._task_event(rec, e)
+        if rec.status != before:  # counts kept incrementally: the live view asks for them on every redraw
+            if before is not None:
+                self._counts[before.value] -= 1
+            self._counts[rec.status.value] = self._counts.get(rec.status.value, 0) + 1
+        return rec
+
+    def _attempt(self, rec: TaskRecord, e: Event, create: bool) -> Attempt | None:
+        if e.attempt is not None:
+            for a in rec.attempts:
+                if a.number == e.attempt:
+                    return a
+        elif rec.attempts and (create or rec.attempts[-1].finished_at is None):
+            # no attempt number: the event is about the latest attempt
+            return rec.attempts[-1]
+        if not create:
+            return None
+        number = e.attempt if e.attempt is not None else len(rec.attempts) + 1
+        a = Attempt(number=number, launched_at=e.time)
+        rec.attempts.append(a)
+        rec.attempts.sort(key=lambda x: x.number)
+        return a
+
+    def _finish(self, rec: TaskRecord, e: Event, create: bool) -> None:
+        a = self._attempt(rec, e, create=create)
+        if a is None:
+            return
+        a.finished_at = e.time
+        a.exit_code = e.exit_code if e.exit_code is not None else a.exit_code
+        a.reason = e.reason or a.reason
+        a.failure_class = e.failure_class or a.failure_class
+        a.where = e.where or a.where
+        if e.log_tail:
+            a.log_tail = tuple(e.log_tail)
+
+    def _task_event(self, rec: TaskRecord, e: Event) -> None:
+        kind = e.kind
+        if kind == "planned":
+            if rec.status == Status.PENDING and rec.placement == Placement.COMPLETE:
+                rec.status = Status.COMPLETE
+        elif kind == "skipped_complete":
+            rec.placement = Placement.COMPLETE
+            rec.status = Status.COMPLETE
+        elif kind == "launched":
+            a = self._attempt(rec, e, create=True)
+            assert a is not None
+            a.launched_at = e.time
+            a.where = e.where or a.where
+            rec.status = Status.RUNNING
+        elif kind == "started":
+            a = self._attempt(rec, e, create=True)
+            assert a is not None
+            a.started_at = e.time
+            a.where = e.where or a.where
+            rec.status = Status.RUNNING
+        elif kind == "retried":
+            self._finish(rec, e, create=True)
+            self.retries += 1
+            rec.status = Status.PENDING
+        elif kind == "succeeded":
+            # master tasks may report success without a separate launched/started pair
+            self._finish(rec, e, create=True)
+            rec.status = Status.SUCCEEDED
+        elif kind == "failed":
+            # a task can fail before any attempt was launched (e.g. its hand-off could not be written)
+            self._finish(rec, e, create=e.attempt is not None)
+            rec.status = Status.FAILED
+            rec.reason = e.reason or (rec.last.reason if rec.last else None)
+        elif kind == "cancelled":
+            if rec.last is not None and rec.last.finished_at is None:
+                self._finish(rec, e, create=False)
+                rec.last.failure_class = rec.last.failure_class or "Cancelled"
+            rec.status = Status.CANCELLED
+            rec.reason = e.reason or rec.reason
+        elif kind == "upstream_failed":
+            rec.status = Status.UPSTREAM_FAILED
+            rec.reason = e.reason or rec.reason
+
+    # -- derived views ---------------------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Tasks per status value (only statuses that occur)."""
+        return {k: n for k, n in self._counts.items() if n}
+
+    def root_id(self) -> str:
+        """The task nothing depends on (the first such in discovery order): the build's target."""
+        needed = {d for t in self.tasks.values() for d in t.deps}
+        for task_id in self.tasks:
+            if task_id not in needed:
+                return task_id
+        return next(iter(self.tasks), "")
+
+    def result(self) -> BuildResult:
+        start = self.started_at if self.started_at is not None else (self.first_time or 0.0)
+        return BuildResult(
+            run_id=self.run_id or "?",
+            backend=self.backend or "?",
+            tasks=self.tasks,
+            root_id=self.root_id(),
+            started_at=start,
+            finished_at=self.finished_at,
+            cancelled=self.outcome == "cancelled",
+        )
+
+
+def attempt_outcome(rec: TaskRecord, a: Attempt) -> str:
+    """What became of one attempt: waiting | running | succeeded | failed | retried | cancelled."""
+    if a.finished_at is None:
+        if rec.status in TERMINAL and rec.status != Status.CANCELLED:
+            return "lost"  # the task ended without this attempt reporting back (log cut short)
+        return "running" if a.started_at is not None else "waiting"
+    if a.failure_class == "Cancelled":
+        return "cancelled"
+    is_last = rec.attempts and rec.attempts[-1] is a
+    if is_last and rec.status == Status.SUCCEEDED:
+        return "succeeded"
+    if is_last and rec.status == Status.FAILED:
+        return "failed"
+    if is_last and rec.status == Status.CANCELLED:
+        return "cancelled"
+    return "retried"
+
+
+def last_run(events: Iterable[Event], run_id: str | None = None) -> list[Event]:
+    """The events of one run: ``run_id`` if given, else the last run in the stream.
+
+    An event log opened in append mode may hold several runs (and a re-attached run repeats its run id); the
+    report shows one: everything from the last ``run_started`` of that run id on.
+    """
+    evs = list(events)
+    if run_id is None:
+        if not evs:
+            return []
+        started = [e.run_id for e in evs if e.kind == "run_started"]
+        run_id = started[-1] if started else evs[-1].run_id
+    mine = [e for e in evs if e.run_id == run_id]
+    starts = [i for i, e in enumerate(mine) if e.kind == "run_started"]
+    return mine[starts[-1] :] if starts else mine
+
+
+def fold(events: Iterable[Event]) -> RunModel:
+    m = RunModel()
+    for e in events:
+        m.apply(e)
+    return m

@@ -1,0 +1,378 @@
+
+"use strict";
+// kannon run report. Draws what kannon.report.data computed; every string from the run goes through
+// textContent or setAttribute, never parsed as HTML, so task parameters and logs cannot inject markup.
+(function () {
+  var SVGNS = "http://www.w3.org/2000/svg";
+  var STATUS_ORDER = ["failed", "upstream_failed", "cancelled", "running", "pending", "succeeded", "complete"];
+  var STATUS_LABEL = {
+    failed: "failed", upstream_failed: "upstream failed", cancelled: "cancelled", running: "running",
+    pending: "pending", succeeded: "succeeded", complete: "already complete"
+  };
+
+  function $(id) { return document.getElementById(id); }
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  function sv(tag, attrs, text) {
+    var e = document.createElementNS(SVGNS, tag);
+    if (attrs) for (var k in attrs) if (Object.prototype.hasOwnProperty.call(attrs, k)) e.setAttribute(k, attrs[k]);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  function fmtDur(s) {
+    if (s === null || s === undefined || isNaN(s)) return "–";
+    if (s < 10) return s.toFixed(2) + " s";
+    if (s < 60) return s.toFixed(1) + " s";
+    var m = Math.floor(s / 60), sec = Math.round(s - 60 * m);
+    if (m < 60) return m + " m " + (sec < 10 ? "0" : "") + sec + " s";
+    var h = Math.floor(m / 60);
+    m = m - 60 * h;
+    return h + " h " + (m < 10 ? "0" : "") + m + " m";
+  }
+
+  function cut(s, n) { s = String(s); return s.length > n ? s.slice(0, n - 1) + "…" : s; }
+  function label(t) { return t.params ? t.family + "(" + t.params + ")" : t.family; }
+  function shortId(id) { return String(id).slice(0, 8); }
+  function lastAttempt(t) { return t.attempts.length ? t.attempts[t.attempts.length - 1] : null; }
+  function whereOf(t) {
+    var a = lastAttempt(t);
+    return t.placement + (a && a.where ? " · " + a.where : "");
+  }
+
+  var run, tasks;
+  var byId = {};
+  var graphNodes = {};
+  var selected = null;
+
+  // -- header and totals ------------------------------------------------------------------------------
+  function renderHeader() {
+    $("title").textContent = "kannon run " + (run.run_id || "?");
+    var badges = $("badges");
+    badges.appendChild(el("span", "badge " + run.outcome, run.outcome));
+    if (run.backend) badges.appendChild(el("span", "badge", "backend: " + run.backend));
+    if (run.started_at) badges.appendChild(el("span", "badge", "started " + new Date(run.started_at * 1000).toISOString()));
+    STATUS_ORDER.forEach(function (s) {
+      if (run.counts[s]) badges.appendChild(el("span", "badge " + s, run.counts[s] + " " + STATUS_LABEL[s]));
+    });
+  }
+
+  function renderTotals() {
+    var dl = $("totals");
+    function add(name, value, title) {
+      var d = el("div");
+      if (title) d.title = title;
+      d.appendChild(el("dt", null, name));
+      d.appendChild(el("dd", null, value));
+      dl.appendChild(d);
+    }
+    add("wall time", fmtDur(run.wall), "run start to run end" + (run.finished ? "" : " (the log ends before the run did)"));
+    add("total task time", fmtDur(run.task_time), "sum of every attempt's running time (started → finished)");
+    add("achieved parallelism", run.parallelism.toFixed(2) + "×", "total task time / wall time");
+    add("critical path", fmtDur(run.critical_path) + (run.wall ? " (" + Math.round(100 * run.critical_path / run.wall) + "% of wall)" : ""),
+      "heaviest chain of dependent tasks, each counted from first launch to last finish");
+    add("waiting time", fmtDur(run.waiting_time), "sum of launched → started over every attempt (scheduling, image pulls, queues)");
+    add("tasks", String(tasks.length), "every task in the plan, including already complete ones");
+    add("retries", String(run.retries), "attempts that failed and were tried again");
+  }
+
+  // -- failures ----------------------------------------------------------------------------------------
+  function attemptLine(a) {
+    var parts = ["attempt " + a.n];
+    if (a.where) parts.push("on " + a.where);
+    parts.push(a.outcome);
+    if (a.failure_class) parts.push("[" + a.failure_class + "]");
+    if (a.exit_code !== null && a.exit_code !== undefined) parts.push("exit code " + a.exit_code);
+    return parts.join(" · ");
+  }
+
+  function failureBlock(t, full) {
+    var box = el("div", "failure");
+    box.dataset.taskId = t.id;
+    var h = el("h3", null, label(t) + "  [" + shortId(t.id) + "]");
+    box.appendChild(h);
+    box.appendChild(el("div", "kv", "ran in " + whereOf(t) + ", " + t.attempts.length + " attempt(s)"));
+    var reason = t.reason || (lastAttempt(t) && lastAttempt(t).reason) || (t.status === "upstream_failed" ? "something it needs failed" : "unknown");
+    box.appendChild(el("div", null, "reason: " + reason));
+    t.attempts.forEach(function (a, i) {
+      var last = i === t.attempts.length - 1;
+      if (a.outcome === "succeeded" || (!full && !last)) return;
+      var line = attemptLine(a) + (a.reason && a.reason !== reason ? " — " + a.reason : "");
+      box.appendChild(el("div", "kv", line));
+      if (a.log_tail && a.log_tail.length) box.appendChild(el("pre", "log", a.log_tail.join("\n")));
+    });
+    return box;
+  }
+
+  function renderFailures() {
+    var failed = tasks.filter(function (t) { return t.status === "failed"; });
+    var retried = tasks.filter(function (t) {
+      return t.status !== "failed" && t.attempts.some(function (a) { return a.outcome === "retried"; });
+    });
+    var upstream = tasks.filter(function (t) { return t.status === "upstream_failed"; });
+    if (!failed.length && !retried.length && !upstream.length) return;
+    $("failures-section").hidden = false;
+    var box = $("failures");
+    failed.forEach(function (t) { box.appendChild(failureBlock(t, true)); });
+    if (upstream.length) {
+      var names = {};
+      upstream.forEach(function (t) { names[t.family] = (names[t.family] || 0) + 1; });
+      box.appendChild(el("p", null, upstream.length + " task(s) not run because something they need failed: " +
+        Object.keys(names).sort().map(function (k) { return k + " ×" + names[k]; }).join(", ")));
+    }
+    if (retried.length) {
+      var det = el("details");
+      det.appendChild(el("summary", null, retried.length + " task(s) needed retries"));
+      retried.forEach(function (t) {
+        var b = failureBlock(t, true);
+        b.classList.add("retried");
+        det.appendChild(b);
+      });
+      box.appendChild(det);
+    }
+  }
+
+  // -- graph -------------------------------------------------------------------------------------------
+  var NODE_W = 210, NODE_H = 38, COL_GAP = 70, ROW_GAP = 10, PAD = 16;
+
+  function legend(target, items) {
+    items.forEach(function (it) {
+      var s = el("span");
+      s.appendChild(el("span", "swatch fill-" + it[0]));
+      s.appendChild(document.createTextNode(it[1]));
+      target.appendChild(s);
+    });
+  }
+
+  function renderGraph() {
+    var maxLayer = 0, maxRow = 0;
+    tasks.forEach(function (t) { maxLayer = Math.max(maxLayer, t.layer); maxRow = Math.max(maxRow, t.row); });
+    var width = PAD * 2 + (maxLayer + 1) * NODE_W + maxLayer * COL_GAP;
+    var height = PAD * 2 + (maxRow + 1) * NODE_H + maxRow * ROW_GAP;
+    var svg = sv("svg", { width: width, height: height, viewBox: "0 0 " + width + " " + height, role: "img",
+      "aria-label": "task graph" });
+    var edges = sv("g", { "class": "edges" });
+    var nodes = sv("g", { "class": "nodes" });
+    svg.appendChild(edges);
+    svg.appendChild(nodes);
+    function pos(t) {
+      return { x: PAD + t.layer * (NODE_W + COL_GAP), y: PAD + t.row * (NODE_H + ROW_GAP) };
+    }
+    var critical = run.critical_tasks;
+    var critEdge = {};
+    for (var i = 1; i < critical.length; i++) critEdge[critical[i - 1] + ">" + critical[i]] = true;
+    tasks.forEach(function (t) {
+      var to = pos(t);
+      t.deps.forEach(function (d) {
+        var dep = byId[d];
+        if (!dep) return;
+        var from = pos(dep);
+        var x1 = from.x + NODE_W, y1 = from.y + NODE_H / 2, x2 = to.x, y2 = to.y + NODE_H / 2;
+        var mid = (x1 + x2) / 2;
+        var path = sv("path", { d: "M" + x1 + "," + y1 + " C" + mid + "," + y1 + " " + mid + "," + y2 + " " + x2 + "," + y2,
+          "class": "edge" + (critEdge[d + ">" + t.id] ? " critical" : "") });
+        edges.appendChild(path);
+      });
+    });
+    tasks.forEach(function (t) {
+      var p = pos(t);
+      var g = sv("g", { "class": "node st-" + t.status + (t.critical ? " critical" : ""),
+        transform: "translate(" + p.x + "," + p.y + ")", "data-task-id": t.id, tabindex: "0" });
+      g.appendChild(sv("title", null, label(t) + "\n" + t.id + "\n" + STATUS_LABEL[t.status] + " · " + whereOf(t) +
+        (t.duration !== null ? " · " + fmtDur(t.duration) : "") + (t.reason ? "\n" + t.reason : "")));
+      g.appendChild(sv("rect", { width: NODE_W, height: NODE_H, rx: 5, ry: 5, "class": "st-" + t.status }));
+      g.appendChild(sv("text", { x: 8, y: 15 }, cut(t.family, 28)));
+      var sub = (t.params ? cut(t.params, 20) + " · " : "") + shortId(t.id);
+      if (t.duration !== null) sub += " · " + fmtDur(t.duration);
+      if (t.attempts.length > 1) sub += " · ×" + t.attempts.length;
+      g.appendChild(sv("text", { x: 8, y: 30, "class": "sub" }, cut(sub, 32)));
+      g.addEventListener("click", function () { select(t.id); });
+      g.addEventListener("keydown", function (ev) { if (ev.key === "Enter") select(t.id); });
+      nodes.appendChild(g);
+      graphNodes[t.id] = g;
+    });
+    $("graph").appendChild(svg);
+    legend($("graph-legend"), STATUS_ORDER.filter(function (s) { return run.counts[s]; }).map(function (s) {
+      return [s, STATUS_LABEL[s]];
+    }).concat([["critical-path", "outlined: critical path"]]));
+  }
+
+  // -- timeline ----------------------------------------------------------------------------------------
+  var LABEL_W = 290, ROW_H = 22, BAR_H = 14, AXIS_H = 24;
+
+  function niceStep(span, target) {
+    var raw = span / target, mag = Math.pow(10, Math.floor(Math.log10(raw || 1)));
+    var steps = [1, 2, 5, 10];
+    for (var i = 0; i < steps.length; i++) if (raw <= steps[i] * mag) return steps[i] * mag;
+    return 10 * mag;
+  }
+
+  function renderTimeline() {
+    var rows = tasks.filter(function (t) { return t.attempts.length; });
+    rows.sort(function (a, b) { return a.attempts[0].launched - b.attempts[0].launched; });
+    var host = $("timeline");
+    if (!rows.length) {
+      host.appendChild(el("p", "kv", "No task ran in this run (everything was already complete or nothing started)."));
+      return;
+    }
+    var end = run.wall;
+    rows.forEach(function (t) {
+      t.attempts.forEach(function (a) { end = Math.max(end, a.finished !== null ? a.finished : (a.started !== null ? a.started : a.launched)); });
+    });
+    end = end || 1;
+    var chartW = Math.max(700, (host.clientWidth || 1200) - LABEL_W - 40);
+    var width = LABEL_W + chartW + PAD;
+    var height = AXIS_H + rows.length * ROW_H + PAD;
+    var scale = chartW / end;
+    var svg = sv("svg", { width: width, height: height, viewBox: "0 0 " + width + " " + height, role: "img",
+      "aria-label": "timeline" });
+    var step = niceStep(end, 10);
+    for (var s = 0; s <= end + 1e-9; s += step) {
+      var x = LABEL_W + s * scale;
+      svg.appendChild(sv("line", { x1: x, x2: x, y1: AXIS_H - 6, y2: height - PAD, "class": "axis" }));
+      svg.appendChild(sv("text", { x: x + 2, y: AXIS_H - 10, "class": "tick" }, fmtDur(s)));
+    }
+    rows.forEach(function (t, i) {
+      var y = AXIS_H + i * ROW_H;
+      var g = sv("g", { "class": "row", "data-task-id": t.id });
+      g.appendChild(sv("rect", { x: 0, y: y, width: width, height: ROW_H, fill: "transparent", "class": "row-bg" }));
+      var where = lastAttempt(t).where;
+      var lbl = sv("text", { x: 4, y: y + 15, "class": "row-label" }, cut(label(t), 30) + (where ? " @ " + cut(where, 14) : ""));
+      lbl.appendChild(sv("title", null, label(t) + " [" + t.id + "]"));
+      g.appendChild(lbl);
+      t.attempts.forEach(function (a) {
+        var ran = a.started !== null ? a.started : (a.outcome === "succeeded" ? a.launched : null);
+        var stop = a.finished !== null ? a.finished : end;
+        var waitEnd = ran !== null ? ran : stop;
+        var tip = label(t) + " — " + attemptLine(a) +
+          "\nwaiting " + fmtDur(waitEnd - a.launched) + (ran !== null ? ", running " + fmtDur(stop - ran) : "") +
+          (a.reason ? "\n" + a.reason : "");
+        var by = y + (ROW_H - BAR_H) / 2;
+        if (waitEnd > a.launched) {
+          var w = sv("rect", { x: LABEL_W + a.launched * scale, y: by + 3, width: Math.max(1, (waitEnd - a.launched) * scale),
+            height: BAR_H - 6, "class": "fill-waiting wait" });
+          w.appendChild(sv("title", null, tip));
+          g.appendChild(w);
+        }
+        if (ran !== null) {
+          var r = sv("rect", { x: LABEL_W + ran * scale, y: by, width: Math.max(2, (stop - ran) * scale), height: BAR_H,
+            rx: 2, "class": "fill-" + a.outcome + " run" });
+          r.appendChild(sv("title", null, tip));
+          g.appendChild(r);
+        }
+      });
+      g.addEventListener("click", function () { select(t.id); });
+      svg.appendChild(g);
+    });
+    host.appendChild(svg);
+    legend($("timeline-legend"), [["waiting", "waiting (launched → started)"], ["succeeded", "ran, succeeded"],
+      ["retried", "ran, failed and retried"], ["failed", "ran, failed"], ["running", "still running when the log ends"],
+      ["cancelled", "cancelled"]]);
+  }
+
+  // -- task table and details ----------------------------------------------------------------------------
+  function renderTable() {
+    var table = $("tasks");
+    var head = el("thead");
+    var hr = el("tr");
+    ["outcome", "task", "id", "where", "attempts", "duration", "reason"].forEach(function (h) { hr.appendChild(el("th", null, h)); });
+    head.appendChild(hr);
+    table.appendChild(head);
+    var body = el("tbody");
+    var sorted = tasks.slice().sort(function (a, b) {
+      return STATUS_ORDER.indexOf(a.status) - STATUS_ORDER.indexOf(b.status);
+    });
+    sorted.forEach(function (t) {
+      var tr = el("tr");
+      tr.dataset.taskId = t.id;
+      var st = el("td");
+      st.appendChild(el("span", "swatch fill-" + t.status));
+      st.appendChild(document.createTextNode(STATUS_LABEL[t.status]));
+      tr.appendChild(st);
+      tr.appendChild(el("td", "params", label(t)));
+      tr.appendChild(el("td", null, shortId(t.id)));
+      tr.appendChild(el("td", null, whereOf(t)));
+      tr.appendChild(el("td", "num", t.attempts.length));
+      tr.appendChild(el("td", "num", t.duration !== null ? fmtDur(t.duration) : "–"));
+      var a = lastAttempt(t);
+      tr.appendChild(el("td", null, t.reason || (a && a.outcome !== "succeeded" && a.reason) || ""));
+      tr.dataset.search = (label(t) + " " + t.id + " " + t.status + " " + whereOf(t)).toLowerCase();
+      tr.addEventListener("click", function () { select(t.id); });
+      body.appendChild(tr);
+    });
+    table.appendChild(body);
+    $("filter").addEventListener("input", function (ev) {
+      var q = ev.target.value.toLowerCase();
+      Array.prototype.forEach.call(body.rows, function (r) { r.hidden = q && r.dataset.search.indexOf(q) < 0; });
+    });
+  }
+
+  function select(id) {
+    var t = byId[id];
+    if (!t) return;
+    if (selected && graphNodes[selected]) graphNodes[selected].classList.remove("selected");
+    selected = id;
+    if (graphNodes[id]) graphNodes[id].classList.add("selected");
+    var body = $("detail-body");
+    body.textContent = "";
+    body.appendChild(el("h2", "params", label(t)));
+    body.appendChild(el("div", "kv", t.id));
+    body.appendChild(el("p", null, STATUS_LABEL[t.status] + " · " + whereOf(t) +
+      (t.duration !== null ? " · " + fmtDur(t.duration) : "") + (t.critical ? " · on the critical path" : "")));
+    if (t.reason) body.appendChild(el("p", null, "reason: " + t.reason));
+    if (t.deps.length) {
+      body.appendChild(el("h3", null, "needs"));
+      var ul = el("ul");
+      t.deps.forEach(function (d) {
+        var li = el("li", null, byId[d] ? label(byId[d]) + " [" + shortId(d) + "] — " + STATUS_LABEL[byId[d].status] : d);
+        li.addEventListener("click", function () { select(d); });
+        ul.appendChild(li);
+      });
+      body.appendChild(ul);
+    }
+    t.attempts.forEach(function (a) {
+      body.appendChild(el("h3", null, attemptLine(a)));
+      var timing = "launched at +" + fmtDur(a.launched);
+      if (a.started !== null) timing += ", started at +" + fmtDur(a.started);
+      if (a.finished !== null) timing += ", finished at +" + fmtDur(a.finished);
+      body.appendChild(el("div", "kv", timing));
+      if (a.reason) body.appendChild(el("div", null, a.reason));
+      if (a.log_tail && a.log_tail.length) body.appendChild(el("pre", "log", a.log_tail.join("\n")));
+    });
+    $("detail").hidden = false;
+  }
+
+  function main() {
+    var data = JSON.parse($("kannon-data").textContent);
+    run = data.run;
+    tasks = data.tasks;
+    tasks.forEach(function (t) { byId[t.id] = t; });
+    renderHeader();
+    renderTotals();
+    renderFailures();
+    renderGraph();
+    renderTimeline();
+    renderTable();
+    $("detail-close").addEventListener("click", function () { $("detail").hidden = true; });
+    document.addEventListener("keydown", function (ev) { if (ev.key === "Escape") $("detail").hidden = true; });
+    // The marker the browser test waits for: set only once everything above has rendered without throwing.
+    document.body.dataset.taskCount = String(tasks.length);
+    document.body.dataset.rendered = "ok";
+  }
+
+  try {
+    main();
+  } catch (err) {
+    document.body.dataset.rendered = "error";
+    var box = $("error");
+    box.hidden = false;
+    box.textContent = "The report could not be drawn: " + (err && err.message ? err.message : String(err));
+    throw err;
+  }
+})();

@@ -1,0 +1,159 @@
+"""A realistic, deterministic event stream of a small run, for demos, documentation and tests of the views.
+
+It covers every task event kind: an already complete task, bullets that wait before starting, a bullet that is
+out of memory once and succeeds on retry, one that fails for good with a traceback, a dependent that is therefore
+not run, and master tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from kannon.events import Event
+
+START = 1_760_000_000.0
+
+
+def task_id(name: str) -> str:
+    return hashlib.md5(name.encode(), usedforsecurity=False).hexdigest()
+
+
+def sample_events(
+    run_id: str = "run-sample",
+    *,
+    fail: bool = True,
+    params_extra: str = "",
+    start: float = START,
+    backend: str = "local",
+) -> list[Event]:
+    """Events of a 9-task run. ``fail=False`` gives the all-green version; ``params_extra`` is appended to the
+    params of TaskC(c0) (tests put markup there)."""
+    evs: list[Event] = []
+
+    def ev(kind: str, t: float, tid: str | None = None, **kw: object) -> None:
+        evs.append(Event(kind=kind, run_id=run_id, time=start + t, task_id=tid, **kw))  # type: ignore[arg-type]
+
+    a = task_id("TaskA")
+    bs = [task_id(f"TaskB{i}") for i in range(4)]
+    c0, c1 = task_id("TaskC0"), task_id("TaskC1")
+    d = task_id("TaskD")
+    root = task_id("Report")
+    c0_params = "param=c0" + params_extra
+    where_of = {}
+
+    ev("run_started", 0.0, backend=backend)
+    ev("planned", 0.01, root, family="Report", params="", placement="master", deps=(d,))
+    ev("planned", 0.01, d, family="TaskD", params="n=2", placement="master", deps=(c0, c1))
+    ev("planned", 0.01, c0, family="TaskC", params=c0_params, placement="bullet", deps=(bs[0], bs[1]))
+    ev("planned", 0.01, c1, family="TaskC", params="param=c1", placement="bullet", deps=(bs[2], bs[3]))
+    for i, b in enumerate(bs):
+        ev("planned", 0.01, b, family="TaskB", params=f"param=b{i}", placement="bullet", deps=(a,))
+    ev("skipped_complete", 0.02, a, family="TaskA", params="", placement="complete")
+
+    # four B bullets launched together; each waits a little before its process is up
+    for i, b in enumerate(bs):
+        where_of[b] = f"pid {4100 + i}"
+        ev(
+            "launched",
+            0.10 + 0.01 * i,
+            b,
+            family="TaskB",
+            params=f"param=b{i}",
+            placement="bullet",
+            attempt=1,
+            backend=backend,
+        )
+    for i, b in enumerate(bs):
+        ev(
+            "started",
+            0.40 + 0.05 * i,
+            b,
+            family="TaskB",
+            params=f"param=b{i}",
+            placement="bullet",
+            attempt=1,
+            backend=backend,
+            where=where_of[b],
+        )
+    ev("succeeded", 1.60, bs[0], family="TaskB", params="param=b0", placement="bullet", attempt=1, where="pid 4100")
+    ev("succeeded", 1.90, bs[1], family="TaskB", params="param=b1", placement="bullet", attempt=1, where="pid 4101")
+    # b2 is killed for memory once and succeeds on its second attempt
+    ev(
+        "retried",
+        1.20,
+        bs[2],
+        family="TaskB",
+        params="param=b2",
+        placement="bullet",
+        attempt=1,
+        where="pid 4102",
+        exit_code=137,
+        failure_class="OOMKilled",
+        reason="killed: out of memory (exit 137); raise TaskB's memory hint",
+        log_tail=("loading 2 GB of features", "Killed"),
+    )
+    ev("launched", 1.25, bs[2], family="TaskB", params="param=b2", placement="bullet", attempt=2, backend=backend)
+    ev("started", 1.40, bs[2], family="TaskB", params="param=b2", placement="bullet", attempt=2, where="pid 4110")
+    ev("succeeded", 2.70, bs[2], family="TaskB", params="param=b2", placement="bullet", attempt=2, where="pid 4110")
+    ev("succeeded", 2.10, bs[3], family="TaskB", params="param=b3", placement="bullet", attempt=1, where="pid 4103")
+
+    ev("launched", 1.95, c0, family="TaskC", params=c0_params, placement="bullet", attempt=1, backend=backend)
+    ev("started", 2.05, c0, family="TaskC", params=c0_params, placement="bullet", attempt=1, where="pid 4120")
+    ev("succeeded", 3.30, c0, family="TaskC", params=c0_params, placement="bullet", attempt=1, where="pid 4120")
+    ev("launched", 2.75, c1, family="TaskC", params="param=c1", placement="bullet", attempt=1, backend=backend)
+    ev("started", 2.90, c1, family="TaskC", params="param=c1", placement="bullet", attempt=1, where="pid 4121")
+    if fail:
+        ev(
+            "failed",
+            3.60,
+            c1,
+            family="TaskC",
+            params="param=c1",
+            placement="bullet",
+            attempt=1,
+            where="pid 4121",
+            exit_code=6,
+            failure_class="TaskFailed",
+            reason="TaskC.run raised ValueError: column 'c1' is empty",
+            log_tail=(
+                "Traceback (most recent call last):",
+                '  File "pipeline.py", line 42, in run',
+                "    raise ValueError(\"column 'c1' is empty\")",
+                "ValueError: column 'c1' is empty",
+            ),
+        )
+        ev(
+            "upstream_failed",
+            3.61,
+            d,
+            family="TaskD",
+            params="n=2",
+            placement="master",
+            reason=f"needs TaskC {c1[:8]}, which failed",
+        )
+        ev(
+            "upstream_failed",
+            3.61,
+            root,
+            family="Report",
+            params="",
+            placement="master",
+            reason=f"needs TaskD {d[:8]}, which was not run",
+        )
+        ev(
+            "run_finished",
+            3.70,
+            reason="failed",
+            counts={"succeeded": 5, "failed": 1, "upstream_failed": 2, "complete": 1},
+        )
+    else:
+        ev("succeeded", 3.80, c1, family="TaskC", params="param=c1", placement="bullet", attempt=1, where="pid 4121")
+        ev("launched", 3.82, d, family="TaskD", params="n=2", placement="master", attempt=1, backend="master")
+        ev("started", 3.82, d, family="TaskD", params="n=2", placement="master", attempt=1, where="master")
+        ev("succeeded", 4.30, d, family="TaskD", params="n=2", placement="master", attempt=1, where="master")
+        ev("launched", 4.31, root, family="Report", params="", placement="master", attempt=1, backend="master")
+        ev("started", 4.31, root, family="Report", params="", placement="master", attempt=1, where="master")
+        ev("succeeded", 4.50, root, family="Report", params="", placement="master", attempt=1, where="master")
+        ev("run_finished", 4.55, reason="ok", counts={"succeeded": 8, "complete": 1})
+    evs.sort(key=lambda e: e.time)  # as a log would have them
+    return evs

@@ -1,0 +1,306 @@
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kannon.events import TASK_KINDS, Event, EventLog, read_events
+from kannon.report import render_report, write_report
+from kannon.report.data import critical_path, layers, order_layers, report_data, totals
+from kannon.report.model import attempt_outcome, fold, last_run
+from kannon.report.sample import START, sample_events, task_id
+from kannon.result import Placement, Status
+
+A, C0, C1, D, ROOT = (task_id(n) for n in ("TaskA", "TaskC0", "TaskC1", "TaskD", "Report"))
+B = [task_id(f"TaskB{i}") for i in range(4)]
+
+
+def embedded_data(page: str) -> dict:
+    m = re.search(r'<script type="application/json" id="kannon-data">(.*?)</script>', page, re.S)
+    assert m, "data block missing"
+    return json.loads(m.group(1))
+
+
+# -- folding events into a result -------------------------------------------------------------------------------
+def test_fold_rebuilds_every_task_and_attempt():
+    m = fold(sample_events())
+    r = m.result()
+    assert r.run_id == "run-sample" and r.backend == "local" and r.root_id == ROOT
+    assert r.started_at == START and r.finished_at == START + 3.70 and not r.cancelled
+    assert {t: rec.status for t, rec in r.tasks.items()} == {
+        ROOT: Status.UPSTREAM_FAILED, D: Status.UPSTREAM_FAILED, C0: Status.SUCCEEDED, C1: Status.FAILED,
+        B[0]: Status.SUCCEEDED, B[1]: Status.SUCCEEDED, B[2]: Status.SUCCEEDED, B[3]: Status.SUCCEEDED,
+        A: Status.COMPLETE,
+    }  # fmt: skip
+    assert m.retries == 1
+    assert r.tasks[A].placement == Placement.COMPLETE
+    assert r.tasks[D].deps == (C0, C1)
+    b2 = r.tasks[B[2]]
+    assert [a.number for a in b2.attempts] == [1, 2]
+    first, second = b2.attempts
+    assert (first.launched_at, first.started_at, first.finished_at) == (START + 0.12, START + 0.50, START + 1.20)
+    assert first.exit_code == 137 and first.failure_class == "OOMKilled" and first.log_tail[-1] == "Killed"
+    assert [attempt_outcome(b2, a) for a in b2.attempts] == ["retried", "succeeded"]
+    assert second.where == "pid 4110"
+    c1 = r.tasks[C1]
+    assert c1.reason == "TaskC.run raised ValueError: column 'c1' is empty"
+    assert c1.last is not None and c1.last.exit_code == 6 and len(c1.last.log_tail) == 4
+    assert m.counts() == {"upstream_failed": 2, "succeeded": 5, "failed": 1, "complete": 1}
+
+
+def test_fold_of_a_log_cut_short_keeps_running_attempts_open():
+    evs = [e for e in sample_events() if e.time <= START + 2.0]
+    m = fold(evs)
+    assert m.outcome is None and m.finished_at is None
+    b3 = m.tasks[B[3]]
+    assert b3.status == Status.RUNNING and attempt_outcome(b3, b3.attempts[0]) == "running"
+    c0 = m.tasks[C0]
+    assert attempt_outcome(c0, c0.attempts[0]) == "waiting"  # launched at +1.95, not started yet
+    data = report_data(m)
+    assert data["run"]["outcome"] == "incomplete" and data["run"]["finished"] is False
+    assert data["run"]["wall"] == pytest.approx(1.95)  # up to the last event seen
+
+
+def test_a_cancelled_attempt_and_a_task_failing_before_launch():
+    evs = [
+        Event("run_started", "r", time=START),
+        Event("planned", "r", time=START, task_id="a" * 32, family="A", params="", placement="bullet"),
+        Event("planned", "r", time=START, task_id="b" * 32, family="B", params="", placement="bullet"),
+        Event("launched", "r", time=START + 1, task_id="a" * 32, attempt=1),
+        Event("started", "r", time=START + 2, task_id="a" * 32, attempt=1, where="pod a-1"),
+        Event("failed", "r", time=START + 2, task_id="b" * 32, reason="spec too large"),
+        Event("cancelled", "r", time=START + 3, task_id="a" * 32, reason="run cancelled"),
+        Event("run_finished", "r", time=START + 4, reason="cancelled"),
+    ]
+    r = fold(evs).result()
+    a, b = r.tasks["a" * 32], r.tasks["b" * 32]
+    assert a.status == Status.CANCELLED and a.attempts[0].finished_at == START + 3
+    assert attempt_outcome(a, a.attempts[0]) == "cancelled"
+    assert b.status == Status.FAILED and b.attempts == [] and b.reason == "spec too large"
+    assert r.cancelled
+
+
+def test_last_run_picks_the_latest_run_or_the_one_asked_for():
+    first = sample_events("run-1")
+    second = sample_events("run-2", fail=False, start=START + 100)
+    assert last_run(first + second) == second
+    assert last_run(first + second, "run-1") == first
+    # a re-attached run repeats its run id: only its last segment is shown
+    again = sample_events("run-1", fail=False, start=START + 200)
+    assert last_run(first + again) == again
+    assert last_run([]) == []
+
+
+# -- layout and totals --------------------------------------------------------------------------------------------
+def test_layers_follow_the_longest_dependency_chain():
+    deps = {"root": ("d",), "d": ("c0", "c1"), "c0": ("b",), "c1": ("a",), "b": ("a",), "a": ()}
+    assert layers(deps) == {"a": 0, "b": 1, "c1": 1, "c0": 2, "d": 3, "root": 4}
+
+
+def test_layers_of_a_cycle_or_unknown_deps_terminate():
+    assert layers({"x": ("y",), "y": ("x",), "z": ("missing",)}) == {"x": 0, "y": 0, "z": 0}
+
+
+def test_layers_of_a_long_chain_are_computed_iteratively():
+    deps = {f"t{i}": ((f"t{i - 1}",) if i else ()) for i in range(20000)}
+    assert layers(deps)["t19999"] == 19999
+
+
+def test_ordering_uncrosses_edges():
+    # discovery order puts x1 above x0 although x0 hangs under the top node p0
+    deps = {"p0": (), "p1": (), "x1": ("p1",), "x0": ("p0",)}
+    lay = layers(deps)
+    row = order_layers(deps, lay)
+    assert row["p0"] < row["p1"] and row["x0"] < row["x1"]
+    assert sorted(row[n] for n in ("x0", "x1")) == [0, 1]
+
+
+def test_totals_of_the_sample_run():
+    tot = totals(fold(sample_events()))
+    assert tot.wall == pytest.approx(3.70)
+    # running time of every attempt, by hand: b0 1.2, b1 1.45, b2 0.7 + 1.3, b3 1.55, c0 1.25, c1 0.7
+    assert tot.task_time == pytest.approx(8.15)
+    assert tot.parallelism == pytest.approx(8.15 / 3.70)
+    # b2 (first launch +0.12 to last finish +2.70) then c1 (+2.75 to +3.60)
+    assert tot.critical_tasks == [B[2], C1]
+    assert tot.critical_path == pytest.approx(2.58 + 0.85)
+    # waiting: b 0.30+0.34+0.38+0.42, b2 again 0.15, c0 0.10, c1 0.15
+    assert tot.waiting_time == pytest.approx(1.84)
+
+
+def test_critical_path_of_the_green_run_ends_at_the_root():
+    m = fold(sample_events(fail=False))
+    lay = layers({t: r.deps for t, r in m.tasks.items()})
+    length, path = critical_path(m.tasks, lay)
+    assert path == [B[2], C1, D, ROOT]
+    assert length == pytest.approx(2.58 + 1.05 + 0.48 + 0.19)
+
+
+def test_report_data_has_times_relative_to_the_run_start():
+    data = report_data(fold(sample_events()))
+    tasks = {t["id"]: t for t in data["tasks"]}
+    assert list(tasks) == [ROOT, D, C0, C1, *B, A]  # discovery order
+    b2 = tasks[B[2]]
+    assert b2["attempts"][0] == {
+        "n": 1, "launched": 0.12, "started": 0.5, "finished": 1.2, "outcome": "retried", "where": "pid 4102",
+        "reason": "killed: out of memory (exit 137); raise TaskB's memory hint", "failure_class": "OOMKilled",
+        "exit_code": 137, "log_tail": ["loading 2 GB of features", "Killed"],
+    }  # fmt: skip
+    assert b2["critical"] and tasks[C1]["critical"] and not tasks[C0]["critical"]
+    assert (tasks[A]["layer"], b2["layer"], tasks[C1]["layer"], tasks[D]["layer"], tasks[ROOT]["layer"]) == (
+        0,
+        1,
+        2,
+        3,
+        4,
+    )
+    assert data["run"]["counts"] == {"succeeded": 5, "failed": 1, "upstream_failed": 2, "complete": 1}
+    assert data["run"]["outcome"] == "failed"
+
+
+# -- the page ---------------------------------------------------------------------------------------------------
+EVIL = "</script><script>alert('x')</script><img src=x onerror=alert(1)>&amp;\u2028"
+
+
+def evil_events() -> list[Event]:
+    evs = sample_events(run_id="run<b>" + EVIL, params_extra=EVIL)
+    out = []
+    for e in evs:
+        if e.task_id == C1 and e.kind == "failed":
+            e = Event(**{**e.__dict__, "reason": EVIL, "log_tail": (EVIL, "<!-- -->"), "family": "Task" + EVIL})
+        out.append(e)
+    return out
+
+
+def test_everything_from_events_is_escaped():
+    page = render_report(evil_events())
+    assert "<script>alert" not in page
+    assert "<img" not in page
+    assert "\u2028" not in page
+    assert page.count("<script") == 2  # the data block and the report's own script, nothing injected
+    assert page.count("</script>") == 2
+    data = embedded_data(page)
+    # ... and the escaped data decodes back to exactly what the events said
+    c0 = next(t for t in data["tasks"] if t["id"] == C0)
+    assert c0["params"] == "param=c0" + EVIL
+    c1 = next(t for t in data["tasks"] if t["id"] == C1)
+    assert c1["family"] == "Task" + EVIL and c1["reason"] == EVIL
+    assert c1["attempts"][0]["log_tail"] == [EVIL, "<!-- -->"]
+    title = re.search(r"<title>(.*?)</title>", page, re.S)
+    assert title and title.group(1).startswith("kannon run run&lt;b&gt;&lt;/script&gt;")
+
+
+def _between(page: str, tag: str) -> str:
+    m = re.search(rf"<{tag}>(.*?)</{tag}>", page, re.S)
+    assert m
+    return m.group(1)
+
+
+def test_page_is_self_contained_and_locked_down_by_a_content_security_policy():
+    page = render_report(sample_events())
+    # nothing is fetched: no src/href attributes, no CSS imports or url()s
+    assert not re.search(r"\s(src|href)\s*=", page, re.I)
+    assert "@import" not in page and "url(" not in page
+    csp = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', page)
+    assert csp
+    policy = csp.group(1).replace("&#x27;", "'")
+    assert "default-src 'none'" in policy and "unsafe-inline" not in policy
+    # the hashes allow exactly the inlined script and style, as written in the page
+    for tag, directive in (("script", "script-src"), ("style", "style-src")):
+        body = _between(page, tag)
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        assert f"{directive} 'sha256-{digest}'" in policy
+    assert page.index("Content-Security-Policy") < page.index("<style>") < page.index("<script")
+
+
+def test_page_sets_the_rendered_marker_only_from_its_script():
+    page = render_report(sample_events())
+    assert '<body data-rendered="no">' in page
+    script = page[page.rindex("<script>") :]
+    assert 'dataset.rendered = "ok"' in script and "dataset.taskCount" in script
+    assert "innerHTML" not in script  # every string reaches the DOM through textContent/setAttribute
+
+
+def test_write_report_from_an_event_log_with_a_torn_last_line(tmp_path: Path):
+    log = tmp_path / "events.jsonl"
+    el = EventLog(log)
+    for e in sample_events():
+        el.write(e)
+    el.close()
+    with log.open("a") as f:
+        f.write('{"kind": "started", "run_id": "run-sam')  # a master killed mid-write
+    out = write_report(log, tmp_path / "out" / "report.html")
+    assert out == tmp_path / "out" / "report.html"
+    data = embedded_data(out.read_text(encoding="utf-8"))
+    assert len(data["tasks"]) == 9 and data["run"]["outcome"] == "failed"
+    assert [p.name for p in out.parent.iterdir()] == ["report.html"]  # no temporary file left behind
+    assert list(read_events(log))[-1].kind == "run_finished"
+
+
+def test_write_report_from_events_and_for_a_chosen_run(tmp_path: Path):
+    evs = sample_events("run-1") + sample_events("run-2", fail=False, start=START + 100)
+    latest = embedded_data(write_report(iter(evs), tmp_path / "a.html").read_text())
+    chosen = embedded_data(write_report(evs, tmp_path / "b.html", run_id="run-1").read_text())
+    assert latest["run"]["run_id"] == "run-2" and latest["run"]["outcome"] == "ok"
+    assert chosen["run"]["run_id"] == "run-1" and chosen["run"]["outcome"] == "failed"
+
+
+def test_empty_event_stream_still_renders():
+    data = embedded_data(render_report([]))
+    assert data["tasks"] == [] and data["run"]["outcome"] == "incomplete"
+
+
+_kinds = st.sampled_from(
+    ["run_started", "planned", "skipped_complete", "launched", "started", "succeeded", "failed", "retried",
+     "cancelled", "upstream_failed", "run_finished"]
+)  # fmt: skip
+
+
+@st.composite
+def event_streams(draw: st.DrawFn) -> list[Event]:
+    ids = [f"{i:032x}" for i in range(draw(st.integers(1, 6)))]
+    n = draw(st.integers(0, 40))
+    evs = []
+    t = START
+    for _ in range(n):
+        t += draw(st.floats(0, 5))
+        tid = draw(st.sampled_from(ids))
+        evs.append(
+            Event(
+                kind=draw(_kinds),
+                run_id="r",
+                time=t,
+                task_id=tid,
+                family=draw(st.sampled_from(["A", "B", None])),
+                params=draw(st.one_of(st.none(), st.text(max_size=8))),
+                placement=draw(st.sampled_from(["master", "bullet", "complete", "weird", None])),
+                attempt=draw(st.one_of(st.none(), st.integers(1, 3))),
+                where=draw(st.one_of(st.none(), st.text(max_size=6))),
+                reason=draw(st.one_of(st.none(), st.text(max_size=8))),
+                deps=tuple(draw(st.lists(st.sampled_from([*ids, "0" * 31 + "z"]), max_size=3))),
+            )
+        )
+    return evs
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(event_streams())
+def test_any_event_stream_renders_a_consistent_report(evs: list[Event]):
+    """Event logs are untrusted input (other versions, crashes, hand edits): the report never fails on them."""
+    page = render_report(evs)
+    data = embedded_data(page)
+    shown = last_run(evs)  # from the last run_started on
+    ids = {e.task_id for e in shown if e.task_id and e.kind in TASK_KINDS}  # run-level kinds carry no task
+    assert {t["id"] for t in data["tasks"]} == ids
+    assert sum(data["run"]["counts"].values()) == len(ids)
+    for t in data["tasks"]:
+        assert all(d in ids for d in t["deps"])
+        for a in t["attempts"]:
+            assert a["outcome"] in {"waiting", "running", "succeeded", "failed", "retried", "cancelled", "lost"}
+    assert data["run"]["task_time"] >= 0 and data["run"]["wall"] >= 0
