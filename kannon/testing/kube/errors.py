@@ -115,7 +115,7 @@ def forbidden(user: str, verb: str, resource: str, namespace: str | None, name: 
     # The RBAC authorizer's wording (k8s.io/apiserver/pkg/endpoints/handlers/responsewriters/errors.go).
     base = resource.split("/")[0]
     group = GROUPS.get(base, ("", ""))[0]
-    subject = qualified(resource)
+    subject = qualified(base)  # RBAC names the group-resource; the subresource appears only as the resource
     if name:
         subject += f' "{name}"'
     scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"

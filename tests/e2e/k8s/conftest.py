@@ -1,0 +1,73 @@
+"""Fixtures for tests against the emulated Kubernetes control plane (kannon.testing.KubeEmulator).
+
+``kube`` yields a running emulator (process runtime, namespace "default"); ``batch_api`` / ``core_api`` are official
+clients pointed at it. ``kube_docker`` runs pods on the local Docker engine: skipped without an engine or the test
+image (built by .ci/docker-setup.sh), but a failure instead of a skip when CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from kannon.testing import KubeEmulator
+
+DOCKER_IMAGE = os.environ.get("KANNON_TEST_IMAGE", "kannon-test:latest")
+
+
+@pytest.fixture
+def kube() -> Iterator[KubeEmulator]:
+    """A running emulator; every pod process is killed when the test ends."""
+    with KubeEmulator(runtime="process", namespace="default", bookmark_interval=0.3) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def batch_api(kube: KubeEmulator) -> Any:
+    from kubernetes import client
+
+    return client.BatchV1Api(kube.api_client())
+
+
+@pytest.fixture
+def core_api(kube: KubeEmulator) -> Any:
+    from kubernetes import client
+
+    return client.CoreV1Api(kube.api_client())
+
+
+def _docker_unavailable(reason: str) -> None:
+    hint = "run .ci/docker-setup.sh (as root) to start an engine and build the test image"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} — and CI=true, so this is a failure, not a skip; {hint}", pytrace=False)
+    pytest.skip(f"{reason}; {hint}")
+
+
+@pytest.fixture
+def kube_docker() -> Iterator[KubeEmulator]:
+    """An emulator whose pods run as containers on the local Docker engine."""
+    try:
+        import docker
+
+        engine = docker.from_env()
+        engine.ping()
+    except Exception as exc:
+        _docker_unavailable(f"no Docker engine reachable ({type(exc).__name__}: {exc})")
+    try:
+        engine.images.get(DOCKER_IMAGE)
+    except Exception:
+        _docker_unavailable(f"the test image {DOCKER_IMAGE} is not in the engine")
+    with KubeEmulator(runtime="docker", docker_client=engine) as emulator:
+        yield emulator
+
+
+def host_python_mounts() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """hostPath volumes + mounts that bring the host's interpreter and venv into a container at the same paths."""
+    paths = sorted({sys.prefix, sys.base_prefix})
+    volumes = [{"name": f"py{i}", "hostPath": {"path": p}} for i, p in enumerate(paths)]
+    mounts = [{"name": f"py{i}", "mountPath": p, "readOnly": True} for i, p in enumerate(paths)]
+    return volumes, mounts
