@@ -98,8 +98,13 @@ def where_text(rec: TaskRecord, backend: str | None) -> str:
 
 # -- the summary ------------------------------------------------------------------------------------------------
 def _ordered(result: BuildResult) -> list[TaskRecord]:
+    """Failures first; within an outcome, in the order the tasks were launched (a readable chronology)."""
     rank = {s: i for i, s in enumerate(STATUS_ORDER)}
-    return sorted(result.tasks.values(), key=lambda t: rank.get(t.status, len(rank)))
+
+    def key(t: TaskRecord) -> tuple[int, float]:
+        return rank.get(t.status, len(rank)), t.attempts[0].launched_at if t.attempts else float("inf")
+
+    return sorted(result.tasks.values(), key=key)
 
 
 def _reason(rec: TaskRecord) -> str:
@@ -294,6 +299,10 @@ class ProgressObserver:
                 else:
                     self._write(summary_text(result, max_rows=self.max_summary_rows), end="")
             self._closed = True
+
+    @hookimpl
+    def kannon_task_log(self, task_id: str, label: str, line: str) -> None:
+        self.log_line(label, line)
 
     # log lines from the core (``--follow-logs``) -----------------------------------------------------------
     def log_line(self, task_label: str, line: str) -> None:
@@ -495,3 +504,38 @@ class EventLogObserver:
             if self._log is not None:
                 self._log.close()
                 self._log = None
+
+
+class ReportObserver:
+    """``--report FILE.html``: keeps the run's events and writes the HTML report when the run ends.
+
+    The report is written from exactly the events an event log would hold, so ``kannon report EVENTS.jsonl``
+    gives the same page. :meth:`close` writes whatever was seen if the run ended without ``kannon_run_end``.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.events: list[Event] = []
+        self.written: Path | None = None
+        self._lock = threading.Lock()
+
+    @hookimpl
+    def kannon_event(self, event: Event) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    @hookimpl
+    def kannon_run_end(self, run: RunInfo, result: BuildResult) -> None:
+        self.write()
+
+    def write(self) -> Path:
+        from kannon.report import write_report  # reads the page template: only when a report is wanted
+
+        with self._lock:
+            events = list(self.events)
+        self.written = write_report(events, self.path)
+        return self.written
+
+    def close(self) -> None:
+        if self.written is None and self.events:
+            self.write()

@@ -45,7 +45,8 @@ class RunModel:
             self.run_id = e.run_id
         self.first_time = e.time if self.first_time is None else min(self.first_time, e.time)
         self.last_time = e.time if self.last_time is None else max(self.last_time, e.time)
-        if e.backend and self.backend is None:
+        # the run's backend: from run_started, else from a bullet's event ("master" names no backend)
+        if e.backend and e.backend != "master" and (self.backend is None or e.kind == "run_started"):
             self.backend = e.backend
         if e.kind == "run_started":
             self.started_at = e.time

@@ -43,8 +43,9 @@
   function lastAttempt(t) { return t.attempts.length ? t.attempts[t.attempts.length - 1] : null; }
   function whereOf(t) {
     var a = lastAttempt(t);
-    return t.placement + (a && a.where ? " · " + a.where : "");
+    return t.placement + (a && a.where && a.where !== t.placement ? " · " + a.where : "");
   }
+  function firstLaunch(t) { return t.attempts.length ? t.attempts[0].launched : Infinity; }
 
   var run, tasks;
   var byId = {};
@@ -187,16 +188,22 @@
       g.appendChild(sv("title", null, label(t) + "\n" + t.id + "\n" + STATUS_LABEL[t.status] + " · " + whereOf(t) +
         (t.duration !== null ? " · " + fmtDur(t.duration) : "") + (t.reason ? "\n" + t.reason : "")));
       g.appendChild(sv("rect", { width: NODE_W, height: NODE_H, rx: 5, ry: 5, "class": "st-" + t.status }));
-      g.appendChild(sv("text", { x: 8, y: 15 }, cut(t.family, 28)));
-      var sub = (t.params ? cut(t.params, 20) + " · " : "") + shortId(t.id);
+      g.appendChild(sv("text", { x: 8, y: 15 }, cut(label(t), 29)));
+      var sub = shortId(t.id);
       if (t.duration !== null) sub += " · " + fmtDur(t.duration);
-      if (t.attempts.length > 1) sub += " · ×" + t.attempts.length;
-      g.appendChild(sv("text", { x: 8, y: 30, "class": "sub" }, cut(sub, 32)));
+      if (t.attempts.length > 1) sub += " · " + t.attempts.length + " attempts";
+      g.appendChild(sv("text", { x: 8, y: 30, "class": "sub" }, cut(sub, 34)));
       g.addEventListener("click", function () { select(t.id); });
       g.addEventListener("keydown", function (ev) { if (ev.key === "Enter") select(t.id); });
       nodes.appendChild(g);
       graphNodes[t.id] = g;
     });
+    // A graph a little wider than the page is scaled to fit; a much wider one keeps readable text and scrolls.
+    var avail = $("graph").clientWidth - 2;
+    if (avail > 0 && width > avail && avail / width >= 0.7) {
+      svg.setAttribute("width", String(avail));
+      svg.setAttribute("height", String(Math.ceil(height * avail / width)));
+    }
     $("graph").appendChild(svg);
     legend($("graph-legend"), STATUS_ORDER.filter(function (s) { return run.counts[s]; }).map(function (s) {
       return [s, STATUS_LABEL[s]];
@@ -286,7 +293,8 @@
     table.appendChild(head);
     var body = el("tbody");
     var sorted = tasks.slice().sort(function (a, b) {
-      return STATUS_ORDER.indexOf(a.status) - STATUS_ORDER.indexOf(b.status);
+      var d = STATUS_ORDER.indexOf(a.status) - STATUS_ORDER.indexOf(b.status);
+      return d !== 0 ? d : firstLaunch(a) - firstLaunch(b) || 0;
     });
     sorted.forEach(function (t) {
       var tr = el("tr");

@@ -12,7 +12,15 @@ from rich.console import Console
 from kannon import hookspecs
 from kannon.backends.base import RunInfo
 from kannon.events import Event, read_events
-from kannon.progress import EventLogObserver, ProgressObserver, clean, summary_renderable, summary_text
+from kannon.progress import (
+    EventLogObserver,
+    ProgressObserver,
+    ReportObserver,
+    clean,
+    summary_renderable,
+    summary_text,
+)
+from kannon.report import render_report
 from kannon.report.model import fold
 from kannon.report.sample import START, sample_events, task_id
 from kannon.result import Attempt, BuildResult, Placement, Status, TaskRecord
@@ -289,3 +297,38 @@ def test_a_task_that_ends_without_any_attempt_still_gets_a_line(kind: str):
     last = buf.getvalue().splitlines()[-1]
     assert last.startswith(f"kannon: {'FAILED' if kind == 'failed' else 'cancelled'} T [ffffffff]")
     assert "could not write the hand-off spec" in last
+
+
+def test_log_lines_arrive_through_the_kannon_task_log_hook():
+    obs, buf = plain(follow_logs=True)
+    pm = manager(obs)
+    pm.hook.kannon_task_log(task_id="a" * 32, label="TaskB aaaaaaaa", line="epoch 1/3\n")
+    assert buf.getvalue() == "[TaskB aaaaaaaa] epoch 1/3\n"
+
+
+def test_report_observer_writes_the_report_when_the_run_ends(tmp_path: Path):
+    out = tmp_path / "report.html"
+    obs = ReportObserver(out)
+    evs = sample_events()
+    run_through(manager(obs), evs)
+    assert obs.written == out
+    page = out.read_text(encoding="utf-8")
+    assert page == render_report(evs)  # the same page `kannon report EVENTS.jsonl` would give
+
+
+def test_report_observer_close_writes_what_was_seen_if_the_run_never_ended(tmp_path: Path):
+    out = tmp_path / "partial.html"
+    obs = ReportObserver(out)
+    pm = manager(obs)
+    for e in sample_events()[:10]:
+        pm.hook.kannon_event(event=e)
+    assert not out.exists()
+    obs.close()
+    assert '"outcome":"incomplete"' in out.read_text(encoding="utf-8")
+
+
+def test_summary_lists_tasks_of_one_outcome_in_launch_order():
+    text = summary_text(fold(sample_events(fail=False)).result())
+    order = [line.split()[1] for line in text.splitlines()[2:11]]
+    assert order == ["TaskB(param=b0)", "TaskB(param=b1)", "TaskB(param=b2)", "TaskB(param=b3)", "TaskC(param=c0)",
+                     "TaskC(param=c1)", "TaskD(n=2)", "Report", "TaskA"]  # fmt: skip
