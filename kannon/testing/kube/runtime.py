@@ -872,7 +872,9 @@ class PodWorker:
             if cid:
                 term["containerID"] = cid
             cs = self._status(container, {"terminated": term}, restarts, prev=None)
-            cs["lastState"] = (st.get("containerStatuses") or [{}])[0].get("lastState", {})
+            prev_cs = (st.get("containerStatuses") or [{}])[0]
+            cs["lastState"] = prev_cs.get("lastState", {})
+            cs["imageID"] = prev_cs.get("imageID", "")
             cs["containerID"] = cid or None
             if not cid:
                 cs.pop("containerID")
