@@ -70,6 +70,37 @@ def order_layers(deps: Mapping[str, Sequence[str]], layer: Mapping[str, int], sw
     return row
 
 
+def place(deps: Mapping[str, Sequence[str]], layer: Mapping[str, int], row: Mapping[str, int]) -> dict[str, float]:
+    """Vertical position of every node (in node slots): the widest layer is packed, every other layer sits
+    next to its neighbours towards it, so a merge lines up with what it merges and a chain stays straight.
+
+    Layers are placed outwards from the widest one: to its right at the mean position of their dependencies,
+    to its left at the mean position of their dependents; overlaps are pushed down, keeping the row order.
+    """
+    by_layer: dict[int, list[str]] = {}
+    for n in sorted(deps, key=lambda n: (layer[n], row[n])):
+        by_layer.setdefault(layer[n], []).append(n)
+    if not by_layer:
+        return {}
+    dependents: dict[str, list[str]] = {n: [] for n in deps}
+    for n, ds in deps.items():
+        for d in ds:
+            if d in dependents:
+                dependents[d].append(n)
+    anchor = max(by_layer, key=lambda lv: (len(by_layer[lv]), -lv))
+    y: dict[str, float] = {n: float(i) for i, n in enumerate(by_layer[anchor])}
+    right = [lv for lv in sorted(by_layer) if lv > anchor]
+    left = [lv for lv in sorted(by_layer, reverse=True) if lv < anchor]
+    for lv, towards in [(lv, deps) for lv in right] + [(lv, dependents) for lv in left]:
+        prev = -1.0
+        for n in by_layer[lv]:
+            placed = [y[m] for m in towards[n] if m in y]
+            want = sum(placed) / len(placed) if placed else prev + 1
+            y[n] = max(want, prev + 1)
+            prev = y[n]
+    return y
+
+
 def task_weight(rec: TaskRecord) -> float:
     """Time a task held up its dependents in this run: first launch to last finish (waiting and retries too)."""
     if not rec.attempts:
@@ -150,6 +181,7 @@ def report_data(model: RunModel) -> dict[str, Any]:
     deps = {t: r.deps for t, r in model.tasks.items()}
     lay = layers(deps)
     row = order_layers(deps, lay)
+    ys = place(deps, lay, row)
     tot = totals(model)
     critical = set(tot.critical_tasks)
 
@@ -169,6 +201,7 @@ def report_data(model: RunModel) -> dict[str, Any]:
                 "deps": [d for d in rec.deps if d in model.tasks],
                 "layer": lay[task_id],
                 "row": row[task_id],
+                "y": round(ys[task_id], 3),
                 "critical": task_id in critical,
                 "duration": round(task_weight(rec), 3) if rec.attempts else None,
                 "attempts": [

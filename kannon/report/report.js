@@ -153,9 +153,9 @@
 
   function renderGraph() {
     var maxLayer = 0, maxRow = 0;
-    tasks.forEach(function (t) { maxLayer = Math.max(maxLayer, t.layer); maxRow = Math.max(maxRow, t.row); });
+    tasks.forEach(function (t) { maxLayer = Math.max(maxLayer, t.layer); maxRow = Math.max(maxRow, t.y); });
     var width = PAD * 2 + (maxLayer + 1) * NODE_W + maxLayer * COL_GAP;
-    var height = PAD * 2 + (maxRow + 1) * NODE_H + maxRow * ROW_GAP;
+    var height = Math.ceil(PAD * 2 + (maxRow + 1) * NODE_H + maxRow * ROW_GAP);
     var svg = sv("svg", { width: width, height: height, viewBox: "0 0 " + width + " " + height, role: "img",
       "aria-label": "task graph" });
     var edges = sv("g", { "class": "edges" });
@@ -163,7 +163,7 @@
     svg.appendChild(edges);
     svg.appendChild(nodes);
     function pos(t) {
-      return { x: PAD + t.layer * (NODE_W + COL_GAP), y: PAD + t.row * (NODE_H + ROW_GAP) };
+      return { x: PAD + t.layer * (NODE_W + COL_GAP), y: PAD + t.y * (NODE_H + ROW_GAP) };
     }
     var critical = run.critical_tasks;
     var critEdge = {};

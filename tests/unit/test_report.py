@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from kannon.events import TASK_KINDS, Event, EventLog, read_events
 from kannon.report import render_report, write_report
-from kannon.report.data import critical_path, layers, order_layers, report_data, totals
+from kannon.report.data import critical_path, layers, order_layers, place, report_data, totals
 from kannon.report.model import attempt_outcome, fold, last_run
 from kannon.report.sample import START, sample_events, task_id
 from kannon.result import Placement, Status
@@ -119,6 +119,26 @@ def test_ordering_uncrosses_edges():
     row = order_layers(deps, lay)
     assert row["p0"] < row["p1"] and row["x0"] < row["x1"]
     assert sorted(row[n] for n in ("x0", "x1")) == [0, 1]
+
+
+def test_placement_lines_up_merges_and_chains_with_the_widest_layer():
+    # a -> b0..b3 -> m01 (b0, b1), m23 (b2, b3) -> z
+    deps = {"z": ("m01", "m23"), "m01": ("b0", "b1"), "m23": ("b2", "b3"), "a": ()}
+    deps.update({f"b{i}": ("a",) for i in range(4)})
+    lay = layers(deps)
+    y = place(deps, lay, order_layers(deps, lay))
+    assert [y[f"b{i}"] for i in range(4)] == [0, 1, 2, 3]  # the widest layer is packed
+    assert (y["m01"], y["m23"]) == (0.5, 2.5)  # each merge beside what it merges
+    assert y["z"] == 1.5 and y["a"] == 1.5
+
+
+def test_placement_never_overlaps_nodes_of_a_layer():
+    deps = {"x": (), "y": (), "p": ("x",), "q": ("x",), "r": ("x",)}
+    lay = layers(deps)
+    y = place(deps, lay, order_layers(deps, lay))
+    column = sorted(y[n] for n in ("p", "q", "r"))
+    assert all(b - a >= 1 for a, b in zip(column, column[1:]))
+    assert (y["x"], y["y"]) == (1.0, 2.0)  # x centred on p, q, r; the unconnected y just below it
 
 
 def test_totals_of_the_sample_run():
