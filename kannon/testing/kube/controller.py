@@ -94,10 +94,12 @@ class JobController:
             return
         if ch.resource != "pods":
             return
+        ns = meta["namespace"]
+        if ch.type == "DELETED":
+            self._queue.put(("gc", ns, meta["uid"]))
         owner = controller_of(ch.obj)
         if owner is None:
             return
-        ns = meta["namespace"]
         was_terminal = ch.old is not None and is_terminal(ch.old)
         if ch.type == "MODIFIED" and is_terminal(ch.obj) and not was_terminal:
             self._queue.put(("pod_done", ns, owner["name"], owner["uid"], ch.obj))
@@ -460,13 +462,33 @@ class JobController:
             if out is not None and not out["metadata"]["finalizers"]:
                 self.store.remove("jobs", meta["namespace"], meta["name"])
 
-    def _collect_orphans(self, ns: str, job_uid: str) -> None:
-        # Background propagation: dependents whose owner is gone are deleted by the garbage collector.
-        self._tracking.pop(job_uid, None)
-        items, _ = self.store.list_objects("pods", ns)
-        for p in items:
-            if (controller_of(p) or {}).get("uid") == job_uid and not p["metadata"].get("deletionTimestamp"):
-                self._delete_pod(p)
+    def _collect_orphans(self, ns: str, owner_uid: str) -> None:
+        # The garbage collector (background propagation): a dependent whose owners are all gone is deleted; one that
+        # still has another owner only loses the dangling reference. Owners may be Jobs or Pods (e.g. a master pod
+        # owning the Jobs it launched).
+        self._tracking.pop(owner_uid, None)
+        for resource in ("pods", "jobs"):
+            items, _ = self.store.list_objects(resource, ns)
+            for obj in items:
+                refs = obj["metadata"].get("ownerReferences") or []
+                if not any(r.get("uid") == owner_uid for r in refs) or obj["metadata"].get("deletionTimestamp"):
+                    continue
+                name = obj["metadata"]["name"]
+                if all(r.get("uid") == owner_uid for r in refs):
+                    if resource == "pods":
+                        self._delete_pod(obj)
+                    else:
+                        with contextlib.suppress(ApiError):
+                            delete_job(self.store, ns, name, "Background")
+                    continue
+
+                def drop(o: Obj) -> Obj:
+                    o["metadata"]["ownerReferences"] = [
+                        r for r in o["metadata"]["ownerReferences"] if r.get("uid") != owner_uid
+                    ]
+                    return o
+
+                self.store.mutate(resource, ns, name, drop)
 
     def _schedule_ttl(self, job: Obj, tr: _Tracking) -> None:
         ttl = job["spec"].get("ttlSecondsAfterFinished")

@@ -258,7 +258,13 @@ class Store:
             return len(ws)
 
     def compact(self) -> None:
+        """Forget all history: resuming a watch from any revision handed out so far gets 410 Gone.
+
+        The counter moves on by one so that a fresh list returns a revision that can be watched from (otherwise an
+        idle store would answer every re-list + re-watch with 410 again).
+        """
         with self.cond:
+            self.rv += 1
             for resource in set(self._history) | set(self._objects):
                 self._compacted[resource] = self.rv
                 self._history.get(resource, deque()).clear()

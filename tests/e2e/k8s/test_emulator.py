@@ -488,7 +488,13 @@ def test_watch_410_after_compaction_raises_api_exception(kube: KubeEmulator, bat
     with pytest.raises(ApiException) as err:
         list(watch.Watch().stream(batch_api.list_namespaced_job, NS, resource_version=rv))
     assert err.value.status == 410
-    # Re-list and re-watch from the fresh resourceVersion works.
+    # Even the latest revision handed out before the compaction is gone...
+    latest = batch_api.list_namespaced_job(NS).metadata.resource_version
+    kube.faults.compact_history()
+    with pytest.raises(ApiException) as err:
+        list(watch.Watch().stream(batch_api.list_namespaced_job, NS, resource_version=latest, timeout_seconds=5))
+    assert err.value.status == 410
+    # ...but re-list and re-watch from the fresh resourceVersion works.
     fresh = batch_api.list_namespaced_job(NS).metadata.resource_version
     assert (
         list(watch.Watch().stream(batch_api.list_namespaced_job, NS, resource_version=fresh, timeout_seconds=1)) == []
@@ -794,6 +800,22 @@ def test_preempted_pod_gets_disruption_target_and_times_limits_the_fault(kube: K
     assert ("MODIFIED", "PreemptionByScheduler", "Failed") in disrupted
     assert disrupted[-1][0] == "DELETED"  # preempted pods are deleted
     assert kube.faults.count("pod_behaviour") == 1
+
+
+def test_garbage_collector_deletes_dependents_of_a_deleted_pod(
+    kube: KubeEmulator, batch_api: Any, core_api: Any
+) -> None:
+    _running_job(kube, batch_api, "master")
+    master = pods_of(kube, "master")[0]["metadata"]
+    child = job_body("child", "import time; time.sleep(60)")
+    child["metadata"]["ownerReferences"] = [
+        {"apiVersion": "v1", "kind": "Pod", "name": master["name"], "uid": master["uid"], "blockOwnerDeletion": True}
+    ]
+    batch_api.create_namespaced_job(NS, child)
+    kube.wait_for(lambda: any(p["status"]["phase"] == "Running" for p in pods_of(kube, "child")))
+    core_api.delete_namespaced_pod(master["name"], NS)
+    # The master pod goes, then its dependent Job, then (background) the Job's pods.
+    kube.wait_for(lambda: "child" not in kube.jobs() and not pods_of(kube, "child"))
 
 
 def test_delete_job_externally(kube: KubeEmulator, batch_api: Any) -> None:
