@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
@@ -185,22 +186,21 @@ def summary_renderable(result: BuildResult, *, max_rows: int | None = 200, tail:
     """The final summary for a terminal: a rich Table, then failure details."""
     rows, hidden = _rows(result, max_rows)
     ok = result.ok
+    # A light box and short headers: on an 80-column terminal the task and reason columns need the room.
     table = Table(
         title=_headline(result),
         title_style="bold green" if ok else "bold red",
         title_justify="left",
-        expand=False,
-        show_lines=False,
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
     )
-    for name, kw in (
-        ("outcome", {}),
-        ("task", {"overflow": "fold"}),
-        ("where", {}),
-        ("attempts", {"justify": "right"}),
-        ("duration", {"justify": "right"}),
-        ("reason", {"overflow": "fold"}),
-    ):
-        table.add_column(name, **kw)  # type: ignore[arg-type]
+    table.add_column("outcome", no_wrap=True, min_width=9)
+    table.add_column("task", overflow="fold", ratio=3)
+    table.add_column("where", overflow="fold", ratio=1, max_width=24)
+    table.add_column("tries", justify="right", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("reason", overflow="fold", ratio=2)
     for r in rows:
         table.add_row(
             Text(r.status.value.replace("_", " "), style=_STATUS_STYLE.get(r.status, "")),
@@ -450,12 +450,13 @@ class ProgressObserver:
             running = [t for t in self.model.tasks.values() if t.status == Status.RUNNING]
             if not running:
                 return head
+            # one line per task whatever the terminal width: the live view must not grow and jump
             table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
-            table.add_column("running")
-            table.add_column("attempt", justify="right")
-            table.add_column("where")
-            table.add_column("state")
-            table.add_column("for", justify="right")
+            table.add_column("running", no_wrap=True, overflow="ellipsis", ratio=1)
+            table.add_column("attempt", justify="right", no_wrap=True)
+            table.add_column("where", no_wrap=True, overflow="ellipsis", max_width=32)
+            table.add_column("state", no_wrap=True)
+            table.add_column("for", justify="right", no_wrap=True)
             running.sort(key=lambda t: t.last.launched_at if t.last else 0.0)
             for rec in running[: self.max_running_rows]:
                 a = rec.last
