@@ -560,29 +560,38 @@ class DockerExecutor(Executor):
         import docker.errors
 
         containers = self.client().containers
-        try:
-            return containers.create(**h.config)
-        except docker.errors.APIError as e:
-            if e.status_code != 409:
-                raise
-        # The name (run, task, attempt) is taken. If one of our own launches holds it, this is a duplicate launch;
-        # otherwise it is a leftover of this run that start() did not see (created by a master racing its own
-        # death), and replacing it is safe.
-        with self._lock:
-            duplicate = any(o is not h and o.name == h.name for o in self._handles.values())
-        old = containers.get(h.name)
-        if duplicate or old.labels.get(LABEL_RUN) != h.config["labels"][LABEL_RUN]:
-            raise BackendError(f"a container named {h.name} already exists (another launch of the same attempt, or "
-                               "not kannon's); remove it with `docker rm -f` if it is stale")  # fmt: skip
-        self._stop_and_remove(old)
-        return containers.create(**h.config)
+        for attempt in range(3):
+            try:
+                return containers.create(**h.config)
+            except docker.errors.APIError as e:
+                if e.status_code != 409 or attempt == 2:
+                    raise
+            # The name (run, task, attempt) is taken. If one of our own launches holds it, this is a duplicate
+            # launch; otherwise it is a leftover of this run that start() did not see (its master was dying, or
+            # another executor is removing it right now), and replacing it is safe.
+            with self._lock:
+                duplicate = any(o is not h and o.name == h.name for o in self._handles.values())
+            try:
+                old = containers.get(h.name)
+            except docker.errors.NotFound:
+                continue  # gone in the meantime
+            if duplicate or old.labels.get(LABEL_RUN) != h.config["labels"][LABEL_RUN]:
+                raise BackendError(f"a container named {h.name} already exists (another launch of the same attempt, "
+                                   "or not kannon's); remove it with `docker rm -f` if it is stale")  # fmt: skip
+            self._stop_and_remove(old)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def _claim_adoptable(self, task_id: str, config: Mapping[str, Any]) -> Any:
+        import docker.errors
+
         with self._lock:
             container = self._adoptable.pop(task_id, None)
         if container is None:
             return None
-        container.reload()
+        try:
+            container.reload()
+        except docker.errors.NotFound:
+            return None  # it ended and went in the meantime
         if container.status == "running" and container.labels.get(LABEL_CONFIG) == config["labels"][LABEL_CONFIG]:
             return container
         self._stop_and_remove(container)  # ended meanwhile, or started with other code/limits: run afresh
@@ -632,6 +641,7 @@ class DockerExecutor(Executor):
             container.stop(timeout=max(0, round(self.stop_timeout)))
 
     def _remove(self, container: Any) -> None:
+        """Remove ``container``; when this returns it is gone (also if another thread or master removed it)."""
         import docker.errors
 
         try:
@@ -639,8 +649,11 @@ class DockerExecutor(Executor):
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as e:
-            if e.status_code != 409:  # 409: removal already in progress
+            if e.status_code != 409:
                 raise
+            # 409: a removal is already in progress elsewhere; its name is free only once it is done
+            with contextlib.suppress(docker.errors.NotFound):
+                container.wait(condition="removed", timeout=60)
 
     def _stop_and_remove(self, container: Any) -> None:
         self._stop(container)
