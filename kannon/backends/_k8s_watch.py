@@ -16,7 +16,7 @@ import json
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +89,39 @@ def pod_final(pod: V1Pod, container: str | None) -> bool:
         return True
     cs = container_status(pod, container)
     return cs is not None and cs.state is not None and cs.state.terminated is not None
+
+
+def created(pod: V1Pod) -> tuple[float, str]:
+    ts = pod.metadata.creation_timestamp
+    return (ts.timestamp() if hasattr(ts, "timestamp") else 0.0, pod.metadata.name or "")
+
+
+def disrupted(pod: V1Pod) -> bool:
+    evicted = pod.status is not None and pod.status.reason == "Evicted"
+    return evicted or _condition(pod, "DisruptionTarget") is not None
+
+
+def culprit(pods: Iterable[V1Pod], container: str | None) -> V1Pod | None:
+    """The pod whose end explains a failed Job.
+
+    A Job can have several pods even with backoffLimit 0: the controller replaces a pod as soon as it is being
+    deleted (preemption) and kills the replacement once the Job has failed. The cause is a disrupted pod, else the
+    first pod that ended; the newest pod only when none has ended yet."""
+    ordered = sorted(pods, key=created)
+    for pod in ordered:
+        if disrupted(pod):
+            return pod
+    ended = [p for p in ordered if pod_final(p, container)]
+    if ended:
+        return ended[0]
+    return ordered[-1] if ordered else None
+
+
+def succeeded(pods: Iterable[V1Pod]) -> V1Pod | None:
+    """The pod that completed a Job (else the newest one)."""
+    ordered = sorted(pods, key=created)
+    done = [p for p in ordered if p.status is not None and p.status.phase == "Succeeded"]
+    return done[-1] if done else (ordered[-1] if ordered else None)
 
 
 def memory_limit(pod: V1Pod | None, container: str | None) -> str | None:
@@ -297,6 +330,7 @@ class Watcher:
         self.resource_version: str | None = None
         self.relists = 0
         self.reconnects = 0
+        self.bookmarks = 0
         self._stop = threading.Event()
         self._resp: Any = None
         self._resp_lock = threading.Lock()
@@ -397,6 +431,7 @@ class Watcher:
             rv = (obj.get("metadata") or {}).get("resourceVersion")
             got = True
             if kind == "BOOKMARK":
+                self.bookmarks += 1
                 if rv:
                     self.resource_version = rv
                 continue

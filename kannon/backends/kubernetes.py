@@ -247,8 +247,11 @@ def build_job(
     owner: Mapping[str, Any] | None = None,
     ttl_seconds: int | None = 3600,
     gpu_resource: str = "nvidia.com/gpu",
+    command: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The Job body for one attempt: the template with kannon's name, labels, command, hints and env merged in."""
+    """The Job body for one attempt: the template with kannon's name, labels, command, hints and env merged in.
+
+    ``command`` defaults to ``launch.argv(python)``, the child entrypoint, as an argv list (never a shell string)."""
     job = copy.deepcopy(dict(template))
     job["apiVersion"], job["kind"] = "batch/v1", "Job"
     job.pop("status", None)
@@ -310,7 +313,7 @@ def build_job(
         log.warning("Job template container %r: `args` dropped (kannon sets the whole command line)",
                     target.get("name"))  # fmt: skip
         target.pop("args")
-    target["command"] = launch.argv(python)
+    target["command"] = list(command) if command is not None else launch.argv(python)
     if hints.image:
         target["image"] = hints.image
     if not target.get("image"):
@@ -621,7 +624,7 @@ class K8sJobExecutor(Executor):
         self._state = threading.RLock()
         self._by_name: dict[str, _Attempt] = {}
         self._by_key: dict[str, _Attempt] = {}
-        self._pods: dict[str, V1Pod] = {}  # job name -> latest pod
+        self._pods: dict[str, dict[str, V1Pod]] = {}  # job name -> pod name -> last seen state (kept after DELETED)
         self._leftovers: dict[str, V1Job] = {}  # task id -> a running Job of an earlier master of this run
         self._gone: dict[str, threading.Event] = {}  # job name -> set when the watch sees it deleted
         self._fatal: BackendError | None = None
@@ -730,9 +733,13 @@ class K8sJobExecutor(Executor):
         name = job_name(self.job_prefix, launch.run_id, launch.task_id, launch.attempt, launch.family)
         body = build_job(
             self.template, launch, name=name, namespace=self.namespace, python=self.python, container=self.container,
-            owner=self.owner, ttl_seconds=self.ttl, gpu_resource=self.gpu_resource,
+            owner=self.owner, ttl_seconds=self.ttl, gpu_resource=self.gpu_resource, command=self.command(launch),
         )  # fmt: skip
         self._create(launch, name, body)
+
+    def command(self, launch: Launch) -> list[str]:
+        """The container's argv for ``launch`` (the child entrypoint; tests override it to run plain scripts)."""
+        return launch.argv(self.python)
 
     def _create(self, launch: Launch, name: str, body: dict[str, Any], tries: int = 3) -> None:
         from kubernetes.client.rest import ApiException
@@ -985,10 +992,12 @@ class K8sJobExecutor(Executor):
             attempt = self._by_name.get(name)
             if attempt is not None and attempt.done:
                 return None  # late events of a finished attempt: keep nothing
-            current = self._pods.get(name)
-            if current is None or current.metadata.name == pod.metadata.name or _newer(pod, current):
-                self._pods[name] = pod
+            self._pods.setdefault(name, {})[pod.metadata.name] = pod
         return name
+
+    def _pods_of(self, name: str) -> list[V1Pod]:
+        with self._state:
+            return sorted(self._pods.get(name, {}).values(), key=kw.created)
 
     def _on_pod(self, kind: str, pod: V1Pod) -> None:
         name = self._remember_pod(pod)
@@ -1021,10 +1030,12 @@ class K8sJobExecutor(Executor):
         with self._state:
             if attempt.done or attempt.busy or attempt.cancelling:
                 return
-            pod = self._pods.get(attempt.name)
-            if pod is not None and not attempt.started and kw.pod_started(pod, self.container):
+            pods = self._pods_of(attempt.name)
+            running = [p for p in pods if kw.pod_started(p, self.container)]
+            pod = pods[-1] if pods else None
+            if running and not attempt.started:
                 attempt.started = True
-                attempt.pod_name = pod.metadata.name
+                attempt.pod_name = running[0].metadata.name
                 start_follow = bool(self.run and self.run.follow_logs)
                 # under the lock, so that no Finished (emitted after taking it) can overtake this Started
                 self.emit(Started(attempt.launch.key, where=f"pod {attempt.pod_name}"))
@@ -1057,8 +1068,8 @@ class K8sJobExecutor(Executor):
                         a.busy = True
                         due.append(a)
             for a in due:
-                with self._state:
-                    pod = self._pods.get(a.name)
+                pods = self._pods_of(a.name)
+                pod = pods[-1] if pods else None
                 outcome = kw.classify_pending(pod, now - a.since)
                 self._submit(functools.partial(self._fail_and_delete, a, outcome, pod))
 
@@ -1080,13 +1091,13 @@ class K8sJobExecutor(Executor):
             assert job is not None
             terminal = kw.job_terminal(job)
             complete = terminal is not None and terminal[0] == "Complete"
-            with self._state:
-                pod = self._pods.get(attempt.name)
+            pods = {p.metadata.name: p for p in self._pods_of(attempt.name)}
+            pod = kw.succeeded(pods.values()) if complete else kw.culprit(pods.values(), self.container)
             if pod is None or (not complete and not kw.pod_final(pod, self.container)):
-                # the pod's last state travels on the other stream and may lag; read it once (failures only:
-                # for a success the pod's name is all the log read needs)
-                pods = sorted(self._list_job_pods(attempt.name), key=_created)
-                pod = pods[-1] if pods else pod
+                # the pods' last states travel on the other stream and may lag: read them once (failures only; for a
+                # success the pod's name is all the log read needs). Cached states of deleted pods are kept.
+                pods.update({p.metadata.name: p for p in self._list_job_pods(attempt.name)})
+                pod = kw.succeeded(pods.values()) if complete else kw.culprit(pods.values(), self.container)
             if pod is not None and not attempt.started:
                 attempt.started = True
                 attempt.pod_name = pod.metadata.name
@@ -1212,15 +1223,6 @@ def job_of_pod(pod: V1Pod) -> str | None:
     labels = pod.metadata.labels or {}
     name = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
     return None if name is None else str(name)
-
-
-def _created(pod: V1Pod) -> Any:
-    ts = pod.metadata.creation_timestamp
-    return (ts.timestamp() if hasattr(ts, "timestamp") else 0.0, pod.metadata.name or "")
-
-
-def _newer(a: V1Pod, b: V1Pod) -> bool:
-    return bool(_created(a) > _created(b))
 
 
 def owner_reference(pod: V1Pod) -> dict[str, Any]:

@@ -207,3 +207,23 @@ def test_started_and_final_states() -> None:
     assert kw.pod_final(pod(terminated(1), phase="Running"), "main")
     assert not kw.pod_final(pod(V1ContainerState(running=V1ContainerStateRunning()), phase="Running"), "main")
     assert kw.pod_final(pod(None, reason="Evicted"), "main")
+
+
+def test_the_culprit_of_a_failed_job_is_the_disrupted_or_first_ended_pod_not_the_killed_replacement() -> None:
+    import datetime
+
+    def at(p: V1Pod, second: int, name: str) -> V1Pod:
+        p.metadata.creation_timestamp = datetime.datetime(2026, 1, 1, 0, 0, second, tzinfo=datetime.timezone.utc)
+        p.metadata.name = name
+        return p
+
+    preempted = at(pod(terminated(137), conditions=[V1PodCondition(type="DisruptionTarget", status="True",
+                                                                   reason="PreemptionByScheduler")]), 1, "a")
+    replacement = at(pod(terminated(143)), 2, "b")
+    assert kw.culprit([replacement, preempted], "main") is preempted
+    first, second = at(pod(terminated(6)), 1, "a"), at(pod(terminated(143)), 2, "b")
+    assert kw.culprit([second, first], "main") is first
+    pending = at(pod(waiting("ContainerCreating"), phase="Pending"), 3, "c")
+    assert kw.culprit([pending], "main") is pending and kw.culprit([], "main") is None
+    ok = at(pod(terminated(0, "Completed"), phase="Succeeded"), 1, "a")
+    assert kw.succeeded([pending, ok]) is ok and kw.succeeded([pending]) is pending

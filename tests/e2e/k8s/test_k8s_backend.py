@@ -1,0 +1,471 @@
+"""K8sJobExecutor against the emulated control plane, over real HTTP with the official client.
+
+Bullets here are plain ``python -c`` scripts (``ScriptK8sExecutor`` swaps the child entrypoint for the script) so
+each test controls exit codes, output and duration exactly; whole pipelines are in test_k8s_backend_build.py.
+Nothing sleeps: tests wait on executor events or emulator state with generous timeouts.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from kannon.backends.base import BackendError, ExecutorEvent, Finished, Launch, LogLine, RunInfo, Started
+from kannon.backends.kubernetes import (
+    LABEL_RUN,
+    LABEL_TASK,
+    RBAC_RULES,
+    K8sJobExecutor,
+    job_name,
+    render_rbac,
+)
+from kannon.hints import Hints
+from kannon.testing import KubeEmulator
+
+pytestmark = pytest.mark.k8s
+
+PY = sys.executable
+TEMPLATE: dict[str, Any] = {
+    "apiVersion": "batch/v1",
+    "kind": "Job",
+    "metadata": {"labels": {"team": "tests"}},
+    "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "kannon-test:latest",
+                                                   "env": [{"name": "FROM_TEMPLATE", "value": "yes"}]}]}}},
+}  # fmt: skip
+
+
+class ScriptK8sExecutor(K8sJobExecutor):
+    """Test-only: the container runs ``python -c <child_args[0]>`` instead of the kannon child."""
+
+    def command(self, launch: Launch) -> list[str]:
+        return [PY, "-c", launch.child_args[0]]
+
+
+class Recorder:
+    """Collects executor events; tests wait on conditions over them."""
+
+    def __init__(self) -> None:
+        self.events: list[ExecutorEvent] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, event: ExecutorEvent) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"condition not met within {timeout}s; events: {self.events}")
+                self._cond.wait(left)
+
+    def of(self, kind: type, key: str | None = None) -> list[Any]:
+        with self._cond:
+            return [e for e in self.events if isinstance(e, kind) and key in (None, e.key)]
+
+    def finished(self, key: str, timeout: float = 60.0) -> Finished:
+        self.wait_for(lambda: bool(self.of(Finished, key)), timeout)
+        (fin,) = self.of(Finished, key)
+        return fin
+
+    def started(self, key: str, timeout: float = 60.0) -> Started:
+        self.wait_for(lambda: bool(self.of(Started, key)) or bool(self.of(Finished, key)), timeout)
+        started = self.of(Started, key)
+        assert started, f"{key} finished without starting: {self.of(Finished, key)}"
+        return started[0]
+
+
+def launch_of(tmp_path: Path, n: int, code: str, *, run_id: str = "run1", attempt: int = 1, hints: Hints = Hints(),
+              env: dict[str, str] | None = None, family: str = "Script") -> Launch:  # fmt: skip
+    task_id = f"{n:032x}"
+    return Launch(
+        key=f"{task_id}-{attempt}", run_id=run_id, task_id=task_id, family=family, attempt=attempt,
+        child_args=(code,), env=env or {}, hints=hints, log_path=tmp_path / "logs" / f"{n}-{attempt}.log",
+        labels={LABEL_RUN: run_id},
+    )  # fmt: skip
+
+
+def wait_flag(flag: Path, then: str = "") -> str:
+    """A script that runs until ``flag`` exists (the test decides when it ends, without timing)."""
+    return f"import os, time\nwhile not os.path.exists({str(flag)!r}): time.sleep(0.02)\n{then}"
+
+
+@pytest.fixture
+def make(kube: KubeEmulator, tmp_path: Path) -> Iterator[Callable[..., tuple[K8sJobExecutor, Recorder]]]:
+    """Start executors against the emulator; every one is closed after the test."""
+    made: list[K8sJobExecutor] = []
+
+    def factory(run_id: str = "run1", follow: bool = False, cls: type = ScriptK8sExecutor,
+                **kw: Any) -> tuple[K8sJobExecutor, Recorder]:  # fmt: skip
+        kw.setdefault("retry_backoff", 0.05)
+        executor = cls(kw.pop("template_job", TEMPLATE), api_client=kube.api_client(), python=PY, **kw)
+        rec = Recorder()
+        executor.start(RunInfo(run_id, tmp_path / "run", follow_logs=follow), rec)
+        made.append(executor)
+        return executor, rec
+
+    yield factory
+    for executor in made:
+        executor.close()
+
+
+def requests(kube: KubeEmulator, method: str, fragment: str, **query: str) -> list[tuple[str, str, dict[str, str]]]:
+    return [r for r in kube.requests if r[0] == method and fragment in r[1]
+            and all(r[2].get(k) == v for k, v in query.items())]  # fmt: skip
+
+
+# -- the normal path ----------------------------------------------------------------------------------------------
+def test_success_and_failure_with_logs_exit_codes_and_labels(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    executor, rec = make()
+    ok = launch_of(tmp_path, 1, "import os; print('hello', os.environ['FROM_TEMPLATE'], os.environ['MINE'])",
+                   env={"MINE": "secret-value"}, hints=Hints(cpu="250m", memory="256Mi"))
+    bad = launch_of(tmp_path, 2, "import sys\nfor i in range(30): print('line', i)\nsys.exit(6)")
+    executor.launch(ok)
+    executor.launch(bad)
+    fin_ok, fin_bad = rec.finished(ok.key), rec.finished(bad.key)
+    assert fin_ok.ok and fin_ok.log_tail == ("hello yes secret-value",)
+    assert fin_ok.where is not None and fin_ok.where.startswith("pod kannon-script-")
+    assert rec.started(ok.key).where == fin_ok.where
+    assert (fin_bad.exit_code, fin_bad.failure_class, fin_bad.infra) == (6, "TaskFailed", False)
+    assert fin_bad.log_tail == tuple(f"line {i}" for i in range(10, 30))
+    assert ok.log_path.read_text() == "hello yes secret-value\n"
+    assert bad.log_path.read_text().splitlines()[0] == "line 0"  # the whole log, not only the tail
+    job = kube.jobs()[job_name("kannon", "run1", ok.task_id, 1, "Script")]
+    meta, spec = job["metadata"], job["spec"]
+    assert meta["labels"][LABEL_TASK] == ok.task_id and meta["labels"]["team"] == "tests"
+    assert meta["annotations"]["kannon.io/task-id"] == ok.task_id
+    assert spec["backoffLimit"] == 0 and spec["ttlSecondsAfterFinished"] == 3600
+    container = spec["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"] == {"cpu": "250m", "memory": "256Mi"}
+    assert executor.live_keys() == []
+
+
+def test_api_requests_per_task_do_not_grow_with_duration(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    """One create and one log read per task, plus O(1) list/watch requests, for short and long bullets alike."""
+    executor, rec = make()
+    setup = len(kube.requests)
+    flag = tmp_path / "long-may-end"
+    quick = [launch_of(tmp_path, n, "print('quick')") for n in range(1, 6)]
+    long = launch_of(tmp_path, 9, wait_flag(flag, "print('long')"))
+    executor.launch(long)
+    for launch in quick:
+        executor.launch(launch)
+    for launch in quick:
+        assert rec.finished(launch.key).ok
+    rec.started(long.key)
+    during = len(kube.requests)
+    # while the long bullet runs, bookmarks keep flowing on the open watches (one every 0.3 s here): wait for a few
+    # to prove time passed with the watches alive, then check that nothing was requested meanwhile
+    jobs_watch = executor._watchers[0]
+    seen = jobs_watch.bookmarks
+    kube.wait_for(lambda: jobs_watch.bookmarks >= seen + 4, timeout=30, message="no bookmarks on the job watch")
+    assert len(kube.requests) == during
+    flag.touch()
+    assert rec.finished(long.key).ok
+    task_requests = kube.requests[setup:]
+    creates = [r for r in task_requests if r[0] == "POST"]
+    logs = [r for r in task_requests if r[1].endswith("/log")]
+    assert len(creates) == 6 and len(logs) == 6
+    assert len(task_requests) == 12  # 2 per task, no polling
+    assert setup == 4  # list pods, list jobs, watch jobs, watch pods
+
+
+def test_follow_logs_streams_lines_live(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    executor, rec = make(follow=True)
+    flag = tmp_path / "second-half"
+    launch = launch_of(tmp_path, 1, "print('first', flush=True)\n" + wait_flag(flag, "print('second')"))
+    executor.launch(launch)
+    rec.wait_for(lambda: [e.line for e in rec.of(LogLine, launch.key)] == ["first"])
+    assert not rec.of(Finished, launch.key)  # live: the line arrived while the bullet still runs
+    flag.touch()
+    fin = rec.finished(launch.key)
+    assert [e.line for e in rec.of(LogLine, launch.key)] == ["first", "second"]
+    assert fin.ok and fin.log_tail == ("first", "second")
+    assert launch.log_path.read_text() == "first\nsecond\n"
+    assert len(requests(kube, "GET", "/log")) == 1  # the follow request replaced the final read
+
+
+# -- classified failures ------------------------------------------------------------------------------------------
+def test_oom_eviction_and_preemption_are_classified(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    executor, rec = make()
+    flag = tmp_path / "never"
+    cases = {"OOMKilled": 1, "Evicted": 2, "Preempted": 3}
+    launches = {}
+    for behaviour, n in cases.items():
+        launch = launch_of(tmp_path, n, wait_flag(flag), family=f"Fam{behaviour}", hints=Hints(memory="64Mi"))
+        kube.faults.pod_behaviour(f"kannon-fam{behaviour.lower()}-", behaviour, times=1)
+        executor.launch(launch)
+        launches[behaviour] = launch
+    oom = rec.finished(launches["OOMKilled"].key)
+    assert (oom.exit_code, oom.failure_class, oom.infra) == (137, "OOMKilled", False)
+    assert "64Mi" in (oom.reason or "") and "Hints(memory=" in (oom.reason or "")
+    evicted = rec.finished(launches["Evicted"].key)
+    assert (evicted.failure_class, evicted.infra) == ("Evicted", True)
+    assert "low on resource" in (evicted.reason or "")
+    preempted = rec.finished(launches["Preempted"].key)
+    assert (preempted.failure_class, preempted.infra) == ("Preempted", True)
+
+
+@pytest.mark.parametrize(("behaviour", "klass", "infra"), [
+    ("ImagePullBackOff", "ImagePull", True), ("ErrImagePull", "ImagePull", True),
+    ("CreateContainerConfigError", "ContainerConfig", False)])  # fmt: skip
+def test_pods_that_cannot_start_fail_fast_and_their_job_is_deleted(
+    kube: KubeEmulator, make: Any, tmp_path: Path, behaviour: str, klass: str, infra: bool
+) -> None:
+    executor, rec = make()
+    kube.faults.pod_behaviour("kannon-", behaviour)
+    launch = launch_of(tmp_path, 1, "print('never runs')")
+    executor.launch(launch)
+    fin = rec.finished(launch.key)
+    assert (fin.exit_code, fin.failure_class, fin.infra) == (None, klass, infra)
+    # an image pull shows ErrImagePull before the kubelet backs off to ImagePullBackOff: either fails it at once
+    assert (behaviour if klass != "ImagePull" else "ImagePull") in (fin.reason or "")
+    assert not rec.of(Started, launch.key)
+    kube.wait_for(lambda: not kube.jobs() and not kube.pods(), timeout=30, message="job not cleaned up")
+    assert fin.failure_class in launch.log_path.read_text()
+
+
+def test_unschedulable_pod_fails_after_the_pending_timeout(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    executor, rec = make(pending_timeout=0.5)
+    kube.faults.pod_behaviour("kannon-", "Unschedulable")
+    launch = launch_of(tmp_path, 1, "print('never runs')", hints=Hints(cpu="64"))
+    executor.launch(launch)
+    fin = rec.finished(launch.key)
+    assert fin.failure_class == "Unschedulable" and not fin.infra
+    assert "cannot be scheduled" in (fin.reason or "") and "pending_timeout" in (fin.reason or "")
+    kube.wait_for(lambda: not kube.jobs(), timeout=30, message="job not cleaned up")
+
+
+def test_deadline_from_the_timeout_hint(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    executor, rec = make()
+    launch = launch_of(tmp_path, 1, wait_flag(tmp_path / "never"), hints=Hints(timeout=0.5))
+    executor.launch(launch)
+    fin = rec.finished(launch.key)
+    assert fin.failure_class == "DeadlineExceeded" and "1 s" in (fin.reason or "")
+    assert kube.jobs()[job_name("kannon", "run1", launch.task_id, 1, "Script")]["spec"]["activeDeadlineSeconds"] == 1
+
+
+def test_job_deleted_by_someone_else(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    executor, rec = make()
+    launch = launch_of(tmp_path, 1, wait_flag(tmp_path / "never"))
+    executor.launch(launch)
+    rec.started(launch.key)
+    kube.faults.delete_job_externally(job_name("kannon", "run1", launch.task_id, 1, "Script"))
+    fin = rec.finished(launch.key)
+    assert fin.failure_class == "JobDeleted" and "deleted by someone else" in (fin.reason or "")
+
+
+def test_command_in_the_template_is_refused(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    template = yaml.safe_load(yaml.safe_dump(TEMPLATE))
+    template["spec"]["template"]["spec"]["containers"][0]["command"] = ["bash", "-c", "anything"]
+    executor, _ = make(template_job=template, cls=K8sJobExecutor)
+    with pytest.raises(BackendError, match="sets `command`"):
+        executor.launch(launch_of(tmp_path, 1, "x"))
+    assert kube.jobs() == {}
+
+
+# -- cancellation ---------------------------------------------------------------------------------------------------
+def test_cancel_and_cancel_all_delete_jobs_and_confirm(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    executor, rec = make()
+    launches = [launch_of(tmp_path, n, wait_flag(tmp_path / "never")) for n in range(1, 5)]
+    for launch in launches:
+        executor.launch(launch)
+    for launch in launches:
+        rec.started(launch.key)
+    executor.cancel(launches[0].key)
+    fin = rec.finished(launches[0].key)
+    assert fin.failure_class == "Cancelled" and fin.exit_code is None
+    assert job_name("kannon", "run1", launches[0].task_id, 1, "Script") not in kube.jobs()
+    assert executor.cancel_all(timeout=60) == []
+    assert all(rec.finished(launch.key).failure_class == "Cancelled" for launch in launches)
+    assert kube.jobs() == {}
+    kube.wait_for(lambda: not kube.pods(), timeout=30, message="pods not garbage-collected")
+    deletes = requests(kube, "DELETE", "/jobs/")
+    assert len(deletes) == 4  # each Job deleted once, with Background propagation (pods go too)
+
+
+# -- resilience -----------------------------------------------------------------------------------------------------
+def test_watches_survive_stream_ends_compaction_and_resets(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    executor, rec = make()
+    flag = tmp_path / "go"
+    launches = [launch_of(tmp_path, n, wait_flag(flag, f"print({n})")) for n in range(1, 4)]
+    for launch in launches:
+        executor.launch(launch)
+    for launch in launches:
+        rec.started(launch.key)
+    jobs_watch = executor._watchers[0]
+    # a change the run's watches do not see, then compaction and the streams' end, atomically: both watches resume
+    # from a resourceVersion older than the retained history and get 410 Gone
+    with kube.store.cond:
+        kube._ensure_namespace("unrelated", create=True)
+        kube.faults.compact_history()
+        assert kube.faults.end_watches() >= 2
+    kube.wait_for(lambda: jobs_watch.relists >= 1, timeout=30, message="no re-list after 410")
+    kube.faults.reset_connections(2, method="GET", path_regex="watch|jobs|pods")
+    kube.faults.end_watches()
+    flag.touch()
+    for n, launch in enumerate(launches, 1):
+        fin = rec.finished(launch.key)
+        assert fin.ok and fin.log_tail == (str(n),)
+    assert jobs_watch.reconnects >= 2
+
+
+def test_create_is_retried_through_5xx_429_and_resets_without_duplicates(
+    kube: KubeEmulator, make: Any, tmp_path: Path
+) -> None:
+    executor, rec = make()
+    kube.faults.fail_requests(2, 503, method="POST")
+    kube.faults.fail_requests(1, 429, method="POST", retry_after=1)
+    kube.faults.reset_connections(1, method="POST")
+    launch = launch_of(tmp_path, 1, "print('once')")
+    executor.launch(launch)
+    assert rec.finished(launch.key).ok
+    assert len(kube.jobs()) == 1
+    assert kube.faults.count("fail_request") == 3 and kube.faults.count("reset_connection") == 1
+    assert executor.api.retries >= 4
+
+
+def test_a_create_that_landed_is_adopted_on_409(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    """The first create reached the server but its answer was lost: the retry gets 409 and adopts, no duplicate."""
+    executor, rec = make()
+    flag = tmp_path / "go"
+    launch = launch_of(tmp_path, 1, wait_flag(flag, "print('single')"))
+    other, _ = make()  # an earlier master of the same run already created this attempt's Job
+    other.launch(launch)
+    executor.launch(launch)
+    flag.touch()
+    fin = rec.finished(launch.key)
+    assert fin.ok and "single" in fin.log_tail
+    assert len(kube.jobs()) == 1 and len(requests(kube, "POST", "/jobs")) == 2
+    assert "adopted existing Job" in launch.log_path.read_text()
+
+
+def test_reattach_adopts_running_jobs_and_cleans_finished_leftovers(
+    kube: KubeEmulator, make: Any, tmp_path: Path
+) -> None:
+    first, rec1 = make()
+    flag = tmp_path / "go"
+    running = launch_of(tmp_path, 1, wait_flag(flag, "print('adopted')"), attempt=2)
+    failed = launch_of(tmp_path, 2, "raise SystemExit(6)")
+    first.launch(running)
+    first.launch(failed)
+    rec1.started(running.key)
+    assert rec1.finished(failed.key).exit_code == 6
+    first._stop.set()  # the first master dies: its watches stop, nothing is cleaned up
+    for w in first._watchers:
+        w.stop()
+    creates_before = len(requests(kube, "POST", "/jobs"))
+
+    second, rec2 = make()
+    failed_name = job_name("kannon", "run1", failed.task_id, 1, "Script")
+    kube.wait_for(lambda: failed_name not in kube.jobs(), timeout=30, message="finished leftover not deleted")
+    # the restarted master counts attempts from 1 again: the running Job of attempt 2 is adopted all the same
+    again = launch_of(tmp_path, 1, "print('must not run')", attempt=1)
+    second.launch(again)
+    rec2.started(again.key)
+    flag.touch()
+    fin = rec2.finished(again.key)
+    assert fin.ok and fin.log_tail[-1] == "adopted"
+    assert fin.where == rec1.started(running.key).where
+    assert len(requests(kube, "POST", "/jobs")) == creates_before  # nothing new was created
+
+
+def test_unadopted_leftovers_are_removed_when_the_run_ends(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    first, rec1 = make()
+    stray = launch_of(tmp_path, 7, wait_flag(tmp_path / "never"))
+    first.launch(stray)
+    rec1.started(stray.key)
+    first._stop.set()
+    for w in first._watchers:
+        w.stop()
+    second, _ = make()
+    second.close()
+    kube.wait_for(lambda: not kube.jobs(), timeout=30, message="stray job left running")
+
+
+# -- permissions ------------------------------------------------------------------------------------------------------
+def test_forbidden_create_names_the_permission(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    executor, _ = make()
+    kube.faults.forbid("create", "jobs")
+    with pytest.raises(BackendError) as info:
+        executor.launch(launch_of(tmp_path, 1, "x"))
+    assert "may not create jobs" in str(info.value) and "kannon k8s rbac" in str(info.value)
+    assert executor.live_keys() == []
+
+
+def test_forbidden_watch_fails_at_start(kube: KubeEmulator, tmp_path: Path) -> None:
+    kube.faults.forbid("watch", "pods")
+    executor = ScriptK8sExecutor(TEMPLATE, api_client=kube.api_client(), python=PY)
+    try:
+        with pytest.raises(BackendError, match="may not watch pods"):
+            executor.start(RunInfo("run1", tmp_path / "run"), Recorder())
+    finally:
+        executor.close()
+
+
+def test_rbac_role_covers_every_request_the_backend_made(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    executor, rec = make(follow=True)
+    flag = tmp_path / "go"
+    launches = [launch_of(tmp_path, n, wait_flag(flag, "print('x')")) for n in (1, 2)]
+    for launch in launches:
+        executor.launch(launch)
+    rec.started(launches[1].key)
+    executor.cancel(launches[1].key)
+    flag.touch()
+    rec.finished(launches[0].key)
+    rec.finished(launches[1].key)
+    (role, _) = yaml.safe_load_all(render_rbac("default", "sa"))
+    allowed = {(res, verb) for rule in role["rules"] for res in rule["resources"] for verb in rule["verbs"]}
+    seen = set()
+    for method, path, query in kube.requests:
+        parts = path.strip("/").split("/")
+        named = parts[-2] in ("jobs", "pods") or parts[-1] == "log"
+        resource = "pods/log" if parts[-1] == "log" else (parts[-2] if parts[-2] in ("jobs", "pods") else parts[-1])
+        verb = {"POST": "create", "DELETE": "delete"}.get(method) or (
+            "get" if named else ("watch" if query.get("watch") else "list"))
+        seen.add((resource, verb))
+    assert seen <= allowed, seen - allowed
+    assert {("jobs", "create"), ("jobs", "watch"), ("pods", "watch"), ("pods/log", "get"), ("jobs", "delete")} <= seen
+    assert len(RBAC_RULES) == 3
+
+
+# -- in a cluster: the master's own pod ------------------------------------------------------------------------------
+def test_in_cluster_template_and_owner_come_from_the_master_pod(kube: KubeEmulator, tmp_path: Path) -> None:
+    """The master runs as a Job: its pod is the child template, its Job the owner of every child Job."""
+    batch = client.BatchV1Api(kube.api_client())
+    master = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "master"},
+              "spec": {"template": {"spec": {"restartPolicy": "Never", "serviceAccountName": "pipeline", "containers": [
+                  {"name": "master", "image": "repo/pipeline:7", "command": [PY, "-c", wait_flag(tmp_path / "never")],
+                   "env": [{"name": "FROM_MASTER", "value": "inherited"}]}]}}}}  # fmt: skip
+    batch.create_namespaced_job("default", master)
+    pod_name = kube.wait_for(lambda: next((n for n, p in kube.pods().items()
+                                           if p["metadata"]["labels"].get("job-name") == "master"), None), timeout=30)
+    executor = ScriptK8sExecutor(api_client=kube.api_client(), in_cluster=True, master_pod_name=pod_name,
+                                 namespace="default", python=PY)  # fmt: skip
+    rec = Recorder()
+    try:
+        executor.start(RunInfo("run1", tmp_path / "run"), rec)
+        launch = launch_of(tmp_path, 1, "import os; print(os.environ['FROM_MASTER'])")
+        executor.launch(launch)
+        fin = rec.finished(launch.key)
+        assert fin.ok and fin.log_tail == ("inherited",)
+        job = kube.jobs()[job_name("kannon", "run1", launch.task_id, 1, "Script")]
+        (owner,) = job["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"]) == ("Job", "master")
+        assert owner["uid"] == kube.jobs()["master"]["metadata"]["uid"]
+        podspec = job["spec"]["template"]["spec"]
+        assert podspec["serviceAccountName"] == "pipeline"
+        assert podspec["containers"][0]["image"] == "repo/pipeline:7"
+    finally:
+        executor.close()
