@@ -773,6 +773,19 @@ def test_oom_killed_pod(kube: KubeEmulator) -> None:
     assert (term["exitCode"], term["reason"]) == (137, "OOMKilled") and pod["status"]["phase"] == "Failed"
 
 
+def test_process_memory_limit_is_a_real_oom_kill(kube: KubeEmulator) -> None:
+    from kannon.testing.kube.runtime import _cgroup_base
+
+    if _cgroup_base() is None:
+        pytest.skip("no writable memory cgroup here: the process runtime cannot enforce memory limits")
+    hog = "b = []\nwhile True: b.append(bytearray(16 * 1024 * 1024))"
+    body = job_body("hog", hog, backoffLimit=0, container={"resources": {"limits": {"memory": "64Mi"}}})
+    client.BatchV1Api(kube.api_client()).create_namespaced_job(NS, body)
+    wait_finished(kube, "hog")
+    term = pods_of(kube, "hog")[0]["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (term["exitCode"], term["reason"]) == (137, "OOMKilled")
+
+
 def test_evicted_pod(kube: KubeEmulator) -> None:
     kube.faults.pod_behaviour("evict", "Evicted")
     client.BatchV1Api(kube.api_client()).create_namespaced_job(
