@@ -28,7 +28,9 @@ DEFAULT_USER = "system:serviceaccount:default:default"
 class Injected:
     """One fault that actually hit something (a request, a pod, the watch cache...)."""
 
-    kind: str  # fail_request / reset_connection / forbid / pod_behaviour / compact_history / end_watches / delete_job
+    # fail_request / reset_connection / drop_response / forbid / pod_behaviour / compact_history / end_watches /
+    # delete_job
+    kind: str
     detail: str
     method: str | None = None
     path: str | None = None
@@ -102,6 +104,14 @@ class Faults:
                 _RequestRule("reset", n, 0, method, re.compile(path_regex) if path_regex else None)
             )
 
+    def drop_responses(self, n: int, method: str | None = None, path_regex: str | None = None) -> None:
+        """Carry out the next n matching requests but reset the connection instead of answering (the write landed,
+        the client never hears of it: the case idempotent creates must survive)."""
+        with self._lock:
+            self._request_rules.append(
+                _RequestRule("drop", n, 0, method, re.compile(path_regex) if path_regex else None)
+            )
+
     def forbid(self, verb: str, resource: str, namespace: str | None = None, user: str = DEFAULT_USER) -> None:
         """403 Forbidden for `verb` on `resource` ("jobs", "pods", "pods/log", ...) until allow() is called."""
         with self._lock:
@@ -167,6 +177,9 @@ class Faults:
                     if rule.kind == "reset":
                         self._injected.append(Injected("reset_connection", "connection reset", method, path))
                         return ("reset", None)
+                    if rule.kind == "drop":
+                        self._injected.append(Injected("drop_response", "answer dropped after the write", method, path))
+                        return ("drop", None)
                     self._injected.append(Injected("fail_request", f"HTTP {rule.status}", method, path))
                     return ("fail", injected(rule.status, rule.retry_after))
             return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import io
 import json
 import logging
 import queue
@@ -302,6 +303,13 @@ class Handler(BaseHTTPRequestHandler):
             fault = emu.faults.take_request_fault(method, path)
             if fault is not None:
                 if fault[0] == "reset":
+                    self._reset()
+                    return
+                if fault[0] == "drop":
+                    # Do the work, throw the answer away, reset the connection.
+                    self.wfile = io.BytesIO()
+                    with contextlib.suppress(ApiError):
+                        self._route(method, path, query, raw)
                     self._reset()
                     return
                 assert fault[1] is not None

@@ -695,6 +695,17 @@ def test_reset_connections_closes_without_answer(kube: KubeEmulator) -> None:
     assert "reset" not in kube.jobs()
 
 
+def test_drop_responses_carries_out_the_write_but_never_answers(kube: KubeEmulator, batch_api: Any) -> None:
+    kube.faults.drop_responses(1, method="POST", path_regex="/jobs$")
+    with pytest.raises(Exception) as err:
+        batch_api.create_namespaced_job(NS, job_body("landed", suspend=True))
+    assert not isinstance(err.value, ApiException)
+    assert "landed" in kube.jobs()  # the create happened
+    with pytest.raises(ApiException) as again:
+        batch_api.create_namespaced_job(NS, job_body("landed", suspend=True))
+    assert again.value.status == 409 and kube.faults.count("drop_response") == 1
+
+
 def test_forbid_gives_rbac_style_403(kube: KubeEmulator, batch_api: Any, core_api: Any) -> None:
     kube.faults.forbid("create", "jobs", user="system:serviceaccount:default:kannon")
     with pytest.raises(ApiException) as err:
