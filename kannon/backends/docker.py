@@ -399,7 +399,13 @@ class DockerExecutor(Executor):
         super().start(run, report)
         self._workdir = os.path.abspath(self.working_dir or os.getcwd())  # fixed for the run, like the master's
         self.engine_info()  # fail now, naming the engine address, rather than at the first launch
-        self._sweep_previous(run.run_id)
+        import docker.errors
+        import requests
+
+        try:
+            self._sweep_previous(run.run_id)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+            raise BackendError(f"cannot clean up the containers a previous run {run.run_id} left: {e}") from e
 
     def _run_containers(self, run_id: str) -> list[Any]:
         return list(self.client().containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"}))
@@ -672,40 +678,49 @@ class DockerExecutor(Executor):
                              daemon=True).start()  # fmt: skip
 
     def cancel_all(self, timeout: float = 30.0) -> list[str]:
-        self._drop_adoptable()
+        # Meanwhile, anything else of this run goes too: containers adopted-but-unclaimed from a previous master,
+        # or one created while the master was dying.
+        sweeper = threading.Thread(target=self._remove_leftovers, name="kannon-docker-sweep", daemon=True)
+        sweeper.start()
         left = super().cancel_all(timeout)
-        if self.run is not None and self._client is not None:
-            import docker.errors
-            import requests
-
-            # Belt and braces: anything of this run no live launch owns (e.g. created while the master was dying).
-            with self._lock:
-                owned = {h.container.id for h in self._handles.values() if h.container is not None}
-            try:
-                for c in self._run_containers(self.run.run_id):
-                    if c.id not in owned:
-                        self._stop_and_remove(c)
-            except (docker.errors.DockerException, requests.exceptions.RequestException):
-                pass  # the engine is gone: nothing of ours can be running on it any more
+        sweeper.join(timeout=max(1.0, timeout))
         return left
 
-    def _drop_adoptable(self) -> None:
+    def _remove_leftovers(self) -> None:
+        """Stop and remove, in parallel, every container of this run that no live launch of ours owns."""
+        import docker.errors
+        import requests
+
+        if self.run is None or self._client is None:
+            return
         with self._lock:
-            containers, self._adoptable = list(self._adoptable.values()), {}
-        threads = [threading.Thread(target=self._stop_and_remove, args=(c,), daemon=True) for c in containers]
+            owned = {h.container.id for h in self._handles.values() if h.container is not None}
+            self._adoptable = {}
+        try:
+            containers = [c for c in self._run_containers(self.run.run_id) if c.id not in owned]
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            return  # the engine is gone: nothing of ours runs on it any more
+
+        def stop_and_remove(container: Any) -> None:
+            with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+                self._stop_and_remove(container)
+
+        threads = [threading.Thread(target=stop_and_remove, args=(c,), daemon=True) for c in containers]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
 
     def close(self) -> None:
-        # Running containers of a previous master that this run did not need (the task was complete, or its
-        # command changed) would otherwise run on unobserved.
-        if self._client is not None:
-            self._drop_adoptable()
-            if self._owns_client:
-                self._client.close()
-                self._client = None
+        # The core waits for every Finished before closing, so live launches here mean it gave up on them: stop
+        # them rather than leave containers running unobserved. Then the previous master's running containers
+        # this run did not need (the task was complete, or its command changed).
+        if self.live_keys():
+            self.cancel_all(timeout=self.stop_timeout + 60)
+        self._remove_leftovers()
+        if self._client is not None and self._owns_client:
+            self._client.close()
+            self._client = None
 
 
 # -- plugin registration --------------------------------------------------------------------------------------------

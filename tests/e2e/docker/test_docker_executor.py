@@ -166,6 +166,17 @@ def test_cancel_all_stops_and_removes_every_container(engine: Any, image: str, r
     ex.close()
 
 
+def test_close_stops_what_the_core_left_running(engine: Any, image: str, run_id: str, tmp_path: Path) -> None:
+    ex = executor(image, tmp_path)
+    rec = start(ex, run_id, tmp_path)
+    launch = script_launch(run_id, tmp_path, 1, SLEEPER)
+    ex.launch(launch)
+    rec.wait_started(launch.key)
+    ex.close()
+    assert [f.failure_class for f in rec.finished(launch.key)] == ["Cancelled"]
+    assert run_containers(engine, run_id) == []
+
+
 def test_missing_image_is_a_clear_error_before_launching(engine: Any, image: str, run_id: str,
                                                          tmp_path: Path) -> None:  # fmt: skip
     ex = executor("kannon-no-such-image:never", tmp_path)
