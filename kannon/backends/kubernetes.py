@@ -557,6 +557,7 @@ class _Attempt:
     busy: bool = False  # a terminal step (finish, fail fast, pending timeout) is running in the pool
     done: bool = False  # Finished emitted
     cancelling: bool = False
+    adopted: bool = False
     pod_name: str | None = None
     follower: threading.Thread | None = None
     follow_resp: Any = None
@@ -795,6 +796,7 @@ class K8sJobExecutor(Executor):
         self.track(launch.key)
         with self._state:
             attempt.job = job
+            attempt.adopted = True
             attempt.notes.append(f"kannon: adopted existing Job {name} ({why})")
         self._evaluate(attempt)
 
@@ -1038,7 +1040,7 @@ class K8sJobExecutor(Executor):
                 attempt.pod_name = running[0].metadata.name
                 start_follow = bool(self.run and self.run.follow_logs)
                 # under the lock, so that no Finished (emitted after taking it) can overtake this Started
-                self.emit(Started(attempt.launch.key, where=f"pod {attempt.pod_name}"))
+                self.emit(Started(attempt.launch.key, where=_where(attempt)))
             job = attempt.job
             if job is not None and kw.job_terminal(job) is not None:
                 attempt.busy = True
@@ -1102,7 +1104,7 @@ class K8sJobExecutor(Executor):
                 attempt.started = True
                 attempt.pod_name = pod.metadata.name
                 if kw.pod_started(pod, self.container):
-                    self.emit(Started(attempt.launch.key, where=f"pod {pod.metadata.name}"))
+                    self.emit(Started(attempt.launch.key, where=_where(attempt)))
             tail = self._collect_log(attempt, pod)
             where = f"pod {pod.metadata.name}" if pod is not None else f"job {attempt.name}"
             if complete:
@@ -1216,6 +1218,10 @@ class K8sJobExecutor(Executor):
 
 
 # -- helpers --------------------------------------------------------------------------------------------------
+def _where(attempt: _Attempt) -> str:
+    return f"pod {attempt.pod_name}" + (" (adopted)" if attempt.adopted else "")
+
+
 def job_of_pod(pod: V1Pod) -> str | None:
     for ref in pod.metadata.owner_references or ():
         if ref.kind == "Job":
@@ -1323,28 +1329,31 @@ def _from_legacy(
 
 
 def add_options(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--job-template", metavar="FILE", help="YAML file with the child Job template "
-                       "(default in a cluster: copy the master's pod)")  # fmt: skip
-    group.add_argument("--namespace", metavar="NS", help="namespace for the Jobs (default: template, in-cluster "
-                       "namespace, kubeconfig context)")  # fmt: skip
-    group.add_argument("--job-prefix", default="kannon", help="prefix of the Job names (default: kannon)")
-    group.add_argument("--pending-timeout", type=float, default=300.0, metavar="S",
-                       help="fail an attempt whose pod has not started after S seconds (default: 300)")  # fmt: skip
-    group.add_argument("--job-ttl", type=int, default=3600, metavar="S",
-                       help="ttlSecondsAfterFinished of the Jobs (default: 3600)")  # fmt: skip
-    group.add_argument("--k8s-python", default="python", metavar="PATH",
-                       help="interpreter inside the image (default: python)")  # fmt: skip
-    group.add_argument("--k8s-qps", type=float, default=20.0, metavar="N",
-                       help="client-side API rate limit, requests per second (default: 20)")  # fmt: skip
+    group.add_argument("--job-template", dest="k8s_job_template", metavar="FILE",
+                       help="kubernetes: YAML file with the child Job template (default in a cluster: copy the "
+                       "master's pod)")  # fmt: skip
+    group.add_argument("--namespace", dest="k8s_namespace", metavar="NS",
+                       help="kubernetes: namespace for the Jobs (default: template, in-cluster namespace, "
+                       "kubeconfig context)")  # fmt: skip
+    group.add_argument("--job-prefix", dest="k8s_job_prefix", default="kannon", metavar="PREFIX",
+                       help="kubernetes: prefix of the Job names (default: kannon)")  # fmt: skip
+    group.add_argument("--pending-timeout", dest="k8s_pending_timeout", type=float, default=300.0, metavar="S",
+                       help="kubernetes: fail an attempt whose pod has not started after S seconds (default: 300)")
+    group.add_argument("--job-ttl", dest="k8s_job_ttl", type=int, default=3600, metavar="S",
+                       help="kubernetes: ttlSecondsAfterFinished of the Jobs (default: 3600)")  # fmt: skip
+    group.add_argument("--k8s-python", dest="k8s_python", default="python", metavar="PATH",
+                       help="kubernetes: the interpreter in the image (default: python)")  # fmt: skip
+    group.add_argument("--k8s-qps", dest="k8s_qps", type=float, default=20.0, metavar="N",
+                       help="kubernetes: client-side API rate limit, requests per second (default: 20)")
 
 
 def from_options(ns: argparse.Namespace) -> K8sJobExecutor:
     return K8sJobExecutor(
-        template_job=getattr(ns, "job_template", None),
-        namespace=getattr(ns, "namespace", None),
-        job_prefix=getattr(ns, "job_prefix", None) or "kannon",
-        pending_timeout=getattr(ns, "pending_timeout", None) or 300.0,
-        ttl_seconds_after_finished=getattr(ns, "job_ttl", 3600),
+        template_job=getattr(ns, "k8s_job_template", None),
+        namespace=getattr(ns, "k8s_namespace", None),
+        job_prefix=getattr(ns, "k8s_job_prefix", None) or "kannon",
+        pending_timeout=getattr(ns, "k8s_pending_timeout", None) or 300.0,
+        ttl_seconds_after_finished=getattr(ns, "k8s_job_ttl", 3600),
         python=getattr(ns, "k8s_python", None) or "python",
         qps=getattr(ns, "k8s_qps", None) or 20.0,
     )

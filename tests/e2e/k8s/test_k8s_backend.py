@@ -378,6 +378,7 @@ def test_reattach_adopts_running_jobs_and_cleans_finished_leftovers(
     fin = rec2.finished(again.key)
     assert fin.ok and fin.log_tail[-1] == "adopted"
     assert fin.where == rec1.started(running.key).where
+    assert rec2.started(again.key).where == f"{fin.where} (adopted)"
     assert len(requests(kube, "POST", "/jobs")) == creates_before  # nothing new was created
 
 
