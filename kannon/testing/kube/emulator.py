@@ -189,18 +189,21 @@ class KubeEmulator:
     def wait_for(self, predicate: Callable[[], T], timeout: float = 30, message: str | None = None) -> T:
         """Wait until predicate() is truthy and return its value; raise TimeoutError after `timeout` seconds.
 
-        Woken by every store change (and re-checked at least every 0.1 s for state outside the store).
+        Woken by every store change (and re-checked at least every 0.1 s for state outside the store). The predicate
+        runs without the store lock held, so it may call the emulator's API.
         """
         deadline = time.monotonic() + timeout
-        with self.store.cond:
-            while True:
-                value = predicate()
-                if value:
-                    return value
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(message or f"condition not met within {timeout}s")
-                self.store.cond.wait(min(left, 0.1))
+        while True:
+            with self.store.cond:
+                mark = self.store.changes
+            value = predicate()
+            if value:
+                return value
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(message or f"condition not met within {timeout}s")
+            with self.store.cond:
+                self.store.cond.wait_for(lambda m=mark: self.store.changes != m, min(left, 0.1))  # type: ignore[misc]
 
     # -- internals -----------------------------------------------------------------------------------------------
 
@@ -208,6 +211,7 @@ class KubeEmulator:
         with self._requests_lock:
             self.requests.append((method, path, query))
         with self.store.cond:
+            self.store.changes += 1
             self.store.cond.notify_all()
 
     def _ensure_namespace(self, name: str, create: bool = False) -> None:

@@ -95,6 +95,7 @@ class Store:
         self._first_rv = first_rv
         self._watchers: set[Watcher] = set()
         self._listeners: list[Callable[[Change], None]] = []
+        self.changes = 0  # bumped on every change, so waiters can tell "something happened" without the lock held
 
     # -- plumbing ------------------------------------------------------------------------------------------------
 
@@ -115,6 +116,7 @@ class Store:
                 w.queue.put(ev)
         for fn in self._listeners:
             fn(ch)
+        self.changes += 1
         self.cond.notify_all()
 
     def _next_rv(self) -> int:

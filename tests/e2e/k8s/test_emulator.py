@@ -910,6 +910,14 @@ def test_kubeconfig_and_standalone_entry_point(tmp_path: Path) -> None:
         assert proc.wait(timeout=30) == 0
 
 
+def test_wait_for_predicate_may_call_the_api(kube: KubeEmulator, batch_api: Any) -> None:
+    batch_api.create_namespaced_job(NS, job_body("api-wait"))
+    job = kube.wait_for(lambda: (j := batch_api.read_namespaced_job("api-wait", NS)).status.succeeded and j)
+    assert job.status.succeeded == 1
+    with pytest.raises(TimeoutError, match="never"):
+        kube.wait_for(lambda: False, timeout=0.2, message="never")
+
+
 def test_requests_are_recorded(kube: KubeEmulator, batch_api: Any) -> None:
     before = len(kube.requests)
     batch_api.list_namespaced_job(NS, label_selector="a=b")
