@@ -684,6 +684,12 @@ class K8sJobExecutor(Executor):
     def close(self) -> None:
         if self._stop.is_set():
             return
+        if self._pool is not None and self.live_keys():
+            # the core gives up on these (it cancels what it wants stopped first): a Job left running here would
+            # never be cleaned, since ttlSecondsAfterFinished only counts once it finishes
+            left = self.cancel_all(timeout=30.0)
+            if left:
+                log.warning("Jobs of %d attempt(s) not confirmed deleted: %s", len(left), ", ".join(left))
         with self._state:
             orphans = [j.metadata.name for j in self._leftovers.values()] if self.cleanup_leftovers else []
             self._leftovers.clear()

@@ -295,6 +295,16 @@ def test_cancel_and_cancel_all_delete_jobs_and_confirm(kube: KubeEmulator, make:
     assert len(deletes) == 4  # each Job deleted once, with Background propagation (pods go too)
 
 
+def test_close_stops_what_is_still_running(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    executor, rec = make()
+    launch = launch_of(tmp_path, 1, wait_flag(tmp_path / "never"))
+    executor.launch(launch)
+    rec.started(launch.key)
+    executor.close()
+    assert rec.finished(launch.key, timeout=0).failure_class == "Cancelled"
+    assert kube.jobs() == {}
+
+
 # -- resilience -----------------------------------------------------------------------------------------------------
 def test_watches_survive_stream_ends_compaction_and_resets(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
     executor, rec = make()
