@@ -87,6 +87,7 @@ def load_target(target: str) -> tuple[Any, list[str]]:
 # -- commands --------------------------------------------------------------------------------------------------
 def _cmd_build(ns: argparse.Namespace) -> int:
     from kannon import progress
+    from kannon.backends.base import BackendError
     from kannon.plan import PlanError
     from kannon.plugins import get_backend
     from kannon.result import KannonBuildError
@@ -116,7 +117,7 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     )  # fmt: skip
     try:
         kannon.build(root)
-    except PlanError as e:
+    except (PlanError, BackendError) as e:
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KannonBuildError:

@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -59,6 +60,9 @@ MIN_MEMORY = 6 * 1024 * 1024
 #: the engine's smallest cpu quota (it rejects NanoCpus below 0.01 cpus)
 MIN_CPUS = 0.01
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+MAX_LINE = 64 * 1024  # longest live log line passed on whole
+
+log = logging.getLogger("kannon.docker")
 
 # What to check in a container setup when the child exits with one of its own codes (kannon/exitcodes.py).
 DOCKER_HINTS = {
@@ -252,13 +256,17 @@ def classify(
     return done(reason, klass)
 
 
+def _without_userinfo(url: str) -> str:
+    return re.sub(r"//[^/@]*@", "//", url)  # ssh://user:password@host must not end up in a log
+
+
 def engine_address(base_url: str | None = None) -> str:
     """Where the SDK will connect, for error messages (never credentials: TLS material is not shown)."""
     if base_url:
-        return base_url
+        return _without_userinfo(base_url)
     host = os.environ.get("DOCKER_HOST")
     if host:
-        return f"{host} (from DOCKER_HOST)"
+        return f"{_without_userinfo(host)} (from DOCKER_HOST)"
     return f"{DEFAULT_SOCKET} (the default socket; DOCKER_HOST is not set)"
 
 
@@ -514,7 +522,10 @@ class DockerExecutor(Executor):
             finished = self._failure(h, e)
         finally:
             if h.container is not None:
-                self._remove(h.container)
+                try:
+                    self._remove(h.container)
+                except Exception as e:  # the Finished below must go out regardless
+                    log.warning("could not remove %s: %s", h.where, e)
             if finished is None:
                 finished = Finished(h.launch.key, None, "the docker backend lost track of the container", where=h.where)
             with self._lock:
@@ -614,6 +625,9 @@ class DockerExecutor(Executor):
                 if follow:
                     pending += chunk
                     *lines, pending = pending.split(b"\n")
+                    if len(pending) > MAX_LINE:  # a child writing without newlines must not grow this forever
+                        lines.append(pending)
+                        pending = b""
                     for line in lines:
                         self.emit(LogLine(h.launch.key, line.decode("utf-8", "replace").rstrip("\r")))
         if follow and pending:
@@ -624,13 +638,15 @@ class DockerExecutor(Executor):
         import requests
 
         tail = tail_lines(h.launch.log_path)
-        if isinstance(e, (requests.exceptions.ConnectionError, docker.errors.DockerException)) and not isinstance(
+        if h.cancelled:  # e.g. the container was removed under the stream by the cancel sweep
+            return Finished(h.launch.key, None, "cancelled", "Cancelled", log_tail=tail, where=h.where)
+        if isinstance(e, BackendError):
+            return Finished(h.launch.key, None, str(e), "BackendError", log_tail=tail, where=h.where)
+        if isinstance(e, (requests.exceptions.RequestException, docker.errors.DockerException)) and not isinstance(
             e, docker.errors.APIError
         ):
             reason = str(self._unreachable(e))
             return Finished(h.launch.key, None, reason, "EngineUnreachable", infra=True, log_tail=tail, where=h.where)
-        if isinstance(e, docker.errors.NotFound) and h.cancelled:
-            return Finished(h.launch.key, None, "cancelled: the container was removed", "Cancelled", where=h.where)
         if isinstance(e, docker.errors.APIError):
             return Finished(
                 h.launch.key, None, f"Docker engine error: {e.explanation or e}", "EngineError", log_tail=tail,

@@ -268,6 +268,8 @@ def test_engine_address(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "tcp://10.0.0.1:2375")
     assert engine_address() == "tcp://10.0.0.1:2375 (from DOCKER_HOST)"
     assert engine_address("unix:///x.sock") == "unix:///x.sock"
+    monkeypatch.setenv("DOCKER_HOST", "ssh://deploy:hunter2@build-host")
+    assert "hunter2" not in engine_address() and "build-host" in engine_address()
 
 
 # -- CLI options and plugin registration ---------------------------------------------------------------------------

@@ -174,3 +174,17 @@ def test_cli_rerun_after_sigkill_adopts_running_containers(engine: Any, image: s
     )
     assert created == []  # nothing was started again
     assert run_containers(engine, run_id) == []
+
+
+def test_cli_backend_errors_are_one_clear_line(engine: Any, image: str, tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "kannon", "build", f"{REPO}/examples/quickstart/pipeline.py:root", "--backend",
+            "docker"]  # fmt: skip
+    missing = subprocess.run([*base, "--image", "kannon-no-such-image:never"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+    assert missing.returncode == 2, missing.stderr
+    assert "docker build -t kannon-no-such-image:never" in missing.stderr and "Traceback" not in missing.stderr
+    dead = tmp_path / "dead.sock"
+    unreachable = subprocess.run([*base, "--image", image], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                                 env={**os.environ, "DOCKER_HOST": f"unix://{dead}"})  # fmt: skip
+    assert unreachable.returncode == 2, unreachable.stderr
+    assert f"unix://{dead} (from DOCKER_HOST)" in unreachable.stderr and "Traceback" not in unreachable.stderr
