@@ -264,6 +264,9 @@ class ProgressObserver:
     def kannon_run_start(self, run: RunInfo, backend: str) -> None:
         with self._out:
             with self._lock:
+                if self._closed:  # the same observer watching another build: start afresh
+                    self.model = RunModel()
+                    self._announced_run = self._announced_plan = self._closed = False
                 self.model.run_id = self.model.run_id or run.run_id
                 self.model.backend = self.model.backend or backend
                 lines = self._announce_run()
@@ -519,6 +522,13 @@ class ReportObserver:
         self.events: list[Event] = []
         self.written: Path | None = None
         self._lock = threading.Lock()
+
+    @hookimpl
+    def kannon_run_start(self, run: RunInfo, backend: str) -> None:
+        with self._lock:
+            if self.written is not None:  # reused for another build: that build gets its own report
+                self.events.clear()
+                self.written = None
 
     @hookimpl
     def kannon_event(self, event: Event) -> None:

@@ -333,3 +333,18 @@ def test_summary_lists_tasks_of_one_outcome_in_launch_order():
     order = [line.split()[1] for line in text.splitlines()[2:11]]
     assert order == ["TaskB(param=b0)", "TaskB(param=b1)", "TaskB(param=b2)", "TaskB(param=b3)", "TaskC(param=c0)",
                      "TaskC(param=c1)", "TaskD(n=2)", "Report", "TaskA"]  # fmt: skip
+
+
+def test_an_observer_reused_for_a_second_build_starts_afresh(tmp_path: Path):
+    obs, buf = plain()
+    report = ReportObserver(tmp_path / "r.html")
+    pm = manager(obs, report)
+    run_through(pm, sample_events())
+    first = buf.getvalue()
+    run_through(pm, sample_events(fail=False, start=START + 100))
+    second = buf.getvalue()[len(first) :]
+    assert second.startswith("kannon: run run-sample started on local\n")
+    assert "[9/9 done]" in second and "FAILED" not in second
+    assert obs.model.counts() == {"succeeded": 8, "complete": 1}
+    assert report.written is not None and '"outcome":"ok"' in report.written.read_text()
+    assert len(report.events) == len(sample_events(fail=False))
