@@ -480,3 +480,23 @@ def test_in_cluster_template_and_owner_come_from_the_master_pod(kube: KubeEmulat
         assert podspec["containers"][0]["image"] == "repo/pipeline:7"
     finally:
         executor.close()
+
+
+# -- the example manifests ------------------------------------------------------------------------------------------
+def test_example_manifests_are_valid(kube: KubeEmulator, tmp_path: Path) -> None:
+    from kannon.backends.kubernetes import build_job, load_template
+
+    examples = Path(__file__).resolve().parents[3] / "examples" / "k8s"
+    docs = list(yaml.safe_load_all((examples / "rbac.yaml").read_text()))
+    assert [d["kind"] for d in docs] == ["Namespace", "ServiceAccount", "Role", "RoleBinding"]
+    assert docs[2:] == list(yaml.safe_load_all(render_rbac("kannon-demo", "kannon-master")))
+    batch = client.BatchV1Api(kube.api_client())
+    master = yaml.safe_load((examples / "master-job.yaml").read_text())
+    assert master["spec"]["template"]["spec"]["serviceAccountName"] == docs[1]["metadata"]["name"]
+    batch.create_namespaced_job("kannon-demo", master, dry_run="All")  # the server validates the schema
+    child = build_job(load_template(examples / "child-job-template.yaml"), launch_of(tmp_path, 1, "x"),
+                      name="kannon-example-1", namespace="kannon-demo")  # fmt: skip
+    batch.create_namespaced_job("kannon-demo", child, dry_run="All")
+    claim = yaml.safe_load((examples / "pvc.yaml").read_text())["metadata"]["name"]
+    assert {v["persistentVolumeClaim"]["claimName"] for v in child["spec"]["template"]["spec"]["volumes"]} == {claim}
+    assert kube.jobs("kannon-demo") == {}
