@@ -75,6 +75,35 @@ def test_failures_in_containers_are_classified(engine: Any, image: str, tmp_path
 
 
 # -- through the CLI ----------------------------------------------------------------------------------------------
+def test_cli_quickstart_on_docker(engine: Any, image: str, tmp_path: Path) -> None:
+    argv = [
+        sys.executable,
+        "-m",
+        "kannon",
+        "build",
+        f"{REPO}/examples/quickstart/pipeline.py:root",
+        "--backend",
+        "docker",
+        "--image",
+        image,
+        "--env",
+        "QUICKSTART_BULLET_SECONDS",
+        "--events",
+        "events.jsonl",
+    ]
+    for volume in python_volumes():
+        argv += ["--volume", volume]
+    env = {**os.environ, "QUICKSTART_BULLET_SECONDS": "0"}  # --env with a bare name copies it into the containers
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "13 succeeded" in done.stdout + done.stderr
+    records = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    bullet_starts = [e for e in records if e["kind"] == "started" and e.get("backend") == "docker"]
+    assert len(bullet_starts) == 9 and all(e["where"].startswith("container kannon-") for e in bullet_starts)
+    run_id = records[0]["run_id"]
+    assert run_containers(engine, run_id) == []
+
+
 def cli(image: str, tmp_path: Path, events: Path, flag: Path) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "kannon", "build", f"{TASKS}:waiting", "--backend", "docker", "--image", image,
             "--events", str(events)]  # fmt: skip
