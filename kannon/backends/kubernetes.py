@@ -762,6 +762,9 @@ class K8sJobExecutor(Executor):
                 if e.status == 404:
                     raise BackendError(f"cannot create Jobs in namespace {self.namespace!r}: {message or reason}. "
                                        "Create the namespace or pass namespace=/--namespace") from e  # fmt: skip
+                for value in {*launch.env.values(), *launch.hints.env.values()}:
+                    if len(value) >= 4:  # the server may echo an invalid value back: env values are never shown
+                        message = message.replace(value, "***")
                 self.track(launch.key)
                 self._finish(attempt, Finished(
                     launch.key, None, f"the API server refused the Job {name} ({e.status} {reason}): {message}",
