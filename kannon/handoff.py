@@ -213,12 +213,21 @@ def _check_round_trip(where: str, name: str, param: luigi.Parameter, value: Any,
             f"{where}: parameter {name} does not survive a text round trip: {type(param).__name__}.parse failed on "
             f"{text[:80]!r} ({type(e).__name__}: {e}). Use a parameter type whose parse() reads its serialize()."
         ) from e
-    if back != value or text_back != text:
+    if text_back != text or not _same(back, value):
         raise HandoffError(
             f"{where}: parameter {name}={value!r} ({type(value).__name__}) would arrive in the child as {back!r} "
             f"({type(back).__name__}), which changes the task or its unique id. Use a typed parameter "
             "(IntParameter, FloatParameter, DictParameter, ...) or pass the value in the parameter's own type."
         )
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values, treating list and tuple alike (luigi normalizes sequences differently per parameter)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return bool(a == b)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -293,9 +302,10 @@ def _resolve_class(module: str, qualname: str) -> type:
 
 @contextmanager
 def fresh_instances() -> Iterator[None]:
-    """Construct tasks without luigi's instance cache, so a rebuild cannot return the master's own objects."""
+    """Construct tasks in a new, empty luigi instance cache, so a rebuild cannot return the master's own objects
+    (luigi's cache ignores insignificant parameters), while requires() inside the rebuild still shares instances."""
     saved = task_register.Register._Register__instance_cache
-    task_register.Register.disable_instance_cache()
+    task_register.Register._Register__instance_cache = {}
     try:
         yield
     finally:
@@ -347,6 +357,9 @@ def rebuild(doc: Mapping[str, Any], verify: bool = True) -> dict[str, luigi.Task
                 kwargs[name] = declared[name].parse(p["v"])
         task = cls(**kwargs)
         if verify:
+            from kannon.dag import warm_unique_ids
+
+            warm_unique_ids(task)  # deep requires() chains would exceed the recursion limit otherwise
             actual = unique_id(task)
             if actual != uid:
                 raise IdMismatchError(

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import luigi
-from luigi.task import flatten
 
+from kannon import dag
 from kannon.handoff import Encoder, HandoffError, describe, short_params, unique_id, verify_round_trip
 from kannon.hints import Hints
 from kannon.result import Placement
@@ -48,40 +48,6 @@ class PlanError(Exception):
         super().__init__("\n".join([head, *(f"  - {p}" for p in problems)]))
 
 
-def _deps(task: luigi.Task) -> list[luigi.Task]:
-    return [t for t in flatten(task.requires())]
-
-
-def _find_cycle(root: luigi.Task) -> list[str] | None:
-    """A requires() cycle as a list of task descriptions, found by luigi task_id (no unique ids needed)."""
-    path: list[luigi.Task] = []
-    on_path: set[str] = set()
-    done: set[str] = set()
-    stack: list[tuple[luigi.Task, object]] = [(root, None)]
-    while stack:
-        task, it = stack[-1]
-        if it is None:
-            if task.task_id in on_path:
-                i = next(k for k, t in enumerate(path) if t.task_id == task.task_id)
-                return [f"{type(t).__name__}({t.task_id})" for t in [*path[i:], task]]
-            if task.task_id in done:
-                stack.pop()
-                continue
-            path.append(task)
-            on_path.add(task.task_id)
-            it = iter(_deps(task))
-            stack[-1] = (task, it)
-        nxt = next(it, None)  # type: ignore[call-overload]
-        if nxt is None:
-            stack.pop()
-            path.pop()
-            on_path.discard(task.task_id)
-            done.add(task.task_id)
-        else:
-            stack.append((nxt, None))
-    return None
-
-
 def make_plan(
     root: object,
     validate_hints: Callable[[str, Hints], list[str]] | None = None,
@@ -98,43 +64,21 @@ def make_plan(
 
     # 1. Discover every object once (post-order), so unique ids are computed leaves-first: gokart's own recursion
     #    would otherwise exceed Python's recursion limit on deep chains and loop forever on a cycle.
-    order: list[luigi.Task] = []
-    seen: dict[int, luigi.Task] = {}
-    deps_of: dict[int, list[luigi.Task]] = {}
-    stack: list[tuple[luigi.Task, bool]] = [(root, False)]
-    on_stack: set[str] = set()
-    while stack:
-        task, expanded = stack.pop()
-        if expanded:
-            on_stack.discard(task.task_id)
-            order.append(task)
-            continue
-        if id(task) in seen:
-            continue
-        if task.task_id in on_stack:
-            cycle = _find_cycle(root) or [describe_safe(task)]
-            raise PlanError([f"requires() forms a cycle: {' -> '.join(cycle)}. Break the cycle."])
-        seen[id(task)] = task
-        try:
-            deps = _deps(task)
-        except Exception as e:
-            problems.append(
-                f"{type(task).__name__}({task.task_id}): requires() raised {type(e).__name__}: {e}. Fix requires()."
-            )
-            deps = []
-        bad = [d for d in deps if not isinstance(d, luigi.Task)]
+    try:
+        walked = dag.walk(root)
+    except dag.CycleError as e:
+        raise PlanError([f"requires() forms a cycle: {e}. Break the cycle."]) from e
+    for task, error in walked.errors:
+        problems.append(f"{type(task).__name__}({task.task_id}): requires() raised {type(error).__name__}: {error}. "
+                        "Fix requires().")  # fmt: skip
+    for task in walked.order:
+        bad = [d for d in walked.deps[id(task)] if not isinstance(d, luigi.Task)]
         if bad:
-            problems.append(
-                f"{type(task).__name__}({task.task_id}): requires() returned {type(bad[0]).__name__}, not a task. "
-                "requires() must return tasks (or lists/dicts of tasks)."
-            )
-            deps = [d for d in deps if isinstance(d, luigi.Task)]
-        deps_of[id(task)] = deps
-        on_stack.add(task.task_id)
-        stack.append((task, True))
-        stack.extend((d, False) for d in reversed(deps) if id(d) not in seen or d.task_id in on_stack)
+            problems.append(f"{type(task).__name__}({task.task_id}): requires() returned {type(bad[0]).__name__}, "
+                            "not a task. requires() must return tasks (or lists/dicts of tasks).")  # fmt: skip
     if problems:
         raise PlanError(problems)
+    order, deps_of = walked.order, walked.deps
 
     ids: dict[int, str] = {}
     for task in order:

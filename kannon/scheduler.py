@@ -77,6 +77,10 @@ class _MasterStarted:
     task_id: str
 
 
+# Retrying these cannot help: the same spec, code and environment give the same answer.
+_NOT_RETRYABLE = frozenset({"BadSpec", "IdMismatch", "ImportFailed"})
+
+
 def _run_id(root_id: str) -> str:
     # Deterministic per pipeline: a rerun after a crash finds (and re-attaches to) the same run's children.
     return hashlib.sha256(root_id.encode()).hexdigest()[:12]
@@ -197,7 +201,8 @@ class _Run:
         self.run_id = _run_id(plan.root_id)
         self.backend = executor.name
         self.events: queue.SimpleQueue[Any] = queue.SimpleQueue()  # put() is reentrant: signal handlers use it
-        self.master_q: queue.SimpleQueue[Node | None] = queue.SimpleQueue()
+        # A Queue (not SimpleQueue): its blocking get() is interruptible, so Ctrl-C reaches an idle main thread.
+        self.master_q: queue.Queue[Node | None] = queue.Queue()
         self.max_parallel = kannon.max_parallel or executor.default_parallelism
         self.records: dict[str, TaskRecord] = {}
         self.started_at = time.time()
@@ -214,6 +219,7 @@ class _Run:
         self.infra_used: dict[str, int] = {}
         self.master_fifo: deque[str] = deque()  # ready master tasks (the main thread runs one at a time)
         self.master_busy = False
+        self.in_master_task = False  # main thread: a master task is running (signals may interrupt it)
         self.deadline_hit: set[str] = set()  # keys cancelled because they ran past their timeout
         self.cancelled: _Cancel | None = None
         self.fatal: str | None = None
@@ -287,7 +293,10 @@ class _Run:
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             self.events.put(_Cancel(f"received {signal.Signals(signum).name}", signum))
-            raise KeyboardInterrupt  # also interrupts a master task running in this thread
+            if self.in_master_task:
+                # Interrupt the master task. Never raise while idle in Queue.get(): an exception inside
+                # Condition.wait() can leave the queue's lock broken ("release unlocked lock").
+                raise KeyboardInterrupt
 
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -314,6 +323,13 @@ class _Run:
         return self._result()
 
     def _run_master(self, node: Node) -> None:
+        try:
+            self.in_master_task = True
+            self._run_master_task(node)
+        finally:
+            self.in_master_task = False
+
+    def _run_master_task(self, node: Node) -> None:
         started = time.time()
         self.events.put(_MasterStarted(node.task_id))
         ok, reason, klass, tail = True, None, None, ()
@@ -543,7 +559,10 @@ class _Run:
         if fin.infra and self.infra_used.get(uid, 0) < self.k.infra_retries:
             self.infra_used[uid] = self.infra_used.get(uid, 0) + 1
             delay = 0.0
-        elif spent <= allowed and fin.failure_class not in ("BadSpec", "IdMismatch", "ImportFailed"):
+        elif fin.infra:  # the free infrastructure budget is spent: this attempt counts like any other
+            att.infra = False
+            spent += 1
+        if delay is None and spent <= allowed and fin.failure_class not in _NOT_RETRYABLE:
             delay = min(self.k.retry_delay_max, self.k.retry_delay * 2 ** (spent - 1))
         if delay is None:
             self._final_failure(uid, fin.reason or "failed", fin.failure_class)

@@ -1,0 +1,119 @@
+"""Task classes used by the tests. Children import them by module name, so they live in a real module."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import gokart
+import luigi
+
+import kannon
+
+
+class Color(enum.Enum):
+    RED = 1
+    GREEN = 2
+
+
+class Leaf(gokart.TaskOnKart[str]):
+    name = luigi.Parameter()
+
+    def run(self) -> None:
+        self.dump(f"leaf-{self.name}")
+
+
+class Bullet(kannon.TaskOnBullet[str]):
+    """A bullet with knobs: sleep, fail a number of times (counted in a file), print a marker, skip its output."""
+
+    name = luigi.Parameter()
+    parents = gokart.ListTaskInstanceParameter(default=[])
+    sleep = luigi.FloatParameter(default=0.0, significant=False)
+    fail_times = luigi.IntParameter(default=0, significant=False)
+    counter_dir = luigi.Parameter(default="", significant=False)
+    marker = luigi.Parameter(default="", significant=False)
+    skip_output = luigi.BoolParameter(default=False, significant=False)
+
+    def requires(self):  # type: ignore[no-untyped-def]
+        return self.parents
+
+    def run(self) -> None:
+        if self.marker:
+            print(self.marker, flush=True)
+        if self.counter_dir:
+            counter = Path(self.counter_dir) / f"{self.name}.attempts"
+            with counter.open("a") as f:
+                f.write(f"{os.getpid()}\n")
+            if len(counter.read_text().splitlines()) <= self.fail_times:
+                raise RuntimeError(f"planned failure of {self.name}")
+        if self.sleep:
+            time.sleep(self.sleep)
+        if self.skip_output:
+            return
+        upstream = ",".join(self.load(p) for p in self.parents)
+        self.dump(f"{self.name}({upstream})")
+
+
+class Join(gokart.TaskOnKart[list[str]]):
+    parents = gokart.ListTaskInstanceParameter()
+
+    def requires(self):  # type: ignore[no-untyped-def]
+        return self.parents
+
+    def run(self) -> None:
+        self.dump([self.load(p) for p in self.parents])
+
+
+class AllTypes(kannon.TaskOnBullet[dict[str, Any]]):
+    """Every common parameter type, for hand-off round trips."""
+
+    s = luigi.Parameter(default="x")
+    i = luigi.IntParameter(default=1)
+    f = luigi.FloatParameter(default=0.5)
+    b = luigi.BoolParameter(default=False)
+    d = luigi.DateParameter(default=datetime.date(2024, 2, 29))
+    dt = luigi.DateSecondParameter(default=datetime.datetime(2024, 2, 29, 12, 30, 5))
+    lst = luigi.ListParameter(default=[1, 2])
+    tup = luigi.TupleParameter(default=(1, "a"))
+    dct = luigi.DictParameter(default={"a": 1})
+    color = luigi.EnumParameter(enum=Color, default=Color.RED)
+    opt = luigi.OptionalParameter(default=None)
+    note = luigi.Parameter(default="n", significant=False)
+    many = gokart.ListTaskInstanceParameter(default=[])
+
+    def requires(self):  # type: ignore[no-untyped-def]
+        return self.many
+
+    def run(self) -> None:
+        self.dump(
+            {
+                "s": self.s,
+                "i": self.i,
+                "f": self.f,
+                "note": self.note,
+                "dct": dict(self.dct),
+                "lst": list(self.lst),
+                "color": self.color.name,
+            }
+        )
+
+
+class EnvDependent(kannon.TaskOnBullet[str]):
+    """requires() reads the environment: a non-deterministic id that only a child with other env reveals."""
+
+    def requires(self):  # type: ignore[no-untyped-def]
+        return Leaf(name=os.environ.get("KANNON_TEST_DRIFT", "same"))
+
+    def run(self) -> None:
+        self.dump("never")
+
+
+class Untyped(kannon.TaskOnBullet[str]):
+    value = luigi.Parameter()
+
+    def run(self) -> None:
+        self.dump(str(self.value))

@@ -1,0 +1,297 @@
+"""The scheduling core against a fake executor: no processes, no sleeps; the fake decides every outcome."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import luigi
+import pytest
+
+import kannon
+from kannon.backends.base import Executor, Finished, Launch, Started
+from kannon.result import KannonBuildError, Status
+from kannon.scheduler import Interrupted, Kannon
+from tests.support.tasks import Bullet, Join, Leaf
+
+Behaviour = Callable[[Launch, "FakeExecutor"], "Finished | None"]
+
+
+class FakeExecutor(Executor):
+    """Runs nothing. ``behaviour(launch)`` returns the Finished to report (None: stay running until cancelled).
+    A successful fake child writes the task's output, as a real child would."""
+
+    name = "fake"
+
+    def __init__(self, tasks: dict[str, luigi.Task], behaviour: Behaviour | None = None, hold: int = 0,
+                 expected_launches: int = 0) -> None:
+        super().__init__()
+        self.tasks = tasks
+        self.behaviour = behaviour or (lambda launch, ex: ex.ok(launch))
+        self.launches: list[Launch] = []
+        self.live: list[str] = []
+        self.max_live = 0
+        self.cancelled: list[str] = []
+        self.hold = hold  # keep up to `hold` launches live before finishing the oldest (0: finish at once)
+        self.held: list[tuple[str, Finished]] = []
+        self.expected_launches = expected_launches
+
+    def ok(self, launch: Launch, write_output: bool = True) -> Finished:
+        if write_output:
+            self.tasks[launch.task_id].dump(f"out-{launch.task_id[:6]}")
+        return Finished(launch.key, 0, log_tail=("child says hi",), where="fake")
+
+    def launch(self, launch: Launch) -> None:
+        self.track(launch.key)
+        self.launches.append(launch)
+        self.live.append(launch.key)
+        self.max_live = max(self.max_live, len(self.live))
+        self.emit(Started(launch.key, "fake"))
+        outcome = self.behaviour(launch, self)
+        if outcome is None:
+            return
+        if self.hold:
+            self.held.append((launch.key, outcome))
+            if len(self.held) >= self.hold:
+                self._finish(*self.held.pop(0))
+            if len(self.launches) == self.expected_launches:  # nothing else will come: let the rest finish
+                while self.held:
+                    self._finish(*self.held.pop(0))
+        else:
+            self._finish(launch.key, outcome)
+
+    def _finish(self, key: str, fin: Finished) -> None:
+        self.live.remove(key)
+        threading.Thread(target=self.emit, args=(fin,)).start()
+
+    def cancel(self, key: str) -> None:
+        self.cancelled.append(key)
+        if key in self.live:
+            self.held = [(k, f) for k, f in self.held if k != key]
+            self._finish(key, Finished(key, 143, "cancelled", "Cancelled"))
+
+    def close(self) -> None:
+        for key, fin in list(self.held):  # release whatever is still held
+            self.held.remove((key, fin))
+            self._finish(key, fin)
+
+
+def ids(*tasks: luigi.Task) -> dict[str, luigi.Task]:
+    out: dict[str, luigi.Task] = {}
+    for t in tasks:
+        out[t.make_unique_id()] = t
+    return out
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[kannon.events.Event] = []  # type: ignore[name-defined]
+
+    @kannon.hookimpl
+    def kannon_event(self, event: Any) -> None:
+        self.events.append(event)
+
+    def kinds(self, family: str | None = None) -> list[str]:
+        return [e.kind for e in self.events if family is None or e.family == family]
+
+
+def diamond() -> tuple[Join, list[luigi.Task]]:
+    leaf = Leaf(name="root-input")
+    bullets = [Bullet(name=f"b{i}", parents=[leaf]) for i in range(3)]
+    top = Join(parents=bullets)
+    return top, [leaf, *bullets, top]
+
+
+def test_runs_everything_in_dependency_order() -> None:
+    top, tasks = diamond()
+    fake = FakeExecutor(ids(*tasks))
+    rec = Recorder()
+    result = Kannon(executor=fake, observers=[rec]).build(top)
+    assert result.ok
+    statuses = {r.family + r.params[-4:]: r.status for r in result.tasks.values()}
+    assert set(statuses.values()) == {Status.SUCCEEDED}
+    assert sorted(launch.family for launch in fake.launches) == ["Bullet"] * 3
+    # the leaf ran in the master before any bullet; the join after all of them
+    order = [(e.kind, e.family) for e in rec.events if e.kind == "succeeded"]
+    assert order[0] == ("succeeded", "Leaf") and order[-1] == ("succeeded", "Join")
+    assert rec.kinds()[0] == "run_started" and rec.kinds()[-1] == "run_finished"
+    for launch in fake.launches:
+        assert launch.child_args[:2] == ("run-task", "--spec")
+        assert launch.env["KANNON_TASK_ID"] == launch.task_id
+
+
+def test_rerun_is_a_no_op() -> None:
+    top, tasks = diamond()
+    Kannon(executor=FakeExecutor(ids(*tasks))).build(top)
+    fake = FakeExecutor(ids(*tasks))
+    result = Kannon(executor=fake).build(top)
+    assert fake.launches == []
+    assert [r.status for r in result.tasks.values()] == [Status.COMPLETE]
+
+
+def test_max_parallel_caps_running_bullets() -> None:
+    bullets = [Bullet(name=f"p{i}") for i in range(6)]
+    top = Join(parents=bullets)
+    fake = FakeExecutor(ids(*bullets, top), hold=2, expected_launches=6)
+    Kannon(executor=fake, max_parallel=2).build(top)
+    assert fake.max_live == 2
+    assert len(fake.launches) == 6
+
+
+def test_retries_then_success_records_every_attempt() -> None:
+    b = Bullet(name="flaky")
+    tries: list[int] = []
+
+    def flaky(launch: Launch, ex: FakeExecutor) -> Finished:
+        tries.append(launch.attempt)
+        if launch.attempt == 1:
+            return Finished(launch.key, 6, "TaskC raised RuntimeError: boom", "TaskFailed", log_tail=("boom",))
+        return ex.ok(launch)
+
+    rec = Recorder()
+    result = Kannon(executor=FakeExecutor(ids(b), flaky), retries=1, retry_delay=0, observers=[rec]).build(b)
+    record = result.tasks[b.make_unique_id()]
+    assert record.status is Status.SUCCEEDED
+    assert [a.number for a in record.attempts] == [1, 2]
+    assert record.attempts[0].reason and "boom" in record.attempts[0].reason
+    assert rec.kinds("Bullet").count("retried") == 1
+
+
+def test_per_class_retries_override_the_default() -> None:
+    b = Bullet(name="stubborn").with_hints(retries=2)
+    fake = FakeExecutor(ids(b), lambda launch, ex: Finished(launch.key, 6, "nope", "TaskFailed"))
+    with pytest.raises(KannonBuildError):
+        Kannon(executor=fake, retries=0, retry_delay=0).build(b)
+    assert len(fake.launches) == 3
+
+
+def test_final_failure_keeps_going_and_reports_everything() -> None:
+    leaf = Leaf(name="in")
+    bad = Bullet(name="bad", parents=[leaf])
+    after_bad = Bullet(name="after-bad", parents=[bad])
+    good = Bullet(name="good", parents=[leaf])
+    top = Join(parents=[after_bad, good])
+
+    def behaviour(launch: Launch, ex: FakeExecutor) -> Finished:
+        if launch.task_id == bad.make_unique_id():
+            tail = tuple(f"line {i}" for i in range(30)) + ("Traceback: ValueError: the-real-cause",)
+            return Finished(launch.key, 6, "Bullet raised ValueError: the-real-cause", "TaskFailed", log_tail=tail)
+        return ex.ok(launch)
+
+    fake = FakeExecutor(ids(leaf, bad, after_bad, good, top), behaviour)
+    with pytest.raises(KannonBuildError) as e:
+        Kannon(executor=fake).build(top)
+    result = e.value.result
+    st = {r.params.split(",")[0]: r.status for r in result.tasks.values() if r.family == "Bullet"}
+    assert st == {"name=bad": Status.FAILED, "name=after-bad": Status.UPSTREAM_FAILED, "name=good": Status.SUCCEEDED}
+    assert result.tasks[top.make_unique_id()].status is Status.UPSTREAM_FAILED
+    message = str(e.value)
+    assert "Bullet" in message and bad.make_unique_id() in message and "name=bad" in message
+    assert "the-real-cause" in message and "exit code 6" in message
+    assert "line 11" in message and "line 10\n" not in message  # the last 20 lines only
+    assert "not run because something they need failed" in message
+
+
+def test_fail_fast_cancels_running_children() -> None:
+    slow = Bullet(name="slow")
+    bad = Bullet(name="bad")
+    top = Join(parents=[slow, bad])
+
+    def behaviour(launch: Launch, ex: FakeExecutor) -> Finished | None:
+        if launch.task_id == bad.make_unique_id():
+            return Finished(launch.key, 6, "boom", "TaskFailed")
+        return None  # runs until cancelled
+
+    fake = FakeExecutor(ids(slow, bad, top), behaviour)
+    with pytest.raises(KannonBuildError) as e:
+        Kannon(executor=fake, keep_going=False, max_parallel=5).build(top)
+    assert fake.cancelled == [slow.make_unique_id() + "-1"]
+    statuses = {r.params: r.status for r in e.value.result.tasks.values()}
+    assert Status.CANCELLED in statuses.values() and Status.FAILED in statuses.values()
+
+
+def test_infrastructure_failures_do_not_spend_retries() -> None:
+    b = Bullet(name="evicted")
+
+    def behaviour(launch: Launch, ex: FakeExecutor) -> Finished:
+        if launch.attempt <= 2:
+            return Finished(launch.key, None, "pod evicted", "Evicted", infra=True)
+        return ex.ok(launch)
+
+    result = Kannon(executor=FakeExecutor(ids(b), behaviour), retries=0, infra_retries=3).build(b)
+    assert [a.failure_class for a in result.tasks[b.make_unique_id()].attempts] == ["Evicted", "Evicted", None]
+
+
+def test_infrastructure_retries_are_bounded() -> None:
+    b = Bullet(name="always-evicted")
+    fake = FakeExecutor(ids(b), lambda launch, ex: Finished(launch.key, None, "pod evicted", "Evicted", infra=True))
+    with pytest.raises(KannonBuildError, match="pod evicted"):
+        Kannon(executor=fake, retries=0, infra_retries=2).build(b)
+    assert len(fake.launches) == 3
+
+
+def test_exit_zero_without_output_is_a_failure() -> None:
+    b = Bullet(name="liar")
+    fake = FakeExecutor(ids(b), lambda launch, ex: ex.ok(launch, write_output=False))
+    with pytest.raises(KannonBuildError, match="exited 0 but the output is missing"):
+        Kannon(executor=fake).build(b)
+
+
+def test_timeout_cancels_and_fails_with_deadline_exceeded() -> None:
+    b = Bullet(name="sleepy").with_hints(timeout=0.05)
+    fake = FakeExecutor(ids(b), lambda launch, ex: None)
+    with pytest.raises(KannonBuildError, match="DeadlineExceeded") as e:
+        Kannon(executor=fake).build(b)
+    assert fake.cancelled == [b.make_unique_id() + "-1"]
+    assert e.value.result.tasks[b.make_unique_id()].attempts[0].failure_class == "DeadlineExceeded"
+
+
+class Exploding(kannon.TaskOnBullet[str]):
+    pass
+
+
+class MasterBoom(Leaf):
+    def run(self) -> None:
+        raise ZeroDivisionError("master-side-boom")
+
+
+def test_master_task_failure_carries_its_traceback() -> None:
+    m = MasterBoom(name="m")
+    with pytest.raises(KannonBuildError) as e:
+        Kannon(executor=FakeExecutor({})).build(m)
+    rec = e.value.result.tasks[m.make_unique_id()]
+    assert rec.status is Status.FAILED and rec.placement.value == "master"
+    assert "ZeroDivisionError: master-side-boom" in str(e.value)
+    assert any("ZeroDivisionError" in line for line in rec.attempts[0].log_tail)
+
+
+def test_a_real_sigint_cancels_every_child_and_raises_interrupted() -> None:
+    bullets = [Bullet(name=f"s{i}") for i in range(3)]
+    top = Join(parents=bullets)
+    launched = threading.Event()
+
+    def behaviour(launch: Launch, ex: FakeExecutor) -> None:
+        if len(ex.launches) == 3:
+            launched.set()
+            os.kill(os.getpid(), signal.SIGINT)  # process-directed, like a real Ctrl-C: the main thread gets it
+        return None
+
+    fake = FakeExecutor(ids(*bullets, top), behaviour)
+    with pytest.raises(Interrupted) as e:
+        Kannon(executor=fake, max_parallel=3).build(top)
+    assert e.value.signum == signal.SIGINT
+    assert sorted(fake.cancelled) == sorted(launch.key for launch in fake.launches)
+    assert e.value.result is not None
+    assert {r.status for r in e.value.result.tasks.values()} == {Status.CANCELLED}
+
+
+def test_env_to_inherit_reaches_the_launch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KANNON_TEST_TOKEN", "s3cr3t")
+    b = Bullet(name="env").with_hints(env={"EXTRA": "1"})
+    fake = FakeExecutor(ids(b))
+    Kannon(executor=fake, env_to_inherit=["KANNON_TEST_TOKEN", "NOT_SET_ANYWHERE"]).build(b)
+    env = fake.launches[0].env
+    assert env["KANNON_TEST_TOKEN"] == "s3cr3t" and env["EXTRA"] == "1" and "NOT_SET_ANYWHERE" not in env
