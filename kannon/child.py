@@ -120,9 +120,7 @@ def run(location: str, task_id: str, sha256: str) -> int:
         _say(str(e))
         return exitcodes.UPSTREAM_MISSING
     except runner.TaskRaisedError as e:
-        if e.cause is not None:
-            traceback.print_exception(type(e.cause), e.cause, e.cause.__traceback__)
-        _say(str(e))
+        _say(str(e))  # gokart's worker has already logged the traceback
         return exitcodes.TASK_FAILED
     except runner.OutputMissingError as e:
         _say(str(e))

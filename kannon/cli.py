@@ -98,15 +98,10 @@ def _cmd_build(ns: argparse.Namespace) -> int:
         load_config(ns.config, ns.workspace)
         root, extra = load_target(ns.target)
         executor = spec.from_cli(ns)
-    except (CliError, LookupError) as e:
+    except (CliError, LookupError, BackendError) as e:
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except Exception as e:
-        if type(e).__name__ != "BackendError":
-            raise
-        print(f"kannon: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    observers: list[object] = [progress.ProgressObserver(follow_logs=ns.follow_logs)]
+    observers: list[Any] = [progress.ProgressObserver(follow_logs=ns.follow_logs)]
     if ns.events:
         observers.append(progress.EventLogObserver(ns.events))
     if ns.report:
@@ -125,6 +120,9 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     except Interrupted as e:
         print(f"kannon: {e}; every child was cancelled", file=sys.stderr)
         return 128 + e.signum
+    finally:
+        for obs in observers:  # restores the terminal even when build() failed before the run ended
+            obs.close()
     return 0
 
 
@@ -145,7 +143,7 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
     except PlanError as e:
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(render_plan(plan, ns.format))
+    print(render_plan(plan, ns.format), end="")
     return 0
 
 

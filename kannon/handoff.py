@@ -213,11 +213,14 @@ def _check_round_trip(where: str, name: str, param: luigi.Parameter, value: Any,
             f"{where}: parameter {name} does not survive a text round trip: {type(param).__name__}.parse failed on "
             f"{text[:80]!r} ({type(e).__name__}: {e}). Use a parameter type whose parse() reads its serialize()."
         ) from e
-    if text_back != text or not _same(back, value):
+    if not _same(back, value) or (text_back != text and param.significant):
+        # An equal value whose text changes (FloatParameter given 1 -> "1.0") only matters where the text is
+        # hashed into the unique id, i.e. for significant parameters.
         raise HandoffError(
             f"{where}: parameter {name}={value!r} ({type(value).__name__}) would arrive in the child as {back!r} "
             f"({type(back).__name__}), which changes the task or its unique id. Use a typed parameter "
-            "(IntParameter, FloatParameter, DictParameter, ...) or pass the value in the parameter's own type."
+            "(IntParameter, FloatParameter, DictParameter, ...) or pass the value in the parameter's own type "
+            f"(e.g. {back!r})."
         )
 
 

@@ -34,7 +34,8 @@ def quiet_luigi() -> None:
     from luigi.setup_logging import InterfaceLogging
 
     InterfaceLogging._configured = True  # stop luigi from attaching its own stderr handler
-    for name in ("luigi", "luigi-interface", "luigi.scheduler", "luigi.worker"):
+    for name in ("luigi", "luigi-interface", "luigi.scheduler", "luigi.worker", "gokart.worker",
+                 "gokart.file_processor"):  # fmt: skip
         lg = logging.getLogger(name)
         if lg.level == logging.NOTSET:
             lg.setLevel(logging.WARNING)

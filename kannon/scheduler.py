@@ -263,7 +263,7 @@ class _Run:
         self.executor.start(info, self.events.put)  # may fork the local zygote: no threads of ours exist yet
         try:
             self.pm.hook.kannon_run_start(run=info, backend=self.backend)
-            self.emit("run_started")
+            self.emit("run_started", backend=self.backend)
             for node in plan.nodes.values():
                 kind = "skipped_complete" if node.placement is Placement.COMPLETE else "planned"
                 self.emit(kind, node, deps=node.deps)
