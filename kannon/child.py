@@ -108,10 +108,10 @@ def run(location: str, task_id: str, sha256: str) -> int:
         traceback.print_exc()
         _say(f"{label}: cannot rebuild the task from its spec: {type(e).__name__}: {e}")
         return exitcodes.BAD_SPEC
-    for task in built.values():
+    for rebuilt in built.values():
         # The master already applied `rerun` while planning; re-applying it here would delete outputs.
-        if hasattr(task, "_rerun_state"):
-            task._rerun_state = False
+        if hasattr(rebuilt, "_rerun_state"):
+            rebuilt._rerun_state = False
     task: luigi.Task = built[task_id]
     log.info("running %s", handoff.describe(task))
     try:

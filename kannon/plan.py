@@ -101,11 +101,11 @@ def make_plan(
             results = list(pool.map(_complete_or_error, frontier)) if len(frontier) > 1 else [
                 _complete_or_error(frontier[0])]  # fmt: skip
             nxt: list[luigi.Task] = []
-            for task, (complete, error) in zip(frontier, results, strict=True):
+            for task, (complete, complete_error) in zip(frontier, results, strict=True):
                 uid = ids[id(task)]
-                if error is not None:
-                    problems.append(f"{describe_safe(task)}: complete() raised {error}. Check the workspace and "
-                                    "credentials for its output.")  # fmt: skip
+                if complete_error is not None:
+                    problems.append(f"{describe_safe(task)}: complete() raised {complete_error}. Check the "
+                                    "workspace and credentials for its output.")  # fmt: skip
                     complete = False
                 deps = [] if complete else deps_of[id(task)]
                 placement = Placement.COMPLETE if complete else (

@@ -7,7 +7,7 @@ import importlib.metadata
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
@@ -90,7 +90,8 @@ def backends() -> dict[str, BackendSpec]:
     for impl in pm.hook.kannon_backends.get_hookimpls():
         plugin_name = pm.get_name(impl.plugin) or "?"
         dist = _sources.get(plugin_name, "")
-        for spec in impl.function() or []:
+        specs = cast("list[BackendSpec]", impl.function() or [])
+        for spec in specs:
             source = f"{plugin_name} ({dist})" if dist else plugin_name
             if spec.name in found:
                 _load_errors.append(

@@ -289,7 +289,7 @@ class _Run:
 
     def _drive(self) -> BuildResult:
         """Main thread: run master tasks as the loop hands them over; turn signals into a cancel."""
-        previous: dict[int, Any] = {}
+        previous: dict[signal.Signals, Any] = {}
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             self.events.put(_Cancel(f"received {signal.Signals(signum).name}", signum))
@@ -332,7 +332,8 @@ class _Run:
     def _run_master_task(self, node: Node) -> None:
         started = time.time()
         self.events.put(_MasterStarted(node.task_id))
-        ok, reason, klass, tail = True, None, None, ()
+        ok, reason, klass = True, None, None
+        tail: tuple[str, ...] = ()
         try:
             runner.run_one(node.task)
         except runner.UpstreamMissingError as e:

@@ -1328,7 +1328,7 @@ def _from_legacy(
             raise FileNotFoundError(f"dynamic config {path!r} does not exist")
         import luigi.configuration
 
-        luigi.configuration.LuigiConfigParser.add_config_path(str(path))  # type: ignore[no-untyped-call]
+        luigi.configuration.LuigiConfigParser.add_config_path(str(path))
     owner: Any = "auto"
     if master_pod_name and master_pod_uid:
         owner = {"apiVersion": "v1", "kind": "Pod", "name": master_pod_name, "uid": master_pod_uid}

@@ -153,8 +153,8 @@ def test_hostile_strings_arrive_intact_in_a_real_child(tmp_path: Path, mode: str
     nasty = "$(touch pwned) `touch pwned2`; rm -rf / && echo ' \" \\ \n\t|>< ünï 🚀" + "x" * 200_000
     task = AllTypes(s=nasty, dct={"k": "; $(id)"}, note="$HOME")
     kannon.Kannon(executor=LocalExecutor(mode=mode)).build(task)
-    assert task.output().load() == {"s": nasty, "i": 1, "f": 0.5, "note": "$HOME", "dct": {"k": "; $(id)"}, "lst": [1, 2],
-                           "color": "RED"}  # fmt: skip
+    expected = {"s": nasty, "i": 1, "f": 0.5, "note": "$HOME", "dct": {"k": "; $(id)"}, "lst": [1, 2], "color": "RED"}
+    assert task.output().load() == expected
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "pwned2").exists()
 
 
@@ -177,7 +177,9 @@ def _spec_for(task: object, tmp_path: Path) -> tuple[Path, str, str]:
     return path, hashlib.sha256(data).hexdigest(), handoff.unique_id(task)  # type: ignore[arg-type]
 
 
-def run_child(spec: Path, task_id: str, sha: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_child(
+    spec: Path, task_id: str, sha: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "kannon", *handoff.child_args(str(spec), task_id, sha)], cwd=cwd,
                           env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120)  # fmt: skip
 
