@@ -101,6 +101,11 @@ class LocalExecutor(Executor):
         return []  # cpu/gpu/image/node placement have no local meaning; memory and timeout are enforced
 
     def close(self) -> None:
+        # Normally nothing is left; if the build ended abnormally, children must not outlive it.
+        with self._lock:
+            leftovers = list(self._children.values())
+        for child in leftovers:
+            self._signal(child, signal.SIGKILL)
         if self._zygote is not None:
             self._zygote.close()
             self._zygote = None
