@@ -122,6 +122,8 @@ def make_plan(
     finally:
         pool.shutdown(wait=True)  # no lingering threads: the local backend may fork right after planning
 
+    problems.extend(_ambiguous_task_names())
+
     # 3. Validate what can be validated before launching: hints, and that each bullet survives the hand-off.
     encoder = Encoder()
     checked_classes: set[type] = set()
@@ -151,6 +153,23 @@ def make_plan(
     if problems:
         raise PlanError(list(dict.fromkeys(problems)))
     return plan
+
+
+def _ambiguous_task_names() -> list[str]:
+    """gokart's dump() looks every registered task class up by name (PandasTypeConfigMap); two classes sharing a
+    name make every dump fail with TaskClassAmbigiousException — in the master and in every child."""
+    from luigi.task_register import Register
+
+    registry = Register._get_reg()
+    problems = []
+    for family, cls in sorted(registry.items()):
+        if cls is Register.AMBIGUOUS_CLASS:
+            where = sorted({f"{c.__module__}.{c.__qualname__}" for c in Register._reg
+                            if c.get_task_family() == family})  # fmt: skip
+            problems.append(f"two task classes share the name {family!r} ({', '.join(where)}); gokart's dump() "
+                            "looks task classes up by name and would fail with TaskClassAmbigiousException. "
+                            "Rename one.")  # fmt: skip
+    return problems
 
 
 def _complete_or_error(task: luigi.Task) -> tuple[bool, str | None]:

@@ -146,3 +146,16 @@ def test_handoff_problems_fail_the_plan() -> None:
 def test_root_must_be_a_task() -> None:
     with pytest.raises(PlanError, match="must be a gokart task instance"):
         make_plan(Leaf)
+
+
+def test_two_task_classes_with_one_name_are_reported_before_gokart_trips_on_them() -> None:
+    # gokart's dump() resolves every registered task name; a duplicate name breaks every dump in the process.
+    import luigi.task_register
+
+    twin = type("Leaf", (gokart.TaskOnKart,), {"__module__": "tests.unit.elsewhere"})
+    try:
+        with pytest.raises(PlanError, match=r"share the name 'Leaf' \(tests.support.tasks.Leaf, tests.unit.elsewhere"):
+            make_plan(Leaf(name="dup"))
+    finally:
+        luigi.task_register.Register._reg.remove(twin)
+    make_plan(Leaf(name="dup"))

@@ -40,7 +40,7 @@ class Hog(kannon.TaskOnBullet[str]):
         self.dump(str(len(block)))
 
 
-class Join(gokart.TaskOnKart[str]):
+class DockerJoin(gokart.TaskOnKart[str]):
     parents = gokart.ListTaskInstanceParameter()
 
     def requires(self):  # type: ignore[no-untyped-def]
@@ -50,10 +50,10 @@ class Join(gokart.TaskOnKart[str]):
         self.dump("+".join(self.load(p) for p in self.parents))
 
 
-def waiting() -> Join:
+def waiting() -> DockerJoin:
     flag = os.environ["DOCKERTASKS_FLAG"]
-    return Join(parents=[Waiter(name="a", flag=flag), Waiter(name="b", flag=flag)])
+    return DockerJoin(parents=[Waiter(name="a", flag=flag), Waiter(name="b", flag=flag)])
 
 
-def failing() -> Join:
-    return Join(parents=[Raises(), Hog()])
+def failing() -> DockerJoin:
+    return DockerJoin(parents=[Raises(), Hog()])

@@ -69,7 +69,7 @@ def test_failures_in_containers_are_classified(engine: Any, image: str, tmp_path
     assert any("ValueError: broken on purpose" in line for line in raises.last.log_tail)
     (log,) = Path(result.run_dir or "").glob("logs/Raises-*.log")
     assert "about to fail" in log.read_text()  # the whole output is kept, not just the tail
-    assert by_family["Join"].status is Status.UPSTREAM_FAILED
+    assert by_family["DockerJoin"].status is Status.UPSTREAM_FAILED
     assert "OOMKilled" in str(err.value) or "out of memory" in str(err.value)
     assert run_containers(engine, result.run_id) == []
 
