@@ -232,3 +232,19 @@ def test_spawn_mode_runs_a_pipeline(tmp_path: Path) -> None:
     logs = sorted(p.name for p in (Path(result.run_dir or "") / "logs").iterdir())
     assert len(logs) == 3 and all(name.startswith("Bullet-") for name in logs)
     assert {r.status for r in result.tasks.values()} == {Status.SUCCEEDED}
+
+
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_follow_logs_streams_child_output_with_a_task_prefix(tmp_path: Path, mode: str) -> None:
+    target = write_pipeline(tmp_path, """
+        from tests.support.tasks import Bullet, Join
+        def root():
+            return Join(parents=[Bullet(name="talk1", marker="hello-from-talk1"),
+                                 Bullet(name="talk2", marker="hello-from-talk2")])
+    """)
+    out = run_kannon("build", target, "--follow-logs", "--local-mode", mode, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = (out.stdout + out.stderr).splitlines()
+    for name in ("talk1", "talk2"):
+        (line,) = [x for x in lines if x.endswith(f"hello-from-{name}")]
+        assert line.startswith("[Bullet") and line != f"hello-from-{name}", line  # prefixed with its task
