@@ -1,0 +1,272 @@
+"""Ledger-writing tasks for the fault suite. Children import this module by name, so it is a real module.
+
+"Exactly once", as this suite defines and checks it
+----------------------------------------------------
+A task's output is a single gokart target, written atomically (luigi writes a temporary file and renames it), that
+carries a ``nonce`` drawn fresh by each run() call. Each run() appends to a shared ledger file (O_APPEND, one
+write per line, so concurrent processes never interleave):
+
+* ``start <label> <nonce> <existed> <pid>`` first thing in run(), where ``existed`` says whether the task's output
+  already existed when run() began, and
+* ``done <label> <nonce>`` right after the dump.
+
+A kill can land anywhere, including between the dump and the ``done`` line, so a ``done`` line is evidence of a
+commit but its absence is not evidence of none; the output's nonce is. The guarantee checked is: **once a task's
+output exists, its run() never executes again** (``existed`` is never 1, the output's nonce never changes once
+seen, no ``start`` of a task after its output was seen, at most one ``done`` per task), and every task ends with
+exactly one committed output, written by one of its ``start`` lines. Runs that were started and killed before their
+dump are legitimate re-executions (their output never existed) and are counted as "interrupted", not as duplicates.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import random
+import signal
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gokart
+import luigi
+
+import kannon
+
+LEDGER_ENV = "KANNON_FAULTS_LEDGER"
+NAP_ENV = "KANNON_FAULTS_NAP"
+SIZE_ENV = "KANNON_FAULTS_SIZE"
+MASTER_EVERY_ENV = "KANNON_FAULTS_MASTER_EVERY"
+
+
+def append_line(path: str, line: str) -> None:
+    """One write() on an O_APPEND descriptor: concurrent writers' lines never interleave (lines are < PIPE_BUF)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line.rstrip("\n") + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def step_value(label: str, upstream: Sequence[str]) -> str:
+    """What a node computes from its parents' values: the test recomputes it to check every final output."""
+    return hashlib.sha256("|".join([label, *upstream]).encode()).hexdigest()[:16]
+
+
+class _Ledgered:
+    """A node of the campaign DAG. Its parents follow from (label, size, master_every, structure_seed) through
+    shape(), so every parameter is flat text: constructing a node (in the master or in a child) stays cheap."""
+
+    label = luigi.Parameter()
+    size = luigi.IntParameter(default=100)
+    master_every = luigi.IntParameter(default=4)
+    structure_seed = luigi.IntParameter(default=6)
+    ledger = luigi.Parameter(significant=False)
+    nap = luigi.FloatParameter(default=0.1, significant=False)
+
+    def _shape(self) -> Shape:
+        return shape(self.size, self.master_every, self.structure_seed)
+
+    def requires(self):  # type: ignore[no-untyped-def]
+        sh = self._shape()
+        return [node(sh, p, self.ledger, self.nap) for p in sh.parents[self.label]]
+
+    def run(self) -> None:
+        task: Any = self
+        nonce = uuid.uuid4().hex
+        existed = int(bool(task.output().exists()))
+        append_line(self.ledger, f"start {self.label} {nonce} {existed} {os.getpid()}")
+        upstream = [task.load(p)["value"] for p in task.requires()]
+        nap = self.nap * self._shape().nap_factor[self.label]
+        if nap:
+            time.sleep(nap)  # the task's "work": gives kills a chance to land while it runs
+        task.dump({"label": self.label, "value": step_value(self.label, upstream), "nonce": nonce})
+        append_line(self.ledger, f"done {self.label} {nonce}")
+
+
+class Step(_Ledgered, kannon.TaskOnBullet[dict[str, str]]):
+    """A campaign node that runs as a bullet."""
+
+
+class MasterStep(_Ledgered, gokart.TaskOnKart[dict[str, str]]):  # type: ignore[misc]
+    """A campaign node that runs in the master."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The DAG's structure: label -> parent labels, in topological order (the sink last)."""
+
+    size: int
+    master_every: int
+    structure_seed: int
+    parents: dict[str, tuple[str, ...]]
+    on_master: frozenset[str]
+    nap_factor: dict[str, float]
+
+    def expected_values(self) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for label, parents in self.parents.items():
+            values[label] = step_value(label, [values[p] for p in parents])
+        return values
+
+
+@functools.lru_cache(maxsize=16)
+def shape(size: int = 100, master_every: int = 4, structure_seed: int = 6) -> Shape:
+    """``size`` tasks: ``size - 1`` steps, each needing up to 3 of the 12 steps before it, and a sink (in the master)
+    needing every step nothing else needs. Every ``master_every``-th step runs in the master (0: none), the rest
+    are bullets. ``structure_seed`` fixes the structure: every master of a campaign builds the very same DAG."""
+    rng = random.Random(structure_seed)
+    parents: dict[str, tuple[str, ...]] = {}
+    labels = [f"n{i:03d}" for i in range(size - 1)]
+    for i, label in enumerate(labels):
+        window = labels[max(0, i - 12) : i]
+        k = min(len(window), rng.choice([0, 1, 1, 2, 2, 3])) if i else 0
+        parents[label] = tuple(sorted(rng.sample(window, k)))
+    used = {p for ps in parents.values() for p in ps}
+    parents["sink"] = tuple(label for label in labels if label not in used)
+    on_master = frozenset({"sink", *(label for i, label in enumerate(labels)
+                                     if master_every and i % master_every == master_every - 1)})  # fmt: skip
+    # Bullets nap 0.5-1.5 naps, one in ten 15 naps (long enough to still run when a killed master's successor
+    # starts: re-attach); master steps nap a tenth (they run one at a time, in the master).
+    factor = {label: round(rng.uniform(0.5, 1.5) * (0.1 if label in on_master else 15 if rng.random() < 0.1 else 1), 3)
+              for label in parents}  # fmt: skip
+    factor["sink"] = 0.0
+    return Shape(size, master_every, structure_seed, parents, on_master, factor)
+
+
+def node(sh: Shape, label: str, ledger: str, nap: float) -> gokart.TaskOnKart[Any]:
+    cls = MasterStep if label in sh.on_master else Step
+    return cls(label=label, size=sh.size, master_every=sh.master_every, structure_seed=sh.structure_seed,
+               ledger=ledger, nap=nap)  # fmt: skip
+
+
+def build(sh: Shape, ledger: str, nap: float = 0.1) -> dict[str, gokart.TaskOnKart[Any]]:
+    return {label: node(sh, label, ledger, nap) for label in sh.parents}
+
+
+def shape_from_env() -> Shape:
+    return shape(int(os.environ.get(SIZE_ENV, "100")), int(os.environ.get(MASTER_EVERY_ENV, "4")))
+
+
+def dag() -> gokart.TaskOnKart[Any]:
+    """`kannon build tests.faults.ledger:dag` — the campaign's DAG, configured through the environment."""
+    return node(shape_from_env(), "sink", os.environ[LEDGER_ENV], float(os.environ.get(NAP_ENV, "0.1")))
+
+
+# -- tasks for the partial-output and child-fault tests -----------------------------------------------------------
+class _TwoOutputs:
+    """Writes output ``a``, then (while ``fail_flag`` exists) fails: raising, or SIGKILLing its own process."""
+
+    name = luigi.Parameter()
+    fail_flag = luigi.Parameter(significant=False)
+    how = luigi.ChoiceParameter(choices=["raise", "sigkill"], default="raise", significant=False)
+    ledger = luigi.Parameter(significant=False)
+
+    def output(self):  # type: ignore[no-untyped-def]
+        task: Any = self
+        return {"a": task.make_target(f"faults/{self.name}_a.pkl"), "b": task.make_target(f"faults/{self.name}_b.pkl")}
+
+    def run(self) -> None:
+        task: Any = self
+        nonce = uuid.uuid4().hex
+        append_line(self.ledger, f"start {self.name} {nonce} {int(task.output()['a'].exists())} {os.getpid()}")
+        task.dump({"nonce": nonce, "part": "a"}, "a")
+        if Path(self.fail_flag).exists():
+            if self.how == "sigkill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError(f"{self.name}: failing after writing only output a")
+        task.dump({"nonce": nonce, "part": "b"}, "b")
+        append_line(self.ledger, f"done {self.name} {nonce}")
+
+
+class TwoOutputs(_TwoOutputs, kannon.TaskOnBullet[dict[str, str]]):
+    """A bullet with two outputs that can fail between them."""
+
+
+class MasterTwoOutputs(_TwoOutputs, gokart.TaskOnKart[dict[str, str]]):  # type: ignore[misc]
+    """The same, run in the master."""
+
+
+class _Blocker:
+    """A list element whose str() blocks while ``hold`` exists, after announcing the pid in ``announce``: the dump
+    of a large text output stops part-way, with the first lines already in luigi's temporary file."""
+
+    def __init__(self, hold: str, announce: str) -> None:
+        self.hold, self.announce = hold, announce
+
+    def __str__(self) -> str:
+        if os.path.exists(self.hold):
+            Path(self.announce).write_text(str(os.getpid()))
+            while os.path.exists(self.hold):
+                time.sleep(0.02)  # held until the test kills this process
+        return "end"
+
+
+class BigDump(kannon.TaskOnBullet[list[str]]):
+    """A large single text output (``lines`` lines) whose dump can be held mid-way (see _Blocker)."""
+
+    name = luigi.Parameter()
+    lines = luigi.IntParameter(default=200_000)
+    hold = luigi.Parameter(significant=False)
+    announce = luigi.Parameter(significant=False)
+
+    def output(self):  # type: ignore[no-untyped-def]
+        return self.make_target(f"faults/{self.name}.txt")
+
+    def run(self) -> None:
+        body: list[Any] = [f"line {i:07d} of {self.name}" for i in range(self.lines)]
+        body.append(_Blocker(self.hold, self.announce))
+        self.dump(body)
+
+
+class Sleeper(kannon.TaskOnBullet[str]):
+    """Announces its pid in ``announce_dir``, then runs until ``release`` exists (or ``seconds`` pass)."""
+
+    name = luigi.Parameter()
+    announce_dir = luigi.Parameter(significant=False)
+    release = luigi.Parameter(default="", significant=False)
+    seconds = luigi.FloatParameter(default=600.0, significant=False)
+    parents = gokart.ListTaskInstanceParameter(default=[])
+    ledger = luigi.Parameter(default="", significant=False)
+    hog_mb = luigi.IntParameter(default=0, significant=False)
+
+    def requires(self):  # type: ignore[no-untyped-def]
+        return self.parents
+
+    def run(self) -> None:
+        if self.ledger:
+            append_line(self.ledger, f"start {self.name} {uuid.uuid4().hex} 0 {os.getpid()}")
+        Path(self.announce_dir, f"{self.name}.{os.getpid()}.pid").write_text(str(os.getpid()))
+        if self.hog_mb:
+            hog = bytearray(self.hog_mb * 1024 * 1024)  # more than the memory hint allows
+            hog[-1] = 1
+        deadline = time.monotonic() + self.seconds
+        while time.monotonic() < deadline and not (self.release and os.path.exists(self.release)):
+            time.sleep(0.02)  # the task's "work"; it ends early when the test releases it
+        self.dump(f"{self.name}:" + ",".join(self.load(p) for p in self.parents))
+
+
+class Collect(gokart.TaskOnKart[list[str]]):  # type: ignore[misc]
+    """Master-side join."""
+
+    parents = gokart.ListTaskInstanceParameter()
+
+    def requires(self):  # type: ignore[no-untyped-def]
+        return self.parents
+
+    def run(self) -> None:
+        self.dump([self.load(p) for p in self.parents])
+
+
+class Echo(kannon.TaskOnBullet[str]):
+    """Writes its parameter back, byte for byte, and where the child got it from (for hostile-input tests)."""
+
+    value = luigi.Parameter()
+    note = luigi.Parameter(default="", significant=False)
+
+    def run(self) -> None:
+        self.dump(self.value + "\x00" + self.note + "\x00" + os.environ.get("KANNON_RUN_ID", ""))

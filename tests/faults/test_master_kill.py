@@ -1,0 +1,109 @@
+"""The master SIGKILLed at event-chosen points of a 100-task DAG, then rerun until done.
+
+Guarantee checked (see tests/faults/ledger.py for the definition): once a task's output exists its run() never
+executes again, every task ends with exactly one committed output with the right value, and nothing of a killed
+master survives it — no process (local), and on Kubernetes no Job or pod left running once the run is over (the
+Jobs a killed master leaves are adopted by the next one, not orphaned).
+
+Kill points are drawn from the campaign seed (printed; KANNON_FAULTS_SEED=N reproduces them): after the k-th
+``started``/``launched``/``succeeded`` event in the master's --events log, never after a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kannon.testing import KubeEmulator
+from tests.faults.conftest import Figures
+from tests.faults.harness import PY, REPO, CampaignResult, Master, campaign_seed, run_campaign, wait_processes_gone
+
+KILLS = 3
+
+
+def record(figures: Figures, result: CampaignResult, backend: str) -> None:
+    print(f"\n{backend} campaign: {result.describe()}", file=sys.stderr)
+    figures.kill_points += result.kills_survived
+    if result.kills_survived:
+        figures.fault(f"master SIGKILL ({backend})", result.kills_survived)
+    figures.tasks_run_more_than_once += result.ledger["tasks_run_more_than_once"]
+    figures.orphans += result.orphans
+    figures.campaigns.append(f"{backend}: {result.describe()}")
+
+
+def check(result: CampaignResult, kills: int) -> None:
+    assert result.final_code == 0
+    assert result.kills_survived == kills, result.describe()
+    assert result.violations == [], "\n".join(result.violations)
+    assert result.ledger["tasks_run_more_than_once"] == 0
+    assert result.wrong_values == [], f"wrong final outputs: {result.wrong_values}"
+    assert result.orphans == 0, result.describe()
+    assert result.ledger["runs"] >= 100  # every task ran at least once in all
+
+
+def local_leftovers(master: Master) -> int:
+    """Spawned children carry the run id in their environment (forked ones carry the master's marker)."""
+    run_id = master.tail.run_id
+    if run_id is None:
+        return 0
+    return len(wait_processes_gone([f"KANNON_RUN_ID={run_id}"], 10.0))
+
+
+@pytest.mark.timeout(900)
+def test_master_sigkill_local_fork(tmp_path: Path, figures: Figures) -> None:
+    seed = campaign_seed()
+    print(f"local campaign seed={seed}", file=sys.stderr)
+    result = run_campaign(tmp_path, KILLS, seed, ["--max-parallel", "4"], after_kill=local_leftovers)
+    record(figures, result, "local")
+    check(result, KILLS)
+
+
+def job_template(workdir: Path) -> Path:
+    path = workdir / "job.yaml"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"namespace": "default"},
+        "spec": {"template": {"spec": {"containers": [{
+            "name": "main", "image": "kannon-test:latest", "workingDir": str(workdir),
+            "env": [{"name": "PYTHONPATH", "value": str(REPO)}]}]}}},
+    }))  # fmt: skip
+    return path
+
+
+def k8s_args(kube: KubeEmulator, workdir: Path) -> tuple[list[str], dict[str, str]]:
+    kubeconfig = kube.write_kubeconfig(workdir / "kubeconfig")
+    args = ["--backend", "kubernetes", "--job-template", str(job_template(workdir)), "--k8s-python", PY,
+            "--max-parallel", "6"]  # fmt: skip
+    return args, {"KUBECONFIG": str(kubeconfig)}
+
+
+def k8s_leftovers(kube: KubeEmulator, run_id: str) -> list[str]:
+    """Jobs not finished, pods not ended, pod processes still alive — once the run is over, all must be none."""
+    left = []
+    for name, job in kube.jobs().items():
+        conditions = {c["type"] for c in job.get("status", {}).get("conditions", []) if c.get("status") == "True"}
+        if not conditions & {"Complete", "Failed"}:
+            left.append(f"job {name} (not finished)")
+    for name, pod in kube.pods().items():
+        if pod["status"].get("phase") in ("Pending", "Running"):
+            left.append(f"pod {name} ({pod['status'].get('phase')})")
+    left += [f"process {p.pid} {p.cmdline}" for p in wait_processes_gone([f"KANNON_RUN_ID={run_id}"], 10.0)]
+    return left
+
+
+@pytest.mark.k8s
+@pytest.mark.timeout(900)
+def test_master_sigkill_kubernetes_emulator(kube: KubeEmulator, tmp_path: Path, figures: Figures) -> None:
+    seed = campaign_seed()
+    print(f"kubernetes campaign seed={seed}", file=sys.stderr)
+    args, env = k8s_args(kube, tmp_path)
+    # Half the steps in the master: every pod is a fresh interpreter (~1 s of CPU), and the machine has 2 cores.
+    result = run_campaign(tmp_path, KILLS, seed, args, env, master_every=2, nap=0.3)
+    assert result.run_id is not None
+    left = k8s_leftovers(kube, result.run_id)
+    result.orphans += len(left)
+    record(figures, result, "kubernetes")
+    assert left == []
+    check(result, KILLS)
