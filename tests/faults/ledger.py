@@ -223,31 +223,66 @@ class BigDump(kannon.TaskOnBullet[list[str]]):
         self.dump(body)
 
 
+def announce(directory: str, name: str, attempt: int) -> None:
+    """``<name>.<attempt>.pid`` holding this process's pid, written whole (a reader never sees it half-written)."""
+    final = Path(directory, f"{name}.{attempt}.pid")
+    tmp = final.with_suffix(".tmp")
+    tmp.write_text(str(os.getpid()))
+    tmp.rename(final)
+
+
+def attempt_number() -> int:
+    return int(os.environ.get("KANNON_ATTEMPT", "1"))
+
+
 class Sleeper(kannon.TaskOnBullet[str]):
-    """Announces its pid in ``announce_dir``, then runs until ``release`` exists (or ``seconds`` pass)."""
+    """Announces itself (announce()), then — in its first ``block_attempts`` attempts — runs for ``seconds``: long
+    enough to be killed, cancelled or deleted by a test. Later attempts finish at once."""
 
     name = luigi.Parameter()
     announce_dir = luigi.Parameter(significant=False)
-    release = luigi.Parameter(default="", significant=False)
+    block_attempts = luigi.IntParameter(default=1, significant=False)
     seconds = luigi.FloatParameter(default=600.0, significant=False)
     parents = gokart.ListTaskInstanceParameter(default=[])
-    ledger = luigi.Parameter(default="", significant=False)
     hog_mb = luigi.IntParameter(default=0, significant=False)
 
     def requires(self):  # type: ignore[no-untyped-def]
         return self.parents
 
     def run(self) -> None:
-        if self.ledger:
-            append_line(self.ledger, f"start {self.name} {uuid.uuid4().hex} 0 {os.getpid()}")
-        Path(self.announce_dir, f"{self.name}.{os.getpid()}.pid").write_text(str(os.getpid()))
+        attempt = attempt_number()
+        announce(self.announce_dir, self.name, attempt)
         if self.hog_mb:
-            hog = bytearray(self.hog_mb * 1024 * 1024)  # more than the memory hint allows
-            hog[-1] = 1
-        deadline = time.monotonic() + self.seconds
-        while time.monotonic() < deadline and not (self.release and os.path.exists(self.release)):
-            time.sleep(0.02)  # the task's "work"; it ends early when the test releases it
+            hog = b"\x01" * (self.hog_mb << 20)  # written, not just reserved: a cgroup limit counts touched pages
+            print(f"holding {len(hog)} bytes", flush=True)
+        if attempt <= self.block_attempts:
+            deadline = time.monotonic() + self.seconds
+            while time.monotonic() < deadline:
+                time.sleep(0.05)  # the task's "work"
         self.dump(f"{self.name}:" + ",".join(self.load(p) for p in self.parents))
+
+
+class Hog(Sleeper):
+    """A Sleeper of its own family (so faults can target its Jobs by name) that is meant to run out of memory."""
+
+
+class Doomed(Sleeper):
+    """A Sleeper whose Job a test deletes from outside."""
+
+
+class Stuck(Sleeper):
+    """A Sleeper whose pods never get scheduled."""
+
+
+class Pull(Sleeper):
+    """A Sleeper whose first pod cannot pull its image."""
+
+
+def sleepers() -> Collect:
+    """`kannon build tests.faults.ledger:sleepers` — KANNON_FAULTS_SLEEPERS bullets that run until cancelled."""
+    directory = os.environ["KANNON_FAULTS_ANNOUNCE"]
+    count = int(os.environ.get("KANNON_FAULTS_SLEEPERS", "3"))
+    return Collect(parents=[Sleeper(name=f"s{i}", announce_dir=directory, block_attempts=99) for i in range(count)])
 
 
 class Collect(gokart.TaskOnKart[list[str]]):  # type: ignore[misc]
