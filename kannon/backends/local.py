@@ -3,22 +3,32 @@
 Two modes run the same ``kannon.child.main``:
 
 * ``fork`` (default): a pre-warmed *zygote* process — forked from the master right after planning, so gokart,
-  luigi and the user's modules are already imported — forks one child per task on request. This removes the
-  ~0.5 s interpreter start + import per task. If the master already runs other threads at that point (forking a
-  multi-threaded process is unsafe), the zygote is a fresh interpreter that pre-imports the bullet modules instead.
+  luigi and the user's modules are already imported — hands each task to a process it forked beforehand (a *spare*,
+  which is waiting for exactly this), then forks the next spare while the machine is idle. This removes the ~0.5 s
+  interpreter start + import per task, and the fork itself from the launch path. If the master already runs other
+  threads at that point (forking a multi-threaded process is unsafe), the zygote is a fresh interpreter that
+  pre-imports the bullet modules instead.
 * ``spawn``: a fresh ``python -m kannon run-task ...`` per task (full isolation).
 
 Every child gets its own session/process group (cancel kills the whole group) and ``PR_SET_PDEATHSIG``, so children
 die with their parent even when the master is SIGKILLed. Output goes through a pipe to the master, which keeps it
-under ``run_dir/logs`` (and streams it as LogLine events with ``--follow-logs``).
+under ``run_dir/logs`` (and streams it as LogLine events with ``--follow-logs``). One I/O thread in the master
+serves every pipe and the zygote's socket (no thread per child).
+
+A forked child reports its exit code to the zygote just before it exits: tearing down a process that shares the
+master's memory takes milliseconds, and the result is final once the task has returned and its output is flushed.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
+import heapq
+import itertools
 import json
 import os
+import select
 import selectors
 import signal
 import socket
@@ -26,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -45,6 +56,10 @@ from kannon.hookspecs import hookimpl
 
 Mode = Literal["fork", "spawn"]
 _MAX_MSG = 1 << 20
+_FORCE_EOF_AFTER = 5.0  # a grandchild may hold the output pipe open after the child exited
+_MAX_SPARES = 16
+# Forking spares right away would compete for the CPU with children that are just starting; wait for a lull.
+_SPARE_REFILL_IDLE = 0.02
 
 
 def _set_pdeathsig(sig: int) -> None:
@@ -64,10 +79,88 @@ class _Child:
     launch: Launch
     pid: int | None = None
     exit_code: int | None = None
+    reason: str | None = None
     eof: bool = False
+    reaped: bool = False  # the process is gone (not merely reported its exit code)
     cancelled: bool = False
     finished: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _IOLoop:
+    """One thread multiplexing readable fds and timers; callbacks run on it and must not block."""
+
+    def __init__(self) -> None:
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ)
+        self._lock = threading.Lock()
+        self._adds: list[tuple[int, Callable[[], None]]] = []
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._stopping = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="kannon-local-io", daemon=True)
+        self._thread.start()
+
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._adds.append((fd, callback))
+        self._wake()
+
+    def remove_reader(self, fd: int) -> None:
+        """Only from a callback (the loop's own thread)."""
+        with contextlib.suppress(KeyError, ValueError):
+            self._sel.unregister(fd)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        with self._lock:
+            heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), callback))
+        self._wake()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=10)
+
+    def _wake(self) -> None:
+        with self._lock, contextlib.suppress(BlockingIOError, OSError):
+            if not self._closed:  # never write to a closed (maybe reused) fd number
+                os.write(self._wake_w, b"x")
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                with self._lock:
+                    adds, self._adds = self._adds, []
+                    timeout = max(0.0, self._timers[0][0] - time.monotonic()) if self._timers else None
+                for fd, cb in adds:
+                    self._sel.register(fd, selectors.EVENT_READ, cb)
+                for key, _ in self._sel.select(timeout):
+                    if key.fd == self._wake_r:
+                        with contextlib.suppress(BlockingIOError):
+                            while os.read(self._wake_r, 4096):
+                                pass
+                    else:
+                        key.data()
+                due: list[Callable[[], None]] = []
+                with self._lock:
+                    now = time.monotonic()
+                    while self._timers and self._timers[0][0] <= now:
+                        due.append(heapq.heappop(self._timers)[2])
+                for cb in due:
+                    cb()
+        finally:
+            with self._lock:
+                self._closed = True
+                for key in list(self._sel.get_map().values()):  # pipes of children killed at close()
+                    with contextlib.suppress(OSError):
+                        os.close(key.fd)
+                self._sel.close()
+                os.close(self._wake_w)
 
 
 class LocalExecutor(Executor):
@@ -85,17 +178,23 @@ class LocalExecutor(Executor):
         self.kill_grace = kill_grace
         self._children: dict[str, _Child] = {}
         self._zygote: _Zygote | None = None
+        self._io: _IOLoop | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self, run: RunInfo, report: Report) -> None:
         super().start(run, report)
         (run.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         if self.mode == "fork":
-            self._zygote = _Zygote.create(self._on_zygote_message)
+            # Before the I/O thread exists: the zygote is forked from this process while it has no other threads.
+            self._zygote = _Zygote.create()
+        self._io = _IOLoop()
+        if self._zygote is not None:
+            self._zygote.attach(self._io, self._on_zygote_message)
 
     def prepare(self, modules: list[str]) -> None:  # type: ignore[override]
         if self._zygote is not None:
-            self._zygote.send({"op": "import", "modules": list(modules)})
+            spares = min(_MAX_SPARES, max(4, self.default_parallelism))
+            self._zygote.send({"op": "import", "modules": list(modules), "spares": spares})
 
     def validate(self, family: str, hints: Hints) -> list[str]:
         return []  # cpu/gpu/image/node placement have no local meaning; memory and timeout are enforced
@@ -105,13 +204,18 @@ class LocalExecutor(Executor):
         with self._lock:
             leftovers = list(self._children.values())
         for child in leftovers:
-            self._signal(child, signal.SIGKILL)
+            self._signal(child, signal.SIGKILL, even_if_finished=True)
         if self._zygote is not None:
             self._zygote.close()
             self._zygote = None
+        if self._io is not None:
+            self._io.stop()
+            self._io = None
 
     # -- launching ---------------------------------------------------------------------------------------------
     def launch(self, launch: Launch) -> None:
+        if self._io is None:
+            raise RuntimeError("LocalExecutor.launch() before start()")
         self.track(launch.key)
         child = _Child(launch)
         with self._lock:
@@ -119,6 +223,8 @@ class LocalExecutor(Executor):
         env = {**os.environ, **launch.env}
         if launch.hints.memory_bytes:
             env["KANNON_RLIMIT_AS"] = str(launch.hints.memory_bytes)
+        launch.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = launch.log_path.open("ab")
         read_fd, write_fd = os.pipe()
         try:
             if self._zygote is not None:
@@ -134,9 +240,14 @@ class LocalExecutor(Executor):
                 )  # fmt: skip
                 self._on_pid(launch.key, proc.pid)
                 threading.Thread(target=self._wait_popen, args=(launch.key, proc), daemon=True).start()
+        except BaseException:
+            os.close(read_fd)
+            log.close()
+            raise
         finally:
             os.close(write_fd)
-        threading.Thread(target=self._pump, args=(child, read_fd), name=f"kannon-log-{launch.key}", daemon=True).start()
+        os.set_blocking(read_fd, False)
+        self._io.add_reader(read_fd, _Pump(self, child, read_fd, log).on_readable)
 
     def _wait_popen(self, key: str, proc: subprocess.Popen[bytes]) -> None:
         code = proc.wait()
@@ -145,6 +256,8 @@ class LocalExecutor(Executor):
     def _on_zygote_message(self, msg: dict[str, Any]) -> None:
         if "pid" in msg:
             self._on_pid(msg["key"], int(msg["pid"]))
+        elif "code" in msg:  # the child's own report, sent just before it exits
+            self._on_exit(msg["key"], int(msg["code"]), reaped=False)
         elif "status" in msg:
             self._on_exit(msg["key"], _exit_code(int(msg["status"])))
         elif "zygote_died" in msg:
@@ -160,58 +273,40 @@ class LocalExecutor(Executor):
             self._signal(child, signal.SIGTERM)
         self.emit(Started(key, f"pid {pid}"))
 
-    def _pump(self, child: _Child, fd: int) -> None:
-        """Copy the child's output to its log file (and to LogLine events when following logs)."""
-        follow = bool(self.run and self.run.follow_logs)
-        child.launch.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(fd, "rb", buffering=0) as src, child.launch.log_path.open("ab") as log:
-            pending = b""
-            while True:
-                chunk = src.read(65536)
-                if not chunk:
-                    break
-                log.write(chunk)
-                log.flush()
-                if follow:
-                    pending += chunk
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        self.emit(LogLine(child.launch.key, line.decode("utf-8", "replace")))
-            if follow and pending:
-                self.emit(LogLine(child.launch.key, pending.decode("utf-8", "replace")))
+    def _on_eof(self, child: _Child) -> None:
         with child.lock:
             child.eof = True
         self._maybe_finish(child)
 
-    def _on_exit(self, key: str, code: int | None, reason: str | None = None) -> None:
+    def _on_exit(self, key: str, code: int | None, reason: str | None = None, reaped: bool = True) -> None:
         child = self._children.get(key)
         if child is None:
             return
         with child.lock:
-            child.exit_code = code
+            if child.exit_code is None and child.reason is None:  # the first word stands (report, then reap)
+                child.exit_code, child.reason = code, reason
+            child.reaped = child.reaped or reaped
             pid = child.pid
-        if pid is not None:
-            # Leftover processes of the task's group would keep its pipe open (and keep running): end them.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-        if reason is not None:
-            with child.lock:
-                child.eof = True
-        else:
-            threading.Timer(5.0, self._force_eof, args=(child,)).start()
-        self._maybe_finish(child, reason)
-
-    def _force_eof(self, child: _Child) -> None:
-        with child.lock:
-            child.eof = True
+        if reaped:
+            if pid is not None:
+                # Leftover processes of the task's group would keep its pipe open (and keep running): end them.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+            if reason is not None:
+                with child.lock:
+                    child.eof = True
+            elif self._io is not None:
+                self._io.call_later(_FORCE_EOF_AFTER, lambda: self._on_eof(child))
         self._maybe_finish(child)
 
-    def _maybe_finish(self, child: _Child, reason: str | None = None) -> None:
+    def _maybe_finish(self, child: _Child) -> None:
         with child.lock:
-            if child.finished or not child.eof or (child.exit_code is None and reason is None):
+            if child.finished and child.reaped:
+                self._forget(child)
+            if child.finished or not child.eof or (child.exit_code is None and child.reason is None):
                 return
             child.finished = True
-            code, cancelled = child.exit_code, child.cancelled
+            code, reason, cancelled, reaped = child.exit_code, child.reason, child.cancelled, child.reaped
         launch = child.launch
         tail = tail_lines(launch.log_path)
         where = f"pid {child.pid}" if child.pid else None
@@ -226,9 +321,14 @@ class LocalExecutor(Executor):
                 why, klass = (f"out of memory: the task exceeded its memory hint {launch.hints.memory}; raise "
                               "`memory` in its kannon_hints"), "OOMKilled"  # fmt: skip
             event = Finished(launch.key, code, why, klass, log_tail=tail, where=where)
-        with self._lock:
-            self._children.pop(launch.key, None)
+        if reaped:
+            self._forget(child)
         self.emit(event)
+
+    def _forget(self, child: _Child) -> None:
+        with self._lock:
+            if self._children.get(child.launch.key) is child:
+                del self._children[child.launch.key]
 
     # -- cancelling --------------------------------------------------------------------------------------------
     def cancel(self, key: str) -> None:
@@ -240,15 +340,47 @@ class LocalExecutor(Executor):
             has_pid = child.pid is not None
         if has_pid:
             self._signal(child, signal.SIGTERM)
-            timer = threading.Timer(self.kill_grace, self._signal, args=(child, signal.SIGKILL))
-            timer.daemon = True
-            timer.start()
+            if self._io is not None:
+                self._io.call_later(self.kill_grace, lambda: self._signal(child, signal.SIGKILL))
 
-    def _signal(self, child: _Child, sig: int) -> None:
-        if child.pid is None or child.finished:
+    def _signal(self, child: _Child, sig: int, even_if_finished: bool = False) -> None:
+        if child.pid is None or child.reaped or (child.finished and not even_if_finished):
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, sig)
+
+
+class _Pump:
+    """Copies one child's output to its log file (and to LogLine events when following logs); I/O thread only."""
+
+    def __init__(self, executor: LocalExecutor, child: _Child, fd: int, log: Any) -> None:
+        self.ex, self.child, self.fd, self.log = executor, child, fd, log
+        self.follow = bool(executor.run and executor.run.follow_logs)
+        self.pending = b""
+
+    def on_readable(self) -> None:
+        try:
+            chunk = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            self.log.write(chunk)
+            self.log.flush()
+            if self.follow:
+                self.pending += chunk
+                *lines, self.pending = self.pending.split(b"\n")
+                for line in lines:
+                    self.ex.emit(LogLine(self.child.launch.key, line.decode("utf-8", "replace")))
+            return
+        if self.follow and self.pending:
+            self.ex.emit(LogLine(self.child.launch.key, self.pending.decode("utf-8", "replace")))
+        assert self.ex._io is not None
+        self.ex._io.remove_reader(self.fd)
+        os.close(self.fd)
+        self.log.close()
+        self.ex._on_eof(self.child)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -258,14 +390,14 @@ class LocalExecutor(Executor):
 class _Zygote:
     """Master-side handle: requests go over a SOCK_SEQPACKET pair (one JSON message + optional fd per packet)."""
 
-    def __init__(self, pid: int, sock: socket.socket, on_message: Any, proc: subprocess.Popen[bytes] | None) -> None:
-        self.pid, self.sock, self._on_message, self._proc = pid, sock, on_message, proc
+    def __init__(self, pid: int, sock: socket.socket, proc: subprocess.Popen[bytes] | None) -> None:
+        self.pid, self.sock, self._proc = pid, sock, proc
         self._send_lock = threading.Lock()
-        self._reader = threading.Thread(target=self._read, name="kannon-zygote", daemon=True)
-        self._reader.start()
+        self._on_message: Callable[[dict[str, Any]], None] | None = None
+        self._io: _IOLoop | None = None
 
     @classmethod
-    def create(cls, on_message: Any) -> _Zygote:
+    def create(cls) -> _Zygote:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         master = os.getpid()
         if threading.active_count() == 1:
@@ -282,14 +414,21 @@ class _Zygote:
                 finally:
                     os._exit(code)
             theirs.close()
-            return cls(pid, mine, on_message, None)
+            return cls(pid, mine, None)
         # Other threads exist: fork would copy their locks mid-use. Start a fresh interpreter instead.
         proc = subprocess.Popen(
             [sys.executable, "-m", "kannon.backends.local", "--zygote", str(theirs.fileno()), str(master)],
             pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
         )  # fmt: skip
         theirs.close()
-        return cls(proc.pid, mine, on_message, proc)
+        return cls(proc.pid, mine, proc)
+
+    def attach(self, io: _IOLoop, on_message: Callable[[dict[str, Any]], None]) -> None:
+        self._io, self._on_message = io, on_message
+        # A timeout (not blocking mode) so sends may wait for buffer space while the I/O thread reads only
+        # what select() announced: toggling O_NONBLOCK would affect both threads at once.
+        self.sock.settimeout(60)
+        io.add_reader(self.sock.fileno(), self._on_readable)
 
     def send(self, msg: dict[str, Any], fd: int | None = None) -> None:
         data = json.dumps(msg).encode()
@@ -299,40 +438,93 @@ class _Zygote:
             else:
                 socket.send_fds(self.sock, [data], [fd])
 
-    def _read(self) -> None:
-        while True:
-            try:
-                data = self.sock.recv(_MAX_MSG)
-            except OSError:
-                data = b""
-            if not data:
-                self._on_message({"zygote_died": True})
-                return
-            self._on_message(json.loads(data))
+    def _on_readable(self) -> None:
+        """One packet per call: select() reports the socket again while more are queued."""
+        assert self._on_message is not None and self._io is not None
+        try:
+            data = self.sock.recv(_MAX_MSG)
+        except (BlockingIOError, InterruptedError, TimeoutError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._io.remove_reader(self.sock.fileno())
+            self._on_message({"zygote_died": True})
+            return
+        self._on_message(json.loads(data))
 
     def close(self) -> None:
+        if self._io is not None:
+            # The zygote's EOF below must not be reported as a death; the I/O thread drops the socket first.
+            done = threading.Event()
+
+            def _detach() -> None:
+                assert self._io is not None
+                self._io.remove_reader(self.sock.fileno())
+                done.set()
+
+            self._io.call_later(0, _detach)
+            done.wait(timeout=10)
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)  # the zygote sees EOF, kills what is left and exits
         self.sock.close()
-        with contextlib.suppress(ChildProcessError):
-            if self._proc is not None:
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=10)
-            else:
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline:
-                    done, _ = os.waitpid(self.pid, os.WNOHANG)
-                    if done:
-                        break
-                    time.sleep(0.01)  # bounded: the zygote exits right after EOF
+            return
+        _wait_exit(self.pid, timeout=10)
+
+
+def _wait_exit(pid: int, timeout: float) -> None:
+    """Reap our child ``pid``, waiting at most ``timeout`` for it to exit (a pidfd where the OS has one)."""
+    with contextlib.suppress(ChildProcessError):
+        pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
+        if pidfd is not None:
+            try:
+                select.select([pidfd], [], [], timeout)
+            finally:
+                os.close(pidfd)
+            os.waitpid(pid, os.WNOHANG)
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return
+            time.sleep(0.005)  # bounded: no pidfd on this OS; the zygote exits right after EOF
+
+
+def _warm_up() -> None:
+    """Import what every child needs anyway, once, in the zygote (children inherit it)."""
+    import kannon.child
+    import kannon.cli  # noqa: F401 - the child's entry point
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True)
+    # Objects that exist now are never garbage: keep the collector of every child from walking (and so copying)
+    # the inherited heap page by page.
+    gc.freeze()
+
+
+@dataclass
+class _Spare:
+    pid: int
+    sock: socket.socket  # the zygote's end of the pair: the request goes out, the exit code comes back
 
 
 def _zygote_main(sock: socket.socket, master_pid: int) -> None:
-    """The fork server loop. Single-threaded on purpose: it only forks, reaps and reports."""
+    """The fork server loop. Single-threaded on purpose: it only forks, hands out requests, reaps and reports."""
     _set_pdeathsig(signal.SIGTERM)  # master gone -> SIGTERM -> kill our children below, then exit
     if os.getppid() != master_pid:
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the master, which cancels through us
-    children: dict[int, str] = {}
+    children: dict[int, str] = {}  # pid -> key of a running task
+    reports: dict[int, tuple[int, str]] = {}  # socket fd -> (pid, key): exit codes the children send
+    spares: list[_Spare] = []
+    want_spares = 0
+    idle_since = time.monotonic()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -346,9 +538,49 @@ def _zygote_main(sock: socket.socket, master_pid: int) -> None:
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
+
+    def open_fds() -> list[int]:
+        return [sock.fileno(), wake_r, wake_w, *(s.sock.fileno() for s in spares), *reports]
+
+    def new_spare(*also_close: int) -> _Spare:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # Every fd of ours is closed in the spare; a stray copy of some task's output pipe would delay its EOF.
+        inherited = [*open_fds(), *also_close, mine.fileno(), *([sel.fileno()] if hasattr(sel, "fileno") else [])]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _spare_main(theirs, inherited)  # never returns
+        theirs.close()
+        return _Spare(pid, mine)
+
+    def start(req: dict[str, Any], out_fd: int) -> int:
+        while spares:
+            spare = spares.pop(0)
+            try:
+                socket.send_fds(spare.sock, [json.dumps(req).encode()], [out_fd])
+            except OSError:  # it died (a stray signal); forget it and take the next one
+                spare.sock.close()
+                continue
+            break
+        else:
+            spare = new_spare(out_fd)
+            socket.send_fds(spare.sock, [json.dumps(req).encode()], [out_fd])
+        reports[spare.sock.fileno()] = (spare.pid, req["key"])
+        sel.register(spare.sock, selectors.EVENT_READ, spare.sock)  # data: a child's report socket
+        return spare.pid
+
     try:
         while True:
-            for key, _ in sel.select():
+            refill = len(spares) < want_spares
+            timeout = max(0.0, idle_since + _SPARE_REFILL_IDLE - time.monotonic()) if refill else None
+            events = sel.select(timeout)
+            if not events:
+                if refill:
+                    spares.append(new_spare())
+                continue
+            idle_since = time.monotonic()
+            for key, _ in events:
                 if key.fileobj is sock:
                     msg, fds, _flags, _addr = socket.recv_fds(sock, _MAX_MSG, 1)
                     if not msg:
@@ -358,16 +590,34 @@ def _zygote_main(sock: socket.socket, master_pid: int) -> None:
                         for module in req["modules"]:
                             with contextlib.suppress(Exception):  # the child reports import errors properly
                                 __import__(module)
+                        _warm_up()
+                        for spare in spares:  # forked before these imports: replace them
+                            with contextlib.suppress(ProcessLookupError):
+                                os.kill(spare.pid, signal.SIGKILL)
+                            spare.sock.close()
+                        spares.clear()
+                        want_spares = int(req.get("spares", 0))
+                        idle_since = 0.0  # the master is busy planning/running master tasks: fork spares now
                     elif req["op"] == "run":
-                        pid = _fork_child(req, fds[0], sock, wake_r, wake_w)
+                        pid = start(req, fds[0])
                         os.close(fds[0])
                         children[pid] = req["key"]
                         sock.send(json.dumps({"key": req["key"], "pid": pid}).encode())
+                        want_spares = min(_MAX_SPARES, max(want_spares, len(children)))
+                elif key.data is not None:  # a child's report (or its end)
+                    report_sock: socket.socket = key.data
+                    pid_key = reports.pop(report_sock.fileno())
+                    sel.unregister(report_sock)
+                    with contextlib.suppress(OSError):
+                        data = report_sock.recv(_MAX_MSG)
+                        if data:
+                            sock.send(json.dumps({"key": pid_key[1], "code": int(json.loads(data))}).encode())
+                    report_sock.close()
                 else:
                     with contextlib.suppress(BlockingIOError):
                         while os.read(wake_r, 512):
                             pass
-                    while children:
+                    while True:
                         try:
                             pid, status = os.waitpid(-1, os.WNOHANG)
                         except ChildProcessError:
@@ -377,34 +627,41 @@ def _zygote_main(sock: socket.socket, master_pid: int) -> None:
                         key_ = children.pop(pid, None)
                         if key_ is not None:
                             sock.send(json.dumps({"key": key_, "status": status}).encode())
+                        else:
+                            spares[:] = [s for s in spares if s.pid != pid]
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+        for spare in spares:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(spare.pid, signal.SIGKILL)
 
 
-def _fork_child(req: dict[str, Any], out_fd: int, sock: socket.socket, wake_r: int, wake_w: int) -> int:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    zygote = os.getpid()
-    pid = os.fork()
-    if pid:
-        return pid
+def _spare_main(sock: socket.socket, inherited: list[int]) -> None:
+    """A forked process waiting for its task: set up, run ``kannon run-task``, report the exit code, exit."""
     code = 1
     try:
-        sock.close()
+        zygote = os.getppid()
         signal.set_wakeup_fd(-1)
-        os.close(wake_r)
-        os.close(wake_w)
+        for fd in inherited:
+            with contextlib.suppress(OSError):
+                os.close(fd)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
+        _set_pdeathsig(signal.SIGKILL)  # the zygote gone -> nothing to wait for
+        if os.getppid() != zygote:
+            os._exit(128 + signal.SIGKILL)
         os.setsid()
-        os.dup2(out_fd, 1)
-        os.dup2(out_fd, 2)
-        os.close(out_fd)
-        devnull = os.open(os.devnull, os.O_RDONLY)
+        msg, fds, _flags, _addr = socket.recv_fds(sock, _MAX_MSG, 1)
+        if not msg or not fds:
+            os._exit(0)  # the zygote retired this spare
+        req = json.loads(msg)
+        os.dup2(fds[0], 1)
+        os.dup2(fds[0], 2)
+        os.close(fds[0])
+        devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)
-        os.close(devnull)
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         os.chdir(req["cwd"])
         os.environ.clear()
@@ -421,9 +678,14 @@ def _fork_child(req: dict[str, Any], out_fd: int, sock: socket.socket, wake_r: i
         traceback.print_exc()
         code = 1
     finally:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(BaseException):
             sys.stdout.flush()
             sys.stderr.flush()
+            # Release the output pipe first (the master sees EOF), then say how it ended.
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            sock.send(json.dumps(code).encode())
         os._exit(code)
 
 
