@@ -114,7 +114,7 @@ class Kannon:
         max_parallel: int | None = None,
         retries: int = 0,
         keep_going: bool = True,
-        *,
+        *legacy_args: Any,
         retry_delay: float = 1.0,
         retry_delay_max: float = 60.0,
         env_to_inherit: Sequence[str] = (),
@@ -126,6 +126,20 @@ class Kannon:
         max_child_jobs: int | None = None,
         **legacy: Any,
     ) -> None:
+        if executor is not None and not isinstance(executor, Executor):
+            # kannon 0.1.x: Kannon(api_instance, template_job, job_prefix, path_child_script="./run_child.py",
+            # env_to_inherit=None) — positionally. Its job_prefix was a required string.
+            if not isinstance(retries, str) or len(legacy_args) > 1:
+                raise TypeError("executor must be a kannon Executor (or use the 0.1.x form Kannon(api_instance, "
+                                "template_job, job_prefix, ...))")  # fmt: skip
+            legacy.update(api_instance=executor, template_job=max_parallel, job_prefix=retries)
+            if isinstance(keep_going, str):
+                legacy["path_child_script"] = keep_going
+            if legacy_args:
+                env_to_inherit = tuple(legacy_args[0] or ())
+            executor, max_parallel, retries, keep_going = None, None, 0, True
+        elif legacy_args:
+            raise TypeError(f"Kannon() takes at most 4 positional arguments ({4 + len(legacy_args)} given)")
         unknown = set(legacy) - set(LEGACY_K8S_ARGS)
         if unknown:
             raise TypeError(f"Kannon() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
