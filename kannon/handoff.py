@@ -28,6 +28,7 @@ from typing import Any
 import gokart
 import luigi
 from luigi import task_register
+from luigi.task import flatten
 
 SPEC_VERSION = 1
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -108,19 +109,22 @@ class Encoder:
         self.nodes: dict[str, dict[str, Any]] = {}
         self.edges: dict[str, tuple[str, ...]] = {}  # node -> task-valued parameter references
         self.verify_values = verify_values
+        # (id(param), text) -> (param, parsed value): most tasks share most parameter texts (every TaskOnKart
+        # setting, typically), and parse() is a function of the text.
+        self._parsed: dict[tuple[int, str], tuple[luigi.Parameter, Any]] = {}
 
     def encode(self, task: luigi.Task) -> str:
         """Encode ``task`` and everything reachable through its task-valued parameters; returns its id."""
-        stack: list[tuple[luigi.Task, bool]] = [(task, False)]
+        stack: list[tuple[luigi.Task, list[luigi.Task] | None]] = [(task, None)]
         while stack:
-            current, expanded = stack.pop()
+            current, refs = stack.pop()
             uid = unique_id(current)
             if uid in self.nodes:
                 continue
-            refs = self._task_refs(current)
-            if not expanded:
-                stack.append((current, True))
-                stack.extend((t, False) for t in refs if unique_id(t) not in self.nodes)
+            if refs is None:  # first visit: encode what it references first
+                refs = self._task_refs(current)
+                stack.append((current, refs))
+                stack.extend((t, None) for t in refs if unique_id(t) not in self.nodes)
                 continue
             self.nodes[uid] = self._encode_one(current, uid)
             self.edges[uid] = tuple(unique_id(t) for t in refs)
@@ -198,13 +202,21 @@ class Encoder:
                     f"{name}; a parameter must serialize to text."
                 )
             if self.verify_values:
-                _check_round_trip(where, name, param, value, text)
+                cached = self._parsed.get((id(param), text))
+                if cached is not None and cached[0] is param:
+                    if not _same(cached[1], value):
+                        _check_round_trip(where, name, param, value, text)  # raises with the full explanation
+                else:
+                    back = _check_round_trip(where, name, param, value, text)
+                    self._parsed[(id(param), text)] = (param, back)
             params[name] = {"v": text}
         return {"module": cls.__module__, "class": cls.__qualname__, "params": params}
 
 
-def _check_round_trip(where: str, name: str, param: luigi.Parameter, value: Any, text: str) -> None:
-    """A value must come back equal, and serialize to the same text (the text is what the unique id hashes)."""
+def _check_round_trip(where: str, name: str, param: luigi.Parameter, value: Any, text: str) -> Any:
+    """A value must come back equal, and serialize to the same text (the text is what the unique id hashes).
+
+    Returns the value parsed back from ``text``."""
     try:
         back = param.normalize(param.parse(text))
         text_back = param.serialize(back)
@@ -222,6 +234,7 @@ def _check_round_trip(where: str, name: str, param: luigi.Parameter, value: Any,
             "(IntParameter, FloatParameter, DictParameter, ...) or pass the value in the parameter's own type "
             f"(e.g. {back!r})."
         )
+    return back
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -341,6 +354,7 @@ def rebuild(doc: Mapping[str, Any], verify: bool = True) -> dict[str, luigi.Task
                 refs = [p["task"]] if "task" in p else p.get("tasks", [])
                 stack.extend((r, False) for r in refs if state.get(r) != 2)
 
+    warmed: dict[int, luigi.Task] = {}  # tasks whose unique id is computed, shared by every node's check
     for uid in order:  # dependencies (by parameter) first
         node = nodes[uid]
         cls = _resolve_class(node["module"], node["class"])
@@ -360,9 +374,7 @@ def rebuild(doc: Mapping[str, Any], verify: bool = True) -> dict[str, luigi.Task
                 kwargs[name] = declared[name].parse(p["v"])
         task = cls(**kwargs)
         if verify:
-            from kannon.dag import warm_unique_ids
-
-            warm_unique_ids(task)  # deep requires() chains would exceed the recursion limit otherwise
+            _warm_unique_ids(task, warmed)
             actual = unique_id(task)
             if actual != uid:
                 raise IdMismatchError(
@@ -374,6 +386,29 @@ def rebuild(doc: Mapping[str, Any], verify: bool = True) -> dict[str, luigi.Task
                 )
         built[uid] = task
     return built
+
+
+def _warm_unique_ids(root: luigi.Task, warmed: dict[int, luigi.Task]) -> None:
+    """Compute unique ids leaves-first (gokart caches them on the instance), so computing the next one recurses
+    one level only: deep requires() chains would exceed the recursion limit otherwise. ``warmed`` (id -> task,
+    which keeps the object alive) is shared across calls, so tasks shared between nodes are visited once."""
+    stack: list[tuple[luigi.Task, bool]] = [(root, False)]
+    on_path: set[int] = set()
+    while stack:
+        task, expanded = stack.pop()
+        key = id(task)
+        if expanded:
+            on_path.discard(key)
+            unique_id(task)
+            warmed[key] = task
+            continue
+        if key in warmed:
+            continue
+        if key in on_path:  # an unexpanded entry of a task on the current path comes from its own subtree
+            raise SpecError(f"{type(task).__name__}({task.task_id}): requires() forms a cycle")
+        on_path.add(key)
+        stack.append((task, True))
+        stack.extend((d, False) for d in flatten(task.requires()) if isinstance(d, luigi.Task) and id(d) not in warmed)
 
 
 def verify_round_trip(task: luigi.Task, encoder: Encoder, run_id: str = "plan-check") -> None:
@@ -391,6 +426,33 @@ def verify_round_trip(task: luigi.Task, encoder: Encoder, run_id: str = "plan-ch
                 f"{describe(task)} cannot be rebuilt from its parameters ({type(e).__name__}: {e}). "
                 "Every parameter must be reconstructible from its serialized text."
             ) from e
+
+
+def verify_round_trips(tasks: Sequence[luigi.Task], encoder: Encoder) -> list[str]:
+    """``verify_round_trip`` for several tasks; returns one problem per task that fails.
+
+    The common case costs one rebuild of the union of their specs, so the nodes they share (their common upstream)
+    are rebuilt and checked once; only if that fails is each task checked alone, which names the culprits."""
+    if len(tasks) > 1:
+        ids = [encoder.encode(task) for task in tasks]
+        union: dict[str, None] = {}
+        for uid in ids:
+            union.update(dict.fromkeys(encoder.closure(uid)))
+        # through JSON text, exactly as a child receives it
+        doc = {"target": ids[0], "nodes": json.loads(json.dumps({n: encoder.nodes[n] for n in union}))}
+        try:
+            with fresh_instances():
+                rebuild(doc)
+            return []
+        except Exception:  # noqa: S110 - the checks below are the authority and say what is wrong
+            pass
+    problems = []
+    for task in tasks:
+        try:
+            verify_round_trip(task, encoder)
+        except HandoffError as e:
+            problems.append(str(e))
+    return problems
 
 
 def luigi_config_snapshot() -> dict[str, dict[str, str]]:

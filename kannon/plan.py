@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import luigi
 
 from kannon import dag
-from kannon.handoff import Encoder, HandoffError, describe, short_params, unique_id, verify_round_trip
+from kannon.handoff import Encoder, HandoffError, describe, short_params, unique_id, verify_round_trips
 from kannon.hints import Hints
 from kannon.result import Placement
 from kannon.task import TaskOnBullet
@@ -127,6 +127,7 @@ def make_plan(
     # 3. Validate what can be validated before launching: hints, and that each bullet survives the hand-off.
     encoder = Encoder()
     checked_classes: set[type] = set()
+    representatives: list[luigi.Task] = []
     for node in plan.nodes.values():
         if node.placement is not Placement.BULLET:
             continue
@@ -145,11 +146,13 @@ def make_plan(
         if verify_handoff:
             try:
                 encoder.encode(task)  # every node of its parameter closure, value round trips checked
-                if type(task) not in checked_classes:  # a full rebuild per class catches code/import-order drift
-                    checked_classes.add(type(task))
-                    verify_round_trip(task, encoder)
             except HandoffError as e:
                 problems.append(str(e))
+                continue
+            if type(task) not in checked_classes:  # a full rebuild per class catches code/import-order drift
+                checked_classes.add(type(task))
+                representatives.append(task)
+    problems.extend(verify_round_trips(representatives, encoder))
     if problems:
         raise PlanError(list(dict.fromkeys(problems)))
     return plan

@@ -1,0 +1,106 @@
+"""The hand-off's shared work (value round-trip memo, one warm walk per rebuild, one rebuild for several classes)
+keeps every check it replaces."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import warnings
+
+import gokart
+import luigi
+import pytest
+
+import kannon
+from kannon import handoff
+from tests.support.tasks import AllTypes, Leaf
+
+_requires_calls = itertools.count()
+_drift = itertools.count()
+
+
+class Step(kannon.TaskOnBullet[int]):
+    """A chain through task parameters; counts requires() calls."""
+
+    n = luigi.IntParameter()
+    parent = gokart.TaskInstanceParameter()
+
+    def requires(self):  # type: ignore[no-untyped-def]
+        next(_requires_calls)
+        return self.parent if self.n > 0 else []
+
+    def run(self) -> None:
+        self.dump(self.n)
+
+
+class Drifting(kannon.TaskOnBullet[str]):
+    """requires() differs on every call: no rebuild reproduces its unique id."""
+
+    def requires(self):  # type: ignore[no-untyped-def]
+        return Leaf(name=f"drift-{next(_drift)}")
+
+    def run(self) -> None:
+        self.dump("never")
+
+
+def _chain(length: int) -> Step:
+    task = Step(n=0, parent=Leaf(name="root"))
+    for n in range(1, length):
+        task = Step(n=n, parent=task)
+    return task
+
+
+def test_a_cached_round_trip_still_rejects_a_value_of_another_type() -> None:
+    enc = handoff.Encoder()
+    enc.encode(AllTypes(s="7", i=1))  # caches the text "7" of parameter s as a good round trip
+    with warnings.catch_warnings(), pytest.raises(handoff.HandoffError, match="would arrive in the child as '7'"):
+        warnings.simplefilter("ignore")  # luigi warns about the int too
+        enc.encode(AllTypes(s=7, i=2))  # same text, but the child would get a str
+
+
+def test_rebuild_checks_every_node_with_work_linear_in_the_chain() -> None:
+    length = 40
+    top = _chain(length)
+    doc = json.loads(handoff.Encoder().spec(top, "run", {}))
+    assert len(doc["nodes"]) == length + 1
+    before = next(_requires_calls)
+    with handoff.fresh_instances():
+        built = handoff.rebuild(doc)
+    calls = next(_requires_calls) - before - 1
+    assert built[doc["target"]].make_unique_id() == top.make_unique_id()
+    # one warm walk shared by all nodes (plus gokart's own call per id): a walk per node would be ~length**2 / 2
+    assert calls <= 3 * length, calls
+
+
+def test_rebuild_still_detects_a_changed_node_deep_in_the_chain() -> None:
+    top = _chain(10)
+    doc = json.loads(handoff.Encoder().spec(top, "run", {}))
+    leaf_uid = next(uid for uid, n in doc["nodes"].items() if n["class"] == "Leaf")
+    doc["nodes"][leaf_uid]["params"]["name"] = {"v": "other"}
+    with handoff.fresh_instances(), pytest.raises(handoff.IdMismatchError, match="Leaf rebuilt with unique id"):
+        handoff.rebuild(doc)
+
+
+def test_a_requires_cycle_met_while_rebuilding_is_an_error_not_a_hang() -> None:
+    doc = {"target": "a" * 32, "nodes": {"a" * 32: {"module": __name__, "class": "SelfLoop", "params": {}}}}
+    with handoff.fresh_instances(), pytest.raises(handoff.SpecError, match="cycle"):
+        handoff.rebuild(doc)
+
+
+class SelfLoop(gokart.TaskOnKart[str]):
+    def requires(self):  # type: ignore[no-untyped-def]
+        return self
+
+
+def test_verify_round_trips_passes_several_classes_sharing_upstream() -> None:
+    enc = handoff.Encoder()
+    shared = _chain(5)
+    tasks = [Step(n=99, parent=shared), AllTypes(many=[shared]), AllTypes(s="other", many=[shared])]
+    assert handoff.verify_round_trips(tasks, enc) == []
+
+
+def test_verify_round_trips_names_exactly_the_task_that_cannot_be_rebuilt() -> None:
+    enc = handoff.Encoder()
+    good, bad = AllTypes(s="fine"), Drifting()
+    problems = handoff.verify_round_trips([good, bad], enc)
+    assert len(problems) == 1 and "Drifting" in problems[0] and "cannot be handed off" in problems[0]
