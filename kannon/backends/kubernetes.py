@@ -553,6 +553,7 @@ class _Attempt:
     name: str
     since: float  # monotonic time of create / adoption: the pending deadline counts from here
     job: V1Job | None = None
+    uid: str | None = None  # of the Job this attempt created or adopted; None while its create is in flight
     started: bool = False
     busy: bool = False  # a terminal step (finish, fail fast, pending timeout) is running in the pool
     done: bool = False  # Finished emitted
@@ -627,6 +628,7 @@ class K8sJobExecutor(Executor):
         self._by_key: dict[str, _Attempt] = {}
         self._pods: dict[str, dict[str, V1Pod]] = {}  # job name -> pod name -> last seen state (kept after DELETED)
         self._leftovers: dict[str, V1Job] = {}  # task id -> a running Job of an earlier master of this run
+        self._early: dict[str, V1Job] = {}  # job name -> its latest state seen while our create was in flight
         self._gone: dict[str, threading.Event] = {}  # job name -> set when the watch sees it deleted
         self._fatal: BackendError | None = None
         self._stop = threading.Event()
@@ -753,7 +755,13 @@ class K8sJobExecutor(Executor):
 
         attempt = self._register(launch, name)
         try:
-            self.api.call("create", "jobs", self._batch.create_namespaced_job, self.namespace, body)
+            created = self.api.call("create", "jobs", self._batch.create_namespaced_job, self.namespace, body)
+            with self._state:
+                attempt.uid = created.metadata.uid
+                early = self._early.pop(name, None)  # the watch may have been quicker than the create's answer
+                if early is not None and early.metadata.uid == attempt.uid:
+                    attempt.job = early
+            self._evaluate(attempt)
             return
         except ApiException as e:
             if e.status != 409:
@@ -805,6 +813,7 @@ class K8sJobExecutor(Executor):
         self.track(launch.key)
         with self._state:
             attempt.job = job
+            attempt.uid = job.metadata.uid
             attempt.adopted = True
             attempt.notes.append(f"kannon: adopted existing Job {name} ({why})")
         self._evaluate(attempt)
@@ -819,6 +828,7 @@ class K8sJobExecutor(Executor):
 
     def _unregister(self, attempt: _Attempt) -> None:
         with self._state:
+            self._early.pop(attempt.name, None)
             if self._by_name.get(attempt.name) is attempt:
                 del self._by_name[attempt.name]
             if self._by_key.get(attempt.launch.key) is attempt:
@@ -956,9 +966,17 @@ class K8sJobExecutor(Executor):
                 for task, left in list(self._leftovers.items()):
                     if left.metadata.name == name:
                         del self._leftovers[task]
-                if attempt is not None:
+                self._early.pop(name, None)
+                if attempt is not None and attempt.uid == job.metadata.uid:
                     self._deleted(attempt)
                 return
+            if attempt is not None and attempt.uid is None:
+                # Our create has not answered yet: this may be our Job, or an earlier Job of the same name (a
+                # rerun reuses names). Keep it; the create's answer (its uid) decides.
+                self._early[name] = job
+                return
+            if attempt is not None and attempt.uid != job.metadata.uid:
+                return  # an earlier Job of the same name (a previous master's attempt), not this attempt's
             if attempt is None:
                 left_task = (job.metadata.annotations or {}).get(ANNOTATION_TASK)
                 if left_task and left_task in self._leftovers and kw.job_terminal(job) is not None:
@@ -986,7 +1004,8 @@ class K8sJobExecutor(Executor):
     def _on_job_relist(self, jobs: list[V1Job]) -> None:
         present = {j.metadata.name: j for j in jobs}
         with self._state:
-            missing = [a for n, a in self._by_name.items() if n not in present and not a.done]
+            missing = [a for n, a in self._by_name.items() if not a.done and (
+                n not in present or (a.uid is not None and present[n].metadata.uid != a.uid))]  # fmt: skip
             for name in [n for n in self._gone if n not in present]:
                 self._gone.pop(name).set()
         for job in jobs:
@@ -1006,9 +1025,11 @@ class K8sJobExecutor(Executor):
             self._pods.setdefault(name, {})[pod.metadata.name] = pod
         return name
 
-    def _pods_of(self, name: str) -> list[V1Pod]:
+    def _pods_of(self, name: str, uid: str | None = None) -> list[V1Pod]:
+        """The pods of Job ``name`` (of the Job with ``uid`` only: an earlier Job of that name had pods too)."""
         with self._state:
-            return sorted(self._pods.get(name, {}).values(), key=kw.created)
+            pods = [p for p in self._pods.get(name, {}).values() if uid is None or _owned_by(p, uid)]
+        return sorted(pods, key=kw.created)
 
     def _on_pod(self, kind: str, pod: V1Pod) -> None:
         name = self._remember_pod(pod)
@@ -1039,9 +1060,9 @@ class K8sJobExecutor(Executor):
         start_follow = False
         step: Callable[[], None] | None = None
         with self._state:
-            if attempt.done or attempt.busy or attempt.cancelling:
-                return
-            pods = self._pods_of(attempt.name)
+            if attempt.done or attempt.busy or attempt.cancelling or attempt.uid is None:
+                return  # (no uid: the create has not answered yet; its answer evaluates)
+            pods = self._pods_of(attempt.name, attempt.uid)
             running = [p for p in pods if kw.pod_started(p, self.container)]
             pod = pods[-1] if pods else None
             if running and not attempt.started:
@@ -1079,7 +1100,7 @@ class K8sJobExecutor(Executor):
                         a.busy = True
                         due.append(a)
             for a in due:
-                pods = self._pods_of(a.name)
+                pods = self._pods_of(a.name, a.uid)
                 pod = pods[-1] if pods else None
                 outcome = kw.classify_pending(pod, now - a.since)
                 self._submit(functools.partial(self._fail_and_delete, a, outcome, pod))
@@ -1102,12 +1123,13 @@ class K8sJobExecutor(Executor):
             assert job is not None
             terminal = kw.job_terminal(job)
             complete = terminal is not None and terminal[0] == "Complete"
-            pods = {p.metadata.name: p for p in self._pods_of(attempt.name)}
+            pods = {p.metadata.name: p for p in self._pods_of(attempt.name, attempt.uid)}
             pod = kw.succeeded(pods.values()) if complete else kw.culprit(pods.values(), self.container)
             if pod is None or (not complete and not kw.pod_final(pod, self.container)):
                 # the pods' last states travel on the other stream and may lag: read them once (failures only; for a
                 # success the pod's name is all the log read needs). Cached states of deleted pods are kept.
-                pods.update({p.metadata.name: p for p in self._list_job_pods(attempt.name)})
+                pods.update({p.metadata.name: p for p in self._list_job_pods(attempt.name)
+                             if attempt.uid is None or _owned_by(p, attempt.uid)})  # fmt: skip
                 pod = kw.succeeded(pods.values()) if complete else kw.culprit(pods.values(), self.container)
             if pod is not None and not attempt.started:
                 attempt.started = True
@@ -1227,6 +1249,11 @@ class K8sJobExecutor(Executor):
 
 
 # -- helpers --------------------------------------------------------------------------------------------------
+def _owned_by(pod: V1Pod, uid: str) -> bool:
+    """A pod of the Job with ``uid`` (a rerun reuses Job names, and with them the pods' job-name label)."""
+    return any(ref.uid == uid for ref in pod.metadata.owner_references or [])
+
+
 def _where(attempt: _Attempt) -> str:
     return f"pod {attempt.pod_name}" + (" (adopted)" if attempt.adopted else "")
 
