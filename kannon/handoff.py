@@ -201,6 +201,15 @@ class Encoder:
                     f"{where}: {type(param).__name__}.serialize returned {type(text).__name__} for parameter "
                     f"{name}; a parameter must serialize to text."
                 )
+            if not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as e:  # a spec is UTF-8 JSON: it could not even be written
+                    raise HandoffError(
+                        f"{where}: parameter {name} holds a lone surrogate {text[e.start]!r} at position {e.start}, "
+                        "which is not Unicode text (typically a file name decoded with surrogateescape). Pass "
+                        "valid text, e.g. name.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')."
+                    ) from e
             if self.verify_values:
                 cached = self._parsed.get((id(param), text))
                 if cached is not None and cached[0] is param:
