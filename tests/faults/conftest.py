@@ -7,65 +7,26 @@ rejected), which docs/faults.md records.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from kannon.testing import KubeEmulator
 from tests.e2e.docker.conftest import IMAGE, unavailable
-
-
-@dataclass
-class Figures:
-    kill_points: int = 0  # master SIGKILLs survived (the rerun completed with every output written exactly once)
-    faults: Counter[str] = field(default_factory=Counter)  # fault class -> injections that really happened
-    tasks_run_more_than_once: int = 0
-    orphans: int = 0  # processes / containers / Jobs / pods left behind
-    bad_inputs_tried: int = 0
-    bad_inputs_rejected: int = 0  # rejected cleanly: the right error, nothing run
-    campaigns: list[str] = field(default_factory=list)
-
-    def fault(self, kind: str, n: int = 1) -> None:
-        assert n > 0, f"a fault of class {kind!r} was meant to be injected but was not"
-        self.faults[kind] += n
-
-    def bad_input(self, rejected: bool) -> None:
-        self.bad_inputs_tried += 1
-        self.bad_inputs_rejected += int(rejected)
-
-    @property
-    def used(self) -> bool:
-        return bool(self.kill_points or self.faults or self.bad_inputs_tried or self.campaigns)
-
-    def lines(self) -> list[str]:
-        out = [
-            f"kill points survived (master SIGKILL, then rerun): {self.kill_points}",
-            f"faults injected: {sum(self.faults.values())}",
-            *(f"  {kind:<42} {n}" for kind, n in sorted(self.faults.items())),
-            f"tasks run more than once (must be 0): {self.tasks_run_more_than_once}",
-            f"orphans left (must be 0): {self.orphans}",
-            f"bad inputs tried: {self.bad_inputs_tried}, rejected cleanly: {self.bad_inputs_rejected}",
-        ]
-        out += [f"campaign {c}" for c in self.campaigns]
-        return out
-
-
-_FIGURES = Figures()
+from tests.faults.figures import FIGURES, Figures
 
 
 @pytest.fixture
 def figures() -> Figures:
-    return _FIGURES
+    return FIGURES
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
-    if not _FIGURES.used:
+    if not FIGURES.used:
         return
     terminalreporter.section("kannon fault suite: figures")
-    for line in _FIGURES.lines():
+    for line in FIGURES.lines():
         terminalreporter.write_line(line)
 
 

@@ -159,10 +159,12 @@ def dag() -> gokart.TaskOnKart[Any]:
 
 # -- tasks for the partial-output and child-fault tests -----------------------------------------------------------
 class _TwoOutputs:
-    """Writes output ``a``, then (while ``fail_flag`` exists) fails: raising, or SIGKILLing its own process."""
+    """Writes output ``a``, then — while ``fail_flag`` exists, in its first ``fail_attempts`` attempts — fails:
+    raising, or SIGKILLing its own process."""
 
     name = luigi.Parameter()
     fail_flag = luigi.Parameter(significant=False)
+    fail_attempts = luigi.IntParameter(default=99, significant=False)
     how = luigi.ChoiceParameter(choices=["raise", "sigkill"], default="raise", significant=False)
     ledger = luigi.Parameter(significant=False)
 
@@ -175,7 +177,7 @@ class _TwoOutputs:
         nonce = uuid.uuid4().hex
         append_line(self.ledger, f"start {self.name} {nonce} {int(task.output()['a'].exists())} {os.getpid()}")
         task.dump({"nonce": nonce, "part": "a"}, "a")
-        if Path(self.fail_flag).exists():
+        if Path(self.fail_flag).exists() and attempt_number() <= self.fail_attempts:
             if self.how == "sigkill":
                 os.kill(os.getpid(), signal.SIGKILL)
             raise RuntimeError(f"{self.name}: failing after writing only output a")
@@ -192,34 +194,34 @@ class MasterTwoOutputs(_TwoOutputs, gokart.TaskOnKart[dict[str, str]]):  # type:
 
 
 class _Blocker:
-    """A list element whose str() blocks while ``hold`` exists, after announcing the pid in ``announce``: the dump
-    of a large text output stops part-way, with the first lines already in luigi's temporary file."""
+    """A list element whose str() — called by the text dump, line by line — announces the process and then blocks
+    while ``hold`` exists: the dump stops part-way with megabytes already in luigi's temporary file."""
 
-    def __init__(self, hold: str, announce: str) -> None:
-        self.hold, self.announce = hold, announce
+    def __init__(self, hold: str, announce_dir: str, name: str) -> None:
+        self.hold, self.announce_dir, self.name = hold, announce_dir, name
 
     def __str__(self) -> str:
         if os.path.exists(self.hold):
-            Path(self.announce).write_text(str(os.getpid()))
+            announce(self.announce_dir, self.name, attempt_number())
             while os.path.exists(self.hold):
                 time.sleep(0.02)  # held until the test kills this process
         return "end"
 
 
 class BigDump(kannon.TaskOnBullet[list[str]]):
-    """A large single text output (``lines`` lines) whose dump can be held mid-way (see _Blocker)."""
+    """A large single text output (``lines`` lines) whose dump is held mid-way while ``hold`` exists."""
 
     name = luigi.Parameter()
     lines = luigi.IntParameter(default=200_000)
     hold = luigi.Parameter(significant=False)
-    announce = luigi.Parameter(significant=False)
+    announce_dir = luigi.Parameter(significant=False)
 
     def output(self):  # type: ignore[no-untyped-def]
         return self.make_target(f"faults/{self.name}.txt")
 
     def run(self) -> None:
         body: list[Any] = [f"line {i:07d} of {self.name}" for i in range(self.lines)]
-        body.append(_Blocker(self.hold, self.announce))
+        body.append(_Blocker(self.hold, self.announce_dir, self.name))
         self.dump(body)
 
 
@@ -276,6 +278,13 @@ class Stuck(Sleeper):
 
 class Pull(Sleeper):
     """A Sleeper whose first pod cannot pull its image."""
+
+
+def partial_master() -> Collect:
+    """`kannon build tests.faults.ledger:partial_master` — a master task that SIGKILLs the master between its two
+    dumps while KANNON_FAULTS_FAIL_FLAG exists."""
+    return Collect(parents=[MasterTwoOutputs(name="pm", how="sigkill", fail_flag=os.environ["KANNON_FAULTS_FAIL_FLAG"],
+                                             ledger=os.environ[LEDGER_ENV])])  # fmt: skip
 
 
 def sleepers() -> Collect:

@@ -26,7 +26,7 @@ from kannon.testing import KubeEmulator
 from tests.e2e.docker.conftest import IMAGE
 from tests.e2e.docker.support import python_volumes
 from tests.faults import ledger
-from tests.faults.conftest import Figures
+from tests.faults.figures import Figures
 from tests.faults.harness import PY, REPO, read_ledger, wait_until
 
 Killer = Callable[[Any, int], None]  # (task, pid announced by its first attempt) -> kill that attempt

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from kannon.testing import KubeEmulator
-from tests.faults.conftest import Figures
+from tests.faults.figures import Figures
 from tests.faults.harness import PY, REPO, CampaignResult, Master, campaign_seed, run_campaign, wait_processes_gone
 
 KILLS = 3

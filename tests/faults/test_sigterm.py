@@ -20,7 +20,7 @@ from kannon.backends.docker import LABEL_RUN
 from kannon.testing import KubeEmulator
 from tests.e2e.docker.conftest import IMAGE
 from tests.e2e.docker.support import python_volumes
-from tests.faults.conftest import Figures
+from tests.faults.figures import Figures
 from tests.faults.harness import PY, Master, find_processes, kill_all, wait_until
 from tests.faults.test_master_kill import k8s_args
 
