@@ -59,7 +59,7 @@ _MAX_MSG = 1 << 20
 _FORCE_EOF_AFTER = 5.0  # a grandchild may hold the output pipe open after the child exited
 _MAX_SPARES = 16
 # Forking spares right away would compete for the CPU with children that are just starting; wait for a lull.
-_SPARE_REFILL_IDLE = 0.02
+_SPARE_REFILL_IDLE = 0.1
 
 
 def _set_pdeathsig(sig: int) -> None:
@@ -496,6 +496,8 @@ def _wait_exit(pid: int, timeout: float) -> None:
 
 def _warm_up() -> None:
     """Import what every child needs anyway, once, in the zygote (children inherit it)."""
+    import multiprocessing.synchronize  # noqa: F401 - gokart.build imports it on first use
+
     import kannon.child
     import kannon.cli  # noqa: F401 - the child's entry point
 
