@@ -164,6 +164,21 @@ def load_template(template: Any) -> dict[str, Any]:
     return dict(data)
 
 
+def template_container(pod_spec: Mapping[str, Any], container: str | None, python: str) -> dict[str, Any]:
+    """The template container that runs the task; BackendError if there is none or it sets its own command."""
+    containers: list[dict[str, Any]] = pod_spec.get("containers") or []
+    target = next((c for c in containers if container is None or c.get("name") == container), None)
+    if target is None:
+        raise BackendError(f"the Job template has no container named {container!r}")
+    if target.get("command"):
+        raise BackendError(
+            f"the Job template's container {target.get('name')!r} sets `command`; kannon replaces it with "
+            f"`{python} -m kannon run-task ...`. Remove `command` (and `args`) from the template; set the "
+            "backend's python=... if the image's interpreter is not `python`."
+        )
+    return target
+
+
 def _snake_case(data: Mapping[str, Any]) -> bool:
     """A dict from ``V1Job.to_dict()`` (snake_case keys) rather than the API form."""
     spec = data.get("spec") or {}
@@ -299,16 +314,7 @@ def build_job(
                  pod_spec.get("restartPolicy"))  # fmt: skip
     pod_spec["restartPolicy"] = "Never"
 
-    containers = pod_spec.get("containers") or []
-    target = next((c for c in containers if container is None or c.get("name") == container), None)
-    if target is None:
-        raise BackendError(f"the Job template has no container named {container!r}")
-    if target.get("command"):
-        raise BackendError(
-            f"the Job template's container {target.get('name')!r} sets `command`; kannon replaces it with "
-            f"`{python} -m kannon run-task ...`. Remove `command` (and `args`) from the template; set the "
-            "backend's python=... if the image's interpreter is not `python`."
-        )
+    target = template_container(pod_spec, container, python)
     if target.get("args"):
         log.warning("Job template container %r: `args` dropped (kannon sets the whole command line)",
                     target.get("name"))  # fmt: skip
@@ -614,6 +620,8 @@ class K8sJobExecutor(Executor):
         self.cleanup_leftovers = cleanup_leftovers
         self.master_pod_name = master_pod_name or os.environ.get("POD_NAME") or os.environ.get("HOSTNAME")
         self.template: dict[str, Any] | None = None if template_job is None else load_template(template_job)
+        if self.template is not None:  # refuse a template that cannot work before anything is planned or launched
+            template_container(self.template["spec"]["template"]["spec"], container, python)
         self.api_client, self.in_cluster = _client(api_client, in_cluster)
         self.namespace = namespace or _namespace(self.template, self.in_cluster)
         if self.template is None and not self.in_cluster:
@@ -662,10 +670,19 @@ class K8sJobExecutor(Executor):
             lambda rv, t: self._open_watch("pods", self._core.list_namespaced_pod, selector, rv, t),
             self._on_pod, self._on_pod_relist, self._on_fatal, self.watch_timeout,
         )  # fmt: skip
-        for pod in pods.list():
-            self._remember_pod(pod)
+        from kubernetes.client.rest import ApiException
+
+        try:
+            for pod in pods.list():
+                self._remember_pod(pod)
+            existing = jobs.list()
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            raise BackendError(f"namespace {ns!r} does not exist ({api_status(e)[1] or e.reason}): create it, or "
+                               "pass namespace= / --namespace") from e  # fmt: skip
         finished: list[str] = []
-        for job in jobs.list():
+        for job in existing:
             if kw.job_terminal(job) is not None:
                 finished.append(job.metadata.name)
             else:

@@ -269,9 +269,8 @@ def test_job_deleted_by_someone_else(kube: KubeEmulator, make: Any, tmp_path: Pa
 def test_command_in_the_template_is_refused(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
     template = yaml.safe_load(yaml.safe_dump(TEMPLATE))
     template["spec"]["template"]["spec"]["containers"][0]["command"] = ["bash", "-c", "anything"]
-    executor, _ = make(template_job=template, cls=K8sJobExecutor)
-    with pytest.raises(BackendError, match="sets `command`"):
-        executor.launch(launch_of(tmp_path, 1, "x"))
+    with pytest.raises(BackendError, match="sets `command`"):  # at construction: before anything is launched
+        make(template_job=template, cls=K8sJobExecutor)
     assert kube.jobs() == {}
 
 
