@@ -306,11 +306,11 @@ class Collect(gokart.TaskOnKart[list[str]]):  # type: ignore[misc]
         self.dump([self.load(p) for p in self.parents])
 
 
-class Echo(kannon.TaskOnBullet[str]):
-    """Writes its parameter back, byte for byte, and where the child got it from (for hostile-input tests)."""
+class Echo(kannon.TaskOnBullet[dict[str, str]]):
+    """Writes its parameters back as the child received them (for hostile-input tests)."""
 
     value = luigi.Parameter()
     note = luigi.Parameter(default="", significant=False)
 
     def run(self) -> None:
-        self.dump(self.value + "\x00" + self.note + "\x00" + os.environ.get("KANNON_RUN_ID", ""))
+        self.dump({"value": self.value, "note": self.note, "run_id": os.environ.get("KANNON_RUN_ID", "")})
