@@ -16,11 +16,14 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
+
+from kannon.testing import KubeEmulator
 from tests.faults import ledger as ledger_mod
 
 REPO = Path(__file__).resolve().parents[2]
@@ -224,12 +227,24 @@ def read_ledger(path: Path) -> tuple[list[Start], list[tuple[str, str, int]]]:
     return starts, dones
 
 
-def snapshot_outputs(tasks: Mapping[str, Any]) -> dict[str, str]:
+@contextlib.contextmanager
+def working_dir(path: Path) -> Iterator[None]:
+    """The masters ran in ``path``: gokart's default workspace (./resources) is relative to it."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def snapshot_outputs(tasks: Mapping[str, Any], workdir: Path) -> dict[str, str]:
     """label -> nonce of every task whose output exists now."""
     out: dict[str, str] = {}
-    for label, task in tasks.items():
-        if task.output().exists():
-            out[label] = task.output().load()["nonce"]
+    with working_dir(workdir):
+        for label, task in tasks.items():
+            if task.output().exists():
+                out[label] = task.output().load()["nonce"]
     return out
 
 
@@ -387,15 +402,57 @@ def run_campaign(
             adopted += sum(1 for e in starts if "(adopted)" in e.get("where", ""))
         finally:
             master.stop()
-        check.observe(ledger_path, snapshot_outputs(tasks))
+        check.observe(ledger_path, snapshot_outputs(tasks, workdir))
         if final_code != -1:
             break
         if generation > kills + 5:
             raise AssertionError("the campaign does not converge")
-    outputs = snapshot_outputs(tasks)
+    outputs = snapshot_outputs(tasks, workdir)
     figures = check.final(ledger_path, outputs, sh.parents)
     expected = sh.expected_values()
-    wrong = [label for label, task in tasks.items()
-             if task.output().exists() and task.output().load()["value"] != expected[label]]  # fmt: skip
+    with working_dir(workdir):
+        wrong = [label for label, task in tasks.items()
+                 if task.output().exists() and task.output().load()["value"] != expected[label]]  # fmt: skip
     return CampaignResult(seed, points, generation, final_code, check.violations, figures, orphans, adopted, wrong,
                           run_id, time.monotonic() - t0)  # fmt: skip
+
+
+# -- leftovers per backend ----------------------------------------------------------------------------------------
+def local_leftovers(master: Master) -> int:
+    """Spawned children carry the run id in their environment (forked ones carry the master's marker)."""
+    run_id = master.tail.run_id
+    if run_id is None:
+        return 0
+    return len(wait_processes_gone([f"KANNON_RUN_ID={run_id}"], 10.0))
+
+
+def job_template(workdir: Path) -> Path:
+    path = workdir / "job.yaml"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"namespace": "default"},
+        "spec": {"template": {"spec": {"containers": [{
+            "name": "main", "image": "kannon-test:latest", "workingDir": str(workdir),
+            "env": [{"name": "PYTHONPATH", "value": str(REPO)}]}]}}},
+    }))  # fmt: skip
+    return path
+
+
+def k8s_args(kube: KubeEmulator, workdir: Path) -> tuple[list[str], dict[str, str]]:
+    kubeconfig = kube.write_kubeconfig(workdir / "kubeconfig")
+    args = ["--backend", "kubernetes", "--job-template", str(job_template(workdir)), "--k8s-python", PY,
+            "--max-parallel", "6"]  # fmt: skip
+    return args, {"KUBECONFIG": str(kubeconfig)}
+
+
+def k8s_leftovers(kube: KubeEmulator, run_id: str) -> list[str]:
+    """Jobs not finished, pods not ended, pod processes still alive — once the run is over, all must be none."""
+    left = []
+    for name, job in kube.jobs().items():
+        conditions = {c["type"] for c in job.get("status", {}).get("conditions", []) if c.get("status") == "True"}
+        if not conditions & {"Complete", "Failed"}:
+            left.append(f"job {name} (not finished)")
+    for name, pod in kube.pods().items():
+        if pod["status"].get("phase") in ("Pending", "Running"):
+            left.append(f"pod {name} ({pod['status'].get('phase')})")
+    left += [f"process {p.pid} {p.cmdline}" for p in wait_processes_gone([f"KANNON_RUN_ID={run_id}"], 10.0)]
+    return left

@@ -18,8 +18,7 @@ from kannon.backends.docker import LABEL_MANAGED
 from kannon.testing import KubeEmulator
 from tests.e2e.docker.support import python_volumes
 from tests.faults.figures import Figures
-from tests.faults.harness import PY, REPO, EventTail
-from tests.faults.test_master_kill import job_template
+from tests.faults.harness import PY, REPO, EventTail, job_template
 
 GOOD = "tests.faults.badroots:fine"
 

@@ -15,11 +15,17 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from kannon.testing import KubeEmulator
 from tests.faults.figures import Figures
-from tests.faults.harness import PY, REPO, CampaignResult, Master, campaign_seed, run_campaign, wait_processes_gone
+from tests.faults.harness import (
+    CampaignResult,
+    campaign_seed,
+    k8s_args,
+    k8s_leftovers,
+    local_leftovers,
+    run_campaign,
+)
 
 KILLS = 3
 
@@ -44,14 +50,6 @@ def check(result: CampaignResult, kills: int) -> None:
     assert result.ledger["runs"] >= 100  # every task ran at least once in all
 
 
-def local_leftovers(master: Master) -> int:
-    """Spawned children carry the run id in their environment (forked ones carry the master's marker)."""
-    run_id = master.tail.run_id
-    if run_id is None:
-        return 0
-    return len(wait_processes_gone([f"KANNON_RUN_ID={run_id}"], 10.0))
-
-
 @pytest.mark.timeout(900)
 def test_master_sigkill_local_fork(tmp_path: Path, figures: Figures) -> None:
     seed = campaign_seed()
@@ -59,38 +57,6 @@ def test_master_sigkill_local_fork(tmp_path: Path, figures: Figures) -> None:
     result = run_campaign(tmp_path, KILLS, seed, ["--max-parallel", "4"], after_kill=local_leftovers)
     record(figures, result, "local")
     check(result, KILLS)
-
-
-def job_template(workdir: Path) -> Path:
-    path = workdir / "job.yaml"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"namespace": "default"},
-        "spec": {"template": {"spec": {"containers": [{
-            "name": "main", "image": "kannon-test:latest", "workingDir": str(workdir),
-            "env": [{"name": "PYTHONPATH", "value": str(REPO)}]}]}}},
-    }))  # fmt: skip
-    return path
-
-
-def k8s_args(kube: KubeEmulator, workdir: Path) -> tuple[list[str], dict[str, str]]:
-    kubeconfig = kube.write_kubeconfig(workdir / "kubeconfig")
-    args = ["--backend", "kubernetes", "--job-template", str(job_template(workdir)), "--k8s-python", PY,
-            "--max-parallel", "6"]  # fmt: skip
-    return args, {"KUBECONFIG": str(kubeconfig)}
-
-
-def k8s_leftovers(kube: KubeEmulator, run_id: str) -> list[str]:
-    """Jobs not finished, pods not ended, pod processes still alive — once the run is over, all must be none."""
-    left = []
-    for name, job in kube.jobs().items():
-        conditions = {c["type"] for c in job.get("status", {}).get("conditions", []) if c.get("status") == "True"}
-        if not conditions & {"Complete", "Failed"}:
-            left.append(f"job {name} (not finished)")
-    for name, pod in kube.pods().items():
-        if pod["status"].get("phase") in ("Pending", "Running"):
-            left.append(f"pod {name} ({pod['status'].get('phase')})")
-    left += [f"process {p.pid} {p.cmdline}" for p in wait_processes_gone([f"KANNON_RUN_ID={run_id}"], 10.0)]
-    return left
 
 
 @pytest.mark.k8s

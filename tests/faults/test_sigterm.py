@@ -21,8 +21,7 @@ from kannon.testing import KubeEmulator
 from tests.e2e.docker.conftest import IMAGE
 from tests.e2e.docker.support import python_volumes
 from tests.faults.figures import Figures
-from tests.faults.harness import PY, Master, find_processes, kill_all, wait_until
-from tests.faults.test_master_kill import k8s_args
+from tests.faults.harness import PY, Master, find_processes, k8s_args, kill_all, wait_until
 
 CHILDREN = 3
 GRACE = 10.0  # the guarantee: every child gone this long after the master got SIGTERM
