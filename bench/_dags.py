@@ -82,7 +82,7 @@ class ParamStep(kannon.TaskOnBullet[int]):
         self.dump(self.step)
 
 
-class Join(gokart.TaskOnKart[int]):
+class PlanJoin(gokart.TaskOnKart[int]):
     parents = gokart.ListTaskInstanceParameter()
 
     def requires(self):  # type: ignore[no-untyped-def]
@@ -96,17 +96,17 @@ def noop_root() -> NoOpRoot:
     return NoOpRoot(count=_n("NOOP_COUNT", 200))
 
 
-def chains_root() -> Join:
+def chains_root() -> PlanJoin:
     length, branches = _n("PLAN_LENGTH", 100), _n("PLAN_BRANCHES", 100)
-    return Join(parents=[ChainStep(branch=b, step=length - 1) for b in range(branches)])
+    return PlanJoin(parents=[ChainStep(branch=b, step=length - 1) for b in range(branches)])
 
 
-def layers_root() -> Join:
+def layers_root() -> PlanJoin:
     layers, width = _n("PLAN_LENGTH", 100), _n("PLAN_BRANCHES", 100)
-    return Join(parents=[LayerTask(layer=layers - 1, index=i, width=width) for i in range(width)])
+    return PlanJoin(parents=[LayerTask(layer=layers - 1, index=i, width=width) for i in range(width)])
 
 
-def params_root() -> Join:
+def params_root() -> PlanJoin:
     length, branches = _n("PLAN_LENGTH", 100), _n("PLAN_BRANCHES", 100)
     ends = []
     for b in range(branches):
@@ -114,7 +114,7 @@ def params_root() -> Join:
         for s in range(1, length):
             task = ParamStep(step=s, parent=task)
         ends.append(task)
-    return Join(parents=ends)
+    return PlanJoin(parents=ends)
 
 
 ROOTS = {"noop": noop_root, "chains": chains_root, "layers": layers_root, "params": params_root}

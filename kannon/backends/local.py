@@ -60,6 +60,7 @@ _FORCE_EOF_AFTER = 5.0  # a grandchild may hold the output pipe open after the c
 _MAX_SPARES = 16
 # Forking spares right away would compete for the CPU with children that are just starting; wait for a lull.
 _SPARE_REFILL_IDLE = 0.1
+_SPARE_ACK_TIMEOUT = 10.0  # a spare confirms a request at once; only a stuck or dying one takes longer
 
 
 def _set_pdeathsig(sig: int) -> None:
@@ -260,6 +261,8 @@ class LocalExecutor(Executor):
             self._on_exit(msg["key"], int(msg["code"]), reaped=False)
         elif "status" in msg:
             self._on_exit(msg["key"], _exit_code(int(msg["status"])))
+        elif "failed" in msg:
+            self._on_exit(msg["key"], None, reason=str(msg["failed"]))
         elif "zygote_died" in msg:
             for key in self.live_keys():
                 self._on_exit(key, None, reason="the local fork server died unexpectedly")
@@ -556,21 +559,28 @@ def _zygote_main(sock: socket.socket, master_pid: int) -> None:
         theirs.close()
         return _Spare(pid, mine)
 
-    def start(req: dict[str, Any], out_fd: int) -> int:
-        while spares:
-            spare = spares.pop(0)
+    def start(req: dict[str, Any], out_fd: int) -> int | None:
+        """Hand the request to a spare that confirms it has it; None if no process could be started."""
+        data = json.dumps(req).encode()
+        for _ in range(len(spares) + 3):
+            spare = spares.pop(0) if spares else new_spare(out_fd)
             try:
-                socket.send_fds(spare.sock, [json.dumps(req).encode()], [out_fd])
-            except OSError:  # it died (a stray signal); forget it and take the next one
-                spare.sock.close()
-                continue
-            break
-        else:
-            spare = new_spare(out_fd)
-            socket.send_fds(spare.sock, [json.dumps(req).encode()], [out_fd])
-        reports[spare.sock.fileno()] = (spare.pid, req["key"])
-        sel.register(spare.sock, selectors.EVENT_READ, spare.sock)  # data: a child's report socket
-        return spare.pid
+                socket.send_fds(spare.sock, [data], [out_fd])
+                spare.sock.settimeout(_SPARE_ACK_TIMEOUT)
+                ack = spare.sock.recv(16)
+                spare.sock.settimeout(None)
+            except OSError:
+                ack = b""
+            if ack == b"ok":
+                reports[spare.sock.fileno()] = (spare.pid, req["key"])
+                sel.register(spare.sock, selectors.EVENT_READ, spare.sock)  # data: a child's report socket
+                return spare.pid
+            # It died while waiting (a stray signal, the OOM killer) or never got going: the task goes to the
+            # next one rather than failing for it.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(spare.pid, signal.SIGKILL)
+            spare.sock.close()
+        return None
 
     try:
         while True:
@@ -603,6 +613,10 @@ def _zygote_main(sock: socket.socket, master_pid: int) -> None:
                     elif req["op"] == "run":
                         pid = start(req, fds[0])
                         os.close(fds[0])
+                        if pid is None:
+                            failed = "the local fork server could not start a process for it"
+                            sock.send(json.dumps({"key": req["key"], "failed": failed}).encode())
+                            continue
                         children[pid] = req["key"]
                         sock.send(json.dumps({"key": req["key"], "pid": pid}).encode())
                         want_spares = min(_MAX_SPARES, max(want_spares, len(children)))
@@ -629,8 +643,10 @@ def _zygote_main(sock: socket.socket, master_pid: int) -> None:
                         key_ = children.pop(pid, None)
                         if key_ is not None:
                             sock.send(json.dumps({"key": key_, "status": status}).encode())
-                        else:
-                            spares[:] = [s for s in spares if s.pid != pid]
+                        else:  # a spare that died while waiting
+                            for dead in [s for s in spares if s.pid == pid]:
+                                dead.sock.close()
+                                spares.remove(dead)
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -638,6 +654,10 @@ def _zygote_main(sock: socket.socket, master_pid: int) -> None:
         for spare in spares:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(spare.pid, signal.SIGKILL)
+        # Reap them before we exit, so that once the master has reaped us nothing of the run is left.
+        for pid in [*children, *(s.pid for s in spares)]:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
 
 
 def _spare_main(sock: socket.socket, inherited: list[int]) -> None:
@@ -658,6 +678,7 @@ def _spare_main(sock: socket.socket, inherited: list[int]) -> None:
         msg, fds, _flags, _addr = socket.recv_fds(sock, _MAX_MSG, 1)
         if not msg or not fds:
             os._exit(0)  # the zygote retired this spare
+        sock.send(b"ok")  # the task is ours now: from here on, how it ends is the task's outcome
         req = json.loads(msg)
         os.dup2(fds[0], 1)
         os.dup2(fds[0], 2)

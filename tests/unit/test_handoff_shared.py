@@ -19,7 +19,7 @@ _requires_calls = itertools.count()
 _drift = itertools.count()
 
 
-class Step(kannon.TaskOnBullet[int]):
+class HandoffChainStep(kannon.TaskOnBullet[int]):
     """A chain through task parameters; counts requires() calls."""
 
     n = luigi.IntParameter()
@@ -33,7 +33,7 @@ class Step(kannon.TaskOnBullet[int]):
         self.dump(self.n)
 
 
-class Drifting(kannon.TaskOnBullet[str]):
+class HandoffDrifting(kannon.TaskOnBullet[str]):
     """requires() differs on every call: no rebuild reproduces its unique id."""
 
     def requires(self):  # type: ignore[no-untyped-def]
@@ -43,10 +43,10 @@ class Drifting(kannon.TaskOnBullet[str]):
         self.dump("never")
 
 
-def _chain(length: int) -> Step:
-    task = Step(n=0, parent=Leaf(name="root"))
+def _chain(length: int) -> HandoffChainStep:
+    task = HandoffChainStep(n=0, parent=Leaf(name="root"))
     for n in range(1, length):
-        task = Step(n=n, parent=task)
+        task = HandoffChainStep(n=n, parent=task)
     return task
 
 
@@ -82,12 +82,12 @@ def test_rebuild_still_detects_a_changed_node_deep_in_the_chain() -> None:
 
 
 def test_a_requires_cycle_met_while_rebuilding_is_an_error_not_a_hang() -> None:
-    doc = {"target": "a" * 32, "nodes": {"a" * 32: {"module": __name__, "class": "SelfLoop", "params": {}}}}
+    doc = {"target": "a" * 32, "nodes": {"a" * 32: {"module": __name__, "class": "HandoffSelfLoop", "params": {}}}}
     with handoff.fresh_instances(), pytest.raises(handoff.SpecError, match="cycle"):
         handoff.rebuild(doc)
 
 
-class SelfLoop(gokart.TaskOnKart[str]):
+class HandoffSelfLoop(gokart.TaskOnKart[str]):
     def requires(self):  # type: ignore[no-untyped-def]
         return self
 
@@ -95,12 +95,12 @@ class SelfLoop(gokart.TaskOnKart[str]):
 def test_verify_round_trips_passes_several_classes_sharing_upstream() -> None:
     enc = handoff.Encoder()
     shared = _chain(5)
-    tasks = [Step(n=99, parent=shared), AllTypes(many=[shared]), AllTypes(s="other", many=[shared])]
+    tasks = [HandoffChainStep(n=99, parent=shared), AllTypes(many=[shared]), AllTypes(s="other", many=[shared])]
     assert handoff.verify_round_trips(tasks, enc) == []
 
 
 def test_verify_round_trips_names_exactly_the_task_that_cannot_be_rebuilt() -> None:
     enc = handoff.Encoder()
-    good, bad = AllTypes(s="fine"), Drifting()
+    good, bad = AllTypes(s="fine"), HandoffDrifting()
     problems = handoff.verify_round_trips([good, bad], enc)
-    assert len(problems) == 1 and "Drifting" in problems[0] and "cannot be handed off" in problems[0]
+    assert len(problems) == 1 and "HandoffDrifting" in problems[0] and "cannot be handed off" in problems[0]
