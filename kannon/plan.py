@@ -126,8 +126,7 @@ def make_plan(
 
     # 3. Validate what can be validated before launching: hints, and that each bullet survives the hand-off.
     encoder = Encoder()
-    checked_classes: set[type] = set()
-    representatives: list[luigi.Task] = []
+    encoded: list[Node] = []
     for node in plan.nodes.values():
         if node.placement is not Placement.BULLET:
             continue
@@ -149,13 +148,25 @@ def make_plan(
             except HandoffError as e:
                 problems.append(str(e))
                 continue
-            if type(task) not in checked_classes:  # a full rebuild per class catches code/import-order drift
-                checked_classes.add(type(task))
-                representatives.append(task)
-    problems.extend(verify_round_trips(representatives, encoder))
+            encoded.append(node)
+    problems.extend(verify_round_trips(_representatives(encoded), encoder))
     if problems:
         raise PlanError(list(dict.fromkeys(problems)))
     return plan
+
+
+def _representatives(nodes: list[Node]) -> list[luigi.Task]:
+    """One bullet per class for the full rebuild check, which catches code and import-order drift.
+
+    A rebuild computes the unique ids of the task's whole requires() tree (as every child does), so take the
+    instance with the least upstream: discovery runs from the root, so the last one found of a class is nearest the
+    leaves. Prefer one that has requirements, so that its requires() runs too."""
+    with_deps: dict[type, luigi.Task] = {}
+    without: dict[type, luigi.Task] = {}
+    for node in reversed(nodes):
+        (with_deps if node.deps else without).setdefault(type(node.task), node.task)
+    classes = dict.fromkeys(type(n.task) for n in nodes)
+    return [with_deps[cls] if cls in with_deps else without[cls] for cls in classes]
 
 
 def _ambiguous_task_names() -> list[str]:

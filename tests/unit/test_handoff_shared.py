@@ -17,6 +17,7 @@ from tests.support.tasks import AllTypes, Leaf
 
 _requires_calls = itertools.count()
 _drift = itertools.count()
+_chain_requires = itertools.count()
 
 
 class HandoffChainStep(kannon.TaskOnBullet[int]):
@@ -104,3 +105,37 @@ def test_verify_round_trips_names_exactly_the_task_that_cannot_be_rebuilt() -> N
     good, bad = AllTypes(s="fine"), HandoffDrifting()
     problems = handoff.verify_round_trips([good, bad], enc)
     assert len(problems) == 1 and "HandoffDrifting" in problems[0] and "cannot be handed off" in problems[0]
+
+
+class HandoffReqChain(kannon.TaskOnBullet[int]):
+    """A chain through requires(); counts requires() calls."""
+
+    n = luigi.IntParameter()
+
+    def requires(self):  # type: ignore[no-untyped-def]
+        next(_chain_requires)
+        return HandoffReqChain(n=self.n - 1) if self.n > 0 else []
+
+    def run(self) -> None:
+        self.dump(self.n)
+
+
+def test_the_plans_rebuild_check_uses_the_instance_with_the_least_upstream(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from kannon.plan import make_plan
+
+    monkeypatch.chdir(tmp_path)
+    length = 200
+    before = next(_chain_requires)
+    plan = make_plan(HandoffReqChain(n=length - 1))
+    calls = next(_chain_requires) - before - 1
+    assert len(plan.nodes) == length
+    # the walk and the unique ids call requires() once per task each; rebuilding the top of the chain would add
+    # another 2 per task, rebuilding the task nearest the leaves (that has a requirement) a handful
+    assert calls <= 2 * length + 10, calls
+
+
+def test_the_rebuild_check_still_catches_a_class_whose_requires_is_not_deterministic() -> None:
+    from kannon.plan import PlanError, make_plan
+
+    with pytest.raises(PlanError, match="HandoffDrifting"):
+        make_plan(HandoffDrifting())
