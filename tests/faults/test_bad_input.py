@@ -14,9 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
-from kannon.backends.docker import LABEL_MANAGED
+from kannon.backends.docker import LABEL_MANAGED, LABEL_RUN
+from kannon.handoff import unique_id
+from kannon.scheduler import _run_id
 from kannon.testing import KubeEmulator
 from tests.e2e.docker.support import python_volumes
+from tests.faults.badroots import Fine
 from tests.faults.figures import Figures
 from tests.faults.harness import PY, REPO, EventTail, job_template
 
@@ -139,7 +142,9 @@ def test_bad_kubernetes_configuration(tmp_path: Path, figures: Figures) -> None:
 
 @pytest.mark.docker
 def test_bad_docker_configuration(tmp_path: Path, figures: Figures, docker_engine: Any) -> None:
-    before = {c.id for c in docker_engine.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=kannon"})}
+    run_id = _run_id(unique_id(Fine()))  # every case builds this root: its containers would carry its run id
+    labels = {"label": [f"{LABEL_MANAGED}=kannon", f"{LABEL_RUN}={run_id}"]}
+    before = {c.id for c in docker_engine.containers.list(all=True, sparse=True, filters=labels)}
     volumes = [arg for v in python_volumes() for arg in ("--volume", v)]
     base = [GOOD, "--backend", "docker", "--docker-python", PY, *volumes]
     cases = [
@@ -151,7 +156,7 @@ def test_bad_docker_configuration(tmp_path: Path, figures: Figures, docker_engin
              {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}),
     ]  # fmt: skip
     run_cases(tmp_path, cases, figures)
-    after = {c.id for c in docker_engine.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=kannon"})}
+    after = {c.id for c in docker_engine.containers.list(all=True, sparse=True, filters=labels)}
     assert after - before == set(), "a container was created"
 
 

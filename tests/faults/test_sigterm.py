@@ -85,8 +85,9 @@ def test_sigterm_docker(tmp_path: Path, figures: Figures, docker_engine: Any) ->
         args += ["--volume", volume]
 
     def running(run_id: str) -> list[str]:
-        containers = docker_engine.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
-        return [f"container {c.name} ({c.status})" for c in containers]
+        # sparse: no inspect per container, which would race with the removal being checked for
+        containers = docker_engine.containers.list(all=True, sparse=True, filters={"label": f"{LABEL_RUN}={run_id}"})
+        return [f"container {c.id[:12]} ({c.attrs.get('State')})" for c in containers]
 
     master = start_sleepers(tmp_path, args)
     run_id = master.tail.run_id or ""
@@ -95,7 +96,7 @@ def test_sigterm_docker(tmp_path: Path, figures: Figures, docker_engine: Any) ->
         terminate_and_check(master, figures, "docker", running)
     finally:
         master.stop()
-        for c in docker_engine.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"}):
+        for c in docker_engine.containers.list(all=True, sparse=True, filters={"label": f"{LABEL_RUN}={run_id}"}):
             c.remove(force=True)
 
 
