@@ -58,7 +58,8 @@ Mode = Literal["fork", "spawn"]
 _MAX_MSG = 1 << 20
 _FORCE_EOF_AFTER = 5.0  # a grandchild may hold the output pipe open after the child exited
 _MAX_SPARES = 16
-# Forking spares right away would compete for the CPU with children that are just starting; wait for a lull.
+# Forking all spares right away would compete for the CPU with the children that were just started; beyond the
+# first one, wait for a lull.
 _SPARE_REFILL_IDLE = 0.1
 _SPARE_ACK_TIMEOUT = 10.0  # a spare confirms a request at once; only a stuck or dying one takes longer
 
@@ -586,6 +587,8 @@ def _zygote_main(sock: socket.socket, master_pid: int) -> None:
         while True:
             refill = len(spares) < want_spares
             timeout = max(0.0, idle_since + _SPARE_REFILL_IDLE - time.monotonic()) if refill else None
+            if refill and not spares:  # keep one ready at all times: a stream of short tasks is never idle
+                timeout = 0.0
             events = sel.select(timeout)
             if not events:
                 if refill:
