@@ -264,7 +264,7 @@ class Sleeper(kannon.TaskOnBullet[str]):
         self.dump(f"{self.name}:" + ",".join(self.load(p) for p in self.parents))
 
 
-class Hog(Sleeper):
+class LedgerHog(Sleeper):
     """A Sleeper of its own family (so faults can target its Jobs by name) that is meant to run out of memory."""
 
 

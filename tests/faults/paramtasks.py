@@ -45,7 +45,7 @@ class Point:
         return hash((self.x, self.y))
 
 
-class Leaf(gokart.TaskOnKart[str]):  # type: ignore[misc]
+class ParamLeaf(gokart.TaskOnKart[str]):  # type: ignore[misc]
     """A task to pass as a TaskParameter (a class) or TaskInstanceParameter (an instance)."""
 
     tag = luigi.Parameter(default="leaf")
@@ -82,7 +82,7 @@ class Every(kannon.TaskOnBullet[str]):
     zds = gokart.ZonedDateSecondParameter(default=MOMENT.replace(tzinfo=datetime.timezone.utc))
     di = luigi.DateIntervalParameter(default=date_interval.Date.from_date(DAY))
     td = luigi.TimeDeltaParameter(default=datetime.timedelta(seconds=1))
-    tp = luigi.TaskParameter(default=Leaf)
+    tp = luigi.TaskParameter(default=ParamLeaf)
     en = luigi.EnumParameter(enum=Color, default=Color.RED)
     enl = luigi.EnumListParameter(enum=Color, default=())
     dct = luigi.DictParameter(default={})
@@ -99,7 +99,7 @@ class Every(kannon.TaskOnBullet[str]):
     pth = luigi.PathParameter(default=Path("data"))
     opth = luigi.OptionalPathParameter(default=None)
     ser = gokart.SerializableParameter(object_type=Point, default=Point(0, 0))
-    upstream = gokart.TaskInstanceParameter(default=Leaf())
+    upstream = gokart.TaskInstanceParameter(default=ParamLeaf())
     more = gokart.ListTaskInstanceParameter(default=[])
     note = luigi.Parameter(default="", significant=False)
     secret = luigi.Parameter(default="", visibility=ParameterVisibility.PRIVATE)
@@ -111,7 +111,7 @@ class Every(kannon.TaskOnBullet[str]):
         self.dump("never run in these tests")
 
 
-class Untyped(kannon.TaskOnBullet[str]):
+class ParamUntyped(kannon.TaskOnBullet[str]):
     """One untyped parameter: anything but a string changes type in a text round trip."""
 
     value = luigi.Parameter()

@@ -73,7 +73,7 @@ def kill_dag(announce: Path, hog: dict[str, Any]) -> dict[str, Any]:
     t: dict[str, Any] = {}
     t["v1"] = ledger.Sleeper(name="v1", announce_dir=d).with_hints(retries=1)  # killed once, then recovers
     t["v2"] = ledger.Sleeper(name="v2", announce_dir=d)  # killed, no retries: fails
-    t["hog"] = ledger.Hog(name="hog", announce_dir=d, block_attempts=0, hog_mb=hog.pop("mb"))
+    t["hog"] = ledger.LedgerHog(name="hog", announce_dir=d, block_attempts=0, hog_mb=hog.pop("mb"))
     if hog:
         t["hog"].with_hints(**hog)
     t["d2"] = ledger.Sleeper(name="d2", announce_dir=d, block_attempts=0, parents=[t["v2"]])

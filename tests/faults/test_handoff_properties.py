@@ -28,7 +28,7 @@ from kannon.plan import PlanError, make_plan
 from tests.faults import paramtasks
 from tests.faults.figures import FIGURES
 from tests.faults.harness import REPO
-from tests.faults.paramtasks import CHOICES, Color, Every, Leaf, Point, Untyped
+from tests.faults.paramtasks import CHOICES, Color, Every, ParamLeaf, ParamUntyped, Point
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # luigi warns about values of unexpected types
 
@@ -57,7 +57,7 @@ bmp_text = st.text(st.characters(exclude_categories=["Cs"], max_codepoint=0xFFFF
 tuple_scalar = st.integers() | st.floats(allow_nan=False, allow_infinity=False) | bmp_text
 tuples = st.lists(tuple_scalar, max_size=4).map(tuple) | st.lists(
     st.lists(tuple_scalar, max_size=3).map(tuple), max_size=3).map(tuple)  # fmt: skip
-leaves = st.builds(Leaf, tag=text)
+leaves = st.builds(ParamLeaf, tag=text)
 paths = st.text(st.characters(codec="utf-8", exclude_characters="\x00/"), min_size=1, max_size=10).map(Path)
 
 VALID: dict[str, st.SearchStrategy[Any]] = {
@@ -71,7 +71,7 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
                         timezones=st.timezones()),
     "di": intervals,
     "td": st.integers(0, 10**9).map(lambda s: datetime.timedelta(seconds=s)),
-    "tp": st.sampled_from([Leaf, Every, Untyped]),
+    "tp": st.sampled_from([ParamLeaf, Every, ParamUntyped]),
     "en": st.sampled_from(list(Color)), "enl": st.lists(st.sampled_from(list(Color)), max_size=3).map(tuple),
     "dct": st.dictionaries(text, json_value, max_size=4), "odct": st.none() | st.dictionaries(text, json_value),
     "lst": st.lists(json_value, max_size=4), "olst": st.none() | st.lists(json_value, max_size=3),
@@ -91,7 +91,7 @@ ANYTHING = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(), text, st.binary(max_size=8),
     st.lists(st.integers(), max_size=3), st.dictionaries(text, st.integers(), max_size=3),
     st.sets(st.integers(), max_size=3), st.builds(object), dates, moments, st.timedeltas(),
-    st.sampled_from(list(Color)), st.builds(Point, st.integers(), st.integers()), st.just(Leaf), leaves,
+    st.sampled_from(list(Color)), st.builds(Point, st.integers(), st.integers()), st.just(ParamLeaf), leaves,
     st.text(max_size=5),  # lone surrogates included: not encodable as UTF-8
 )  # fmt: skip
 
@@ -155,7 +155,7 @@ def test_any_value_is_carried_exactly_or_refused_with_the_task_named(name: str, 
 @settings(max_examples=100, deadline=None)
 @given(value=ANYTHING)
 def test_untyped_parameter_takes_text_and_tasks_and_refuses_everything_else(value: Any) -> None:
-    task = Untyped(value=value)
+    task = ParamUntyped(value=value)
     carried = isinstance(value, luigi.Task)  # any task-valued parameter travels as a reference to its node
     if isinstance(value, str):
         try:
@@ -168,15 +168,15 @@ def test_untyped_parameter_takes_text_and_tasks_and_refuses_everything_else(valu
         same_values(task, round_trip(task))
         return
     FIGURES.bad_inputs_tried += 1
-    with pytest.raises(PlanError, match=r"Untyped\(") as err:
+    with pytest.raises(PlanError, match=r"ParamUntyped\(") as err:
         make_plan(task)
     assert "Traceback" not in str(err.value)
     FIGURES.bad_inputs_rejected += 1
 
 
 def test_a_value_that_cannot_be_utf8_is_refused_at_plan_time() -> None:
-    task = Untyped(value="surrogate \udc80 here")
-    with pytest.raises(PlanError, match=r"Untyped\("):
+    task = ParamUntyped(value="surrogate \udc80 here")
+    with pytest.raises(PlanError, match=r"ParamUntyped\("):
         make_plan(task)
 
 
@@ -201,7 +201,8 @@ def test_a_real_child_rebuilds_the_same_task(values: dict[str, Any], tmp_path: P
 
 
 def test_specs_are_text_without_pickles() -> None:
-    task = construct({"dct": {"a": [1, 2.5, None]}, "ser": Point(1, 2), "more": [Leaf(tag="x")]})
+    task = construct({"dct": {"a": [1, 2.5, None]}, "ser": Point(1, 2), "more": [ParamLeaf(tag="x")]})
     doc = json.loads(Encoder().spec(task, "r", {}))
     node = doc["nodes"][unique_id(task)]
-    assert node["params"]["ser"] == {"v": "1,2"} and node["params"]["more"] == {"tasks": [unique_id(Leaf(tag="x"))]}
+    assert node["params"]["ser"] == {"v": "1,2"}
+    assert node["params"]["more"] == {"tasks": [unique_id(ParamLeaf(tag="x"))]}
