@@ -148,7 +148,7 @@ def k8s_executor(kube: KubeEmulator, workdir: Path, **kw: Any) -> K8sJobExecutor
 
 @pytest.mark.k8s
 def test_children_killed_kubernetes_emulator(tmp_path: Path, figures: Figures, kube: KubeEmulator) -> None:
-    kube.faults.pod_behaviour("^kannon-hog-", "OOMKilled")  # the kubelet's OOM kill: exit 137, reason OOMKilled
+    kube.faults.pod_behaviour("^kannon-ledgerhog-", "OOMKilled")  # the kubelet's OOM kill: exit 137, reason OOMKilled
     run_kill_scenario(tmp_path, figures, "kubernetes emulator", k8s_executor(kube, tmp_path), kill_pid,
                       {"mb": 0, "memory": "64Mi"}, max_parallel=4)  # fmt: skip
     assert kube.faults.count("pod_behaviour") == 1
