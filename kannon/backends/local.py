@@ -27,6 +27,7 @@ import gc
 import heapq
 import itertools
 import json
+import logging
 import os
 import select
 import selectors
@@ -53,6 +54,8 @@ from kannon.backends.base import (
 )
 from kannon.hints import Hints
 from kannon.hookspecs import hookimpl
+
+log = logging.getLogger("kannon.local")
 
 Mode = Literal["fork", "spawn"]
 _MAX_MSG = 1 << 20
@@ -133,6 +136,13 @@ class _IOLoop:
             if not self._closed:  # never write to a closed (maybe reused) fd number
                 os.write(self._wake_w, b"x")
 
+    @staticmethod
+    def _call(callback: Callable[[], None]) -> None:
+        try:
+            callback()
+        except Exception:  # one bad callback must not stop every other child's output and events
+            log.exception("kannon local backend: an I/O callback failed")
+
     def _run(self) -> None:
         try:
             while not self._stopping:
@@ -147,14 +157,14 @@ class _IOLoop:
                             while os.read(self._wake_r, 4096):
                                 pass
                     else:
-                        key.data()
+                        self._call(key.data)
                 due: list[Callable[[], None]] = []
                 with self._lock:
                     now = time.monotonic()
                     while self._timers and self._timers[0][0] <= now:
                         due.append(heapq.heappop(self._timers)[2])
                 for cb in due:
-                    cb()
+                    self._call(cb)
         finally:
             with self._lock:
                 self._closed = True
@@ -482,7 +492,10 @@ class _Zygote:
 def _wait_exit(pid: int, timeout: float) -> None:
     """Reap our child ``pid``, waiting at most ``timeout`` for it to exit (a pidfd where the OS has one)."""
     with contextlib.suppress(ChildProcessError):
-        pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
+        try:
+            pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # not Linux >= 5.3, or filtered by a sandbox
+            pidfd = None
         if pidfd is not None:
             try:
                 select.select([pidfd], [], [], timeout)
