@@ -1,14 +1,12 @@
-"""Helpers for the Docker e2e tests: a test-only executor running plain Python, and an event recorder."""
+"""Helpers for the Docker e2e tests: a test-only executor running plain Python (the event recorder is in
+tests/support/events.py)."""
 
 from __future__ import annotations
 
 import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from kannon.backends.base import ExecutorEvent, Finished, Launch, LogLine, Started
+from kannon.backends.base import Launch
 from kannon.backends.docker import DockerExecutor
 from kannon.hints import Hints
 
@@ -26,51 +24,6 @@ class ScriptExecutor(DockerExecutor):
 
     def command(self, launch: Launch) -> list[str]:
         return [self.python, "-c", launch.child_args[0]]
-
-
-class Recorder:
-    """Collects executor events; tests wait on conditions over them (no sleeps)."""
-
-    def __init__(self) -> None:
-        self.events: list[ExecutorEvent] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, event: ExecutorEvent) -> None:
-        with self._cond:
-            self.events.append(event)
-            self._cond.notify_all()
-
-    def wait_for(self, predicate: Callable[[list[ExecutorEvent]], bool], timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate(self.events):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"condition not met within {timeout}s; events so far: {self.events}")
-                self._cond.wait(remaining)
-
-    def finished(self, key: str | None = None) -> list[Finished]:
-        with self._cond:
-            return [e for e in self.events if isinstance(e, Finished) and key in (None, e.key)]
-
-    def started(self, key: str | None = None) -> list[Started]:
-        with self._cond:
-            return [e for e in self.events if isinstance(e, Started) and key in (None, e.key)]
-
-    def lines(self, key: str) -> list[str]:
-        with self._cond:
-            return [e.line for e in self.events if isinstance(e, LogLine) and e.key == key]
-
-    def wait_finished(self, key: str, timeout: float = 120.0) -> Finished:
-        self.wait_for(lambda _: bool(self.finished(key)), timeout)
-        (fin,) = self.finished(key)
-        return fin
-
-    def wait_started(self, key: str, timeout: float = 120.0) -> Started:
-        self.wait_for(lambda _: bool(self.started(key)) or bool(self.finished(key)), timeout)
-        started = self.started(key)
-        assert started, f"{key} finished without starting: {self.finished(key)}"
-        return started[0]
 
 
 def script_launch(run_id: str, tmp_path: Path, n: int, code: str, hints: Hints = Hints(),

@@ -20,7 +20,8 @@ import pytest
 from kannon.backends.base import BackendError, Finished, RunInfo
 from kannon.backends.docker import LABEL_ATTEMPT, LABEL_FAMILY, LABEL_RUN, LABEL_TASK, DockerExecutor
 from kannon.hints import Hints
-from tests.e2e.docker.support import REPO, Recorder, ScriptExecutor, python_volumes, script_launch
+from tests.e2e.docker.support import REPO, ScriptExecutor, python_volumes, script_launch
+from tests.support.events import Recorder
 
 pytestmark = pytest.mark.docker
 
@@ -155,7 +156,7 @@ def test_cancel_all_stops_and_removes_every_container(engine: Any, image: str, r
     for launch in launches:
         # Running its code, so init has long set up signal forwarding. (A SIGTERM in the first instant of a
         # container is dropped by the kernel for PID 1 without a handler; the engine then SIGKILLs after the grace.)
-        rec.wait_for(lambda _, key=launch.key: rec.lines(key) == ["up"])
+        rec.wait_for(lambda key=launch.key: rec.lines(key) == ["up"])
     assert len(run_containers(engine, run_id)) == 3
     assert ex.cancel_all(timeout=120) == []
     assert run_containers(engine, run_id) == []
@@ -238,7 +239,8 @@ MASTER = textwrap.dedent("""
     from pathlib import Path
     from kannon.backends.base import RunInfo
     from kannon.hints import Hints
-    from tests.e2e.docker.support import ScriptExecutor, Recorder, script_launch
+    from tests.e2e.docker.support import ScriptExecutor, script_launch
+    from tests.support.events import Recorder
 
     args = json.loads(sys.argv[1])
     tmp = Path(args["tmp"])

@@ -8,8 +8,6 @@ Nothing sleeps: tests wait on executor events or emulator state with generous ti
 from __future__ import annotations
 
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from kannon.backends.base import BackendError, ExecutorEvent, Finished, Launch, LogLine, RunInfo, Started
+from kannon.backends.base import BackendError, Finished, Launch, LogLine, RunInfo, Started
 from kannon.backends.kubernetes import (
     LABEL_RUN,
     LABEL_TASK,
@@ -29,10 +27,12 @@ from kannon.backends.kubernetes import (
 )
 from kannon.hints import Hints
 from kannon.testing import KubeEmulator
+from tests.support.events import Recorder
 
 pytestmark = pytest.mark.k8s
 
 PY = sys.executable
+WAIT = 60.0  # default timeout of the Recorder's waits
 TEMPLATE: dict[str, Any] = {
     "apiVersion": "batch/v1",
     "kind": "Job",
@@ -47,43 +47,6 @@ class ScriptK8sExecutor(K8sJobExecutor):
 
     def command(self, launch: Launch) -> list[str]:
         return [PY, "-c", launch.child_args[0]]
-
-
-class Recorder:
-    """Collects executor events; tests wait on conditions over them."""
-
-    def __init__(self) -> None:
-        self.events: list[ExecutorEvent] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, event: ExecutorEvent) -> None:
-        with self._cond:
-            self.events.append(event)
-            self._cond.notify_all()
-
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"condition not met within {timeout}s; events: {self.events}")
-                self._cond.wait(left)
-
-    def of(self, kind: type, key: str | None = None) -> list[Any]:
-        with self._cond:
-            return [e for e in self.events if isinstance(e, kind) and key in (None, e.key)]
-
-    def finished(self, key: str, timeout: float = 60.0) -> Finished:
-        self.wait_for(lambda: bool(self.of(Finished, key)), timeout)
-        (fin,) = self.of(Finished, key)
-        return fin
-
-    def started(self, key: str, timeout: float = 60.0) -> Started:
-        self.wait_for(lambda: bool(self.of(Started, key)) or bool(self.of(Finished, key)), timeout)
-        started = self.of(Started, key)
-        assert started, f"{key} finished without starting: {self.of(Finished, key)}"
-        return started[0]
 
 
 def launch_of(tmp_path: Path, n: int, code: str, *, run_id: str = "run1", attempt: int = 1, hints: Hints = Hints(),
@@ -110,7 +73,7 @@ def make(kube: KubeEmulator, tmp_path: Path) -> Iterator[Callable[..., tuple[K8s
                 **kw: Any) -> tuple[K8sJobExecutor, Recorder]:  # fmt: skip
         kw.setdefault("retry_backoff", 0.05)
         executor = cls(kw.pop("template_job", TEMPLATE), api_client=kube.api_client(), python=PY, **kw)
-        rec = Recorder()
+        rec = Recorder(timeout=WAIT)
         executor.start(RunInfo(run_id, tmp_path / "run", follow_logs=follow), rec)
         made.append(executor)
         return executor, rec
@@ -133,10 +96,10 @@ def test_success_and_failure_with_logs_exit_codes_and_labels(kube: KubeEmulator,
     bad = launch_of(tmp_path, 2, "import sys\nfor i in range(30): print('line', i)\nsys.exit(6)")
     executor.launch(ok)
     executor.launch(bad)
-    fin_ok, fin_bad = rec.finished(ok.key), rec.finished(bad.key)
+    fin_ok, fin_bad = rec.wait_finished(ok.key), rec.wait_finished(bad.key)
     assert fin_ok.ok and fin_ok.log_tail == ("hello yes secret-value",)
     assert fin_ok.where is not None and fin_ok.where.startswith("pod kannon-script-")
-    assert rec.started(ok.key).where == fin_ok.where
+    assert rec.wait_started(ok.key).where == fin_ok.where
     assert (fin_bad.exit_code, fin_bad.failure_class, fin_bad.infra) == (6, "TaskFailed", False)
     assert fin_bad.log_tail == tuple(f"line {i}" for i in range(10, 30))
     assert ok.log_path.read_text() == "hello yes secret-value\n"
@@ -162,8 +125,8 @@ def test_api_requests_per_task_do_not_grow_with_duration(kube: KubeEmulator, mak
     for launch in quick:
         executor.launch(launch)
     for launch in quick:
-        assert rec.finished(launch.key).ok
-    rec.started(long.key)
+        assert rec.wait_finished(launch.key).ok
+    rec.wait_started(long.key)
     during = len(kube.requests)
     # while the long bullet runs, bookmarks keep flowing on the open watches (one every 0.3 s here): wait for a few
     # to prove time passed with the watches alive, then check that nothing was requested meanwhile
@@ -172,7 +135,7 @@ def test_api_requests_per_task_do_not_grow_with_duration(kube: KubeEmulator, mak
     kube.wait_for(lambda: jobs_watch.bookmarks >= seen + 4, timeout=30, message="no bookmarks on the job watch")
     assert len(kube.requests) == during
     flag.touch()
-    assert rec.finished(long.key).ok
+    assert rec.wait_finished(long.key).ok
     task_requests = kube.requests[setup:]
     creates = [r for r in task_requests if r[0] == "POST"]
     logs = [r for r in task_requests if r[1].endswith("/log")]
@@ -189,7 +152,7 @@ def test_follow_logs_streams_lines_live(kube: KubeEmulator, make: Any, tmp_path:
     rec.wait_for(lambda: [e.line for e in rec.of(LogLine, launch.key)] == ["first"])
     assert not rec.of(Finished, launch.key)  # live: the line arrived while the bullet still runs
     flag.touch()
-    fin = rec.finished(launch.key)
+    fin = rec.wait_finished(launch.key)
     assert [e.line for e in rec.of(LogLine, launch.key)] == ["first", "second"]
     assert fin.ok and fin.log_tail == ("first", "second")
     assert launch.log_path.read_text() == "first\nsecond\n"
@@ -207,13 +170,13 @@ def test_oom_eviction_and_preemption_are_classified(kube: KubeEmulator, make: An
         kube.faults.pod_behaviour(f"kannon-fam{behaviour.lower()}-", behaviour, times=1)
         executor.launch(launch)
         launches[behaviour] = launch
-    oom = rec.finished(launches["OOMKilled"].key)
+    oom = rec.wait_finished(launches["OOMKilled"].key)
     assert (oom.exit_code, oom.failure_class, oom.infra) == (137, "OOMKilled", False)
     assert "64Mi" in (oom.reason or "") and "Hints(memory=" in (oom.reason or "")
-    evicted = rec.finished(launches["Evicted"].key)
+    evicted = rec.wait_finished(launches["Evicted"].key)
     assert (evicted.failure_class, evicted.infra) == ("Evicted", True)
     assert "low on resource" in (evicted.reason or "")
-    preempted = rec.finished(launches["Preempted"].key)
+    preempted = rec.wait_finished(launches["Preempted"].key)
     assert (preempted.failure_class, preempted.infra) == ("Preempted", True)
 
 
@@ -227,7 +190,7 @@ def test_pods_that_cannot_start_fail_fast_and_their_job_is_deleted(
     kube.faults.pod_behaviour("kannon-", behaviour)
     launch = launch_of(tmp_path, 1, "print('never runs')")
     executor.launch(launch)
-    fin = rec.finished(launch.key)
+    fin = rec.wait_finished(launch.key)
     assert (fin.exit_code, fin.failure_class, fin.infra) == (None, klass, infra)
     # an image pull shows ErrImagePull before the kubelet backs off to ImagePullBackOff: either fails it at once
     assert (behaviour if klass != "ImagePull" else "ImagePull") in (fin.reason or "")
@@ -241,7 +204,7 @@ def test_unschedulable_pod_fails_after_the_pending_timeout(kube: KubeEmulator, m
     kube.faults.pod_behaviour("kannon-", "Unschedulable")
     launch = launch_of(tmp_path, 1, "print('never runs')", hints=Hints(cpu="64"))
     executor.launch(launch)
-    fin = rec.finished(launch.key)
+    fin = rec.wait_finished(launch.key)
     assert fin.failure_class == "Unschedulable" and not fin.infra
     assert "cannot be scheduled" in (fin.reason or "") and "pending_timeout" in (fin.reason or "")
     kube.wait_for(lambda: not kube.jobs(), timeout=30, message="job not cleaned up")
@@ -251,7 +214,7 @@ def test_deadline_from_the_timeout_hint(kube: KubeEmulator, make: Any, tmp_path:
     executor, rec = make()
     launch = launch_of(tmp_path, 1, wait_flag(tmp_path / "never"), hints=Hints(timeout=0.5))
     executor.launch(launch)
-    fin = rec.finished(launch.key)
+    fin = rec.wait_finished(launch.key)
     assert fin.failure_class == "DeadlineExceeded" and "1 s" in (fin.reason or "")
     assert kube.jobs()[job_name("kannon", "run1", launch.task_id, 1, "Script")]["spec"]["activeDeadlineSeconds"] == 1
 
@@ -260,9 +223,9 @@ def test_job_deleted_by_someone_else(kube: KubeEmulator, make: Any, tmp_path: Pa
     executor, rec = make()
     launch = launch_of(tmp_path, 1, wait_flag(tmp_path / "never"))
     executor.launch(launch)
-    rec.started(launch.key)
+    rec.wait_started(launch.key)
     kube.faults.delete_job_externally(job_name("kannon", "run1", launch.task_id, 1, "Script"))
-    fin = rec.finished(launch.key)
+    fin = rec.wait_finished(launch.key)
     assert fin.failure_class == "JobDeleted" and "deleted by someone else" in (fin.reason or "")
 
 
@@ -281,13 +244,13 @@ def test_cancel_and_cancel_all_delete_jobs_and_confirm(kube: KubeEmulator, make:
     for launch in launches:
         executor.launch(launch)
     for launch in launches:
-        rec.started(launch.key)
+        rec.wait_started(launch.key)
     executor.cancel(launches[0].key)
-    fin = rec.finished(launches[0].key)
+    fin = rec.wait_finished(launches[0].key)
     assert fin.failure_class == "Cancelled" and fin.exit_code is None
     assert job_name("kannon", "run1", launches[0].task_id, 1, "Script") not in kube.jobs()
     assert executor.cancel_all(timeout=60) == []
-    assert all(rec.finished(launch.key).failure_class == "Cancelled" for launch in launches)
+    assert all(rec.wait_finished(launch.key).failure_class == "Cancelled" for launch in launches)
     assert kube.jobs() == {}
     kube.wait_for(lambda: not kube.pods(), timeout=30, message="pods not garbage-collected")
     deletes = requests(kube, "DELETE", "/jobs/")
@@ -298,9 +261,9 @@ def test_close_stops_what_is_still_running(kube: KubeEmulator, make: Any, tmp_pa
     executor, rec = make()
     launch = launch_of(tmp_path, 1, wait_flag(tmp_path / "never"))
     executor.launch(launch)
-    rec.started(launch.key)
+    rec.wait_started(launch.key)
     executor.close()
-    assert rec.finished(launch.key, timeout=0).failure_class == "Cancelled"
+    assert rec.wait_finished(launch.key, timeout=0).failure_class == "Cancelled"
     assert kube.jobs() == {}
 
 
@@ -312,7 +275,7 @@ def test_watches_survive_stream_ends_compaction_and_resets(kube: KubeEmulator, m
     for launch in launches:
         executor.launch(launch)
     for launch in launches:
-        rec.started(launch.key)
+        rec.wait_started(launch.key)
     jobs_watch = executor._watchers[0]
     # a change the run's watches do not see, then compaction and the streams' end, atomically: both watches resume
     # from a resourceVersion older than the retained history and get 410 Gone
@@ -325,7 +288,7 @@ def test_watches_survive_stream_ends_compaction_and_resets(kube: KubeEmulator, m
     kube.faults.end_watches()
     flag.touch()
     for n, launch in enumerate(launches, 1):
-        fin = rec.finished(launch.key)
+        fin = rec.wait_finished(launch.key)
         assert fin.ok and fin.log_tail == (str(n),)
     assert jobs_watch.reconnects >= 2
 
@@ -339,7 +302,7 @@ def test_create_is_retried_through_5xx_429_and_resets_without_duplicates(
     kube.faults.reset_connections(1, method="POST")
     launch = launch_of(tmp_path, 1, "print('once')")
     executor.launch(launch)
-    assert rec.finished(launch.key).ok
+    assert rec.wait_finished(launch.key).ok
     assert len(kube.jobs()) == 1
     assert kube.faults.count("fail_request") == 3 and kube.faults.count("reset_connection") == 1
     assert executor.api.retries >= 4
@@ -354,7 +317,7 @@ def test_a_create_that_landed_is_adopted_on_409(kube: KubeEmulator, make: Any, t
     other.launch(launch)
     executor.launch(launch)
     flag.touch()
-    fin = rec.finished(launch.key)
+    fin = rec.wait_finished(launch.key)
     assert fin.ok and "single" in fin.log_tail
     assert len(kube.jobs()) == 1 and len(requests(kube, "POST", "/jobs")) == 2
     assert "adopted existing Job" in launch.log_path.read_text()
@@ -369,8 +332,8 @@ def test_reattach_adopts_running_jobs_and_cleans_finished_leftovers(
     failed = launch_of(tmp_path, 2, "raise SystemExit(6)")
     first.launch(running)
     first.launch(failed)
-    rec1.started(running.key)
-    assert rec1.finished(failed.key).exit_code == 6
+    rec1.wait_started(running.key)
+    assert rec1.wait_finished(failed.key).exit_code == 6
     first._stop.set()  # the first master dies: its watches stop, nothing is cleaned up
     for w in first._watchers:
         w.stop()
@@ -382,12 +345,12 @@ def test_reattach_adopts_running_jobs_and_cleans_finished_leftovers(
     # the restarted master counts attempts from 1 again: the running Job of attempt 2 is adopted all the same
     again = launch_of(tmp_path, 1, "print('must not run')", attempt=1)
     second.launch(again)
-    rec2.started(again.key)
+    rec2.wait_started(again.key)
     flag.touch()
-    fin = rec2.finished(again.key)
+    fin = rec2.wait_finished(again.key)
     assert fin.ok and fin.log_tail[-1] == "adopted"
-    assert fin.where == rec1.started(running.key).where
-    assert rec2.started(again.key).where == f"{fin.where} (adopted)"
+    assert fin.where == rec1.wait_started(running.key).where
+    assert rec2.wait_started(again.key).where == f"{fin.where} (adopted)"
     assert len(requests(kube, "POST", "/jobs")) == creates_before  # nothing new was created
 
 
@@ -395,7 +358,7 @@ def test_unadopted_leftovers_are_removed_when_the_run_ends(kube: KubeEmulator, m
     first, rec1 = make()
     stray = launch_of(tmp_path, 7, wait_flag(tmp_path / "never"))
     first.launch(stray)
-    rec1.started(stray.key)
+    rec1.wait_started(stray.key)
     first._stop.set()
     for w in first._watchers:
         w.stop()
@@ -419,7 +382,7 @@ def test_forbidden_watch_fails_at_start(kube: KubeEmulator, tmp_path: Path) -> N
     executor = ScriptK8sExecutor(TEMPLATE, api_client=kube.api_client(), python=PY)
     try:
         with pytest.raises(BackendError, match="may not watch pods"):
-            executor.start(RunInfo("run1", tmp_path / "run"), Recorder())
+            executor.start(RunInfo("run1", tmp_path / "run"), Recorder(timeout=WAIT))
     finally:
         executor.close()
 
@@ -430,11 +393,11 @@ def test_rbac_role_covers_every_request_the_backend_made(kube: KubeEmulator, mak
     launches = [launch_of(tmp_path, n, wait_flag(flag, "print('x')")) for n in (1, 2)]
     for launch in launches:
         executor.launch(launch)
-    rec.started(launches[1].key)
+    rec.wait_started(launches[1].key)
     executor.cancel(launches[1].key)
     flag.touch()
-    rec.finished(launches[0].key)
-    rec.finished(launches[1].key)
+    rec.wait_finished(launches[0].key)
+    rec.wait_finished(launches[1].key)
     (role, _) = yaml.safe_load_all(render_rbac("default", "sa"))
     allowed = {(res, verb) for rule in role["rules"] for res in rule["resources"] for verb in rule["verbs"]}
     seen = set()
@@ -463,12 +426,12 @@ def test_in_cluster_template_and_owner_come_from_the_master_pod(kube: KubeEmulat
                                            if p["metadata"]["labels"].get("job-name") == "master"), None), timeout=30)
     executor = ScriptK8sExecutor(api_client=kube.api_client(), in_cluster=True, master_pod_name=pod_name,
                                  namespace="default", python=PY)  # fmt: skip
-    rec = Recorder()
+    rec = Recorder(timeout=WAIT)
     try:
         executor.start(RunInfo("run1", tmp_path / "run"), rec)
         launch = launch_of(tmp_path, 1, "import os; print(os.environ['FROM_MASTER'])")
         executor.launch(launch)
-        fin = rec.finished(launch.key)
+        fin = rec.wait_finished(launch.key)
         assert fin.ok and fin.log_tail == ("inherited",)
         job = kube.jobs()[job_name("kannon", "run1", launch.task_id, 1, "Script")]
         (owner,) = job["metadata"]["ownerReferences"]
