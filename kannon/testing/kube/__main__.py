@@ -23,6 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--namespace", default="default")
     parser.add_argument("--docker-image", help="docker runtime: run every pod with this local image")
     parser.add_argument("--backoff-base", type=float, default=0.0, help="pod re-creation back-off base seconds")
+    parser.add_argument(
+        "--warm-imports",
+        metavar="MODULES",
+        help="process runtime: comma-separated modules (e.g. gokart,kannon.child) a zygote per interpreter imports "
+        "once; python pods are forked from it instead of starting cold",
+    )
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -39,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         backoff_base=args.backoff_base,
+        warm_imports=[m for m in args.warm_imports.split(",") if m] if args.warm_imports else None,
     ) as kube:
         if args.kubeconfig:
             kube.write_kubeconfig(args.kubeconfig)

@@ -39,6 +39,9 @@ class KubeEmulator:
     ``runtime="process"`` runs each pod's container as a local process group; ``runtime="docker"`` runs it on the
     local Docker engine (``docker_image`` then replaces every pod's image, handy when only a locally built image
     exists). ``namespaces``: a fixed set of namespaces (others answer 404), or None to accept any namespace.
+    ``warm_imports`` (process runtime): modules, e.g. ``["gokart", "kannon.child"]``, that one zygote per
+    interpreter imports once; pods whose command is ``python -m/-c/SCRIPT ...`` are forked from it instead of
+    starting a fresh interpreter each (podzygote.py says what they then share). None: every pod starts cold.
     ``backoff_base``: the Job controller's pod re-creation back-off (real clusters: 10 s doubling, capped at 6 min;
     0 here so tests run fast). ``bookmark_interval``: seconds between watch BOOKMARK events (real: ~1 min).
     """
@@ -61,6 +64,7 @@ class KubeEmulator:
         image_env: dict[str, str] | None = None,
         workdir: str | None = None,
         docker_client: Any = None,
+        warm_imports: list[str] | None = None,
     ) -> None:
         if runtime not in ("process", "docker"):
             raise ValueError(f"runtime must be 'process' or 'docker', not {runtime!r}")
@@ -79,7 +83,7 @@ class KubeEmulator:
         self.workdir = workdir or default_workdir()
         rt: Runtime
         if runtime == "process":
-            rt = ProcessRuntime(self.workdir, image_env)
+            rt = ProcessRuntime(self.workdir, image_env, warm_imports=warm_imports)
         else:
             rt = DockerRuntime(docker_image, docker_client)
         self.node = Node(node_labels, node_allocatable)

@@ -10,11 +10,13 @@ ContainersReady / Ready, and DisruptionTarget for disruptions
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -339,15 +341,182 @@ class _ProcessHandle:
             self.cgroup.remove()
 
 
+_PYTHON_NAME = re.compile(r"python[0-9.]*")
+
+
+def warm_command(argv: list[str], env: dict[str, str]) -> tuple[str, str, str, list[str]] | None:
+    """(interpreter path, mode, target, args) when argv is ``python -m MOD ...``, ``python -c CODE ...`` or
+    ``python SCRIPT ...`` (no interpreter options), which a zygote of that interpreter can run; else None."""
+    if len(argv) < 2 or not _PYTHON_NAME.fullmatch(os.path.basename(argv[0])):
+        return None
+    exe = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=env.get("PATH", os.defpath))
+    if exe is None:
+        return None
+    if argv[1] in ("-m", "-c"):
+        return (exe, argv[1][1], argv[2], argv[3:]) if len(argv) >= 3 else None
+    if argv[1].startswith("-"):
+        return None
+    return exe, "script", argv[1], argv[2:]
+
+
+class _Zygote:
+    """One pre-imported interpreter (kannon/testing/kube/podzygote.py) and the thread reading its reports."""
+
+    SCRIPT = str(Path(__file__).with_name("podzygote.py"))
+    BOOT = "import runpy, sys; sys.argv.pop(0); runpy.run_path(sys.argv[0], run_name='__main__')"
+
+    def __init__(self, exe: str, modules: list[str], env: dict[str, str], cwd: str) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock = ours
+        self.exe = exe
+        self.cond = threading.Condition()
+        self.started: dict[int, dict[str, Any]] = {}
+        self.exited: dict[int, int] = {}
+        self.dead = False
+        self._next_id = 0
+        self._send_lock = threading.Lock()
+        try:
+            self.proc = subprocess.Popen(
+                # Through -c and runpy: run as a script, its directory (with our selectors.py) would shadow stdlib.
+                [exe, "-c", self.BOOT, self.SCRIPT, str(theirs.fileno()), *modules],
+                pass_fds=[theirs.fileno()],
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # our own Ctrl-C reaches it as EOF on the socket, after the pods are killed
+            )
+        finally:
+            theirs.close()
+        ours.settimeout(120)  # importing gokart on a loaded 2-core machine takes seconds, not minutes
+        try:
+            hello = json.loads(ours.recv(1 << 16) or b"null")
+        except (OSError, ValueError):
+            hello = None
+        ours.settimeout(None)
+        if not isinstance(hello, dict) or "ready" not in hello:
+            self.proc.kill()
+            err = self.proc.communicate()[1].decode(errors="replace").strip()
+            raise StartError(f"warm start of {exe}: the zygote did not start: {err[-500:]}")
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+        self.loaded: list[str] = hello["loaded"]
+        self.failed: list[str] = hello["failed"]
+        self._reader = threading.Thread(target=self._read, daemon=True, name=f"zygote-{self.proc.pid}")
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(1 << 16)
+            except OSError:
+                data = b""
+            with self.cond:
+                if not data:
+                    self.dead = True
+                    self.cond.notify_all()
+                    return
+                msg = json.loads(data)
+                if "exited" in msg:
+                    self.exited[msg["exited"]] = msg["code"]
+                else:
+                    self.started[msg.get("started", msg.get("failed"))] = msg
+                self.cond.notify_all()
+
+    def start(self, mode: str, target: str, args: list[str], env: dict[str, str], cwd: str, out_fd: int,
+              cgroup_procs: str | None) -> int:  # fmt: skip
+        with self._send_lock, self.cond:
+            self._next_id += 1
+            rid = self._next_id
+        req = {"id": rid, "mode": mode, "target": target, "args": args, "env": env, "cwd": cwd,
+               "cgroup_procs": cgroup_procs}  # fmt: skip
+        with self._send_lock:
+            try:
+                socket.send_fds(self.sock, [json.dumps(req).encode()], [out_fd])
+            except OSError as exc:
+                raise StartError(f"warm start of {self.exe}: the zygote is gone ({exc})") from exc
+        with self.cond:
+            self.cond.wait_for(lambda: rid in self.started or self.dead)
+            msg = self.started.pop(rid, None)
+        if msg is None or "pid" not in msg:
+            raise StartError(f"warm start of {self.exe}: {msg['error'] if msg else 'the zygote is gone'}")
+        return int(msg["pid"])
+
+    def wait(self, pid: int) -> int:
+        with self.cond:
+            self.cond.wait_for(lambda: pid in self.exited or self.dead)
+            # A zygote that died took its children with it (they were killed, see podzygote.py).
+            return self.exited.pop(pid, -signal.SIGKILL)
+
+    def close(self) -> None:
+        # EOF makes the zygote kill every child's process group and exit.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.sock.close()
+
+
+class _WarmHandle:
+    def __init__(self, zygote: _Zygote, pid: int, read_fd: int, out: ContainerLog, cgroup: _MemoryCgroup | None):
+        self.zygote = zygote
+        self.pid = pid
+        self.container_id = f"emulator://{uuid.uuid4().hex}"
+        self.image_id = ""
+        self.cgroup = cgroup
+        self._reader = threading.Thread(target=self._pump, args=(read_fd, out), daemon=True, name=f"log-{pid}")
+        self._reader.start()
+
+    def _pump(self, read_fd: int, out: ContainerLog) -> None:
+        with open(read_fd, "rb") as stream:
+            for line in iter(stream.readline, b""):
+                out.append(line)
+
+    def wait(self) -> tuple[int, bool]:
+        code = self.zygote.wait(self.pid)
+        self._reader.join(timeout=5)
+        oom = self.cgroup.oom_killed() if self.cgroup else False
+        return _exit_code(code), oom
+
+    def signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+    def cleanup(self) -> None:
+        self.signal(signal.SIGKILL)
+        if self.cgroup:
+            self.cgroup.remove()
+
+
 class ProcessRuntime:
-    """Runs the pod's single container as a local process group: argv = command + args, never a shell."""
+    """Runs the pod's single container as a local process group: argv = command + args, never a shell.
+
+    ``warm_imports``: modules (e.g. ``["gokart", "kannon.child"]``) a zygote per interpreter imports once; a
+    container whose command is ``python -m/-c/SCRIPT ...`` is then forked from it instead of starting a fresh
+    interpreter (see podzygote.py for what differs). Other commands, and interpreters whose zygote fails to start,
+    run as fresh processes.
+    """
 
     name = "process"
 
-    def __init__(self, workdir: str, image_env: dict[str, str] | None = None, memory_limits: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: str,
+        image_env: dict[str, str] | None = None,
+        memory_limits: bool = True,
+        warm_imports: list[str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.memory_limits = memory_limits
         self._image_env = image_env
+        self.warm_imports = warm_imports
+        self._zygotes: dict[str, _Zygote | None] = {}
+        self._zygote_lock = threading.Lock()
+        self._closed = False
 
     def base_env(self) -> dict[str, str]:
         # The "image's" environment. Nothing else of the emulator's own environment leaks into pods, like a real
@@ -373,6 +542,11 @@ class ProcessRuntime:
         cgroup = None
         if limit is not None and self.memory_limits:
             cgroup = _MemoryCgroup(int(parse_quantity(limit)), uuid.uuid4().hex[:12])
+        warm = warm_command(argv, env) if self.warm_imports is not None else None
+        if warm is not None and os.path.isdir(cwd):
+            handle = self._start_warm(warm, env, cwd, out, cgroup)
+            if handle is not None:
+                return handle
         try:
             proc = subprocess.Popen(
                 argv,
@@ -399,8 +573,53 @@ class ProcessRuntime:
             cgroup.add(proc.pid)
         return _ProcessHandle(proc, out, cgroup)
 
+    def _zygote(self, exe: str) -> _Zygote | None:
+        with self._zygote_lock:
+            if self._closed:
+                return None
+            if exe in self._zygotes:
+                z = self._zygotes[exe]
+                if z is None or not z.dead:
+                    return z
+                z.close()
+            try:
+                z = _Zygote(exe, list(self.warm_imports or ()), self.base_env(), self.workdir)
+            except (StartError, OSError) as exc:
+                log.warning("process pods of %s start cold: %s", exe, exc)
+                z = None
+            else:
+                if z.failed:
+                    log.warning("warm pods of %s: modules not pre-imported: %s", exe, "; ".join(z.failed))
+            self._zygotes[exe] = z
+            return z
+
+    def _start_warm(
+        self, warm: tuple[str, str, str, list[str]], env: dict[str, str], cwd: str, out: ContainerLog,
+        cgroup: _MemoryCgroup | None,
+    ) -> _WarmHandle | None:  # fmt: skip
+        exe, mode, target, args = warm
+        zygote = self._zygote(exe)
+        if zygote is None:
+            return None
+        read_fd, write_fd = os.pipe()
+        procs = str(cgroup.path / "cgroup.procs") if cgroup and cgroup.path else None
+        try:
+            pid = zygote.start(mode, target, args, env, cwd, write_fd, procs)
+        except StartError as exc:
+            os.close(read_fd)
+            log.warning("%s; starting this container cold", exc)
+            return None
+        finally:
+            os.close(write_fd)
+        return _WarmHandle(zygote, pid, read_fd, out, cgroup)
+
     def close(self) -> None:
-        return None
+        with self._zygote_lock:
+            self._closed = True
+            zygotes = [z for z in self._zygotes.values() if z is not None]
+            self._zygotes.clear()
+        for z in zygotes:
+            z.close()
 
 
 class _DockerHandle:

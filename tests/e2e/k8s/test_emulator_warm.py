@@ -1,0 +1,236 @@
+"""Warm process pods (``KubeEmulator(warm_imports=...)``): forked from a pre-imported interpreter, and observably the
+same as a fresh interpreter for everything a container's program can see: argv, sys.path, environment, working
+directory, exit codes, output, threads and atexit at exit, and no process outliving its pod or the emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from kannon.backends.kubernetes import K8sJobExecutor
+from kannon.cli import load_target
+from kannon.scheduler import Kannon
+from kannon.testing import KubeEmulator
+from kannon.testing.kube.runtime import ProcessRuntime, warm_command
+from tests.e2e.k8s.test_emulator import pods_of, wait_finished
+from tests.support.procs import wait_until
+
+pytestmark = pytest.mark.k8s
+
+PY = sys.executable
+REPO = Path(__file__).resolve().parents[3]
+MARKER = "wave"  # a stdlib module nothing here imports: pre-imported by the zygote, so a child can tell it is warm
+
+
+@pytest.fixture
+def warm() -> Iterator[KubeEmulator]:
+    with KubeEmulator(runtime="process", warm_imports=[MARKER], bookmark_interval=0.3) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def cold() -> Iterator[KubeEmulator]:
+    with KubeEmulator(runtime="process", bookmark_interval=0.3) as emulator:
+        yield emulator
+
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def run_job(kube: KubeEmulator, name: str, command: list[str], workdir: Path, **env: str) -> tuple[int, str]:
+    """Run a Job with one pod (no retries) and return its container's exit code and log."""
+    ctr = {"name": "main", "image": "python:3", "command": command, "workingDir": str(workdir),
+           "env": [{"name": k, "value": v} for k, v in env.items()]}  # fmt: skip
+    body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}, "spec": {
+        "backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [ctr]}}}}  # fmt: skip
+    client.BatchV1Api(kube.api_client()).create_namespaced_job("default", body)
+    wait_finished(kube, name, timeout=120)
+    pod = pods_of(kube, name)[-1]
+    code = pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"]
+    return int(code), kube.pod_log(pod["metadata"]["name"])
+
+
+PROBE = textwrap.dedent("""
+    import atexit, json, os, sys, threading
+    atexit.register(lambda: print("atexit ran", flush=True))
+    threading.Thread(target=lambda: print("non-daemon thread finished", flush=True)).start()
+    print(json.dumps({"argv": sys.argv, "path": sys.path[:2], "cwd": os.getcwd(), "foo": os.environ.get("FOO"),
+                      "name": __name__, "warm": "MARKER" in sys.modules}), flush=True)
+""").replace("MARKER", MARKER)
+
+
+def probe(log: str) -> dict[str, Any]:
+    return dict(json.loads(next(line for line in log.splitlines() if line.startswith("{"))))
+
+
+def both(warm: KubeEmulator, cold: KubeEmulator, command: list[str], workdir: Path, **env: str) -> tuple[Any, Any]:
+    return run_job(warm, "probe", command, workdir, **env), run_job(cold, "probe", command, workdir, **env)
+
+
+def test_python_c_sees_what_a_fresh_interpreter_sees(warm: KubeEmulator, cold: KubeEmulator, tmp_path: Path) -> None:
+    (tmp_path / "lib").mkdir()
+    code = PROBE + "sys.exit(3)\n"
+    (w_code, w_log), (c_code, c_log) = both(warm, cold, [PY, "-c", code, "a1", "--flag"], tmp_path,
+                                            FOO="bar", PYTHONPATH=str(tmp_path / "lib"))  # fmt: skip
+    assert w_code == c_code == 3
+    w, c = probe(w_log), probe(c_log)
+    assert w.pop("warm") is True and c.pop("warm") is False
+    assert w == c == {"argv": ["-c", "a1", "--flag"], "path": ["", str(tmp_path / "lib")], "cwd": str(tmp_path),
+                      "foo": "bar", "name": "__main__"}  # fmt: skip
+    # at exit: non-daemon threads joined, then atexit callbacks, as interpreter shutdown does
+    for log in (w_log, c_log):
+        assert log.index("non-daemon thread finished") < log.index("atexit ran")
+
+
+def test_python_m_and_system_exit_message(warm: KubeEmulator, cold: KubeEmulator, tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "warmprobe_mod.py").write_text(PROBE + "raise SystemExit('stopping: bad input')\n")
+    (w_code, w_log), (c_code, c_log) = both(warm, cold, [PY, "-m", "warmprobe_mod", "x"], tmp_path,
+                                            PYTHONPATH=str(lib))  # fmt: skip
+    assert w_code == c_code == 1
+    w, c = probe(w_log), probe(c_log)
+    assert w.pop("warm") is True and c.pop("warm") is False
+    assert w == c
+    assert w["argv"] == [str(lib / "warmprobe_mod.py"), "x"] and w["path"] == [str(tmp_path), str(lib)]
+    assert "stopping: bad input" in w_log and "stopping: bad input" in c_log
+
+
+def test_script_and_uncaught_exception(warm: KubeEmulator, cold: KubeEmulator, tmp_path: Path) -> None:
+    script = tmp_path / "bin" / "job.py"
+    script.parent.mkdir()
+    script.write_text(PROBE + "raise RuntimeError('boom in the container')\n")
+    (w_code, w_log), (c_code, c_log) = both(warm, cold, [PY, str(script), "y"], tmp_path)
+    assert w_code == c_code == 1
+    w, c = probe(w_log), probe(c_log)
+    assert w.pop("warm") is True and c.pop("warm") is False
+    assert w == c and w["argv"] == [str(script), "y"] and w["path"][0] == str(script.parent)
+    for log in (w_log, c_log):
+        assert "Traceback" in log and "RuntimeError: boom in the container" in log
+
+
+def test_other_commands_start_cold(warm: KubeEmulator, tmp_path: Path) -> None:
+    # interpreter options are not served by the zygote (it was started without them): a fresh interpreter
+    code, log = run_job(warm, "opts", [PY, "-S", "-c", f"import sys; print({MARKER!r} in sys.modules)"], tmp_path)
+    assert (code, log.strip()) == (0, "False")
+    assert run_job(warm, "notpython", ["false"], tmp_path)[0] == 1
+
+
+def test_deleting_the_job_kills_the_pods_process_group(warm: KubeEmulator, tmp_path: Path) -> None:
+    code = textwrap.dedent(f"""
+        import os, subprocess, sys, time
+        child = subprocess.Popen([{PY!r}, "-c", "import time; time.sleep(600)"])
+        print(os.getpid(), child.pid, flush=True)
+        time.sleep(600)
+    """)
+    ctr = {"name": "main", "image": "python:3", "command": [PY, "-c", code], "workingDir": str(tmp_path)}
+    body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "sleeper"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [ctr],
+                                           "terminationGracePeriodSeconds": 1}}}}  # fmt: skip
+    batch = client.BatchV1Api(warm.api_client())
+    batch.create_namespaced_job("default", body)
+    pod = warm.wait_for(lambda: pods_of(warm, "sleeper"), timeout=60)[0]["metadata"]["name"]
+    pids = [int(p) for p in warm.wait_for(lambda: warm.pod_log(pod).split(), timeout=60)]
+    assert not any(gone(p) for p in pids)
+    batch.delete_namespaced_job("sleeper", "default", propagation_policy="Background")
+    wait_until(lambda: all(gone(p) for p in pids), timeout=60, what="the pod's processes to be killed")
+
+
+def test_a_dead_zygote_fails_its_pods_and_is_replaced(warm: KubeEmulator, tmp_path: Path) -> None:
+    ctr = {"name": "main", "image": "python:3", "workingDir": str(tmp_path),
+           "command": [PY, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(600)"]}  # fmt: skip
+    body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "orphaned"}, "spec": {
+        "backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [ctr]}}}}  # fmt: skip
+    client.BatchV1Api(warm.api_client()).create_namespaced_job("default", body)
+    pod = warm.wait_for(lambda: pods_of(warm, "orphaned"), timeout=60)[0]["metadata"]["name"]
+    pid = int(warm.wait_for(lambda: warm.pod_log(pod).strip(), timeout=60))
+    runtime = warm.kubelet.runtime
+    assert isinstance(runtime, ProcessRuntime)
+    zygote = runtime._zygotes[PY]
+    assert zygote is not None
+    os.kill(zygote.proc.pid, signal.SIGKILL)
+    job = wait_finished(warm, "orphaned", timeout=60)
+    assert job["status"].get("failed") == 1
+    state = pods_of(warm, "orphaned")[-1]["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert state["exitCode"] == 137
+    wait_until(lambda: gone(pid), timeout=30, what="the dead zygote's child to be killed")
+    code, log = run_job(warm, "after", [PY, "-c", f"import sys; print({MARKER!r} in sys.modules)"], tmp_path)
+    assert (code, log.strip()) == (0, "True")  # a new zygote
+
+
+def test_stopping_the_emulator_leaves_no_process(tmp_path: Path) -> None:
+    with KubeEmulator(runtime="process", warm_imports=[MARKER]) as kube:
+        ctr = {"name": "main", "image": "python:3", "workingDir": str(tmp_path),
+               "command": [PY, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(600)"]}  # fmt: skip
+        body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "left"},
+                "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [ctr]}}}}  # fmt: skip
+        client.BatchV1Api(kube.api_client()).create_namespaced_job("default", body)
+        pod = kube.wait_for(lambda: pods_of(kube, "left"), timeout=60)[0]["metadata"]["name"]
+        pid = int(kube.wait_for(lambda: kube.pod_log(pod).strip(), timeout=60))
+        runtime = kube.kubelet.runtime
+        assert isinstance(runtime, ProcessRuntime)
+        zygote = runtime._zygotes[PY]
+        assert zygote is not None
+        zpid = zygote.proc.pid
+    wait_until(lambda: gone(pid) and gone(zpid), timeout=30, what="the pod and its zygote to be gone")
+
+
+def test_kannon_pipeline_on_warm_pods(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the benchmark measures must work end to end: `python -m kannon run-task` forked from a zygote that
+    # pre-imported gokart and kannon.child.
+    monkeypatch.setenv("QUICKSTART_BULLET_SECONDS", "0.05")
+    monkeypatch.setenv("QUICKSTART_MASTER_SECONDS", "0.01")
+    monkeypatch.chdir(tmp_path)
+    root, extra = load_target(f"{REPO}/examples/quickstart/pipeline.py:root")
+    template = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"namespace": "default"},
+                "spec": {"template": {"spec": {"containers": [{
+                    "name": "main", "image": "kannon-test:latest", "workingDir": str(tmp_path),
+                    "env": [{"name": "PYTHONPATH", "value": str(REPO)}]}]}}}}  # fmt: skip
+    with KubeEmulator(runtime="process", warm_imports=["gokart", "kannon.child"]) as kube:
+        executor = K8sJobExecutor(template, api_client=kube.api_client(), python=PY)
+        inherit = ["QUICKSTART_BULLET_SECONDS", "QUICKSTART_MASTER_SECONDS"]
+        result = Kannon(executor=executor, sys_path=extra, env_to_inherit=inherit).build(root)
+        runtime = kube.kubelet.runtime
+        assert isinstance(runtime, ProcessRuntime)
+        zygote = runtime._zygotes[PY]
+        assert zygote is not None and zygote.loaded == ["gokart", "kannon.child"]
+    assert result.ok
+    assert root.output().load() == "G(F(E0(D0(C0(B(A(a))))), E1(D1(C1(B(A(a))))), E2(D2(C2(B(A(a)))))))"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([PY, "-m", "kannon", "run-task"], (PY, "m", "kannon", ["run-task"])),
+        ([PY, "-c", "pass", "x"], (PY, "c", "pass", ["x"])),
+        ([PY, "script.py"], (PY, "script", "script.py", [])),
+        ([PY, "-S", "-c", "pass"], None),
+        ([PY, "-m"], None),
+        ([PY], None),
+        (["/bin/true", "-c", "x"], None),
+        (["python3-config", "-c", "x"], None),
+    ],
+)
+def test_which_commands_are_warm(argv: list[str], expected: Any) -> None:
+    assert warm_command(argv, {"PATH": os.environ.get("PATH", "")}) == expected
+
+
+def test_bare_python_resolves_through_the_pods_path(tmp_path: Path) -> None:
+    (tmp_path / "python3").symlink_to(PY)
+    assert warm_command(["python3", "-c", "pass"], {"PATH": str(tmp_path)}) == (
+        str(tmp_path / "python3"), "c", "pass", [])  # fmt: skip
+    assert warm_command(["python3", "-c", "pass"], {"PATH": str(tmp_path / "missing")}) is None
