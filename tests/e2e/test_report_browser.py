@@ -21,6 +21,7 @@ import pytest
 from kannon.events import Event, read_events
 from kannon.report import render_report, write_report
 from kannon.report.sample import START, sample_events
+from tests.support.services import service_unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -42,9 +43,7 @@ EVIL = (
 def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
     if not os.path.exists(path):
-        if os.environ.get("CI") == "true":
-            pytest.fail("headless Chromium is required in CI (Debian package `chromium`)")
-        pytest.skip("headless Chromium is not installed (Debian package `chromium`)")
+        service_unavailable("headless Chromium is not installed", "install the Debian package `chromium`")
     return path
 
 

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from kannon.testing import KubeEmulator
-from tests.e2e.docker.conftest import IMAGE, unavailable
+from tests.e2e.docker.conftest import IMAGE
 from tests.faults.figures import FIGURES, Figures
+from tests.support.services import service_unavailable
 
 
 @pytest.fixture
@@ -47,10 +48,10 @@ def docker_engine() -> Iterator[Any]:
         engine = docker.from_env()
         engine.ping()
     except Exception as e:
-        unavailable(f"no Docker engine reachable ({type(e).__name__}: {e})")
+        service_unavailable(f"no Docker engine reachable ({type(e).__name__}: {e})")
     try:
         engine.images.get(IMAGE)
     except docker.errors.ImageNotFound:
-        unavailable(f"the test image {IMAGE} is not in the engine")
+        service_unavailable(f"the test image {IMAGE} is not in the engine")
     yield engine
     engine.close()

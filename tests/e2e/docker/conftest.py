@@ -2,7 +2,7 @@
 
 Without a reachable engine (or without the local test image) these tests are skipped with the reason; with
 ``CI=true`` they fail instead, so a CI machine that lost its engine cannot pass silently. Prepare the engine and
-the image with ``.ci/docker-setup.sh``.
+the image with ``.ci/docker-setup.sh``. (The skip-or-fail rule is tests/support/services.py's.)
 """
 
 from __future__ import annotations
@@ -15,15 +15,9 @@ from typing import Any
 import pytest
 
 from kannon.backends.docker import LABEL_RUN
+from tests.support.services import service_unavailable
 
 IMAGE = os.environ.get("KANNON_TEST_IMAGE", "kannon-test:latest")
-SETUP = "run .ci/docker-setup.sh (as root) to start an engine and build the test image"
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} — and CI=true, so this is a failure, not a skip; {SETUP}", pytrace=False)
-    pytest.skip(f"{reason}; {SETUP}")
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +29,7 @@ def engine() -> Iterator[Any]:
         client = docker.from_env()
         client.ping()
     except Exception as e:
-        unavailable(f"no Docker engine reachable ({type(e).__name__}: {e})")
+        service_unavailable(f"no Docker engine reachable ({type(e).__name__}: {e})")
     yield client
     client.close()
 
@@ -48,7 +42,7 @@ def image(engine: Any) -> str:
     try:
         engine.images.get(IMAGE)
     except docker.errors.ImageNotFound:
-        unavailable(f"the test image {IMAGE} is not in the engine")
+        service_unavailable(f"the test image {IMAGE} is not in the engine")
     return IMAGE
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from kannon.testing import KubeEmulator
+from tests.support.services import service_unavailable
 
 DOCKER_IMAGE = os.environ.get("KANNON_TEST_IMAGE", "kannon-test:latest")
 
@@ -40,13 +41,6 @@ def core_api(kube: KubeEmulator) -> Any:
     return client.CoreV1Api(kube.api_client())
 
 
-def _docker_unavailable(reason: str) -> None:
-    hint = "run .ci/docker-setup.sh (as root) to start an engine and build the test image"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} — and CI=true, so this is a failure, not a skip; {hint}", pytrace=False)
-    pytest.skip(f"{reason}; {hint}")
-
-
 @pytest.fixture
 def kube_docker() -> Iterator[KubeEmulator]:
     """An emulator whose pods run as containers on the local Docker engine."""
@@ -56,11 +50,11 @@ def kube_docker() -> Iterator[KubeEmulator]:
         engine = docker.from_env()
         engine.ping()
     except Exception as exc:
-        _docker_unavailable(f"no Docker engine reachable ({type(exc).__name__}: {exc})")
+        service_unavailable(f"no Docker engine reachable ({type(exc).__name__}: {exc})")
     try:
         engine.images.get(DOCKER_IMAGE)
     except Exception:
-        _docker_unavailable(f"the test image {DOCKER_IMAGE} is not in the engine")
+        service_unavailable(f"the test image {DOCKER_IMAGE} is not in the engine")
     with KubeEmulator(runtime="docker", docker_client=engine) as emulator:
         yield emulator
 

@@ -1,0 +1,22 @@
+"""Tests that need a service this machine may lack (a Docker engine, the local test image, headless Chromium).
+
+Without it such a test is skipped, with the reason and how to get the service; with ``CI=true`` it fails instead,
+so a CI machine that lost a service cannot pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NoReturn
+
+import pytest
+
+DOCKER_SETUP = "run .ci/docker-setup.sh (as root) to start an engine and build the test image"
+
+
+def service_unavailable(reason: str, hint: str = DOCKER_SETUP) -> NoReturn:
+    """Skip the calling test (or fixture) because ``reason``; a failure instead when CI=true. ``hint`` says how to
+    get the service."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} — and CI=true, so this is a failure, not a skip; {hint}", pytrace=False)
+    pytest.skip(f"{reason}; {hint}")
