@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +43,8 @@ class KubeEmulator:
     ``warm_imports`` (process runtime): modules, e.g. ``["gokart", "kannon.child"]``, that one zygote per
     interpreter imports once; pods whose command is ``python -m/-c/SCRIPT ...`` are forked from it instead of
     starting a fresh interpreter each (podzygote.py says what they then share). None: every pod starts cold.
+    ``warm_interpreters``: the interpreters whose zygotes start with the emulator, in the background (default: this
+    interpreter); others start at their first pod. ``warm_up()`` waits for them.
     ``backoff_base``: the Job controller's pod re-creation back-off (real clusters: 10 s doubling, capped at 6 min;
     0 here so tests run fast). ``bookmark_interval``: seconds between watch BOOKMARK events (real: ~1 min).
     """
@@ -65,6 +68,7 @@ class KubeEmulator:
         workdir: str | None = None,
         docker_client: Any = None,
         warm_imports: list[str] | None = None,
+        warm_interpreters: list[str] | None = None,
     ) -> None:
         if runtime not in ("process", "docker"):
             raise ValueError(f"runtime must be 'process' or 'docker', not {runtime!r}")
@@ -82,8 +86,12 @@ class KubeEmulator:
         self._own_workdir = workdir is None
         self.workdir = workdir or default_workdir()
         rt: Runtime
+        self._prewarm: list[str] = []
+        self._prewarm_thread: threading.Thread | None = None
         if runtime == "process":
             rt = ProcessRuntime(self.workdir, image_env, warm_imports=warm_imports)
+            if warm_imports is not None:
+                self._prewarm = list(warm_interpreters) if warm_interpreters is not None else [sys.executable]
         else:
             rt = DockerRuntime(docker_image, docker_client)
         self.node = Node(node_labels, node_allocatable)
@@ -100,6 +108,8 @@ class KubeEmulator:
     def start(self) -> KubeEmulator:
         if self._server is not None:
             return self
+        if self._prewarm and isinstance(self.kubelet.runtime, ProcessRuntime):
+            self._prewarm_thread = self.kubelet.runtime.prewarm(self._prewarm)
         self.controller.start()
         self._server = EmulatorHTTPServer((self._host, self._port), self)
         self._thread = threading.Thread(
@@ -107,6 +117,13 @@ class KubeEmulator:
         )
         self._thread.start()
         return self
+
+    def warm_up(self, timeout: float = 120) -> None:
+        """Wait until the zygotes of ``warm_interpreters`` are ready (or failed: their pods then start cold)."""
+        if self._prewarm_thread is not None:
+            self._prewarm_thread.join(timeout)
+            if self._prewarm_thread.is_alive():
+                raise TimeoutError(f"warm pod zygotes not ready within {timeout}s")
 
     def stop(self) -> None:
         """Stop serving, end every watch/log stream, and kill every pod process (whole process groups)."""

@@ -573,6 +573,18 @@ class ProcessRuntime:
             cgroup.add(proc.pid)
         return _ProcessHandle(proc, out, cgroup)
 
+    def prewarm(self, exes: list[str]) -> threading.Thread:
+        """Start the zygotes of these interpreters in the background (a node with the image already warm); join the
+        returned thread to wait until they are ready."""
+
+        def run() -> None:
+            for exe in exes:
+                self._zygote(exe)
+
+        thread = threading.Thread(target=run, daemon=True, name="zygote-prewarm")
+        thread.start()
+        return thread
+
     def _zygote(self, exe: str) -> _Zygote | None:
         with self._zygote_lock:
             if self._closed:

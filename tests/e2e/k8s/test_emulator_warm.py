@@ -234,3 +234,22 @@ def test_bare_python_resolves_through_the_pods_path(tmp_path: Path) -> None:
     assert warm_command(["python3", "-c", "pass"], {"PATH": str(tmp_path)}) == (
         str(tmp_path / "python3"), "c", "pass", [])  # fmt: skip
     assert warm_command(["python3", "-c", "pass"], {"PATH": str(tmp_path / "missing")}) is None
+
+
+def test_zygotes_start_with_the_emulator_or_at_their_first_pod(tmp_path: Path) -> None:
+    with KubeEmulator(runtime="process", warm_imports=[MARKER]) as kube:
+        kube.warm_up()
+        runtime = kube.kubelet.runtime
+        assert isinstance(runtime, ProcessRuntime)
+        zygote = runtime._zygotes[PY]  # this interpreter's, before any pod asked for it
+        assert zygote is not None and zygote.loaded == [MARKER] and not zygote.failed
+    with KubeEmulator(runtime="process", warm_imports=[MARKER, "no_such_module_here"], warm_interpreters=[]) as kube:
+        kube.warm_up()
+        runtime = kube.kubelet.runtime
+        assert isinstance(runtime, ProcessRuntime)
+        assert runtime._zygotes == {}
+        code, log = run_job(kube, "first", [PY, "-c", f"import sys; print({MARKER!r} in sys.modules)"], tmp_path)
+        assert (code, log.strip()) == (0, "True")
+        zygote = runtime._zygotes[PY]
+        assert zygote is not None and zygote.loaded == [MARKER]
+        assert zygote.failed and zygote.failed[0].startswith("no_such_module_here: ModuleNotFoundError")
