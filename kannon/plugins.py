@@ -45,7 +45,7 @@ class PluginLoadError(RuntimeError):
 _lock = threading.Lock()
 _pm: pluggy.PluginManager | None = None
 _load_errors: list[str] = []
-_sources: dict[str, str] = {}  # plugin name -> "distribution version"
+_dists: dict[str, importlib.metadata.Distribution] = {}  # plugin name -> the distribution that announced it
 
 
 def plugin_manager() -> pluggy.PluginManager:
@@ -53,6 +53,10 @@ def plugin_manager() -> pluggy.PluginManager:
 
     A plugin that fails to import does not take the others down: the failure is kept and reported by name
     (``kannon backends`` shows it; asking for a backend it would have provided raises it).
+
+    Every build calls this (observer hooks such as ``kannon_event`` must reach every installed plugin), so it is
+    on the start-up path: the built-in backend modules keep their heavy imports inside functions, and the
+    distributions' metadata is only read when a backend's source is asked for.
     """
     global _pm
     with _lock:
@@ -73,7 +77,7 @@ def plugin_manager() -> pluggy.PluginManager:
                     continue
                 pm.register(plugin, name=ep.name)
                 if ep.dist is not None:
-                    _sources[ep.name] = f"{ep.dist.name} {ep.dist.version}"
+                    _dists[ep.name] = ep.dist
             _pm = pm
         return _pm
 
@@ -89,7 +93,8 @@ def backends() -> dict[str, BackendSpec]:
     found: dict[str, BackendSpec] = {}
     for impl in pm.hook.kannon_backends.get_hookimpls():
         plugin_name = pm.get_name(impl.plugin) or "?"
-        dist = _sources.get(plugin_name, "")
+        distribution = _dists.get(plugin_name)
+        dist = f"{distribution.name} {distribution.version}" if distribution is not None else ""
         specs = cast("list[BackendSpec]", impl.function() or [])
         for spec in specs:
             source = f"{plugin_name} ({dist})" if dist else plugin_name
@@ -126,4 +131,4 @@ def reset_for_tests() -> None:
     with _lock:
         _pm = None
         _load_errors.clear()
-        _sources.clear()
+        _dists.clear()

@@ -13,8 +13,8 @@ Shape of a run (see docs/kubernetes.md for the user's view):
 * Every API call goes through :class:`ApiCaller` (token-bucket rate limit, tenacity retries of 429/5xx/resets
   honouring Retry-After, 403 turned into a BackendError that names the missing permission).
 
-The ``kubernetes`` package is imported inside functions: this module is loaded by the plugin registry on every
-``kannon`` start, whichever backend is used.
+The ``kubernetes`` package and PyYAML are imported inside functions: this module is loaded by the plugin registry on
+every ``kannon`` start and every build, whichever backend is used (tests/unit/test_plugins_startup.py checks it).
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-
-import yaml
 
 from kannon.backends import _k8s_watch as kw
 from kannon.backends.base import (
@@ -136,6 +134,8 @@ def load_template(template: Any) -> dict[str, Any]:
     if template is None:
         raise BackendError("no Job template given")
     if isinstance(template, (str, os.PathLike)):
+        import yaml
+
         path = Path(template)
         try:
             docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
@@ -410,6 +410,8 @@ def render_rbac(namespace: str, service_account: str, name: str = "kannon") -> s
     header = (f"# kannon: what the Kubernetes backend calls in namespace {namespace!r}\n"
               f"# apply with: kannon k8s rbac --namespace {namespace} --service-account {service_account} "
               "| kubectl apply -f -\n")  # fmt: skip
+    import yaml
+
     return header + yaml.safe_dump_all([role, binding], sort_keys=False)
 
 

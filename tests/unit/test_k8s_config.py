@@ -20,6 +20,7 @@ from kannon.backends.kubernetes import (
     ApiCaller,
     K8sJobExecutor,
     TokenBucket,
+    load_template,
     make_executor,
     owner_reference,
     render_rbac,
@@ -115,6 +116,19 @@ def test_render_rbac_is_a_role_and_binding_for_exactly_what_the_backend_calls() 
     assert len(RBAC_RULES) == len(role["rules"])
     assert binding["kind"] == "RoleBinding" and binding["roleRef"]["name"] == "kannon"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kannon-master", "namespace": "ml"}]
+
+
+def test_template_file_read_and_its_errors_name_the_file(tmp_path: Path) -> None:
+    # PyYAML is imported inside load_template (not at module level), so each path through it is exercised here
+    good = tmp_path / "job.yaml"
+    good.write_text(yaml.safe_dump(TEMPLATE))
+    assert load_template(good) == TEMPLATE
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("spec: [1, 2\n")
+    with pytest.raises(BackendError, match=r"bad\.yaml' is not valid YAML"):
+        load_template(bad)
+    with pytest.raises(BackendError, match=r"cannot read the Job template .*absent\.yaml"):
+        load_template(tmp_path / "absent.yaml")
 
 
 # -- rate limit and retries ---------------------------------------------------------------------------------
