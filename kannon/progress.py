@@ -258,6 +258,9 @@ class ProgressObserver:
         self._announced_run = False
         self._announced_plan = False
         self._closed = False
+        # The "run ... finished" line, held back while a summary is to follow: the summary's headline states the
+        # same final state, so printing both would say it twice. Printed by close() if no summary ever comes.
+        self._final_line: tuple[str, str] | None = None
 
     # pluggy hooks ----------------------------------------------------------------------------------------
     @hookimpl
@@ -267,6 +270,7 @@ class ProgressObserver:
                 if self._closed:  # the same observer watching another build: start afresh
                     self.model = RunModel()
                     self._announced_run = self._announced_plan = self._closed = False
+                    self._final_line = None
                 self.model.run_id = self.model.run_id or run.run_id
                 self.model.backend = self.model.backend or backend
                 lines = self._announce_run()
@@ -284,8 +288,10 @@ class ProgressObserver:
                 elif event.kind not in ("planned", "skipped_complete"):
                     lines += self._announce_plan()
                     line = self._plain_line(event, rec)
+                    if line and event.kind == "run_finished" and self.show_summary:
+                        self._final_line = (line, _LINE_STYLE["run_finished"])
                     # On a terminal the live view shows progress; only what must stay in the scrollback is printed.
-                    if line and (not self.live_mode or event.kind in ("failed", "retried", "run_finished")):
+                    elif line and (not self.live_mode or event.kind in ("failed", "retried", "run_finished")):
                         lines.append((line, _LINE_STYLE.get(event.kind, "")))
             self._emit(lines)
             if event.kind == "run_started":
@@ -296,6 +302,7 @@ class ProgressObserver:
     def kannon_run_end(self, run: RunInfo, result: BuildResult) -> None:
         with self._out:
             self._stop_live()
+            self._final_line = None  # the summary's headline says it
             if self.show_summary:
                 if self.live_mode:
                     self.console.print(summary_renderable(result, max_rows=self.max_summary_rows))
@@ -324,6 +331,9 @@ class ProgressObserver:
         """Stop the live view (idempotent); for builds that end by an exception before ``kannon_run_end``."""
         with self._out:
             self._stop_live()
+            final, self._final_line = self._final_line, None
+            if final is not None:  # the run finished but no summary followed: its last state is still said once
+                self._emit([final])
             self._closed = True
 
     def __enter__(self) -> ProgressObserver:

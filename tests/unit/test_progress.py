@@ -74,9 +74,12 @@ def test_plain_lines_say_what_happened_to_each_task_in_order():
         "TaskC.run raised ValueError: column 'c1' is empty (exit code 6) [6/9 done]"
     ) in lines
     assert f"kannon: not run TaskD(n=2) [{d[:8]}]: needs TaskC {c1[:8]}, which failed" in lines
-    assert "kannon: run run-sample finished: failed in 3.7s (1 complete, 1 failed, 5 succeeded, 2 upstream_failed)" in [
-        x.replace("upstream failed", "upstream_failed") for x in lines
-    ]
+    # the last state is said once, by the summary's headline, right after the last task line
+    end = lines.index(
+        "kannon run run-sample FAILED in 3.7s on local: 1 failed, 2 upstream failed, 5 succeeded, 1 complete"
+    )
+    assert lines[end - 1] == f"kannon: not run Report [{task_id('Report')[:8]}]: needs TaskD {d[:8]}, which was not run"
+    assert not any("finished" in x for x in lines)
     # the run is announced once even though both the hook and the run_started event report it
     assert sum(x.startswith("kannon: run run-sample started") for x in lines) == 1
 
@@ -88,7 +91,74 @@ def test_master_tasks_get_a_started_line_but_no_launched_line():
     d = task_id("TaskD")
     assert f"kannon: started TaskD(n=2) [{d[:8]}] attempt 1 on master\n" in out
     assert f"launched TaskD(n=2) [{d[:8]}]" not in out
-    assert "kannon: run run-sample finished: ok in 4.5s (1 complete, 8 succeeded)" in out
+    assert "\nkannon run run-sample ok in 4.5s on local: 8 succeeded, 1 complete\n" in out
+
+
+def tiny_run() -> list[Event]:
+    """One bullet that succeeds: the smallest whole run."""
+    tid = "a" * 32
+    task = {"task_id": tid, "family": "TaskTiny", "params": "n=1", "placement": "bullet"}
+    return [
+        Event("run_started", "run-sample", time=START, backend="local"),
+        Event("planned", "run-sample", time=START + 0.01, **task),  # type: ignore[arg-type]
+        Event("launched", "run-sample", time=START + 0.1, attempt=1, backend="local", **task),  # type: ignore[arg-type]
+        Event("started", "run-sample", time=START + 0.2, attempt=1, where="pid 7", **task),  # type: ignore[arg-type]
+        Event("succeeded", "run-sample", time=START + 1.2, attempt=1, where="pid 7", **task),  # type: ignore[arg-type]
+        Event("run_finished", "run-sample", time=START + 1.3, reason="ok", counts={"succeeded": 1}),
+    ]
+
+
+TINY_LINES = """\
+kannon: run run-sample started on local
+kannon: planned 1 task(s): 1 bullet, 0 master, 0 already complete
+kannon: launched TaskTiny(n=1) [aaaaaaaa] attempt 1 on local
+kannon: started TaskTiny(n=1) [aaaaaaaa] attempt 1 on local (pid 7)
+kannon: succeeded TaskTiny(n=1) [aaaaaaaa] attempt 1 on local (pid 7) in 1.0s [1/1 done]
+"""
+
+
+def test_the_end_of_a_run_is_said_once_by_the_summary_headline():
+    obs, buf = plain()
+    run_through(manager(obs), tiny_run())
+    assert buf.getvalue() == TINY_LINES + (
+        "kannon run run-sample ok in 1.3s on local: 1 succeeded\n"
+        "OUTCOME    TASK                      WHERE          ATTEMPTS  DURATION  REASON\n"
+        "succeeded  TaskTiny(n=1) [aaaaaaaa]  local (pid 7)  1         1.1s\n"
+    )
+
+
+def test_without_a_summary_the_finished_line_says_the_end():
+    obs, buf = plain(summary=False)
+    run_through(manager(obs), tiny_run())
+    assert buf.getvalue() == TINY_LINES + "kannon: run run-sample finished: ok in 1.3s (1 succeeded)\n"
+
+
+def test_a_run_that_finished_but_never_reached_run_end_still_says_its_end_on_close():
+    obs, buf = plain()
+    pm = manager(obs)
+    pm.hook.kannon_run_start(run=RUN, backend="local")
+    for e in tiny_run():
+        pm.hook.kannon_event(event=e)
+    obs.close()
+    obs.close()
+    assert buf.getvalue() == TINY_LINES + "kannon: run run-sample finished: ok in 1.3s (1 succeeded)\n"
+
+
+def test_on_a_terminal_the_end_is_said_once_by_the_table_title():
+    buf = io.StringIO()
+    obs = ProgressObserver(Console(file=buf, force_terminal=True, width=160), refresh_per_second=100)
+    pm = manager(obs)
+    run_through(pm, tiny_run())
+    # (the stream also holds the live view's renders, each erased by the next or when the view stops)
+    lines = [x.strip() for x in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buf.getvalue()).splitlines()]
+    assert not any("finished" in x for x in lines)
+    headline = "kannon run run-sample ok in 1.3s on local: 1 succeeded"
+    assert lines.count(headline) == 1
+    # the table's title says the last state, and nothing but the table follows it
+    assert [x.split() for x in lines[lines.index(headline) + 1 :] if x.strip("─")] == [
+        ["outcome", "task", "where", "tries", "time", "reason"],
+        ["succeeded", "TaskTiny(n=1)", "[aaaaaaaa]", "local", "(pid", "7)", "1", "1.1s"],
+    ]
 
 
 def test_summary_lists_failures_first_with_reason_and_log_tail():
