@@ -189,6 +189,7 @@ class Kannon:
                 pm.register(obs)
         try:
             plan = make_plan(root, validate_hints=executor.validate)
+            _check_master_thread(plan)
             run = _Run(self, executor, plan)
             return run.execute()
         finally:
@@ -202,6 +203,21 @@ class Kannon:
 
             self.executor = LocalExecutor()
         return self.executor
+
+
+def _check_master_thread(plan: Plan) -> None:
+    # gokart.build, which runs master tasks, installs signal handlers: only the main thread may. Refuse before
+    # anything is launched rather than fail on the first master task with bullets already running.
+    if threading.current_thread() is threading.main_thread():
+        return
+    pending = [n.family for n in plan.nodes.values() if n.placement is Placement.MASTER]
+    if pending:
+        raise PlanError([
+            f"Kannon.build() was called from thread {threading.current_thread().name!r}, but {len(pending)} "
+            f"master task(s) must run ({', '.join(sorted(set(pending))[:5])}), and gokart.build, which runs them, "
+            "installs signal handlers, which only the main thread may. Call build() from the main thread, or "
+            "run the pipeline in its own process (`kannon build MODULE:ROOT`, or multiprocessing)."
+        ])
 
 
 class _Run:

@@ -14,7 +14,7 @@ import pytest
 import kannon
 from kannon.backends.base import Executor, Finished, Launch, Started
 from kannon.result import KannonBuildError, Status
-from kannon.scheduler import Interrupted, Kannon
+from kannon.scheduler import Interrupted, Kannon, PlanError
 from tests.support.tasks import Bullet, Join, Leaf
 
 Behaviour = Callable[[Launch, "FakeExecutor"], "Finished | None"]
@@ -295,3 +295,36 @@ def test_env_to_inherit_reaches_the_launch(monkeypatch: pytest.MonkeyPatch) -> N
     Kannon(executor=fake, env_to_inherit=["KANNON_TEST_TOKEN", "NOT_SET_ANYWHERE"]).build(b)
     env = fake.launches[0].env
     assert env["KANNON_TEST_TOKEN"] == "s3cr3t" and env["EXTRA"] == "1" and "NOT_SET_ANYWHERE" not in env
+
+
+def _build_in_thread(kannon_: Kannon, root: luigi.Task) -> Any:
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(kannon_.build(root))
+        except Exception as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=run, name="not-main")
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive()
+    return out[0]
+
+
+def test_master_tasks_outside_the_main_thread_are_refused_before_any_launch() -> None:
+    top, tasks = diamond()
+    fake = FakeExecutor(ids(*tasks))
+    err = _build_in_thread(Kannon(executor=fake), top)
+    assert isinstance(err, PlanError)
+    assert "thread 'not-main'" in str(err) and "Join, Leaf" in str(err) and "main thread" in str(err)
+    assert fake.launches == []
+
+
+def test_bullets_only_build_works_outside_the_main_thread() -> None:
+    lone = Bullet(name="thread-lone")
+    fake = FakeExecutor(ids(lone))
+    result = _build_in_thread(Kannon(executor=fake), lone)
+    assert not isinstance(result, Exception), result
+    assert result.ok and [launch.family for launch in fake.launches] == ["Bullet"]
