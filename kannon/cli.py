@@ -11,6 +11,7 @@ import importlib
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,23 @@ def _cmd_report(ns: argparse.Namespace) -> int:
         print(f"kannon: event log {ns.events} does not exist (write one with `kannon build --events FILE`)",
               file=sys.stderr)  # fmt: skip
         return EXIT_BAD_INPUT
-    write_report(ns.events, ns.output)
+    if ns.list:
+        from kannon.events import read_events
+        from kannon.report.model import runs
+
+        for seg in runs(read_events(Path(ns.events))):
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seg.started))
+            tasks = sum(1 for e in seg.events if e.kind in ("planned", "skipped_complete"))
+            print(f"{seg.index:>4}  {seg.run_id}  {when}  {tasks:>6} tasks  {seg.outcome}")
+        return 0
+    if not ns.output:
+        print("kannon: report needs -o FILE.html (or --list)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        write_report(ns.events, ns.output, run=ns.run)
+    except ValueError as e:
+        print(f"kannon: {e}; `kannon report {ns.events} --list` shows them", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(f"kannon: wrote {ns.output}")
     return 0
 
@@ -227,7 +244,10 @@ def make_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="render an event log as a self-contained HTML report")
     r.add_argument("events", metavar="EVENTS.jsonl")
-    r.add_argument("-o", "--output", required=True, metavar="FILE.html")
+    r.add_argument("-o", "--output", metavar="FILE.html")
+    r.add_argument("--run", metavar="N|RUN_ID",
+                   help="which run of an appended log: N-th (1-based; -1 the last, the default) or a run id prefix")
+    r.add_argument("--list", action="store_true", help="list the runs in the event log instead")
     r.set_defaults(func=_cmd_report)
 
     k = sub.add_parser("k8s", help="Kubernetes helpers")

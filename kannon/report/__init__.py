@@ -20,7 +20,7 @@ from pathlib import Path
 from kannon.events import Event, read_events
 from kannon.planview import one_line
 from kannon.report.data import report_data
-from kannon.report.model import fold, last_run
+from kannon.report.model import fold, last_run, select_run
 
 __all__ = ["render_report", "write_report"]
 
@@ -45,9 +45,11 @@ def _csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
-def render_report(events: Iterable[Event], run_id: str | None = None) -> str:
-    """The report of one run (``run_id``, default: the last run in ``events``) as a complete HTML document."""
-    model = fold(last_run(events, run_id))
+def render_report(events: Iterable[Event], run_id: str | None = None, run: str | None = None) -> str:
+    """The report of one run as a complete HTML document: ``run`` selects it as ``kannon report --run`` does (an
+    index in the log or a run id prefix, see :func:`kannon.report.model.select_run`), ``run_id`` by exact run id;
+    default: the last run in ``events``. An unknown selection raises ValueError listing the runs."""
+    model = fold(select_run(events, run) if run is not None else last_run(events, run_id))
     data = report_data(model)
     script = _asset("report.js")
     style = _asset("report.css")
@@ -73,6 +75,7 @@ def write_report(
     events_path_or_events: str | os.PathLike[str] | Iterable[Event],
     out_path: str | os.PathLike[str],
     run_id: str | None = None,
+    run: str | None = None,
 ) -> Path:
     """Write the report of an event log (path) or of events; returns the path written.
 
@@ -82,7 +85,7 @@ def write_report(
         events: Iterable[Event] = read_events(Path(events_path_or_events))
     else:
         events = events_path_or_events
-    text = render_report(events, run_id=run_id)
+    text = render_report(events, run_id=run_id, run=run)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     # open() rather than mkstemp: the report gets the usual umask permissions, not 0600

@@ -215,6 +215,59 @@ def last_run(events: Iterable[Event], run_id: str | None = None) -> list[Event]:
     return mine[starts[-1] :] if starts else mine
 
 
+@dataclass(frozen=True)
+class RunSegment:
+    """One run in an event log: from a ``run_started`` up to the next ``run_started`` of the same run id (a rerun of
+    the same pipeline, or a re-attach, repeats the run id and starts a new segment)."""
+
+    index: int  # 1-based, in order of start
+    run_id: str
+    events: list[Event]
+
+    @property
+    def started(self) -> float:
+        return self.events[0].time
+
+    @property
+    def outcome(self) -> str:
+        end = next((e for e in reversed(self.events) if e.kind == "run_finished"), None)
+        return (end.reason or "finished") if end is not None else "unfinished (the master stopped?)"
+
+
+def runs(events: Iterable[Event]) -> list[RunSegment]:
+    """Every run segment of an event log, in order of start. Events before their run's first ``run_started`` (a
+    truncated log) form a segment of their own."""
+    segments: list[tuple[str, list[Event]]] = []
+    current: dict[str, list[Event]] = {}
+    for e in events:
+        if e.kind == "run_started" or e.run_id not in current:
+            current[e.run_id] = []
+            segments.append((e.run_id, current[e.run_id]))
+        current[e.run_id].append(e)
+    return [RunSegment(i, run_id, evs) for i, (run_id, evs) in enumerate(segments, 1)]
+
+
+def select_run(events: Iterable[Event], which: str | None = None) -> list[Event]:
+    """The events of the run ``which`` names: ``N`` (the Nth run of the log, 1-based; ``-1`` the last, ``-2`` the one
+    before), or a run id or a unique prefix of one (its latest segment); None: the last run started."""
+    segs = runs(events)
+    if not segs:
+        return []
+    if which is None:
+        return segs[-1].events
+    listing = "; ".join(f"{s.index}: {s.run_id}" for s in segs)
+    if which.lstrip("-").isdigit():
+        n = int(which)
+        if n == 0 or abs(n) > len(segs):
+            raise ValueError(f"the event log holds {len(segs)} run(s) ({listing}); there is no run {which}")
+        return segs[n - 1 if n > 0 else n].events
+    ids = sorted({s.run_id for s in segs if s.run_id.startswith(which)})
+    if len(ids) != 1:
+        problem = "no run id starts with" if not ids else "more than one run id starts with"
+        raise ValueError(f"{problem} {which!r} in the event log (runs: {listing})")
+    return [s for s in segs if s.run_id == ids[0]][-1].events
+
+
 def fold(events: Iterable[Event]) -> RunModel:
     m = RunModel()
     for e in events:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from kannon.events import TASK_KINDS, Event, EventLog, read_events
 from kannon.report import render_report, write_report
 from kannon.report.data import critical_path, layers, order_layers, place, report_data, totals
-from kannon.report.model import attempt_outcome, fold, last_run
+from kannon.report.model import attempt_outcome, fold, last_run, runs, select_run
 from kannon.report.sample import START, sample_events, task_id
 from kannon.result import Placement, Status
 
@@ -95,6 +95,63 @@ def test_last_run_picks_the_latest_run_or_the_one_asked_for():
     again = sample_events("run-1", fail=False, start=START + 200)
     assert last_run(first + again) == again
     assert last_run([]) == []
+
+
+def test_runs_of_an_appended_log_and_selecting_one():
+    first = sample_events("run-aaa1")
+    second = sample_events("run-bbb2", fail=False, start=START + 100)
+    again = sample_events("run-aaa1", fail=False, start=START + 200)
+    log = first + second + again
+    segs = runs(log)
+    assert [(s.index, s.run_id, s.outcome) for s in segs] == [
+        (1, "run-aaa1", "failed"), (2, "run-bbb2", "ok"), (3, "run-aaa1", "ok")]  # fmt: skip
+    assert segs[0].started == first[0].time
+    assert select_run(log) == again == select_run(log, "-1") == select_run(log, "3")
+    assert select_run(log, "1") == first and select_run(log, "-3") == first
+    assert select_run(log, "run-b") == second
+    assert select_run(log, "run-aaa1") == again  # a repeated run id: its latest segment
+    assert select_run([]) == []
+    listing = r"holds 3 run\(s\) \(1: run-aaa1; 2: run-bbb2; 3: run-aaa1\); there is no run 4"
+    with pytest.raises(ValueError, match=listing):
+        select_run(log, "4")
+    with pytest.raises(ValueError, match="no run 0"):
+        select_run(log, "0")
+    with pytest.raises(ValueError, match="more than one run id starts with 'run-'"):
+        select_run(log, "run-")
+    with pytest.raises(ValueError, match="no run id starts with 'zzz'"):
+        select_run(log, "zzz")
+
+
+def test_a_run_cut_short_and_events_before_any_run_started():
+    cut = [e for e in sample_events("run-cut") if e.kind != "run_finished"]
+    headless = sample_events("run-old", start=START - 100)[3:]  # a truncated log: its run_started is gone
+    segs = runs(headless + cut)
+    assert [s.run_id for s in segs] == ["run-old", "run-cut"]
+    assert segs[1].outcome.startswith("unfinished")
+
+
+def test_report_cli_lists_runs_and_renders_the_one_asked_for(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from kannon.cli import main
+
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path)
+    for e in sample_events("run-aaa1") + sample_events("run-bbb2", fail=False, start=START + 100):
+        log.write(e)
+    log.close()
+    assert main(["report", str(path), "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].split()[:2] == ["1", "run-aaa1"] and lines[0].endswith("failed")
+    assert lines[1].split()[:2] == ["2", "run-bbb2"] and lines[1].endswith("ok")
+    out = tmp_path / "first.html"
+    assert main(["report", str(path), "-o", str(out), "--run", "1"]) == 0
+    assert embedded_data(out.read_text())["run"]["run_id"] == "run-aaa1"
+    assert main(["report", str(path), "-o", str(out)]) == 0
+    assert embedded_data(out.read_text())["run"]["run_id"] == "run-bbb2"
+    assert main(["report", str(path), "-o", str(out), "--run", "7"]) == 2
+    err = capsys.readouterr().err
+    assert "there is no run 7" in err and "--list" in err
+    assert main(["report", str(path)]) == 2
+    assert "needs -o" in capsys.readouterr().err
 
 
 # -- layout and totals --------------------------------------------------------------------------------------------
