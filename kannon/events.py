@@ -8,7 +8,8 @@ the JSON-lines event log (``--events``) and the HTML report, so they are the doc
 ``where``, ``reason``, ``failure_class``, ``exit_code``, ``log_tail`` (list of str), ``deps`` (task ids, only on
 ``planned``/``skipped_complete``). Consumers must ignore unknown keys; a breaking change bumps ``schema``.
 
-Kinds: run_started, planned, skipped_complete, launched (handed to the executor or the master thread),
+Kinds: run_started, planned, skipped_complete, queued (ready, but waiting for a free slot, or for the master task
+running before it; ``attempt`` is the one that will launch), launched (handed to the executor or the master thread),
 started (really running), succeeded, failed (final), retried (this attempt failed, another follows),
 cancelled, upstream_failed, run_finished (``reason`` = ok | failed | cancelled, plus ``counts``).
 """
@@ -29,6 +30,7 @@ EventKind = Literal[
     "run_started",
     "planned",
     "skipped_complete",
+    "queued",
     "launched",
     "started",
     "succeeded",
@@ -39,7 +41,7 @@ EventKind = Literal[
     "run_finished",
 ]
 TASK_KINDS = frozenset(
-    {"planned", "skipped_complete", "launched", "started", "succeeded", "failed", "retried", "cancelled",
+    {"planned", "skipped_complete", "queued", "launched", "started", "succeeded", "failed", "retried", "cancelled",
      "upstream_failed"}
 )  # fmt: skip
 

@@ -34,6 +34,7 @@ class Attempt:
     infra: bool = False
     where: str | None = None
     log_tail: tuple[str, ...] = ()
+    queued_at: float | None = None  # ready, but waited for a free slot (or for another master task) until launched_at
 
     @property
     def duration(self) -> float | None:

@@ -244,11 +244,14 @@ class _Run:
         self.key_to_task: dict[str, str] = {}
         self.running: dict[str, str] = {}  # task id -> live key
         self.waiting: deque[str] = deque()  # ready bullets over the parallelism cap
+        self.fresh: list[str] = []  # made ready since the last dispatch: queued if they could not start at once
+        self.queued_at: dict[str, float] = {}  # task id -> when it was announced queued
         self.timers: list[tuple[float, int, str, str]] = []  # (due, seq, what, task id/key)
         self.seq = itertools.count()
         self.infra_used: dict[str, int] = {}
         self.master_fifo: deque[str] = deque()  # ready master tasks (the main thread runs one at a time)
         self.master_busy = False
+        self.master_handed: str | None = None  # the master task last handed to the main thread
         self.in_master_task = False  # main thread: a master task is running (signals may interrupt it)
         self.deadline_hit: set[str] = set()  # keys cancelled because they ran past their timeout
         self.cancelled: _Cancel | None = None
@@ -422,15 +425,30 @@ class _Run:
         if self.cancelled is not None:
             return
         for uid in self.sorter.get_ready():
+            self.fresh.append(uid)
             if self.plan.nodes[uid].placement is Placement.MASTER:
                 self.master_fifo.append(uid)
             else:
                 self.waiting.append(uid)
         if not self.master_busy and self.master_fifo:
             self.master_busy = True
-            self.master_q.put(self.plan.nodes[self.master_fifo.popleft()])
+            self.master_handed = self.master_fifo.popleft()
+            self.master_q.put(self.plan.nodes[self.master_handed])
         while self.waiting and len(self.running) < self.max_parallel:
             self._launch(self.waiting.popleft())
+        if self.fresh:
+            self._announce_queued()
+
+    def _announce_queued(self) -> None:
+        # Ready tasks that could not start at once (parallelism cap, or another master task running) say so, so
+        # the wait for a slot is visible (report, progress) and not mistaken for scheduling or start-up time.
+        now = time.time()
+        for uid in self.fresh:
+            rec = self.records[uid]
+            if rec.status is Status.PENDING and uid not in self.running and uid != self.master_handed:
+                self.queued_at[uid] = now
+                self.emit("queued", self.plan.nodes[uid], attempt=len(rec.attempts) + 1, time=now)
+        self.fresh.clear()
 
     def _launch(self, uid: str) -> None:
         node = self.plan.nodes[uid]
@@ -454,7 +472,7 @@ class _Run:
             labels={"kannon.io/run-id": self.run_id},
         )  # fmt: skip
         rec.status = Status.RUNNING
-        rec.attempts.append(Attempt(attempt, time.time()))
+        rec.attempts.append(Attempt(attempt, time.time(), queued_at=self.queued_at.pop(uid, None)))
         self.key_to_task[key] = uid
         self.running[uid] = key
         self.emit("launched", node, attempt=attempt)
@@ -530,7 +548,8 @@ class _Run:
             rec = self.records[msg.task_id]
             rec.status = Status.RUNNING
             now = time.time()
-            rec.attempts.append(Attempt(1, now, started_at=now, where="master"))
+            rec.attempts.append(Attempt(1, now, started_at=now, where="master",
+                                        queued_at=self.queued_at.pop(msg.task_id, None)))  # fmt: skip
             self.emit("launched", node, attempt=1, where="master")
             self.emit("started", node, attempt=1, where="master")
         elif isinstance(msg, _MasterDone):
@@ -646,6 +665,7 @@ class _Run:
             _, _, what, ref = heapq.heappop(self.timers)
             if what == "retry" and self.cancelled is None:
                 self.waiting.appendleft(ref)
+                self.fresh.append(ref)
             elif what == "deadline":
                 uid = self.key_to_task.get(ref)
                 if uid is not None and self.running.get(uid) == ref:

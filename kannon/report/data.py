@@ -141,6 +141,7 @@ class Totals:
     wall: float
     task_time: float  # sum of every attempt's running time (started -> finished), failed attempts included
     waiting_time: float  # sum of launched -> started over every attempt
+    queue_time: float  # sum of queued -> launched: ready, but waiting for a free slot (or another master task)
     parallelism: float
     critical_path: float
     critical_tasks: list[str]
@@ -150,9 +151,11 @@ def totals(model: RunModel) -> Totals:
     start = model.started_at if model.started_at is not None else (model.first_time or 0.0)
     end = model.finished_at if model.finished_at is not None else (model.last_time or start)
     wall = max(0.0, end - start)
-    run_time = wait_time = 0.0
+    run_time = wait_time = queue_time = 0.0
     for rec in model.tasks.values():
         for a in rec.attempts:
+            if a.queued_at is not None:
+                queue_time += max(0.0, a.launched_at - a.queued_at)
             began = a.started_at
             if began is None and a.finished_at is not None and attempt_outcome(rec, a) == "succeeded":
                 began = a.launched_at  # it ran, even if no separate "started" was reported (master tasks may not)
@@ -169,6 +172,7 @@ def totals(model: RunModel) -> Totals:
         wall=wall,
         task_time=run_time,
         waiting_time=wait_time,
+        queue_time=queue_time,
         parallelism=run_time / wall if wall > 0 else 0.0,
         critical_path=cp,
         critical_tasks=cp_tasks,
@@ -207,6 +211,7 @@ def report_data(model: RunModel) -> dict[str, Any]:
                 "attempts": [
                     {
                         "n": a.number,
+                        "queued": rel(a.queued_at),
                         "launched": rel(a.launched_at),
                         "started": rel(a.started_at),
                         "finished": rel(a.finished_at),
@@ -234,6 +239,7 @@ def report_data(model: RunModel) -> dict[str, Any]:
             "wall": round(tot.wall, 3),
             "task_time": round(tot.task_time, 3),
             "waiting_time": round(tot.waiting_time, 3),
+            "queue_time": round(tot.queue_time, 3),
             "parallelism": round(tot.parallelism, 3),
             "critical_path": round(tot.critical_path, 3),
             "critical_tasks": tot.critical_tasks,

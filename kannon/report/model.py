@@ -38,6 +38,7 @@ class RunModel:
     first_time: float | None = None
     last_time: float | None = None
     _counts: dict[str, int] = field(default_factory=dict, repr=False)
+    _queued: dict[str, float] = field(default_factory=dict, repr=False)  # task -> queued, not launched yet
 
     def apply(self, e: Event) -> TaskRecord | None:
         """Fold one event in; returns the task it concerns (None for run-level events)."""
@@ -119,10 +120,13 @@ class RunModel:
         elif kind == "skipped_complete":
             rec.placement = Placement.COMPLETE
             rec.status = Status.COMPLETE
+        elif kind == "queued":
+            self._queued[rec.task_id] = e.time
         elif kind == "launched":
             a = self._attempt(rec, e, create=True)
             assert a is not None
             a.launched_at = e.time
+            a.queued_at = self._queued.pop(rec.task_id, a.queued_at)
             a.where = e.where or a.where
             rec.status = Status.RUNNING
         elif kind == "started":

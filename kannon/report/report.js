@@ -79,6 +79,7 @@
     add("critical path", fmtDur(run.critical_path) + (run.wall ? " (" + Math.round(100 * run.critical_path / run.wall) + "% of wall)" : ""),
       "heaviest chain of dependent tasks, each counted from first launch to last finish");
     add("waiting time", fmtDur(run.waiting_time), "sum of launched → started over every attempt (scheduling, image pulls, queues)");
+    if (run.queue_time) add("queued time", fmtDur(run.queue_time), "sum of queued → launched: ready, but every slot was busy (max parallel) or another master task was running");
     add("tasks", String(tasks.length), "every task in the plan, including already complete ones");
     add("retries", String(run.retries), "attempts that failed and were tried again");
   }
@@ -257,10 +258,18 @@
         var ran = a.started !== null ? a.started : (a.outcome === "succeeded" ? a.launched : null);
         var stop = a.finished !== null ? a.finished : end;
         var waitEnd = ran !== null ? ran : stop;
+        var queued = a.queued !== null && a.queued !== undefined && a.queued < a.launched ? a.queued : null;
         var tip = label(t) + " — " + attemptLine(a) +
+          (queued !== null ? "\nqueued for a free slot " + fmtDur(a.launched - queued) + "," : "") +
           "\nwaiting " + fmtDur(waitEnd - a.launched) + (ran !== null ? ", running " + fmtDur(stop - ran) : "") +
           (a.reason ? "\n" + a.reason : "");
         var by = y + (ROW_H - BAR_H) / 2;
+        if (queued !== null) {
+          var q = sv("rect", { x: LABEL_W + queued * scale, y: by + 5, width: Math.max(1, (a.launched - queued) * scale),
+            height: BAR_H - 10, "class": "fill-queued queue" });
+          q.appendChild(sv("title", null, tip));
+          g.appendChild(q);
+        }
         if (waitEnd > a.launched) {
           var w = sv("rect", { x: LABEL_W + a.launched * scale, y: by + 3, width: Math.max(1, (waitEnd - a.launched) * scale),
             height: BAR_H - 6, "class": "fill-waiting wait" });
@@ -278,7 +287,7 @@
       svg.appendChild(g);
     });
     host.appendChild(svg);
-    legend($("timeline-legend"), [["waiting", "waiting (launched → started)"], ["succeeded", "ran, succeeded"],
+    legend($("timeline-legend"), [["queued", "queued (ready, no free slot → launched)"], ["waiting", "waiting (launched → started)"], ["succeeded", "ran, succeeded"],
       ["retried", "ran, failed and retried"], ["failed", "ran, failed"], ["running", "still running when the log ends"],
       ["cancelled", "cancelled"]]);
   }
@@ -346,7 +355,8 @@
     }
     t.attempts.forEach(function (a) {
       body.appendChild(el("h3", null, attemptLine(a)));
-      var timing = "launched at +" + fmtDur(a.launched);
+      var timing = (a.queued !== null && a.queued !== undefined ? "queued at +" + fmtDur(a.queued) + ", " : "") +
+        "launched at +" + fmtDur(a.launched);
       if (a.started !== null) timing += ", started at +" + fmtDur(a.started);
       if (a.finished !== null) timing += ", finished at +" + fmtDur(a.finished);
       body.appendChild(el("div", "kv", timing));

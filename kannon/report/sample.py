@@ -1,8 +1,8 @@
 """A realistic, deterministic event stream of a small run, for demos, documentation and tests of the views.
 
-It covers every task event kind: an already complete task, bullets that wait before starting, a bullet that is
-out of memory once and succeeds on retry, one that fails for good with a traceback, a dependent that is therefore
-not run, and master tasks.
+It covers every task event kind: an already complete task, a bullet queued for a slot, bullets that wait before
+starting, a bullet that is out of memory once and succeeds on retry, one that fails for good with a traceback, a
+dependent that is therefore not run, and master tasks.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def sample_events(
         ev("planned", 0.01, b, family="TaskB", params=f"param=b{i}", placement="bullet", deps=(a,))
     ev("skipped_complete", 0.02, a, family="TaskA", params="", placement="complete")
 
-    # four B bullets launched together; each waits a little before its process is up
+    # four B bullets ready together, three slots: b3 is queued until a slot frees (here: shortly after, so the
+    # timings of the rest stay as they were); each waits a little before its process is up
+    ev("queued", 0.05, bs[3], family="TaskB", params="param=b3", placement="bullet", attempt=1)
     for i, b in enumerate(bs):
         where_of[b] = f"pid {4100 + i}"
         ev(

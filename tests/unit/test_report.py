@@ -225,7 +225,8 @@ def test_report_data_has_times_relative_to_the_run_start():
     assert list(tasks) == [ROOT, D, C0, C1, *B, A]  # discovery order
     b2 = tasks[B[2]]
     assert b2["attempts"][0] == {
-        "n": 1, "launched": 0.12, "started": 0.5, "finished": 1.2, "outcome": "retried", "where": "pid 4102",
+        "n": 1, "queued": None, "launched": 0.12, "started": 0.5, "finished": 1.2, "outcome": "retried",
+        "where": "pid 4102",
         "reason": "killed: out of memory (exit 137); raise TaskB's memory hint", "failure_class": "OOMKilled",
         "exit_code": 137, "log_tail": ["loading 2 GB of features", "Killed"],
     }  # fmt: skip
@@ -239,6 +240,9 @@ def test_report_data_has_times_relative_to_the_run_start():
     )
     assert data["run"]["counts"] == {"succeeded": 5, "failed": 1, "upstream_failed": 2, "complete": 1}
     assert data["run"]["outcome"] == "failed"
+    # b3 was ready with the others but queued for a slot from +0.05 until its launch at +0.13
+    assert tasks[B[3]]["attempts"][0]["queued"] == 0.05 and tasks[B[3]]["attempts"][0]["launched"] == 0.13
+    assert data["run"]["queue_time"] == 0.08
 
 
 # -- the page ---------------------------------------------------------------------------------------------------

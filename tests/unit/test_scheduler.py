@@ -328,3 +328,25 @@ def test_bullets_only_build_works_outside_the_main_thread() -> None:
     result = _build_in_thread(Kannon(executor=fake), lone)
     assert not isinstance(result, Exception), result
     assert result.ok and [launch.family for launch in fake.launches] == ["Bullet"]
+
+
+def test_tasks_waiting_for_a_slot_are_announced_queued_and_timed() -> None:
+    bullets = [Bullet(name=f"q{i}") for i in range(4)]
+    leaves = [Leaf(name="queued-a"), Leaf(name="queued-b")]  # two master tasks ready at once: one waits
+    top = Join(parents=[*bullets, *leaves])
+    fake = FakeExecutor(ids(*bullets, *leaves, top), hold=2, expected_launches=4)
+    rec = Recorder()
+    result = Kannon(executor=fake, max_parallel=2, observers=[rec]).build(top)
+    assert result.ok
+    queued = [e for e in rec.events if e.kind == "queued"]
+    # 4 bullets ready together with 2 slots: the 2 that could not launch at once; 1 of the 2 master leaves
+    assert sorted(e.family for e in queued) == ["Bullet", "Bullet", "Leaf"]
+    assert all(e.attempt == 1 for e in queued)
+    for e in queued:
+        assert e.task_id is not None
+        att = result.tasks[e.task_id].attempts[0]
+        assert att.queued_at == e.time and att.queued_at <= att.launched_at
+        launched = next(x for x in rec.events if x.kind == "launched" and x.task_id == e.task_id)
+        assert rec.events.index(e) < rec.events.index(launched)
+    never_queued = {t for t in result.tasks if t not in {e.task_id for e in queued}}
+    assert all(a.queued_at is None for t in never_queued for a in result.tasks[t].attempts)
