@@ -399,7 +399,7 @@ def run_campaign(
                 if final_code != 0:
                     raise AssertionError(f"the final master exited {final_code}:\n{master.output()[-5000:]}")
             starts = [e for e in master.tail.events if e["kind"] == "started"]
-            adopted += sum(1 for e in starts if "(adopted)" in e.get("where", ""))
+            adopted += sum(1 for e in starts if "adopted)" in e.get("where", ""))  # "(adopted)", "(id, adopted)"
         finally:
             master.stop()
         check.observe(ledger_path, snapshot_outputs(tasks, workdir))
@@ -442,6 +442,31 @@ def k8s_args(kube: KubeEmulator, workdir: Path) -> tuple[list[str], dict[str, st
     args = ["--backend", "kubernetes", "--job-template", str(job_template(workdir)), "--k8s-python", PY,
             "--max-parallel", "6"]  # fmt: skip
     return args, {"KUBECONFIG": str(kubeconfig)}
+
+
+def docker_args(image: str) -> list[str]:
+    """A master on the Docker backend: the test image with this venv and checkout mounted (tests/e2e/docker)."""
+    from tests.e2e.docker.support import python_volumes
+
+    args = ["--backend", "docker", "--image", image, "--docker-python", PY, "--max-parallel", "4",
+            "--env", f"PYTHONPATH={REPO}"]  # fmt: skip
+    for volume in python_volumes():
+        args += ["--volume", volume]
+    return args
+
+
+def docker_leftovers(engine: Any, run_id: str, timeout: float = 30.0) -> list[str]:
+    """Containers of the run still on the engine once it is over: running ones a killed master left are adopted by
+    the next one and every finished one is removed, so none may remain."""
+
+    def containers() -> list[str]:
+        found = engine.containers.list(all=True, filters={"label": f"kannon.io/run-id={run_id}"})
+        return [f"{c.name} ({c.status})" for c in found]
+
+    deadline = time.monotonic() + timeout
+    while (left := containers()) and time.monotonic() < deadline:
+        time.sleep(0.2)  # removal is the engine's asynchronous work after the run's last report
+    return left
 
 
 def k8s_leftovers(kube: KubeEmulator, run_id: str) -> list[str]:

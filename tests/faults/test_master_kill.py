@@ -2,8 +2,9 @@
 
 Guarantee checked (see tests/faults/ledger.py for the definition): once a task's output exists its run() never
 executes again, every task ends with exactly one committed output with the right value, and nothing of a killed
-master survives it — no process (local), and on Kubernetes no Job or pod left running once the run is over (the
-Jobs a killed master leaves are adopted by the next one, not orphaned).
+master survives it — no process (local), on Kubernetes no Job or pod left running once the run is over (the Jobs a
+killed master leaves are adopted by the next one, not orphaned), and on Docker no container of the run left at all
+(running ones are adopted by the next master, finished ones removed).
 
 Kill points are drawn from the campaign seed (printed; KANNON_FAULTS_SEED=N reproduces them): after the k-th
 ``started``/``launched``/``succeeded`` event in the master's --events log, never after a fixed sleep.
@@ -13,14 +14,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kannon.testing import KubeEmulator
+from tests.e2e.docker.conftest import IMAGE
 from tests.faults.figures import Figures
 from tests.faults.harness import (
     CampaignResult,
     campaign_seed,
+    docker_args,
+    docker_leftovers,
     k8s_args,
     k8s_leftovers,
     local_leftovers,
@@ -71,5 +76,20 @@ def test_master_sigkill_kubernetes_emulator(kube: KubeEmulator, tmp_path: Path, 
     left = k8s_leftovers(kube, result.run_id)
     result.orphans += len(left)
     record(figures, result, "kubernetes")
+    assert left == []
+    check(result, KILLS)
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(900)
+def test_master_sigkill_docker(docker_engine: Any, tmp_path: Path, figures: Figures) -> None:
+    seed = campaign_seed()
+    print(f"docker campaign seed={seed}", file=sys.stderr)
+    # Half the steps in the master: every container is a fresh interpreter (~1 s of CPU) on 2 cores.
+    result = run_campaign(tmp_path, KILLS, seed, docker_args(IMAGE), master_every=2, nap=0.3)
+    assert result.run_id is not None
+    left = docker_leftovers(docker_engine, result.run_id)
+    result.orphans += len(left)
+    record(figures, result, "docker")
     assert left == []
     check(result, KILLS)
