@@ -1,6 +1,6 @@
 """The fault suite's long profile: many master SIGKILLs per backend, then rerun until done (run by hand).
 
-    python bench/faults_long.py [--kills 12] [--campaigns 1] [--backends local,spawn,kubernetes]
+    python bench/faults_long.py [--kills 12] [--campaigns 1] [--backends local,spawn,kubernetes,docker]
                                 [--seed N] [--size 100] [--markdown]
 
 Each campaign builds the 100-task DAG of tests/faults/ledger.py with a real ``kannon build`` master process,
@@ -8,7 +8,8 @@ SIGKILLs the master after the k-th ``started``/``launched``/``succeeded`` event 
 the seed; the seed is printed, ``--seed`` or KANNON_FAULTS_SEED reproduces the kill points), reruns it, and so on
 ``--kills`` times before letting the last master finish. After every kill it scans /proc for anything the master
 left running; at the end it checks the exactly-once ledger (no task's run() ever started once its output existed,
-each output written by exactly one run, every value right) and, on the emulator, that no Job or pod is left.
+each output written by exactly one run, every value right) and, on the emulator, that no Job or pod is left (on
+Docker, that no container of the run is left; docker needs an engine and the test image, see .ci/docker-setup.sh).
 
 Prints one JSON line per campaign, then the figures (``--markdown``: as the table in docs/faults.md). Exits 1 if
 any campaign found a task run more than once, a wrong output or an orphan.
@@ -35,6 +36,8 @@ from kannon.testing import KubeEmulator  # noqa: E402
 from tests.faults.figures import Figures  # noqa: E402
 from tests.faults.harness import (  # noqa: E402
     CampaignResult,
+    docker_args,
+    docker_leftovers,
     k8s_args,
     k8s_leftovers,
     local_leftovers,
@@ -53,6 +56,17 @@ def campaign(backend: str, kills: int, seed: int, size: int) -> tuple[CampaignRe
                 left = k8s_leftovers(kube, result.run_id) if result.run_id else []
                 result.orphans += len(left)
                 return result, left
+        if backend == "docker":
+            import docker
+
+            from tests.e2e.docker.conftest import IMAGE
+
+            engine = docker.from_env()
+            result = run_campaign(workdir, kills, seed, docker_args(IMAGE), size=size, master_every=2, nap=0.3,
+                                  log=log)  # fmt: skip
+            left = docker_leftovers(engine, result.run_id) if result.run_id else []
+            result.orphans += len(left)
+            return result, left
         mode = "spawn" if backend == "spawn" else "fork"
         args = ["--local-mode", mode, "--max-parallel", "4"]
         return run_campaign(workdir, kills, seed, args, size=size, after_kill=local_leftovers, log=log), []
@@ -62,7 +76,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--kills", type=int, default=12, help="master SIGKILLs per campaign (default 12)")
     p.add_argument("--campaigns", type=int, default=1, help="campaigns per backend (default 1)")
-    p.add_argument("--backends", default="local,spawn,kubernetes", help="comma-separated: local, spawn, kubernetes")
+    p.add_argument("--backends", default="local,spawn,kubernetes",
+                   help="comma-separated: local, spawn, kubernetes, docker")
     p.add_argument("--seed", type=int, help="seed of the first campaign (default: random, printed)")
     p.add_argument("--size", type=int, default=100, help="tasks in the DAG (default 100)")
     p.add_argument("--markdown", action="store_true", help="print the figures as a markdown table")
