@@ -119,7 +119,7 @@ def main() -> int:
 
     if ns.markdown:
         print("\n| backend | seed | kill points survived | task runs (interrupted) | tasks run more than once | "
-              "wrong outputs | orphans | Jobs adopted | wall time |")  # fmt: skip
+              "wrong outputs | orphans | adopted (Jobs, containers) | wall time |")  # fmt: skip
         print("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['backend']} | {r['seed']} | {r['kills_survived']}/{r['kills_planned']} | {r['task_runs']} "
