@@ -448,6 +448,7 @@ class ProgressObserver:
                 (f"{counts.get('running', 0)} running", "yellow"),
                 "  ",
                 (f"{counts.get('pending', 0)} pending", "grey62"),
+                (f" ({self.model.queued} queued for a slot)" if self.model.queued else "", "grey62"),
                 "  ",
                 (f"{counts.get('failed', 0)} failed", "bold red" if counts.get("failed") else "grey62"),
             )

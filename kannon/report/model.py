@@ -149,16 +149,23 @@ class RunModel:
             rec.status = Status.FAILED
             rec.reason = e.reason or (rec.last.reason if rec.last else None)
         elif kind == "cancelled":
+            self._queued.pop(rec.task_id, None)
             if rec.last is not None and rec.last.finished_at is None:
                 self._finish(rec, e, create=False)
                 rec.last.failure_class = rec.last.failure_class or "Cancelled"
             rec.status = Status.CANCELLED
             rec.reason = e.reason or rec.reason
         elif kind == "upstream_failed":
+            self._queued.pop(rec.task_id, None)
             rec.status = Status.UPSTREAM_FAILED
             rec.reason = e.reason or rec.reason
 
     # -- derived views ---------------------------------------------------------------------------------------
+    @property
+    def queued(self) -> int:
+        """Tasks announced ``queued`` (ready, waiting for a slot) and not launched yet."""
+        return len(self._queued)
+
     def counts(self) -> dict[str, int]:
         """Tasks per status value (only statuses that occur)."""
         return {k: n for k, n in self._counts.items() if n}

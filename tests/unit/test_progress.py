@@ -253,6 +253,18 @@ def test_live_view_shows_counts_and_running_tasks_with_elapsed_time():
     assert len(rows) == 3
 
 
+def test_live_view_counts_tasks_queued_for_a_slot():
+    obs = ProgressObserver(Console(file=io.StringIO(), width=160), live=True, clock=lambda: START + 0.12)
+    for e in sample_events():
+        if e.time <= START + 0.12:  # b3 queued at +0.05, launched at +0.13
+            obs.kannon_event(event=e)
+    c = Console(file=io.StringIO(), width=160, record=True)
+    c.print(obs.render_live())
+    obs.close()
+    assert c.export_text().splitlines()[0] == (
+        "kannon run-sample on local  0.1s  1/9 done  3 running  5 pending (1 queued for a slot)  0 failed")
+
+
 def test_live_view_marks_tasks_still_waiting_for_their_process():
     obs = ProgressObserver(Console(file=io.StringIO(), width=160), live=True, clock=lambda: START + 0.3)
     for e in sample_events():
