@@ -59,7 +59,7 @@ def campaign(backend: str, kills: int, seed: int, size: int) -> tuple[CampaignRe
         if backend == "docker":
             import docker
 
-            from tests.e2e.docker.conftest import IMAGE
+            from tests.support.services import TEST_IMAGE as IMAGE
 
             engine = docker.from_env()
             result = run_campaign(workdir, kills, seed, docker_args(IMAGE), size=size, master_every=2, nap=0.3,

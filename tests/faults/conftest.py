@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from kannon.testing import KubeEmulator
-from tests.e2e.docker.conftest import IMAGE
 from tests.faults.figures import FIGURES, Figures
+from tests.support.services import TEST_IMAGE as IMAGE
 from tests.support.services import service_unavailable
 
 

@@ -23,11 +23,11 @@ from kannon.handoff import unique_id
 from kannon.result import BuildResult, KannonBuildError, Status, TaskRecord
 from kannon.scheduler import Kannon
 from kannon.testing import KubeEmulator
-from tests.e2e.docker.conftest import IMAGE
 from tests.e2e.docker.support import python_volumes
 from tests.faults import ledger
 from tests.faults.figures import Figures
 from tests.faults.harness import PY, REPO, read_ledger, wait_until
+from tests.support.services import TEST_IMAGE as IMAGE
 
 Killer = Callable[[Any, int], None]  # (task, pid announced by its first attempt) -> kill that attempt
 

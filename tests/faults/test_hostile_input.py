@@ -24,12 +24,12 @@ from kannon.handoff import unique_id
 from kannon.result import KannonBuildError, Status
 from kannon.scheduler import Kannon
 from kannon.testing import KubeEmulator
-from tests.e2e.docker.conftest import IMAGE
 from tests.e2e.docker.support import python_volumes
 from tests.faults import ledger
 from tests.faults.figures import Figures
 from tests.faults.harness import PY, REPO
 from tests.faults.test_child_faults import k8s_executor
+from tests.support.services import TEST_IMAGE as IMAGE
 
 
 def hostile_values(canary: Path) -> list[str]:

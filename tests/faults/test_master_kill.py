@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from kannon.testing import KubeEmulator
-from tests.e2e.docker.conftest import IMAGE
 from tests.faults.figures import Figures
 from tests.faults.harness import (
     CampaignResult,
@@ -31,6 +30,7 @@ from tests.faults.harness import (
     local_leftovers,
     run_campaign,
 )
+from tests.support.services import TEST_IMAGE as IMAGE
 
 KILLS = 3
 

@@ -18,10 +18,10 @@ import pytest
 
 from kannon.backends.docker import LABEL_RUN
 from kannon.testing import KubeEmulator
-from tests.e2e.docker.conftest import IMAGE
 from tests.e2e.docker.support import python_volumes
 from tests.faults.figures import Figures
 from tests.faults.harness import PY, Master, find_processes, k8s_args, kill_all, wait_until
+from tests.support.services import TEST_IMAGE as IMAGE
 
 CHILDREN = 3
 GRACE = 10.0  # the guarantee: every child gone this long after the master got SIGTERM

@@ -12,6 +12,9 @@ from typing import NoReturn
 import pytest
 
 DOCKER_SETUP = "run .ci/docker-setup.sh (as root) to start an engine and build the test image"
+# The image .ci/docker-setup.sh builds; KANNON_TEST_IMAGE keeps two checkouts on one machine from rebuilding each
+# other's.
+TEST_IMAGE = os.environ.get("KANNON_TEST_IMAGE", "kannon-test:latest")
 
 
 def service_unavailable(reason: str, hint: str = DOCKER_SETUP) -> NoReturn:

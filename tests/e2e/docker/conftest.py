@@ -7,7 +7,6 @@ the image with ``.ci/docker-setup.sh``. (The skip-or-fail rule is tests/support/
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,9 +14,9 @@ from typing import Any
 import pytest
 
 from kannon.backends.docker import LABEL_RUN
-from tests.support.services import service_unavailable
+from tests.support.services import TEST_IMAGE, service_unavailable
 
-IMAGE = os.environ.get("KANNON_TEST_IMAGE", "kannon-test:latest")
+IMAGE = TEST_IMAGE
 
 
 @pytest.fixture(scope="session")

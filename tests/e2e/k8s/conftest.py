@@ -7,17 +7,13 @@ image (built by .ci/docker-setup.sh), but a failure instead of a skip when CI=tr
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from kannon.testing import KubeEmulator
-from tests.support.services import service_unavailable
-
-DOCKER_IMAGE = os.environ.get("KANNON_TEST_IMAGE", "kannon-test:latest")
+from tests.support.services import TEST_IMAGE, service_unavailable
 
 
 @pytest.fixture
@@ -52,16 +48,8 @@ def kube_docker() -> Iterator[KubeEmulator]:
     except Exception as exc:
         service_unavailable(f"no Docker engine reachable ({type(exc).__name__}: {exc})")
     try:
-        engine.images.get(DOCKER_IMAGE)
+        engine.images.get(TEST_IMAGE)
     except Exception:
-        service_unavailable(f"the test image {DOCKER_IMAGE} is not in the engine")
+        service_unavailable(f"the test image {TEST_IMAGE} is not in the engine")
     with KubeEmulator(runtime="docker", docker_client=engine) as emulator:
         yield emulator
-
-
-def host_python_mounts() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """hostPath volumes + mounts that bring the host's interpreter and venv into a container at the same paths."""
-    paths = sorted({sys.prefix, sys.base_prefix})
-    volumes = [{"name": f"py{i}", "hostPath": {"path": p}} for i, p in enumerate(paths)]
-    mounts = [{"name": f"py{i}", "mountPath": p, "readOnly": True} for i, p in enumerate(paths)]
-    return volumes, mounts

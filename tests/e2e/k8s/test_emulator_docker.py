@@ -9,11 +9,19 @@ import pytest
 from kubernetes import client
 
 from kannon.testing import KubeEmulator
-from tests.e2e.k8s.conftest import DOCKER_IMAGE, host_python_mounts
+from tests.support.services import TEST_IMAGE
 
 pytestmark = [pytest.mark.k8s, pytest.mark.docker]
 
 NS = "default"
+
+
+def host_python_mounts() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """hostPath volumes + mounts that bring the host's interpreter and venv into a container at the same paths."""
+    paths = sorted({sys.prefix, sys.base_prefix})
+    volumes = [{"name": f"py{i}", "hostPath": {"path": p}} for i, p in enumerate(paths)]
+    mounts = [{"name": f"py{i}", "mountPath": p, "readOnly": True} for i, p in enumerate(paths)]
+    return volumes, mounts
 
 
 def docker_job(
@@ -21,7 +29,7 @@ def docker_job(
     code: str,
     *,
     limits: dict[str, str] | None = None,
-    image: str = DOCKER_IMAGE,
+    image: str = TEST_IMAGE,
     env: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     volumes, mounts = host_python_mounts()
