@@ -57,6 +57,14 @@ def _gcs_bucket(bucket: str) -> Any:
     return storage.Client().bucket(bucket)
 
 
+def _missing(e: Exception) -> bool:
+    """An object store's "no such object" (boto3's NoSuchKey/404, google-cloud's NotFound): the same
+    FileNotFoundError as a local path, instead of each client's own exception and wording."""
+    response = getattr(e, "response", None)  # botocore: a dict; google-cloud: an HTTP response object
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return code in ("NoSuchKey", "404") or type(e).__name__ in ("NotFound", "NoSuchKey")
+
+
 def write_bytes(location: str, data: bytes) -> None:
     if location.startswith("s3://"):
         bucket, key = _split(location)
@@ -87,11 +95,21 @@ def read_bytes(location: str, max_bytes: int = 256 * 1024 * 1024) -> bytes:
         return decode_inline(text)
     if location.startswith("s3://"):
         bucket, key = _split(location)
-        body = _s3().get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            body = _s3().get_object(Bucket=bucket, Key=key)["Body"]
+        except Exception as e:
+            if _missing(e):
+                raise FileNotFoundError(f"{location} does not exist") from e
+            raise
         data: bytes = body.read(max_bytes + 1)
     elif location.startswith("gs://"):
         bucket, key = _split(location)
-        data = _gcs_bucket(bucket).blob(key).download_as_bytes()
+        try:
+            data = _gcs_bucket(bucket).blob(key).download_as_bytes()
+        except Exception as e:
+            if _missing(e):
+                raise FileNotFoundError(f"{location} does not exist") from e
+            raise
     else:
         with open(location, "rb") as f:
             data = f.read(max_bytes + 1)
