@@ -15,7 +15,10 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 60.0, what: str = "condition") -> T:
+def wait_until(predicate: Callable[[], T], timeout: float = 60.0, what: str = "condition", *,
+               max_delay: float = 0.2) -> T:  # fmt: skip
+    """predicate()'s first truthy value, re-checked with a back-off up to ``max_delay`` seconds (a higher bound when
+    each check is a request to a real API server); TimeoutError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     delay = 0.01
     while True:
@@ -25,7 +28,7 @@ def wait_until(predicate: Callable[[], T], timeout: float = 60.0, what: str = "c
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(delay)  # back-off between checks of a condition, not a wait for a guessed duration
-        delay = min(delay * 2, 0.2)
+        delay = min(delay * 2, max_delay)
 
 
 def processes_in(directory: Path) -> list[int]:

@@ -24,7 +24,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,6 +46,7 @@ from kannon.backends.kubernetes import K8sJobExecutor  # noqa: E402
 from kannon.cli import load_target  # noqa: E402
 from kannon.result import KannonBuildError, Status  # noqa: E402
 from kannon.scheduler import Kannon  # noqa: E402
+from tests.support.procs import wait_until  # noqa: E402
 
 pytestmark = pytest.mark.k8s
 
@@ -126,17 +126,9 @@ def pods_of(run_id: str) -> list[Any]:
     return list(core.list_namespaced_pod(NAMESPACE, label_selector=f"{RUN_LABEL}={run_id}").items)
 
 
-def wait_for(predicate: Callable[[], T], what: str, timeout: float = TIMEOUT) -> T:
-    deadline = time.monotonic() + timeout
-    delay = 0.1
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(delay)  # re-checking a cluster's state through its API, backing off; not a guessed duration
-        delay = min(delay * 2, 2.0)
+def wait_for(predicate: Callable[[], T], what: str) -> T:
+    # every check is a request to the cluster: back off further than the local tests do
+    return wait_until(predicate, TIMEOUT, what, max_delay=2.0)
 
 
 def complete(job: Any) -> bool:
