@@ -20,7 +20,7 @@ from kannon.backends.kubernetes import K8sJobExecutor
 from kannon.cli import load_target
 from kannon.scheduler import Kannon
 from kannon.testing import KubeEmulator
-from kannon.testing.kube.runtime import ProcessRuntime, warm_command
+from kannon.testing.kube.runtime import ProcessRuntime, _Zygote, warm_command
 from tests.e2e.k8s.test_emulator import pods_of, wait_finished
 from tests.support.procs import wait_until
 
@@ -51,13 +51,38 @@ def gone(pid: int) -> bool:
         return True
 
 
+def create_job(kube: KubeEmulator, name: str, command: list[str], workdir: Path,
+               env: dict[str, str] | None = None, **pod_spec: Any) -> None:  # fmt: skip
+    """A Job of one pod (no retries) running ``command`` in ``workdir``."""
+    ctr = {"name": "main", "image": "python:3", "command": command, "workingDir": str(workdir),
+           "env": [{"name": k, "value": v} for k, v in (env or {}).items()]}  # fmt: skip
+    pod = {"restartPolicy": "Never", "containers": [ctr], **pod_spec}
+    body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"backoffLimit": 0, "template": {"spec": pod}}}  # fmt: skip
+    client.BatchV1Api(kube.api_client()).create_namespaced_job("default", body)
+
+
+def first_output(kube: KubeEmulator, job: str) -> str:
+    """What the Job's first pod has printed, once it printed anything (the tests' pods print their pids)."""
+    pod = kube.wait_for(lambda: pods_of(kube, job), timeout=60)[0]["metadata"]["name"]
+    return kube.wait_for(lambda: kube.pod_log(pod).strip(), timeout=60)
+
+
+def zygote_of(kube: KubeEmulator) -> _Zygote:
+    """This interpreter's zygote in the emulator's process runtime."""
+    runtime = kube.kubelet.runtime
+    assert isinstance(runtime, ProcessRuntime)
+    zygote = runtime._zygotes[PY]
+    assert zygote is not None
+    return zygote
+
+
+SLEEPER = [PY, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(600)"]
+
+
 def run_job(kube: KubeEmulator, name: str, command: list[str], workdir: Path, **env: str) -> tuple[int, str]:
     """Run a Job with one pod (no retries) and return its container's exit code and log."""
-    ctr = {"name": "main", "image": "python:3", "command": command, "workingDir": str(workdir),
-           "env": [{"name": k, "value": v} for k, v in env.items()]}  # fmt: skip
-    body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}, "spec": {
-        "backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [ctr]}}}}  # fmt: skip
-    client.BatchV1Api(kube.api_client()).create_namespaced_job("default", body)
+    create_job(kube, name, command, workdir, env)
     wait_finished(kube, name, timeout=120)
     pod = pods_of(kube, name)[-1]
     code = pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"]
@@ -137,32 +162,17 @@ def test_deleting_the_job_kills_the_pods_process_group(warm: KubeEmulator, tmp_p
         print(os.getpid(), child.pid, flush=True)
         time.sleep(600)
     """)
-    ctr = {"name": "main", "image": "python:3", "command": [PY, "-c", code], "workingDir": str(tmp_path)}
-    body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "sleeper"},
-            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [ctr],
-                                           "terminationGracePeriodSeconds": 1}}}}  # fmt: skip
-    batch = client.BatchV1Api(warm.api_client())
-    batch.create_namespaced_job("default", body)
-    pod = warm.wait_for(lambda: pods_of(warm, "sleeper"), timeout=60)[0]["metadata"]["name"]
-    pids = [int(p) for p in warm.wait_for(lambda: warm.pod_log(pod).split(), timeout=60)]
-    assert not any(gone(p) for p in pids)
-    batch.delete_namespaced_job("sleeper", "default", propagation_policy="Background")
+    create_job(warm, "sleeper", [PY, "-c", code], tmp_path, terminationGracePeriodSeconds=1)
+    pids = [int(p) for p in first_output(warm, "sleeper").split()]
+    assert len(pids) == 2 and not any(gone(p) for p in pids)
+    client.BatchV1Api(warm.api_client()).delete_namespaced_job("sleeper", "default", propagation_policy="Background")
     wait_until(lambda: all(gone(p) for p in pids), timeout=60, what="the pod's processes to be killed")
 
 
 def test_a_dead_zygote_fails_its_pods_and_is_replaced(warm: KubeEmulator, tmp_path: Path) -> None:
-    ctr = {"name": "main", "image": "python:3", "workingDir": str(tmp_path),
-           "command": [PY, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(600)"]}  # fmt: skip
-    body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "orphaned"}, "spec": {
-        "backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [ctr]}}}}  # fmt: skip
-    client.BatchV1Api(warm.api_client()).create_namespaced_job("default", body)
-    pod = warm.wait_for(lambda: pods_of(warm, "orphaned"), timeout=60)[0]["metadata"]["name"]
-    pid = int(warm.wait_for(lambda: warm.pod_log(pod).strip(), timeout=60))
-    runtime = warm.kubelet.runtime
-    assert isinstance(runtime, ProcessRuntime)
-    zygote = runtime._zygotes[PY]
-    assert zygote is not None
-    os.kill(zygote.proc.pid, signal.SIGKILL)
+    create_job(warm, "orphaned", SLEEPER, tmp_path)
+    pid = int(first_output(warm, "orphaned"))
+    os.kill(zygote_of(warm).proc.pid, signal.SIGKILL)
     job = wait_finished(warm, "orphaned", timeout=60)
     assert job["status"].get("failed") == 1
     state = pods_of(warm, "orphaned")[-1]["status"]["containerStatuses"][0]["state"]["terminated"]
@@ -174,18 +184,9 @@ def test_a_dead_zygote_fails_its_pods_and_is_replaced(warm: KubeEmulator, tmp_pa
 
 def test_stopping_the_emulator_leaves_no_process(tmp_path: Path) -> None:
     with KubeEmulator(runtime="process", warm_imports=[MARKER]) as kube:
-        ctr = {"name": "main", "image": "python:3", "workingDir": str(tmp_path),
-               "command": [PY, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(600)"]}  # fmt: skip
-        body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "left"},
-                "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [ctr]}}}}  # fmt: skip
-        client.BatchV1Api(kube.api_client()).create_namespaced_job("default", body)
-        pod = kube.wait_for(lambda: pods_of(kube, "left"), timeout=60)[0]["metadata"]["name"]
-        pid = int(kube.wait_for(lambda: kube.pod_log(pod).strip(), timeout=60))
-        runtime = kube.kubelet.runtime
-        assert isinstance(runtime, ProcessRuntime)
-        zygote = runtime._zygotes[PY]
-        assert zygote is not None
-        zpid = zygote.proc.pid
+        create_job(kube, "left", SLEEPER, tmp_path)
+        pid = int(first_output(kube, "left"))
+        zpid = zygote_of(kube).proc.pid
     wait_until(lambda: gone(pid) and gone(zpid), timeout=30, what="the pod and its zygote to be gone")
 
 
@@ -204,10 +205,7 @@ def test_kannon_pipeline_on_warm_pods(tmp_path: Path, monkeypatch: pytest.Monkey
         executor = K8sJobExecutor(template, api_client=kube.api_client(), python=PY)
         inherit = ["QUICKSTART_BULLET_SECONDS", "QUICKSTART_MASTER_SECONDS"]
         result = Kannon(executor=executor, sys_path=extra, env_to_inherit=inherit).build(root)
-        runtime = kube.kubelet.runtime
-        assert isinstance(runtime, ProcessRuntime)
-        zygote = runtime._zygotes[PY]
-        assert zygote is not None and zygote.loaded == ["gokart", "kannon.child"]
+        assert zygote_of(kube).loaded == ["gokart", "kannon.child"]
     assert result.ok
     assert root.output().load() == "G(F(E0(D0(C0(B(A(a))))), E1(D1(C1(B(A(a))))), E2(D2(C2(B(A(a)))))))"
 
@@ -239,10 +237,8 @@ def test_bare_python_resolves_through_the_pods_path(tmp_path: Path) -> None:
 def test_zygotes_start_with_the_emulator_or_at_their_first_pod(tmp_path: Path) -> None:
     with KubeEmulator(runtime="process", warm_imports=[MARKER]) as kube:
         kube.warm_up()
-        runtime = kube.kubelet.runtime
-        assert isinstance(runtime, ProcessRuntime)
-        zygote = runtime._zygotes[PY]  # this interpreter's, before any pod asked for it
-        assert zygote is not None and zygote.loaded == [MARKER] and not zygote.failed
+        zygote = zygote_of(kube)  # this interpreter's, before any pod asked for it
+        assert zygote.loaded == [MARKER] and not zygote.failed
     with KubeEmulator(runtime="process", warm_imports=[MARKER, "no_such_module_here"], warm_interpreters=[]) as kube:
         kube.warm_up()
         runtime = kube.kubelet.runtime
@@ -250,6 +246,6 @@ def test_zygotes_start_with_the_emulator_or_at_their_first_pod(tmp_path: Path) -
         assert runtime._zygotes == {}
         code, log = run_job(kube, "first", [PY, "-c", f"import sys; print({MARKER!r} in sys.modules)"], tmp_path)
         assert (code, log.strip()) == (0, "True")
-        zygote = runtime._zygotes[PY]
-        assert zygote is not None and zygote.loaded == [MARKER]
+        zygote = zygote_of(kube)
+        assert zygote.loaded == [MARKER]
         assert zygote.failed and zygote.failed[0].startswith("no_such_module_here: ModuleNotFoundError")
