@@ -426,12 +426,11 @@ class _Zygote:
 
     def start(self, mode: str, target: str, args: list[str], env: dict[str, str], cwd: str, out_fd: int,
               cgroup_procs: str | None) -> int:  # fmt: skip
-        with self._send_lock, self.cond:
+        with self._send_lock:
             self._next_id += 1
             rid = self._next_id
-        req = {"id": rid, "mode": mode, "target": target, "args": args, "env": env, "cwd": cwd,
-               "cgroup_procs": cgroup_procs}  # fmt: skip
-        with self._send_lock:
+            req = {"id": rid, "mode": mode, "target": target, "args": args, "env": env, "cwd": cwd,
+                   "cgroup_procs": cgroup_procs}  # fmt: skip
             try:
                 socket.send_fds(self.sock, [json.dumps(req).encode()], [out_fd])
             except OSError as exc:
