@@ -42,6 +42,7 @@ from tests.faults.harness import (  # noqa: E402
     k8s_leftovers,
     local_leftovers,
     run_campaign,
+    run_campaign_with_leftovers,
 )
 
 
@@ -52,21 +53,16 @@ def campaign(backend: str, kills: int, seed: int, size: int) -> tuple[CampaignRe
         if backend == "kubernetes":
             with KubeEmulator(runtime="process", namespace="default", bookmark_interval=0.3) as kube:
                 args, env = k8s_args(kube, workdir)
-                result = run_campaign(workdir, kills, seed, args, env, size=size, master_every=2, nap=0.3, log=log)
-                left = k8s_leftovers(kube, result.run_id) if result.run_id else []
-                result.orphans += len(left)
-                return result, left
+                return run_campaign_with_leftovers(workdir, kills, seed, args, lambda rid: k8s_leftovers(kube, rid),
+                                                   env, size=size, log=log)  # fmt: skip
         if backend == "docker":
             import docker
 
             from tests.support.services import TEST_IMAGE as IMAGE
 
             engine = docker.from_env()
-            result = run_campaign(workdir, kills, seed, docker_args(IMAGE), size=size, master_every=2, nap=0.3,
-                                  log=log)  # fmt: skip
-            left = docker_leftovers(engine, result.run_id) if result.run_id else []
-            result.orphans += len(left)
-            return result, left
+            left_in = lambda rid: docker_leftovers(engine, rid)  # noqa: E731
+            return run_campaign_with_leftovers(workdir, kills, seed, docker_args(IMAGE), left_in, size=size, log=log)
         mode = "spawn" if backend == "spawn" else "fork"
         args = ["--local-mode", mode, "--max-parallel", "4"]
         return run_campaign(workdir, kills, seed, args, size=size, after_kill=local_leftovers, log=log), []

@@ -29,6 +29,7 @@ from tests.faults.harness import (
     k8s_leftovers,
     local_leftovers,
     run_campaign,
+    run_campaign_with_leftovers,
 )
 from tests.support.services import TEST_IMAGE as IMAGE
 
@@ -70,11 +71,8 @@ def test_master_sigkill_kubernetes_emulator(kube: KubeEmulator, tmp_path: Path, 
     seed = campaign_seed()
     print(f"kubernetes campaign seed={seed}", file=sys.stderr)
     args, env = k8s_args(kube, tmp_path)
-    # Half the steps in the master: every pod is a fresh interpreter (~1 s of CPU), and the machine has 2 cores.
-    result = run_campaign(tmp_path, KILLS, seed, args, env, master_every=2, nap=0.3)
+    result, left = run_campaign_with_leftovers(tmp_path, KILLS, seed, args, lambda rid: k8s_leftovers(kube, rid), env)
     assert result.run_id is not None
-    left = k8s_leftovers(kube, result.run_id)
-    result.orphans += len(left)
     record(figures, result, "kubernetes")
     assert left == []
     check(result, KILLS)
@@ -85,11 +83,9 @@ def test_master_sigkill_kubernetes_emulator(kube: KubeEmulator, tmp_path: Path, 
 def test_master_sigkill_docker(docker_engine: Any, tmp_path: Path, figures: Figures) -> None:
     seed = campaign_seed()
     print(f"docker campaign seed={seed}", file=sys.stderr)
-    # Half the steps in the master: every container is a fresh interpreter (~1 s of CPU) on 2 cores.
-    result = run_campaign(tmp_path, KILLS, seed, docker_args(IMAGE), master_every=2, nap=0.3)
+    result, left = run_campaign_with_leftovers(tmp_path, KILLS, seed, docker_args(IMAGE),
+                                               lambda rid: docker_leftovers(docker_engine, rid))  # fmt: skip
     assert result.run_id is not None
-    left = docker_leftovers(docker_engine, result.run_id)
-    result.orphans += len(left)
     record(figures, result, "docker")
     assert left == []
     check(result, KILLS)
