@@ -14,8 +14,8 @@ import pytest
 
 from kannon.testing import KubeEmulator
 from tests.faults.figures import FIGURES, Figures
-from tests.support.services import TEST_IMAGE as IMAGE
-from tests.support.services import service_unavailable
+from tests.support.services import docker_engine as reachable_docker_engine
+from tests.support.services import require_test_image
 
 
 @pytest.fixture
@@ -41,17 +41,7 @@ def kube() -> Iterator[KubeEmulator]:
 @pytest.fixture(scope="session")
 def docker_engine() -> Iterator[Any]:
     """A reachable Docker engine with the test image (skipped otherwise, failed when CI=true: tests/e2e/docker)."""
-    import docker
-    import docker.errors
-
-    try:
-        engine = docker.from_env()
-        engine.ping()
-    except Exception as e:
-        service_unavailable(f"no Docker engine reachable ({type(e).__name__}: {e})")
-    try:
-        engine.images.get(IMAGE)
-    except docker.errors.ImageNotFound:
-        service_unavailable(f"the test image {IMAGE} is not in the engine")
+    engine = reachable_docker_engine()
+    require_test_image(engine)
     yield engine
     engine.close()

@@ -7,7 +7,7 @@ so a CI machine that lost a service cannot pass by skipping.
 from __future__ import annotations
 
 import os
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -23,3 +23,27 @@ def service_unavailable(reason: str, hint: str = DOCKER_SETUP) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason} — and CI=true, so this is a failure, not a skip; {hint}", pytrace=False)
     pytest.skip(f"{reason}; {hint}")
+
+
+def docker_engine() -> Any:
+    """A docker SDK client for a reachable engine (the caller closes it); skipped, or failed under CI=true, without
+    one (the SDK missing included)."""
+    try:
+        import docker
+
+        engine = docker.from_env()
+        engine.ping()
+    except Exception as e:
+        service_unavailable(f"no Docker engine reachable ({type(e).__name__}: {e})")
+    return engine
+
+
+def require_test_image(engine: Any) -> str:
+    """TEST_IMAGE, once the engine is known to have it; skipped, or failed under CI=true, when it does not."""
+    import docker.errors
+
+    try:
+        engine.images.get(TEST_IMAGE)
+    except docker.errors.ImageNotFound:
+        service_unavailable(f"the test image {TEST_IMAGE} is not in the engine")
+    return TEST_IMAGE

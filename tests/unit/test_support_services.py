@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.support.services import DOCKER_SETUP, service_unavailable
+from tests.support.services import DOCKER_SETUP, docker_engine, service_unavailable
 
 
 @pytest.mark.parametrize("ci", [None, "false", "1"])
@@ -24,3 +26,11 @@ def test_fails_without_a_traceback_when_ci_is_true(monkeypatch: pytest.MonkeyPat
         service_unavailable("no browser", "install chromium")
     assert info.value.msg == "no browser — and CI=true, so this is a failure, not a skip; install chromium"
     assert info.value.pytrace is False
+
+
+def test_an_unreachable_docker_engine_skips(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
+    with pytest.raises(pytest.skip.Exception) as info:
+        docker_engine()
+    assert info.value.msg.startswith("no Docker engine reachable (") and info.value.msg.endswith(DOCKER_SETUP)

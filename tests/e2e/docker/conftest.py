@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from kannon.backends.docker import LABEL_RUN
-from tests.support.services import TEST_IMAGE, service_unavailable
+from tests.support.services import TEST_IMAGE, docker_engine, require_test_image
 
 IMAGE = TEST_IMAGE
 
@@ -22,13 +22,7 @@ IMAGE = TEST_IMAGE
 @pytest.fixture(scope="session")
 def engine() -> Iterator[Any]:
     """A docker SDK client for a reachable engine."""
-    import docker
-
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as e:
-        service_unavailable(f"no Docker engine reachable ({type(e).__name__}: {e})")
+    client = docker_engine()
     yield client
     client.close()
 
@@ -36,13 +30,7 @@ def engine() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def image(engine: Any) -> str:
     """The local test image: a minimal root filesystem; the host's Python arrives by bind mounts."""
-    import docker.errors
-
-    try:
-        engine.images.get(IMAGE)
-    except docker.errors.ImageNotFound:
-        service_unavailable(f"the test image {IMAGE} is not in the engine")
-    return IMAGE
+    return require_test_image(engine)
 
 
 @pytest.fixture

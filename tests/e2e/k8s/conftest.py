@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from kannon.testing import KubeEmulator
-from tests.support.services import TEST_IMAGE, service_unavailable
+from tests.support.services import docker_engine, require_test_image
 
 
 @pytest.fixture
@@ -40,16 +40,7 @@ def core_api(kube: KubeEmulator) -> Any:
 @pytest.fixture
 def kube_docker() -> Iterator[KubeEmulator]:
     """An emulator whose pods run as containers on the local Docker engine."""
-    try:
-        import docker
-
-        engine = docker.from_env()
-        engine.ping()
-    except Exception as exc:
-        service_unavailable(f"no Docker engine reachable ({type(exc).__name__}: {exc})")
-    try:
-        engine.images.get(TEST_IMAGE)
-    except Exception:
-        service_unavailable(f"the test image {TEST_IMAGE} is not in the engine")
+    engine = docker_engine()
+    require_test_image(engine)
     with KubeEmulator(runtime="docker", docker_client=engine) as emulator:
         yield emulator
