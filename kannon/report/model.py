@@ -210,20 +210,18 @@ def attempt_outcome(rec: TaskRecord, a: Attempt) -> str:
 
 
 def last_run(events: Iterable[Event], run_id: str | None = None) -> list[Event]:
-    """The events of one run: ``run_id`` if given, else the last run in the stream.
+    """The events of one run: ``run_id``'s latest run if given, else the last run started in the stream.
 
     An event log opened in append mode may hold several runs (and a re-attached run repeats its run id); the
-    report shows one: everything from the last ``run_started`` of that run id on.
+    report shows one: everything from the last ``run_started`` of that run id on (see :func:`runs`).
     """
     evs = list(events)
-    if run_id is None:
-        if not evs:
-            return []
-        started = [e.run_id for e in evs if e.kind == "run_started"]
-        run_id = started[-1] if started else evs[-1].run_id
-    mine = [e for e in evs if e.run_id == run_id]
-    starts = [i for i, e in enumerate(mine) if e.kind == "run_started"]
-    return mine[starts[-1] :] if starts else mine
+    started = [s for s in runs(evs) if s.events[0].kind == "run_started" and run_id in (None, s.run_id)]
+    if started:
+        return started[-1].events
+    # a log cut before any run_started (of that run): all of the run's events, by default the last event's run
+    wanted = run_id if run_id is not None else (evs[-1].run_id if evs else None)
+    return [e for e in evs if e.run_id == wanted]
 
 
 @dataclass(frozen=True)
