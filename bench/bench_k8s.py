@@ -23,6 +23,7 @@ imported gokart once (``KubeEmulator(warm_imports=...)``); ``both`` (default) me
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +108,15 @@ gokart.build(make_target(path).load(), reset_register=False)
 '''
 
 
+@contextlib.contextmanager
+def emulator(pods: str, python: str = sys.executable) -> Iterator[KubeEmulator]:
+    """An emulator with ``pods`` process pods; warm ones start from the steady state of a node whose image is warm:
+    the zygote of ``python`` (the pods' interpreter) is ready before the clock starts."""
+    with KubeEmulator(runtime="process", warm_imports=WARM[pods], warm_interpreters=[python]) as kube:
+        kube.warm_up()
+        yield kube
+
+
 def template(workdir: Path, **env: str) -> dict[str, Any]:
     env_list = [{"name": "PYTHONPATH", "value": str(REPO)}, *({"name": k, "value": v} for k, v in env.items())]
     container = {"name": "main", "image": "kannon:bench", "workingDir": str(workdir), "env": env_list}
@@ -138,8 +149,7 @@ def quickstart(bullet_seconds: float, workdir: Path, pods: str) -> list[dict[str
 
     os.chdir(workdir)
     root, extra = load_target(f"{REPO}/examples/quickstart/pipeline.py:root")
-    with KubeEmulator(runtime="process", warm_imports=WARM[pods]) as kube:
-        kube.warm_up()  # warm pods: a node with the image warm before the run, as it would be in steady state
+    with emulator(pods) as kube:
         executor = K8sJobExecutor(template(workdir), api_client=kube.api_client(), python=sys.executable)
         t0 = time.perf_counter()
         result = Kannon(executor=executor, sys_path=extra, env_to_inherit=["QUICKSTART_BULLET_SECONDS"]).build(root)
@@ -203,8 +213,7 @@ def noop_new(count: int, workdir: Path, pods: str) -> tuple[float, float, float]
     os.environ["NOOP_COUNT"] = str(count)
     os.chdir(workdir)
     root, extra = load_target(f"{source}:root")
-    with KubeEmulator(runtime="process", warm_imports=WARM[pods]) as kube:
-        kube.warm_up()
+    with emulator(pods) as kube:
         executor = K8sJobExecutor(template(workdir), api_client=kube.api_client(), python=sys.executable)
         before = _cpu()
         t0 = time.perf_counter()
@@ -237,8 +246,7 @@ def noop_original(count: int, workdir: Path, python: Path, pods: str) -> float:
     (workdir / "noop_pipeline.py").write_text(NOOP)
     (workdir / "master.py").write_text(ORIGINAL_MASTER)
     (workdir / "run_child.py").write_text(ORIGINAL_CHILD)
-    with KubeEmulator(runtime="process", warm_imports=WARM[pods], warm_interpreters=[str(python)]) as kube:
-        kube.warm_up()  # the zygote of the original's interpreter, as for this kannon's
+    with emulator(pods, python=str(python)) as kube:  # the original's interpreter gets its zygote, as ours does
         kubeconfig = kube.write_kubeconfig(workdir / "kubeconfig")
         env = {"PATH": f"{python.parent}:{os.environ.get('PATH', '')}", "KUBECONFIG": str(kubeconfig),
                "NOOP_COUNT": str(count), "PYTHONPATH": str(workdir), "HOME": os.environ.get("HOME", "/root"),
