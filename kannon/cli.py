@@ -102,6 +102,7 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     except (CliError, LookupError, BackendError) as e:
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    _print_limits(executor)
     observers: list[Any] = [progress.ProgressObserver(follow_logs=ns.follow_logs)]
     if ns.events:
         observers.append(progress.EventLogObserver(ns.events))
@@ -127,6 +128,13 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _print_limits(executor: Any) -> None:
+    """A backend that enforces hints its own way says how (the local backend: which memory mechanism)."""
+    describe = getattr(executor, "describe_limits", None)
+    if describe is not None:
+        print(f"kannon: {describe()}", file=sys.stderr)
+
+
 def _cmd_plan(ns: argparse.Namespace) -> int:
     from kannon.plan import PlanError
     from kannon.planview import render_plan
@@ -145,6 +153,7 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(render_plan(plan, ns.format), end="")
+    _print_limits(executor if executor is not None else get_backend("local").from_cli(ns))
     return 0
 
 
