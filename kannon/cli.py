@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -74,7 +75,7 @@ def load_target(target: str) -> tuple[Any, list[str]]:
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise CliError(f"{name} has no attribute {attr!r} (TARGET {target!r})")
+            raise CliError(f"{name} has no attribute {attr!r} (TARGET {target!r}); {_candidates(module)}")
         obj = getattr(obj, part)
     if isinstance(obj, type):
         raise CliError(f"{target} is the class {obj.__name__}; give a task instance or a function returning one")
@@ -83,6 +84,24 @@ def load_target(target: str) -> tuple[Any, list[str]]:
     if not isinstance(obj, luigi.Task):
         raise CliError(f"{target} is a {type(obj).__name__}, not a gokart task instance")
     return obj, extra
+
+
+def _candidates(module: Any) -> str:
+    """What a TARGET in ``module`` could name: its task instances and its functions."""
+    import luigi
+
+    tasks, functions = [], []
+    for key, value in sorted(vars(module).items()):
+        if key.startswith("_"):
+            continue
+        if isinstance(value, luigi.Task):
+            tasks.append(key)
+        elif inspect.isfunction(value) and value.__module__ == module.__name__:
+            functions.append(f"{key}()")
+    if not tasks and not functions:
+        return f"{module.__name__} defines no task instance or function to use as TARGET"
+    found = ", ".join(tasks + functions)
+    return f"it has these task instances and functions: {found}"
 
 
 # -- commands --------------------------------------------------------------------------------------------------
@@ -96,6 +115,7 @@ def _cmd_build(ns: argparse.Namespace) -> int:
 
     try:
         spec = get_backend(ns.backend)
+        _require_extra(spec)
         load_config(ns.config, ns.workspace)
         root, extra = load_target(ns.target)
         executor = spec.from_cli(ns)
@@ -108,10 +128,16 @@ def _cmd_build(ns: argparse.Namespace) -> int:
         observers.append(progress.EventLogObserver(ns.events))
     if ns.report:
         observers.append(progress.ReportObserver(ns.report))
-    kannon = Kannon(
+    options: dict[str, Any] = dict(
         executor=executor, max_parallel=ns.max_parallel, retries=ns.retries, keep_going=not ns.fail_fast,
         env_to_inherit=ns.env_to_inherit, follow_logs=ns.follow_logs, observers=observers, sys_path=extra,
     )  # fmt: skip
+    if ns.wait_for_lease is not None:
+        if "wait_for_lease" not in inspect.signature(Kannon).parameters:
+            print("kannon: --wait-for-lease needs a kannon whose Kannon() takes wait_for_lease", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        options["wait_for_lease"] = ns.wait_for_lease
+    kannon = Kannon(**options)
     try:
         kannon.build(root)
     except (PlanError, BackendError) as e:
@@ -122,10 +148,39 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     except Interrupted as e:
         print(f"kannon: {e}; every child was cancelled", file=sys.stderr)
         return 128 + e.signum
+    except Exception as e:
+        if not _is_lease_held(e):
+            raise
+        wait = "; --wait-for-lease[=SECONDS] waits for it" if ns.wait_for_lease is None else ""
+        print(f"kannon: another build of this pipeline holds its run lease: {getattr(e, 'holder', e)}{wait}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_BAD_INPUT
     finally:
         for obs in observers:  # restores the terminal even when build() failed before the run ended
             obs.close()
+        _say_outputs(ns)
     return 0
+
+
+def _is_lease_held(e: BaseException) -> bool:
+    # By class name: kannon.backends.base.LeaseHeld arrives with the run lease (another branch of work).
+    return any(f"{c.__module__}.{c.__qualname__}" == "kannon.backends.base.LeaseHeld" for c in type(e).__mro__)
+
+
+def _say_outputs(ns: argparse.Namespace) -> None:
+    """The run's end says where its event log and report are."""
+    if ns.events and Path(ns.events).is_file():
+        print(f"kannon: event log: {Path(ns.events).absolute()}", file=sys.stderr)
+    if ns.report and Path(ns.report).is_file():
+        print(f"kannon: report: {Path(ns.report).absolute()}", file=sys.stderr)
+
+
+def _require_extra(spec: Any) -> None:
+    from kannon.plugins import missing_extra
+
+    missing = missing_extra(spec)
+    if missing:
+        raise CliError(f"the {spec.name} backend is unavailable: {missing}")
 
 
 def _print_limits(executor: Any) -> None:
@@ -142,6 +197,7 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
     from kannon.scheduler import Kannon
 
     try:
+        _require_extra(get_backend(ns.backend))
         load_config(ns.config, ns.workspace)
         root, _ = load_target(ns.target)
         executor = get_backend(ns.backend).from_cli(ns) if ns.backend != "local" else None
@@ -158,12 +214,14 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
 
 
 def _cmd_backends(ns: argparse.Namespace) -> int:
-    from kannon.plugins import backends, load_errors
+    from kannon.plugins import backends, load_errors, missing_extra
 
     found = backends()
     width = max((len(n) for n in found), default=4)
     for name, spec in sorted(found.items()):
-        print(f"{name:<{width}}  {spec.description}  [from {spec.source}]")
+        missing = missing_extra(spec)
+        state = f"  UNAVAILABLE: {missing}" if missing else ""
+        print(f"{name:<{width}}  {spec.description}  [from {spec.source}]{state}")
     for err in load_errors():
         print(f"error: {err}", file=sys.stderr)
     return 0 if not load_errors() else EXIT_FAILED
@@ -197,10 +255,32 @@ def _cmd_report(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_logs(ns: argparse.Namespace) -> int:
+    from kannon import logtail
+
+    if ns.run_dir:
+        bases = [Path(ns.run_dir).parent]
+    else:
+        bases = [Path(ns.workspace) / "kannon" / "runs", Path(".kannon") / "runs"]
+    runs = logtail.run_logs(bases)
+    if ns.run_dir:
+        runs = [r for r in runs if r.run_id == Path(ns.run_dir).name]
+    try:
+        run = logtail.pick_run(runs, ns.run)
+        path = logtail.pick_log(run, ns.task, ns.attempt)
+    except LookupError as e:
+        where = ns.run_dir or " or ".join(str(b) for b in bases)
+        print(f"kannon: {e.args[0]} (looked in {where}; see --workspace / --run-dir)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"kannon: {path}", file=sys.stderr)
+    sys.stdout.write(path.read_text(encoding="utf-8", errors="replace"))
+    return 0
+
+
 def _cmd_rbac(ns: argparse.Namespace) -> int:
     from kannon.backends.kubernetes import render_rbac
 
-    print(render_rbac(ns.namespace, ns.service_account), end="")
+    print(render_rbac(ns.namespace, ns.service_account, name=ns.name), end="")
     return 0
 
 
@@ -211,6 +291,40 @@ def _cmd_run_task(argv: Sequence[str]) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse reports anything else as one line, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+_LEASE_WAIT_DEFAULT = 86400.0
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _add_target_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="TARGET", help="module:attr or path/to/file.py:attr (a task, or a function "
                                                     "returning one)")  # fmt: skip
@@ -219,16 +333,40 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="local", help="where bullets run (see `kannon backends`; default: local)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad options are one line (``kannon: ...``) and exit 2, not argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"kannon: {message} (see `{self.prog} --help`)\n")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kannon")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def make_parser() -> argparse.ArgumentParser:
     from kannon.plugins import backends
 
-    parser = argparse.ArgumentParser(prog="kannon", description="Run a gokart pipeline distributed.")
+    parser = _Parser(prog="kannon", description="Run a gokart pipeline distributed.")
+    parser.add_argument("--version", action="version", version=f"kannon {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build", help="run a pipeline")
     _add_target_options(b)
-    b.add_argument("--max-parallel", type=int, metavar="N", help="cap on running bullets")
-    b.add_argument("--retries", type=int, default=0, metavar="N", help="extra attempts per failed bullet")
+    b.add_argument("--max-parallel", type=_positive_int, metavar="N",
+                   help="cap on running bullets (default: the backend's own: the number of CPUs for local, 32 for "
+                        "docker and kubernetes)")  # fmt: skip
+    b.add_argument("--retries", type=_non_negative_int, default=0, metavar="N",
+                   help="extra attempts per failed bullet (default: 0)")  # fmt: skip
+    b.add_argument("--wait-for-lease", type=_non_negative_float, nargs="?", const=_LEASE_WAIT_DEFAULT,
+                   metavar="SECONDS",
+                   help="if another build of the same pipeline is running, wait for it to end (at most SECONDS; "
+                        f"{_LEASE_WAIT_DEFAULT:g} without a value) instead of exiting with code 2")  # fmt: skip
     b.add_argument("--fail-fast", action="store_true", help="cancel everything at the first failure")
     b.add_argument("--env-to-inherit", action="append", default=[], metavar="NAME",
                    help="environment variable passed to every child (repeatable)")  # fmt: skip
@@ -259,23 +397,59 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--list", action="store_true", help="list the runs in the event log instead")
     r.set_defaults(func=_cmd_report)
 
+    lg = sub.add_parser("logs", help="print the full log of a task's attempt (local, Docker and Kubernetes runs)",
+                        description="Print the full log a bullet's attempt left in the run directory "
+                                    "(<workspace>/kannon/runs/<run id>/logs/...).")  # fmt: skip
+    lg.add_argument("task", metavar="TASK", help="task family name, task id prefix, or Family[id prefix]")
+    lg.add_argument("--run", metavar="N|ID",
+                    help="which run: N-th with logs (1-based; -1 the last, the default) or a run / invocation id "
+                         "prefix")  # fmt: skip
+    lg.add_argument("--attempt", type=_positive_int, metavar="N", help="which attempt (default: the last)")
+    lg.add_argument("--workspace", default="resources", metavar="DIR",
+                    help="the workspace directory the build used (default: resources)")  # fmt: skip
+    lg.add_argument("--run-dir", metavar="DIR", help="a run directory (as printed at the end of a build)")
+    lg.set_defaults(func=_cmd_logs)
+
     k = sub.add_parser("k8s", help="Kubernetes helpers")
     ksub = k.add_subparsers(dest="k8s_command", required=True)
     rb = ksub.add_parser("rbac", help="print the minimal Role/RoleBinding for the kubernetes backend")
-    rb.add_argument("--namespace", required=True)
-    rb.add_argument("--service-account", required=True)
+    rb.add_argument("--namespace", required=True, metavar="NS",
+                    help="the namespace kannon creates its Jobs in (the Role is namespaced)")  # fmt: skip
+    rb.add_argument("--service-account", required=True, metavar="NAME",
+                    help="the service account the master runs as (in-cluster), bound to the Role")  # fmt: skip
+    rb.add_argument("--name", default="kannon", help="name of the Role and RoleBinding (default: kannon)")
     rb.set_defaults(func=_cmd_rbac)
 
     sub.add_parser("run-task", help="run one handed-off task (used by every backend)", add_help=False)
     return parser
 
 
+class _Formatter(logging.Formatter):
+    """kannon's own log lines carry the ``kannon:`` prefix, like every other line it prints."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text if text.startswith("kannon") else "kannon: " + text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["run-task"]:
         return _cmd_run_task(args[1:])  # the child path stays lean: no plugin loading, no parser for backends
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        return _main(args)
+    except KeyboardInterrupt:  # e.g. during start-up, while gokart or the user's module imports
+        print("kannon: interrupted (Ctrl-C); nothing was left running", file=sys.stderr)
+        return 130
+
+
+def _main(args: list[str]) -> int:
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Formatter("%(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("kannon").setLevel(logging.INFO)
+    # urllib3 logs a warning per retry of an unreachable API server; kannon reports the outcome in one line.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     parser = make_parser()
     ns = parser.parse_args(args)
     if ns.command in ("build", "plan"):
@@ -289,7 +463,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             except LookupError as e:
                 print(f"kannon: {e}", file=sys.stderr)
                 return EXIT_BAD_INPUT
-    try:
-        return int(ns.func(ns))
-    except KeyboardInterrupt:
-        return 130
+    return int(ns.func(ns))

@@ -25,6 +25,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from kannon import logtail
 from kannon.events import Event, EventLog
 from kannon.hookspecs import hookimpl
 from kannon.planview import one_line
@@ -132,7 +133,7 @@ def _headline(result: BuildResult) -> str:
     parts = [f"{counts[s.value]} {s.value.replace('_', ' ')}" for s in STATUS_ORDER if counts.get(s.value)]
     outcome = "cancelled" if result.cancelled else ("ok" if result.ok else "FAILED")
     wall = f" in {fmt_duration(result.wall_time)}" if result.wall_time is not None else ""
-    return f"kannon run {result.run_id} {outcome}{wall} on {result.backend}: {', '.join(parts) or 'no tasks'}"
+    return f"kannon: run {result.run_id} {outcome}{wall} on {result.backend}: {', '.join(parts) or 'no tasks'}"
 
 
 def _failure_details(result: BuildResult, tail: int) -> list[str]:
@@ -143,11 +144,21 @@ def _failure_details(result: BuildResult, tail: int) -> list[str]:
         lines.append(f"  reason: {_reason(rec) or 'unknown'}")
         for a in rec.attempts[:-1]:
             lines.append(f"  attempt {a.number} failed before: {clean(a.reason or a.failure_class or 'unknown')}")
-        log = last.log_tail[-tail:] if last is not None else ()
+        log = logtail.shape(last.log_tail)[-tail:] if last is not None else ()
         if log:
-            lines.append(f"  last {len(log)} log line(s):")
+            lines.append("  log:")
             lines.extend("    | " + clean(line) for line in log)
+        path = full_log(result, rec)
+        if path is not None:
+            lines.append(f"  full log: {path}")
     return lines
+
+
+def full_log(result: BuildResult, rec: TaskRecord) -> Path | None:
+    """The full log of a task's last attempt, if this machine has it (the run directory is local)."""
+    if not result.run_dir or rec.last is None:
+        return None
+    return logtail.find_logs(result.run_dir, rec.family, rec.task_id).get(rec.last.number)
 
 
 def summary_text(result: BuildResult, *, max_rows: int | None = 200, tail: int = 20) -> str:

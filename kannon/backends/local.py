@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kannon import exitcodes
+from kannon import exitcodes, logtail
 from kannon.backends import _memlimit
 from kannon.backends.base import (
     Executor,
@@ -325,16 +325,17 @@ class LocalExecutor(Executor):
             child.finished = True
             code, reason, cancelled, reaped = child.exit_code, child.reason, child.cancelled, child.reaped
         launch = child.launch
-        tail = tail_lines(launch.log_path)
+        raw = tail_lines(launch.log_path)  # the child's own reason line is in here
+        tail = logtail.read_tail(launch.log_path)
         where = f"pid {child.pid}" if child.pid else None
         if cancelled:
             event = Finished(launch.key, code, "cancelled", "Cancelled", log_tail=tail, where=where)
         elif code == 0 and reason is None:
             event = Finished(launch.key, 0, log_tail=tail, where=where)
         else:
-            why = reason or exitcodes.describe(code, tail)
+            why = reason or exitcodes.describe(code, raw)
             klass = exitcodes.failure_class(code)
-            oom = _oom_reason(child, code, tail)
+            oom = _oom_reason(child, code, raw)
             if oom is not None:
                 why, klass = oom, "OOMKilled"
             event = Finished(launch.key, code, why, klass, log_tail=tail, where=where)
@@ -431,6 +432,7 @@ class _Pump:
         self.ex, self.child, self.fd, self.log = executor, child, fd, log
         self.follow = bool(executor.run and executor.run.follow_logs)
         self.pending = b""
+        self.capped = _CappedLog(log)
 
     def on_readable(self) -> None:
         try:
@@ -440,8 +442,7 @@ class _Pump:
         except OSError:
             chunk = b""
         if chunk:
-            self.log.write(chunk)
-            self.log.flush()
+            self.capped.write(chunk)
             if self.follow:
                 self.pending += chunk
                 *lines, self.pending = self.pending.split(b"\n")
@@ -453,8 +454,49 @@ class _Pump:
         assert self.ex._io is not None
         self.ex._io.remove_reader(self.fd)
         os.close(self.fd)
-        self.log.close()
+        self.capped.close()
         self.ex._on_eof(self.child)
+
+
+def log_cap() -> int:
+    """Bytes of an attempt's log kept in full (KANNON_LOG_CAP_BYTES, default 64 MiB); see docs/observability.md."""
+    with contextlib.suppress(ValueError):
+        return max(1024, int(os.environ.get("KANNON_LOG_CAP_BYTES", "")))
+    return 64 << 20
+
+
+class _CappedLog:
+    """An attempt's log file: the first ``log_cap()`` bytes, then only the last ``log_cap() // 4`` (where the
+    failure is), with a line saying how much was dropped between them. Bounds the disk a chatty task can fill."""
+
+    def __init__(self, log: Any) -> None:
+        self.log, self.cap = log, log_cap()
+        self.keep = self.cap // 4
+        self.written = 0
+        self.overflow = bytearray()
+        self.dropped = 0
+
+    def write(self, chunk: bytes) -> None:
+        room = self.cap - self.written
+        if room > 0:
+            self.log.write(chunk[:room])
+            self.log.flush()
+            self.written += min(room, len(chunk))
+            chunk = chunk[room:]
+        if chunk:
+            self.overflow += chunk
+            if len(self.overflow) > self.keep:
+                cut = len(self.overflow) - self.keep
+                cut = self.overflow.find(b"\n", cut - 1) + 1 or cut  # at a line boundary where there is one
+                self.dropped += cut
+                del self.overflow[:cut]
+
+    def close(self) -> None:
+        if self.dropped:
+            self.log.write(f"\n[kannon: log capped at {self.cap} bytes: {self.dropped} bytes dropped here; "
+                           "the end of the output follows]\n".encode())  # fmt: skip
+        self.log.write(self.overflow)
+        self.log.close()
 
 
 # ---------------------------------------------------------------------------------------------------------------

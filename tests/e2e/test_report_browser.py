@@ -222,7 +222,7 @@ def test_report_of_a_real_quickstart_build(chromium: str, tmp_path: Path):
         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env,
     )  # fmt: skip
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    assert "kannon run " in build.stderr and " ok in " in build.stderr  # the summary headline
+    assert "kannon: run " in build.stderr and " ok in " in build.stderr  # the summary headline
     again = tmp_path / "from-log.html"
     rep = subprocess.run([sys.executable, "-m", "kannon", "report", str(events_file), "-o", str(again)],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
