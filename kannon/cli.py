@@ -446,10 +446,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(args: list[str]) -> int:
     handler = logging.StreamHandler()
     handler.setFormatter(_Formatter("%(message)s"))
+    # urllib3 logs a warning per retry of an unreachable API server; kannon reports each retry and the outcome
+    # in one line. A filter, not a level: the kubernetes client resets urllib3's logger level when it is set up.
+    handler.addFilter(lambda r: not (r.name.startswith("urllib3") and r.levelno < logging.ERROR))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("kannon").setLevel(logging.INFO)
-    # urllib3 logs a warning per retry of an unreachable API server; kannon reports the outcome in one line.
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
     parser = make_parser()
     ns = parser.parse_args(args)
     if ns.command in ("build", "plan"):

@@ -247,3 +247,28 @@ def pick_log(run: RunLogs, task: str, attempt: int | None) -> Path:
         have = ", ".join(map(str, sorted(attempts)))
         raise LookupError(f"no attempt {attempt} of {task!r}; attempts with logs: {have}")
     return attempts[attempt]
+
+
+# -- a child whose interpreter cannot import kannon ---------------------------------------------------------------
+_NO_KANNON = re.compile(r"No module named '?kannon'?\s*$")
+
+
+def kannon_import_failure(lines: Sequence[str]) -> str | None:
+    """The error line if the child's interpreter could not even import kannon (wrong interpreter or image), else
+    None. ``python -m kannon`` then fails in runpy before kannon's own code runs, so no ``kannon-child:`` line."""
+    if any(ln.startswith(exitcodes.REASON_PREFIX) for ln in lines):
+        return None
+    for ln in lines:
+        if _NO_KANNON.search(ln):
+            return ln.strip()
+    if any('File "<frozen runpy>"' in ln for ln in lines):
+        errors = [ln.strip() for ln in lines if ln.startswith(("ModuleNotFoundError:", "ImportError:"))]
+        if errors:
+            return errors[-1]
+    return None
+
+
+def kannon_import_reason(python: str, error: str, option: str) -> str:
+    """The reason for such a failure, naming the setting to change (``--docker-python``, ``--k8s-python``, ...)."""
+    return (f"the child's interpreter {python!r} cannot import kannon ({error}): point {option} at a Python that "
+            "has kannon and the pipeline's packages installed, or install them where the child runs")

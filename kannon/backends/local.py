@@ -336,8 +336,12 @@ class LocalExecutor(Executor):
             why = reason or exitcodes.describe(code, raw)
             klass = exitcodes.failure_class(code)
             oom = _oom_reason(child, code, raw)
+            no_kannon = logtail.kannon_import_failure(raw) if code == 1 and reason is None else None
             if oom is not None:
                 why, klass = oom, "OOMKilled"
+            elif no_kannon is not None:
+                why = logtail.kannon_import_reason(self.python, no_kannon, "LocalExecutor(python=...)")
+                klass = "KannonNotImportable"
             event = Finished(launch.key, code, why, klass, log_tail=tail, where=where)
         if reaped:
             self._forget(child)
