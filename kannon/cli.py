@@ -124,10 +124,11 @@ def _cmd_build(ns: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     _print_limits(executor)
     observers: list[Any] = [progress.ProgressObserver(follow_logs=ns.follow_logs)]
+    context = _run_context(ns)
     if ns.events:
-        observers.append(progress.EventLogObserver(ns.events))
+        observers.append(progress.EventLogObserver(ns.events, context=context))
     if ns.report:
-        observers.append(progress.ReportObserver(ns.report))
+        observers.append(progress.ReportObserver(ns.report, context=context))
     options: dict[str, Any] = dict(
         executor=executor, max_parallel=ns.max_parallel, retries=ns.retries, keep_going=not ns.fail_fast,
         env_to_inherit=ns.env_to_inherit, follow_logs=ns.follow_logs, observers=observers, sys_path=extra,
@@ -158,7 +159,7 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     finally:
         for obs in observers:  # restores the terminal even when build() failed before the run ended
             obs.close()
-        _say_outputs(ns)
+        _say_outputs(ns, observers)
     return 0
 
 
@@ -167,12 +168,36 @@ def _is_lease_held(e: BaseException) -> bool:
     return any(f"{c.__module__}.{c.__qualname__}" == "kannon.backends.base.LeaseHeld" for c in type(e).__mro__)
 
 
-def _say_outputs(ns: argparse.Namespace) -> None:
+def _say_outputs(ns: argparse.Namespace, observers: list[Any]) -> None:
     """The run's end says where its event log and report are."""
     if ns.events and Path(ns.events).is_file():
         print(f"kannon: event log: {Path(ns.events).absolute()}", file=sys.stderr)
     if ns.report and Path(ns.report).is_file():
-        print(f"kannon: report: {Path(ns.report).absolute()}", file=sys.stderr)
+        kept = any(getattr(o, "kept_previous", False) for o in observers)
+        what = "nothing to do (every task was already complete); kept the last run's report" if kept else "report"
+        print(f"kannon: {what}: {Path(ns.report).absolute()}", file=sys.stderr)
+
+
+def _run_context(ns: argparse.Namespace) -> dict[str, str]:
+    """What the report's header says about the run; values of --env K=V are hidden (they may be secrets)."""
+    import shlex
+
+    import luigi
+
+    argv, shown = sys.argv[1:], []
+    for i, arg in enumerate(argv):
+        if i > 0 and argv[i - 1] == "--env" and "=" in arg:
+            arg = arg.split("=", 1)[0] + "=***"
+        elif arg.startswith("--env=") and arg.count("=") > 1:
+            arg = arg.split("=", 2)[0] + "=" + arg.split("=", 2)[1] + "=***"
+        shown.append(arg)
+    workspace = luigi.configuration.get_config().get("TaskOnKart", "workspace_directory", "./resources/")
+    return {
+        "target": ns.target,
+        "command": shlex.join(["kannon", *shown]),
+        "workspace": workspace if "://" in workspace else str(Path(workspace).absolute()),
+        "kannon": _version(),
+    }
 
 
 def _require_extra(spec: Any) -> None:

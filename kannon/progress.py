@@ -11,11 +11,12 @@ Both observers are plain objects with ``@kannon.hookimpl`` methods; the core reg
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -509,14 +510,24 @@ class EventLogObserver:
     late cancellation) reopens it rather than being lost.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, context: Mapping[str, str] | None = None) -> None:
         self.path = Path(path)
+        self.context = dict(context or {})
         self._log: EventLog | None = None
         self._lock = threading.Lock()
 
     @hookimpl
     def kannon_event(self, event: Event) -> None:
         with self._lock:
+            if self._log is None and event.kind == "run_started" and self.context:
+                # The run's context (target, command line, ...) rides on run_started as an extra key (readers
+                # ignore unknown keys; `kannon report` puts it in the report's header).
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps({**event.to_dict(), "context": self.context}, ensure_ascii=False,
+                                       sort_keys=True) + "\n")  # fmt: skip
+                self._log = EventLog(self.path)
+                return
             if self._log is None:
                 self._log = EventLog(self.path)
             self._log.write(event)
@@ -532,6 +543,9 @@ class EventLogObserver:
                 self._log = None
 
 
+_DID_SOMETHING = frozenset({"launched", "failed", "cancelled", "upstream_failed"})
+
+
 class ReportObserver:
     """``--report FILE.html``: keeps the run's events and writes the HTML report when the run ends.
 
@@ -539,10 +553,13 @@ class ReportObserver:
     gives the same page. :meth:`close` writes whatever was seen if the run ended without ``kannon_run_end``.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, context: Mapping[str, str] | None = None) -> None:
         self.path = Path(path)
+        self.context = dict(context or {})
         self.events: list[Event] = []
         self.written: Path | None = None
+        #: the run had nothing to do, so the report of the last run that did something was left in place
+        self.kept_previous = False
         self._lock = threading.Lock()
 
     @hookimpl
@@ -566,7 +583,11 @@ class ReportObserver:
 
         with self._lock:
             events = list(self.events)
-        self.written = write_report(events, self.path)
+        if self.path.is_file() and not any(e.kind in _DID_SOMETHING for e in events):
+            self.kept_previous = True  # an empty report would replace the one worth reading
+            self.written = self.path
+            return self.path
+        self.written = write_report(events, self.path, context=self.context)
         return self.written
 
     def close(self) -> None:
