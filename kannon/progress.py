@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -501,6 +502,37 @@ class ProgressObserver:
             if len(running) > self.max_running_rows:
                 parts.append(Text(f"... and {len(running) - self.max_running_rows} more running", style="dim"))
             return Group(*parts)
+
+
+class LogPrinter:
+    """Prints every line a child writes as ``[Family 1a2b3c4d] line`` (stderr by default).
+
+    ``Kannon(follow_logs=True)`` through the Python API registers one (see :func:`log_printers`); the CLI's
+    ProgressObserver prints the lines itself, above its live view.
+    """
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    @hookimpl
+    def kannon_task_log(self, task_id: str, label: str, line: str) -> None:
+        stream = self.stream or sys.stderr  # looked up per line: pytest and users may swap sys.stderr
+        with self._lock:
+            stream.write(f"[{clean(label)}] {clean(line.rstrip(chr(13) + chr(10)))}\n")
+            stream.flush()
+
+
+def log_printers(observers: Sequence[object], follow_logs: bool) -> list[object]:
+    """What ``Kannon.build`` registers besides ``observers`` so that ``follow_logs=True`` prints each child's
+    output: a LogPrinter, unless one of ``observers`` already prints log lines (a ProgressObserver following logs,
+    or a LogPrinter)."""
+    if not follow_logs:
+        return []
+    for obs in observers:
+        if isinstance(obs, LogPrinter) or (isinstance(obs, ProgressObserver) and obs.follow_logs):
+            return []
+    return [LogPrinter()]
 
 
 class EventLogObserver:

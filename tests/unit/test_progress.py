@@ -431,3 +431,23 @@ def test_an_observer_reused_for_a_second_build_starts_afresh(tmp_path: Path):
     assert obs.model.counts() == {"succeeded": 8, "complete": 1}
     assert report.written is not None and '"outcome":"ok"' in report.written.read_text()
     assert len(report.events) == len(sample_events(fail=False))
+
+
+def test_follow_logs_from_the_python_api_prints_each_child_line(capsys):
+    """Kannon(follow_logs=True) registers log_printers(observers, follow_logs) next to its observers, then the core
+    calls the kannon_task_log hook per LogLine: every line reaches stderr with its task prefix."""
+    from kannon.plugins import plugin_manager
+    from kannon.progress import LogPrinter, log_printers
+
+    assert log_printers([], follow_logs=False) == []
+    assert log_printers([ProgressObserver(follow_logs=True)], follow_logs=True) == []  # the CLI prints them itself
+    (printer,) = log_printers([ProgressObserver(follow_logs=False)], follow_logs=True)
+    assert isinstance(printer, LogPrinter)
+    pm = plugin_manager()
+    pm.register(printer)
+    try:
+        pm.hook.kannon_task_log(task_id="a" * 32, label="TaskC aaaaaaaa", line="epoch 3 loss=0.1\n")
+        pm.hook.kannon_task_log(task_id="a" * 32, label="TaskC aaaaaaaa", line="\x1b[2Jdone")
+    finally:
+        pm.unregister(printer)
+    assert capsys.readouterr().err == "[TaskC aaaaaaaa] epoch 3 loss=0.1\n[TaskC aaaaaaaa] done\n"
