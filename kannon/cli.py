@@ -122,8 +122,7 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     except (CliError, LookupError, BackendError) as e:
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    _print_limits(executor)
-    observers: list[Any] = [progress.ProgressObserver(follow_logs=ns.follow_logs)]
+    observers: list[Any] = [progress.ProgressObserver(follow_logs=ns.follow_logs, notes=_limits(executor))]
     context = _run_context(ns)
     if ns.events:
         observers.append(progress.EventLogObserver(ns.events, context=context))
@@ -208,11 +207,10 @@ def _require_extra(spec: Any) -> None:
         raise CliError(f"the {spec.name} backend is unavailable: {missing}")
 
 
-def _print_limits(executor: Any) -> None:
+def _limits(executor: Any) -> list[str]:
     """A backend that enforces hints its own way says how (the local backend: which memory mechanism)."""
     describe = getattr(executor, "describe_limits", None)
-    if describe is not None:
-        print(f"kannon: {describe()}", file=sys.stderr)
+    return [str(describe())] if describe is not None else []
 
 
 def _cmd_plan(ns: argparse.Namespace) -> int:
@@ -234,7 +232,8 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(render_plan(plan, ns.format), end="")
-    _print_limits(executor if executor is not None else get_backend("local").from_cli(ns))
+    for note in _limits(executor if executor is not None else get_backend("local").from_cli(ns)):
+        print(f"kannon: {note}", file=sys.stderr)
     return 0
 
 
@@ -248,7 +247,7 @@ def _cmd_backends(ns: argparse.Namespace) -> int:
         state = f"  UNAVAILABLE: {missing}" if missing else ""
         print(f"{name:<{width}}  {spec.description}  [from {spec.source}]{state}")
     for err in load_errors():
-        print(f"error: {err}", file=sys.stderr)
+        print(f"kannon: error: {err}", file=sys.stderr)
     return 0 if not load_errors() else EXIT_FAILED
 
 

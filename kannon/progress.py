@@ -252,6 +252,7 @@ class ProgressObserver:
         max_summary_rows: int | None = 200,
         summary: bool = True,
         clock: Callable[[], float] = time.time,
+        notes: Sequence[str] = (),
     ) -> None:
         self.console = console or Console(stderr=True)
         self.live_mode = (self.console.is_terminal and not self.console.is_dumb_terminal) if live is None else live
@@ -261,6 +262,7 @@ class ProgressObserver:
         self.max_summary_rows = max_summary_rows
         self.show_summary = summary
         self.clock = clock
+        self.notes = [clean(n) for n in notes]  # header lines after "run ... started" (e.g. how hints are enforced)
         self.model = RunModel()
         # Two locks, always taken in this order: _out (serialises output and the live view's start/stop), then
         # rich's own Live lock, then _lock (the model). rich's refresh thread holds its Live lock while calling
@@ -373,7 +375,8 @@ class ProgressObserver:
         if self._announced_run or self.model.run_id is None:
             return []
         self._announced_run = True
-        return [(f"kannon: run {clean(self.model.run_id)} started on {clean(self.model.backend or '?')}", "bold")]
+        head = f"kannon: run {clean(self.model.run_id)} started on {clean(self.model.backend or '?')}"
+        return [(head, "bold"), *((f"kannon: {note}", "dim") for note in self.notes)]
 
     def _announce_plan(self) -> list[tuple[str, str]]:
         if self._announced_plan:

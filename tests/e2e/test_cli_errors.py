@@ -157,3 +157,43 @@ def test_a_child_interpreter_without_kannon_is_named_as_the_reason(tmp_path: Pat
     reason = rec.last.reason or ""
     assert f"the child's interpreter {str(bare)!r} cannot import kannon" in reason, reason
     assert "LocalExecutor(python=...)" in reason
+
+
+LEASE = """
+import sys
+import kannon.backends.base as base
+import kannon.scheduler as scheduler
+from kannon.cli import main
+
+class LeaseHeld(Exception):  # the agreed interface (kannon.backends.base.LeaseHeld), as the core defines it
+    def __init__(self, holder):
+        super().__init__(holder)
+        self.holder = holder
+
+LeaseHeld.__module__ = "kannon.backends.base"
+base.LeaseHeld = LeaseHeld
+Real = scheduler.Kannon
+
+class Kannon(Real):
+    def __init__(self, *a, wait_for_lease=None, **kw):
+        super().__init__(*a, **kw)
+        print(f"wait_for_lease={wait_for_lease!r}")
+
+    def build(self, root):
+        raise LeaseHeld("host h1 pid 4242 (invocation 20261203T120102Z-3fa9c1) since 2026-12-03 12:01:02Z")
+
+scheduler.Kannon = Kannon
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(("flag", "passed"), [([], "None"), (["--wait-for-lease"], "86400.0"),
+                                              (["--wait-for-lease=30"], "30.0")])  # fmt: skip
+def test_a_held_run_lease_is_one_line_naming_the_holder(pipeline: Path, flag: list[str], passed: str) -> None:
+    out = subprocess.run([sys.executable, "-c", LEASE, "build", "ok.py:root", *flag], cwd=pipeline,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.stdout.strip() == f"wait_for_lease={passed}"
+    line = one_line(out)
+    assert line.startswith("kannon: another build of this pipeline holds its run lease: host h1 pid 4242 "
+                           "(invocation 20261203T120102Z-3fa9c1) since 2026-12-03 12:01:02Z")  # fmt: skip
+    assert ("--wait-for-lease" in line) == (not flag)  # the way out, unless already waiting
