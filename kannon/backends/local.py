@@ -362,7 +362,12 @@ class LocalExecutor(Executor):
         limit = child.launch.hints.memory_bytes
         if not limit:
             return {}
-        child.memory = _memlimit.ChildLimit(_memlimit.mechanism(), child.launch.key, int(limit))
+        mech = _memlimit.mechanism()
+        try:
+            child.memory = _memlimit.ChildLimit(mech, child.launch.key, int(limit))
+        except OSError as e:  # the cgroup could not be made (a limit on cgroups, a changed hierarchy): still enforce
+            log.warning("kannon: memory cgroup for %s failed (%s); watching its memory instead", child.launch.key, e)
+            child.memory = _memlimit.ChildLimit(_memlimit.Mechanism("watchdog"), child.launch.key, int(limit))
         return child.memory.env()
 
     def _arm_watchdog(self, child: _Child) -> None:
