@@ -74,7 +74,11 @@ def _writable_dir(path: Path) -> bool:
 def _detect() -> Mechanism:
     if not os.path.isdir("/proc/self"):
         return Mechanism("watchdog", why_not_cgroup="not Linux")
-    mounts, own = _mounts(), _own_paths()
+    return choose(_mounts(), _own_paths())
+
+
+def choose(mounts: list[tuple[str, str, set[str]]], own: dict[str, str]) -> Mechanism:
+    """The mechanism for these cgroup mounts and this process's cgroup paths (see _mounts and _own_paths)."""
     reasons: list[str] = []
     for point, fstype, opts in mounts:
         if fstype == "cgroup" and "memory" in opts and "memory" in own:

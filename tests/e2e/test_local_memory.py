@@ -86,3 +86,10 @@ def test_a_400MB_task_under_a_256Mi_hint_is_oom_killed(pipeline: Path, mode: str
     assert failed["exit_code"] == 137
     assert "memory limit of 256Mi" in failed["reason"] and "raise `memory`" in failed["reason"]
     assert "OOMKilled" in out.stdout + out.stderr or "out of memory" in out.stdout + out.stderr
+
+
+def test_plan_shows_each_bullets_hints_and_the_memory_mechanism(pipeline: Path) -> None:
+    out = run_kannon("plan", "mem.py:small", cwd=pipeline, env=_mechanism_env("watchdog"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[1].endswith("bullet {memory=256Mi}"), out.stdout
+    assert out.stderr.startswith("kannon: memory hints: enforced by polling"), out.stderr
