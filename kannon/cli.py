@@ -15,7 +15,9 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
+
+from kannon import cliutil
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -75,7 +77,7 @@ def load_target(target: str) -> tuple[Any, list[str]]:
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise CliError(f"{name} has no attribute {attr!r} (TARGET {target!r}); {_candidates(module)}")
+            raise CliError(f"{name} has no attribute {attr!r} (TARGET {target!r}); {cliutil.candidates(module)}")
         obj = getattr(obj, part)
     if isinstance(obj, type):
         raise CliError(f"{target} is the class {obj.__name__}; give a task instance or a function returning one")
@@ -84,24 +86,6 @@ def load_target(target: str) -> tuple[Any, list[str]]:
     if not isinstance(obj, luigi.Task):
         raise CliError(f"{target} is a {type(obj).__name__}, not a gokart task instance")
     return obj, extra
-
-
-def _candidates(module: Any) -> str:
-    """What a TARGET in ``module`` could name: its task instances and its functions."""
-    import luigi
-
-    tasks, functions = [], []
-    for key, value in sorted(vars(module).items()):
-        if key.startswith("_"):
-            continue
-        if isinstance(value, luigi.Task):
-            tasks.append(key)
-        elif inspect.isfunction(value) and value.__module__ == module.__name__:
-            functions.append(f"{key}()")
-    if not tasks and not functions:
-        return f"{module.__name__} defines no task instance or function to use as TARGET"
-    found = ", ".join(tasks + functions)
-    return f"it has these task instances and functions: {found}"
 
 
 # -- commands --------------------------------------------------------------------------------------------------
@@ -123,7 +107,7 @@ def _cmd_build(ns: argparse.Namespace) -> int:
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     observers: list[Any] = [progress.ProgressObserver(follow_logs=ns.follow_logs, notes=_limits(executor))]
-    context = _run_context(ns)
+    context = cliutil.run_context(ns)
     if ns.events:
         observers.append(progress.EventLogObserver(ns.events, context=context))
     if ns.report:
@@ -149,7 +133,7 @@ def _cmd_build(ns: argparse.Namespace) -> int:
         print(f"kannon: {e}; every child was cancelled", file=sys.stderr)
         return 128 + e.signum
     except Exception as e:
-        if not _is_lease_held(e):
+        if not cliutil.is_lease_held(e):
             raise
         wait = "; --wait-for-lease[=SECONDS] waits for it" if ns.wait_for_lease is None else ""
         print(f"kannon: another build of this pipeline holds its run lease: {getattr(e, 'holder', e)}{wait}",
@@ -162,11 +146,6 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _is_lease_held(e: BaseException) -> bool:
-    # By class name: kannon.backends.base.LeaseHeld arrives with the run lease (another branch of work).
-    return any(f"{c.__module__}.{c.__qualname__}" == "kannon.backends.base.LeaseHeld" for c in type(e).__mro__)
-
-
 def _say_outputs(ns: argparse.Namespace, observers: list[Any]) -> None:
     """The run's end says where its event log and report are."""
     if ns.events and Path(ns.events).is_file():
@@ -175,28 +154,6 @@ def _say_outputs(ns: argparse.Namespace, observers: list[Any]) -> None:
         kept = any(getattr(o, "kept_previous", False) for o in observers)
         what = "nothing to do (every task was already complete); kept the last run's report" if kept else "report"
         print(f"kannon: {what}: {Path(ns.report).absolute()}", file=sys.stderr)
-
-
-def _run_context(ns: argparse.Namespace) -> dict[str, str]:
-    """What the report's header says about the run; values of --env K=V are hidden (they may be secrets)."""
-    import shlex
-
-    import luigi
-
-    argv, shown = sys.argv[1:], []
-    for i, arg in enumerate(argv):
-        if i > 0 and argv[i - 1] == "--env" and "=" in arg:
-            arg = arg.split("=", 1)[0] + "=***"
-        elif arg.startswith("--env=") and arg.count("=") > 1:
-            arg = arg.split("=", 2)[0] + "=" + arg.split("=", 2)[1] + "=***"
-        shown.append(arg)
-    workspace = luigi.configuration.get_config().get("TaskOnKart", "workspace_directory", "./resources/")
-    return {
-        "target": ns.target,
-        "command": shlex.join(["kannon", *shown]),
-        "workspace": workspace if "://" in workspace else str(Path(workspace).absolute()),
-        "kannon": _version(),
-    }
 
 
 def _require_extra(spec: Any) -> None:
@@ -315,40 +272,6 @@ def _cmd_run_task(argv: Sequence[str]) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (argparse reports anything else as one line, exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-_LEASE_WAIT_DEFAULT = 86400.0
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
 def _add_target_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="TARGET", help="module:attr or path/to/file.py:attr (a task, or a function "
                                                     "returning one)")  # fmt: skip
@@ -357,40 +280,24 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="local", help="where bullets run (see `kannon backends`; default: local)")
 
 
-class _Parser(argparse.ArgumentParser):
-    """Bad options are one line (``kannon: ...``) and exit 2, not argparse's usage block."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"kannon: {message} (see `{self.prog} --help`)\n")
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("kannon")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def make_parser() -> argparse.ArgumentParser:
     from kannon.plugins import backends
 
-    parser = _Parser(prog="kannon", description="Run a gokart pipeline distributed.")
-    parser.add_argument("--version", action="version", version=f"kannon {_version()}")
+    parser = cliutil.OneLineParser(prog="kannon", description="Run a gokart pipeline distributed.")
+    parser.add_argument("--version", action="version", version=f"kannon {cliutil.version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build", help="run a pipeline")
     _add_target_options(b)
-    b.add_argument("--max-parallel", type=_positive_int, metavar="N",
+    b.add_argument("--max-parallel", type=cliutil.positive_int, metavar="N",
                    help="cap on running bullets (default: the backend's own: the number of CPUs for local, 32 for "
                         "docker and kubernetes)")  # fmt: skip
-    b.add_argument("--retries", type=_non_negative_int, default=0, metavar="N",
+    b.add_argument("--retries", type=cliutil.non_negative_int, default=0, metavar="N",
                    help="extra attempts per failed bullet (default: 0)")  # fmt: skip
-    b.add_argument("--wait-for-lease", type=_non_negative_float, nargs="?", const=_LEASE_WAIT_DEFAULT,
+    b.add_argument("--wait-for-lease", type=cliutil.non_negative_float, nargs="?", const=cliutil.LEASE_WAIT_DEFAULT,
                    metavar="SECONDS",
                    help="if another build of the same pipeline is running, wait for it to end (at most SECONDS; "
-                        f"{_LEASE_WAIT_DEFAULT:g} without a value) instead of exiting with code 2")  # fmt: skip
+                        f"{cliutil.LEASE_WAIT_DEFAULT:g} without a value) instead of exiting with code 2")  # fmt: skip
     b.add_argument("--fail-fast", action="store_true", help="cancel everything at the first failure")
     b.add_argument("--env-to-inherit", action="append", default=[], metavar="NAME",
                    help="environment variable passed to every child (repeatable)")  # fmt: skip
@@ -428,7 +335,7 @@ def make_parser() -> argparse.ArgumentParser:
     lg.add_argument("--run", metavar="N|ID",
                     help="which run: N-th with logs (1-based; -1 the last, the default) or a run / invocation id "
                          "prefix")  # fmt: skip
-    lg.add_argument("--attempt", type=_positive_int, metavar="N", help="which attempt (default: the last)")
+    lg.add_argument("--attempt", type=cliutil.positive_int, metavar="N", help="which attempt (default: the last)")
     lg.add_argument("--workspace", default="resources", metavar="DIR",
                     help="the workspace directory the build used (default: resources)")  # fmt: skip
     lg.add_argument("--run-dir", metavar="DIR", help="a run directory (as printed at the end of a build)")
@@ -448,14 +355,6 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Formatter(logging.Formatter):
-    """kannon's own log lines carry the ``kannon:`` prefix, like every other line it prints."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        return text if text.startswith("kannon") else "kannon: " + text
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["run-task"]:
@@ -469,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(args: list[str]) -> int:
     handler = logging.StreamHandler()
-    handler.setFormatter(_Formatter("%(message)s"))
+    handler.setFormatter(cliutil.PrefixFormatter("%(message)s"))
     # urllib3 logs a warning per retry of an unreachable API server; kannon reports each retry and the outcome
     # in one line. A filter, not a level: the kubernetes client resets urllib3's logger level when it is set up.
     handler.addFilter(lambda r: not (r.name.startswith("urllib3") and r.levelno < logging.ERROR))

@@ -11,7 +11,7 @@ task's own prints just before the exception are cut off. :func:`shape` reorders 
 gokart's FAILURE banner and kannon's ``kannon-child:`` line (the same words as the reason shown next to the tail)
 are dropped. Every place that shows a tail uses it: the backends' ``Finished.log_tail``, the summary,
 ``KannonBuildError`` and the report. Idempotent: shaping a shaped tail changes nothing. The full log stays in the
-run directory (:func:`find_logs`, ``kannon logs``).
+run directory, capped (:class:`CappedLog`), and is found again by :func:`find_logs` / ``kannon logs``.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import os
 import re
 import sysconfig
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kannon import exitcodes
 
@@ -152,6 +154,49 @@ def read_tail(path: Path, max_bytes: int = 128 * 1024) -> tuple[str, ...]:
     if size > max_bytes and lines:
         lines = lines[1:]  # the first line is probably cut
     return shape(lines)
+
+
+# -- keeping full logs -----------------------------------------------------------------------------------------
+
+def log_cap() -> int:
+    """Bytes of an attempt's log kept in full (KANNON_LOG_CAP_BYTES, default 64 MiB); see docs/observability.md."""
+    with contextlib.suppress(ValueError):
+        return max(1024, int(os.environ.get("KANNON_LOG_CAP_BYTES", "")))
+    return 64 << 20
+
+
+class CappedLog:
+    """An attempt's log file: the first ``log_cap()`` bytes, then only the last ``log_cap() // 4`` (where the
+    failure is), with a line saying how much was dropped between them. Bounds the disk a chatty task can fill."""
+
+    def __init__(self, log: Any) -> None:
+        self.log, self.cap = log, log_cap()
+        self.keep = self.cap // 4
+        self.written = 0
+        self.overflow = bytearray()
+        self.dropped = 0
+
+    def write(self, chunk: bytes) -> None:
+        room = self.cap - self.written
+        if room > 0:
+            self.log.write(chunk[:room])
+            self.log.flush()
+            self.written += min(room, len(chunk))
+            chunk = chunk[room:]
+        if chunk:
+            self.overflow += chunk
+            if len(self.overflow) > self.keep:
+                cut = len(self.overflow) - self.keep
+                cut = self.overflow.find(b"\n", cut - 1) + 1 or cut  # at a line boundary where there is one
+                self.dropped += cut
+                del self.overflow[:cut]
+
+    def close(self) -> None:
+        if self.dropped:
+            self.log.write(f"\n[kannon: log capped at {self.cap} bytes: {self.dropped} bytes dropped here; "
+                           "the end of the output follows]\n".encode())  # fmt: skip
+        self.log.write(self.overflow)
+        self.log.close()
 
 
 # -- finding full logs -------------------------------------------------------------------------------------------

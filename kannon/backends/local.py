@@ -441,7 +441,7 @@ class _Pump:
         self.ex, self.child, self.fd, self.log = executor, child, fd, log
         self.follow = bool(executor.run and executor.run.follow_logs)
         self.pending = b""
-        self.capped = _CappedLog(log)
+        self.capped = logtail.CappedLog(log)
 
     def on_readable(self) -> None:
         try:
@@ -466,46 +466,6 @@ class _Pump:
         self.capped.close()
         self.ex._on_eof(self.child)
 
-
-def log_cap() -> int:
-    """Bytes of an attempt's log kept in full (KANNON_LOG_CAP_BYTES, default 64 MiB); see docs/observability.md."""
-    with contextlib.suppress(ValueError):
-        return max(1024, int(os.environ.get("KANNON_LOG_CAP_BYTES", "")))
-    return 64 << 20
-
-
-class _CappedLog:
-    """An attempt's log file: the first ``log_cap()`` bytes, then only the last ``log_cap() // 4`` (where the
-    failure is), with a line saying how much was dropped between them. Bounds the disk a chatty task can fill."""
-
-    def __init__(self, log: Any) -> None:
-        self.log, self.cap = log, log_cap()
-        self.keep = self.cap // 4
-        self.written = 0
-        self.overflow = bytearray()
-        self.dropped = 0
-
-    def write(self, chunk: bytes) -> None:
-        room = self.cap - self.written
-        if room > 0:
-            self.log.write(chunk[:room])
-            self.log.flush()
-            self.written += min(room, len(chunk))
-            chunk = chunk[room:]
-        if chunk:
-            self.overflow += chunk
-            if len(self.overflow) > self.keep:
-                cut = len(self.overflow) - self.keep
-                cut = self.overflow.find(b"\n", cut - 1) + 1 or cut  # at a line boundary where there is one
-                self.dropped += cut
-                del self.overflow[:cut]
-
-    def close(self) -> None:
-        if self.dropped:
-            self.log.write(f"\n[kannon: log capped at {self.cap} bytes: {self.dropped} bytes dropped here; "
-                           "the end of the output follows]\n".encode())  # fmt: skip
-        self.log.write(self.overflow)
-        self.log.close()
 
 
 # ---------------------------------------------------------------------------------------------------------------
