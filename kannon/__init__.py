@@ -8,11 +8,11 @@ from kannon.backends.base import Executor
 from kannon.hints import Hints
 from kannon.hookspecs import hookimpl
 from kannon.result import BuildResult, KannonBuildError, Status
-from kannon.task import TaskOnBullet
 
 if TYPE_CHECKING:
     from kannon.backends.local import LocalExecutor
     from kannon.scheduler import Kannon
+    from kannon.task import TaskOnBullet
 
 __all__ = [
     "BuildResult",
@@ -26,7 +26,10 @@ __all__ = [
     "hookimpl",
 ]
 
+# Lazy, so `kannon --help` does not wait ~2 s for gokart, and a Ctrl-C while gokart imports reaches the CLI's
+# handler (exit 130, one line) instead of a traceback from the package's own import.
 _LAZY = {
+    "TaskOnBullet": "kannon.task",
     "Kannon": "kannon.scheduler",
     "LocalExecutor": "kannon.backends.local",
     "DockerExecutor": "kannon.backends.docker",

@@ -27,7 +27,10 @@ def _say(message: str) -> None:
 
 
 def _apply_local_limits() -> None:
-    """Local backend only: die with the master, and honour a memory hint (set through the environment)."""
+    """Local backend only: die with the master, and join the memory cgroup the master made for a memory hint.
+
+    Joining comes before reading the spec, so everything the task allocates is charged to it (as in a container).
+    """
     parent = os.environ.pop("KANNON_PARENT_PID", None)
     if parent and sys.platform.startswith("linux"):
         import ctypes
@@ -36,11 +39,14 @@ def _apply_local_limits() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the kernel kills us when our parent dies
         if os.getppid() != int(parent):  # the parent died before prctl took effect
             os._exit(128 + signal.SIGKILL)
-    limit = os.environ.pop("KANNON_RLIMIT_AS", None)
-    if limit:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
+    cgroup = os.environ.pop("KANNON_MEMORY_CGROUP", None)
+    if cgroup:
+        try:
+            with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        except OSError as e:  # running unlimited would hide the problem until Kubernetes OOM-kills the task
+            _say(f"cannot enforce the task's memory hint: joining the memory cgroup {cgroup} failed: {e}")
+            os._exit(1)
 
 
 def _setup_logging() -> None:

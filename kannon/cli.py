@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 import os
 import sys
@@ -15,6 +16,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from kannon import cliutil
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -74,7 +77,7 @@ def load_target(target: str) -> tuple[Any, list[str]]:
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise CliError(f"{name} has no attribute {attr!r} (TARGET {target!r})")
+            raise CliError(f"{name} has no attribute {attr!r} (TARGET {target!r}); {cliutil.candidates(module)}")
         obj = getattr(obj, part)
     if isinstance(obj, type):
         raise CliError(f"{target} is the class {obj.__name__}; give a task instance or a function returning one")
@@ -96,21 +99,29 @@ def _cmd_build(ns: argparse.Namespace) -> int:
 
     try:
         spec = get_backend(ns.backend)
+        _require_extra(spec)
         load_config(ns.config, ns.workspace)
         root, extra = load_target(ns.target)
         executor = spec.from_cli(ns)
     except (CliError, LookupError, BackendError) as e:
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    observers: list[Any] = [progress.ProgressObserver(follow_logs=ns.follow_logs)]
+    observers: list[Any] = [progress.ProgressObserver(follow_logs=ns.follow_logs, notes=_limits(executor))]
+    context = cliutil.run_context(ns)
     if ns.events:
-        observers.append(progress.EventLogObserver(ns.events))
+        observers.append(progress.EventLogObserver(ns.events, context=context))
     if ns.report:
-        observers.append(progress.ReportObserver(ns.report))
-    kannon = Kannon(
+        observers.append(progress.ReportObserver(ns.report, context=context))
+    options: dict[str, Any] = dict(
         executor=executor, max_parallel=ns.max_parallel, retries=ns.retries, keep_going=not ns.fail_fast,
         env_to_inherit=ns.env_to_inherit, follow_logs=ns.follow_logs, observers=observers, sys_path=extra,
     )  # fmt: skip
+    if ns.wait_for_lease is not None:
+        if "wait_for_lease" not in inspect.signature(Kannon).parameters:
+            print("kannon: --wait-for-lease needs a kannon whose Kannon() takes wait_for_lease", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        options["wait_for_lease"] = ns.wait_for_lease
+    kannon = Kannon(**options)
     try:
         kannon.build(root)
     except (PlanError, BackendError) as e:
@@ -121,10 +132,42 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     except Interrupted as e:
         print(f"kannon: {e}; every child was cancelled", file=sys.stderr)
         return 128 + e.signum
+    except Exception as e:
+        if not cliutil.is_lease_held(e):
+            raise
+        wait = "; --wait-for-lease[=SECONDS] waits for it" if ns.wait_for_lease is None else ""
+        print(f"kannon: another build of this pipeline holds its run lease: {getattr(e, 'holder', e)}{wait}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_BAD_INPUT
     finally:
         for obs in observers:  # restores the terminal even when build() failed before the run ended
             obs.close()
+        _say_outputs(ns, observers)
     return 0
+
+
+def _say_outputs(ns: argparse.Namespace, observers: list[Any]) -> None:
+    """The run's end says where its event log and report are."""
+    if ns.events and Path(ns.events).is_file():
+        print(f"kannon: event log: {Path(ns.events).absolute()}", file=sys.stderr)
+    if ns.report and Path(ns.report).is_file():
+        kept = any(getattr(o, "kept_previous", False) for o in observers)
+        what = "nothing to do (every task was already complete); kept the last run's report" if kept else "report"
+        print(f"kannon: {what}: {Path(ns.report).absolute()}", file=sys.stderr)
+
+
+def _require_extra(spec: Any) -> None:
+    from kannon.plugins import missing_extra
+
+    missing = missing_extra(spec)
+    if missing:
+        raise CliError(f"the {spec.name} backend is unavailable: {missing}")
+
+
+def _limits(executor: Any) -> list[str]:
+    """A backend that enforces hints its own way says how (the local backend: which memory mechanism)."""
+    describe = getattr(executor, "describe_limits", None)
+    return [str(describe())] if describe is not None else []
 
 
 def _cmd_plan(ns: argparse.Namespace) -> int:
@@ -134,6 +177,7 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
     from kannon.scheduler import Kannon
 
     try:
+        _require_extra(get_backend(ns.backend))
         load_config(ns.config, ns.workspace)
         root, _ = load_target(ns.target)
         executor = get_backend(ns.backend).from_cli(ns) if ns.backend != "local" else None
@@ -145,18 +189,22 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(render_plan(plan, ns.format), end="")
+    for note in _limits(executor if executor is not None else get_backend("local").from_cli(ns)):
+        print(f"kannon: {note}", file=sys.stderr)
     return 0
 
 
 def _cmd_backends(ns: argparse.Namespace) -> int:
-    from kannon.plugins import backends, load_errors
+    from kannon.plugins import backends, load_errors, missing_extra
 
     found = backends()
     width = max((len(n) for n in found), default=4)
     for name, spec in sorted(found.items()):
-        print(f"{name:<{width}}  {spec.description}  [from {spec.source}]")
+        missing = missing_extra(spec)
+        state = f"  UNAVAILABLE: {missing}" if missing else ""
+        print(f"{name:<{width}}  {spec.description}  [from {spec.source}]{state}")
     for err in load_errors():
-        print(f"error: {err}", file=sys.stderr)
+        print(f"kannon: error: {err}", file=sys.stderr)
     return 0 if not load_errors() else EXIT_FAILED
 
 
@@ -188,10 +236,32 @@ def _cmd_report(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_logs(ns: argparse.Namespace) -> int:
+    from kannon import logtail
+
+    if ns.run_dir:
+        bases = [Path(ns.run_dir).parent]
+    else:
+        bases = [Path(ns.workspace) / "kannon" / "runs", Path(".kannon") / "runs"]
+    runs = logtail.run_logs(bases)
+    if ns.run_dir:
+        runs = [r for r in runs if r.run_id == Path(ns.run_dir).name]
+    try:
+        run = logtail.pick_run(runs, ns.run)
+        path = logtail.pick_log(run, ns.task, ns.attempt)
+    except LookupError as e:
+        where = ns.run_dir or " or ".join(str(b) for b in bases)
+        print(f"kannon: {e.args[0]} (looked in {where}; see --workspace / --run-dir)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"kannon: {path}", file=sys.stderr)
+    sys.stdout.write(path.read_text(encoding="utf-8", errors="replace"))
+    return 0
+
+
 def _cmd_rbac(ns: argparse.Namespace) -> int:
     from kannon.backends.kubernetes import render_rbac
 
-    print(render_rbac(ns.namespace, ns.service_account), end="")
+    print(render_rbac(ns.namespace, ns.service_account, name=ns.name), end="")
     return 0
 
 
@@ -213,13 +283,21 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
 def make_parser() -> argparse.ArgumentParser:
     from kannon.plugins import backends
 
-    parser = argparse.ArgumentParser(prog="kannon", description="Run a gokart pipeline distributed.")
+    parser = cliutil.OneLineParser(prog="kannon", description="Run a gokart pipeline distributed.")
+    parser.add_argument("--version", action="version", version=f"kannon {cliutil.version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build", help="run a pipeline")
     _add_target_options(b)
-    b.add_argument("--max-parallel", type=int, metavar="N", help="cap on running bullets")
-    b.add_argument("--retries", type=int, default=0, metavar="N", help="extra attempts per failed bullet")
+    b.add_argument("--max-parallel", type=cliutil.positive_int, metavar="N",
+                   help="cap on running bullets (default: the backend's own: the number of CPUs for local, 32 for "
+                        "docker and kubernetes)")  # fmt: skip
+    b.add_argument("--retries", type=cliutil.non_negative_int, default=0, metavar="N",
+                   help="extra attempts per failed bullet (default: 0)")  # fmt: skip
+    b.add_argument("--wait-for-lease", type=cliutil.non_negative_float, nargs="?", const=cliutil.LEASE_WAIT_DEFAULT,
+                   metavar="SECONDS",
+                   help="if another build of the same pipeline is running, wait for it to end (at most SECONDS; "
+                        f"{cliutil.LEASE_WAIT_DEFAULT:g} without a value) instead of exiting with code 2")  # fmt: skip
     b.add_argument("--fail-fast", action="store_true", help="cancel everything at the first failure")
     b.add_argument("--env-to-inherit", action="append", default=[], metavar="NAME",
                    help="environment variable passed to every child (repeatable)")  # fmt: skip
@@ -250,11 +328,27 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--list", action="store_true", help="list the runs in the event log instead")
     r.set_defaults(func=_cmd_report)
 
+    lg = sub.add_parser("logs", help="print the full log of a task's attempt (local, Docker and Kubernetes runs)",
+                        description="Print the full log a bullet's attempt left in the run directory "
+                                    "(<workspace>/kannon/runs/<run id>/logs/...).")  # fmt: skip
+    lg.add_argument("task", metavar="TASK", help="task family name, task id prefix, or Family[id prefix]")
+    lg.add_argument("--run", metavar="N|ID",
+                    help="which run: N-th with logs (1-based; -1 the last, the default) or a run / invocation id "
+                         "prefix")  # fmt: skip
+    lg.add_argument("--attempt", type=cliutil.positive_int, metavar="N", help="which attempt (default: the last)")
+    lg.add_argument("--workspace", default="resources", metavar="DIR",
+                    help="the workspace directory the build used (default: resources)")  # fmt: skip
+    lg.add_argument("--run-dir", metavar="DIR", help="a run directory (as printed at the end of a build)")
+    lg.set_defaults(func=_cmd_logs)
+
     k = sub.add_parser("k8s", help="Kubernetes helpers")
     ksub = k.add_subparsers(dest="k8s_command", required=True)
     rb = ksub.add_parser("rbac", help="print the minimal Role/RoleBinding for the kubernetes backend")
-    rb.add_argument("--namespace", required=True)
-    rb.add_argument("--service-account", required=True)
+    rb.add_argument("--namespace", required=True, metavar="NS",
+                    help="the namespace kannon creates its Jobs in (the Role is namespaced)")  # fmt: skip
+    rb.add_argument("--service-account", required=True, metavar="NAME",
+                    help="the service account the master runs as (in-cluster), bound to the Role")  # fmt: skip
+    rb.add_argument("--name", default="kannon", help="name of the Role and RoleBinding (default: kannon)")
     rb.set_defaults(func=_cmd_rbac)
 
     sub.add_parser("run-task", help="run one handed-off task (used by every backend)", add_help=False)
@@ -265,7 +359,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["run-task"]:
         return _cmd_run_task(args[1:])  # the child path stays lean: no plugin loading, no parser for backends
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        return _main(args)
+    except KeyboardInterrupt:  # e.g. during start-up, while gokart or the user's module imports
+        print("kannon: interrupted (Ctrl-C); nothing was left running", file=sys.stderr)
+        return 130
+
+
+def _main(args: list[str]) -> int:
+    handler = logging.StreamHandler()
+    handler.setFormatter(cliutil.PrefixFormatter("%(message)s"))
+    # urllib3 logs a warning per retry of an unreachable API server; kannon reports each retry and the outcome
+    # in one line. A filter, not a level: the kubernetes client resets urllib3's logger level when it is set up.
+    handler.addFilter(lambda r: not (r.name.startswith("urllib3") and r.levelno < logging.ERROR))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("kannon").setLevel(logging.INFO)
     parser = make_parser()
     ns = parser.parse_args(args)
@@ -280,7 +387,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             except LookupError as e:
                 print(f"kannon: {e}", file=sys.stderr)
                 return EXIT_BAD_INPUT
-    try:
-        return int(ns.func(ns))
-    except KeyboardInterrupt:
-        return 130
+    return int(ns.func(ns))

@@ -59,6 +59,25 @@ def label(node: PlanNodeLike) -> str:
     return one_line(f"{node.family}({node.params})" if node.params else node.family)
 
 
+def hints_text(node: PlanNodeLike) -> str:
+    """A bullet's hints that are set, e.g. ``memory=256Mi cpu=1 timeout=600s``; env values are never shown."""
+    hints = getattr(node, "hints", None)
+    if hints is None:
+        return ""
+    parts = []
+    for name in ("cpu", "memory", "gpu", "image", "retries", "timeout"):
+        value = getattr(hints, name, None)
+        if value is not None:
+            parts.append(f"{name}={value:g}s" if name == "timeout" else f"{name}={value}")
+    if getattr(hints, "node_selector", None):
+        parts.append("node_selector=" + ",".join(f"{k}={v}" for k, v in hints.node_selector.items()))
+    if getattr(hints, "tolerations", None):
+        parts.append(f"tolerations={len(hints.tolerations)}")
+    if getattr(hints, "env", None):
+        parts.append("env=" + ",".join(sorted(hints.env)))  # names only: values may be secrets
+    return one_line(" ".join(parts))
+
+
 def render_plan(plan: PlanLike, fmt: str = "text") -> str:
     """The plan in ``fmt`` (text | dot | mermaid | json); raises ValueError for anything else."""
     if fmt == "text":
@@ -101,6 +120,9 @@ def _text(plan: PlanLike) -> str:
             lines.append(f"{lead}? [{short_id(task_id)}] (not in plan)")
             continue
         text = f"{lead}{label(node)} [{short_id(task_id)}] {placement_name(node)}"
+        hints = hints_text(node) if placement_name(node) == "bullet" else ""
+        if hints:
+            text += f" {{{hints}}}"
         if task_id in seen and node.deps:
             lines.append(text + " (dependencies shown above)")
             continue
@@ -185,6 +207,7 @@ def plan_dict(plan: PlanLike) -> dict[str, Any]:
                 "params": n.params,
                 "placement": placement_name(n),
                 "deps": list(n.deps),
+                **({"hints": hints_text(n)} if hints_text(n) else {}),
             }
             for n in plan.nodes.values()
         ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,6 +108,23 @@ def backends() -> dict[str, BackendSpec]:
                 spec.name, spec.factory, spec.description, spec.add_options, spec.from_options, source
             )
     return found
+
+
+#: kannon's own backends whose client library is an optional extra: factory module -> (import name, extra)
+_EXTRAS = {"kannon.backends.docker": ("docker", "docker")}
+
+
+def missing_extra(spec: BackendSpec) -> str | None:
+    """What to install for a backend whose client library is missing (None: it can be used)."""
+    need = _EXTRAS.get(getattr(spec.factory, "__module__", ""))
+    if need is None:
+        return None
+    module, extra = need
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    return None if found else f"the {module} SDK is not installed: pip install 'kannon[{extra}]'"
 
 
 def get_backend(name: str) -> BackendSpec:

@@ -11,11 +11,13 @@ Both observers are plain objects with ``@kannon.hookimpl`` methods; the core reg
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -25,6 +27,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from kannon import logtail
 from kannon.events import Event, EventLog
 from kannon.hookspecs import hookimpl
 from kannon.planview import one_line
@@ -132,7 +135,7 @@ def _headline(result: BuildResult) -> str:
     parts = [f"{counts[s.value]} {s.value.replace('_', ' ')}" for s in STATUS_ORDER if counts.get(s.value)]
     outcome = "cancelled" if result.cancelled else ("ok" if result.ok else "FAILED")
     wall = f" in {fmt_duration(result.wall_time)}" if result.wall_time is not None else ""
-    return f"kannon run {result.run_id} {outcome}{wall} on {result.backend}: {', '.join(parts) or 'no tasks'}"
+    return f"kannon: run {result.run_id} {outcome}{wall} on {result.backend}: {', '.join(parts) or 'no tasks'}"
 
 
 def _failure_details(result: BuildResult, tail: int) -> list[str]:
@@ -143,11 +146,21 @@ def _failure_details(result: BuildResult, tail: int) -> list[str]:
         lines.append(f"  reason: {_reason(rec) or 'unknown'}")
         for a in rec.attempts[:-1]:
             lines.append(f"  attempt {a.number} failed before: {clean(a.reason or a.failure_class or 'unknown')}")
-        log = last.log_tail[-tail:] if last is not None else ()
+        log = logtail.shape(last.log_tail)[-tail:] if last is not None else ()
         if log:
-            lines.append(f"  last {len(log)} log line(s):")
+            lines.append("  log:")
             lines.extend("    | " + clean(line) for line in log)
+        path = full_log(result, rec)
+        if path is not None:
+            lines.append(f"  full log: {path}")
     return lines
+
+
+def full_log(result: BuildResult, rec: TaskRecord) -> Path | None:
+    """The full log of a task's last attempt, if this machine has it (the run directory is local)."""
+    if not result.run_dir or rec.last is None:
+        return None
+    return logtail.find_logs(result.run_dir, rec.family, rec.task_id).get(rec.last.number)
 
 
 def summary_text(result: BuildResult, *, max_rows: int | None = 200, tail: int = 20) -> str:
@@ -239,6 +252,7 @@ class ProgressObserver:
         max_summary_rows: int | None = 200,
         summary: bool = True,
         clock: Callable[[], float] = time.time,
+        notes: Sequence[str] = (),
     ) -> None:
         self.console = console or Console(stderr=True)
         self.live_mode = (self.console.is_terminal and not self.console.is_dumb_terminal) if live is None else live
@@ -248,6 +262,7 @@ class ProgressObserver:
         self.max_summary_rows = max_summary_rows
         self.show_summary = summary
         self.clock = clock
+        self.notes = [clean(n) for n in notes]  # header lines after "run ... started" (e.g. how hints are enforced)
         self.model = RunModel()
         # Two locks, always taken in this order: _out (serialises output and the live view's start/stop), then
         # rich's own Live lock, then _lock (the model). rich's refresh thread holds its Live lock while calling
@@ -360,7 +375,8 @@ class ProgressObserver:
         if self._announced_run or self.model.run_id is None:
             return []
         self._announced_run = True
-        return [(f"kannon: run {clean(self.model.run_id)} started on {clean(self.model.backend or '?')}", "bold")]
+        head = f"kannon: run {clean(self.model.run_id)} started on {clean(self.model.backend or '?')}"
+        return [(head, "bold"), *((f"kannon: {note}", "dim") for note in self.notes)]
 
     def _announce_plan(self) -> list[tuple[str, str]]:
         if self._announced_plan:
@@ -491,6 +507,37 @@ class ProgressObserver:
             return Group(*parts)
 
 
+class LogPrinter:
+    """Prints every line a child writes as ``[Family 1a2b3c4d] line`` (stderr by default).
+
+    ``Kannon(follow_logs=True)`` through the Python API registers one (see :func:`log_printers`); the CLI's
+    ProgressObserver prints the lines itself, above its live view.
+    """
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    @hookimpl
+    def kannon_task_log(self, task_id: str, label: str, line: str) -> None:
+        stream = self.stream or sys.stderr  # looked up per line: pytest and users may swap sys.stderr
+        with self._lock:
+            stream.write(f"[{clean(label)}] {clean(line.rstrip(chr(13) + chr(10)))}\n")
+            stream.flush()
+
+
+def log_printers(observers: Sequence[object], follow_logs: bool) -> list[object]:
+    """What ``Kannon.build`` registers besides ``observers`` so that ``follow_logs=True`` prints each child's
+    output: a LogPrinter, unless one of ``observers`` already prints log lines (a ProgressObserver following logs,
+    or a LogPrinter)."""
+    if not follow_logs:
+        return []
+    for obs in observers:
+        if isinstance(obs, LogPrinter) or (isinstance(obs, ProgressObserver) and obs.follow_logs):
+            return []
+    return [LogPrinter()]
+
+
 class EventLogObserver:
     """``--events FILE``: appends every event as a JSON line, flushed per line (a killed run leaves a valid log).
 
@@ -498,14 +545,24 @@ class EventLogObserver:
     late cancellation) reopens it rather than being lost.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, context: Mapping[str, str] | None = None) -> None:
         self.path = Path(path)
+        self.context = dict(context or {})
         self._log: EventLog | None = None
         self._lock = threading.Lock()
 
     @hookimpl
     def kannon_event(self, event: Event) -> None:
         with self._lock:
+            if self._log is None and event.kind == "run_started" and self.context:
+                # The run's context (target, command line, ...) rides on run_started as an extra key (readers
+                # ignore unknown keys; `kannon report` puts it in the report's header).
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps({**event.to_dict(), "context": self.context}, ensure_ascii=False,
+                                       sort_keys=True) + "\n")  # fmt: skip
+                self._log = EventLog(self.path)
+                return
             if self._log is None:
                 self._log = EventLog(self.path)
             self._log.write(event)
@@ -521,6 +578,9 @@ class EventLogObserver:
                 self._log = None
 
 
+_DID_SOMETHING = frozenset({"launched", "failed", "cancelled", "upstream_failed"})
+
+
 class ReportObserver:
     """``--report FILE.html``: keeps the run's events and writes the HTML report when the run ends.
 
@@ -528,10 +588,13 @@ class ReportObserver:
     gives the same page. :meth:`close` writes whatever was seen if the run ended without ``kannon_run_end``.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, context: Mapping[str, str] | None = None) -> None:
         self.path = Path(path)
+        self.context = dict(context or {})
         self.events: list[Event] = []
         self.written: Path | None = None
+        #: the run had nothing to do, so the report of the last run that did something was left in place
+        self.kept_previous = False
         self._lock = threading.Lock()
 
     @hookimpl
@@ -555,7 +618,11 @@ class ReportObserver:
 
         with self._lock:
             events = list(self.events)
-        self.written = write_report(events, self.path)
+        if self.path.is_file() and not any(e.kind in _DID_SOMETHING for e in events):
+            self.kept_previous = True  # an empty report would replace the one worth reading
+            self.written = self.path
+            return self.path
+        self.written = write_report(events, self.path, context=self.context)
         return self.written
 
     def close(self) -> None:

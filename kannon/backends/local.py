@@ -41,7 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kannon import exitcodes
+from kannon import exitcodes, logtail
+from kannon.backends import _memlimit
 from kannon.backends.base import (
     Executor,
     Finished,
@@ -89,6 +90,7 @@ class _Child:
     reaped: bool = False  # the process is gone (not merely reported its exit code)
     cancelled: bool = False
     finished: bool = False
+    memory: _memlimit.ChildLimit | None = None  # the memory hint's enforcement, if it has one
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -191,11 +193,13 @@ class LocalExecutor(Executor):
         self._children: dict[str, _Child] = {}
         self._zygote: _Zygote | None = None
         self._io: _IOLoop | None = None
+        self._watchdog_armed = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self, run: RunInfo, report: Report) -> None:
         super().start(run, report)
         (run.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        _memlimit.cleanup_stale(_memlimit.mechanism())
         if self.mode == "fork":
             # Before the I/O thread exists: the zygote is forked from this process while it has no other threads.
             self._zygote = _Zygote.create()
@@ -232,9 +236,7 @@ class LocalExecutor(Executor):
         child = _Child(launch)
         with self._lock:
             self._children[launch.key] = child
-        env = {**os.environ, **launch.env}
-        if launch.hints.memory_bytes:
-            env["KANNON_RLIMIT_AS"] = str(launch.hints.memory_bytes)
+        env = {**os.environ, **launch.env, **self._memory_env(child)}
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = launch.log_path.open("ab")
         read_fd, write_fd = os.pipe()
@@ -285,6 +287,7 @@ class LocalExecutor(Executor):
             cancelled = child.cancelled
         if cancelled:  # cancel() arrived before the pid
             self._signal(child, signal.SIGTERM)
+        self._arm_watchdog(child)
         self.emit(Started(key, f"pid {pid}"))
 
     def _on_eof(self, child: _Child) -> None:
@@ -322,18 +325,23 @@ class LocalExecutor(Executor):
             child.finished = True
             code, reason, cancelled, reaped = child.exit_code, child.reason, child.cancelled, child.reaped
         launch = child.launch
-        tail = tail_lines(launch.log_path)
+        raw = tail_lines(launch.log_path)  # the child's own reason line is in here
+        tail = logtail.read_tail(launch.log_path)
         where = f"pid {child.pid}" if child.pid else None
         if cancelled:
             event = Finished(launch.key, code, "cancelled", "Cancelled", log_tail=tail, where=where)
         elif code == 0 and reason is None:
             event = Finished(launch.key, 0, log_tail=tail, where=where)
         else:
-            why = reason or exitcodes.describe(code, tail)
+            why = reason or exitcodes.describe(code, raw)
             klass = exitcodes.failure_class(code)
-            if code == exitcodes.TASK_FAILED and any("MemoryError" in line for line in tail) and launch.hints.memory:
-                why, klass = (f"out of memory: the task exceeded its memory hint {launch.hints.memory}; raise "
-                              "`memory` in its kannon_hints"), "OOMKilled"  # fmt: skip
+            oom = _oom_reason(child, code, raw)
+            no_kannon = logtail.kannon_import_failure(raw) if code == 1 and reason is None else None
+            if oom is not None:
+                why, klass = oom, "OOMKilled"
+            elif no_kannon is not None:
+                why = logtail.kannon_import_reason(self.python, no_kannon, "LocalExecutor(python=...)")
+                klass = "KannonNotImportable"
             event = Finished(launch.key, code, why, klass, log_tail=tail, where=where)
         if reaped:
             self._forget(child)
@@ -343,6 +351,55 @@ class LocalExecutor(Executor):
         with self._lock:
             if self._children.get(child.launch.key) is child:
                 del self._children[child.launch.key]
+        self._remove_cgroup(child, tries=20)
+
+    # -- memory hints (kannon.backends._memlimit) ---------------------------------------------------------------
+    def describe_limits(self) -> str:
+        """One line for the run header and `kannon plan`: how memory hints are enforced here."""
+        return _memlimit.mechanism().describe()
+
+    def _memory_env(self, child: _Child) -> dict[str, str]:
+        limit = child.launch.hints.memory_bytes
+        if not limit:
+            return {}
+        mech = _memlimit.mechanism()
+        try:
+            child.memory = _memlimit.ChildLimit(mech, child.launch.key, int(limit))
+        except OSError as e:  # the cgroup could not be made (a limit on cgroups, a changed hierarchy): still enforce
+            log.warning("kannon: memory cgroup for %s failed (%s); watching its memory instead", child.launch.key, e)
+            child.memory = _memlimit.ChildLimit(_memlimit.Mechanism("watchdog"), child.launch.key, int(limit))
+        return child.memory.env()
+
+    def _arm_watchdog(self, child: _Child) -> None:
+        if child.memory is None or child.memory.path is not None or self._io is None:
+            return  # no hint, or the kernel enforces it
+        with self._lock:
+            armed, self._watchdog_armed = self._watchdog_armed, True
+        if not armed:
+            self._io.call_later(_memlimit.WATCHDOG_INTERVAL, self._watchdog)
+
+    def _watchdog(self) -> None:
+        """I/O thread: SIGKILL a child's process group whose private resident memory is above its hint."""
+        with self._lock:
+            watched = [c for c in self._children.values()
+                       if c.memory is not None and c.memory.path is None and c.pid and not c.finished]  # fmt: skip
+            self._watchdog_armed = bool(watched)
+        if not watched:
+            return
+        members = _memlimit.group_members({c.pid for c in watched if c.pid})
+        for c in watched:
+            assert c.memory is not None and c.pid is not None
+            used = _memlimit.private_rss(members.get(c.pid, []))
+            if used > c.memory.limit and c.memory.watchdog_killed_at is None:
+                c.memory.watchdog_killed_at = used
+                self._signal(c, signal.SIGKILL)
+        if self._io is not None:
+            self._io.call_later(_memlimit.WATCHDOG_INTERVAL, self._watchdog)
+
+    def _remove_cgroup(self, child: _Child, tries: int) -> None:
+        # The last process of the group may take a moment to leave the cgroup after the reaped child.
+        if child.memory is not None and not child.memory.remove() and tries > 0 and self._io is not None:
+            self._io.call_later(0.5, lambda: self._remove_cgroup(child, tries - 1))
 
     # -- cancelling --------------------------------------------------------------------------------------------
     def cancel(self, key: str) -> None:
@@ -364,6 +421,19 @@ class LocalExecutor(Executor):
             os.killpg(child.pid, sig)
 
 
+def _oom_reason(child: _Child, code: int | None, tail: tuple[str, ...]) -> str | None:
+    """The OOMKilled reason, worded as the Docker and Kubernetes backends word it, or None."""
+    hint = child.launch.hints.memory
+    mem = child.memory
+    if mem is not None and mem.oom_killed():
+        how = "its memory cgroup" if mem.path is not None else "kannon's memory watchdog"
+        return (f"out of memory: the task was killed at its memory limit of {hint} by {how} (exit {code}); "
+                "raise `memory` in the task's hints")
+    if hint and code == exitcodes.TASK_FAILED and any("MemoryError" in line for line in tail):
+        return f"out of memory: the task exceeded its memory hint {hint}; raise `memory` in the task's hints"
+    return None
+
+
 class _Pump:
     """Copies one child's output to its log file (and to LogLine events when following logs); I/O thread only."""
 
@@ -371,6 +441,7 @@ class _Pump:
         self.ex, self.child, self.fd, self.log = executor, child, fd, log
         self.follow = bool(executor.run and executor.run.follow_logs)
         self.pending = b""
+        self.capped = logtail.CappedLog(log)
 
     def on_readable(self) -> None:
         try:
@@ -380,8 +451,7 @@ class _Pump:
         except OSError:
             chunk = b""
         if chunk:
-            self.log.write(chunk)
-            self.log.flush()
+            self.capped.write(chunk)
             if self.follow:
                 self.pending += chunk
                 *lines, self.pending = self.pending.split(b"\n")
@@ -393,8 +463,9 @@ class _Pump:
         assert self.ex._io is not None
         self.ex._io.remove_reader(self.fd)
         os.close(self.fd)
-        self.log.close()
+        self.capped.close()
         self.ex._on_eof(self.child)
+
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import hashlib
 import html
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -45,12 +45,15 @@ def _csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
-def render_report(events: Iterable[Event], run_id: str | None = None, run: str | None = None) -> str:
+def render_report(events: Iterable[Event], run_id: str | None = None, run: str | None = None,
+                  context: Mapping[str, str] | None = None) -> str:  # fmt: skip
     """The report of one run as a complete HTML document: ``run`` selects it as ``kannon report --run`` does (an
     index in the log or a run id prefix, see :func:`kannon.report.model.select_run`), ``run_id`` by exact run id;
-    default: the last run in ``events``. An unknown selection raises ValueError listing the runs."""
+    default: the last run in ``events``. An unknown selection raises ValueError listing the runs. ``context``:
+    what the header shows about the run (target, command line, workspace, kannon version)."""
     model = fold(select_run(events, run) if run is not None else last_run(events, run_id))
     data = report_data(model)
+    data["context"] = dict(sorted((context or {}).items()))
     script = _asset("report.js")
     style = _asset("report.css")
     # The hashes cover exactly the text between the tags, so the blocks are inserted verbatim.
@@ -71,21 +74,40 @@ def render_report(events: Iterable[Event], run_id: str | None = None, run: str |
     return head + _script_json(data) + tail
 
 
+def _logged_context(path: Path, run_id: str | None, started_at: float | None) -> dict[str, str]:
+    """The ``context`` a ``kannon build --events`` wrote on the selected run's ``run_started`` line, if any."""
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if '"context"' not in line or '"run_started"' not in line:
+                continue
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if d.get("run_id") == run_id and d.get("time") == started_at and isinstance(d.get("context"), dict):
+                return {str(k): str(v) for k, v in d["context"].items()}
+    return {}
+
+
 def write_report(
     events_path_or_events: str | os.PathLike[str] | Iterable[Event],
     out_path: str | os.PathLike[str],
     run_id: str | None = None,
     run: str | None = None,
+    context: Mapping[str, str] | None = None,
 ) -> Path:
     """Write the report of an event log (path) or of events; returns the path written.
 
     Written to a temporary file and renamed, so a browser never sees half a report.
     """
     if isinstance(events_path_or_events, (str, os.PathLike)):
-        events: Iterable[Event] = read_events(Path(events_path_or_events))
+        events: Iterable[Event] = list(read_events(Path(events_path_or_events)))
+        if context is None:
+            model = fold(select_run(events, run) if run is not None else last_run(events, run_id))
+            context = _logged_context(Path(events_path_or_events), model.run_id, model.started_at)
     else:
         events = events_path_or_events
-    text = render_report(events, run_id=run_id, run=run)
+    text = render_report(events, run_id=run_id, run=run, context=context)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     # open() rather than mkstemp: the report gets the usual umask permissions, not 0600

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kannon.logtail import shape
 from kannon.report.model import RunModel, attempt_outcome
 from kannon.result import Status, TaskRecord
 
@@ -220,7 +221,7 @@ def report_data(model: RunModel) -> dict[str, Any]:
                         "reason": a.reason,
                         "failure_class": a.failure_class,
                         "exit_code": a.exit_code,
-                        "log_tail": list(a.log_tail),
+                        "log_tail": list(shape(a.log_tail)),
                     }
                     for a in rec.attempts
                 ],

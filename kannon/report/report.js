@@ -37,7 +37,12 @@
     return h + " h " + (m < 10 ? "0" : "") + m + " m";
   }
 
-  function cut(s, n) { s = String(s); return s.length > n ? s.slice(0, n - 1) + "…" : s; }
+  // Params arrive already shortened ("parent=TaskD(…)"): never end on a second ellipsis or an unclosed "(…".
+  function cut(s, n) {
+    s = String(s);
+    if (s.length <= n) return s;
+    return s.slice(0, n - 1).replace(/[\s,(…]+$/, "") + "…";
+  }
   function label(t) { return t.params ? t.family + "(" + t.params + ")" : t.family; }
   function shortId(id) { return String(id).slice(0, 8); }
   function lastAttempt(t) { return t.attempts.length ? t.attempts[t.attempts.length - 1] : null; }
@@ -47,7 +52,7 @@
   }
   function firstLaunch(t) { return t.attempts.length ? t.attempts[0].launched : Infinity; }
 
-  var run, tasks;
+  var run, tasks, DATA;
   var byId = {};
   var graphNodes = {};
   var selected = null;
@@ -62,6 +67,15 @@
     STATUS_ORDER.forEach(function (s) {
       if (run.counts[s]) badges.appendChild(el("span", "badge " + s, run.counts[s] + " " + STATUS_LABEL[s]));
     });
+    var ctx = DATA.context || {}, box = $("context");
+    ["target", "command", "workspace", "kannon"].forEach(function (k) {
+      if (!ctx[k]) return;
+      var d = el("div");
+      d.appendChild(el("dt", null, k === "kannon" ? "kannon version" : k));
+      d.appendChild(el("dd", null, ctx[k]));
+      box.appendChild(d);
+    });
+    box.hidden = !box.children.length;
   }
 
   function renderTotals() {
@@ -199,16 +213,28 @@
       nodes.appendChild(g);
       graphNodes[t.id] = g;
     });
-    // A graph a little wider than the page is scaled to fit; a much wider one keeps readable text and scrolls.
+    // A graph a little wider than the page is scaled to fit; a much wider one keeps readable text and pans
+    // (the box scrolls). Scaled by CSS to the box's width, so a scrollbar appearing later cannot cut the last node.
     var avail = $("graph").clientWidth - 2;
-    if (avail > 0 && width > avail && avail / width >= 0.7) {
-      svg.setAttribute("width", String(avail));
-      svg.setAttribute("height", String(Math.ceil(height * avail / width)));
+    if (avail > 0 && width > avail && avail / width >= 0.6) {
+      svg.removeAttribute("width");
+      svg.removeAttribute("height");
+      svg.setAttribute("class", "fit");
     }
     $("graph").appendChild(svg);
     legend($("graph-legend"), STATUS_ORDER.filter(function (s) { return run.counts[s]; }).map(function (s) {
       return [s, STATUS_LABEL[s]];
     }).concat([["critical-path", "outlined: critical path"]]));
+  }
+
+  // "yes": every node is inside the graph's box; "pans": the box scrolls to the rest; "cut": a node is out of reach.
+  function graphFit() {
+    var box = $("graph"), outer = box.getBoundingClientRect(), right = 0;
+    Object.keys(graphNodes).forEach(function (id) {
+      right = Math.max(right, graphNodes[id].getBoundingClientRect().right);
+    });
+    if (right <= outer.right + 0.5) return "yes";
+    return box.scrollWidth > box.clientWidth && right - outer.left <= box.scrollWidth + 0.5 ? "pans" : "cut";
   }
 
   // -- timeline ----------------------------------------------------------------------------------------
@@ -368,6 +394,7 @@
 
   function main() {
     var data = JSON.parse($("kannon-data").textContent);
+    DATA = data;
     run = data.run;
     tasks = data.tasks;
     tasks.forEach(function (t) { byId[t.id] = t; });
@@ -379,6 +406,7 @@
     renderTable();
     $("detail-close").addEventListener("click", function () { $("detail").hidden = true; });
     document.addEventListener("keydown", function (ev) { if (ev.key === "Escape") $("detail").hidden = true; });
+    document.body.dataset.graphFits = graphFit();
     // The marker the browser test waits for: set only once everything above has rendered without throwing.
     document.body.dataset.taskCount = String(tasks.length);
     document.body.dataset.rendered = "ok";

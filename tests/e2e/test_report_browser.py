@@ -163,6 +163,10 @@ def assert_rendered(page: Page, task_ids: set[str]) -> None:
     assert set(page.ids_by_kind["graph"]) == task_ids and len(page.ids_by_kind["graph"]) == len(task_ids)
     assert set(page.ids_by_kind["tr"]) == task_ids  # the task table: every task once
     assert len(page.ids_by_kind["tr"]) == len(task_ids)
+    # the graph fits the box or pans (never a node out of reach), and no shortened label ends in a second "…"
+    assert page.body.get("data-graph-fits") in ("yes", "pans"), page.body
+    doubled = [t for t in page.text if "……" in t or t.rstrip().endswith("(…")]
+    assert not doubled, doubled
 
 
 def test_report_of_a_failed_run_shows_every_task_escaped(chromium: str, tmp_path: Path):
@@ -222,7 +226,7 @@ def test_report_of_a_real_quickstart_build(chromium: str, tmp_path: Path):
         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env,
     )  # fmt: skip
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    assert "kannon run " in build.stderr and " ok in " in build.stderr  # the summary headline
+    assert "kannon: run " in build.stderr and " ok in " in build.stderr  # the summary headline
     again = tmp_path / "from-log.html"
     rep = subprocess.run([sys.executable, "-m", "kannon", "report", str(events_file), "-o", str(again)],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
@@ -233,5 +237,20 @@ def test_report_of_a_real_quickstart_build(chromium: str, tmp_path: Path):
     assert len(ids) == 13
     page = load(chromium, report_file, tmp_path, screenshot=ARTIFACTS / "report-quickstart.png")
     assert_rendered(page, ids)
+    # the header names the target, the command line, the workspace and kannon's version
+    text = "\n".join(page.text)
+    assert "examples/quickstart/pipeline.py:root" in text and "kannon version" in text
+    assert "kannon build " in text and str(tmp_path / "ws") in text
+    # a rerun with nothing to do keeps the report of the run that did something
+    before = report_file.read_text(encoding="utf-8")
+    rerun = subprocess.run(
+        [sys.executable, "-m", "kannon", "build", str(REPO / "examples/quickstart/pipeline.py") + ":root",
+         "--workspace", str(tmp_path / "ws"), "--events", str(events_file), "--report", str(report_file)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr
+    assert report_file.read_text(encoding="utf-8") == before
+    assert f"kannon: nothing to do (every task was already complete); kept the last run's report: {report_file}" in (
+        rerun.stderr)
     assert len(page.ids_by_kind["timeline"]) == 13
     assert_png(ARTIFACTS / "report-quickstart.png", 1400, 1000)

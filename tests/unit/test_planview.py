@@ -197,3 +197,24 @@ def test_params_with_line_breaks_stay_on_one_line_in_every_format():
     assert any(line.startswith('  n4["Odd(a=1 b=2 c=3 )') for line in mermaid.splitlines())
     dot = render_plan(p, "dot")
     assert '"Odd(a=1 b=2 c=3 )\\n' in dot
+
+
+def test_text_and_json_show_each_bullets_hints_but_never_env_values():
+    from kannon.hints import Hints
+
+    @dataclass(frozen=True)
+    class HN:
+        task_id: str
+        family: str
+        params: str
+        placement: Placement
+        deps: tuple[str, ...]
+        hints: Hints
+
+    b = HN(tid("b"), "TaskB", "", Placement.BULLET, (),
+           Hints(memory="256Mi", cpu=2, timeout=600, env={"TOKEN": "s3cret"}))  # fmt: skip
+    p = P(b.task_id, {b.task_id: b})
+    out = render_plan(p, "text")
+    assert out.splitlines()[1] == f"TaskB [{tid('b')[:8]}] bullet {{cpu=2 memory=256Mi timeout=600s env=TOKEN}}"
+    assert "s3cret" not in out and "s3cret" not in render_plan(p, "json")
+    assert json.loads(render_plan(p, "json"))["nodes"][0]["hints"] == "cpu=2 memory=256Mi timeout=600s env=TOKEN"

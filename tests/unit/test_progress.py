@@ -76,7 +76,7 @@ def test_plain_lines_say_what_happened_to_each_task_in_order():
     assert f"kannon: not run TaskD(n=2) [{d[:8]}]: needs TaskC {c1[:8]}, which failed" in lines
     # the last state is said once, by the summary's headline, right after the last task line
     end = lines.index(
-        "kannon run run-sample FAILED in 3.7s on local: 1 failed, 2 upstream failed, 5 succeeded, 1 complete"
+        "kannon: run run-sample FAILED in 3.7s on local: 1 failed, 2 upstream failed, 5 succeeded, 1 complete"
     )
     assert lines[end - 1] == f"kannon: not run Report [{task_id('Report')[:8]}]: needs TaskD {d[:8]}, which was not run"
     assert not any("finished" in x for x in lines)
@@ -91,7 +91,7 @@ def test_master_tasks_get_a_started_line_but_no_launched_line():
     d = task_id("TaskD")
     assert f"kannon: started TaskD(n=2) [{d[:8]}] attempt 1 on master\n" in out
     assert f"launched TaskD(n=2) [{d[:8]}]" not in out
-    assert "\nkannon run run-sample ok in 4.5s on local: 8 succeeded, 1 complete\n" in out
+    assert "\nkannon: run run-sample ok in 4.5s on local: 8 succeeded, 1 complete\n" in out
 
 
 def tiny_run() -> list[Event]:
@@ -121,7 +121,7 @@ def test_the_end_of_a_run_is_said_once_by_the_summary_headline():
     obs, buf = plain()
     run_through(manager(obs), tiny_run())
     assert buf.getvalue() == TINY_LINES + (
-        "kannon run run-sample ok in 1.3s on local: 1 succeeded\n"
+        "kannon: run run-sample ok in 1.3s on local: 1 succeeded\n"
         "OUTCOME    TASK                      WHERE          ATTEMPTS  DURATION  REASON\n"
         "succeeded  TaskTiny(n=1) [aaaaaaaa]  local (pid 7)  1         1.1s\n"
     )
@@ -152,7 +152,7 @@ def test_on_a_terminal_the_end_is_said_once_by_the_table_title():
     # (the stream also holds the live view's renders, each erased by the next or when the view stops)
     lines = [x.strip() for x in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buf.getvalue()).splitlines()]
     assert not any("finished" in x for x in lines)
-    headline = "kannon run run-sample ok in 1.3s on local: 1 succeeded"
+    headline = "kannon: run run-sample ok in 1.3s on local: 1 succeeded"
     assert lines.count(headline) == 1
     # the table's title says the last state, and nothing but the table follows it
     assert [x.split() for x in lines[lines.index(headline) + 1 :] if x.strip("─")] == [
@@ -165,10 +165,11 @@ def test_summary_lists_failures_first_with_reason_and_log_tail():
     obs, buf = plain()
     run_through(manager(obs), sample_events())
     out = buf.getvalue()
-    summary = out[out.index("kannon run run-sample FAILED") :]
+    summary = out[out.index("kannon: run run-sample FAILED") :]
     rows = summary.splitlines()
     assert (
-        rows[0] == "kannon run run-sample FAILED in 3.7s on local: 1 failed, 2 upstream failed, 5 succeeded, 1 complete"
+        rows[0]
+        == "kannon: run run-sample FAILED in 3.7s on local: 1 failed, 2 upstream failed, 5 succeeded, 1 complete"
     )
     assert rows[1].split() == ["OUTCOME", "TASK", "WHERE", "ATTEMPTS", "DURATION", "REASON"]
     outcomes = [r.split()[0] for r in rows[2:11]]
@@ -176,7 +177,7 @@ def test_summary_lists_failures_first_with_reason_and_log_tail():
     assert "TaskC(param=c1)" in rows[2] and "(exit code 6)" in rows[2]
     b2_row = next(r for r in rows if "TaskB(param=b2)" in r)
     assert re.search(r"\(pid 4110\)\s+2\s+2\.6s\s*$", b2_row)  # attempts, duration from first launch to last finish
-    assert "  last 4 log line(s):" in rows
+    assert "  log:" in rows and rows[rows.index("  log:") + 1] == "    | ValueError: column 'c1' is empty"
     assert "    | ValueError: column 'c1' is empty" in rows
 
 
@@ -207,7 +208,7 @@ def test_summary_table_on_a_terminal_shows_every_task():
         assert rec.task_id[:8] in out
     assert out.index("TaskC(param=c1)") < out.index("TaskB(param=b0)")  # failures first
     assert "upstream failed" in out
-    assert "| Traceback (most recent call last):" in out
+    assert "| ValueError: column 'c1' is empty" in out and "Traceback" not in out
 
 
 def test_params_and_log_lines_cannot_inject_markup_or_terminal_escapes():
@@ -430,3 +431,23 @@ def test_an_observer_reused_for_a_second_build_starts_afresh(tmp_path: Path):
     assert obs.model.counts() == {"succeeded": 8, "complete": 1}
     assert report.written is not None and '"outcome":"ok"' in report.written.read_text()
     assert len(report.events) == len(sample_events(fail=False))
+
+
+def test_follow_logs_from_the_python_api_prints_each_child_line(capsys):
+    """Kannon(follow_logs=True) registers log_printers(observers, follow_logs) next to its observers, then the core
+    calls the kannon_task_log hook per LogLine: every line reaches stderr with its task prefix."""
+    from kannon.plugins import plugin_manager
+    from kannon.progress import LogPrinter, log_printers
+
+    assert log_printers([], follow_logs=False) == []
+    assert log_printers([ProgressObserver(follow_logs=True)], follow_logs=True) == []  # the CLI prints them itself
+    (printer,) = log_printers([ProgressObserver(follow_logs=False)], follow_logs=True)
+    assert isinstance(printer, LogPrinter)
+    pm = plugin_manager()
+    pm.register(printer)
+    try:
+        pm.hook.kannon_task_log(task_id="a" * 32, label="TaskC aaaaaaaa", line="epoch 3 loss=0.1\n")
+        pm.hook.kannon_task_log(task_id="a" * 32, label="TaskC aaaaaaaa", line="\x1b[2Jdone")
+    finally:
+        pm.unregister(printer)
+    assert capsys.readouterr().err == "[TaskC aaaaaaaa] epoch 3 loss=0.1\n[TaskC aaaaaaaa] done\n"
