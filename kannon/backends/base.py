@@ -96,8 +96,10 @@ class BackendError(Exception):
     """
 
 
-class LeaseHeld(Exception):
-    """Another master holds this run's lease; ``holder`` says who (host, pid, invocation, since when)."""
+class LeaseHeld(BackendError):
+    """Another master holds this run's lease; ``holder`` says who (host, pid, invocation, since when).
+
+    A BackendError: nothing was launched, and the message is the one line to print."""
 
     def __init__(self, holder: str) -> None:
         super().__init__(f"another kannon master is running this pipeline: {holder}")
