@@ -44,8 +44,8 @@ def pipeline(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     yield tmp_path, {"LEASE_GATE": str(gate)}
 
 
-def start(workdir: Path, env: dict[str, str], name: str) -> Master:
-    return Master(workdir, "leasepipe.py:root", ["--local-mode", "spawn"], env, name=name)
+def start(workdir: Path, env: dict[str, str], name: str, mode: str = "spawn") -> Master:
+    return Master(workdir, "leasepipe.py:root", ["--local-mode", mode], env, name=name)
 
 
 def child_started(workdir: Path) -> list[str]:
@@ -99,15 +99,17 @@ def test_two_masters_started_at_the_same_moment_run_once(pipeline: tuple[Path, d
             m.stop()
 
 
-def test_a_sigkilled_holders_lease_is_taken_by_the_rerun_at_once(pipeline: tuple[Path, dict[str, str]]) -> None:
+@pytest.mark.parametrize("mode", ["fork", "spawn"])  # fork: the zygote and its children must not keep the lease
+def test_a_sigkilled_holders_lease_is_taken_by_the_rerun_at_once(pipeline: tuple[Path, dict[str, str]],
+                                                                  mode: str) -> None:  # fmt: skip
     workdir, env = pipeline
-    first = start(workdir, env, "first")
+    first = start(workdir, env, "first", mode)
     try:
         wait_until(lambda: child_started(workdir) or first.proc.poll() is not None, 120, "the first master's child")
         first.signal(signal.SIGKILL)
         first.wait(timeout=60)
         (workdir / "gate").unlink()
-        rerun = start(workdir, env, "rerun")  # no waiting for the lease: the kernel freed it with the holder
+        rerun = start(workdir, env, "rerun", mode)  # no waiting for the lease: the kernel freed it with the holder
         try:
             assert rerun.wait(timeout=180) == 0, rerun.output()
             assert "another kannon master" not in rerun.output()
