@@ -70,8 +70,9 @@ class _Timer:
 class RunState:
     """One build's scheduling state. Call :meth:`start` once, then :meth:`step` per event."""
 
-    def __init__(self, plan: Plan, policy: Policy, run_id: str, backend: str) -> None:
+    def __init__(self, plan: Plan, policy: Policy, run_id: str, backend: str, invocation_id: str = "") -> None:
         self.plan, self.policy, self.run_id, self.backend = plan, policy, run_id, backend
+        self.invocation_id = invocation_id
         self.records: dict[str, TaskRecord] = {}
         for node in plan.nodes.values():
             status = Status.COMPLETE if node.placement is Placement.COMPLETE else Status.PENDING
@@ -99,7 +100,7 @@ class RunState:
     # -- driving ---------------------------------------------------------------------------------------------
     def start(self, now: float) -> list[Action]:
         self.started_at = now
-        self._emit("run_started", now, backend=self.backend)
+        self._emit("run_started", now, backend=self.backend, invocation_id=self.invocation_id or None)
         for node in self.plan.nodes.values():
             kind: EventKind = "skipped_complete" if node.placement is Placement.COMPLETE else "planned"
             self._emit(kind, now, node, deps=node.deps)

@@ -27,7 +27,7 @@ class Sim:
 
     def __init__(self, *nodes: Node, **policy: Any) -> None:
         plan = Plan(root_id=nodes[-1].task_id, nodes={n.task_id: n for n in nodes})
-        self.state = st.RunState(plan, st.Policy(**policy), "run1", "fake")
+        self.state = st.RunState(plan, st.Policy(**policy), "run1", "fake", "20261203T120102Z-3fa9c1")
         self.now = 0.0
         self.log: list[tuple[float, st.Action]] = []
         self.last: list[st.Action] = self._keep(self.state.start(self.now))
@@ -94,6 +94,7 @@ def test_a_chain_runs_in_order_and_ends_with_done() -> None:
     done = sim.done()
     assert done.result.ok and done.signum is None
     assert [e.kind for e in (a.event for a in sim.all(st.Emit))][:3] == ["run_started", "planned", "planned"]
+    assert sim.events("run_started")[0].invocation_id == "20261203T120102Z-3fa9c1"
 
 
 def test_retry_schedule_doubles_and_is_capped_by_retry_delay_max() -> None:
