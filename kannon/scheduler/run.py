@@ -4,6 +4,7 @@ close and release — in that order, whatever fails half-way."""
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from pathlib import Path
@@ -31,8 +32,6 @@ class Interrupted(KeyboardInterrupt):
     """The build was interrupted by a signal; every child was cancelled first. ``signum`` says which."""
 
     def __init__(self, signum: int, result: BuildResult | None = None) -> None:
-        import signal
-
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
         self.signum = signum
         self.result = result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable
@@ -377,3 +378,16 @@ def test_tasks_waiting_for_a_slot_are_announced_queued_and_timed() -> None:
         assert rec.events.index(e) < rec.events.index(launched)
     never_queued = {t for t in result.tasks if t not in {e.task_id for e in queued}}
     assert all(a.queued_at is None for t in never_queued for a in result.tasks[t].attempts)
+
+
+def test_run_id_covers_the_workspace_and_every_build_has_its_own_invocation(tmp_path: Any) -> None:
+    here = Bullet(name="rid")
+    there = Bullet(name="rid", workspace_directory=str(tmp_path / "elsewhere"))
+    assert here.make_unique_id() == there.make_unique_id()  # the workspace is not part of a task's id
+    first = Kannon(executor=FakeExecutor(ids(here))).build(here)
+    again = Kannon(executor=FakeExecutor(ids(here))).build(here)  # a rerun: same run (re-attach), new invocation
+    other = Kannon(executor=FakeExecutor(ids(there))).build(there)
+    assert first.run_id == again.run_id != other.run_id
+    assert first.invocation_id != again.invocation_id
+    for inv in (first.invocation_id, again.invocation_id):  # sortable by start time: UTC stamp first
+        assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", inv), inv
