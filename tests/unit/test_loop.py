@@ -192,3 +192,47 @@ def test_task_hooks_are_called_with_their_events() -> None:
     assert [e for _, e in rec.calls] == stream
     assert {e.failure_class for h, e in rec.calls if h in ("retry", "failure")} == {"TaskFailed"}
     assert all(e.family == "Bullet" for _, e in rec.calls)
+
+
+_bullet_done = threading.Event()
+_master_running = threading.Event()
+
+
+class WaitsForTheBullet(Join):
+    """A master task that only finishes once the loop has confirmed a bullet that runs beside it."""
+
+    def run(self) -> None:
+        _master_running.set()
+        assert _bullet_done.wait(60), "the bullet was not confirmed while this master task ran"
+        self.dump(["waited"])
+
+
+class SucceededWatcher:
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+
+    @kannon.hookimpl
+    def kannon_event(self, event: Event) -> None:
+        if event.kind == "succeeded" and event.task_id == self.task_id:
+            _bullet_done.set()
+
+
+def test_a_bullet_finishes_and_is_confirmed_while_a_master_task_runs() -> None:
+    _bullet_done.clear(), _master_running.clear()
+    b = Bullet(name="beside")
+    m = WaitsForTheBullet(parents=[])
+    root = Join(parents=[b, m])
+
+    def behaviour(launch: Launch, ex: FakeExecutor) -> None:
+        def finish_once_the_master_task_runs() -> None:
+            assert _master_running.wait(60)
+            ex._finish(launch.key, ex.ok(launch))
+
+        threading.Thread(target=finish_once_the_master_task_runs).start()
+
+    rec = Recorder()
+    fake = FakeExecutor(ids(b, m, root), behaviour)
+    result = Kannon(executor=fake, observers=[SucceededWatcher(b.make_unique_id()), rec]).build(root)
+    assert result.ok
+    order = [(e.kind, e.family) for e in rec.events if e.kind == "succeeded"]
+    assert order.index(("succeeded", "Bullet")) < order.index(("succeeded", "WaitsForTheBullet"))
