@@ -70,6 +70,7 @@ def seam() -> Iterator[dict[str, int]]:
 def test_a_signal_in_any_phase_of_a_master_task_interrupts_the_build_and_cancels_the_children(
     phase: str, seam: dict[str, int]
 ) -> None:
+    handlers = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
     for rep in range(REPS):
         signum = signal.SIGINT if rep % 2 == 0 else signal.SIGTERM
         _children_running.clear()
@@ -102,4 +103,4 @@ def test_a_signal_in_any_phase_of_a_master_task_interrupts_the_build_and_cancels
             assert mine.status is Status.CANCELLED, (phase, rep, mine)
         assert _ran == ([] if phase == "before" else [task.name]), (phase, rep)  # "before": its code never ran
         assert seam == {}, "the seam was never reached"
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # restored
