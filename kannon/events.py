@@ -3,7 +3,9 @@
 The same records reach pluggy observers (``kannon_event`` and the specific task hooks), the progress display,
 the JSON-lines event log (``--events``) and the HTML report, so they are the documented, versioned schema:
 
-``schema`` (int, currently 1), ``kind``, ``time`` (unix seconds, float), ``run_id``; task events add ``task_id``,
+``schema`` (int, currently 1), ``kind``, ``time`` (unix seconds, float), ``run_id`` (stable across reruns of one
+pipeline and workspace), ``invocation_id`` (on ``run_started``: this build() call; its attempt logs are under
+``<run_dir>/logs/<invocation_id>/``); task events add ``task_id``,
 ``family``, ``params`` (short repr), ``placement`` (master | bullet | complete), ``attempt``, ``backend``,
 ``where``, ``reason``, ``failure_class``, ``exit_code``, ``log_tail`` (list of str), ``deps`` (task ids, only on
 ``planned``/``skipped_complete``). Consumers must ignore unknown keys; a breaking change bumps ``schema``.
@@ -64,6 +66,7 @@ class Event:
     log_tail: tuple[str, ...] = ()
     deps: tuple[str, ...] = ()
     counts: Mapping[str, int] | None = None
+    invocation_id: str | None = None
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -78,6 +78,7 @@ class BuildResult:
     finished_at: float | None = None
     run_dir: str | None = None
     cancelled: bool = False
+    invocation_id: str = ""  # this build() call (logs are under <run_dir>/logs/<invocation_id>/)
 
     def by_status(self, status: Status) -> list[TaskRecord]:
         return [t for t in self.tasks.values() if t.status == status]

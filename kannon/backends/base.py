@@ -14,9 +14,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from kannon.hints import Hints
+
+if TYPE_CHECKING:
+    from kannon.lease import FileLease
 
 SpecTransport = Literal["local", "workspace", "inline"]
 
@@ -25,9 +28,10 @@ SpecTransport = Literal["local", "workspace", "inline"]
 class RunInfo:
     """What a backend may know about the run as a whole."""
 
-    run_id: str  # deterministic per root task: a rerun after a crash has the same id (re-attach)
+    run_id: str  # deterministic per root task and workspace: a rerun after a crash has the same id (re-attach)
     run_dir: Path  # local directory for this run's logs and (local transport) specs
     follow_logs: bool = False  # stream child output as LogLine events
+    invocation_id: str = ""  # one per build() call, sortable by start time: the lease holder, per-invocation logs
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,16 @@ class BackendError(Exception):
     """
 
 
+class LeaseHeld(BackendError):
+    """Another master holds this run's lease; ``holder`` says who (host, pid, invocation, since when).
+
+    A BackendError: nothing was launched, and the message is the one line to print."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(f"another kannon master is running this pipeline: {holder}")
+        self.holder = holder
+
+
 class Executor(ABC):
     """A place where bullets run. Implement ``launch`` and ``cancel``; override the rest as needed."""
 
@@ -102,6 +116,7 @@ class Executor(ABC):
     default_parallelism: int = 32
 
     def __init__(self) -> None:
+        self._lease: FileLease | None = None
         self._report: Report | None = None
         self.run: RunInfo | None = None
         self._lock = threading.Lock()
@@ -109,6 +124,28 @@ class Executor(ABC):
         self._live: set[str] = set()  # keys launched and not yet Finished
 
     # -- lifecycle -----------------------------------------------------------------------------------------
+    def acquire_lease(self, run: RunInfo, wait: float | None) -> None:
+        """Hold the run's lease until :meth:`release_lease`: only the holder may launch, cancel or sweep the run's
+        children. ``wait`` None: raise LeaseHeld at once if another master holds it; else wait up to that many
+        seconds. Called before :meth:`start` (set up any client needed here).
+
+        Default: an ``flock`` on ``<run_dir>.lease`` (see kannon.lease), which a SIGKILLed holder loses at once.
+        """
+        from kannon.lease import FileLease, LeaseBusy
+
+        lease = FileLease(run.run_dir.with_name(run.run_dir.name + ".lease"))
+        try:
+            lease.acquire(run.invocation_id, wait)
+        except LeaseBusy as e:
+            raise LeaseHeld(e.holder) from None
+        self._lease = lease
+
+    def release_lease(self) -> None:
+        """Give the lease up (idempotent). Called at the very end, after :meth:`close`."""
+        lease, self._lease = getattr(self, "_lease", None), None
+        if lease is not None:
+            lease.release()
+
     def start(self, run: RunInfo, report: Report) -> None:
         """Called once before anything is launched. ``report`` is thread-safe and never blocks.
 
@@ -187,6 +224,7 @@ __all__ = [
     "ExecutorEvent",
     "Finished",
     "Launch",
+    "LeaseHeld",
     "LogLine",
     "Report",
     "RunInfo",

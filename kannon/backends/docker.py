@@ -292,7 +292,7 @@ class DockerExecutor(Executor):
     """Runs each bullet in its own container on a Docker engine.
 
     ``image``: default image (``Hints.image`` overrides it per task). ``volumes``: extra binds ``HOST:CTR[:ro]``.
-    ``environment``: extra env for every child (under the core's ``launch.env`` and the task's ``Hints.env``).
+    ``environment``: extra env for every child (under the core's ``launch.env``, which has the task's ``Hints.env``).
     ``network``: ``none``/``host``/``bridge`` or a network name (default: the engine's). ``client``: a
     ``docker.DockerClient`` to use (default: from ``DOCKER_HOST``/``base_url``). ``python``: the interpreter in the
     image. ``user``: ``uid:gid`` (default: the master's, so files on bind mounts are owned by the user).
@@ -475,9 +475,10 @@ class DockerExecutor(Executor):
             "command": self.command(launch),
             "name": container_name(launch.run_id, launch.task_id, launch.attempt),
             "labels": labels,
-            # executor env < core env (config, inherited) < the task's own hints. Unbuffered by default: without a
-            # tty Python block-buffers stdout, and the log would arrive late and out of order with stderr.
-            "environment": {"PYTHONUNBUFFERED": "1", **self.environment, **launch.env, **launch.hints.env},
+            # executor env < launch.env (the core's: inherited < the task's hints < kannon's own; docs/design.md).
+            # Unbuffered by default: without a tty Python block-buffers stdout, and the log would arrive late and
+            # out of order with stderr.
+            "environment": {"PYTHONUNBUFFERED": "1", **self.environment, **launch.env},
             "user": self.user,
             "working_dir": workdir,
             "volumes": [b.spec() for b in binds],

@@ -586,8 +586,7 @@ def _warm_up() -> None:
     """Import what every child needs anyway, once, in the zygote (children inherit it)."""
     import multiprocessing.synchronize  # noqa: F401 - gokart.build imports it on first use
 
-    import kannon.child
-    import kannon.cli  # noqa: F401 - the child's entry point
+    import kannon.child  # noqa: F401 - the child's entry point
 
     if sys.platform.startswith("linux"):
         import ctypes
@@ -777,9 +776,16 @@ def _spare_main(sock: socket.socket, inherited: list[int]) -> None:
         os.environ.clear()
         os.environ.update(req["env"])
         os.environ["KANNON_PARENT_PID"] = str(zygote)
-        from kannon.cli import main  # exactly what `python -m kannon <args>` runs
+        # What `python -m kannon run-task ...` runs, without kannon.cli (whose build command imports the scheduler,
+        # which imports this module): the child's entry point is kannon.child.
+        from kannon import child
 
-        code = main(req["args"])
+        args = list(req["args"])
+        if args[:1] != ["run-task"]:
+            print(f"kannon fork server: not a run-task command: {args[:1]}", file=sys.stderr)
+            code = 2
+        else:
+            code = child.main(args[1:])
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except BaseException:

@@ -70,7 +70,7 @@ def test_many_parallel_bullets_each_log_only_their_own_output_and_nothing_is_lef
     tasks = [Bullet(name=f"b{i}", marker=f"MARK-{i}-END") for i in range(12)]
     result = kannon.Kannon(executor=LocalExecutor(), max_parallel=4).build(Join(parents=tasks))
     assert result.ok
-    logs = list((Path(result.run_dir or "") / "logs").glob("Bullet-*.log"))
+    logs = list((Path(result.run_dir or "") / "logs" / result.invocation_id).glob("Bullet-*.log"))
     assert len(logs) == 12
     for log in logs:
         marks = [line for line in log.read_text().splitlines() if line.startswith("MARK-")]

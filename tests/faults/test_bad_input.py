@@ -15,7 +15,7 @@ import yaml
 
 from kannon.backends.docker import LABEL_MANAGED, LABEL_RUN
 from kannon.handoff import unique_id
-from kannon.scheduler import _run_id
+from kannon.scheduler.ids import run_id as make_run_id
 from kannon.testing import KubeEmulator
 from tests.e2e.docker.support import python_volumes
 from tests.faults.badroots import Fine
@@ -141,9 +141,15 @@ def test_bad_kubernetes_configuration(tmp_path: Path, figures: Figures) -> None:
 
 @pytest.mark.docker
 def test_bad_docker_configuration(tmp_path: Path, figures: Figures, docker_engine: Any) -> None:
-    run_id = _run_id(unique_id(Fine()))  # every case builds this root: its containers would carry its run id
-    labels = {"label": [f"{LABEL_MANAGED}=kannon", f"{LABEL_RUN}={run_id}"]}
-    before = {c.id for c in docker_engine.containers.list(all=True, sparse=True, filters=labels)}
+    names = ["missing-image", "no-image", "malformed-volume", "malformed-env", "engine-unreachable"]
+    # every case builds this root in its own directory: its containers would carry that run's id
+    run_ids = [make_run_id(unique_id(Fine()), str(tmp_path / name / "resources")) for name in names]
+
+    def containers() -> set[str]:
+        return {c.id for rid in run_ids for c in docker_engine.containers.list(
+            all=True, sparse=True, filters={"label": [f"{LABEL_MANAGED}=kannon", f"{LABEL_RUN}={rid}"]})}
+
+    before = containers()
     volumes = [arg for v in python_volumes() for arg in ("--volume", v)]
     base = [GOOD, "--backend", "docker", "--docker-python", PY, *volumes]
     cases = [
@@ -155,8 +161,8 @@ def test_bad_docker_configuration(tmp_path: Path, figures: Figures, docker_engin
              {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}),
     ]  # fmt: skip
     run_cases(tmp_path, cases, figures)
-    after = {c.id for c in docker_engine.containers.list(all=True, sparse=True, filters=labels)}
-    assert after - before == set(), "a container was created"
+    assert [c.name for c in cases] == names
+    assert containers() - before == set(), "a container was created"
 
 
 def test_the_check_itself_catches_a_traceback(tmp_path: Path) -> None:

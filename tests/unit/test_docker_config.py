@@ -100,7 +100,10 @@ def test_plan_binds_defaults_same_path_without_duplicates() -> None:
 def test_container_config_mounts_workdir_and_run_dir_and_runs_as_master(tmp_path: Path) -> None:
     ex = started_executor(tmp_path, working_dir=tmp_path / "wd", volumes=["/venv:/venv:ro"],
                           environment={"SHARED": "from-executor", "ONLY_EXEC": "1"})  # fmt: skip
-    launch = make_launch(tmp_path, Hints(env={"SHARED": "from-hints"}))
+    # Launch.env is the core's merged environment (inherited < hints < KANNON_*): the backend lays it over its
+    # own and never merges Hints.env again (which would let a hint override kannon's own variables)
+    launch = make_launch(tmp_path, Hints(env={"SHARED": "from-hints", "KANNON_RUN_ID": "forged"}),
+                         env={"KANNON_RUN_ID": "run123", "SHARED": "from-launch"})  # fmt: skip
     cfg = ex.container_config(launch)
     assert cfg["image"] == "img:1"
     assert cfg["command"] == ["python", "-m", "kannon", *launch.child_args]
@@ -108,8 +111,8 @@ def test_container_config_mounts_workdir_and_run_dir_and_runs_as_master(tmp_path
     assert cfg["volumes"] == ["/venv:/venv:ro", f"{tmp_path / 'wd'}:{tmp_path / 'wd'}:rw",
                               f"{tmp_path / 'run'}:{tmp_path / 'run'}:rw"]  # fmt: skip
     assert cfg["user"] == f"{os.getuid()}:{os.getgid()}"
-    # executor env < core env < the task's own hints
-    assert cfg["environment"]["SHARED"] == "from-hints"
+    # executor env < Launch.env
+    assert cfg["environment"]["SHARED"] == "from-launch"
     assert cfg["environment"]["ONLY_EXEC"] == "1"
     assert cfg["environment"]["KANNON_RUN_ID"] == "run123"
     assert cfg["init"] is True and cfg["detach"] is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable
@@ -288,13 +289,40 @@ def test_a_real_sigint_cancels_every_child_and_raises_interrupted() -> None:
     assert {r.status for r in e.value.result.tasks.values()} == {Status.CANCELLED}
 
 
-def test_env_to_inherit_reaches_the_launch(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_child_env_precedence_inherited_then_hints_then_kannon(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KANNON_TEST_TOKEN", "s3cr3t")
-    b = Bullet(name="env").with_hints(env={"EXTRA": "1"})
+    monkeypatch.setenv("SHARED", "from-master")
+    b = Bullet(name="env").with_hints(env={"EXTRA": "1", "SHARED": "from-hints"})
     fake = FakeExecutor(ids(b))
-    Kannon(executor=fake, env_to_inherit=["KANNON_TEST_TOKEN", "NOT_SET_ANYWHERE"]).build(b)
+    Kannon(executor=fake, env_to_inherit=["KANNON_TEST_TOKEN", "SHARED", "NOT_SET_ANYWHERE"]).build(b)
     env = fake.launches[0].env
     assert env["KANNON_TEST_TOKEN"] == "s3cr3t" and env["EXTRA"] == "1" and "NOT_SET_ANYWHERE" not in env
+    assert env["SHARED"] == "from-hints"  # hints over inherited
+    assert env["KANNON_TASK_ID"] == b.make_unique_id() and env["KANNON_ATTEMPT"] == "1"
+    assert env["KANNON_RUN_ID"] == fake.launches[0].run_id and env["KANNON_INVOCATION_ID"]
+
+
+def test_env_to_inherit_is_read_once_when_the_run_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SNAPSHOT", "at-start")
+    bullets = [Bullet(name=f"once{i}") for i in range(2)]
+    top = Join(parents=bullets)
+
+    def behaviour(launch: Launch, ex: FakeExecutor) -> Finished:
+        os.environ["SNAPSHOT"] = "changed-later"  # the master's environment changes mid-run
+        return ex.ok(launch)
+
+    fake = FakeExecutor(ids(*bullets, top), behaviour)
+    Kannon(executor=fake, env_to_inherit=["SNAPSHOT"], max_parallel=1).build(top)
+    assert [launch.env["SNAPSHOT"] for launch in fake.launches] == ["at-start", "at-start"]
+
+
+@pytest.mark.parametrize("name", ["KANNON_TASK_ID", "KANNON_RUN_ID", "KANNON_SPEC", "KANNON_ATTEMPT"])
+def test_hints_env_naming_a_reserved_variable_is_a_plan_error(name: str) -> None:
+    b = Bullet(name="forger").with_hints(env={name: "forged"})
+    fake = FakeExecutor(ids(b))
+    with pytest.raises(PlanError, match=f"env '{name}' is reserved"):
+        Kannon(executor=fake).build(b)
+    assert fake.launches == []
 
 
 def _build_in_thread(kannon_: Kannon, root: luigi.Task) -> Any:
@@ -350,3 +378,16 @@ def test_tasks_waiting_for_a_slot_are_announced_queued_and_timed() -> None:
         assert rec.events.index(e) < rec.events.index(launched)
     never_queued = {t for t in result.tasks if t not in {e.task_id for e in queued}}
     assert all(a.queued_at is None for t in never_queued for a in result.tasks[t].attempts)
+
+
+def test_run_id_covers_the_workspace_and_every_build_has_its_own_invocation(tmp_path: Any) -> None:
+    here = Bullet(name="rid")
+    there = Bullet(name="rid", workspace_directory=str(tmp_path / "elsewhere"))
+    assert here.make_unique_id() == there.make_unique_id()  # the workspace is not part of a task's id
+    first = Kannon(executor=FakeExecutor(ids(here))).build(here)
+    again = Kannon(executor=FakeExecutor(ids(here))).build(here)  # a rerun: same run (re-attach), new invocation
+    other = Kannon(executor=FakeExecutor(ids(there))).build(there)
+    assert first.run_id == again.run_id != other.run_id
+    assert first.invocation_id != again.invocation_id
+    for inv in (first.invocation_id, again.invocation_id):  # sortable by start time: UTC stamp first
+        assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", inv), inv

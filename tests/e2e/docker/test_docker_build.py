@@ -47,7 +47,7 @@ def test_quickstart_dag_on_docker(engine: Any, image: str, tmp_path: Path, monke
     resources = tmp_path / "resources"
     outputs = [p for p in resources.rglob("TaskE_*.pkl") if "log" not in p.relative_to(resources).parts]
     assert len(outputs) == 3 and all(p.stat().st_uid == os.getuid() for p in outputs)
-    logs = list(Path(result.run_dir or "").glob("logs/TaskC-*.log"))
+    logs = list(Path(result.run_dir or "").glob(f"logs/{result.invocation_id}/TaskC-*.log"))
     assert len(logs) == 3
     assert run_containers(engine, result.run_id) == []
 
@@ -67,7 +67,7 @@ def test_failures_in_containers_are_classified(engine: Any, image: str, tmp_path
     assert raises.status is Status.FAILED and raises.last is not None
     assert raises.last.exit_code == 6 and "broken on purpose" in (raises.reason or "")
     assert any("ValueError: broken on purpose" in line for line in raises.last.log_tail)
-    (log,) = Path(result.run_dir or "").glob("logs/Raises-*.log")
+    (log,) = Path(result.run_dir or "").glob(f"logs/{result.invocation_id}/Raises-*.log")
     assert "about to fail" in log.read_text()  # the whole output is kept, not just the tail
     assert by_family["DockerJoin"].status is Status.UPSTREAM_FAILED
     assert "OOMKilled" in str(err.value) or "out of memory" in str(err.value)

@@ -62,7 +62,7 @@ def test_quickstart_dag_on_kubernetes(kube: KubeEmulator, tmp_path: Path, monkey
         assert rec.status is Status.SUCCEEDED
         assert rec.last is not None and (rec.last.where or "").startswith("pod kannon-task")
     assert root.output().load() == "G(F(E0(D0(C0(B(A(a))))), E1(D1(C1(B(A(a))))), E2(D2(C2(B(A(a)))))))"
-    assert len(list(Path(result.run_dir or "").glob("logs/TaskC-*.log"))) == 3
+    assert len(list(Path(result.run_dir or "").glob(f"logs/{result.invocation_id}/TaskC-*.log"))) == 3
     jobs = kube.jobs()
     assert len(jobs) == 9  # finished Jobs stay for ttlSecondsAfterFinished (logs remain readable with kubectl)
     for job in jobs.values():
@@ -123,7 +123,7 @@ def test_failures_are_classified_and_infra_failures_retried_for_free(kube: KubeE
     assert raises.status is Status.FAILED and raises.last is not None
     assert raises.last.exit_code == 6 and "broken on purpose" in (raises.reason or "")
     assert any("ValueError: broken on purpose" in line for line in raises.last.log_tail)
-    (log,) = Path(err.value.result.run_dir or "").glob("logs/K8sRaises-*.log")
+    (log,) = Path(err.value.result.run_dir or "").glob(f"logs/{err.value.result.invocation_id}/K8sRaises-*.log")
     assert "about to fail" in log.read_text()  # the whole output is kept, not just the tail
     assert flaky.status is Status.SUCCEEDED and len(flaky.attempts) == 2
     assert flaky.attempts[0].failure_class == "Evicted" and flaky.attempts[0].infra

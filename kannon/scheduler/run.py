@@ -1,0 +1,93 @@
+"""One build from plan to result: hold the lease, start the executor, run the loop and the master tasks, always
+close and release — in that order, whatever fails half-way."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kannon.backends.base import Executor, RunInfo
+from kannon.events import Event
+from kannon.plan import Plan
+from kannon.result import BuildResult, KannonBuildError
+from kannon.scheduler import ids
+from kannon.scheduler.env import ChildEnv
+from kannon.scheduler.loop import Loop
+from kannon.scheduler.specs import Specs
+from kannon.scheduler.state import Policy, RunState
+
+if TYPE_CHECKING:
+    from kannon.scheduler import Kannon
+
+log = logging.getLogger("kannon")
+
+OBSERVER_DRAIN = 60.0  # at the end, observers get this long to catch up before build() returns
+
+
+class Interrupted(KeyboardInterrupt):
+    """The build was interrupted by a signal; every child was cancelled first. ``signum`` says which."""
+
+    def __init__(self, signum: int, result: BuildResult | None = None) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+        self.result = result
+
+
+def run_info(k: Kannon, plan: Plan, invocation: str | None = None) -> RunInfo:
+    workspace = ids.workspace_of(plan.nodes[plan.root_id].task)
+    rid = ids.run_id(plan.root_id, workspace)
+    base = Path(k.run_dir) if k.run_dir is not None else None
+    return RunInfo(rid, ids.run_dir(rid, workspace, base), k.follow_logs, invocation or ids.invocation_id())
+
+
+def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
+    info = run_info(k, plan)
+    policy = Policy(max_parallel=k.max_parallel or executor.default_parallelism, retries=k.retries,
+                    retry_delay=k.retry_delay, retry_delay_max=k.retry_delay_max, infra_retries=k.infra_retries,
+                    keep_going=k.keep_going)  # fmt: skip
+    machine = RunState(plan, policy, info.run_id, executor.name, info.invocation_id)
+    loop = Loop(machine, executor, plan, info, Specs(executor, info.run_id, info.run_dir, k.sys_path),
+                ChildEnv(k.env_to_inherit))  # fmt: skip
+    info.run_dir.mkdir(parents=True, exist_ok=True)
+    # Before start(): a backend sweeps or adopts a previous master's children in start(), and only the holder may.
+    executor.acquire_lease(info, k.wait_for_lease)
+    try:
+        with loop.master.signals():  # from here on a signal cancels the run (and interrupts only user code)
+            try:
+                # may fork the local zygote: no threads of ours exist yet (the pools start lazily, below)
+                executor.start(info, loop.post)
+                loop.notify("kannon_run_start", run=info, backend=executor.name)
+                executor.prepare(plan.bullet_modules())
+                thread = threading.Thread(target=loop.run_guarded, name="kannon-loop", daemon=True)
+                thread.start()
+                loop.master.serve()
+                thread.join()
+            finally:
+                try:
+                    executor.close()
+                except Exception:
+                    log.exception("closing the %s backend failed", executor.name)
+        done = loop.done
+        assert done is not None
+        result = done.result
+        result.run_dir, result.invocation_id = str(info.run_dir), info.invocation_id
+        result.finished_at = time.time()
+        outcome = "cancelled" if result.cancelled else ("ok" if result.ok else "failed")
+        loop.notify("kannon_event", event=Event(kind="run_finished", run_id=info.run_id, reason=outcome,
+                                                counts=result.counts()))  # fmt: skip
+        loop.notify("kannon_run_end", run=info, result=result)
+        if not loop.observers.drain(OBSERVER_DRAIN):
+            log.warning("kannon: observers still busy %.0f s after the run ended; not waiting for them", OBSERVER_DRAIN)
+    finally:
+        loop.io.close()
+        loop.observers.close()
+        executor.release_lease()
+    if done.signum is not None:
+        raise Interrupted(done.signum, result)
+    if not result.ok:
+        raise KannonBuildError(result)
+    return result

@@ -1,0 +1,67 @@
+"""Hand-off specs: encoded once per task (retries reuse them), written where the executor's children can read."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kannon import handoff, storage
+from kannon.backends.base import Executor
+from kannon.plan import Node
+
+
+@dataclass(frozen=True)
+class Spec:
+    location: str
+    sha256: str
+    env: dict[str, str] = field(default_factory=dict)  # KANNON_SPEC for inline specs
+
+
+class Specs:
+    """Encoded on the loop thread; uploads to S3/GCS (may be slow) run on the I/O pool, so lookups are locked."""
+
+    def __init__(self, executor: Executor, run_id: str, run_dir: Path, sys_path: Sequence[str]) -> None:
+        self.executor, self.run_id, self.run_dir, self.sys_path = executor, run_id, run_dir, tuple(sys_path)
+        self.config = handoff.luigi_config_snapshot()
+        self.encoder = handoff.Encoder(verify_values=False)  # values were verified while planning
+        self._done: dict[str, Spec] = {}
+        self._lock = threading.Lock()
+
+    def get(self, task_id: str) -> Spec | None:
+        with self._lock:
+            return self._done.get(task_id)
+
+    def encode(self, node: Node) -> tuple[Spec, bytes | None]:
+        """Encode ``node``'s spec (loop thread). Inline and local specs are done here and cached; for a spec that
+        goes to object storage, the bytes to upload with :meth:`upload` (I/O pool) are returned too."""
+        with self._lock:
+            cached = self._done.get(node.task_id)
+        if cached is not None:
+            return cached, None
+        data = self.encoder.spec(node.task, self.run_id, self.config, self.sys_path)
+        sha = hashlib.sha256(data).hexdigest()
+        transport = self.executor.spec_transport(len(data))
+        if transport == "inline":
+            spec = Spec("env:KANNON_SPEC", sha, {"KANNON_SPEC": storage.encode_inline(data)})
+        elif transport == "workspace":
+            base = str(getattr(node.task, "workspace_directory", "./resources/"))
+            spec = Spec(storage.join(base, "kannon", "specs", self.run_id, f"{node.task_id}.json"), sha)
+        else:
+            spec = Spec(str(self.run_dir / "specs" / f"{node.task_id}.json"), sha)
+        if storage.is_remote(spec.location):
+            return spec, data
+        if not spec.env:
+            storage.write_bytes(spec.location, data)
+        self._remember(node.task_id, spec)
+        return spec, None
+
+    def upload(self, task_id: str, spec: Spec, data: bytes) -> None:
+        storage.write_bytes(spec.location, data)
+        self._remember(task_id, spec)
+
+    def _remember(self, task_id: str, spec: Spec) -> None:
+        with self._lock:
+            self._done[task_id] = spec

@@ -1,0 +1,30 @@
+"""Layering: backends and the child never import the CLI or the scheduler (the old fork-server entry point made a
+circle local backend -> cli -> scheduler -> local backend)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+KANNON = Path(__file__).resolve().parents[2] / "kannon"
+FORBIDDEN = ("kannon.cli", "kannon.scheduler")
+
+
+def imported_modules(path: Path) -> set[str]:
+    found: set[str] = set()
+    for n in ast.walk(ast.parse(path.read_text())):
+        if isinstance(n, ast.Import):
+            found.update(a.name for a in n.names)
+        elif isinstance(n, ast.ImportFrom) and n.module:
+            found.add(n.module)
+            found.update(f"{n.module}.{a.name}" for a in n.names)
+    return found
+
+
+@pytest.mark.parametrize("module", ["backends/base.py", "backends/local.py", "backends/docker.py", "child.py",
+                                    "runner.py", "handoff.py"])  # fmt: skip
+def test_lower_layers_do_not_import_the_cli_or_the_scheduler(module: str) -> None:
+    bad = sorted(m for m in imported_modules(KANNON / module) if m.startswith(FORBIDDEN))
+    assert bad == [], f"kannon/{module} imports {bad}"
