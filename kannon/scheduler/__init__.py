@@ -134,8 +134,12 @@ class Kannon:
         """Run everything ``root`` needs; returns the BuildResult or raises KannonBuildError / Interrupted."""
         runner.quiet_luigi()
         executor = self._executor()
+        from kannon.progress import log_printers
+
         pm = plugin_manager()
-        for obs in self.observers:
+        # follow_logs from the API prints child output too (the CLI passes its own printing observer).
+        observers = [*self.observers, *log_printers(self.observers, self.follow_logs)]
+        for obs in observers:
             if not pm.is_registered(obs):
                 pm.register(obs)
         try:
@@ -143,7 +147,7 @@ class Kannon:
             _check_master_thread(plan)
             return execute(self, executor, plan)
         finally:
-            for obs in self.observers:
+            for obs in observers:
                 if pm.is_registered(obs):
                     pm.unregister(obs)
 
