@@ -315,6 +315,7 @@ def test_a_create_that_landed_is_adopted_on_409(kube: KubeEmulator, make: Any, t
     launch = launch_of(tmp_path, 1, wait_flag(flag, "print('single')"))
     other, _ = make()  # an earlier master of the same run already created this attempt's Job
     other.launch(launch)
+    kube.wait_for(lambda: kube.jobs(), timeout=30, message="the first create never landed")
     executor.launch(launch)
     flag.touch()
     fin = rec.wait_finished(launch.key)
@@ -369,10 +370,17 @@ def test_unadopted_leftovers_are_removed_when_the_run_ends(kube: KubeEmulator, m
 
 # -- permissions ------------------------------------------------------------------------------------------------------
 def test_forbidden_create_names_the_permission(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
-    executor, _ = make()
+    """launch() returns at once (creation runs off the caller's thread); the attempt ends naming the permission,
+    and the backend refuses every later launch with the same BackendError, so the core stops launching."""
+    executor, rec = make()
     kube.faults.forbid("create", "jobs")
+    first = launch_of(tmp_path, 1, "x")
+    executor.launch(first)
+    fin = rec.wait_finished(first.key)
+    assert fin.failure_class == "LaunchFailed"
+    assert fin.reason is not None and "may not create jobs" in fin.reason and "kannon k8s rbac" in fin.reason
     with pytest.raises(BackendError) as info:
-        executor.launch(launch_of(tmp_path, 1, "x"))
+        executor.launch(launch_of(tmp_path, 2, "x"))
     assert "may not create jobs" in str(info.value) and "kannon k8s rbac" in str(info.value)
     assert executor.live_keys() == []
 

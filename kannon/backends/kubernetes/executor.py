@@ -1,0 +1,404 @@
+"""The Kubernetes executor: construction, start/close, launch (creation off the caller's thread), cancel.
+
+* ``start`` lists the run's Jobs and pods once (label ``kannon.io/run-id``), which gives both the resourceVersion to
+  watch from and the leftovers of an earlier master of the same run: running Jobs are adopted when their task is
+  launched again, finished ones are deleted. Then one Job watch and one pod watch follow the run.
+* ``launch`` registers the attempt and returns; a pool creates the Job with a deterministic name from (prefix, run,
+  task, attempt): a retried or repeated create hits 409 and adopts the existing Job instead of making a duplicate.
+* Watch events drive everything else (:mod:`.tracker`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from kannon.backends.base import BackendError, Finished, Launch, Report, RunInfo, SpecTransport
+from kannon.backends.kubernetes import classify as kc
+from kannon.backends.kubernetes.api import ApiCaller, api_status, default_namespace, make_client
+from kannon.backends.kubernetes.attempt import Attempt, Phase
+from kannon.backends.kubernetes.logs import JobLogs
+from kannon.backends.kubernetes.manifest import (
+    build_job,
+    cpu_quantity,
+    job_error_problems,
+    load_template,
+    memory_quantity,
+    owner_reference,
+    template_container,
+    template_from_pod,
+)
+from kannon.backends.kubernetes.names import LABEL_RUN, LABEL_TASK, job_name, label_value, run_selector
+from kannon.backends.kubernetes.tracker import JobTracker
+from kannon.backends.kubernetes.watch import Watcher, shutdown_response
+from kannon.hints import Hints
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient, V1Job
+
+log = logging.getLogger("kannon.kubernetes")
+
+class _Again(Exception):
+    """The create must be tried again (the Job of that name vanished, or was a stale failed attempt)."""
+
+class K8sJobExecutor(JobTracker):
+    """Run each bullet attempt as a Kubernetes Job (see docs/kubernetes.md).
+
+    ``template_job``: a ``V1Job``, a dict in API form, or a YAML file path; in a cluster it may be omitted, and the
+    master's own pod is copied. ``owner``: ``"auto"`` (in a cluster: the master's Job, else its pod), ``None``, or an
+    ownerReference mapping. ``pending_timeout``: seconds an attempt may wait to start before it fails.
+    """
+
+    name = "kubernetes"
+    default_parallelism = 32
+
+    def __init__(
+        self,
+        template_job: Any = None,
+        namespace: str | None = None,
+        api_client: ApiClient | None = None,
+        job_prefix: str = "kannon",
+        *,
+        python: str = "python",
+        container: str | None = None,
+        owner: Mapping[str, Any] | str | None = "auto",
+        ttl_seconds_after_finished: int | None = 3600,
+        pending_timeout: float = 300.0,
+        inline_spec_limit: int = 32 * 1024,
+        gpu_resource: str = "nvidia.com/gpu",
+        qps: float = 20.0,
+        burst: int = 40,
+        watch_timeout: int = 300,
+        log_lines: int = 10000,
+        in_cluster: bool | None = None,
+        master_pod_name: str | None = None,
+        cleanup_leftovers: bool = True,
+        retry_backoff: float = 0.2,
+        lease_duration: float = 30.0,
+    ) -> None:
+        super().__init__()
+        self._init_tracking()
+        self.python = python
+        self.job_prefix = job_prefix
+        self.container = container
+        self.owner_setting = owner
+        self.ttl = ttl_seconds_after_finished
+        self.pending_timeout = float(pending_timeout)
+        self.inline_spec_limit = int(inline_spec_limit)
+        self.gpu_resource = gpu_resource
+        self.watch_timeout = int(watch_timeout)
+        self.cleanup_leftovers = cleanup_leftovers
+        self.lease_duration = float(lease_duration)
+        self.master_pod_name = master_pod_name or os.environ.get("POD_NAME") or os.environ.get("HOSTNAME")
+        self.template: dict[str, Any] | None = None if template_job is None else load_template(template_job)
+        if self.template is not None:  # refuse a template that cannot work before anything is planned or launched
+            template_container(self.template["spec"]["template"]["spec"], container, python)
+        self.api_client, self.in_cluster = make_client(api_client, in_cluster)
+        self.namespace = namespace or default_namespace(self.template, self.in_cluster)
+        if self.template is None and not self.in_cluster:
+            raise BackendError(
+                "the Kubernetes backend needs a Job template outside a cluster: pass template_job= (a V1Job, a dict "
+                "or a YAML file path; CLI: --job-template FILE). Inside a cluster kannon copies the master's own pod."
+            )
+        self.api = ApiCaller(self.namespace, qps=qps, burst=burst, backoff=retry_backoff)
+        self.logs = JobLogs(self.api, self.namespace, container, int(log_lines), self.emit, self._state)
+        self.owner: dict[str, Any] | None = dict(owner) if isinstance(owner, Mapping) else None
+        self._creator: concurrent.futures.ThreadPoolExecutor | None = None
+        self._ticker: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    def start(self, run: RunInfo, report: Report) -> None:
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        super().start(run, report)
+        self._batch = client.BatchV1Api(self.api_client)
+        self._core = self.logs.core = client.CoreV1Api(self.api_client)
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="kannon-k8s")
+        # creates have their own workers: a create retrying through 429s must not hold up finishing attempts
+        self._creator = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="kannon-k8s-create")
+        if self.in_cluster and (self.template is None or self.owner_setting == "auto"):
+            self._inspect_master_pod()
+        selector = run_selector(run.run_id)
+        ns = self.namespace
+        jobs = Watcher(
+            "jobs", "V1Job", self.api_client,
+            lambda: self.api.call("list", "jobs", self._batch.list_namespaced_job, ns, label_selector=selector),
+            lambda rv, t: self._open_watch("jobs", self._batch.list_namespaced_job, selector, rv, t),
+            self._on_job, self._on_job_relist, self._on_fatal, self.watch_timeout,
+        )  # fmt: skip
+        pods = Watcher(
+            "pods", "V1Pod", self.api_client,
+            lambda: self.api.call("list", "pods", self._core.list_namespaced_pod, ns, label_selector=selector),
+            lambda rv, t: self._open_watch("pods", self._core.list_namespaced_pod, selector, rv, t),
+            self._on_pod, self._on_pod_relist, self._on_fatal, self.watch_timeout,
+        )  # fmt: skip
+        try:
+            for pod in pods.list():
+                self._remember_pod(pod)
+            existing = jobs.list()
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            raise BackendError(f"namespace {ns!r} does not exist ({api_status(e)[1] or e.reason}): create it, or "
+                               "pass namespace= / --namespace") from e  # fmt: skip
+        finished: list[str] = []
+        for job in existing:
+            if kc.job_terminal(job) is not None:
+                finished.append(job.metadata.name)
+            else:
+                self._note_leftover(job)
+        self._watchers = [jobs, pods]
+        for w in self._watchers:
+            w.start()
+        if finished and self.cleanup_leftovers:
+            log.info("deleting %d finished Job(s) left by an earlier master of run %s", len(finished), run.run_id)
+            for name in finished:
+                self._pool.submit(self._delete_quietly, name)
+        if self._leftovers:
+            log.info("found %d running Job(s) of an earlier master of run %s: adopted when their tasks are launched",
+                     len(self._leftovers), run.run_id)  # fmt: skip
+        self._ticker = threading.Thread(target=self._tick, name="kannon-k8s-deadlines", daemon=True)
+        self._ticker.start()
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        if self._creator is not None:  # creates in flight land (or fail) before anything is cancelled
+            self._creator.shutdown(wait=True)
+        if self._pool is not None and self.live_keys():
+            # the core gives up on these (it cancels what it wants stopped first): a Job left running here would
+            # never be cleaned, since ttlSecondsAfterFinished only counts once it finishes
+            left = self.cancel_all(timeout=30.0)
+            if left:
+                log.warning("Jobs of %d attempt(s) not confirmed deleted: %s", len(left), ", ".join(left))
+        with self._state:
+            orphans = [j.metadata.name for j in self._leftovers.values()] if self.cleanup_leftovers else []
+            self._leftovers.clear()
+        for name in orphans:  # running Jobs of an earlier master whose tasks this run never asked for
+            self._delete_quietly(name)
+        self._stop.set()
+        for w in self._watchers:
+            w.stop()
+        with self._state:
+            followers = [(a.follower, a.follow_resp) for a in self._by_key.values() if a.follower is not None]
+        for thread, resp in followers:
+            if resp is not None:
+                shutdown_response(resp)
+            if thread is not None:
+                thread.join(2.0)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._ticker is not None:
+            self._ticker.join(2.0)
+
+    def validate(self, family: str, hints: Hints) -> list[str]:
+        problems = job_error_problems(hints, self.gpu_resource)
+        try:
+            if hints.cpu is not None:
+                cpu_quantity(hints.cpu)
+            if hints.memory is not None:
+                memory_quantity(hints.memory)
+        except (ValueError, AttributeError) as e:
+            problems.append(f"{e} (it becomes the Job's resources.requests/limits)")
+        return problems
+
+    def spec_transport(self, size: int) -> SpecTransport:
+        # Inline specs travel in the pod's env: one env string must stay well under Linux's 128 KiB per-string
+        # exec limit, and thousands of Jobs with big env bloat etcd. Larger specs go through the workspace.
+        return "inline" if size <= self.inline_spec_limit else "workspace"
+
+    # -- launch ---------------------------------------------------------------------------------------------
+    def launch(self, launch: Launch) -> None:
+        """Register the attempt and hand its creation to the pool: no API call on the caller's thread."""
+        if self._fatal is not None:
+            raise self._fatal
+        if self._batch is None or self.template is None or self._creator is None:
+            raise BackendError("K8sJobExecutor.launch() called before start()")
+        name = job_name(self.job_prefix, launch.run_id, launch.task_id, launch.attempt, launch.family)
+        body = build_job(
+            self.template, launch, name=name, namespace=self.namespace, python=self.python, container=self.container,
+            owner=self.owner, ttl_seconds=self.ttl, gpu_resource=self.gpu_resource, command=self.command(launch),
+        )  # fmt: skip
+        with self._state:
+            leftover = self._leftovers.pop(launch.task_id, None)
+        attempt = self._register(launch, leftover.metadata.name if leftover is not None else name)
+        self._creator.submit(self._create_step, attempt, body, leftover)
+
+    def command(self, launch: Launch) -> list[str]:
+        """The container's argv for ``launch`` (the child entrypoint; tests override it to run plain scripts)."""
+        return launch.argv(self.python)
+
+    def _create_step(self, attempt: Attempt, body: dict[str, Any], leftover: V1Job | None) -> None:
+        """In the creator pool: adopt or create the attempt's Job; whatever goes wrong ends the attempt."""
+        import tenacity
+
+        try:
+            if leftover is not None:
+                self._adopt(attempt, leftover, why="left running by an earlier master")
+                return
+            for retry in tenacity.Retrying(retry=tenacity.retry_if_exception_type(_Again),
+                                           stop=tenacity.stop_after_attempt(3), reraise=True):  # fmt: skip
+                with retry:
+                    self._create(attempt, body)
+        except Exception as e:
+            if isinstance(e, BackendError) and self._fatal is None:
+                self._fatal = e  # unusable as configured (permission, namespace): the next launch() says so
+            if isinstance(e, _Again):
+                e = BackendError(f"Job {attempt.name} keeps appearing and disappearing; is another kannon master "
+                                 "running?")  # fmt: skip
+            log.warning("could not create Job %s: %s", attempt.name, e)
+            self._end_now(attempt, Finished(attempt.launch.key, None, f"the {self.name} backend could not launch "
+                                            f"it: {e}", "LaunchFailed", where=f"job {attempt.name}"))  # fmt: skip
+
+    def _create(self, attempt: Attempt, body: dict[str, Any]) -> None:
+        from kubernetes.client.rest import ApiException
+
+        launch, name = attempt.launch, attempt.name
+        try:
+            created = self.api.call("create", "jobs", self._batch.create_namespaced_job, self.namespace, body)
+        except ApiException as e:
+            if e.status != 409:
+                reason, message = api_status(e)
+                if e.status == 404:
+                    raise BackendError(f"cannot create Jobs in namespace {self.namespace!r}: {message or reason}. "
+                                       "Create the namespace or pass namespace=/--namespace") from e  # fmt: skip
+                for value in {*launch.env.values(), *launch.hints.env.values()}:
+                    if len(value) >= 4:  # the server may echo an invalid value back: env values are never shown
+                        message = message.replace(value, "***")
+                self._end_now(attempt, Finished(
+                    launch.key, None, f"the API server refused the Job {name} ({e.status} {reason}): {message}",
+                    "InvalidJob", where=f"job {name}",
+                ))  # fmt: skip
+                return
+            self._on_conflict(attempt)  # 409: a retried create that had landed, or an earlier master's attempt
+            return
+        with self._state:
+            attempt.uid = created.metadata.uid
+            early = self._early.pop(name, None)  # the watch may have been quicker than the create's answer
+            if early is not None and early.metadata.uid == attempt.uid:
+                attempt.job = early
+        self._created(attempt)
+
+    def _on_conflict(self, attempt: Attempt) -> None:
+        launch, name = attempt.launch, attempt.name
+        existing = self._read_job(name)
+        if existing is None:  # deleted in between: create again
+            raise _Again
+        labels = existing.metadata.labels or {}
+        ours = labels.get(LABEL_RUN) == label_value(launch.run_id) and labels.get(LABEL_TASK) == label_value(
+            launch.task_id)  # fmt: skip
+        if not ours:
+            self._end_now(attempt, Finished(
+                launch.key, None, f"a Job named {name} already exists and is not kannon's for this task; "
+                "choose another job_prefix", "NameConflict", where=f"job {name}",
+            ))  # fmt: skip
+            return
+        terminal = kc.job_terminal(existing)
+        if terminal is not None and terminal[0] == "Failed":
+            # an earlier master's failed attempt of the same number: its result is stale, run it again
+            self._delete_and_wait(name)
+            raise _Again
+        self._adopt(attempt, existing, why="created earlier (409 AlreadyExists)")
+
+    def _adopt(self, attempt: Attempt, job: V1Job, why: str) -> None:
+        name = job.metadata.name
+        log.info("adopting Job %s for %s %s (%s)", name, attempt.launch.family, attempt.launch.task_id, why)
+        with self._state:
+            attempt.job = job
+            attempt.uid = job.metadata.uid
+            attempt.adopted = why
+            attempt.notes.append(f"kannon: adopted existing Job {name} ({why})")
+        self._created(attempt)
+
+    def _created(self, attempt: Attempt) -> None:
+        """The attempt's Job exists: watch it, or delete it at once if it was cancelled while being created."""
+        with self._state:
+            attempt.since = time.monotonic()
+            cancelled = attempt.phase is Phase.CANCELLING
+            if not cancelled:
+                attempt.to(Phase.PENDING)
+        if cancelled:
+            if not self._delete(attempt.name):
+                self._end_now(attempt, self._cancelled(attempt))
+            return
+        self._evaluate(attempt)
+
+    def _register(self, launch: Launch, name: str) -> Attempt:
+        attempt = Attempt(launch, name, time.monotonic())
+        with self._state:
+            self._by_name[name] = attempt
+            self._by_key[launch.key] = attempt
+        self.track(launch.key)
+        return attempt
+
+    def _end_now(self, attempt: Attempt, finished: Finished) -> None:
+        with self._state:
+            claimed = attempt.end()
+        if claimed:
+            self._finish(attempt, finished)
+
+    # -- cancel ---------------------------------------------------------------------------------------------
+    def cancel(self, key: str) -> None:
+        with self._state:
+            attempt = self._by_key.get(key)
+            if attempt is None or attempt.phase not in (Phase.CREATING, Phase.PENDING, Phase.RUNNING):
+                return
+            creating = attempt.phase is Phase.CREATING
+            attempt.to(Phase.CANCELLING)
+        if creating:  # its create step deletes the Job once it exists (deleting now could miss it)
+            return
+        if not self._delete(attempt.name):  # already gone: nothing will be watched
+            self._end_now(attempt, self._cancelled(attempt))
+
+    def cancel_all(self, timeout: float = 30.0) -> list[str]:
+        keys = self.live_keys()
+        if self._pool is not None and len(keys) > 1:
+            # deletes in parallel (still under the rate limit); one failure must not stop the others
+            for key, error in zip(keys, self._pool.map(self._try_cancel, keys), strict=True):
+                if error is not None:
+                    log.warning("cancel of %s failed: %s", key, error)
+        return super().cancel_all(timeout)
+
+    def _try_cancel(self, key: str) -> Exception | None:
+        try:
+            self.cancel(key)
+        except Exception as e:
+            return e
+        return None
+
+    # -- API helpers ------------------------------------------------------------------------------------------
+    def _open_watch(self, resource: str, fn: Callable[..., Any], selector: str, rv: str | None, timeout: int) -> Any:
+        kwargs: dict[str, Any] = {"label_selector": selector, "watch": True, "allow_watch_bookmarks": True,
+                                  "timeout_seconds": timeout, "_preload_content": False,
+                                  "_request_timeout": (10, timeout + 30)}  # fmt: skip
+        if rv:
+            kwargs["resource_version"] = rv
+        return self.api.call("watch", resource, fn, self.namespace, **kwargs)
+
+    def _inspect_master_pod(self) -> None:
+        """In a cluster: read the master's own pod for the child template and the ownerReference."""
+        from kubernetes.client.rest import ApiException
+
+        if not self.master_pod_name:
+            if self.template is None:
+                raise BackendError("in a cluster without a Job template kannon copies the master's pod, but neither "
+                                   "POD_NAME nor HOSTNAME names it; pass template_job= or set POD_NAME via the "
+                                   "downward API")  # fmt: skip
+            return
+        try:
+            pod = self.api.call("get", "pods", self._core.read_namespaced_pod, self.master_pod_name, self.namespace)
+        except ApiException as e:
+            if self.template is None or e.status != 404:
+                raise BackendError(f"cannot read the master pod {self.master_pod_name!r} in namespace "
+                                   f"{self.namespace!r} ({e.status}); pass template_job= instead") from e  # fmt: skip
+            return
+        if self.template is None:
+            self.template = template_from_pod(pod, self.api_client, self.container)
+        if self.owner_setting == "auto":
+            self.owner = owner_reference(pod)
