@@ -321,13 +321,16 @@ class K8sJobExecutor(JobTracker):
         with self._state:
             attempt.since = time.monotonic()
             cancelled = attempt.phase is Phase.CANCELLING
-            if not cancelled:
+            lost = self._fatal if not cancelled and self._fatal is not None and attempt.end() else None
+            if not cancelled and lost is None:
                 attempt.to(Phase.PENDING)
-        if cancelled:
+        if lost is not None:  # the watches died while it was being created: nobody would see it finish
+            self._abandon(attempt, lost)
+        elif cancelled:
             if not self._delete(attempt.name):
                 self._end_now(attempt, self._cancelled(attempt))
-            return
-        self._evaluate(attempt)
+        else:
+            self._evaluate(attempt)
 
     def _register(self, launch: Launch, name: str) -> Attempt:
         attempt = Attempt(launch, name, time.monotonic())

@@ -212,13 +212,54 @@ class JobTracker(Executor):
             self._on_pod("MODIFIED", pod)
 
     def _on_fatal(self, error: BackendError) -> None:
-        """A watch cannot go on (permission lost, API gone): fail what is running, refuse new launches."""
-        self._fatal = error
-        log.error("%s", error)
+        """A watch cannot go on (permission lost, API gone): nothing would ever finish what it tracks. Refuse new
+        launches, and end every attempt with its Job deleted by name (list is what may have been lost)."""
         with self._state:
-            live = [a for a in self._by_key.values() if a.end()]
-        for a in live:
-            self._finish(a, Finished(a.launch.key, None, str(error), "BackendError", where=f"job {a.name}"))
+            if self._fatal is None:
+                self._fatal = error
+            # attempts still being created are ended by their create step, which sees _fatal once the Job exists
+            lost = [a for a in self._by_key.values() if a.phase is not Phase.CREATING and a.end()]
+        log.error("%s", error)
+        for a in lost:
+            self._submit(functools.partial(self._abandon, a, error))
+
+    def _abandon(self, attempt: Attempt, error: BackendError) -> None:
+        """End an attempt nobody can watch any more: its Job deleted and confirmed gone, or the reason it is not."""
+        left = self._delete_confirmed(attempt.name)
+        if left is None:
+            cleanup = f"its Job {attempt.name} was deleted and confirmed gone"
+        else:
+            cleanup = f"its Job {attempt.name} is left running: {left}"
+            log.warning("Job %s left running: %s", attempt.name, left)
+        reason = f"kannon can no longer follow this attempt ({error}); {cleanup}"
+        self.logs.write_log(attempt, [f"kannon: WatchLost: {reason}"], append=True)
+        self._finish(attempt, Finished(attempt.launch.key, None, reason, "WatchLost",
+                                       log_tail=tail_lines(attempt.launch.log_path), where=f"job {attempt.name}"))
+
+    def _delete_confirmed(self, name: str, timeout: float = 60.0) -> str | None:
+        """Delete a Job by name and read it by name until it is gone; None when confirmed, else why not.
+
+        Foreground propagation keeps the Job until the garbage collector has removed its pods, so its 404 confirms
+        the pods are gone too, without listing them."""
+        import tenacity
+
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self._delete(name, policy="Foreground")
+            present = tenacity.Retrying(
+                retry=tenacity.retry_if_result(lambda job: job is not None),
+                wait=tenacity.wait_exponential(multiplier=0.05, max=1.0),
+                stop=tenacity.stop_after_delay(timeout),
+                retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+            )(self._read_job, name)
+        except BackendError as e:
+            return str(e)
+        except ApiException as e:
+            return f"the API server answered {e.status} {e.reason}"
+        if present is not None:
+            return f"still present {timeout:.0f} s after deleting it (finalizers: {present.metadata.finalizers})"
+        return None
 
     def _evaluate(self, attempt: Attempt) -> None:
         """Decide what the latest Job/pod state means for an attempt (called from watch threads)."""

@@ -133,6 +133,18 @@ class Watcher:
         return self._api_client.deserialize(_Raw(json.dumps(obj)), self.model)
 
     def _run(self) -> None:
+        """The thread: follow the stream until stopped. Whatever ends it otherwise is reported, never swallowed."""
+        try:
+            self._follow()
+        except BackendError as e:  # a re-list or a watch refused (permission), or the API server stayed away
+            if not self._stop.is_set():
+                self._on_fatal(e)
+        except Exception as e:  # anything unforeseen: the owner must still hear that nobody watches any more
+            if not self._stop.is_set():
+                log.exception("the watch on %s stopped", self.kind)
+                self._on_fatal(BackendError(f"the watch on {self.kind} stopped: {type(e).__name__}: {e}"))
+
+    def _follow(self) -> None:
         from kubernetes.client.rest import ApiException
 
         failures = 0
@@ -161,10 +173,8 @@ class Watcher:
                 failures += 1
                 log.warning("watch on %s failed (HTTP %s); reconnecting", self.kind, e.status)
                 self._backoff(failures)
-            except BackendError as e:  # permission lost, or the API server stayed unreachable
-                if not self._stop.is_set():
-                    self._on_fatal(e)
-                return
+            except BackendError:
+                raise
             except Exception as e:  # connection reset / protocol error mid-stream: resume from resourceVersion
                 if self._stop.is_set():
                     return
@@ -211,9 +221,9 @@ class Watcher:
                 items = self.list()
             except BackendError:
                 raise
-            except Exception as e:
+            except Exception as e:  # not a refusal: keep recovering with bounded backoff, and say so
                 failures += 1
-                log.warning("re-list of %s failed (%s); retrying", self.kind, type(e).__name__)
+                log.warning("re-list of %s failed (%s: %s); retry %d", self.kind, type(e).__name__, e, failures)
                 self._backoff(failures)
                 continue
             self.relists += 1
