@@ -92,6 +92,14 @@ class BackendError(Exception):
     """
 
 
+class LeaseHeld(Exception):
+    """Another kannon master holds this run's lease; ``holder`` says who (host/pod, pid, invocation, since when)."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(f"another kannon master holds this run: {holder}")
+        self.holder = holder
+
+
 class Executor(ABC):
     """A place where bullets run. Implement ``launch`` and ``cancel``; override the rest as needed."""
 
@@ -109,6 +117,15 @@ class Executor(ABC):
         self._live: set[str] = set()  # keys launched and not yet Finished
 
     # -- lifecycle -----------------------------------------------------------------------------------------
+    def acquire_lease(self, run: RunInfo, wait: float | None) -> None:
+        """Hold the run's lease until :meth:`release_lease` (``wait`` None: LeaseHeld at once if another master
+        holds it; else wait up to that many seconds). Called before :meth:`start`."""
+        return None
+
+    def release_lease(self) -> None:
+        """Give the run's lease up (idempotent)."""
+        return None
+
     def start(self, run: RunInfo, report: Report) -> None:
         """Called once before anything is launched. ``report`` is thread-safe and never blocks.
 
@@ -187,6 +204,7 @@ __all__ = [
     "ExecutorEvent",
     "Finished",
     "Launch",
+    "LeaseHeld",
     "LogLine",
     "Report",
     "RunInfo",

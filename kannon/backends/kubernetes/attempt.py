@@ -72,6 +72,11 @@ class Attempt:
             raise BadTransition(f"attempt {self.launch.key} ({self.name}): {self.phase.name} -> {phase.name}")
         self.phase = phase
 
+    def cancel_failed(self, before: Phase) -> None:
+        """The cancel's delete did not happen: back to being watched (unless something else ended it meanwhile)."""
+        if self.phase is Phase.CANCELLING and before in WATCHED:
+            self.phase = before
+
     def end(self) -> bool:
         """Claim the attempt for a terminal step; False when another step owns it or it is over."""
         if self.phase in (Phase.ENDING, Phase.DONE):

@@ -22,6 +22,7 @@ from kannon.backends.base import BackendError, Finished, Launch, Report, RunInfo
 from kannon.backends.kubernetes import classify as kc
 from kannon.backends.kubernetes.api import ApiCaller, api_status, default_namespace, make_client
 from kannon.backends.kubernetes.attempt import Attempt, Phase
+from kannon.backends.kubernetes.lease import RunLease, holder_identity, lease_name
 from kannon.backends.kubernetes.logs import JobLogs
 from kannon.backends.kubernetes.manifest import (
     build_job,
@@ -112,6 +113,21 @@ class K8sJobExecutor(JobTracker):
         self._ticker: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------------
+    def acquire_lease(self, run: RunInfo, wait: float | None) -> None:
+        """Hold the run's ``coordination.k8s.io/v1`` Lease (:mod:`.lease`) until :meth:`release_lease`."""
+        if self._lease is not None:
+            return
+        identity = holder_identity(getattr(run, "invocation_id", ""))
+        lease = RunLease(self.api, self.api_client, self.namespace, lease_name(run.run_id), identity,
+                         self.lease_duration)  # fmt: skip
+        lease.acquire(wait)
+        self._lease = lease
+
+    def release_lease(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.release()
+
     def start(self, run: RunInfo, report: Report) -> None:
         from kubernetes import client
         from kubernetes.client.rest import ApiException
@@ -171,14 +187,18 @@ class K8sJobExecutor(JobTracker):
             return
         if self._creator is not None:  # creates in flight land (or fail) before anything is cancelled
             self._creator.shutdown(wait=True)
-        if self._pool is not None and self.live_keys():
+        if self._lease is not None and not self._lease.held():
+            log.warning("another master took over the run lease: its %d running Job(s) are left to it",
+                        len(self.live_keys()))  # fmt: skip
+        elif self._pool is not None and self.live_keys():
             # the core gives up on these (it cancels what it wants stopped first): a Job left running here would
             # never be cleaned, since ttlSecondsAfterFinished only counts once it finishes
             left = self.cancel_all(timeout=30.0)
             if left:
                 log.warning("Jobs of %d attempt(s) not confirmed deleted: %s", len(left), ", ".join(left))
         with self._state:
-            orphans = [j.metadata.name for j in self._leftovers.values()] if self.cleanup_leftovers else []
+            ours = self._lease is None or self._lease.held()
+            orphans = [j.metadata.name for j in self._leftovers.values()] if self.cleanup_leftovers and ours else []
             self._leftovers.clear()
         for name in orphans:  # running Jobs of an earlier master whose tasks this run never asked for
             self._delete_quietly(name)
@@ -218,6 +238,9 @@ class K8sJobExecutor(JobTracker):
         """Register the attempt and hand its creation to the pool: no API call on the caller's thread."""
         if self._fatal is not None:
             raise self._fatal
+        if self._lease is not None and self._lease.lost.is_set():
+            raise BackendError(f"another master took over the run lease {self._lease.name}: this one launches "
+                               "nothing more")  # fmt: skip
         if self._batch is None or self.template is None or self._creator is None:
             raise BackendError("K8sJobExecutor.launch() called before start()")
         name = job_name(self.job_prefix, launch.run_id, launch.task_id, launch.attempt, launch.family)
@@ -352,21 +375,37 @@ class K8sJobExecutor(JobTracker):
             attempt = self._by_key.get(key)
             if attempt is None or attempt.phase not in (Phase.CREATING, Phase.PENDING, Phase.RUNNING):
                 return
-            creating = attempt.phase is Phase.CREATING
+            before = attempt.phase
             attempt.to(Phase.CANCELLING)
-        if creating:  # its create step deletes the Job once it exists (deleting now could miss it)
+        if before is Phase.CREATING:  # its create step deletes the Job once it exists (deleting now could miss it)
             return
-        if not self._delete(attempt.name):  # already gone: nothing will be watched
+        try:
+            deleted = self._delete(attempt.name)
+        except Exception:
+            with self._state:  # not deleted: the watches keep following it
+                attempt.cancel_failed(before)
+            raise
+        if not deleted:  # already gone: nothing will be watched
             self._end_now(attempt, self._cancelled(attempt))
 
     def cancel_all(self, timeout: float = 30.0) -> list[str]:
+        """Delete every live attempt's Job (in parallel, under the rate limit) and wait for those being deleted;
+        returns the keys not confirmed gone."""
         keys = self.live_keys()
         if self._pool is not None and len(keys) > 1:
-            # deletes in parallel (still under the rate limit); one failure must not stop the others
-            for key, error in zip(keys, self._pool.map(self._try_cancel, keys), strict=True):
-                if error is not None:
-                    log.warning("cancel of %s failed: %s", key, error)
-        return super().cancel_all(timeout)
+            errors = list(self._pool.map(self._try_cancel, keys))
+        else:
+            errors = [self._try_cancel(key) for key in keys]
+        failed = set()
+        for key, error in zip(keys, errors, strict=True):
+            if error is not None:  # one failure must not stop the others
+                log.warning("cancel of %s failed: %s", key, error)
+                failed.add(key)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._live - failed and time.monotonic() < deadline:
+                self._cond.wait(timeout=max(0.0, deadline - time.monotonic()))
+            return sorted(self._live)
 
     def _try_cancel(self, key: str) -> Exception | None:
         try:

@@ -7,6 +7,8 @@ RBAC_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("batch", "jobs", ("create", "get", "list", "watch", "delete")),
     ("", "pods", ("get", "list", "watch")),  # get: the master's own pod (template, ownerReference)
     ("", "pods/log", ("get",)),
+    # the run lease (one master per run): read, take, renew, release
+    ("coordination.k8s.io", "leases", ("get", "create", "update", "delete")),
 )
 
 def render_rbac(namespace: str, service_account: str, name: str = "kannon") -> str:

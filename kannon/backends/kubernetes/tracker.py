@@ -21,6 +21,7 @@ from kannon.backends.base import BackendError, Executor, Finished, Started, tail
 from kannon.backends.kubernetes import classify as kc
 from kannon.backends.kubernetes.api import ApiCaller
 from kannon.backends.kubernetes.attempt import WATCHED, Attempt, Phase
+from kannon.backends.kubernetes.lease import RunLease
 from kannon.backends.kubernetes.logs import JobLogs
 from kannon.backends.kubernetes.names import ANNOTATION_TASK, LABEL_ATTEMPT, LABEL_TASK, job_of_pod, owned_by
 from kannon.backends.kubernetes.watch import Watcher, shutdown_response
@@ -54,6 +55,7 @@ class JobTracker(Executor):
         self._watchers: list[Watcher] = []
         self._batch: Any = None
         self._core: Any = None
+        self._lease: RunLease | None = None  # None: no lease asked for (direct use), every delete is ours to make
 
     # -- API helpers ------------------------------------------------------------------------------------------
     def _read_job(self, name: str) -> V1Job | None:
@@ -71,6 +73,9 @@ class JobTracker(Executor):
         from kubernetes import client
         from kubernetes.client.rest import ApiException
 
+        if self._lease is not None and not self._lease.held():  # only the lease holder touches the run's Jobs
+            raise BackendError(f"this master no longer holds the run lease {self._lease.name}: Job {name} is left "
+                               "to the master that took it over")  # fmt: skip
         with self._state:
             self._gone.setdefault(name, threading.Event())
         try:

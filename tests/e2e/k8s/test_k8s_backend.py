@@ -20,7 +20,6 @@ from kannon.backends.base import BackendError, Finished, Launch, LogLine, RunInf
 from kannon.backends.kubernetes import (
     LABEL_RUN,
     LABEL_TASK,
-    RBAC_RULES,
     K8sJobExecutor,
     job_name,
     render_rbac,
@@ -396,29 +395,33 @@ def test_forbidden_watch_fails_at_start(kube: KubeEmulator, tmp_path: Path) -> N
 
 
 def test_rbac_role_covers_every_request_the_backend_made(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
-    executor, rec = make(follow=True)
+    executor, rec = make(follow=True, lease_duration=3)
+    executor.acquire_lease(RunInfo("run1", tmp_path / "run"), wait=None)
     flag = tmp_path / "go"
     launches = [launch_of(tmp_path, n, wait_flag(flag, "print('x')")) for n in (1, 2)]
     for launch in launches:
         executor.launch(launch)
     rec.wait_started(launches[1].key)
     executor.cancel(launches[1].key)
+    kube.wait_for(lambda: executor._lease is not None and executor._lease.renewals > 0, timeout=30,
+                  message="the lease was never renewed")  # fmt: skip
     flag.touch()
     rec.wait_finished(launches[0].key)
     rec.wait_finished(launches[1].key)
+    executor.release_lease()
     (role, _) = yaml.safe_load_all(render_rbac("default", "sa"))
     allowed = {(res, verb) for rule in role["rules"] for res in rule["resources"] for verb in rule["verbs"]}
     seen = set()
     for method, path, query in kube.requests:
         parts = path.strip("/").split("/")
-        named = parts[-2] in ("jobs", "pods") or parts[-1] == "log"
-        resource = "pods/log" if parts[-1] == "log" else (parts[-2] if parts[-2] in ("jobs", "pods") else parts[-1])
-        verb = {"POST": "create", "DELETE": "delete"}.get(method) or (
+        named = parts[-2] in ("jobs", "pods", "leases") or parts[-1] == "log"
+        resource = "pods/log" if parts[-1] == "log" else (parts[-2] if named else parts[-1])
+        verb = {"POST": "create", "DELETE": "delete", "PUT": "update"}.get(method) or (
             "get" if named else ("watch" if query.get("watch") else "list"))
         seen.add((resource, verb))
     assert seen <= allowed, seen - allowed
-    assert {("jobs", "create"), ("jobs", "watch"), ("pods", "watch"), ("pods/log", "get"), ("jobs", "delete")} <= seen
-    assert len(RBAC_RULES) == 3
+    assert {("jobs", "create"), ("jobs", "watch"), ("pods", "watch"), ("pods/log", "get"), ("jobs", "delete"),
+            ("leases", "get"), ("leases", "create"), ("leases", "update"), ("leases", "delete")} <= seen
 
 
 # -- in a cluster: the master's own pod ------------------------------------------------------------------------------
