@@ -61,6 +61,7 @@ class Attempt:
     job: V1Job | None = None
     uid: str | None = None  # of the Job this attempt created or adopted; None while its create is in flight
     adopted: str | None = None  # why an existing Job was adopted instead of created
+    replaced: str | None = None  # why an existing Job of the same task was deleted instead of adopted
     pod_name: str | None = None  # the pod that started (set once)
     follower: threading.Thread | None = None
     follow_resp: Any = None
@@ -92,4 +93,6 @@ class Attempt:
     def where(self) -> str:
         if self.pod_name is None:
             return f"job {self.name}"
-        return f"pod {self.pod_name}" + (" (adopted)" if self.adopted else "")
+        if self.adopted:
+            return f"pod {self.pod_name} (adopted)"
+        return f"pod {self.pod_name}" + (" (replaced a changed Job)" if self.replaced else "")

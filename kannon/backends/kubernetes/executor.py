@@ -18,10 +18,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from kannon.backends.base import BackendError, Finished, Launch, Report, RunInfo, SpecTransport
+from kannon.backends.base import BackendError, Launch, Report, RunInfo, SpecTransport
 from kannon.backends.kubernetes import classify as kc
 from kannon.backends.kubernetes.api import ApiCaller, api_status, default_namespace, make_client
-from kannon.backends.kubernetes.attempt import Attempt, Phase
+from kannon.backends.kubernetes.attempt import Phase
+from kannon.backends.kubernetes.create import JobCreator
 from kannon.backends.kubernetes.lease import RunLease, holder_identity, lease_name
 from kannon.backends.kubernetes.logs import JobLogs
 from kannon.backends.kubernetes.manifest import (
@@ -31,23 +32,20 @@ from kannon.backends.kubernetes.manifest import (
     load_template,
     memory_quantity,
     owner_reference,
+    spec_changes,
     template_container,
     template_from_pod,
 )
-from kannon.backends.kubernetes.names import LABEL_RUN, LABEL_TASK, job_name, label_value, run_selector
-from kannon.backends.kubernetes.tracker import JobTracker
+from kannon.backends.kubernetes.names import job_name, run_selector
 from kannon.backends.kubernetes.watch import Watcher, shutdown_response
 from kannon.hints import Hints
 
 if TYPE_CHECKING:
-    from kubernetes.client import ApiClient, V1Job
+    from kubernetes.client import ApiClient
 
 log = logging.getLogger("kannon.kubernetes")
 
-class _Again(Exception):
-    """The create must be tried again (the Job of that name vanished, or was a stale failed attempt)."""
-
-class K8sJobExecutor(JobTracker):
+class K8sJobExecutor(JobCreator):
     """Run each bullet attempt as a Kubernetes Job (see docs/kubernetes.md).
 
     ``template_job``: a ``V1Job``, a dict in API form, or a YAML file path; in a cluster it may be omitted, and the
@@ -250,124 +248,18 @@ class K8sJobExecutor(JobTracker):
         )  # fmt: skip
         with self._state:
             leftover = self._leftovers.pop(launch.task_id, None)
+        changes = spec_changes(leftover, body, self.container) if leftover is not None else []
+        if leftover is not None and changes:  # an earlier master's Job that runs something else: never adopted
+            attempt = self._register(launch, name)
+            self._replacing(attempt, leftover.metadata.name, changes)
+            self._creator.submit(self._create_step, attempt, body, None, leftover.metadata.name)
+            return
         attempt = self._register(launch, leftover.metadata.name if leftover is not None else name)
         self._creator.submit(self._create_step, attempt, body, leftover)
 
     def command(self, launch: Launch) -> list[str]:
         """The container's argv for ``launch`` (the child entrypoint; tests override it to run plain scripts)."""
         return launch.argv(self.python)
-
-    def _create_step(self, attempt: Attempt, body: dict[str, Any], leftover: V1Job | None) -> None:
-        """In the creator pool: adopt or create the attempt's Job; whatever goes wrong ends the attempt."""
-        import tenacity
-
-        try:
-            if leftover is not None:
-                self._adopt(attempt, leftover, why="left running by an earlier master")
-                return
-            for retry in tenacity.Retrying(retry=tenacity.retry_if_exception_type(_Again),
-                                           stop=tenacity.stop_after_attempt(3), reraise=True):  # fmt: skip
-                with retry:
-                    self._create(attempt, body)
-        except Exception as e:
-            if isinstance(e, BackendError) and self._fatal is None:
-                self._fatal = e  # unusable as configured (permission, namespace): the next launch() says so
-            if isinstance(e, _Again):
-                e = BackendError(f"Job {attempt.name} keeps appearing and disappearing; is another kannon master "
-                                 "running?")  # fmt: skip
-            log.warning("could not create Job %s: %s", attempt.name, e)
-            self._end_now(attempt, Finished(attempt.launch.key, None, f"the {self.name} backend could not launch "
-                                            f"it: {e}", "LaunchFailed", where=f"job {attempt.name}"))  # fmt: skip
-
-    def _create(self, attempt: Attempt, body: dict[str, Any]) -> None:
-        from kubernetes.client.rest import ApiException
-
-        launch, name = attempt.launch, attempt.name
-        try:
-            created = self.api.call("create", "jobs", self._batch.create_namespaced_job, self.namespace, body)
-        except ApiException as e:
-            if e.status != 409:
-                reason, message = api_status(e)
-                if e.status == 404:
-                    raise BackendError(f"cannot create Jobs in namespace {self.namespace!r}: {message or reason}. "
-                                       "Create the namespace or pass namespace=/--namespace") from e  # fmt: skip
-                for value in {*launch.env.values(), *launch.hints.env.values()}:
-                    if len(value) >= 4:  # the server may echo an invalid value back: env values are never shown
-                        message = message.replace(value, "***")
-                self._end_now(attempt, Finished(
-                    launch.key, None, f"the API server refused the Job {name} ({e.status} {reason}): {message}",
-                    "InvalidJob", where=f"job {name}",
-                ))  # fmt: skip
-                return
-            self._on_conflict(attempt)  # 409: a retried create that had landed, or an earlier master's attempt
-            return
-        with self._state:
-            attempt.uid = created.metadata.uid
-            early = self._early.pop(name, None)  # the watch may have been quicker than the create's answer
-            if early is not None and early.metadata.uid == attempt.uid:
-                attempt.job = early
-        self._created(attempt)
-
-    def _on_conflict(self, attempt: Attempt) -> None:
-        launch, name = attempt.launch, attempt.name
-        existing = self._read_job(name)
-        if existing is None:  # deleted in between: create again
-            raise _Again
-        labels = existing.metadata.labels or {}
-        ours = labels.get(LABEL_RUN) == label_value(launch.run_id) and labels.get(LABEL_TASK) == label_value(
-            launch.task_id)  # fmt: skip
-        if not ours:
-            self._end_now(attempt, Finished(
-                launch.key, None, f"a Job named {name} already exists and is not kannon's for this task; "
-                "choose another job_prefix", "NameConflict", where=f"job {name}",
-            ))  # fmt: skip
-            return
-        terminal = kc.job_terminal(existing)
-        if terminal is not None and terminal[0] == "Failed":
-            # an earlier master's failed attempt of the same number: its result is stale, run it again
-            self._delete_and_wait(name)
-            raise _Again
-        self._adopt(attempt, existing, why="created earlier (409 AlreadyExists)")
-
-    def _adopt(self, attempt: Attempt, job: V1Job, why: str) -> None:
-        name = job.metadata.name
-        log.info("adopting Job %s for %s %s (%s)", name, attempt.launch.family, attempt.launch.task_id, why)
-        with self._state:
-            attempt.job = job
-            attempt.uid = job.metadata.uid
-            attempt.adopted = why
-            attempt.notes.append(f"kannon: adopted existing Job {name} ({why})")
-        self._created(attempt)
-
-    def _created(self, attempt: Attempt) -> None:
-        """The attempt's Job exists: watch it, or delete it at once if it was cancelled while being created."""
-        with self._state:
-            attempt.since = time.monotonic()
-            cancelled = attempt.phase is Phase.CANCELLING
-            lost = self._fatal if not cancelled and self._fatal is not None and attempt.end() else None
-            if not cancelled and lost is None:
-                attempt.to(Phase.PENDING)
-        if lost is not None:  # the watches died while it was being created: nobody would see it finish
-            self._abandon(attempt, lost)
-        elif cancelled:
-            if not self._delete(attempt.name):
-                self._end_now(attempt, self._cancelled(attempt))
-        else:
-            self._evaluate(attempt)
-
-    def _register(self, launch: Launch, name: str) -> Attempt:
-        attempt = Attempt(launch, name, time.monotonic())
-        with self._state:
-            self._by_name[name] = attempt
-            self._by_key[launch.key] = attempt
-        self.track(launch.key)
-        return attempt
-
-    def _end_now(self, attempt: Attempt, finished: Finished) -> None:
-        with self._state:
-            claimed = attempt.end()
-        if claimed:
-            self._finish(attempt, finished)
 
     # -- cancel ---------------------------------------------------------------------------------------------
     def cancel(self, key: str) -> None:

@@ -280,24 +280,46 @@ def child_env(target: dict[str, Any], launch: Launch) -> None:
     if env:
         target["env"] = merge_env(target.get("env") or [], env)
 
-def spec_hash(pod_spec: Mapping[str, Any], target: Mapping[str, Any]) -> str:
-    """What the attempt runs: image, command (which carries the hand-off spec's sha256), resources and placement.
-
-    Env values are left out: they may carry per-invocation values, and secrets must not be hashed into metadata."""
-    what = {
+def _summary(pod_spec: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:
+    return {
         "image": target.get("image"),
         "command": target.get("command"),
         "resources": target.get("resources") or {},
         "nodeSelector": pod_spec.get("nodeSelector") or {},
         "tolerations": pod_spec.get("tolerations") or [],
     }
+
+
+def spec_hash(pod_spec: Mapping[str, Any], target: Mapping[str, Any]) -> str:
+    """What the attempt runs: image, command (which carries the hand-off spec's sha256), resources and placement.
+
+    Env values are left out: they may carry per-invocation values, and secrets must not be hashed into metadata."""
+    what = _summary(pod_spec, target)
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
-def job_spec_hash(job: Any) -> str | None:
-    """The spec hash annotation of an existing Job (a client model); None on Jobs made before it existed."""
-    annotations = (job.metadata.annotations if job.metadata is not None else None) or {}
-    value = annotations.get(ANNOTATION_SPEC_HASH)
-    return None if value is None else str(value)
+
+def spec_changes(existing: Any, body: Mapping[str, Any], container: str | None) -> list[str]:
+    """What an existing Job (a client model) runs differently from ``body``, the Job kannon would create now:
+    ``[]`` when it runs the same thing (and may be adopted). Its spec-hash annotation decides when it has one;
+    a Job made before the annotation existed is compared field by field."""
+    from kubernetes.client import ApiClient
+
+    def parts(job: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        pod = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+        containers = pod.get("containers") or [{}]
+        target = next((c for c in containers if container is None or c.get("name") == container), containers[0])
+        return pod, target
+
+    old = ApiClient().sanitize_for_serialization(existing) or {}
+    new_summary, old_summary = _summary(*parts(body)), _summary(*parts(old))
+    diff = [key for key, value in new_summary.items() if old_summary.get(key) != value]
+    old_hash = ((old.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SPEC_HASH)
+    if old_hash is None:
+        return diff
+    if old_hash == body["metadata"]["annotations"][ANNOTATION_SPEC_HASH]:
+        return []
+    return diff or ["spec hash"]
+
 
 def job_error_problems(hints: Hints, gpu_resource: str | None) -> list[str]:
     """Hints this backend cannot turn into a valid Job (checked at plan time, before anything is created)."""

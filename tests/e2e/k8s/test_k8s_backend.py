@@ -342,8 +342,9 @@ def test_reattach_adopts_running_jobs_and_cleans_finished_leftovers(
     second, rec2 = make()
     failed_name = job_name("kannon", "run1", failed.task_id, 1, "Script")
     kube.wait_for(lambda: failed_name not in kube.jobs(), timeout=30, message="finished leftover not deleted")
-    # the restarted master counts attempts from 1 again: the running Job of attempt 2 is adopted all the same
-    again = launch_of(tmp_path, 1, "print('must not run')", attempt=1)
+    # the restarted master counts attempts from 1 again: the running Job of attempt 2 runs the same thing (same
+    # command, so the same hand-off spec), and is adopted all the same
+    again = launch_of(tmp_path, 1, wait_flag(flag, "print('adopted')"), attempt=1)
     second.launch(again)
     rec2.wait_started(again.key)
     flag.touch()
