@@ -136,6 +136,8 @@ class JobCreator(JobTracker):
     def _created(self, attempt: Attempt) -> None:
         """The attempt's Job exists: watch it, or delete it at once if it was cancelled while being created."""
         with self._state:
+            if attempt.phase not in (Phase.CREATING, Phase.CANCELLING):
+                return  # ended meanwhile (its Job was already deleted by someone else)
             attempt.since = time.monotonic()
             cancelled = attempt.phase is Phase.CANCELLING
             lost = self._fatal if not cancelled and self._fatal is not None and attempt.end() else None

@@ -305,6 +305,10 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         try:
             fault = emu.faults.take_request_fault(method, path)
+            if fault is not None and fault[0] == "hold":
+                assert isinstance(fault[1], threading.Event)
+                fault[1].wait(300)
+                fault = None
             if fault is not None:
                 if fault[0] == "reset":
                     self._reset()
@@ -316,7 +320,7 @@ class Handler(BaseHTTPRequestHandler):
                         self._route(method, path, query, raw)
                     self._reset()
                     return
-                assert fault[1] is not None
+                assert isinstance(fault[1], ApiError)
                 raise fault[1]
             self._route(method, path, query, raw)
         except ApiError as exc:

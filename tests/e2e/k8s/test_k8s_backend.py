@@ -8,6 +8,7 @@ Nothing sleeps: tests wait on executor events or emulator state with generous ti
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -305,6 +306,39 @@ def test_create_is_retried_through_5xx_429_and_resets_without_duplicates(
     assert len(kube.jobs()) == 1
     assert kube.faults.count("fail_request") == 3 and kube.faults.count("reset_connection") == 1
     assert executor.api.retries >= 4
+
+
+def test_launch_returns_while_the_create_is_still_unanswered(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    """The Executor contract: launch() must not block. The API server holds the create; launch() returns anyway."""
+    executor, rec = make()
+    gate = kube.faults.hold_requests(1, method="POST", path_regex=r"/jobs$")
+    launch = launch_of(tmp_path, 1, "print('created late')")
+    caller = threading.Thread(target=executor.launch, args=(launch,), daemon=True)
+    caller.start()
+    caller.join(timeout=30)
+    returned = not caller.is_alive()
+    gate.set()
+    assert returned, "launch() waited for the API server's answer"
+    fin = rec.wait_finished(launch.key)
+    assert fin.ok and fin.log_tail[-1] == "created late"
+    assert kube.faults.count("hold_request") == 1
+
+
+def test_a_cancel_during_the_create_deletes_the_job_once_it_exists(
+    kube: KubeEmulator, make: Any, tmp_path: Path
+) -> None:
+    executor, rec = make()
+    gate = kube.faults.hold_requests(1, method="POST", path_regex=r"/jobs$")
+    launch = launch_of(tmp_path, 1, wait_flag(tmp_path / "never"))
+    executor.launch(launch)
+    kube.wait_for(lambda: kube.faults.count("hold_request") == 1, timeout=30, message="the create never came")
+    executor.cancel(launch.key)
+    gate.set()
+    assert rec.wait_finished(launch.key).failure_class == "Cancelled"
+    executor.close()  # waits for the create in flight to land and be dealt with
+    assert kube.faults.count("hold_request") == 1 and len(requests(kube, "POST", "/jobs")) == 1
+    kube.wait_for(lambda: not kube.jobs() and not kube.pods(), timeout=30, message="the cancelled Job stayed")
+    assert executor.live_keys() == []
 
 
 def test_a_create_that_landed_is_adopted_on_409(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
