@@ -191,9 +191,8 @@ class K8sJobExecutor(JobCreator):
         elif self._pool is not None and self.live_keys():
             # the core gives up on these (it cancels what it wants stopped first): a Job left running here would
             # never be cleaned, since ttlSecondsAfterFinished only counts once it finishes
-            left = self.cancel_all(timeout=30.0)
-            if left:
-                log.warning("Jobs of %d attempt(s) not confirmed deleted: %s", len(left), ", ".join(left))
+            for key in self.cancel_all(timeout=30.0):
+                log.warning("%s", self._left_running(key, "not confirmed gone 30 s after deleting it"))
         with self._state:
             ours = self._lease is None or self._lease.held()
             orphans = [j.metadata.name for j in self._leftovers.values()] if self.cleanup_leftovers and ours else []
@@ -291,13 +290,20 @@ class K8sJobExecutor(JobCreator):
         failed = set()
         for key, error in zip(keys, errors, strict=True):
             if error is not None:  # one failure must not stop the others
-                log.warning("cancel of %s failed: %s", key, error)
+                log.warning("%s", self._left_running(key, str(error)))
                 failed.add(key)
         deadline = time.monotonic() + timeout
         with self._cond:
             while self._live - failed and time.monotonic() < deadline:
                 self._cond.wait(timeout=max(0.0, deadline - time.monotonic()))
             return sorted(self._live)
+
+    def _left_running(self, key: str, why: str) -> str:
+        with self._state:
+            attempt = self._by_key.get(key)
+        if attempt is None:
+            return f"attempt {key} may be left running: {why}"
+        return f"Job {attempt.name} ({attempt.launch.family} {attempt.launch.task_id}) is left running: {why}"
 
     def _try_cancel(self, key: str) -> Exception | None:
         try:

@@ -257,6 +257,27 @@ def test_cancel_and_cancel_all_delete_jobs_and_confirm(kube: KubeEmulator, make:
     assert len(deletes) == 4  # each Job deleted once, with Background propagation (pods go too)
 
 
+def test_cancel_all_names_each_job_it_could_not_delete_and_why(
+    kube: KubeEmulator, make: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    executor, rec = make()
+    launches = [launch_of(tmp_path, n, wait_flag(tmp_path / "never")) for n in (1, 2)]
+    for launch in launches:
+        executor.launch(launch)
+    for launch in launches:
+        rec.wait_started(launch.key)
+    kube.faults.forbid("delete", "jobs")
+    with caplog.at_level("WARNING", logger="kannon.kubernetes"):
+        left = executor.cancel_all(timeout=60)  # returns at once: nothing is being deleted, nothing to wait for
+    assert left == sorted(launch.key for launch in launches)
+    for launch in launches:
+        name = job_name("kannon", "run1", launch.task_id, 1, "Script")
+        assert name in kube.jobs()
+        assert any(f"Job {name} (Script {launch.task_id}) is left running: permission denied" in r.getMessage()
+                   and "may not delete jobs" in r.getMessage() for r in caplog.records), caplog.text  # fmt: skip
+    kube.faults.clear()
+
+
 def test_close_stops_what_is_still_running(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
     executor, rec = make()
     launch = launch_of(tmp_path, 1, wait_flag(tmp_path / "never"))
