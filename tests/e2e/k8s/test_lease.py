@@ -208,3 +208,34 @@ def test_only_the_holder_deletes_the_lease_or_the_runs_jobs(kube: KubeEmulator, 
     assert list(kube.jobs()) != []  # the running Job is the new holder's to adopt, not deleted
     first.release_lease()
     assert api.read_namespaced_lease("kannon-run1", NS).spec.holder_identity == "host other pid 7 (invocation x)"
+
+
+def test_a_sigkilled_masters_lease_is_taken_over_by_a_rerun_that_adopts_its_jobs(
+    kube: KubeEmulator, make: Any, tmp_path: Path
+) -> None:
+    """The first master dies without releasing anything (SIGKILL): no renewals, no cleanup. A rerun waiting for the
+    lease gets it once leaseDurationSeconds have passed since the last renewal, and adopts the running Job."""
+    first, rec1 = make(lease_duration=2)
+    first.acquire_lease(run_info(tmp_path), wait=None)
+    code = wait_flag(tmp_path / "go", "print('adopted')")
+    first.launch(launch_of(tmp_path, 1, code))
+    rec1.wait_started(f"{1:032x}-1")
+    assert first._lease is not None
+    first._lease._stop.set()  # SIGKILL: the renewals stop, the Lease stays
+    first._stop.set()
+    for w in first._watchers:
+        w.stop()
+
+    rerun, rec2 = make(lease_duration=2)
+    with pytest.raises(LeaseHeld):
+        rerun.acquire_lease(run_info(tmp_path), wait=None)  # not expired yet (renewed within the last 2 s)
+    rerun.acquire_lease(run_info(tmp_path), wait=60)  # waits for the expiry, then takes it over
+    lease = client.CoordinationV1Api(kube.api_client()).read_namespaced_lease("kannon-run1", NS)
+    assert rerun._lease is not None and lease.spec.holder_identity == rerun._lease.identity
+    assert lease.spec.lease_transitions == 1
+    again = launch_of(tmp_path, 1, code)
+    rerun.launch(again)
+    assert (rec2.wait_started(again.key).where or "").endswith("(adopted)")
+    (tmp_path / "go").touch()
+    fin = rec2.wait_finished(again.key)
+    assert fin.ok and fin.log_tail[-1] == "adopted"
