@@ -16,8 +16,8 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
-from kannon.backends.base import LeaseHeld
-from kannon.backends.kubernetes.api import ApiCaller
+from kannon.backends.base import BackendError, LeaseHeld
+from kannon.backends.kubernetes.api import ApiCaller, api_status
 from kannon.backends.kubernetes.names import dns_label, label_value
 
 if TYPE_CHECKING:
@@ -74,6 +74,8 @@ class RunLease:
         """Hold the Lease, or LeaseHeld naming the holder (at once, or after waiting ``wait`` seconds)."""
         import tenacity
 
+        from kubernetes.client.rest import ApiException
+
         try:
             for attempt in tenacity.Retrying(
                 retry=tenacity.retry_if_exception_type(_Busy), reraise=True,
@@ -83,6 +85,9 @@ class RunLease:
                     self._try_acquire()
         except _Busy as e:
             raise LeaseHeld(e.holder) from None
+        except ApiException as e:  # 403 arrives as a BackendError from the caller; this is e.g. a missing namespace
+            raise BackendError(f"cannot take the run lease {self.namespace}/{self.name}: {e.status} "
+                               f"{api_status(e)[1] or e.reason}") from e  # fmt: skip
         self._thread = threading.Thread(target=self._renew_loop, name="kannon-k8s-lease", daemon=True)
         self._thread.start()
 

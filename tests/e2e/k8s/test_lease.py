@@ -239,3 +239,14 @@ def test_a_sigkilled_masters_lease_is_taken_over_by_a_rerun_that_adopts_its_jobs
     (tmp_path / "go").touch()
     fin = rec2.wait_finished(again.key)
     assert fin.ok and fin.log_tail[-1] == "adopted"
+
+
+def test_a_lease_that_may_not_be_taken_is_a_backend_error_naming_the_permission(
+    kube: KubeEmulator, make: Any, tmp_path: Path
+) -> None:
+    executor, _ = make()
+    kube.faults.forbid("create", "leases")
+    with pytest.raises(BackendError, match="may not create leases") as info:
+        executor.acquire_lease(run_info(tmp_path), wait=None)
+    assert "kannon k8s rbac" in str(info.value)
+    kube.faults.clear()
