@@ -113,16 +113,16 @@ class K8sJobExecutor(JobCreator):
     # -- lifecycle ------------------------------------------------------------------------------------------
     def acquire_lease(self, run: RunInfo, wait: float | None) -> None:
         """Hold the run's ``coordination.k8s.io/v1`` Lease (:mod:`.lease`) until :meth:`release_lease`."""
-        if self._lease is not None:
+        if self._run_lease is not None:
             return
         identity = holder_identity(getattr(run, "invocation_id", ""))
         lease = RunLease(self.api, self.api_client, self.namespace, lease_name(run.run_id), identity,
                          self.lease_duration)  # fmt: skip
         lease.acquire(wait)
-        self._lease = lease
+        self._run_lease = lease
 
     def release_lease(self) -> None:
-        lease, self._lease = self._lease, None
+        lease, self._run_lease = self._run_lease, None
         if lease is not None:
             lease.release()
 
@@ -185,7 +185,7 @@ class K8sJobExecutor(JobCreator):
             return
         if self._creator is not None:  # creates in flight land (or fail) before anything is cancelled
             self._creator.shutdown(wait=True)
-        if self._lease is not None and not self._lease.held():
+        if self._run_lease is not None and not self._run_lease.held():
             log.warning("another master took over the run lease: its %d running Job(s) are left to it",
                         len(self.live_keys()))  # fmt: skip
         elif self._pool is not None and self.live_keys():
@@ -194,7 +194,7 @@ class K8sJobExecutor(JobCreator):
             for key in self.cancel_all(timeout=30.0):
                 log.warning("%s", self._left_running(key, "not confirmed gone 30 s after deleting it"))
         with self._state:
-            ours = self._lease is None or self._lease.held()
+            ours = self._run_lease is None or self._run_lease.held()
             orphans = [j.metadata.name for j in self._leftovers.values()] if self.cleanup_leftovers and ours else []
             self._leftovers.clear()
         for name in orphans:  # running Jobs of an earlier master whose tasks this run never asked for
@@ -235,8 +235,8 @@ class K8sJobExecutor(JobCreator):
         """Register the attempt and hand its creation to the pool: no API call on the caller's thread."""
         if self._fatal is not None:
             raise self._fatal
-        if self._lease is not None and self._lease.lost.is_set():
-            raise BackendError(f"another master took over the run lease {self._lease.name}: this one launches "
+        if self._run_lease is not None and self._run_lease.lost.is_set():
+            raise BackendError(f"another master took over the run lease {self._run_lease.name}: this one launches "
                                "nothing more")  # fmt: skip
         if self._batch is None or self.template is None or self._creator is None:
             raise BackendError("K8sJobExecutor.launch() called before start()")

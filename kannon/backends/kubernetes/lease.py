@@ -63,7 +63,7 @@ class RunLease:
         self.api, self.namespace, self.name, self.identity = api, namespace, name, identity
         self.duration = max(1, round(duration))
         self._coord = client.CoordinationV1Api(api_client)
-        self._lease: V1Lease | None = None  # our last written state (its resourceVersion is the next update's)
+        self._current: V1Lease | None = None  # our last written state (its resourceVersion is the next update's)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lost = threading.Event()
@@ -99,7 +99,7 @@ class RunLease:
         if lease is None:
             body = self._body(now, transitions=0)
             try:
-                self._lease = self.api.call("create", "leases", self._coord.create_namespaced_lease, self.namespace,
+                self._current = self.api.call("create", "leases", self._coord.create_namespaced_lease, self.namespace,
                                             body)  # fmt: skip
                 return
             except ApiException as e:
@@ -117,7 +117,7 @@ class RunLease:
         body = self._body(now, transitions, acquired=spec.acquire_time if mine else now)
         body["metadata"]["resourceVersion"] = lease.metadata.resource_version
         try:
-            self._lease = self.api.call("update", "leases", self._coord.replace_namespaced_lease, self.name,
+            self._current = self.api.call("update", "leases", self._coord.replace_namespaced_lease, self.name,
                                         self.namespace, body)  # fmt: skip
         except ApiException as e:
             if e.status not in (404, 409):
@@ -173,12 +173,12 @@ class RunLease:
     def _renew(self) -> None:
         from kubernetes.client.rest import ApiException
 
-        current = self._lease
+        current = self._current
         assert current is not None
         body = self._body(_now(), current.spec.lease_transitions or 0, acquired=current.spec.acquire_time)
         body["metadata"]["resourceVersion"] = current.metadata.resource_version
         try:
-            self._lease = self.api.call("update", "leases", self._coord.replace_namespaced_lease, self.name,
+            self._current = self.api.call("update", "leases", self._coord.replace_namespaced_lease, self.name,
                                         self.namespace, body)  # fmt: skip
             self.renewals += 1
         except ApiException as e:
@@ -186,14 +186,14 @@ class RunLease:
                 raise
             lease = self._read()
             if lease is not None and lease.spec.holder_identity == self.identity:
-                self._lease = lease  # our own write raced a retry: continue from the newest state
+                self._current = lease  # our own write raced a retry: continue from the newest state
                 return
             log.error("the run lease %s was taken by %s: this master no longer touches the run's Jobs",
                       self.name, self._describe(lease))  # fmt: skip
             self.lost.set()
 
     def held(self) -> bool:
-        return self._lease is not None and not self.lost.is_set()
+        return self._current is not None and not self.lost.is_set()
 
     def release(self) -> None:
         """Stop renewing and delete the Lease if it is still ours (preconditions: our resourceVersion)."""
@@ -203,7 +203,7 @@ class RunLease:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(5.0)
-        current, self._lease = self._lease, None
+        current, self._current = self._current, None
         if current is None or self.lost.is_set():
             return
         lease = self._read()

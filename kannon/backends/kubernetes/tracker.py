@@ -55,7 +55,7 @@ class JobTracker(Executor):
         self._watchers: list[Watcher] = []
         self._batch: Any = None
         self._core: Any = None
-        self._lease: RunLease | None = None  # None: no lease asked for (direct use), every delete is ours to make
+        self._run_lease: RunLease | None = None  # None: no lease asked for (direct use), every delete is ours to make
 
     # -- API helpers ------------------------------------------------------------------------------------------
     def _read_job(self, name: str) -> V1Job | None:
@@ -73,8 +73,8 @@ class JobTracker(Executor):
         from kubernetes import client
         from kubernetes.client.rest import ApiException
 
-        if self._lease is not None and not self._lease.held():  # only the lease holder touches the run's Jobs
-            raise BackendError(f"this master no longer holds the run lease {self._lease.name}: Job {name} is left "
+        if self._run_lease is not None and not self._run_lease.held():  # only the lease holder touches the run's Jobs
+            raise BackendError(f"this master no longer holds the run lease {self._run_lease.name}: Job {name} is left "
                                "to the master that took it over")  # fmt: skip
         with self._state:
             self._gone.setdefault(name, threading.Event())

@@ -459,7 +459,7 @@ def test_rbac_role_covers_every_request_the_backend_made(kube: KubeEmulator, mak
         executor.launch(launch)
     rec.wait_started(launches[1].key)
     executor.cancel(launches[1].key)
-    kube.wait_for(lambda: executor._lease is not None and executor._lease.renewals > 0, timeout=30,
+    kube.wait_for(lambda: executor._run_lease is not None and executor._run_lease.renewals > 0, timeout=30,
                   message="the lease was never renewed")  # fmt: skip
     flag.touch()
     rec.wait_finished(launches[0].key)

@@ -100,8 +100,8 @@ def test_a_second_master_gets_lease_held_naming_the_holder(kube: KubeEmulator, m
     second, _ = make()
     with pytest.raises(LeaseHeld) as held:
         second.acquire_lease(run_info(tmp_path), wait=None)
-    assert first._lease is not None
-    assert held.value.holder.startswith(first._lease.identity) and " since " in held.value.holder
+    assert first._run_lease is not None
+    assert held.value.holder.startswith(first._run_lease.identity) and " since " in held.value.holder
     assert "pid" in held.value.holder and "host" in held.value.holder
     other_run, _ = make()
     other_run.acquire_lease(run_info(tmp_path, "run2"), wait=None)  # another run: its own lease
@@ -140,7 +140,7 @@ def test_a_lease_not_renewed_for_its_duration_is_taken_over(kube: KubeEmulator, 
     rerun, _ = make()
     rerun.acquire_lease(run_info(tmp_path), wait=None)
     lease = api.read_namespaced_lease("kannon-run1", NS)
-    assert rerun._lease is not None and lease.spec.holder_identity == rerun._lease.identity
+    assert rerun._run_lease is not None and lease.spec.holder_identity == rerun._run_lease.identity
     assert lease.spec.lease_transitions == 1
     # a Lease renewed within its duration is not taken over
     api.create_namespaced_lease(NS, lease_body("kannon-run2", dead, now() - dt.timedelta(seconds=5), duration=15))
@@ -170,7 +170,7 @@ def test_concurrent_acquires_exactly_one_wins(kube: KubeEmulator, make: Any, tmp
         t.join(timeout=90)
     winners = [i for i, r in enumerate(results) if r is None]
     assert len(winners) == 1, results
-    winner = masters[winners[0]]._lease
+    winner = masters[winners[0]]._run_lease
     assert winner is not None
     for r in results:
         assert r is None or (isinstance(r, LeaseHeld) and r.holder.startswith(winner.identity)), r
@@ -188,8 +188,8 @@ def test_only_the_holder_deletes_the_lease_or_the_runs_jobs(kube: KubeEmulator, 
     with pytest.raises(LeaseHeld):
         bystander.acquire_lease(run_info(tmp_path), wait=None)
     bystander.release_lease()  # not the holder: nothing happens
-    assert first._lease is not None
-    assert api.read_namespaced_lease("kannon-run1", NS).spec.holder_identity == first._lease.identity
+    assert first._run_lease is not None
+    assert api.read_namespaced_lease("kannon-run1", NS).spec.holder_identity == first._run_lease.identity
 
     running = launch_of(tmp_path, 1, wait_flag(tmp_path / "never"))
     first.launch(running)
@@ -199,7 +199,7 @@ def test_only_the_holder_deletes_the_lease_or_the_runs_jobs(kube: KubeEmulator, 
     body = lease_body("kannon-run1", "host other pid 7 (invocation x)", now(), duration=3, leaseTransitions=1)
     body["metadata"]["resourceVersion"] = taken.metadata.resource_version
     api.replace_namespaced_lease("kannon-run1", NS, body)
-    kube.wait_for(lambda: first._lease is not None and first._lease.lost.is_set(), timeout=30,
+    kube.wait_for(lambda: first._run_lease is not None and first._run_lease.lost.is_set(), timeout=30,
                   message="the first master never noticed it lost the lease")  # fmt: skip
     with pytest.raises(BackendError, match="no longer holds the run lease"):
         first.cancel(running.key)
@@ -220,8 +220,8 @@ def test_a_sigkilled_masters_lease_is_taken_over_by_a_rerun_that_adopts_its_jobs
     code = wait_flag(tmp_path / "go", "print('adopted')")
     first.launch(launch_of(tmp_path, 1, code))
     rec1.wait_started(f"{1:032x}-1")
-    assert first._lease is not None
-    first._lease._stop.set()  # SIGKILL: the renewals stop, the Lease stays
+    assert first._run_lease is not None
+    first._run_lease._stop.set()  # SIGKILL: the renewals stop, the Lease stays
     first._stop.set()
     for w in first._watchers:
         w.stop()
@@ -231,7 +231,7 @@ def test_a_sigkilled_masters_lease_is_taken_over_by_a_rerun_that_adopts_its_jobs
         rerun.acquire_lease(run_info(tmp_path), wait=None)  # not expired yet (renewed within the last 2 s)
     rerun.acquire_lease(run_info(tmp_path), wait=60)  # waits for the expiry, then takes it over
     lease = client.CoordinationV1Api(kube.api_client()).read_namespaced_lease("kannon-run1", NS)
-    assert rerun._lease is not None and lease.spec.holder_identity == rerun._lease.identity
+    assert rerun._run_lease is not None and lease.spec.holder_identity == rerun._run_lease.identity
     assert lease.spec.lease_transitions == 1
     again = launch_of(tmp_path, 1, code)
     rerun.launch(again)
