@@ -22,7 +22,7 @@ from kubernetes.client import (
     V1ResourceRequirements,
 )
 
-from kannon.backends import _k8s_watch as kw
+from kannon.backends.kubernetes import classify as kw
 
 
 def job(*conditions: tuple[str, str, str | None], deadline: int | None = None) -> V1Job:

@@ -112,7 +112,8 @@ def test_render_rbac_is_a_role_and_binding_for_exactly_what_the_backend_calls() 
     assert role["kind"] == "Role" and role["metadata"] == {"name": "kannon", "namespace": "ml"}
     rules = {(r["apiGroups"][0], r["resources"][0]): set(r["verbs"]) for r in role["rules"]}
     assert rules == {("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
-                     ("", "pods"): {"get", "list", "watch"}, ("", "pods/log"): {"get"}}
+                     ("", "pods"): {"get", "list", "watch"}, ("", "pods/log"): {"get"},
+                     ("coordination.k8s.io", "leases"): {"get", "create", "update", "delete"}}
     assert len(RBAC_RULES) == len(role["rules"])
     assert binding["kind"] == "RoleBinding" and binding["roleRef"]["name"] == "kannon"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kannon-master", "namespace": "ml"}]

@@ -16,6 +16,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "pods": ("", "Pod"),
     "namespaces": ("", "Namespace"),
     "events": ("", "Event"),
+    "leases": ("coordination.k8s.io", "Lease"),
 }
 
 

@@ -28,8 +28,8 @@ DEFAULT_USER = "system:serviceaccount:default:default"
 class Injected:
     """One fault that actually hit something (a request, a pod, the watch cache...)."""
 
-    # fail_request / reset_connection / drop_response / forbid / pod_behaviour / compact_history / end_watches /
-    # delete_job
+    # fail_request / reset_connection / drop_response / hold_request / forbid / pod_behaviour / compact_history /
+    # end_watches / delete_job
     kind: str
     detail: str
     method: str | None = None
@@ -45,6 +45,7 @@ class _RequestRule:
     method: str | None = None
     path_regex: re.Pattern[str] | None = None
     retry_after: int | None = None
+    gate: threading.Event | None = None
 
     def matches(self, method: str, path: str) -> bool:
         if self.remaining <= 0:
@@ -112,6 +113,16 @@ class Faults:
                 _RequestRule("drop", n, 0, method, re.compile(path_regex) if path_regex else None)
             )
 
+    def hold_requests(self, n: int, method: str | None = None, path_regex: str | None = None) -> threading.Event:
+        """Keep the next n matching requests waiting (unanswered, not yet carried out) until the returned event is
+        set — an API server that is slow to answer, without any timing in the test. Held at most 300 s."""
+        gate = threading.Event()
+        with self._lock:
+            self._request_rules.append(
+                _RequestRule("hold", n, 0, method, re.compile(path_regex) if path_regex else None, gate=gate)
+            )
+        return gate
+
     def forbid(self, verb: str, resource: str, namespace: str | None = None, user: str = DEFAULT_USER) -> None:
         """403 Forbidden for `verb` on `resource` ("jobs", "pods", "pods/log", ...) until allow() is called."""
         with self._lock:
@@ -150,6 +161,9 @@ class Faults:
     def clear(self) -> None:
         """Drop every pending rule (recorded injections are kept)."""
         with self._lock:
+            for rule in self._request_rules:
+                if rule.gate is not None:
+                    rule.gate.set()  # held requests go on
             self._request_rules.clear()
             self._forbidden.clear()
             self._pod_rules.clear()
@@ -169,7 +183,7 @@ class Faults:
         with self._lock:
             self._injected.append(item)
 
-    def take_request_fault(self, method: str, path: str) -> tuple[str, ApiError | None] | None:
+    def take_request_fault(self, method: str, path: str) -> tuple[str, ApiError | threading.Event | None] | None:
         with self._lock:
             for rule in self._request_rules:
                 if rule.matches(method, path):
@@ -177,6 +191,10 @@ class Faults:
                     if rule.kind == "reset":
                         self._injected.append(Injected("reset_connection", "connection reset", method, path))
                         return ("reset", None)
+                    if rule.kind == "hold":
+                        assert rule.gate is not None
+                        self._injected.append(Injected("hold_request", "held until released", method, path))
+                        return ("hold", rule.gate)
                     if rule.kind == "drop":
                         self._injected.append(Injected("drop_response", "answer dropped after the write", method, path))
                         return ("drop", None)

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from kannon.testing.kube import errors
+from kannon.testing.kube import errors, leases
 from kannon.testing.kube.controller import delete_job
 from kannon.testing.kube.errors import ApiError, Cause, bad_request
 from kannon.testing.kube.selectors import parse_field_selector, parse_label_selector
@@ -58,6 +58,7 @@ _KINDS = {
     "pods": ("v1", "Pod"),
     "namespaces": ("v1", "Namespace"),
     "events": ("v1", "Event"),
+    "leases": (leases.GROUP_VERSION, "Lease"),
 }
 
 _ROUTES = [
@@ -68,6 +69,9 @@ _ROUTES = [
         "batch",
     ),
     (re.compile(r"^/apis/batch/v1/(?P<res>jobs)$"), "batch"),
+    (re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/(?P<ns>[^/]+)/(?P<res>leases)(?:/(?P<name>[^/]+))?$"),
+     leases.GROUP),
+    (re.compile(r"^/apis/coordination\.k8s\.io/v1/(?P<res>leases)$"), leases.GROUP),
     (
         re.compile(
             r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>pods|events)(?:/(?P<name>[^/]+)(?:/(?P<sub>log|status))?)?$"
@@ -301,6 +305,10 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         try:
             fault = emu.faults.take_request_fault(method, path)
+            if fault is not None and fault[0] == "hold":
+                assert isinstance(fault[1], threading.Event)
+                fault[1].wait(300)
+                fault = None
             if fault is not None:
                 if fault[0] == "reset":
                     self._reset()
@@ -312,7 +320,7 @@ class Handler(BaseHTTPRequestHandler):
                         self._route(method, path, query, raw)
                     self._reset()
                     return
-                assert fault[1] is not None
+                assert isinstance(fault[1], ApiError)
                 raise fault[1]
             self._route(method, path, query, raw)
         except ApiError as exc:
@@ -352,9 +360,16 @@ class Handler(BaseHTTPRequestHandler):
                 {
                     "kind": "APIGroupList",
                     "apiVersion": "v1",
-                    "groups": [{"name": "batch", "versions": [gv], "preferredVersion": gv}],
+                    "groups": [{"name": "batch", "versions": [gv], "preferredVersion": gv},
+                               {k: v for k, v in leases.discovery_group().items() if k not in ("kind", "apiVersion")}],
                 },
             )
+            return
+        if method == "GET" and path == f"/apis/{leases.GROUP}":
+            self._send_json(200, leases.discovery_group())
+            return
+        if method == "GET" and path == f"/apis/{leases.GROUP_VERSION}":
+            self._send_json(200, leases.discovery_resources())
             return
         if method == "GET" and path == "/api/v1":
             self._send_json(200, _discovery_core())
@@ -392,6 +407,8 @@ class Handler(BaseHTTPRequestHandler):
             emu._ensure_namespace(ns)
         if res == "namespaces":
             self._namespaces(method, name, query, watch)
+        elif res == "leases" and ns is not None and (method != "GET" or name is not None):
+            self._leases(method, ns, name, raw)
         elif sub == "log":
             self._pod_log(ns or "", name or "", query)
         elif name is None:
@@ -434,6 +451,19 @@ class Handler(BaseHTTPRequestHandler):
             return
         created = emu.store.create("jobs", job)
         self._send_json(201, created)
+
+    def _leases(self, method: str, ns: str, name: str | None, raw: bytes) -> None:
+        store = self.server.emulator.store
+        if method == "POST" and name is None:
+            self._send_json(201, leases.create(store, ns, self._body(raw)))
+        elif method == "GET" and name is not None:
+            self._send_json(200, store.require("leases", ns, name))
+        elif method == "PUT" and name is not None:
+            self._send_json(200, leases.update(store, ns, name, self._body(raw)))
+        elif method == "DELETE" and name is not None:
+            self._send_json(200, leases.delete(store, ns, name, self._body(raw) or {}))
+        else:
+            raise errors.method_not_allowed(method)
 
     def _namespaces(self, method: str, name: str | None, query: dict[str, str], watch: bool) -> None:
         emu = self.server.emulator

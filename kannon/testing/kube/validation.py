@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from kannon.testing.kube.errors import ApiError, Cause, bad_request, invalid
@@ -120,27 +120,22 @@ QUANTITY_ERROR = "quantities must match the regular expression '^([+-]?[0-9.]+)(
 
 
 def parse_quantity(value: Any) -> Decimal:
-    """Parse "500m", "1.5", "128Mi", "1e3"; raise ValueError on anything the apiserver would reject."""
+    """Parse "500m", "1.5", "128Mi", "1e3"; raise ValueError on anything the apiserver would reject.
+
+    The apiserver's grammar decides what is accepted; the value is computed by the client library's
+    ``kubernetes.utils.parse_quantity`` (one quantity parser for the backend and the emulator)."""
+    from kubernetes.utils import parse_quantity as client_parse_quantity
+
     if isinstance(value, bool):
         raise ValueError(QUANTITY_ERROR)
     if isinstance(value, (int, float)):
         return Decimal(str(value))
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not _QUANTITY.match(value.strip()):
         raise ValueError(QUANTITY_ERROR)
-    m = _QUANTITY.match(value.strip())
-    if not m:
-        raise ValueError(QUANTITY_ERROR)
-    number, suffix = m.groups()
     try:
-        base = Decimal(number)
-    except InvalidOperation as exc:
+        return Decimal(client_parse_quantity(value.strip()))
+    except (ValueError, ArithmeticError) as exc:
         raise ValueError(QUANTITY_ERROR) from exc
-    if suffix in _SUFFIX:
-        return base * _SUFFIX[suffix]
-    em = re.fullmatch(r"[eE]([-+]?[0-9]+)", suffix)
-    if em:
-        return base * (Decimal(10) ** int(em.group(1)))
-    raise ValueError(QUANTITY_ERROR)
 
 
 def _fmt(q: Any) -> str:

@@ -8,6 +8,7 @@ Nothing sleeps: tests wait on executor events or emulator state with generous ti
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,6 @@ from kannon.backends.base import BackendError, Finished, Launch, LogLine, RunInf
 from kannon.backends.kubernetes import (
     LABEL_RUN,
     LABEL_TASK,
-    RBAC_RULES,
     K8sJobExecutor,
     job_name,
     render_rbac,
@@ -257,6 +257,27 @@ def test_cancel_and_cancel_all_delete_jobs_and_confirm(kube: KubeEmulator, make:
     assert len(deletes) == 4  # each Job deleted once, with Background propagation (pods go too)
 
 
+def test_cancel_all_names_each_job_it_could_not_delete_and_why(
+    kube: KubeEmulator, make: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    executor, rec = make()
+    launches = [launch_of(tmp_path, n, wait_flag(tmp_path / "never")) for n in (1, 2)]
+    for launch in launches:
+        executor.launch(launch)
+    for launch in launches:
+        rec.wait_started(launch.key)
+    kube.faults.forbid("delete", "jobs")
+    with caplog.at_level("WARNING", logger="kannon.kubernetes"):
+        left = executor.cancel_all(timeout=60)  # returns at once: nothing is being deleted, nothing to wait for
+    assert left == sorted(launch.key for launch in launches)
+    for launch in launches:
+        name = job_name("kannon", "run1", launch.task_id, 1, "Script")
+        assert name in kube.jobs()
+        assert any(f"Job {name} (Script {launch.task_id}) is left running: permission denied" in r.getMessage()
+                   and "may not delete jobs" in r.getMessage() for r in caplog.records), caplog.text  # fmt: skip
+    kube.faults.clear()
+
+
 def test_close_stops_what_is_still_running(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
     executor, rec = make()
     launch = launch_of(tmp_path, 1, wait_flag(tmp_path / "never"))
@@ -308,6 +329,39 @@ def test_create_is_retried_through_5xx_429_and_resets_without_duplicates(
     assert executor.api.retries >= 4
 
 
+def test_launch_returns_while_the_create_is_still_unanswered(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    """The Executor contract: launch() must not block. The API server holds the create; launch() returns anyway."""
+    executor, rec = make()
+    gate = kube.faults.hold_requests(1, method="POST", path_regex=r"/jobs$")
+    launch = launch_of(tmp_path, 1, "print('created late')")
+    caller = threading.Thread(target=executor.launch, args=(launch,), daemon=True)
+    caller.start()
+    caller.join(timeout=30)
+    returned = not caller.is_alive()
+    gate.set()
+    assert returned, "launch() waited for the API server's answer"
+    fin = rec.wait_finished(launch.key)
+    assert fin.ok and fin.log_tail[-1] == "created late"
+    assert kube.faults.count("hold_request") == 1
+
+
+def test_a_cancel_during_the_create_deletes_the_job_once_it_exists(
+    kube: KubeEmulator, make: Any, tmp_path: Path
+) -> None:
+    executor, rec = make()
+    gate = kube.faults.hold_requests(1, method="POST", path_regex=r"/jobs$")
+    launch = launch_of(tmp_path, 1, wait_flag(tmp_path / "never"))
+    executor.launch(launch)
+    kube.wait_for(lambda: kube.faults.count("hold_request") == 1, timeout=30, message="the create never came")
+    executor.cancel(launch.key)
+    gate.set()
+    assert rec.wait_finished(launch.key).failure_class == "Cancelled"
+    executor.close()  # waits for the create in flight to land and be dealt with
+    assert kube.faults.count("hold_request") == 1 and len(requests(kube, "POST", "/jobs")) == 1
+    kube.wait_for(lambda: not kube.jobs() and not kube.pods(), timeout=30, message="the cancelled Job stayed")
+    assert executor.live_keys() == []
+
+
 def test_a_create_that_landed_is_adopted_on_409(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
     """The first create reached the server but its answer was lost: the retry gets 409 and adopts, no duplicate."""
     executor, rec = make()
@@ -315,6 +369,7 @@ def test_a_create_that_landed_is_adopted_on_409(kube: KubeEmulator, make: Any, t
     launch = launch_of(tmp_path, 1, wait_flag(flag, "print('single')"))
     other, _ = make()  # an earlier master of the same run already created this attempt's Job
     other.launch(launch)
+    kube.wait_for(lambda: kube.jobs(), timeout=30, message="the first create never landed")
     executor.launch(launch)
     flag.touch()
     fin = rec.wait_finished(launch.key)
@@ -342,8 +397,9 @@ def test_reattach_adopts_running_jobs_and_cleans_finished_leftovers(
     second, rec2 = make()
     failed_name = job_name("kannon", "run1", failed.task_id, 1, "Script")
     kube.wait_for(lambda: failed_name not in kube.jobs(), timeout=30, message="finished leftover not deleted")
-    # the restarted master counts attempts from 1 again: the running Job of attempt 2 is adopted all the same
-    again = launch_of(tmp_path, 1, "print('must not run')", attempt=1)
+    # the restarted master counts attempts from 1 again: the running Job of attempt 2 runs the same thing (same
+    # command, so the same hand-off spec), and is adopted all the same
+    again = launch_of(tmp_path, 1, wait_flag(flag, "print('adopted')"), attempt=1)
     second.launch(again)
     rec2.wait_started(again.key)
     flag.touch()
@@ -369,10 +425,17 @@ def test_unadopted_leftovers_are_removed_when_the_run_ends(kube: KubeEmulator, m
 
 # -- permissions ------------------------------------------------------------------------------------------------------
 def test_forbidden_create_names_the_permission(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
-    executor, _ = make()
+    """launch() returns at once (creation runs off the caller's thread); the attempt ends naming the permission,
+    and the backend refuses every later launch with the same BackendError, so the core stops launching."""
+    executor, rec = make()
     kube.faults.forbid("create", "jobs")
+    first = launch_of(tmp_path, 1, "x")
+    executor.launch(first)
+    fin = rec.wait_finished(first.key)
+    assert fin.failure_class == "LaunchFailed"
+    assert fin.reason is not None and "may not create jobs" in fin.reason and "kannon k8s rbac" in fin.reason
     with pytest.raises(BackendError) as info:
-        executor.launch(launch_of(tmp_path, 1, "x"))
+        executor.launch(launch_of(tmp_path, 2, "x"))
     assert "may not create jobs" in str(info.value) and "kannon k8s rbac" in str(info.value)
     assert executor.live_keys() == []
 
@@ -388,29 +451,33 @@ def test_forbidden_watch_fails_at_start(kube: KubeEmulator, tmp_path: Path) -> N
 
 
 def test_rbac_role_covers_every_request_the_backend_made(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
-    executor, rec = make(follow=True)
+    executor, rec = make(follow=True, lease_duration=3)
+    executor.acquire_lease(RunInfo("run1", tmp_path / "run"), wait=None)
     flag = tmp_path / "go"
     launches = [launch_of(tmp_path, n, wait_flag(flag, "print('x')")) for n in (1, 2)]
     for launch in launches:
         executor.launch(launch)
     rec.wait_started(launches[1].key)
     executor.cancel(launches[1].key)
+    kube.wait_for(lambda: executor._run_lease is not None and executor._run_lease.renewals > 0, timeout=30,
+                  message="the lease was never renewed")  # fmt: skip
     flag.touch()
     rec.wait_finished(launches[0].key)
     rec.wait_finished(launches[1].key)
+    executor.release_lease()
     (role, _) = yaml.safe_load_all(render_rbac("default", "sa"))
     allowed = {(res, verb) for rule in role["rules"] for res in rule["resources"] for verb in rule["verbs"]}
     seen = set()
     for method, path, query in kube.requests:
         parts = path.strip("/").split("/")
-        named = parts[-2] in ("jobs", "pods") or parts[-1] == "log"
-        resource = "pods/log" if parts[-1] == "log" else (parts[-2] if parts[-2] in ("jobs", "pods") else parts[-1])
-        verb = {"POST": "create", "DELETE": "delete"}.get(method) or (
+        named = parts[-2] in ("jobs", "pods", "leases") or parts[-1] == "log"
+        resource = "pods/log" if parts[-1] == "log" else (parts[-2] if named else parts[-1])
+        verb = {"POST": "create", "DELETE": "delete", "PUT": "update"}.get(method) or (
             "get" if named else ("watch" if query.get("watch") else "list"))
         seen.add((resource, verb))
     assert seen <= allowed, seen - allowed
-    assert {("jobs", "create"), ("jobs", "watch"), ("pods", "watch"), ("pods/log", "get"), ("jobs", "delete")} <= seen
-    assert len(RBAC_RULES) == 3
+    assert {("jobs", "create"), ("jobs", "watch"), ("pods", "watch"), ("pods/log", "get"), ("jobs", "delete"),
+            ("leases", "get"), ("leases", "create"), ("leases", "update"), ("leases", "delete")} <= seen
 
 
 # -- in a cluster: the master's own pod ------------------------------------------------------------------------------

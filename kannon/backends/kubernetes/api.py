@@ -1,0 +1,203 @@
+"""The one place that talks to the API server: the client and namespace, a client-side rate limit, and
+:class:`ApiCaller`, which retries with tenacity (429/5xx/resets, Retry-After honoured) and turns 401/403 and an
+API server that stays away into a :class:`BackendError` that says what to do."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from kannon.backends.base import BackendError
+from kannon.backends.kubernetes.manifest import SERVICEACCOUNT_DIR
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+log = logging.getLogger("kannon.kubernetes")
+T = TypeVar("T")
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+class TokenBucket:
+    """Client-side rate limit: ``rate`` requests/s on average, bursts up to ``burst``. Thread-safe."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:  # fmt: skip
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.rate, self.burst = float(rate), int(burst)
+        self._clock, self._sleep = clock, sleep
+        self._tokens = float(burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> float:
+        """Take one token, waiting as long as needed; returns the time waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+                self._last = now
+                if self._tokens >= 1 - 1e-9:  # tolerance: float refill math must not spin on 0.9999999
+                    self._tokens = max(0.0, self._tokens - 1)
+                    return waited
+                need = (1 - self._tokens) / self.rate
+            self._sleep(need)
+            waited += need
+
+def api_status(e: BaseException) -> tuple[str, str]:
+    """``(reason, message)`` from an ApiException's Status body."""
+    body = getattr(e, "body", None)
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    try:
+        data = json.loads(body) if body else {}
+    except (TypeError, ValueError):
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    return str(data.get("reason") or getattr(e, "reason", "") or ""), str(data.get("message") or "")
+
+def _retry_after(e: BaseException) -> float | None:
+    headers = getattr(e, "headers", None)
+    if not headers:
+        return None
+    value = headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+def retryable(e: BaseException) -> bool:
+    from kubernetes.client.rest import ApiException
+
+    if isinstance(e, ApiException):
+        return e.status in RETRYABLE_STATUS
+    import urllib3.exceptions
+
+    return isinstance(e, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError))
+
+class ApiCaller:
+    """Retries (429, 5xx, connection resets; Retry-After honoured) and rate limiting for every API call.
+
+    ``call(verb, resource, fn, *args, **kwargs)``: the verb/resource pair names the permission in the 403 message.
+    """
+
+    def __init__(self, namespace: str, qps: float = 20.0, burst: int = 40, attempts: int = 8,
+                 max_delay: float = 60.0, backoff: float = 0.2, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.namespace = namespace
+        self.bucket = TokenBucket(qps, burst, clock=clock, sleep=sleep)
+        self._sleep = sleep
+        self.attempts, self.max_delay, self.backoff = attempts, max_delay, backoff
+        self.calls = 0
+        self.retries = 0
+
+    def _wait(self, state: Any) -> float:
+        import tenacity
+
+        exc = state.outcome.exception() if state.outcome else None
+        expo = tenacity.wait_random_exponential(multiplier=self.backoff, max=10.0)(state)
+        after = _retry_after(exc) if exc is not None else None
+        return min(30.0, max(expo, after)) if after is not None else float(expo)
+
+    def call(self, verb: str, resource: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        import tenacity
+
+        from kubernetes.client.rest import ApiException
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(retryable),
+            wait=self._wait,
+            stop=tenacity.stop_after_attempt(self.attempts) | tenacity.stop_after_delay(self.max_delay),
+            reraise=True,
+            before_sleep=self._note_retry,
+            sleep=self._sleep,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    self.bucket.take()
+                    self.calls += 1
+                    return fn(*args, **kwargs)
+        except ApiException as e:
+            if e.status == 403:
+                raise BackendError(self.forbidden(verb, resource, api_status(e)[1])) from e
+            if e.status == 401:
+                raise BackendError(f"the API server rejected kannon's credentials (401) on {verb} {resource}; "
+                                   "check the kubeconfig / service account token") from e  # fmt: skip
+            if e.status in RETRYABLE_STATUS:
+                raise BackendError(f"the Kubernetes API kept failing on {verb} {resource} (HTTP {e.status}, "
+                                   f"{self.attempts} attempts): {api_status(e)[1] or e.reason}") from e  # fmt: skip
+            raise
+        except Exception as e:
+            if retryable(e):
+                raise BackendError(f"cannot reach the Kubernetes API for {verb} {resource} after {self.attempts} "
+                                   f"attempts: {type(e).__name__}: {e}") from e  # fmt: skip
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover - Retrying either returns or raises
+
+    def _note_retry(self, state: Any) -> None:
+        self.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        log.info("Kubernetes API call failed (%s); retry %d", getattr(exc, "status", None) or type(exc).__name__,
+                 state.attempt_number)  # fmt: skip
+
+    def forbidden(self, verb: str, resource: str, message: str = "") -> str:
+        said = f" (API server: {message})" if message else ""
+        return (f"permission denied: kannon's service account may not {verb} {resource} in namespace "
+                f"{self.namespace!r}{said}. Grant what the backend needs with `kannon k8s rbac --namespace "
+                f"{self.namespace} --service-account <name> | kubectl apply -f -`")  # fmt: skip
+
+def in_cluster_env() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and (SERVICEACCOUNT_DIR / "token").is_file()
+
+def make_client(api_client: ApiClient | None, in_cluster: bool | None) -> tuple[ApiClient, bool]:
+    """The API client: the one given, else in-cluster config, else the kubeconfig (``KUBECONFIG``)."""
+    from kubernetes import client, config
+
+    if api_client is not None:
+        return api_client, bool(in_cluster)
+    if in_cluster is not False and in_cluster_env():
+        cfg = client.Configuration()
+        config.load_incluster_config(client_configuration=cfg)
+        cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize, 32)
+        return client.ApiClient(cfg), True
+    cfg = client.Configuration()
+    try:
+        # KUBECONFIG read now: the client reads it once at import time
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None, client_configuration=cfg)
+    except Exception as e:  # ConfigException, a missing file, a malformed one
+        raise BackendError(
+            "no Kubernetes API to talk to: not inside a cluster, and no usable kubeconfig "
+            f"({type(e).__name__}: {e}). Set KUBECONFIG, or pass api_client=kubernetes.client.ApiClient(...)"
+        ) from e
+    cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize, 32)
+    return client.ApiClient(cfg), False
+
+def default_namespace(template: Mapping[str, Any] | None, in_cluster: bool) -> str:
+    """Namespace: template > in-cluster namespace file > kubeconfig context > "default" (the argument wins first)."""
+    ns = ((template or {}).get("metadata") or {}).get("namespace")
+    if ns:
+        return str(ns)
+    if in_cluster:
+        with contextlib.suppress(OSError):
+            text = (SERVICEACCOUNT_DIR / "namespace").read_text().strip()
+            if text:
+                return text
+    try:
+        from kubernetes import config
+
+        _, active = config.list_kube_config_contexts(config_file=os.environ.get("KUBECONFIG") or None)
+        ns = (active or {}).get("context", {}).get("namespace")
+    except Exception:  # no kubeconfig: fine when an api_client was given
+        ns = None
+    return str(ns) if ns else "default"
+

@@ -1,0 +1,344 @@
+"""The Kubernetes executor: construction, start/close, launch (creation off the caller's thread), cancel.
+
+* ``start`` lists the run's Jobs and pods once (label ``kannon.io/run-id``), which gives both the resourceVersion to
+  watch from and the leftovers of an earlier master of the same run: running Jobs are adopted when their task is
+  launched again, finished ones are deleted. Then one Job watch and one pod watch follow the run.
+* ``launch`` registers the attempt and returns; a pool creates the Job with a deterministic name from (prefix, run,
+  task, attempt): a retried or repeated create hits 409 and adopts the existing Job instead of making a duplicate.
+* Watch events drive everything else (:mod:`.tracker`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from kannon.backends.base import BackendError, Launch, Report, RunInfo, SpecTransport
+from kannon.backends.kubernetes import classify as kc
+from kannon.backends.kubernetes.api import ApiCaller, api_status, default_namespace, make_client
+from kannon.backends.kubernetes.attempt import Phase
+from kannon.backends.kubernetes.create import JobCreator
+from kannon.backends.kubernetes.lease import RunLease, holder_identity, lease_name
+from kannon.backends.kubernetes.logs import JobLogs
+from kannon.backends.kubernetes.manifest import (
+    build_job,
+    cpu_quantity,
+    job_error_problems,
+    load_template,
+    memory_quantity,
+    owner_reference,
+    spec_changes,
+    template_container,
+    template_from_pod,
+)
+from kannon.backends.kubernetes.names import job_name, run_selector
+from kannon.backends.kubernetes.watch import Watcher, shutdown_response
+from kannon.hints import Hints
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+log = logging.getLogger("kannon.kubernetes")
+
+class K8sJobExecutor(JobCreator):
+    """Run each bullet attempt as a Kubernetes Job (see docs/kubernetes.md).
+
+    ``template_job``: a ``V1Job``, a dict in API form, or a YAML file path; in a cluster it may be omitted, and the
+    master's own pod is copied. ``owner``: ``"auto"`` (in a cluster: the master's Job, else its pod), ``None``, or an
+    ownerReference mapping. ``pending_timeout``: seconds an attempt may wait to start before it fails.
+    """
+
+    name = "kubernetes"
+    default_parallelism = 32
+
+    def __init__(
+        self,
+        template_job: Any = None,
+        namespace: str | None = None,
+        api_client: ApiClient | None = None,
+        job_prefix: str = "kannon",
+        *,
+        python: str = "python",
+        container: str | None = None,
+        owner: Mapping[str, Any] | str | None = "auto",
+        ttl_seconds_after_finished: int | None = 3600,
+        pending_timeout: float = 300.0,
+        inline_spec_limit: int = 32 * 1024,
+        gpu_resource: str = "nvidia.com/gpu",
+        qps: float = 20.0,
+        burst: int = 40,
+        watch_timeout: int = 300,
+        log_lines: int = 10000,
+        in_cluster: bool | None = None,
+        master_pod_name: str | None = None,
+        cleanup_leftovers: bool = True,
+        retry_backoff: float = 0.2,
+        lease_duration: float = 30.0,
+    ) -> None:
+        super().__init__()
+        self._init_tracking()
+        self.python = python
+        self.job_prefix = job_prefix
+        self.container = container
+        self.owner_setting = owner
+        self.ttl = ttl_seconds_after_finished
+        self.pending_timeout = float(pending_timeout)
+        self.inline_spec_limit = int(inline_spec_limit)
+        self.gpu_resource = gpu_resource
+        self.watch_timeout = int(watch_timeout)
+        self.cleanup_leftovers = cleanup_leftovers
+        self.lease_duration = float(lease_duration)
+        self.master_pod_name = master_pod_name or os.environ.get("POD_NAME") or os.environ.get("HOSTNAME")
+        self.template: dict[str, Any] | None = None if template_job is None else load_template(template_job)
+        if self.template is not None:  # refuse a template that cannot work before anything is planned or launched
+            template_container(self.template["spec"]["template"]["spec"], container, python)
+        self.api_client, self.in_cluster = make_client(api_client, in_cluster)
+        self.namespace = namespace or default_namespace(self.template, self.in_cluster)
+        if self.template is None and not self.in_cluster:
+            raise BackendError(
+                "the Kubernetes backend needs a Job template outside a cluster: pass template_job= (a V1Job, a dict "
+                "or a YAML file path; CLI: --job-template FILE). Inside a cluster kannon copies the master's own pod."
+            )
+        self.api = ApiCaller(self.namespace, qps=qps, burst=burst, backoff=retry_backoff)
+        self.logs = JobLogs(self.api, self.namespace, container, int(log_lines), self.emit, self._state)
+        self.owner: dict[str, Any] | None = dict(owner) if isinstance(owner, Mapping) else None
+        self._creator: concurrent.futures.ThreadPoolExecutor | None = None
+        self._ticker: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    def acquire_lease(self, run: RunInfo, wait: float | None) -> None:
+        """Hold the run's ``coordination.k8s.io/v1`` Lease (:mod:`.lease`) until :meth:`release_lease`."""
+        if self._run_lease is not None:
+            return
+        identity = holder_identity(getattr(run, "invocation_id", ""))
+        lease = RunLease(self.api, self.api_client, self.namespace, lease_name(run.run_id), identity,
+                         self.lease_duration)  # fmt: skip
+        lease.acquire(wait)
+        self._run_lease = lease
+
+    def release_lease(self) -> None:
+        lease, self._run_lease = self._run_lease, None
+        if lease is not None:
+            lease.release()
+
+    def start(self, run: RunInfo, report: Report) -> None:
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        super().start(run, report)
+        self._batch = client.BatchV1Api(self.api_client)
+        self._core = self.logs.core = client.CoreV1Api(self.api_client)
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="kannon-k8s")
+        # creates have their own workers: a create retrying through 429s must not hold up finishing attempts
+        self._creator = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="kannon-k8s-create")
+        if self.in_cluster and (self.template is None or self.owner_setting == "auto"):
+            self._inspect_master_pod()
+        selector = run_selector(run.run_id)
+        ns = self.namespace
+        jobs = Watcher(
+            "jobs", "V1Job", self.api_client,
+            lambda: self.api.call("list", "jobs", self._batch.list_namespaced_job, ns, label_selector=selector),
+            lambda rv, t: self._open_watch("jobs", self._batch.list_namespaced_job, selector, rv, t),
+            self._on_job, self._on_job_relist, self._on_fatal, self.watch_timeout,
+        )  # fmt: skip
+        pods = Watcher(
+            "pods", "V1Pod", self.api_client,
+            lambda: self.api.call("list", "pods", self._core.list_namespaced_pod, ns, label_selector=selector),
+            lambda rv, t: self._open_watch("pods", self._core.list_namespaced_pod, selector, rv, t),
+            self._on_pod, self._on_pod_relist, self._on_fatal, self.watch_timeout,
+        )  # fmt: skip
+        try:
+            for pod in pods.list():
+                self._remember_pod(pod)
+            existing = jobs.list()
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            raise BackendError(f"namespace {ns!r} does not exist ({api_status(e)[1] or e.reason}): create it, or "
+                               "pass namespace= / --namespace") from e  # fmt: skip
+        finished: list[str] = []
+        for job in existing:
+            if kc.job_terminal(job) is not None:
+                finished.append(job.metadata.name)
+            else:
+                self._note_leftover(job)
+        self._watchers = [jobs, pods]
+        for w in self._watchers:
+            w.start()
+        if finished and self.cleanup_leftovers:
+            log.info("deleting %d finished Job(s) left by an earlier master of run %s", len(finished), run.run_id)
+            for name in finished:
+                self._pool.submit(self._delete_quietly, name)
+        if self._leftovers:
+            log.info("found %d running Job(s) of an earlier master of run %s: adopted when their tasks are launched",
+                     len(self._leftovers), run.run_id)  # fmt: skip
+        self._ticker = threading.Thread(target=self._tick, name="kannon-k8s-deadlines", daemon=True)
+        self._ticker.start()
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        if self._creator is not None:  # creates in flight land (or fail) before anything is cancelled
+            self._creator.shutdown(wait=True)
+        if self._run_lease is not None and not self._run_lease.held():
+            log.warning("another master took over the run lease: its %d running Job(s) are left to it",
+                        len(self.live_keys()))  # fmt: skip
+        elif self._pool is not None and self.live_keys():
+            # the core gives up on these (it cancels what it wants stopped first): a Job left running here would
+            # never be cleaned, since ttlSecondsAfterFinished only counts once it finishes
+            for key in self.cancel_all(timeout=30.0):
+                log.warning("%s", self._left_running(key, "not confirmed gone 30 s after deleting it"))
+        with self._state:
+            ours = self._run_lease is None or self._run_lease.held()
+            orphans = [j.metadata.name for j in self._leftovers.values()] if self.cleanup_leftovers and ours else []
+            self._leftovers.clear()
+        for name in orphans:  # running Jobs of an earlier master whose tasks this run never asked for
+            self._delete_quietly(name)
+        self._stop.set()
+        for w in self._watchers:
+            w.stop()
+        with self._state:
+            followers = [(a.follower, a.follow_resp) for a in self._by_key.values() if a.follower is not None]
+        for thread, resp in followers:
+            if resp is not None:
+                shutdown_response(resp)
+            if thread is not None:
+                thread.join(2.0)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._ticker is not None:
+            self._ticker.join(2.0)
+
+    def validate(self, family: str, hints: Hints) -> list[str]:
+        problems = job_error_problems(hints, self.gpu_resource)
+        try:
+            if hints.cpu is not None:
+                cpu_quantity(hints.cpu)
+            if hints.memory is not None:
+                memory_quantity(hints.memory)
+        except (ValueError, AttributeError) as e:
+            problems.append(f"{e} (it becomes the Job's resources.requests/limits)")
+        return problems
+
+    def spec_transport(self, size: int) -> SpecTransport:
+        # Inline specs travel in the pod's env: one env string must stay well under Linux's 128 KiB per-string
+        # exec limit, and thousands of Jobs with big env bloat etcd. Larger specs go through the workspace.
+        return "inline" if size <= self.inline_spec_limit else "workspace"
+
+    # -- launch ---------------------------------------------------------------------------------------------
+    def launch(self, launch: Launch) -> None:
+        """Register the attempt and hand its creation to the pool: no API call on the caller's thread."""
+        if self._fatal is not None:
+            raise self._fatal
+        if self._run_lease is not None and self._run_lease.lost.is_set():
+            raise BackendError(f"another master took over the run lease {self._run_lease.name}: this one launches "
+                               "nothing more")  # fmt: skip
+        if self._batch is None or self.template is None or self._creator is None:
+            raise BackendError("K8sJobExecutor.launch() called before start()")
+        name = job_name(self.job_prefix, launch.run_id, launch.task_id, launch.attempt, launch.family)
+        body = build_job(
+            self.template, launch, name=name, namespace=self.namespace, python=self.python, container=self.container,
+            owner=self.owner, ttl_seconds=self.ttl, gpu_resource=self.gpu_resource, command=self.command(launch),
+        )  # fmt: skip
+        with self._state:
+            leftover = self._leftovers.pop(launch.task_id, None)
+        changes = spec_changes(leftover, body, self.container) if leftover is not None else []
+        if leftover is not None and changes:  # an earlier master's Job that runs something else: never adopted
+            attempt = self._register(launch, name)
+            self._replacing(attempt, leftover.metadata.name, changes)
+            self._creator.submit(self._create_step, attempt, body, None, leftover.metadata.name)
+            return
+        attempt = self._register(launch, leftover.metadata.name if leftover is not None else name)
+        self._creator.submit(self._create_step, attempt, body, leftover)
+
+    def command(self, launch: Launch) -> list[str]:
+        """The container's argv for ``launch`` (the child entrypoint; tests override it to run plain scripts)."""
+        return launch.argv(self.python)
+
+    # -- cancel ---------------------------------------------------------------------------------------------
+    def cancel(self, key: str) -> None:
+        with self._state:
+            attempt = self._by_key.get(key)
+            if attempt is None or attempt.phase not in (Phase.CREATING, Phase.PENDING, Phase.RUNNING):
+                return
+            before = attempt.phase
+            attempt.to(Phase.CANCELLING)
+        if before is Phase.CREATING:  # its create step deletes the Job once it exists (deleting now could miss it)
+            return
+        try:
+            deleted = self._delete(attempt.name)
+        except Exception:
+            with self._state:  # not deleted: the watches keep following it
+                attempt.cancel_failed(before)
+            raise
+        if not deleted:  # already gone: nothing will be watched
+            self._end_now(attempt, self._cancelled(attempt))
+
+    def cancel_all(self, timeout: float = 30.0) -> list[str]:
+        """Delete every live attempt's Job (in parallel, under the rate limit) and wait for those being deleted;
+        returns the keys not confirmed gone."""
+        keys = self.live_keys()
+        if self._pool is not None and len(keys) > 1:
+            errors = list(self._pool.map(self._try_cancel, keys))
+        else:
+            errors = [self._try_cancel(key) for key in keys]
+        failed = set()
+        for key, error in zip(keys, errors, strict=True):
+            if error is not None:  # one failure must not stop the others
+                log.warning("%s", self._left_running(key, str(error)))
+                failed.add(key)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._live - failed and time.monotonic() < deadline:
+                self._cond.wait(timeout=max(0.0, deadline - time.monotonic()))
+            return sorted(self._live)
+
+    def _left_running(self, key: str, why: str) -> str:
+        with self._state:
+            attempt = self._by_key.get(key)
+        if attempt is None:
+            return f"attempt {key} may be left running: {why}"
+        return f"Job {attempt.name} ({attempt.launch.family} {attempt.launch.task_id}) is left running: {why}"
+
+    def _try_cancel(self, key: str) -> Exception | None:
+        try:
+            self.cancel(key)
+        except Exception as e:
+            return e
+        return None
+
+    # -- API helpers ------------------------------------------------------------------------------------------
+    def _open_watch(self, resource: str, fn: Callable[..., Any], selector: str, rv: str | None, timeout: int) -> Any:
+        kwargs: dict[str, Any] = {"label_selector": selector, "watch": True, "allow_watch_bookmarks": True,
+                                  "timeout_seconds": timeout, "_preload_content": False,
+                                  "_request_timeout": (10, timeout + 30)}  # fmt: skip
+        if rv:
+            kwargs["resource_version"] = rv
+        return self.api.call("watch", resource, fn, self.namespace, **kwargs)
+
+    def _inspect_master_pod(self) -> None:
+        """In a cluster: read the master's own pod for the child template and the ownerReference."""
+        from kubernetes.client.rest import ApiException
+
+        if not self.master_pod_name:
+            if self.template is None:
+                raise BackendError("in a cluster without a Job template kannon copies the master's pod, but neither "
+                                   "POD_NAME nor HOSTNAME names it; pass template_job= or set POD_NAME via the "
+                                   "downward API")  # fmt: skip
+            return
+        try:
+            pod = self.api.call("get", "pods", self._core.read_namespaced_pod, self.master_pod_name, self.namespace)
+        except ApiException as e:
+            if self.template is None or e.status != 404:
+                raise BackendError(f"cannot read the master pod {self.master_pod_name!r} in namespace "
+                                   f"{self.namespace!r} ({e.status}); pass template_job= instead") from e  # fmt: skip
+            return
+        if self.template is None:
+            self.template = template_from_pod(pod, self.api_client, self.container)
+        if self.owner_setting == "auto":
+            self.owner = owner_reference(pod)

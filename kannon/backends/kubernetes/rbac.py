@@ -1,0 +1,35 @@
+"""The permissions the backend needs, rendered as a Role and RoleBinding for ``kannon k8s rbac``."""
+
+from __future__ import annotations
+
+#: every (api group, resource, verbs) the backend calls; `kannon k8s rbac` renders exactly this
+RBAC_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("batch", "jobs", ("create", "get", "list", "watch", "delete")),
+    ("", "pods", ("get", "list", "watch")),  # get: the master's own pod (template, ownerReference)
+    ("", "pods/log", ("get",)),
+    # the run lease (one master per run): read, take, renew, release
+    ("coordination.k8s.io", "leases", ("get", "create", "update", "delete")),
+)
+
+def render_rbac(namespace: str, service_account: str, name: str = "kannon") -> str:
+    """The minimal Role + RoleBinding (YAML) for a master running as ``service_account`` in ``namespace``."""
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": name, "namespace": namespace},
+        "rules": [{"apiGroups": [group], "resources": [res], "verbs": list(verbs)} for group, res, verbs in RBAC_RULES],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
+    }
+    header = (f"# kannon: what the Kubernetes backend calls in namespace {namespace!r}\n"
+              f"# apply with: kannon k8s rbac --namespace {namespace} --service-account {service_account} "
+              "| kubectl apply -f -\n")  # fmt: skip
+    import yaml
+
+    return header + yaml.safe_dump_all([role, binding], sort_keys=False)
+

@@ -1,0 +1,366 @@
+"""What the watches mean for the run's attempts: the reconciliation half of the executor.
+
+Watch threads call ``_on_job`` / ``_on_pod`` (and the re-list variants); ``_evaluate`` turns the latest Job and pod
+state into a step (Started, fail fast, finish); terminal steps that need API calls (pod list, log read, delete) run
+in the pool, never on a watch thread. The pending ticker only compares local clocks. :class:`K8sJobExecutor`
+(:mod:`.executor`) adds construction, launch and cancel on top.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from kannon.backends.base import BackendError, Executor, Finished, Started, tail_lines
+from kannon.backends.kubernetes import classify as kc
+from kannon.backends.kubernetes.api import ApiCaller
+from kannon.backends.kubernetes.attempt import WATCHED, Attempt, Phase
+from kannon.backends.kubernetes.lease import RunLease
+from kannon.backends.kubernetes.logs import JobLogs
+from kannon.backends.kubernetes.names import ANNOTATION_TASK, LABEL_ATTEMPT, LABEL_TASK, job_of_pod, owned_by
+from kannon.backends.kubernetes.watch import Watcher, shutdown_response
+
+if TYPE_CHECKING:
+    from kubernetes.client import V1Job, V1Pod
+
+log = logging.getLogger("kannon.kubernetes")
+
+class JobTracker(Executor):
+    """Attempt bookkeeping and watch reconciliation shared by :class:`K8sJobExecutor` (which sets these up)."""
+
+    namespace: str
+    container: str | None
+    pending_timeout: float
+    cleanup_leftovers: bool
+    api: ApiCaller
+    logs: JobLogs
+
+    def _init_tracking(self) -> None:
+        self._state = threading.RLock()
+        self._by_name: dict[str, Attempt] = {}
+        self._by_key: dict[str, Attempt] = {}
+        self._pods: dict[str, dict[str, V1Pod]] = {}  # job name -> pod name -> last seen state (kept after DELETED)
+        self._leftovers: dict[str, V1Job] = {}  # task id -> a running Job of an earlier master of this run
+        self._early: dict[str, V1Job] = {}  # job name -> its latest state seen while our create was in flight
+        self._gone: dict[str, threading.Event] = {}  # job name -> set when the watch sees it deleted
+        self._fatal: BackendError | None = None
+        self._stop = threading.Event()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._watchers: list[Watcher] = []
+        self._batch: Any = None
+        self._core: Any = None
+        self._run_lease: RunLease | None = None  # None: no lease asked for (direct use), every delete is ours to make
+
+    # -- API helpers ------------------------------------------------------------------------------------------
+    def _read_job(self, name: str) -> V1Job | None:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            return self.api.call("get", "jobs", self._batch.read_namespaced_job, name, self.namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def _delete(self, name: str, policy: str = "Background") -> bool:
+        """Delete a Job and its pods; False when it was already gone."""
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        if self._run_lease is not None and not self._run_lease.held():  # only the lease holder touches the run's Jobs
+            raise BackendError(f"this master no longer holds the run lease {self._run_lease.name}: Job {name} is left "
+                               "to the master that took it over")  # fmt: skip
+        with self._state:
+            self._gone.setdefault(name, threading.Event())
+        try:
+            self.api.call("delete", "jobs", self._batch.delete_namespaced_job, name, self.namespace,
+                          body=client.V1DeleteOptions(propagation_policy=policy))  # fmt: skip
+            return True
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+
+    def _delete_and_wait(self, name: str, timeout: float = 60.0) -> None:
+        with self._state:
+            gone = self._gone.setdefault(name, threading.Event())
+        if not self._delete(name):
+            with self._state:
+                self._gone.pop(name, None)
+        elif not gone.wait(timeout):
+            raise BackendError(f"Job {name} was not gone {timeout:.0f} s after deleting it (finalizers?)")
+
+    def _delete_quietly(self, name: str) -> None:
+        try:
+            self._delete(name)
+        except Exception as e:  # cleanup is best effort: TTL removes what is left
+            log.warning("could not delete Job %s: %s", name, e)
+
+    def _list_job_pods(self, name: str) -> list[V1Pod]:
+        result = self.api.call("list", "pods", self._core.list_namespaced_pod, self.namespace,
+                               label_selector=f"job-name={name}")  # fmt: skip
+        return list(result.items or [])
+
+    def _submit(self, step: Callable[[], Any]) -> None:
+        assert self._pool is not None
+        with contextlib.suppress(RuntimeError):  # pool shut down (close() raced a late event): nobody to tell
+            self._pool.submit(step)
+
+    # -- watch events -----------------------------------------------------------------------------------------
+    def _note_leftover(self, job: V1Job) -> None:
+        task = (job.metadata.annotations or {}).get(ANNOTATION_TASK) or (job.metadata.labels or {}).get(LABEL_TASK)
+        if not task:
+            return
+        current = self._leftovers.get(task)
+        attempt = int((job.metadata.labels or {}).get(LABEL_ATTEMPT, "0") or 0)
+        if current is None or attempt >= int((current.metadata.labels or {}).get(LABEL_ATTEMPT, "0") or 0):
+            if current is not None and self.cleanup_leftovers and self._pool is not None:
+                self._pool.submit(self._delete_quietly, current.metadata.name)
+            self._leftovers[task] = job
+
+    def _on_job(self, kind: str, job: V1Job) -> None:
+        name = job.metadata.name
+        with self._state:
+            attempt = self._by_name.get(name)
+            if kind == "DELETED":
+                gone = self._gone.pop(name, None)
+                if gone is not None:
+                    gone.set()
+                for task, left in list(self._leftovers.items()):
+                    if left.metadata.name == name:
+                        del self._leftovers[task]
+                self._early.pop(name, None)
+                if attempt is not None and attempt.uid == job.metadata.uid:
+                    self._deleted(attempt)
+                return
+            if attempt is not None and attempt.uid is None:
+                # Our create has not answered yet: this may be our Job, or an earlier Job of the same name (a
+                # rerun reuses names). Keep it; the create's answer (its uid) decides.
+                self._early[name] = job
+                return
+            if attempt is not None and attempt.uid != job.metadata.uid:
+                return  # an earlier Job of the same name (a previous master's attempt), not this attempt's
+            if attempt is None:
+                left_task = (job.metadata.annotations or {}).get(ANNOTATION_TASK)
+                if left_task and left_task in self._leftovers and kc.job_terminal(job) is not None:
+                    del self._leftovers[left_task]  # finished by itself before anyone asked for it
+                return
+            attempt.job = job
+        self._evaluate(attempt)
+
+    def _deleted(self, attempt: Attempt) -> None:
+        with self._state:
+            cancelling = attempt.phase is Phase.CANCELLING
+            if not attempt.end():
+                return  # a finish step owns the attempt, or it is over (TTL cleanup)
+        if cancelling:
+            self._finish(attempt, self._cancelled(attempt))
+            return
+        self._finish(attempt, Finished(
+            attempt.launch.key, None,
+            f"the Job {attempt.name} was deleted by someone else before it finished (kubectl delete, a namespace "
+            "cleanup, or the owner's garbage collection)", "JobDeleted",
+            log_tail=tail_lines(attempt.launch.log_path), where=f"job {attempt.name}",
+        ))  # fmt: skip
+
+    def _cancelled(self, attempt: Attempt) -> Finished:
+        return Finished(attempt.launch.key, None, "cancelled: the Job was deleted by kannon", "Cancelled",
+                        log_tail=tail_lines(attempt.launch.log_path), where=f"job {attempt.name}")  # fmt: skip
+
+    def _on_job_relist(self, jobs: list[V1Job]) -> None:
+        present = {j.metadata.name: j for j in jobs}
+        with self._state:
+            missing = [a for n, a in self._by_name.items() if a.phase is not Phase.DONE and (
+                n not in present or (a.uid is not None and present[n].metadata.uid != a.uid))]  # fmt: skip
+            for name in [n for n in self._gone if n not in present]:
+                self._gone.pop(name).set()
+        for job in jobs:
+            self._on_job("MODIFIED", job)
+        for attempt in missing:  # deleted while no stream was open
+            if attempt.job is not None or attempt.phase is Phase.CANCELLING:
+                self._deleted(attempt)
+
+    def _remember_pod(self, pod: V1Pod) -> str | None:
+        name = job_of_pod(pod)
+        if name is None:
+            return None
+        with self._state:
+            attempt = self._by_name.get(name)
+            if attempt is not None and attempt.phase is Phase.DONE:
+                return None  # late events of a finished attempt: keep nothing
+            self._pods.setdefault(name, {})[pod.metadata.name] = pod
+        return name
+
+    def _pods_of(self, name: str, uid: str | None = None) -> list[V1Pod]:
+        """The pods of Job ``name`` (of the Job with ``uid`` only: an earlier Job of that name had pods too)."""
+        with self._state:
+            pods = [p for p in self._pods.get(name, {}).values() if uid is None or owned_by(p, uid)]
+        return sorted(pods, key=kc.created)
+
+    def _on_pod(self, kind: str, pod: V1Pod) -> None:
+        name = self._remember_pod(pod)
+        if name is None:
+            return
+        with self._state:
+            attempt = self._by_name.get(name)
+        if attempt is not None:
+            self._evaluate(attempt)
+
+    def _on_pod_relist(self, pods: list[V1Pod]) -> None:
+        for pod in pods:
+            self._on_pod("MODIFIED", pod)
+
+    def _on_fatal(self, error: BackendError) -> None:
+        """A watch cannot go on (permission lost, API gone): nothing would ever finish what it tracks. Refuse new
+        launches, and end every attempt with its Job deleted by name (list is what may have been lost)."""
+        with self._state:
+            if self._fatal is None:
+                self._fatal = error
+            # attempts still being created are ended by their create step, which sees _fatal once the Job exists
+            lost = [a for a in self._by_key.values() if a.phase is not Phase.CREATING and a.end()]
+        log.error("%s", error)
+        for a in lost:
+            self._submit(functools.partial(self._abandon, a, error))
+
+    def _abandon(self, attempt: Attempt, error: BackendError) -> None:
+        """End an attempt nobody can watch any more: its Job deleted and confirmed gone, or the reason it is not."""
+        left = self._delete_confirmed(attempt.name)
+        if left is None:
+            cleanup = f"its Job {attempt.name} was deleted and confirmed gone"
+        else:
+            cleanup = f"its Job {attempt.name} is left running: {left}"
+            log.warning("Job %s left running: %s", attempt.name, left)
+        reason = f"kannon can no longer follow this attempt ({error}); {cleanup}"
+        self.logs.write_log(attempt, [f"kannon: WatchLost: {reason}"], append=True)
+        self._finish(attempt, Finished(attempt.launch.key, None, reason, "WatchLost",
+                                       log_tail=tail_lines(attempt.launch.log_path), where=f"job {attempt.name}"))
+
+    def _delete_confirmed(self, name: str, timeout: float = 60.0) -> str | None:
+        """Delete a Job by name and read it by name until it is gone; None when confirmed, else why not.
+
+        Foreground propagation keeps the Job until the garbage collector has removed its pods, so its 404 confirms
+        the pods are gone too, without listing them."""
+        import tenacity
+
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self._delete(name, policy="Foreground")
+            present = tenacity.Retrying(
+                retry=tenacity.retry_if_result(lambda job: job is not None),
+                wait=tenacity.wait_exponential(multiplier=0.05, max=1.0),
+                stop=tenacity.stop_after_delay(timeout),
+                retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+            )(self._read_job, name)
+        except BackendError as e:
+            return str(e)
+        except ApiException as e:
+            return f"the API server answered {e.status} {e.reason}"
+        if present is not None:
+            return f"still present {timeout:.0f} s after deleting it (finalizers: {present.metadata.finalizers})"
+        return None
+
+    def _evaluate(self, attempt: Attempt) -> None:
+        """Decide what the latest Job/pod state means for an attempt (called from watch threads)."""
+        start_follow = False
+        step: Callable[[], None] | None = None
+        with self._state:
+            if attempt.phase not in WATCHED:
+                return  # creating (its answer evaluates), cancelling (DELETED ends it), or owned by a step
+            pods = self._pods_of(attempt.name, attempt.uid)
+            running = [p for p in pods if kc.pod_started(p, self.container)]
+            pod = pods[-1] if pods else None
+            if running and attempt.phase is Phase.PENDING:
+                attempt.to(Phase.RUNNING)
+                attempt.pod_name = running[0].metadata.name
+                start_follow = bool(self.run and self.run.follow_logs)
+                # under the lock, so that no Finished (emitted after taking it) can overtake this Started
+                self.emit(Started(attempt.launch.key, where=attempt.where))
+            job = attempt.job
+            if job is not None and kc.job_terminal(job) is not None:
+                attempt.to(Phase.ENDING)
+                step = lambda: self._finish_terminal(attempt)  # noqa: E731
+            elif pod is not None and (fast := kc.fail_fast(pod, self.python)) is not None:
+                attempt.to(Phase.ENDING)
+                step = lambda: self._fail_and_delete(attempt, fast, pod)  # noqa: E731
+        if start_follow:
+            self.logs.start_follower(attempt)
+        if step is not None and self._pool is not None:
+            self._submit(step)
+
+    def _tick(self) -> None:
+        """Local deadlines only (no API calls): attempts not started within pending_timeout."""
+        interval = max(0.05, min(1.0, self.pending_timeout / 4))
+        while not self._stop.wait(interval):
+            now = time.monotonic()
+            with self._state:
+                due = [a for a in self._by_key.values()
+                       if a.phase is Phase.PENDING and now - a.since >= self.pending_timeout and a.end()]  # fmt: skip
+            for a in due:
+                pods = self._pods_of(a.name, a.uid)
+                pod = pods[-1] if pods else None
+                outcome = kc.classify_pending(pod, now - a.since)
+                self._submit(functools.partial(self._fail_and_delete, a, outcome, pod))
+
+    # -- terminal steps (run in the pool) -------------------------------------------------------------------
+    def _fail_and_delete(self, attempt: Attempt, outcome: kc.Outcome, pod: V1Pod | None) -> None:
+        try:
+            self._delete(attempt.name)
+        except Exception as e:
+            attempt.notes.append(f"kannon: could not delete Job {attempt.name}: {e}")
+        lines = [*attempt.notes, f"kannon: {outcome.failure_class}: {outcome.reason}"]
+        self.logs.write_log(attempt, lines, append=True)
+        where = f"pod {pod.metadata.name}" if pod is not None else f"job {attempt.name}"
+        self._finish(attempt, Finished(attempt.launch.key, outcome.exit_code, outcome.reason, outcome.failure_class,
+                                       outcome.infra, tuple(lines[-20:]), where))  # fmt: skip
+
+    def _finish_terminal(self, attempt: Attempt) -> None:
+        try:
+            job = attempt.job
+            assert job is not None
+            terminal = kc.job_terminal(job)
+            complete = terminal is not None and terminal[0] == "Complete"
+            pods = {p.metadata.name: p for p in self._pods_of(attempt.name, attempt.uid)}
+            pod = kc.succeeded(pods.values()) if complete else kc.culprit(pods.values(), self.container)
+            if pod is None or (not complete and not kc.pod_final(pod, self.container)):
+                # the pods' last states travel on the other stream and may lag: read them once (failures only; for a
+                # success the pod's name is all the log read needs). Cached states of deleted pods are kept.
+                pods.update({p.metadata.name: p for p in self._list_job_pods(attempt.name)
+                             if attempt.uid is None or owned_by(p, attempt.uid)})  # fmt: skip
+                pod = kc.succeeded(pods.values()) if complete else kc.culprit(pods.values(), self.container)
+            if pod is not None and not attempt.started:
+                attempt.pod_name = pod.metadata.name
+                if kc.pod_started(pod, self.container):
+                    self.emit(Started(attempt.launch.key, where=attempt.where))
+            tail = self.logs.collect(attempt, pod)
+            where = f"pod {pod.metadata.name}" if pod is not None else f"job {attempt.name}"
+            if complete:
+                self._finish(attempt, Finished(attempt.launch.key, 0, log_tail=tail, where=where))
+                return
+            outcome = kc.classify_failure(job, pod, self.container, self.python, tail)
+            self._finish(attempt, Finished(attempt.launch.key, outcome.exit_code, outcome.reason,
+                                           outcome.failure_class, outcome.infra, tail, where))  # fmt: skip
+        except Exception as e:  # never leave an attempt without its Finished
+            log.exception("finishing Job %s failed", attempt.name)
+            why = f"kannon could not read the result of Job {attempt.name}: {e}"
+            self._finish(attempt, Finished(attempt.launch.key, None, why, "BackendError", where=f"job {attempt.name}"))
+
+    def _finish(self, attempt: Attempt, finished: Finished) -> None:
+        """Emit the attempt's one Finished (the caller claimed it with ``end()``)."""
+        with self._state:
+            if attempt.phase is Phase.DONE:
+                return
+            if attempt.phase is not Phase.ENDING:
+                attempt.end()
+            attempt.to(Phase.DONE)
+            self._pods.pop(attempt.name, None)
+            resp = attempt.follow_resp
+        if resp is not None:
+            shutdown_response(resp)
+        self.emit(finished)
