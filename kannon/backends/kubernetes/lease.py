@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import socket
 import threading
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,24 @@ def holder_identity(invocation_id: str = "") -> str:
 
     host = os.environ.get("POD_NAME") or socket.gethostname()
     return f"host {host} pid {os.getpid()} (invocation {invocation_id or uuid.uuid4().hex[:12]})"
+
+
+_IDENTITY = re.compile(r"^host (?P<host>\S+) pid (?P<pid>\d+) ")
+
+
+def holder_gone(identity: str) -> bool:
+    """True when ``identity`` names a master on this very host whose process no longer exists (it was
+    SIGKILLed): its lease need not run out before a rerun here takes over. A reused pid only makes us wait."""
+    m = _IDENTITY.match(identity or "")
+    if m is None or m["host"] != (os.environ.get("POD_NAME") or socket.gethostname()):
+        return False
+    try:
+        os.kill(int(m["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: it exists (another user's)
+        return False
+    return False
 
 
 def _now() -> dt.datetime:
@@ -108,11 +127,13 @@ class RunLease:
                 raise _Busy(self._describe(self._read())) from None  # another master created it first
         spec = lease.spec
         mine = spec.holder_identity == self.identity
-        if not mine and spec.holder_identity and not self._expired(lease, now):
+        gone = not mine and holder_gone(spec.holder_identity)
+        if not mine and spec.holder_identity and not gone and not self._expired(lease, now):
             raise _Busy(self._describe(lease))
         if not mine:
-            log.info("taking over the run lease %s from %s (not renewed for %s s)", self.name,
-                     spec.holder_identity or "nobody", spec.lease_duration_seconds)  # fmt: skip
+            why = "its process is gone" if gone else f"not renewed for {spec.lease_duration_seconds} s"
+            log.info("taking over the run lease %s from %s (%s)", self.name, spec.holder_identity or "nobody",
+                     why)  # fmt: skip
         transitions = (spec.lease_transitions or 0) + (0 if mine or not spec.holder_identity else 1)
         body = self._body(now, transitions, acquired=spec.acquire_time if mine else now)
         body["metadata"]["resourceVersion"] = lease.metadata.resource_version
