@@ -1,0 +1,122 @@
+"""Job, garbage-collector, TTL-after-finished and scheduler behaviour of the real controllers.
+
+No kubelet runs: a pod that must run is bound to a Node a test registers, and the test writes its status through
+pods/status as a kubelet would. A pod that must stay unscheduled asks for a node label no Node has.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import watch
+
+from tests.e2e.upstream.kube import condition, job_manifest, job_pods, set_pod_phase
+from tests.support.procs import wait_until
+
+NOWHERE = {"nodeSelector": {"kannon.test/never": "true"}}  # matches no Node: the pod stays Pending, unbound
+WAIT = 120  # the controllers react in about a second; the margin is for a loaded machine
+
+
+def test_suspended_job_creates_no_pods_until_resumed(batch: Any, core: Any, namespace: str) -> None:
+    batch.create_namespaced_job(namespace, job_manifest("held", suspend=True, pod_spec=NOWHERE))
+    job = wait_until(lambda: condition(batch.read_namespaced_job("held", namespace), "Suspended"), WAIT,
+                     "the Suspended condition", max_delay=0.5)  # fmt: skip
+    assert job.reason == "JobSuspended"
+    status = batch.read_namespaced_job("held", namespace).status
+    assert status.active is None and status.start_time is None
+    assert job_pods(core, namespace, "held") == []
+
+    batch.patch_namespaced_job("held", namespace, {"spec": {"suspend": False}})
+    wait_until(lambda: job_pods(core, namespace, "held"), WAIT, "a pod of the resumed Job", max_delay=0.5)
+    resumed = batch.read_namespaced_job("held", namespace)
+    assert condition(resumed, "Suspended") is None
+
+
+def test_background_deletion_of_a_job_removes_its_pods(batch: Any, core: Any, namespace: str) -> None:
+    job = batch.create_namespaced_job(namespace, job_manifest("gc", pod_spec=NOWHERE))
+    pod = wait_until(lambda: job_pods(core, namespace, "gc"), WAIT, "the Job's pod", max_delay=0.5)[0]
+    owner = pod.metadata.owner_references[0]
+    assert (owner.kind, owner.name, owner.uid, owner.controller) == ("Job", "gc", job.metadata.uid, True)
+    assert pod.metadata.labels["job-name"] == "gc" and pod.metadata.labels["controller-uid"] == job.metadata.uid
+
+    batch.delete_namespaced_job("gc", namespace, propagation_policy="Background")
+    wait_until(lambda: not job_pods(core, namespace, "gc"), WAIT, "the garbage collector to delete the pod",
+               max_delay=0.5)  # fmt: skip
+
+
+def test_deleting_a_job_without_propagation_policy_orphans_its_pods(batch: Any, core: Any, namespace: str) -> None:
+    batch.create_namespaced_job(namespace, job_manifest("orphaning", pod_spec=NOWHERE))
+    pod = wait_until(lambda: job_pods(core, namespace, "orphaning"), WAIT, "the Job's pod", max_delay=0.5)[0]
+    batch.delete_namespaced_job("orphaning", namespace)  # batch/v1 Jobs default to orphanDependents
+
+    def orphaned() -> bool:
+        current = core.read_namespaced_pod(pod.metadata.name, namespace)
+        return not current.metadata.owner_references
+
+    wait_until(orphaned, WAIT, "the pod's ownerReference to be removed", max_delay=0.5)
+    assert core.read_namespaced_pod(pod.metadata.name, namespace).metadata.deletion_timestamp is None
+
+
+def test_finished_job_is_deleted_after_its_ttl_with_its_pod(batch: Any, core: Any, namespace: str,
+                                                            node: str) -> None:  # fmt: skip
+    start = batch.list_namespaced_job(namespace).metadata.resource_version
+    batch.create_namespaced_job(namespace, job_manifest("ttl", ttlSecondsAfterFinished=1,
+                                                        pod_spec={"nodeName": node}))  # fmt: skip
+    pod = wait_until(lambda: job_pods(core, namespace, "ttl"), WAIT, "the Job's pod", max_delay=0.5)[0]
+    assert "batch.kubernetes.io/job-tracking" in pod.metadata.finalizers
+    set_pod_phase(core, namespace, pod.metadata.name, "Succeeded")
+
+    seen = []
+    for event in watch.Watch().stream(batch.list_namespaced_job, namespace, resource_version=start,
+                                      timeout_seconds=WAIT):  # fmt: skip
+        job = event["object"]
+        seen.append((event["type"], bool(condition(job, "Complete"))))
+        if event["type"] == "DELETED":
+            break
+    assert ("MODIFIED", True) in seen, seen  # Complete first...
+    assert seen[-1][0] == "DELETED", seen  # ...then deleted by the TTL controller
+    wait_until(lambda: not job_pods(core, namespace, "ttl"), WAIT, "the Job's pod to be deleted", max_delay=0.5)
+
+
+def test_deleted_running_pod_of_a_backoff_limit_zero_job_fails_the_job(batch: Any, core: Any, namespace: str,
+                                                                      node: str) -> None:  # fmt: skip
+    batch.create_namespaced_job(namespace, job_manifest("fragile", backoffLimit=0, pod_spec={"nodeName": node}))
+    pod = wait_until(lambda: job_pods(core, namespace, "fragile"), WAIT, "the Job's pod", max_delay=0.5)[0]
+    set_pod_phase(core, namespace, pod.metadata.name, "Running")
+    wait_until(lambda: batch.read_namespaced_job("fragile", namespace).status.active == 1, WAIT, "an active pod",
+               max_delay=0.5)  # fmt: skip
+
+    core.delete_namespaced_pod(pod.metadata.name, namespace)  # graceful: stays Terminating with no kubelet
+    failed = wait_until(lambda: condition(batch.read_namespaced_job("fragile", namespace), "Failed"), WAIT,
+                        "the Job to fail", max_delay=0.5)  # fmt: skip
+    assert failed.reason == "BackoffLimitExceeded"
+    status = batch.read_namespaced_job("fragile", namespace).status
+    assert status.failed == 1 and not status.active
+    # Counted as failed, not replaced: the deleted pod is the only one the Job ever had.
+    assert [p.metadata.uid for p in job_pods(core, namespace, "fragile")] in ([pod.metadata.uid], [])
+
+
+def test_scheduler_binds_a_pod_to_a_registered_ready_node(batch: Any, core: Any, namespace: str, node: str) -> None:
+    batch.create_namespaced_job(namespace, job_manifest("placed", pod_spec={
+        "nodeSelector": {"kannon.test/node": node},
+        "containers": [{"name": "main", "image": "busybox", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}],
+    }))  # fmt: skip
+    pod = wait_until(lambda: [p for p in job_pods(core, namespace, "placed") if p.spec.node_name], WAIT,
+                     "kube-scheduler to bind the pod", max_delay=0.5)[0]  # fmt: skip
+    assert pod.spec.node_name == node
+    assert condition(pod, "PodScheduled") is not None
+
+
+def test_pod_that_fits_no_node_is_reported_unschedulable(batch: Any, core: Any, namespace: str) -> None:
+    batch.create_namespaced_job(namespace, job_manifest("stuck", pod_spec=NOWHERE))
+
+    def unschedulable() -> Any:
+        for pod in job_pods(core, namespace, "stuck"):
+            for c in pod.status.conditions or []:
+                if c.type == "PodScheduled" and c.status == "False":
+                    return c
+        return None
+
+    reason = wait_until(unschedulable, WAIT, "the PodScheduled=False condition", max_delay=0.5)
+    assert reason.reason == "Unschedulable"
+    assert "didn't match Pod's node affinity/selector" in reason.message
