@@ -94,6 +94,8 @@ def node(core: Any) -> Iterator[str]:
     """A registered, Ready Node (as a kubelet registers it) that no kubelet backs; deleted afterwards."""
     name = f"kannon-node-{uuid.uuid4().hex[:8]}"
     core.create_node(node_manifest(name))
+    # Admission taints a new Node not-ready until the node-lifecycle controller has seen its Ready condition.
+    wait_until(lambda: not core.read_node(name).spec.taints, 60, "the not-ready taint to go", max_delay=0.5)
     yield name
     _ignore_404(core.delete_node, name)
 

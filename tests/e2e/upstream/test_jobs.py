@@ -86,14 +86,24 @@ def test_deleted_running_pod_of_a_backoff_limit_zero_job_fails_the_job(batch: An
     wait_until(lambda: batch.read_namespaced_job("fragile", namespace).status.active == 1, WAIT, "an active pod",
                max_delay=0.5)  # fmt: skip
 
-    core.delete_namespaced_pod(pod.metadata.name, namespace)  # graceful: stays Terminating with no kubelet
+    core.delete_namespaced_pod(pod.metadata.name, namespace)  # graceful: the "kubelet" below must end it
+    target = wait_until(lambda: condition(batch.read_namespaced_job("fragile", namespace), "FailureTarget"), WAIT,
+                        "the Job to be marked for failure", max_delay=0.5)  # fmt: skip
+    assert target.reason == "BackoffLimitExceeded"
+    status = batch.read_namespaced_job("fragile", namespace).status
+    # Counted as failed at once, not replaced; but Failed waits until the pod has really terminated.
+    assert (status.failed, status.terminating, status.active) == (1, 1, None)
+    assert condition(batch.read_namespaced_job("fragile", namespace), "Failed") is None
+
+    # What the kubelet does with a deleted pod: stop the container, report it, then remove the object.
+    set_pod_phase(core, namespace, pod.metadata.name, "Failed")
+    core.delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=0)
     failed = wait_until(lambda: condition(batch.read_namespaced_job("fragile", namespace), "Failed"), WAIT,
                         "the Job to fail", max_delay=0.5)  # fmt: skip
     assert failed.reason == "BackoffLimitExceeded"
     status = batch.read_namespaced_job("fragile", namespace).status
-    assert status.failed == 1 and not status.active
-    # Counted as failed, not replaced: the deleted pod is the only one the Job ever had.
-    assert [p.metadata.uid for p in job_pods(core, namespace, "fragile")] in ([pod.metadata.uid], [])
+    assert (status.failed, status.terminating, status.active) == (1, 0, None)
+    assert job_pods(core, namespace, "fragile") == []  # the deleted pod was the only one the Job ever had
 
 
 def test_scheduler_binds_a_pod_to_a_registered_ready_node(batch: Any, core: Any, namespace: str, node: str) -> None:
@@ -107,7 +117,7 @@ def test_scheduler_binds_a_pod_to_a_registered_ready_node(batch: Any, core: Any,
     assert condition(pod, "PodScheduled") is not None
 
 
-def test_pod_that_fits_no_node_is_reported_unschedulable(batch: Any, core: Any, namespace: str) -> None:
+def test_pod_that_fits_no_node_is_reported_unschedulable(batch: Any, core: Any, namespace: str, node: str) -> None:
     batch.create_namespaced_job(namespace, job_manifest("stuck", pod_spec=NOWHERE))
 
     def unschedulable() -> Any:

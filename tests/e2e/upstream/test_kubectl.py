@@ -59,7 +59,7 @@ def test_get_jobs_prints_the_server_side_table(upstream: Any, namespace: str, ap
     table = api_client.call_api(
         f"/apis/batch/v1/namespaces/{namespace}/jobs", "GET",
         header_params={"Accept": "application/json;as=Table;g=meta.k8s.io;v=v1"},
-        response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True,
+        response_types_map={200: "object"}, auth_settings=["BearerToken"], _return_http_data_only=True,
     )  # fmt: skip
     assert table["kind"] == "Table" and table["apiVersion"] == "meta.k8s.io/v1"
     names = [c["name"] for c in table["columnDefinitions"]]
