@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from kannon.testing.upstream.build import BuildError, ensure_built, etcd, kubernetes
+from kannon.testing.upstream.build import BadRelease, BuildError, ensure_built, etcd, kubernetes
 from kannon.testing.upstream.cluster import ControlPlane, StartError, default_state_dir
 
 
@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
             state = plane.state
             print(json.dumps({"running": plane.running(), "server": state.get("server"),
                               "processes": state.get("processes", [])}, indent=2))  # fmt: skip
+    except BadRelease as e:
+        print(f"kannon.testing.upstream {args.command}: {e}", file=sys.stderr)
+        return 2
     except (BuildError, StartError) as e:
         print(f"kannon.testing.upstream {args.command}: {e}", file=sys.stderr)
         return 1

@@ -19,7 +19,7 @@ import resource
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -29,6 +29,10 @@ from kannon.testing.upstream.versions import cache_root, etcd_release, kubernete
 
 class BuildError(Exception):
     """The upstream programs could not be built; the message says why and what to do."""
+
+
+class BadRelease(BuildError):
+    """A release named in the environment is not a release tag."""
 
 
 @dataclass(frozen=True)
@@ -57,21 +61,29 @@ class Programs:
 
 
 def kubernetes() -> Programs:
-    return Programs(
-        "kubernetes",
-        "k8s.io/kubernetes",
-        kubernetes_release(),
-        {c: f"k8s.io/kubernetes/cmd/{c}" for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")},
-    )
+    commands = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+    return Programs("kubernetes", "k8s.io/kubernetes", _release(kubernetes_release),
+                    {c: f"k8s.io/kubernetes/cmd/{c}" for c in commands})  # fmt: skip
 
 
 def etcd() -> Programs:
     # In 3.5 and 3.6 the server module's root package is etcd's main.
-    return Programs("etcd", "go.etcd.io/etcd/server/v3", etcd_release(), {"etcd": "go.etcd.io/etcd/server/v3"})
+    return Programs("etcd", "go.etcd.io/etcd/server/v3", _release(etcd_release), {"etcd": "go.etcd.io/etcd/server/v3"})
+
+
+def _release(read: Callable[[], str]) -> str:
+    try:
+        return read()
+    except ValueError as e:
+        raise BadRelease(str(e)) from None
 
 
 def find_go() -> str:
-    found = os.environ.get("KANNON_GO") or shutil.which("go")
+    if os.environ.get("KANNON_GO"):
+        if not os.access(os.environ["KANNON_GO"], os.X_OK):
+            raise BuildError(f"KANNON_GO={os.environ['KANNON_GO']} is not an executable `go`: fix or unset it")
+        return os.environ["KANNON_GO"]
+    found = shutil.which("go")
     if not found and Path("/usr/local/go/bin/go").is_file():
         found = "/usr/local/go/bin/go"
     if not found:

@@ -29,7 +29,7 @@ def etcd_release() -> str:
 def _checked(variable: str, default: str) -> str:
     value = os.environ.get(variable) or default
     if not _RELEASE.match(value):
-        raise ValueError(f"{variable}={value!r} is not a release tag like {default}")
+        raise ValueError(f"{variable}={value!r} is not a release tag like {default}: fix or unset it")
     return value
 
 
