@@ -9,6 +9,7 @@ even if a pid was reused since.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -45,8 +46,11 @@ class ControlPlane:
     """``with ControlPlane(dir) as cp:`` starts everything (building the programs first if the cache lacks them)
     and stops it on exit; ``cp.kubeconfig`` is an admin kubeconfig."""
 
-    def __init__(self, state_dir: Path | None = None) -> None:
+    def __init__(self, state_dir: Path | None = None, die_with_parent: bool = False) -> None:
+        """``die_with_parent``: the kernel SIGTERMs the programs when this process dies (a test session that is
+        killed must not leave a control plane behind); off for ``up``, whose programs outlive the command."""
         self.state_dir = (state_dir or default_state_dir()).resolve()
+        self.die_with_parent = die_with_parent
         self.creds = Credentials(self.state_dir / "pki")
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -186,7 +190,8 @@ class ControlPlane:
         log = (self.state_dir / "logs" / f"{name}.log").open("ab")
         # Its own session: an `up` from a shell returns and the programs outlive it; a terminal's ^C is not theirs.
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=self.state_dir)  # fmt: skip
+                                start_new_session=True, cwd=self.state_dir,
+                                preexec_fn=_set_parent_death_signal if self.die_with_parent else None)  # fmt: skip
         log.close()
         self._children[proc.pid] = proc
         state = self.state
@@ -249,6 +254,11 @@ class ControlPlane:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2) + "\n")
         tmp.replace(path)
+
+
+def _set_parent_death_signal() -> None:
+    # Runs in the child between fork and exec: prctl(PR_SET_PDEATHSIG, SIGTERM).
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def _free_port() -> int:

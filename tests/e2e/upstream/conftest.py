@@ -51,7 +51,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         service_unavailable("no kubectl on PATH", "install kubectl 1.32-1.34 (within one minor of the server)")
     from kannon.testing.upstream import ControlPlane
 
-    with ControlPlane(tmp_path_factory.mktemp("upstream")) as plane:
+    with ControlPlane(tmp_path_factory.mktemp("upstream"), die_with_parent=True) as plane:
         yield plane
 
 
