@@ -28,8 +28,13 @@ def test_suspended_job_creates_no_pods_until_resumed(batch: Any, core: Any, name
 
     batch.patch_namespaced_job("held", namespace, {"spec": {"suspend": False}})
     wait_until(lambda: job_pods(core, namespace, "held"), WAIT, "a pod of the resumed Job", max_delay=0.5)
-    resumed = batch.read_namespaced_job("held", namespace)
-    assert condition(resumed, "Suspended") is None
+
+    def resumed() -> Any:
+        conditions = batch.read_namespaced_job("held", namespace).status.conditions or []
+        return next((c for c in conditions if c.type == "Suspended" and c.status == "False"), None)
+
+    # The condition stays, flipped to False (pods and status are written separately: wait for it).
+    assert wait_until(resumed, WAIT, "the Suspended condition to turn False", max_delay=0.5).reason == "JobResumed"
 
 
 def test_background_deletion_of_a_job_removes_its_pods(batch: Any, core: Any, namespace: str) -> None:

@@ -6,9 +6,11 @@ import json
 from typing import Any
 
 import yaml
+from kubernetes import client
 
 from kannon.testing.upstream import KUBERNETES
-from tests.e2e.upstream.kube import job_manifest, kubectl
+from tests.e2e.upstream.kube import condition, job_manifest, kubectl
+from tests.support.procs import wait_until
 
 
 def test_kubectl_version_reports_the_pinned_server_release(upstream: Any) -> None:
@@ -51,6 +53,10 @@ def test_explain_reads_field_docs_from_the_server(upstream: Any) -> None:
 
 def test_get_jobs_prints_the_server_side_table(upstream: Any, namespace: str, api_client: Any) -> None:
     kubectl(upstream, "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(job_manifest("tabled", suspend=True)))
+    # The STATUS column reads the Job's conditions: wait for the controller's Suspended (until then it says Running).
+    jobs = client.BatchV1Api(api_client)
+    wait_until(lambda: condition(jobs.read_namespaced_job("tabled", namespace), "Suspended"), 120,
+               "the Suspended condition", max_delay=0.5)  # fmt: skip
     lines = kubectl(upstream, "get", "jobs", "-n", namespace).stdout.splitlines()
     assert lines[0].split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
     assert lines[1].split()[:3] == ["tabled", "Suspended", "0/1"]
