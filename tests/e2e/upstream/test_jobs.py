@@ -1,4 +1,5 @@
-"""Job, garbage-collector, TTL-after-finished and scheduler behaviour of the real controllers.
+"""Job (suspend, deadlines, pod failure policy), garbage-collector, TTL-after-finished and scheduler behaviour of
+the real controllers.
 
 No kubelet runs: a pod that must run is bound to a Node a test registers, and the test writes its status through
 pods/status as a kubelet would. A pod that must stay unscheduled asks for a node label no Node has.
@@ -135,3 +136,54 @@ def test_pod_that_fits_no_node_is_reported_unschedulable(batch: Any, core: Any, 
     reason = wait_until(unschedulable, WAIT, "the PodScheduled=False condition", max_delay=0.5)
     assert reason.reason == "Unschedulable"
     assert "didn't match Pod's node affinity/selector" in reason.message
+
+
+def test_active_deadline_fails_the_job_and_deletes_its_running_pod(batch: Any, core: Any, namespace: str,
+                                                                   node: str) -> None:  # fmt: skip
+    batch.create_namespaced_job(namespace, job_manifest("late", activeDeadlineSeconds=3, pod_spec={"nodeName": node}))
+    pod = wait_until(lambda: job_pods(core, namespace, "late"), WAIT, "the Job's pod", max_delay=0.5)[0]
+    set_pod_phase(core, namespace, pod.metadata.name, "Running")
+
+    target = wait_until(lambda: condition(batch.read_namespaced_job("late", namespace), "FailureTarget"), WAIT,
+                        "the deadline to pass", max_delay=0.5)  # fmt: skip
+    assert target.reason == "DeadlineExceeded"
+    deleted = wait_until(lambda: core.read_namespaced_pod(pod.metadata.name, namespace).metadata.deletion_timestamp,
+                         WAIT, "the controller to delete the running pod", max_delay=0.5)  # fmt: skip
+    assert deleted is not None
+    assert condition(batch.read_namespaced_job("late", namespace), "Failed") is None  # the pod still terminates
+
+    set_pod_phase(core, namespace, pod.metadata.name, "Failed")  # the kubelet's part
+    core.delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=0)
+    failed = wait_until(lambda: condition(batch.read_namespaced_job("late", namespace), "Failed"), WAIT,
+                        "the Job to fail", max_delay=0.5)  # fmt: skip
+    assert failed.reason == "DeadlineExceeded"
+    assert job_pods(core, namespace, "late") == []
+
+
+def test_evicted_pod_matching_an_ignore_rule_is_not_counted_and_is_replaced(batch: Any, core: Any, namespace: str,
+                                                                            node: str) -> None:  # fmt: skip
+    policy = {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}
+    batch.create_namespaced_job(namespace, job_manifest("evicted", backoffLimit=0, podFailurePolicy=policy,
+                                                        pod_spec={"nodeName": node}))  # fmt: skip
+    pod = wait_until(lambda: job_pods(core, namespace, "evicted"), WAIT, "the Job's pod", max_delay=0.5)[0]
+    set_pod_phase(core, namespace, pod.metadata.name, "Running")
+
+    core.create_namespaced_pod_eviction(pod.metadata.name, namespace, {
+        "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod.metadata.name, "namespace": namespace},
+    })  # fmt: skip
+    evicted = core.read_namespaced_pod(pod.metadata.name, namespace)
+    disruption = condition(evicted, "DisruptionTarget")
+    assert disruption is not None and disruption.reason == "EvictionByEvictionAPI"
+    assert evicted.metadata.deletion_timestamp is not None
+
+    # With a podFailurePolicy the replacement waits for the pod to be terminal (podReplacementPolicy: Failed).
+    assert batch.read_namespaced_job("evicted", namespace).spec.pod_replacement_policy == "Failed"
+    set_pod_phase(core, namespace, pod.metadata.name, "Failed")
+    core.delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=0)
+    def others() -> list[Any]:
+        return [p for p in job_pods(core, namespace, "evicted") if p.metadata.uid != pod.metadata.uid]
+
+    replacement = wait_until(others, WAIT, "a replacement pod", max_delay=0.5)
+    assert len(replacement) == 1
+    job = batch.read_namespaced_job("evicted", namespace)
+    assert not job.status.failed and condition(job, "Failed") is None  # ignored: backoffLimit 0 not exceeded
