@@ -13,6 +13,8 @@ from kubernetes.client.rest import ApiException
 from tests.e2e.upstream.kube import job_manifest
 from tests.support.procs import wait_until
 
+pytestmark = pytest.mark.upstream
+
 
 def test_strict_field_validation_refuses_an_unknown_field(batch: Any, namespace: str) -> None:
     body = job_manifest("strict", suspend=True)

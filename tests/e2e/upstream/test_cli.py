@@ -9,7 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kannon.testing.upstream.build import kubernetes, own_go_mod
+
+pytestmark = pytest.mark.upstream
 
 CLI = [sys.executable, "-m", "kannon.testing.upstream"]
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from kubernetes import watch
 
 from tests.e2e.upstream.kube import condition, job_manifest, job_pods, set_pod_phase
 from tests.support.procs import wait_until
+
+pytestmark = pytest.mark.upstream
 
 NOWHERE = {"nodeSelector": {"kannon.test/never": "true"}}  # matches no Node: the pod stays Pending, unbound
 WAIT = 120  # the controllers react in about a second; the margin is for a loaded machine

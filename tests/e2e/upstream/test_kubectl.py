@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import yaml
 from kubernetes import client
 
 from kannon.testing.upstream import KUBERNETES
 from tests.e2e.upstream.kube import condition, job_manifest, kubectl
 from tests.support.procs import wait_until
+
+pytestmark = pytest.mark.upstream
 
 
 def test_kubectl_version_reports_the_pinned_server_release(upstream: Any) -> None:
