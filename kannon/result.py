@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from kannon import logtail
+
 
 class Status(str, enum.Enum):
     COMPLETE = "complete"  # already complete before the run: nothing to do
@@ -128,7 +130,7 @@ def format_failures(result: BuildResult, tail: int = 20) -> str:
         lines.append(f"    ran in:   {where}, {len(rec.attempts)} attempt(s)")
         code = f"exit code {last.exit_code}" if last is not None and last.exit_code is not None else "no exit code"
         lines.append(f"    reason:   {rec.reason or (last.reason if last else None) or 'unknown'} ({code})")
-        log = last.log_tail[-tail:] if last is not None else ()
+        log = logtail.shape(last.log_tail)[-tail:] if last is not None else ()  # same shape from every backend
         if log:
             lines.append(f"    last {len(log)} log line(s):")
             lines.extend("      | " + line for line in log)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -31,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kannon import exitcodes
+from kannon import exitcodes, logtail
 from kannon.backends.base import (
     BackendError,
     Executor,
@@ -240,6 +241,10 @@ def classify(
             "image provide that interpreter? (set DockerExecutor(python=...) / --docker-python)",
             "ContainerStart",
         )
+    no_kannon = logtail.kannon_import_failure(log_tail) if exit_code == 1 else None
+    if no_kannon is not None:
+        return done(logtail.kannon_import_reason(command, no_kannon, "DockerExecutor(python=...) / --docker-python"),
+                    "KannonNotImportable")  # fmt: skip
     if exit_code == 137:
         # The engine knows whether its memory limit did it, so say so rather than guess.
         reason = (
@@ -571,8 +576,10 @@ class DockerExecutor(Executor):
         state = dict(container.attrs.get("State") or {})
         if state.get("ExitCode") is None:
             state["ExitCode"] = status.get("StatusCode")
-        return classify(launch, state, cancelled=h.cancelled, where=h.where, log_tail=tail_lines(launch.log_path),
-                        command=h.config["command"][0])  # fmt: skip
+        finished = classify(launch, state, cancelled=h.cancelled, where=h.where,
+                            log_tail=tail_lines(launch.log_path), command=h.config["command"][0])  # fmt: skip
+        # Classified on the raw lines (the child's reason line is there); reported shaped, as on every backend.
+        return dataclasses.replace(finished, log_tail=logtail.read_tail(launch.log_path))
 
     def _create(self, h: _Handle) -> Any:
         import docker.errors

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kannon import exitcodes
+from kannon import exitcodes, logtail
 
 if TYPE_CHECKING:
     from kubernetes.client import V1ContainerStatus, V1Job, V1Pod
@@ -199,6 +199,10 @@ def classify_failure(
                 "ContainerStart",
             )
         code = term.exit_code
+        no_kannon = logtail.kannon_import_failure(tuple(log_tail)) if code == 1 else None
+        if no_kannon is not None:
+            return Outcome(code, logtail.kannon_import_reason(python, no_kannon, "K8sJobExecutor(python=...) / "
+                                                              "--k8s-python"), "KannonNotImportable")  # fmt: skip
         if code is not None and code != 0:
             return Outcome(code, exitcodes.describe(code, tuple(log_tail)), exitcodes.failure_class(code))
     if job_reason == "BackoffLimitExceeded" or job_reason is None:

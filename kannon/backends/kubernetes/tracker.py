@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
 import logging
 import threading
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from kannon import logtail
 from kannon.backends.base import BackendError, Executor, Finished, Started, tail_lines
 from kannon.backends.kubernetes import classify as kc
 from kannon.backends.kubernetes.api import ApiCaller
@@ -363,4 +365,5 @@ class JobTracker(Executor):
             resp = attempt.follow_resp
         if resp is not None:
             shutdown_response(resp)
-        self.emit(finished)
+        # Classified on the raw tail (the child's reason line is there); reported shaped, as on every backend.
+        self.emit(dataclasses.replace(finished, log_tail=logtail.read_tail(attempt.launch.log_path)))

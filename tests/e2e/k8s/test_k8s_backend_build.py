@@ -47,7 +47,8 @@ def template(workdir: Path, **container: Any) -> dict[str, Any]:
 
 def executor(kube: KubeEmulator, workdir: Path, **kw: Any) -> K8sJobExecutor:
     kw.setdefault("retry_backoff", 0.05)
-    return K8sJobExecutor(template(workdir), api_client=kube.api_client(), python=PY, **kw)
+    kw.setdefault("python", PY)
+    return K8sJobExecutor(template(workdir), api_client=kube.api_client(), **kw)
 
 
 def test_quickstart_dag_on_kubernetes(kube: KubeEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
