@@ -165,7 +165,10 @@ class _Context:
             if path.startswith(base + os.sep):
                 if any(path == p or path.startswith(p + os.sep) for p in self.excluded):
                     return None
-                return Path(path).relative_to(base).as_posix()
+                rel = Path(path).relative_to(base)
+                if {"site-packages", "dist-packages"} & set(rel.parts):  # an environment inside the root
+                    return None
+                return rel.as_posix()
         return None
 
     def specs(self, directory: Path) -> list[tuple[Path, pathspec.GitIgnoreSpec]]:
@@ -202,15 +205,18 @@ class _Context:
                 child_rel, child = f"{rel}/{entry.name}", directory / entry.name
                 if entry.name.startswith(".") or entry.name == "__pycache__" or entry.name.endswith(_SKIP_SUFFIXES):
                     continue
+                is_dir = entry.is_dir()
+                if self.ignored(child, is_dir):
+                    continue  # before the link check: an ignored link is never looked at
                 if entry.is_symlink():
                     self._check_link(child_rel, child)
-                if entry.is_dir():
-                    if (child / "pyvenv.cfg").exists() or child_rel in package_dirs or self.ignored(child, True):
+                if is_dir:
+                    if (child / "pyvenv.cfg").exists() or child_rel in package_dirs:
                         continue  # a virtualenv; a loaded package walked on its own
                     if (child / "__init__.py").exists():
                         continue  # a subpackage the master never imported
                     stack.append(child_rel)
-                elif entry.is_file() and not self.ignored(child, False):
+                elif entry.is_file():
                     yield self.shipped(child_rel, child)
 
     def _check_link(self, rel: str, path: Path) -> None:

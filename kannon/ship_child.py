@@ -24,7 +24,7 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 ARCHIVE_SUFFIX = ".tar.gz"
@@ -207,7 +207,7 @@ def _member_path(member: tarfile.TarInfo, dest: Path) -> Path:
     if not member.isreg():
         raise ShipError(f"the code archive contains {name!r}, which is not a regular file (links and devices are "
                         "never shipped); refusing it")  # fmt: skip
-    parts = PurePosixPath(name).parts
-    if not parts or name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+    parts = name.split("/")  # the raw name: kannon's archives have no ".", ".." or empty components at all
+    if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
         raise ShipError(f"the code archive contains the unsafe path {name!r}; refusing it")
     return dest.joinpath(*parts)
