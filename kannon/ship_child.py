@@ -23,9 +23,9 @@ import shutil
 import sys
 import tarfile
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 ARCHIVE_SUFFIX = ".tar.gz"
 MARKER = ".kannon-complete"  # written inside the temporary directory before the rename that publishes it
@@ -110,6 +110,22 @@ def stale_modules(extract_dir: Path) -> list[str]:
         if not inside:
             stale.append(name)
     return stale
+
+
+COLD_ENV = "KANNON_SHIP_COLD"  # set in a process that restart_cold() started, so a second restart is refused
+
+
+def restart_cold(args: Sequence[str]) -> NoReturn:
+    """Replace this (warm) process with a fresh interpreter running ``python *args``: same pid, same output pipes,
+    nothing imported. Raises ShipError if this process is already such a restart (stale modules again would mean
+    ``sitecustomize``/``.pth`` imports the project: a restart cannot help)."""
+    if os.environ.get(COLD_ENV):
+        raise ShipError("the shipped modules were already imported at interpreter start-up (a sitecustomize or .pth "
+                        "file importing the project?); refusing to run code that may be stale")  # fmt: skip
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.environ[COLD_ENV] = "1"
+    os.execv(sys.executable, [sys.executable, *args])  # noqa: S606 - an argv list, no shell involved
 
 
 def provided_modules(extract_dir: Path) -> set[str]:

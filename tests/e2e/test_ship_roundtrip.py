@@ -216,3 +216,29 @@ def test_an_s3_workspace_carries_the_archive_end_to_end(tmp_path: Path, s3: str,
     boto3.client("s3").delete_object(Bucket="kannon-ship", Key=f"ws/kannon/code/{archive.sha256}.tar.gz")
     gone = child(location, archive.sha256, tmp_path / "cache3", tmp_path / "cwd")
     assert gone.returncode == exitcodes.BAD_SPEC and "does not exist" in gone.stdout, gone.stdout + gone.stderr
+
+
+def test_a_warm_process_with_stale_modules_restarts_cold_and_runs_the_shipped_code(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    location, archive = ship_project(src, make_project(src), str(tmp_path / "ws"))
+    (src / "shipme" / "sub" / "words.py").write_text("def shout(s):\n    return 'STALE'\n")  # the warm copy differs
+    warm = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(src)!r})
+        import shipme.tasks                          # warm: imported before the task arrived
+        from kannon.ship_child import fetch_and_activate, restart_cold, stale_modules
+        extract = fetch_and_activate({location!r}, {archive.sha256!r}, __import__("pathlib").Path({
+            str(tmp_path / "cache")!r}))
+        if stale_modules(extract):
+            print("restarting", flush=True)
+            restart_cold(["-c", {CHILD!r}, {location!r}, {archive.sha256!r}, {str(tmp_path / "cache")!r}])
+        print(shipme.tasks.run())
+    """)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", warm], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["restarting", "HELLO", "a,b"]  # not "STALE a,b"
+    # a restarted process that still sees stale modules is refused instead of looping
+    again = subprocess.run([sys.executable, "-c", "from kannon.ship_child import restart_cold; restart_cold(['-V'])"],
+                           env={**os.environ, ship_child.COLD_ENV: "1"}, capture_output=True, text=True,
+                           timeout=120)  # fmt: skip
+    assert again.returncode != 0 and "already imported at interpreter start-up" in again.stderr
