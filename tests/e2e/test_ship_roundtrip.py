@@ -242,3 +242,31 @@ def test_a_warm_process_with_stale_modules_restarts_cold_and_runs_the_shipped_co
                            env={**os.environ, ship_child.COLD_ENV: "1"}, capture_output=True, text=True,
                            timeout=120)  # fmt: skip
     assert again.returncode != 0 and "already imported at interpreter start-up" in again.stderr
+
+
+def test_a_gs_workspace_carries_the_archive_once_per_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """gs:// through the real google-cloud-storage client against a local GCS emulator (as in
+    test_object_store_specs.py); the child process reaches it through STORAGE_EMULATOR_HOST."""
+    import socket
+
+    from gcp_storage_emulator.server import create_server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="kannon-ship-gcs")
+    server.start()
+    try:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+        writes: list[str] = []
+        real_write = storage.write_bytes
+        monkeypatch.setattr(storage, "write_bytes", lambda loc, data: (writes.append(loc), real_write(loc, data)))
+        src = tmp_path / "src"
+        modules = make_project(src)
+        location, archive = ship_project(src, modules, "gs://kannon-ship-gcs/ws")
+        assert location == f"gs://kannon-ship-gcs/ws/kannon/code/{archive.sha256}.tar.gz"
+        assert ship_project(src, modules, "gs://kannon-ship-gcs/ws")[0] == location and writes == [location]
+        done = child(location, archive.sha256, tmp_path / "cache", tmp_path / "cwd")
+        assert done.returncode == 0 and done.stdout.strip() == "HELLO a,b", done.stdout + done.stderr
+    finally:
+        server.stop()
