@@ -173,6 +173,8 @@ class _Context:
 
     def specs(self, directory: Path) -> list[tuple[Path, pathspec.GitIgnoreSpec]]:
         found = self._specs.get(directory)
+        if found is None and self.root not in directory.parents:
+            return []  # only paths under the root are ever walked
         if found is None:
             found = self._specs[directory] = self.specs(directory.parent) + _ignore_specs(directory)
         return found

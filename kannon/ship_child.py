@@ -23,6 +23,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -80,7 +81,10 @@ def fetch_and_activate(location: str, sha256: str, cache_dir: Path | None = None
     sha = sha256.lower()
     if not _SHA256.match(sha):
         raise ShipError(f"{sha256!r} is not a sha256 hex digest")
-    root = _usable_cache_dir(cache_dir)
+    try:
+        root = _usable_cache_dir(cache_dir)
+    except OSError as e:
+        raise ShipError(f"cannot create the code cache: {e}. Set KANNON_CODE_CACHE to a writable directory") from e
     final = root / sha
     if not _complete(final, sha):
         _extract_into_cache(_fetch(location, sha), root, final, sha)
@@ -208,13 +212,20 @@ def safe_extract(data: bytes, dest: Path) -> None:
                 target = _member_path(member, dest)
                 source = tar.extractfile(member)
                 assert source is not None  # a regular file
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open(target, "xb") as out:
-                    shutil.copyfileobj(source, out)
-                target.chmod(0o755 if member.mode & 0o100 else 0o644)
+                content = source.read()
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with open(target, "xb") as out:  # "x": a duplicate entry is refused, not overwritten
+                        out.write(content)
+                    target.chmod(0o755 if member.mode & 0o100 else 0o644)
+                except FileExistsError as e:
+                    raise ShipError(f"the code archive lists {member.name!r} twice; refusing it") from e
+                except OSError as e:  # disk full, read-only cache: the node's problem, not the archive's
+                    raise ShipError(f"cannot extract the code archive into {dest}: {e}. Set KANNON_CODE_CACHE to a "
+                                    "writable directory with space") from e  # fmt: skip
     except ShipError:
         raise
-    except (tarfile.TarError, EOFError, OSError, ValueError) as e:  # zlib/gzip errors are OSError/EOFError
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as e:  # gzip's errors are OSError/EOFError
         raise ShipError(f"the code archive is not a valid kannon archive: {type(e).__name__}: {e}") from e
 
 

@@ -238,3 +238,19 @@ def test_stale_modules_are_those_the_archive_provides_imported_from_elsewhere(tm
                                                               "mod.py"))  # fmt: skip
     monkeypatch.setitem(sys.modules, "nsdir", module("nsdir", None))
     assert ship_child.stale_modules(extract) == ["nsdir", "shippedpkg.mod"]
+
+
+def test_extraction_refuses_duplicates_and_reports_an_unwritable_cache(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for _ in range(2):
+            info = tarfile.TarInfo("pkg/a.py")
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(ShipError, match="lists 'pkg/a.py' twice"):
+        ship_child.safe_extract(buf.getvalue(), tmp_path / "dest")
+    with pytest.raises(ShipError, match="not a valid kannon archive"):
+        ship_child.safe_extract(b"\x1f\x8b\x08garbage", tmp_path / "dest2")
+    blocker = write(tmp_path / "file", "a file where the cache directory should be")
+    with pytest.raises(ShipError, match="cannot create the code cache: .* Set KANNON_CODE_CACHE"):
+        ship_child.fetch_and_activate("/nowhere.tar.gz", "0" * 64, cache_dir=blocker / "cache")
