@@ -7,6 +7,9 @@ there without the archive.
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import inspect
 import os
 import subprocess
 import sys
@@ -14,10 +17,11 @@ import textwrap
 import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kannon import exitcodes, ship, ship_child, storage
+from kannon import exitcodes, handoff, ship, ship_child, storage
 
 CHILD = textwrap.dedent(
     """
@@ -270,3 +274,65 @@ def test_a_gs_workspace_carries_the_archive_once_per_content(tmp_path: Path, mon
         assert done.returncode == 0 and done.stdout.strip() == "HELLO a,b", done.stdout + done.stderr
     finally:
         server.stop()
+
+
+WIRED = "code" in inspect.signature(handoff.Encoder.spec).parameters
+
+
+@pytest.mark.skipif(not WIRED, reason="needs the hand-off wiring of docs/code-shipping.md (Encoder.spec(code=...))")
+def test_the_child_entrypoint_runs_a_bullet_from_shipped_code(tmp_path: Path) -> None:
+    """`python -m kannon run-task` with a spec carrying the archive: runs without the project on its path (control:
+    exit 8 without it), refuses a tampered archive (exit 3), and a warm process holding stale copies restarts cold."""
+    src, ws, cwd = tmp_path / "src", str(tmp_path / "ws"), tmp_path / "cwd"
+    (src / "wirepkg" / "sub").mkdir(parents=True)
+    cwd.mkdir()
+    (src / "wirepkg" / "__init__.py").write_text("")
+    (src / "wirepkg" / "sub" / "__init__.py").write_text("")
+    (src / "wirepkg" / "sub" / "util.py").write_text("def word():\n    return 'v1'\n")
+    (src / "wirepkg" / "flow.py").write_text(textwrap.dedent("""
+        import luigi, kannon
+        from wirepkg.sub.util import word
+        class Hello(kannon.TaskOnBullet):
+            name = luigi.Parameter()
+            def run(self):
+                self.dump(word() + ':' + self.name)
+    """))  # fmt: skip
+    sys.path.insert(0, str(src))
+    try:
+        flow = importlib.import_module("wirepkg.flow")
+    finally:
+        sys.path.remove(str(src))
+    root = ship.code_root_for("wirepkg.flow")
+    archive = ship.build_archive(ship.collect(root))
+    location = ship.upload(archive, ws)
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "KANNON_CODE_CACHE": str(tmp_path / "c1")}
+
+    def spec(task: Any, code: bool) -> list[str]:
+        data = handoff.Encoder().spec(task, "run", handoff.luigi_config_snapshot(),
+                                      ship.spec_sys_path([str(src)], root),
+                                      **({"code": ship.spec_entry(archive, location)} if code else {}))  # fmt: skip
+        path = tmp_path / f"{task.make_unique_id()}-{code}.json"
+        path.write_bytes(data)
+        return list(handoff.child_args(str(path), task.make_unique_id(), hashlib.sha256(data).hexdigest()))
+
+    task = flow.Hello(name="x", workspace_directory=ws)
+    args = spec(task, True)
+    done = subprocess.run([sys.executable, "-m", "kannon", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0 and task.output().load() == "v1:x", done.stderr[-2000:]
+    other = flow.Hello(name="y", workspace_directory=ws)
+    control = subprocess.run([sys.executable, "-m", "kannon", *spec(other, False)], cwd=cwd, env=env,
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert control.returncode == exitcodes.IMPORT_FAILED, control.stderr[-2000:]
+    Path(location).write_bytes(b"not the archive")
+    bad = subprocess.run([sys.executable, "-m", "kannon", *args], cwd=cwd, env={**env, "KANNON_CODE_CACHE":
+                         str(tmp_path / "c2")}, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == exitcodes.BAD_SPEC and "altered or replaced" in bad.stderr, bad.stderr[-2000:]
+    Path(location).write_bytes(archive.data)
+    (src / "wirepkg" / "sub" / "util.py").write_text("def word():\n    return 'STALE'\n")
+    task.output().remove()
+    warm = (f"import sys; sys.path.insert(0, {str(src)!r}); import wirepkg.flow; from kannon import child; "
+            f"sys.exit(child.main({args[1:]!r}))")  # fmt: skip
+    restarted = subprocess.run([sys.executable, "-c", warm], cwd=cwd, env=env, capture_output=True, text=True,
+                               timeout=120)  # fmt: skip
+    assert restarted.returncode == 0 and task.output().load() == "v1:x", restarted.stderr[-2000:]
