@@ -64,7 +64,7 @@ def test_failure_shows_the_tasks_own_log_tail(tmp_path: Path) -> None:
     # the summary carries the tail of the child's own log: its traceback, from the task's own source file
     assert 'tests/support/tasks.py", line' in text and "RuntimeError: planned failure of bad" in text
     (log,) = [
-        p for p in (tmp_path / "resources" / "kannon" / "runs").glob("*/logs/Bullet-*-1.log")
+        p for p in (tmp_path / "resources" / "kannon" / "runs").glob("*/logs/**/Bullet-*-1.log")
         if "MARKER-from-the-child" in p.read_text()]  # fmt: skip
     assert "planned failure of bad" in log.read_text()
     kinds = {(e["kind"], e.get("params", "")[:8]) for e in events(tmp_path / "ev.jsonl")}
@@ -130,9 +130,10 @@ def test_fail_fast_cancels_the_running_sibling(tmp_path: Path) -> None:
     target = write_pipeline(tmp_path, f"""
         from tests.support.tasks import Bullet, Join
         def root():
-            return Join(parents=[Bullet(name="slow", sleep=120),
-                                 Bullet(name="bad", fail_times=9, counter_dir={str(tmp_path)!r}, sleep=0.3)])
-    """)
+            return Join(parents=[Bullet(name="slow", sleep=120, started_file={str(tmp_path / "slow.started")!r}),
+                                 Bullet(name="bad", fail_times=9, counter_dir={str(tmp_path)!r},
+                                        wait_file={str(tmp_path / "slow.started")!r})])
+    """)  # "bad" fails only once "slow" runs: a failure before "slow" launched would leave nothing to cancel
     out = run_kannon("build", target, "--fail-fast", "--events", "ev.jsonl", cwd=tmp_path, timeout=90)
     assert out.returncode == 1
     by_name = {e["params"].split(",")[0]: e["kind"] for e in events(tmp_path / "ev.jsonl")
@@ -229,7 +230,7 @@ def test_spawn_mode_runs_a_pipeline(tmp_path: Path) -> None:
     top = Join(parents=[Bullet(name=f"s{i}", parents=[leaf]) for i in range(3)])
     result = kannon.Kannon(executor=LocalExecutor(mode="spawn")).build(top)
     assert result.ok and top.output().load() == ["s0(leaf-in)", "s1(leaf-in)", "s2(leaf-in)"]
-    logs = sorted(p.name for p in (Path(result.run_dir or "") / "logs").iterdir())
+    logs = sorted(p.name for p in (Path(result.run_dir or "") / "logs").rglob("*.log"))  # any per-run subfolder
     assert len(logs) == 3 and all(name.startswith("Bullet-") for name in logs)
     assert {r.status for r in result.tasks.values()} == {Status.SUCCEEDED}
 

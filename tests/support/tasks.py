@@ -37,11 +37,21 @@ class Bullet(kannon.TaskOnBullet[str]):
     counter_dir = luigi.Parameter(default="", significant=False)
     marker = luigi.Parameter(default="", significant=False)
     skip_output = luigi.BoolParameter(default=False, significant=False)
+    # Ordering between bullets without fixed sleeps: create `started_file` on start; wait for `wait_file` first.
+    started_file = luigi.Parameter(default="", significant=False)
+    wait_file = luigi.Parameter(default="", significant=False)
 
     def requires(self):  # type: ignore[no-untyped-def]
         return self.parents
 
     def run(self) -> None:
+        if self.started_file:
+            Path(self.started_file).touch()
+        if self.wait_file:
+            deadline = time.monotonic() + 120
+            while not Path(self.wait_file).exists():
+                assert time.monotonic() < deadline, f"{self.wait_file} never appeared"
+                time.sleep(0.02)  # polls a file (no change notification); the deadline bounds it
         if self.marker:
             print(self.marker, flush=True)
         if self.counter_dir:
