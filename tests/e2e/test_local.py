@@ -8,15 +8,20 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import gokart
+import luigi
 import pytest
 
 import kannon
 from kannon import exitcodes, handoff, storage
+from kannon.backends.base import Launch, RunInfo
 from kannon.backends.local import LocalExecutor
+from kannon.hints import Hints
 from kannon.result import Status
+from tests.support.events import Recorder
 from tests.support.procs import events, processes_in, start_kannon, wait_until
 from tests.support.procs import kannon as run_kannon
 from tests.support.tasks import AllTypes, Bullet, Join, Leaf
@@ -171,6 +176,27 @@ def test_drift_between_master_and_child_is_detected(tmp_path: Path) -> None:
     assert len(e.value.result.failed[0].attempts) == 1  # retrying cannot help
 
 
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_an_env_reference_in_the_masters_luigi_config_is_resolved_in_the_child(
+    tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The option exists only in the master's in-memory config (no file a child could read): the child gets it from
+    the spec's config snapshot, raw, and luigi resolves ``${KANNON_TEST_GREETING}`` there from its environment."""
+    from tests.support.tasks import ConfigEcho
+
+    section = f"kannon_env_test_{mode}"
+    cfg = luigi.configuration.get_config()
+    cfg.add_section(section)
+    try:
+        cfg.set(section, "greeting", "${KANNON_TEST_GREETING} from the config")
+        monkeypatch.setenv("KANNON_TEST_GREETING", "hello")
+        task = ConfigEcho(section=section, option="greeting")
+        kannon.Kannon(executor=LocalExecutor(mode=mode)).build(task)  # type: ignore[arg-type]
+    finally:
+        cfg.remove_section(section)
+    assert task.output().load() == "hello from the config"
+
+
 def _spec_for(task: object, tmp_path: Path) -> tuple[Path, str, str]:
     data = handoff.Encoder().spec(task, "test-run", handoff.luigi_config_snapshot())
     path = tmp_path / "spec.json"
@@ -183,6 +209,73 @@ def run_child(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "kannon", *handoff.child_args(str(spec), task_id, sha)], cwd=cwd,
                           env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_a_module_the_child_cannot_import_fails_exit_8_import_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The master imports the task's module from a directory on its own sys.path only (no ``sys_path=`` for the
+    children): a real child fails to import it, exit 8, and the reason names the module."""
+    mods = tmp_path / "master_only"
+    mods.mkdir()
+    (mods / "master_only_tasks.py").write_text(textwrap.dedent("""
+        import kannon
+
+        class OnlyInTheMaster(kannon.TaskOnBullet):
+            def run(self):
+                self.dump("never")
+    """))
+    monkeypatch.syspath_prepend(str(mods))
+    import master_only_tasks  # type: ignore[import-not-found]
+
+    task = master_only_tasks.OnlyInTheMaster()
+    with pytest.raises(kannon.KannonBuildError) as e:
+        kannon.Kannon(executor=LocalExecutor(mode="spawn")).build(task)
+    (record,) = e.value.result.failed
+    assert [a.exit_code for a in record.attempts] == [exitcodes.IMPORT_FAILED]
+    assert record.last is not None and record.last.failure_class == "ImportFailed"
+    assert "master_only_tasks" in (record.reason or ""), record.reason
+
+
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_a_bullet_past_its_timeout_is_killed_with_deadline_exceeded(tmp_path: Path, mode: str) -> None:
+    task = Bullet(name=f"sleepy-{mode}", sleep=300, started_file=str(tmp_path / "started")).with_hints(timeout=3)
+    with pytest.raises(kannon.KannonBuildError) as e:
+        kannon.Kannon(executor=LocalExecutor(mode=mode)).build(task)
+    (record,) = e.value.result.failed
+    assert (tmp_path / "started").exists()  # it ran, and was stopped while sleeping (300 s: far past any wait)
+    assert record.last is not None and record.last.failure_class == "DeadlineExceeded", record.describe()
+    assert "timeout of 3" in (record.reason or ""), record.reason
+    assert not processes_in(tmp_path)
+
+
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_a_child_that_ignores_sigterm_is_sigkilled_after_the_grace_period(tmp_path: Path, mode: str) -> None:
+    from tests.support.tasks import Stubborn
+
+    task = Stubborn(name=mode, flag_dir=str(tmp_path))
+    spec, sha, uid = _spec_for(task, tmp_path)
+    launch = Launch(key="k1", run_id="grace", task_id=uid, family="Stubborn", attempt=1,
+                    child_args=handoff.child_args(str(spec), uid, sha), env={}, hints=Hints(),
+                    log_path=tmp_path / "run" / "k1.log")  # fmt: skip
+    events = Recorder(timeout=120)
+    grace = 2.0
+    ex = LocalExecutor(mode=mode, kill_grace=grace)
+    ex.start(RunInfo("grace", tmp_path / "run"), events)
+    try:
+        ex.prepare([type(task).__module__])
+        ex.launch(launch)
+        wait_until(lambda: (tmp_path / f"{mode}.running").exists(), 120, "the child to install its SIGTERM handler")
+        cancelled = time.monotonic()
+        ex.cancel("k1")
+        finished = events.wait_finished("k1")
+        took = time.monotonic() - cancelled
+    finally:
+        ex.close()
+    assert (tmp_path / f"{mode}.sigterm").exists(), "no SIGTERM reached the child before the SIGKILL"
+    assert finished.exit_code == 128 + signal.SIGKILL, finished
+    assert took >= grace, f"killed {took:.2f} s after the SIGTERM, before the {grace} s grace period ended"
+    assert not processes_in(tmp_path)
 
 
 def test_child_refuses_to_recompute_missing_upstream(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import enum
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,27 @@ class Untyped(kannon.TaskOnBullet[str]):
 
     def run(self) -> None:
         self.dump(str(self.value))
+
+
+class ConfigEcho(kannon.TaskOnBullet[str]):
+    """Dumps a value of the luigi config as the child sees it (interpolated there: ``${ENV}`` references resolved)."""
+
+    section = luigi.Parameter()
+    option = luigi.Parameter()
+
+    def run(self) -> None:
+        self.dump(luigi.configuration.get_config().get(self.section, self.option, "<missing in the child>"))
+
+
+class Stubborn(kannon.TaskOnBullet[str]):
+    """Notes a SIGTERM in ``flag_dir``/<name>.sigterm and ignores it; runs until SIGKILLed. Announces itself in
+    <name>.running first, so a test knows the handler is in place."""
+
+    name = luigi.Parameter()
+    flag_dir = luigi.Parameter(significant=False)
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: Path(self.flag_dir, f"{self.name}.sigterm").touch())
+        Path(self.flag_dir, f"{self.name}.running").touch()
+        while True:
+            time.sleep(1)  # the task's "work": only SIGKILL ends it
