@@ -147,6 +147,22 @@ def test_fail_fast_cancels_the_running_sibling(tmp_path: Path) -> None:
     assert not processes_in(tmp_path)
 
 
+def test_a_bullet_launches_and_finishes_while_a_master_task_runs(tmp_path: Path) -> None:
+    """README: master tasks run "without blocking the loop". The master task ends only once the event log shows the
+    bullet succeeded, so the build passes only if the loop launched and confirmed the bullet meanwhile."""
+    target = write_pipeline(tmp_path, f"""
+        from tests.support.tasks import AwaitsEvent, Bullet, Join
+        def root():
+            return Join(parents=[AwaitsEvent(events={str(tmp_path / "ev.jsonl")!r}), Bullet(name="meanwhile")])
+    """)  # fmt: skip
+    out = run_kannon("build", target, "--events", "ev.jsonl", cwd=tmp_path, timeout=200)
+    assert out.returncode == 0, out.stdout + out.stderr
+    evs = events(tmp_path / "ev.jsonl")
+    order = [(e["kind"], e["family"]) for e in evs if e.get("family") in ("AwaitsEvent", "Bullet")]
+    assert order.index(("started", "AwaitsEvent")) < order.index(("succeeded", "Bullet"))
+    assert order.index(("succeeded", "Bullet")) < order.index(("succeeded", "AwaitsEvent"))
+
+
 def test_exit_zero_without_output_is_reported(tmp_path: Path) -> None:
     with pytest.raises(kannon.KannonBuildError) as e:
         kannon.Kannon(executor=LocalExecutor()).build(Bullet(name="lazy", skip_output=True))

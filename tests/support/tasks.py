@@ -152,3 +152,26 @@ class Stubborn(kannon.TaskOnBullet[str]):
         Path(self.flag_dir, f"{self.name}.running").touch()
         while True:
             time.sleep(1)  # the task's "work": only SIGKILL ends it
+
+
+class AwaitsEvent(gokart.TaskOnKart[str]):
+    """A master task that runs until the run's ``--events`` log records ``kind`` for a task of ``family`` (at most
+    120 s): it can finish only if the loop keeps launching and reporting bullets while a master task runs."""
+
+    events = luigi.Parameter()
+    kind = luigi.Parameter(default="succeeded")
+    family = luigi.Parameter(default="Bullet")
+
+    def run(self) -> None:
+        import json
+
+        deadline = time.monotonic() + 120
+        while True:
+            path = Path(self.events)
+            lines = path.read_text().splitlines() if path.exists() else []
+            seen = [json.loads(x) for x in lines[:-1]] + [json.loads(x) for x in lines[-1:] if x.endswith("}")]
+            if any(e.get("kind") == self.kind and e.get("family") == self.family for e in seen):
+                break
+            assert time.monotonic() < deadline, f"no {self.kind} event of a {self.family} while this master task ran"
+            time.sleep(0.05)  # polls a file (no change notification); the deadline bounds it
+        self.dump(f"saw {self.kind} {self.family}")
