@@ -38,8 +38,9 @@ def main() -> int:
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     print(f"explore: hypothesis seed {seed} (replay with --seed {seed})", file=sys.stderr, flush=True)
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--hypothesis-profile", "explore",
-           f"--hypothesis-seed={seed}", *args.files]  # fmt: skip
+    # --timeout=0: 20x the examples outlast the suite's 300 s per-test limit (pyproject.toml) on a loaded machine
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--timeout=0", "--hypothesis-profile",
+           "explore", f"--hypothesis-seed={seed}", *args.files]  # fmt: skip
     if args.only:
         cmd += ["-k", args.only]
     env = {k: v for k, v in os.environ.items() if k != "CI"}  # CI=true allows only the "ci" profile
