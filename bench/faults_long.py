@@ -15,8 +15,7 @@ Prints one JSON line per campaign, then the figures (``--markdown``: as the tabl
 any campaign found a task run more than once, a wrong output or an orphan.
 
 The short profile of the same checks runs in CI: ``pytest tests/faults`` (3 kill points per backend). The
-hand-off property tests take more examples with ``KANNON_FAULTS_EXAMPLES=3000 pytest
-tests/faults/test_handoff_properties.py``.
+hand-off property tests hunt with new random examples in ``python bench/explore_properties.py``.
 """
 
 from __future__ import annotations

@@ -1,24 +1,53 @@
 #!/usr/bin/env bash
 # Set up everything the test suite needs on a fresh machine, then run all of it. This is the README's test command
-# and exactly what CI (.ci/run) runs. Extra arguments go to pytest (e.g. `bash scripts/test.sh -k local`).
+# and exactly what CI (.ci/run) runs. Extra arguments go to pytest on the main Python and skip steps 5 and 6 (e.g.
+# `bash scripts/test.sh -k local`).
 #
-#   1. a virtualenv in .venv with kannon[test] and the example third-party plugin (tests/plugin_example)
+#   1. a virtualenv .venv-test (KANNON_VENV) with kannon[test] and the example third-party plugin
+#      (tests/plugin_example) — its own venv, so the plugin's "example" backend and --example-tag never show up in
+#      the .venv you run kannon from
 #   2. services: a Docker engine and the local test image (.ci/docker-setup.sh; root), headless Chromium
 #   3. ruff + mypy --strict
-#   4. pytest (unit, e2e, faults), then the Kubernetes tier again with the other supported client major (35.x)
+#   4. pytest, the whole suite (unit, e2e, faults) on the main Python (PYTHON, default python3)
+#   5. the Kubernetes tier again with the other supported client major (35.x)
+#   6. every other supported Python (KANNON_PYTHONS, default 3.10 3.11 3.12 3.13 less the main one), each in its
+#      own .venv-py3.X: tests/unit, the local-backend e2e tests and the Kubernetes-emulator tier (.ci/test-python.sh;
+#      a missing interpreter fails under CI=true)
+# It ends with the time each part took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PYTHON=${PYTHON:-python3}
-VENV=${KANNON_VENV:-$ROOT/.venv}
+VENV=${KANNON_VENV:-$ROOT/.venv-test}
+SUPPORTED="3.10 3.11 3.12 3.13"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 step() { printf '\n== %s\n' "$*"; }
+TIMES=()
+mark=$(date +%s)
+took() {  # took LABEL: record the seconds since the previous mark
+    local now
+    now=$(date +%s)
+    TIMES+=("$(printf '%5d s  %s' $((now - mark)) "$1")")
+    mark=$now
+}
+summary() {
+    step "time taken"
+    printf '%s\n' "${TIMES[@]}"
+}
+trap summary EXIT
 
-step "python environment ($VENV)"
+MAIN=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+case " $SUPPORTED " in
+    *" $MAIN "*) ;;
+    *) echo "PYTHON=$PYTHON is Python $MAIN; kannon supports $SUPPORTED"; exit 1 ;;
+esac
+
+step "python environment ($VENV, Python $MAIN)"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e ".[test]" -e tests/plugin_example
+took "main venv: install (Python $MAIN)"
 
 step "services"
 if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null 2>&1; then
@@ -29,30 +58,42 @@ if ! VENV="$VENV" bash .ci/docker-setup.sh; then
     if [ "${CI:-}" = true ]; then echo "the Docker engine could not be started (CI=true)"; exit 1; fi
     echo "no Docker engine: the docker tests will be skipped (they fail instead under CI=true)"
 fi
+took "services (Docker engine, test image, Chromium)"
 
 step "lint and types"
 "$VENV/bin/ruff" check kannon tests bench examples
 "$VENV/bin/mypy"
+took "ruff + mypy"
 
-step "tests"
+step "tests (Python $MAIN, the whole suite)"
 set +e
 "$VENV/bin/python" -m pytest -p no:cacheprovider -ra "$@"
 rc=$?
 set -e
+took "Python $MAIN: whole suite"
 if [ "$rc" = 5 ]; then echo "pytest collected no tests: that is a failure"; exit 1; fi
 [ "$rc" = 0 ] || exit "$rc"
+[ $# -eq 0 ] || exit 0
 
-if [ $# -eq 0 ]; then
-    step "Kubernetes tier with kubernetes client 35.x"
-    K35="$ROOT/.venv-k35"
-    [ -x "$K35/bin/python" ] || "$PYTHON" -m venv "$K35"
-    "$K35/bin/python" -m pip install -q --upgrade pip
-    "$K35/bin/python" -m pip install -q -e ".[test]" 'kubernetes>=35,<36'
-    "$K35/bin/python" -c 'import kubernetes; v = kubernetes.__version__; print("kubernetes", v); assert v.startswith("35.")'
-    set +e
-    "$K35/bin/python" -m pytest -p no:cacheprovider -ra -m k8s tests/e2e/k8s
-    rc=$?
-    set -e
-    if [ "$rc" = 5 ]; then echo "no Kubernetes tests ran under client 35.x: that is a failure"; exit 1; fi
-    exit "$rc"
-fi
+step "Kubernetes tier with kubernetes client 35.x"
+K35="$ROOT/.venv-k35"
+[ -x "$K35/bin/python" ] || "$PYTHON" -m venv "$K35"
+"$K35/bin/python" -m pip install -q --upgrade pip
+"$K35/bin/python" -m pip install -q -e ".[test]" 'kubernetes>=35,<36'
+"$K35/bin/python" -c 'import kubernetes; v = kubernetes.__version__; print("kubernetes", v); assert v.startswith("35.")'
+set +e
+"$K35/bin/python" -m pytest -p no:cacheprovider -ra -m k8s tests/e2e/k8s
+rc=$?
+set -e
+took "Python $MAIN, kubernetes 35.x: install + Kubernetes tier"
+if [ "$rc" = 5 ]; then echo "no Kubernetes tests ran under client 35.x: that is a failure"; exit 1; fi
+[ "$rc" = 0 ] || exit "$rc"
+
+failed=()
+for version in ${KANNON_PYTHONS:-$SUPPORTED}; do
+    [ "$version" != "$MAIN" ] || continue
+    step "Python $version: unit, local-backend e2e and Kubernetes-emulator tiers (.venv-py$version)"
+    bash .ci/test-python.sh "$version" || failed+=("$version")
+    took "Python $version: install + unit, local e2e, Kubernetes emulator"
+done
+if [ ${#failed[@]} -gt 0 ]; then echo "failed on Python ${failed[*]}"; exit 1; fi

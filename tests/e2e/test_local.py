@@ -8,15 +8,20 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import gokart
+import luigi
 import pytest
 
 import kannon
 from kannon import exitcodes, handoff, storage
+from kannon.backends.base import Launch, RunInfo
 from kannon.backends.local import LocalExecutor
+from kannon.hints import Hints
 from kannon.result import Status
+from tests.support.events import Recorder
 from tests.support.procs import events, processes_in, start_kannon, wait_until
 from tests.support.procs import kannon as run_kannon
 from tests.support.tasks import AllTypes, Bullet, Join, Leaf
@@ -130,15 +135,32 @@ def test_fail_fast_cancels_the_running_sibling(tmp_path: Path) -> None:
     target = write_pipeline(tmp_path, f"""
         from tests.support.tasks import Bullet, Join
         def root():
-            return Join(parents=[Bullet(name="slow", sleep=120),
-                                 Bullet(name="bad", fail_times=9, counter_dir={str(tmp_path)!r}, sleep=0.3)])
-    """)
+            return Join(parents=[Bullet(name="slow", sleep=120, started_file={str(tmp_path / "slow.started")!r}),
+                                 Bullet(name="bad", fail_times=9, counter_dir={str(tmp_path)!r},
+                                        wait_file={str(tmp_path / "slow.started")!r})])
+    """)  # "bad" fails only once "slow" runs: a failure before "slow" launched would leave nothing to cancel
     out = run_kannon("build", target, "--fail-fast", "--events", "ev.jsonl", cwd=tmp_path, timeout=90)
     assert out.returncode == 1
     by_name = {e["params"].split(",")[0]: e["kind"] for e in events(tmp_path / "ev.jsonl")
                if e.get("family") == "Bullet" and e["kind"] in ("failed", "cancelled")}  # fmt: skip
     assert by_name == {"name=bad": "failed", "name=slow": "cancelled"}
     assert not processes_in(tmp_path)
+
+
+def test_a_bullet_launches_and_finishes_while_a_master_task_runs(tmp_path: Path) -> None:
+    """README: master tasks run "without blocking the loop". The master task ends only once the event log shows the
+    bullet succeeded, so the build passes only if the loop launched and confirmed the bullet meanwhile."""
+    target = write_pipeline(tmp_path, f"""
+        from tests.support.tasks import AwaitsEvent, Bullet, Join
+        def root():
+            return Join(parents=[AwaitsEvent(events={str(tmp_path / "ev.jsonl")!r}), Bullet(name="meanwhile")])
+    """)  # fmt: skip
+    out = run_kannon("build", target, "--events", "ev.jsonl", cwd=tmp_path, timeout=200)
+    assert out.returncode == 0, out.stdout + out.stderr
+    evs = events(tmp_path / "ev.jsonl")
+    order = [(e["kind"], e["family"]) for e in evs if e.get("family") in ("AwaitsEvent", "Bullet")]
+    assert order.index(("started", "AwaitsEvent")) < order.index(("succeeded", "Bullet"))
+    assert order.index(("succeeded", "Bullet")) < order.index(("succeeded", "AwaitsEvent"))
 
 
 def test_exit_zero_without_output_is_reported(tmp_path: Path) -> None:
@@ -170,6 +192,27 @@ def test_drift_between_master_and_child_is_detected(tmp_path: Path) -> None:
     assert len(e.value.result.failed[0].attempts) == 1  # retrying cannot help
 
 
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_an_env_reference_in_the_masters_luigi_config_is_resolved_in_the_child(
+    tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The option exists only in the master's in-memory config (no file a child could read): the child gets it from
+    the spec's config snapshot, raw, and luigi resolves ``${KANNON_TEST_GREETING}`` there from its environment."""
+    from tests.support.tasks import ConfigEcho
+
+    section = f"kannon_env_test_{mode}"
+    cfg = luigi.configuration.get_config()
+    cfg.add_section(section)
+    try:
+        cfg.set(section, "greeting", "${KANNON_TEST_GREETING} from the config")
+        monkeypatch.setenv("KANNON_TEST_GREETING", "hello")
+        task = ConfigEcho(section=section, option="greeting")
+        kannon.Kannon(executor=LocalExecutor(mode=mode)).build(task)  # type: ignore[arg-type]
+    finally:
+        cfg.remove_section(section)
+    assert task.output().load() == "hello from the config"
+
+
 def _spec_for(task: object, tmp_path: Path) -> tuple[Path, str, str]:
     data = handoff.Encoder().spec(task, "test-run", handoff.luigi_config_snapshot())
     path = tmp_path / "spec.json"
@@ -182,6 +225,75 @@ def run_child(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "kannon", *handoff.child_args(str(spec), task_id, sha)], cwd=cwd,
                           env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_a_module_the_child_cannot_import_fails_exit_8_import_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The master imports the task's module from a directory on its own sys.path only (no ``sys_path=`` for the
+    children): a real child fails to import it, exit 8, and the reason names the module."""
+    mods = tmp_path / "master_only"
+    mods.mkdir()
+    (mods / "master_only_tasks.py").write_text(textwrap.dedent("""
+        import kannon
+
+        class OnlyInTheMaster(kannon.TaskOnBullet):
+            def run(self):
+                self.dump("never")
+    """))
+    monkeypatch.syspath_prepend(str(mods))
+    import master_only_tasks  # type: ignore[import-not-found]
+
+    task = master_only_tasks.OnlyInTheMaster()
+    with pytest.raises(kannon.KannonBuildError) as e:
+        kannon.Kannon(executor=LocalExecutor(mode="spawn")).build(task)
+    (record,) = e.value.result.failed
+    assert [a.exit_code for a in record.attempts] == [exitcodes.IMPORT_FAILED]
+    assert record.last is not None and record.last.failure_class == "ImportFailed"
+    assert "master_only_tasks" in (record.reason or ""), record.reason
+
+
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_a_bullet_past_its_timeout_is_killed_with_deadline_exceeded(tmp_path: Path, mode: str) -> None:
+    task = Bullet(name=f"sleepy-{mode}", sleep=300, started_file=str(tmp_path / "started")).with_hints(timeout=15)
+    with pytest.raises(kannon.KannonBuildError) as e:
+        kannon.Kannon(executor=LocalExecutor(mode=mode)).build(task)
+    (record,) = e.value.result.failed
+    # it ran, and was stopped while sleeping (300 s). The 15 s deadline counts from the launch: ample for a loaded
+    # machine to start the child, or it would be stopped before it ran.
+    assert (tmp_path / "started").exists()
+    assert record.last is not None and record.last.failure_class == "DeadlineExceeded", record.describe()
+    assert "timeout of 15" in (record.reason or ""), record.reason
+    assert not processes_in(tmp_path)
+
+
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_a_child_that_ignores_sigterm_is_sigkilled_after_the_grace_period(tmp_path: Path, mode: str) -> None:
+    from tests.support.tasks import Stubborn
+
+    task = Stubborn(name=mode, flag_dir=str(tmp_path))
+    spec, sha, uid = _spec_for(task, tmp_path)
+    launch = Launch(key="k1", run_id="grace", task_id=uid, family="Stubborn", attempt=1,
+                    child_args=handoff.child_args(str(spec), uid, sha), env={}, hints=Hints(),
+                    log_path=tmp_path / "run" / "k1.log")  # fmt: skip
+    events = Recorder(timeout=120)
+    grace = 2.0
+    ex = LocalExecutor(mode=mode, kill_grace=grace)
+    ex.start(RunInfo("grace", tmp_path / "run"), events)
+    try:
+        ex.prepare([type(task).__module__])
+        ex.launch(launch)
+        wait_until(lambda: (tmp_path / f"{mode}.running").exists(), 120, "the child to install its SIGTERM handler")
+        cancelled = time.monotonic()
+        ex.cancel("k1")
+        finished = events.wait_finished("k1")
+        took = time.monotonic() - cancelled
+    finally:
+        ex.close()
+    assert (tmp_path / f"{mode}.sigterm").exists(), "no SIGTERM reached the child before the SIGKILL"
+    assert finished.exit_code == 128 + signal.SIGKILL, finished
+    assert took >= grace, f"killed {took:.2f} s after the SIGTERM, before the {grace} s grace period ended"
+    assert not processes_in(tmp_path)
 
 
 def test_child_refuses_to_recompute_missing_upstream(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import queue
 import signal
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +34,15 @@ MODULE = """
             subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
             print("spawned a grandchild", flush=True)
             self.dump(self.name)
+
+    class WhoAmI(kannon.TaskOnBullet):
+        # where the child process came from: its parent and its command line
+        name = luigi.Parameter()
+
+        def run(self):
+            with open("/proc/self/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\\0", b" ").decode()
+            self.dump({"pid": os.getpid(), "ppid": os.getppid(), "cmdline": cmdline})
 
     class HardExit(kannon.TaskOnBullet):
         # ends its process without returning to kannon: no early report, only the reaped status
@@ -64,6 +74,36 @@ def _children_of(pid: int) -> list[int]:
             if fields[0] != "Z" and int(fields[1]) == pid:
                 found.append(int(entry))
     return found
+
+
+class RecordingExecutor(LocalExecutor):
+    """Remembers the fork server's pid (None without one), read once it is started."""
+
+    zygote_pid: int | None = None
+
+    def start(self, run: RunInfo, report: Any) -> None:
+        super().start(run, report)
+        self.zygote_pid = self._zygote.pid if self._zygote is not None else None
+
+
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_a_fork_mode_child_is_forked_by_the_fork_server_a_spawn_mode_child_is_a_new_interpreter(
+    workdir: Path, mode: str
+) -> None:
+    import fs_tasks
+
+    ex = RecordingExecutor(mode=mode)  # type: ignore[arg-type]
+    task = fs_tasks.WhoAmI(name=mode)
+    assert kannon.Kannon(executor=ex, sys_path=[str(workdir)]).build(task).ok
+    child = task.output().load()
+    assert child["pid"] != os.getpid()
+    if mode == "fork":
+        assert ex.zygote_pid is not None and ex.zygote_pid != os.getpid()
+        assert child["ppid"] == ex.zygote_pid, "the child's parent is not the fork server"
+        assert "run-task" not in child["cmdline"], "the child was exec'd, not forked from a warm process"
+    else:
+        assert ex.zygote_pid is None
+        assert child["ppid"] == os.getpid() and "-m kannon run-task" in child["cmdline"]
 
 
 def test_many_parallel_bullets_each_log_only_their_own_output_and_nothing_is_left(workdir: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import enum
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,21 @@ class Bullet(kannon.TaskOnBullet[str]):
     counter_dir = luigi.Parameter(default="", significant=False)
     marker = luigi.Parameter(default="", significant=False)
     skip_output = luigi.BoolParameter(default=False, significant=False)
+    # Ordering between bullets without fixed sleeps: create `started_file` on start; wait for `wait_file` first.
+    started_file = luigi.Parameter(default="", significant=False)
+    wait_file = luigi.Parameter(default="", significant=False)
 
     def requires(self):  # type: ignore[no-untyped-def]
         return self.parents
 
     def run(self) -> None:
+        if self.started_file:
+            Path(self.started_file).touch()
+        if self.wait_file:
+            deadline = time.monotonic() + 120
+            while not Path(self.wait_file).exists():
+                assert time.monotonic() < deadline, f"{self.wait_file} never appeared"
+                time.sleep(0.02)  # polls a file (no change notification); the deadline bounds it
         if self.marker:
             print(self.marker, flush=True)
         if self.counter_dir:
@@ -117,3 +128,50 @@ class Untyped(kannon.TaskOnBullet[str]):
 
     def run(self) -> None:
         self.dump(str(self.value))
+
+
+class ConfigEcho(kannon.TaskOnBullet[str]):
+    """Dumps a value of the luigi config as the child sees it (interpolated there: ``${ENV}`` references resolved)."""
+
+    section = luigi.Parameter()
+    option = luigi.Parameter()
+
+    def run(self) -> None:
+        self.dump(luigi.configuration.get_config().get(self.section, self.option, "<missing in the child>"))
+
+
+class Stubborn(kannon.TaskOnBullet[str]):
+    """Notes a SIGTERM in ``flag_dir``/<name>.sigterm and ignores it; runs until SIGKILLed. Announces itself in
+    <name>.running first, so a test knows the handler is in place."""
+
+    name = luigi.Parameter()
+    flag_dir = luigi.Parameter(significant=False)
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: Path(self.flag_dir, f"{self.name}.sigterm").touch())
+        Path(self.flag_dir, f"{self.name}.running").touch()
+        while True:
+            time.sleep(1)  # the task's "work": only SIGKILL ends it
+
+
+class AwaitsEvent(gokart.TaskOnKart[str]):
+    """A master task that runs until the run's ``--events`` log records ``kind`` for a task of ``family`` (at most
+    120 s): it can finish only if the loop keeps launching and reporting bullets while a master task runs."""
+
+    events = luigi.Parameter()
+    kind = luigi.Parameter(default="succeeded")
+    family = luigi.Parameter(default="Bullet")
+
+    def run(self) -> None:
+        import json
+
+        deadline = time.monotonic() + 120
+        while True:
+            path = Path(self.events)
+            lines = path.read_text().splitlines() if path.exists() else []
+            seen = [json.loads(x) for x in lines[:-1]] + [json.loads(x) for x in lines[-1:] if x.endswith("}")]
+            if any(e.get("kind") == self.kind and e.get("family") == self.family for e in seen):
+                break
+            assert time.monotonic() < deadline, f"no {self.kind} event of a {self.family} while this master task ran"
+            time.sleep(0.05)  # polls a file (no change notification); the deadline bounds it
+        self.dump(f"saw {self.kind} {self.family}")

@@ -52,6 +52,42 @@ def test_quickstart_dag_on_docker(engine: Any, image: str, tmp_path: Path, monke
     assert run_containers(engine, result.run_id) == []
 
 
+def test_a_bullet_past_its_timeout_is_stopped_with_deadline_exceeded(engine: Any, image: str,
+                                                                    tmp_path: Path) -> None:  # fmt: skip
+    from tests.support.tasks import Bullet
+
+    task = Bullet(name="sleepy-docker", sleep=300, started_file=str(tmp_path / "started")).with_hints(timeout=30)
+    with pytest.raises(KannonBuildError) as err:
+        Kannon(executor=DockerExecutor(image, volumes=python_volumes()), sys_path=[str(REPO)]).build(task)
+    (record,) = err.value.result.failed
+    # it ran in its container and was stopped while sleeping (300 s). The 30 s deadline counts from the launch: it
+    # leaves a loaded machine ample time to start the container, or the task would be stopped before it ran.
+    assert (tmp_path / "started").exists()
+    assert record.last is not None and record.last.failure_class == "DeadlineExceeded", record.reason
+    assert "timeout of 30" in (record.reason or "")
+    assert run_containers(engine, err.value.result.run_id) == []
+
+
+def test_a_module_missing_in_the_container_fails_exit_8_import_failed(
+    engine: Any, image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mods = tmp_path / "master_only"  # on the master's sys.path only: not passed as sys_path, not on PYTHONPATH
+    mods.mkdir()
+    (mods / "docker_master_only.py").write_text("import kannon\n\n\nclass OnlyInTheMaster(kannon.TaskOnBullet):\n"
+                                                "    def run(self):\n        self.dump('never')\n")  # fmt: skip
+    monkeypatch.syspath_prepend(str(mods))
+    import docker_master_only  # type: ignore[import-not-found]
+
+    with pytest.raises(KannonBuildError) as err:
+        Kannon(executor=DockerExecutor(image, volumes=python_volumes()),
+               sys_path=[str(REPO)]).build(docker_master_only.OnlyInTheMaster())  # fmt: skip
+    (record,) = err.value.result.failed
+    assert [a.exit_code for a in record.attempts] == [8]
+    assert record.last is not None and record.last.failure_class == "ImportFailed"
+    assert "docker_master_only" in (record.reason or "") and "--volume" in (record.reason or ""), record.reason
+    assert run_containers(engine, err.value.result.run_id) == []
+
+
 def test_failures_in_containers_are_classified(engine: Any, image: str, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.chdir(tmp_path)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -344,3 +345,55 @@ def test_finished_exactly_once_when_cancelled_right_after_launch(engine: Any, im
         assert len(fins) == 1 and fins[0].failure_class == "Cancelled", fins
     assert run_containers(engine, run_id) == []
     ex.close()
+
+
+def test_a_child_that_ignores_sigterm_is_sigkilled_after_the_grace_period(engine: Any, image: str, run_id: str,
+                                                                          tmp_path: Path) -> None:  # fmt: skip
+    grace = 2
+    ex = executor(image, tmp_path, stop_timeout=grace)
+    rec = start(ex, run_id, tmp_path, follow_logs=True)
+    flag = tmp_path / "got-sigterm"
+    code = textwrap.dedent(f"""
+        import pathlib, signal, time
+        signal.signal(signal.SIGTERM, lambda *_: pathlib.Path({str(flag)!r}).touch())  # noted, then ignored
+        print("up", flush=True)
+        while True:
+            time.sleep(1)
+    """)
+    launch = script_launch(run_id, tmp_path, 1, code)
+    try:
+        ex.launch(launch)
+        rec.wait_for(lambda: rec.lines(launch.key) == ["up"])  # the handler is in place (and init forwards)
+        cancelled = time.monotonic()
+        ex.cancel(launch.key)
+        fin = rec.wait_finished(launch.key)
+        took = time.monotonic() - cancelled
+    finally:
+        ex.close()
+    assert flag.exists(), "no SIGTERM reached the child before the SIGKILL"
+    assert fin.failure_class == "Cancelled" and fin.exit_code == 128 + signal.SIGKILL, fin
+    assert took >= grace, f"killed {took:.2f} s after the SIGTERM, before the {grace} s grace period ended"
+    assert run_containers(engine, run_id) == []
+
+
+def test_without_an_init_python_as_pid_1_ignores_sigterm_and_the_grace_ends_in_sigkill(
+    engine: Any, image: str, run_id: str, tmp_path: Path
+) -> None:
+    """docs/docker.md: with init=False the interpreter is PID 1, which the kernel spares a SIGTERM it has no
+    handler for; only the SIGKILL after stop_timeout ends it."""
+    grace = 2
+    ex = executor(image, tmp_path, stop_timeout=grace, init=False)
+    rec = start(ex, run_id, tmp_path, follow_logs=True)
+    launch = script_launch(run_id, tmp_path, 1, SLEEPER)
+    try:
+        ex.launch(launch)
+        rec.wait_for(lambda: rec.lines(launch.key) == ["up"])
+        cancelled = time.monotonic()
+        ex.cancel(launch.key)
+        fin = rec.wait_finished(launch.key)
+        took = time.monotonic() - cancelled
+    finally:
+        ex.close()
+    assert fin.failure_class == "Cancelled" and fin.exit_code == 128 + signal.SIGKILL, fin
+    assert took >= grace, f"ended {took:.2f} s after the SIGTERM: something other than the SIGKILL ended it"
+    assert run_containers(engine, run_id) == []
