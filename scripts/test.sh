@@ -65,6 +65,9 @@ step "lint and types"
 "$VENV/bin/mypy"
 took "ruff + mypy"
 
+step "upstream Kubernetes control plane (built from source once per machine, then reused from its cache)"
+"$VENV/bin/python" -m kannon.testing.upstream build
+
 step "tests (Python $MAIN, the whole suite)"
 set +e
 "$VENV/bin/python" -m pytest -p no:cacheprovider -ra "$@"
