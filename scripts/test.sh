@@ -7,7 +7,8 @@
 #      (tests/plugin_example) — its own venv, so the plugin's "example" backend and --example-tag never show up in
 #      the .venv you run kannon from
 #   2. services: a Docker engine and the local test image (.ci/docker-setup.sh; root), headless Chromium
-#   3. ruff + mypy --strict
+#   3. ruff + mypy --strict; the upstream Kubernetes control plane (kannon.testing.upstream build: compiled from
+#      source once per machine, ~18 min cold, then reused from ~/.cache/kannon/upstream) for tests/e2e/upstream
 #   4. pytest, the whole suite (unit, e2e, faults) on the main Python (PYTHON, default python3)
 #   5. the Kubernetes tier again with the other supported client major (35.x)
 #   6. every other supported Python (KANNON_PYTHONS, default 3.10 3.11 3.12 3.13 less the main one), each in its
