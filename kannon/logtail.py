@@ -140,8 +140,8 @@ def shape(lines: Sequence[str], max_output: int = 8, max_lines: int = 20) -> tup
     return tuple(out)
 
 
-def read_tail(path: Path, max_bytes: int = 128 * 1024) -> tuple[str, ...]:
-    """The shaped tail of a log file (reads at most ``max_bytes`` from its end)."""
+def last_lines(path: Path, max_bytes: int) -> list[str]:
+    """The whole lines among the last ``max_bytes`` of a file ([] if it cannot be read)."""
     try:
         with path.open("rb") as f:
             f.seek(0, 2)
@@ -149,11 +149,16 @@ def read_tail(path: Path, max_bytes: int = 128 * 1024) -> tuple[str, ...]:
             f.seek(max(0, size - max_bytes))
             data = f.read()
     except OSError:
-        return ()
+        return []
     lines = data.decode("utf-8", "replace").splitlines()
     if size > max_bytes and lines:
         lines = lines[1:]  # the first line is probably cut
-    return shape(lines)
+    return lines
+
+
+def read_tail(path: Path, max_bytes: int = 128 * 1024) -> tuple[str, ...]:
+    """The shaped tail of a log file (reads at most ``max_bytes`` from its end)."""
+    return shape(last_lines(path, max_bytes))
 
 
 # -- keeping full logs -----------------------------------------------------------------------------------------

@@ -205,17 +205,11 @@ class Executor(ABC):
 
 
 def tail_lines(path: Path, n: int = 20, max_bytes: int = 64 * 1024) -> tuple[str, ...]:
-    """The last ``n`` lines of a log file (reads at most ``max_bytes`` from its end)."""
-    try:
-        with path.open("rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            data = f.read()
-    except OSError:
-        return ()
-    lines = data.decode("utf-8", "replace").splitlines()
-    return tuple(lines[-n:])
+    """The last ``n`` lines of a log file (reads at most ``max_bytes`` from its end), as written: unshaped, for
+    classification (the child's reason line is among them)."""
+    from kannon.logtail import last_lines
+
+    return tuple(last_lines(path, max_bytes)[-n:])
 
 
 __all__ = [

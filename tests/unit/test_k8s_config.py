@@ -195,7 +195,10 @@ def test_every_request_of_a_real_build_is_one_the_rendered_role_grants(tmp_path:
     role, _ = yaml.safe_load_all(render_rbac("default", "kannon-master"))
     used = {v for m, p, q in requests if (v := request_verb(m, p, q)) is not None}
     assert used - role_grants(role) == set(), "requests the rendered Role does not grant (403 in a real cluster)"
-    assert set(NEEDED) - NOT_IN_EVERY_BUILD - used == set(), "granted but never used by the build: a needless grant, or a gap in this test"
+    unused = set(NEEDED) - NOT_IN_EVERY_BUILD - used
+    assert unused == set(), "granted but never used by the build: a needless grant, or a gap in this test"
+
+
 def test_template_file_read_and_its_errors_name_the_file(tmp_path: Path) -> None:
     # PyYAML is imported inside load_template (not at module level), so each path through it is exercised here
     good = tmp_path / "job.yaml"
