@@ -147,10 +147,13 @@ def _run(location: str, task_id: str, sha256: str) -> int:
         except handoff.IdMismatchError as e:
             _say(f"{label}: {e}")
             return exitcodes.ID_MISMATCH
-        except Exception as e:
-            traceback.print_exc()
-            _say(f"{label}: cannot rebuild the task from its spec: {exception_text(e)}")
+        except handoff.SpecError as e:
+            _say(f"{label}: bad spec at {location}: {e}")
             return exitcodes.BAD_SPEC
+        except Exception as e:  # the task's own code (a constructor, requires()) raised: not the spec's fault
+            traceback.print_exc()
+            _say(f"{label}: rebuilding the task raised {exception_text(e)} (in its constructor or requires())")
+            return exitcodes.TASK_FAILED
         for rebuilt in built.values():
             # The master already applied `rerun` while planning; re-applying it here would delete outputs.
             if hasattr(rebuilt, "_rerun_state"):
