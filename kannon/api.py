@@ -21,7 +21,7 @@ import luigi
 from gokart.build import GokartBuildError
 
 from kannon import exitcodes, runner
-from kannon.result import BuildResult, KannonBuildError, Placement, TaskRecord
+from kannon.result import BuildResult, KannonBuildError, Placement, TaskRecord, format_failures
 
 #: gokart.build keyword arguments kannon.build accepts, and what becomes of each
 GOKART_KWARGS = {
@@ -52,8 +52,9 @@ class BuildError(KannonBuildError, GokartBuildError):  # type: ignore[misc]  # g
     ``result``."""
 
     def __init__(self, result: BuildResult, raised_exceptions: dict[str, list[Exception]]) -> None:
-        KannonBuildError.__init__(self, result)
-        self.raised_exceptions = raised_exceptions
+        # not KannonBuildError.__init__: its super().__init__(message) would reach GokartBuildError's signature
+        self.result = result
+        GokartBuildError.__init__(self, format_failures(result), raised_exceptions)
 
 
 def build(task: luigi.Task, executor: Any = None, return_value: bool = True, **options: Any) -> Any:

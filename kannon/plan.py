@@ -171,6 +171,9 @@ def _representatives(nodes: list[Node]) -> list[luigi.Task]:
     return [with_deps[cls] if cls in with_deps else without[cls] for cls in classes]
 
 
+#: (module, sys_path) pairs a fresh interpreter imported: modules do not become unimportable during a session
+_IMPORTABLE: set[tuple[str, tuple[str, ...]]] = set()
+
 _IMPORT_PROBE = """
 import importlib, json, sys
 paths, modules = json.loads(sys.argv[1]), json.loads(sys.argv[2])
@@ -192,6 +195,7 @@ def spawned_import_failures(
 ) -> dict[str, str]:
     """Import ``modules`` in a fresh interpreter started as a spawn-mode local child is (this interpreter, the
     master's cwd and environment, ``sys_path`` first): {module: error} for those that fail."""
+    modules = [m for m in modules if (m, tuple(sys_path)) not in _IMPORTABLE]
     if not modules:
         return {}
     proc = subprocess.run(  # an argv list of our own, no shell
@@ -204,6 +208,7 @@ def spawned_import_failures(
     except (IndexError, ValueError):
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return dict.fromkeys(modules, f"the import check itself failed (exit {proc.returncode}): {tail}")
+    _IMPORTABLE.update((m, tuple(sys_path)) for m in modules if m not in failed)
     return {str(k): str(v) for k, v in failed.items()}
 
 
