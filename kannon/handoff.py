@@ -35,18 +35,13 @@ import luigi
 from luigi import task_register
 from luigi.task import flatten
 
+from kannon.handoff_values import HandoffError as HandoffError  # re-exported: part of this module's interface
+from kannon.handoff_values import encode_value, from_json, to_json
+
 SPEC_VERSION = 1
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _QUALNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _UNIQUE_ID = re.compile(r"^[0-9A-Za-z_.-]{1,200}$")
-
-
-class HandoffError(Exception):
-    """A task cannot be handed to a child as it is; each of ``problems`` names the task and the fix."""
-
-    def __init__(self, *problems: str) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(problems))
 
 
 class SpecError(Exception):
@@ -223,102 +218,10 @@ class Encoder:
                 params[name] = {"tasks": [unique_id(t) for t in tasks]}
                 continue
             try:
-                params[name] = self._encode_value(where, name, param, value)
+                params[name] = encode_value(where, name, param, value, self._parsed)
             except HandoffError as e:
                 problems.extend(e.problems)
         return {"module": cls.__module__, "class": cls.__qualname__, "params": params}, problems
-
-    def _encode_value(self, where: str, name: str, param: luigi.Parameter, value: Any) -> dict[str, Any]:
-        """``{"v": text}`` when the parameter's own text reproduces the value exactly, else ``{"j": typed JSON}``."""
-        try:
-            text = param.serialize(value)
-        except Exception as e:
-            text, why = None, f"{type(param).__name__}.serialize raised {type(e).__name__}: {e}"
-        else:
-            why = ""
-            if not isinstance(text, str):
-                text, why = None, f"{type(param).__name__}.serialize returned {type(text).__name__}, not text"
-        if text is not None and not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as e:  # a spec is UTF-8 JSON: it could not even be written
-                raise HandoffError(
-                    f"{where}: parameter {name} holds a lone surrogate {text[e.start]!r} at position {e.start}, "
-                    "which is not Unicode text (typically a file name decoded with surrogateescape). Pass "
-                    "valid text, e.g. name.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')."
-                ) from e
-        if text is not None:
-            # decided on every encode (verify_values or not): the route, "v" or "j", depends on the check
-            cached = self._parsed.get((id(param), text))
-            if cached is not None and cached[0] is param and _same(cached[1], value):
-                return {"v": text}
-            try:
-                back = param.normalize(param.parse(text))
-                text_back = param.serialize(back)
-            except Exception as e:
-                why = f"{type(param).__name__}.parse failed on {text[:80]!r} ({type(e).__name__}: {e})"
-            else:
-                # The text must bring back the same value (types included: 1 is not 1.0) and the same text (which
-                # is what the unique id hashes, and what the child compares).
-                if _same(back, value) and text_back == text:
-                    self._parsed[(id(param), text)] = (param, back)
-                    return {"v": text}
-                why = f"its text {text[:80]!r} would arrive as {back!r:.80} ({type(back).__name__})"
-        try:
-            tree = _to_json(value)
-            exact = _same(param.normalize(_from_json(json.loads(json.dumps(tree)))), value)
-        except Exception:  # not representable as typed JSON: explained below
-            exact = False
-        if exact:
-            return {"j": tree}
-        raise HandoffError(
-            f"{where}: parameter {name}={value!r:.80} ({type(value).__name__}) cannot be handed to a child: {why}, "
-            "and it is not made of JSON values (None, bool, int, float, str, lists and dicts of them). Use a "
-            "parameter type whose parse() reads its serialize() back (DateParameter, EnumParameter, "
-            "TaskInstanceParameter, ...) or pass a JSON value."
-        )
-
-
-def _to_json(value: Any) -> Any:
-    """A JSON tree keeping Python types: scalars as themselves, ``{"l": [...]}`` list, ``{"t": [...]}`` tuple,
-    ``{"d": [[key, value], ...]}`` any mapping (keys of any JSON-native type). Raises TypeError otherwise."""
-    if value is None or type(value) in (bool, int, float, str):
-        if type(value) is float and value != value:
-            raise TypeError("NaN is not equal to itself")
-        return value
-    if type(value) in (list, tuple):
-        return {"l" if type(value) is list else "t": [_to_json(v) for v in value]}
-    if isinstance(value, Mapping):
-        return {"d": [[_to_json(k), _to_json(v)] for k, v in value.items()]}
-    raise TypeError(f"{type(value).__name__} is not a JSON value")
-
-
-def _from_json(tree: Any) -> Any:
-    if isinstance(tree, dict):
-        ((tag, items),) = tree.items()
-        if tag == "l":
-            return [_from_json(v) for v in items]
-        if tag == "t":
-            return tuple(_from_json(v) for v in items)
-        if tag == "d":
-            return {_from_json(k): _from_json(v) for k, v in items}
-        raise ValueError(f"unknown typed-JSON tag {tag!r}")
-    if isinstance(tree, list):
-        raise ValueError("a bare list in typed JSON")
-    return tree
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal values of the same scalar types (1, 1.0 and True differ), treating list and tuple alike and any
-    two mappings alike (luigi normalizes sequences and dicts differently per parameter)."""
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if (isinstance(a, (bool, int, float)) or isinstance(b, (bool, int, float))) and type(a) is not type(b):
-        return False
-    return bool(a == b)
-
 
 def import_roots(modules: Iterable[str]) -> list[str]:
     """The master's sys.path entries the given modules were imported from, site-packages and stdlib aside."""
@@ -464,7 +367,7 @@ def rebuild(doc: Mapping[str, Any], verify: bool = True) -> dict[str, luigi.Task
                 kwargs[name] = [built[t] for t in p["tasks"]]
             elif "j" in p:
                 try:
-                    kwargs[name] = _from_json(p["j"])
+                    kwargs[name] = from_json(p["j"])
                 except (ValueError, TypeError, AttributeError) as e:
                     raise SpecError(f"node {uid}: parameter {name!r}: malformed typed JSON ({e})") from e
             else:
@@ -508,7 +411,7 @@ def check_constructed(task: luigi.Task, uid: str, params: Mapping[str, Any],
             shown, expected = f"[{', '.join(unique_id(t) for t in got if isinstance(t, luigi.Task))}]", str(want)
         elif "j" in p:
             try:
-                shown = json.dumps(_to_json(actual))
+                shown = json.dumps(to_json(actual))
             except TypeError:
                 shown = repr(actual)
             expected = json.dumps(p["j"])

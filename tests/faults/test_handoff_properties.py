@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -152,20 +153,35 @@ def test_any_value_is_carried_exactly_or_refused_with_the_task_named(name: str, 
     same_values(task, round_trip(task))
 
 
+def json_native(v: Any) -> bool:
+    """What an untyped parameter carries besides tasks: JSON values with their Python types (UTF-8 text, no NaN)."""
+    if v is None or type(v) in (bool, int):
+        return True
+    if type(v) is float:
+        return v == v
+    if type(v) is str:
+        try:
+            v.encode("utf-8")
+            return True
+        except UnicodeEncodeError:
+            return False  # a lone surrogate is no text a UTF-8 spec can hold
+    if type(v) in (list, tuple):
+        return all(json_native(x) for x in v)
+    if isinstance(v, Mapping):
+        return all(json_native(k) and json_native(x) for k, x in v.items())
+    return False
+
+
 @settings(max_examples=100, deadline=None)
 @given(value=ANYTHING)
-def test_untyped_parameter_takes_text_and_tasks_and_refuses_everything_else(value: Any) -> None:
+def test_untyped_parameter_takes_json_values_and_tasks_and_refuses_everything_else(value: Any) -> None:
     task = ParamUntyped(value=value)
-    carried = isinstance(value, luigi.Task)  # any task-valued parameter travels as a reference to its node
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-            carried = True
-        except UnicodeEncodeError:
-            pass  # a lone surrogate is no text a UTF-8 spec can hold
-    if carried:
+    sent = task.param_kwargs["value"]  # luigi keeps lists and sets given to a plain Parameter as tuples
+    if isinstance(value, luigi.Task) or json_native(sent):  # a task travels as a reference to its node
         make_plan(task)
-        same_values(task, round_trip(task))
+        clone = round_trip(task)
+        same_values(task, clone)
+        assert clone.param_kwargs["value"] == sent or isinstance(sent, luigi.Task)
         return
     FIGURES.bad_inputs_tried += 1
     with pytest.raises(PlanError, match=r"ParamUntyped\(") as err:

@@ -14,6 +14,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +115,8 @@ def run_one(engine: str, name: str, make_root: Callable[[], Any]) -> dict[str, A
     out: dict[str, Any] = {"root_id": root.make_unique_id(), "ok": True, "value": None, "error": None,
                            "raised": None, "message": None}  # fmt: skip
     try:
-        if engine == "gokart":
-            value = gokart.build(root)
-        else:
-            value = kannon.build(root, executor=LocalExecutor(mode=engine))  # type: ignore[arg-type]
+        build = gokart.build if engine == "gokart" else partial(kannon.build, executor=LocalExecutor(mode=engine))
+        value = build(root)
         out["value"] = describe_value(value)
     except Exception as e:
         out["ok"] = False
