@@ -1,8 +1,10 @@
 """The child entrypoint every backend runs: ``python -m kannon run-task --spec LOC --task-id ID --sha256 HEX``.
 
 Order matters: read the spec and check its hash before importing any module it names; load the master's config
-before importing user modules (module-level task instances read it); rebuild and verify every unique id; refuse if
-an upstream output is missing; run; confirm the output exists. Exit codes: kannon.exitcodes.
+before importing user modules (module-level task instances read it); rebuild in a fresh luigi instance cache (not
+the objects the modules built at import time) and verify every unique id and constructor value; refuse if an
+upstream output is missing; run; confirm the output exists. Exit codes: kannon.exitcodes. Only a spec problem is
+BAD_SPEC; anything else the child itself raises (MemoryError included) is CRASHED with its type named.
 """
 
 from __future__ import annotations
