@@ -161,6 +161,15 @@ def _run(location: str, task_id: str, sha256: str) -> int:
             if hasattr(rebuilt, "_rerun_state"):
                 rebuilt._rerun_state = False
         task: luigi.Task = built[task_id]
+        try:
+            handoff.check_requirements(task, doc.get("requires", {}))
+        except handoff.IdMismatchError as e:
+            _say(f"{label}: {e}")
+            return exitcodes.ID_MISMATCH
+        except Exception as e:  # requires() itself raised
+            traceback.print_exc()
+            _say(f"{label}: requires() raised {exception_text(e)}")
+            return exitcodes.TASK_FAILED
         log.info("running %s", handoff.describe(task))
         try:
             runner.run_one(task)

@@ -178,8 +178,31 @@ class Encoder:
             "sys_path": list(dict.fromkeys([*sys_path, *import_roots(n["module"] for n in nodes.values())])),
             "config": config,
             "nodes": nodes,
+            "requires": self.requirements(task),
         }
         return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def requirements(self, task: luigi.Task) -> dict[str, dict[str, Any]]:
+        """What the master's ``task.requires()`` returned, with the values each was constructed with (those that
+        can be written; the child compares them, it never builds these)."""
+        out: dict[str, dict[str, Any]] = {}
+        for dep in flatten(task.requires()):
+            if not isinstance(dep, luigi.Task) or unique_id(dep) in out:
+                continue
+            params: dict[str, Any] = {}
+            for name, param in _params_of(type(dep)):
+                value = constructor_value(dep, name)
+                if isinstance(value, luigi.Task):
+                    params[name] = {"task": unique_id(value)}
+                elif _task_list(value) is not None:
+                    params[name] = {"tasks": [unique_id(t) for t in _task_list(value) or ()]}
+                else:
+                    try:
+                        params[name] = encode_value("", name, param, value, self._parsed)
+                    except HandoffError:
+                        continue  # a master-only upstream may hold values no spec can carry: not compared
+            out[unique_id(dep)] = {"params": params}
+        return out
 
     @staticmethod
     def _task_refs(task: luigi.Task) -> list[luigi.Task]:
@@ -283,6 +306,14 @@ def parse_spec(data: bytes) -> dict[str, Any]:
             )
             if not isinstance(pname, str) or not ok:
                 raise SpecError(f"node {uid}: malformed parameter {pname!r}")
+    requires = doc.get("requires", {})
+    if not isinstance(requires, dict) or not all(
+        isinstance(uid, str) and isinstance(n, dict) and isinstance(n.get("params"), dict)
+        and all(isinstance(p, dict) and len(p) == 1 and next(iter(p)) in ("v", "j", "task", "tasks")
+                for p in n["params"].values())
+        for uid, n in requires.items()
+    ):  # fmt: skip
+        raise SpecError("the spec's requires must map unique ids to {'params': {...}}")
     config = doc.get("config", {})
     if not isinstance(config, dict) or not all(
         isinstance(s, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in s.items())
@@ -402,34 +433,64 @@ def check_constructed(task: luigi.Task, uid: str, params: Mapping[str, Any],
                 "the child runs different code than the master (rebuild the image / sync the code)."
             )
     for name, p in params.items():
-        actual = constructor_value(task, name)
-        if "task" in p or "tasks" in p:
-            want = [p["task"]] if "task" in p else list(p["tasks"])
-            got = [actual] if isinstance(actual, luigi.Task) else list(actual or ())
-            ok = len(got) == len(want) and all(isinstance(t, luigi.Task) and unique_id(t) == w
-                                               for t, w in zip(got, want, strict=True))  # fmt: skip
-            shown, expected = f"[{', '.join(unique_id(t) for t in got if isinstance(t, luigi.Task))}]", str(want)
-        elif "j" in p:
-            try:
-                shown = json.dumps(to_json(actual))
-            except TypeError:
-                shown = repr(actual)
-            expected = json.dumps(p["j"])
-            ok = shown == expected
-        else:
-            try:
-                shown = declared[name].serialize(actual)
-            except Exception:
-                shown = repr(actual)
-            expected = p["v"]
-            ok = shown == expected
-        if not ok:
+        diff = _difference(task, name, p, declared[name])
+        if diff is not None:
             raise IdMismatchError(
-                f"{name_of}: parameter {name} is {shown[:120]!r} in the rebuilt task but {expected[:120]!r} in the "
+                f"{name_of}: parameter {name} is {diff[0][:120]!r} in the rebuilt task but {diff[1][:120]!r} in the "
                 "master's: the child would not run the task the master planned (read or write elsewhere). "
                 "A task object the module builds at import time, or config that differs between master and child, "
                 "can cause this."
             )
+
+
+def check_requirements(task: luigi.Task, expected: Mapping[str, Any]) -> None:
+    """What ``task.requires()`` returns in the child must have the constructor values the master's requires()
+    returned (``expected``: the spec's ``requires``), so the child reads its inputs where the master wrote them."""
+    for dep in flatten(task.requires()):
+        if not isinstance(dep, luigi.Task):
+            continue
+        uid = unique_id(dep)
+        node = expected.get(uid)
+        if node is None:
+            continue  # not known to the master by this id: the unique id checks speak for that
+        declared = dict(_params_of(type(dep)))
+        for name, p in node["params"].items():
+            diff = _difference(dep, name, p, declared[name]) if name in declared else None
+            if diff is not None:
+                raise IdMismatchError(
+                    f"{type(dep).__name__} [{uid}], which {type(task).__name__} requires: parameter {name} is "
+                    f"{diff[0][:120]!r} in the child but {diff[1][:120]!r} in the master, so the child would read "
+                    "its input elsewhere. The master's object was probably built before its config changed (e.g. "
+                    "when the module was imported; luigi's instance cache then returns it). Configure before "
+                    "importing the pipeline module, or pass the value explicitly."
+                )
+
+
+def _difference(task: luigi.Task, name: str, p: Mapping[str, Any],
+                param: luigi.Parameter) -> tuple[str, str] | None:  # fmt: skip
+    """(child's text, master's text) if ``task``'s constructor value for ``name`` differs from the spec's ``p``."""
+    actual = constructor_value(task, name)
+    if "task" in p or "tasks" in p:
+        want = [p["task"]] if "task" in p else list(p["tasks"])
+        got = [actual] if isinstance(actual, luigi.Task) else list(actual or ())
+        ok = len(got) == len(want) and all(isinstance(t, luigi.Task) and unique_id(t) == w
+                                           for t, w in zip(got, want, strict=True))  # fmt: skip
+        shown, expected = f"[{', '.join(unique_id(t) for t in got if isinstance(t, luigi.Task))}]", str(want)
+    elif "j" in p:
+        try:
+            shown = json.dumps(to_json(actual))
+        except TypeError:
+            shown = repr(actual)
+        expected = json.dumps(p["j"])
+        ok = shown == expected
+    else:
+        try:
+            shown = param.serialize(actual)
+        except Exception:
+            shown = repr(actual)
+        expected = p["v"]
+        ok = shown == expected
+    return None if ok else (shown, expected)
 
 
 def _warm_unique_ids(root: luigi.Task, warmed: dict[int, luigi.Task]) -> None:

@@ -43,3 +43,19 @@ class Scratchy(kannon.TaskOnBullet[str]):
 
     def run(self) -> None:
         self.dump(f"scratch={self.scratch}")
+
+
+class Source(gokart.TaskOnKart[str]):
+    def run(self) -> None:
+        self.dump(f"source@{self.workspace_directory}")
+
+
+class Consumer(kannon.TaskOnBullet[str]):
+    def requires(self) -> Any:
+        return Source()
+
+    def run(self) -> None:
+        self.dump(f"{self.load()} consumer")
+
+
+source = Source()  # the upstream built at import time too: the master's requires() gets this object back

@@ -57,6 +57,28 @@ def test_child_rebuilds_the_masters_task_not_the_import_time_object(
 
 
 @pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_an_import_time_upstream_the_child_cannot_reproduce_is_refused_by_name(tmp_path: Path, mode: str) -> None:
+    """The master's requires() hands back the upstream object built at import time (before its config changed);
+    a child builds it anew under the config the master has now: refused by name, not 'upstream missing'."""
+    mod = importlib.import_module("tests.e2e.rebuildtasks")
+    mod.Source()  # as the module did at import time (the test's fresh instance cache has forgotten it)
+    cfg = luigi.configuration.get_config()
+    cfg.set("TaskOnKart", "workspace_directory", str(tmp_path / "configured"))
+    try:
+        task = mod.Consumer(workspace_directory="./resources/")
+        assert task.requires().workspace_directory == "./resources/"
+        with pytest.raises(kannon.KannonBuildError) as e:
+            kannon.Kannon(executor=LocalExecutor(mode=mode)).build(task)
+    finally:
+        cfg.remove_option("TaskOnKart", "workspace_directory")
+    (rec,) = e.value.result.failed
+    assert rec.last is not None and rec.last.exit_code == exitcodes.ID_MISMATCH, rec.reason
+    assert f"Source [{mod.Source().make_unique_id()}], which Consumer requires" in (rec.reason or "")
+    assert "parameter workspace_directory is" in (rec.reason or "") and "'./resources/' in the master" in (
+        rec.reason or "")  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
 def test_a_constructor_value_that_differs_in_the_child_is_refused_by_name(tmp_path: Path, mode: str) -> None:
     from tests.e2e.rebuildtasks import Scratchy
 

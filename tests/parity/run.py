@@ -23,6 +23,16 @@ from gokart.build import GokartBuildError
 
 HERE = Path(__file__).resolve().parent
 
+#: the scenario names, known without importing the pipelines (which would register their task classes in the
+#: importing process: pytest's, where other tests' classes of the same names live)
+NAMES = (
+    "many_types", "json_native", "init_rebinds_parameter", "task_definition_check", "same_class_name_in_two_modules",
+    "dump_formats_dict_requires", "list_requires_and_output", "rerun", "strict_check", "cache_unique_id_false",
+    "fail_on_empty_dump", "task_raises", "master_task_above_a_failure", "master_task_raises", "requires_decorator",
+    "inherits_decorator", "config_file_and_env", "task_namespace", "missing_external_input",
+    "modification_time_check", "sys_path_edit", "sys_path_edit_unreachable_helper",
+)  # fmt: skip
+
 
 def scenarios() -> dict[str, Callable[[], Any]]:
     from tests.parity import pipelines as p
@@ -55,7 +65,7 @@ def scenarios() -> dict[str, Callable[[], Any]]:
         gokart.build(p.Counted())  # a complete output first, built the same way by both engines
         return p.Counted(rerun=True)
 
-    return {
+    made = {
         "many_types": lambda: p.ManyTypes(s="é; $(x)", i=-3, lst=[1, [2]], dct={"n": {"m": None}}, color=p.Color.GREEN),
         "json_native": p.JsonNative,
         "init_rebinds_parameter": lambda: p.Normalising(name="  MiXed "),
@@ -79,6 +89,8 @@ def scenarios() -> dict[str, Callable[[], Any]]:
         "sys_path_edit": sidepath,
         "sys_path_edit_unreachable_helper": sidepath_helper,
     }
+    assert tuple(made) == NAMES
+    return made
 
 
 def describe_value(value: Any) -> str:

@@ -16,7 +16,7 @@ from kannon.backends.local import LocalExecutor
 from tests.support.tasks import Bullet, Leaf
 
 
-class MasterBoom(gokart.TaskOnKart[str]):
+class ApiMasterBoom(gokart.TaskOnKart[str]):
     def requires(self) -> Any:
         return Bullet(name="before-boom")
 
@@ -24,14 +24,14 @@ class MasterBoom(gokart.TaskOnKart[str]):
         raise KeyError("master side")
 
 
-class BulletBoom(kannon.TaskOnBullet[str]):
+class ApiBulletBoom(kannon.TaskOnBullet[str]):
     def run(self) -> None:
         raise RuntimeError()  # no message: its type stands in
 
 
-class Both(gokart.TaskOnKart[str]):
+class ApiBoth(gokart.TaskOnKart[str]):
     def requires(self) -> Any:
-        return [MasterBoom(), BulletBoom()]
+        return [ApiMasterBoom(), ApiBulletBoom()]
 
 
 def test_returns_the_loaded_root_value_or_the_build_result() -> None:
@@ -48,17 +48,17 @@ def test_an_unknown_keyword_is_a_type_error_naming_what_is_accepted() -> None:
 
 
 def test_failure_is_a_gokart_build_error_with_raised_exceptions_and_the_result() -> None:
-    root = Both()
+    root = ApiBoth()
     with pytest.raises(GokartBuildError) as err:
         kannon.build(root, executor=LocalExecutor(), keep_going=True)
     e = err.value
     assert isinstance(e, kannon.KannonBuildError) and isinstance(e, kannon.BuildError)
-    assert {r.family for r in e.result.failed} == {"MasterBoom", "BulletBoom"}
-    master = e.raised_exceptions[MasterBoom().make_unique_id()]
+    assert {r.family for r in e.result.failed} == {"ApiMasterBoom", "ApiBulletBoom"}
+    master = e.raised_exceptions[ApiMasterBoom().make_unique_id()]
     assert [type(x) for x in master] == [KeyError] and master[0].args == ("master side",)  # the real object
-    (remote,) = e.raised_exceptions[BulletBoom().make_unique_id()]
+    (remote,) = e.raised_exceptions[ApiBulletBoom().make_unique_id()]
     assert isinstance(remote, kannon.RemoteError)
     assert (remote.type_name, remote.module, str(remote)) == ("RuntimeError", "builtins", "RuntimeError")
     assert "raise RuntimeError()" in remote.traceback_text
-    assert "BulletBoom raised RuntimeError" in str(e)  # an empty message is replaced by the type's name
+    assert "ApiBulletBoom raised RuntimeError" in str(e)  # an empty message is replaced by the type's name
     luigi.task_register.Register.clear_instance_cache()

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.parity.run import scenarios
+from tests.parity.run import NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 MODES = ("fork", "spawn")
@@ -54,7 +54,7 @@ def same(results: dict[str, dict[str, Any]], scenario: str, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("scenario", sorted(set(scenarios()) - DIFFERENT))
+@pytest.mark.parametrize("scenario", sorted(set(NAMES) - DIFFERENT))
 def test_same_as_gokart_build(results: dict[str, dict[str, Any]], scenario: str, mode: str) -> None:
     same(results, scenario, mode)
 
