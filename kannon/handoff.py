@@ -6,16 +6,18 @@ A spec is one JSON document::
      "config": {"section": {"key": "raw value"}},
      "nodes": {"<unique id>": {"module": "pkg.mod", "class": "Qual.Name",
                                "params": {"name": {"v": "text"} | {"j": <typed JSON>} | {"task": "<id>"}
-                                                   | {"tasks": ["<id>", ...]}}}}}
+                                                   | {"tasks": ["<id>", ...]}}}},
+     "requires": {"<unique id>": {"params": {...}}}}   # what the target's requires() returned in the master
 
 Every parameter (insignificant and private ones included) is taken from ``param_kwargs`` (what the task was
 constructed with: luigi hashes those, and ``__init__`` may rebind the attribute), written with the parameter's own
 ``serialize`` and read back with its own ``parse``. A value that text cannot reproduce exactly (an int in an untyped
-parameter, ``FloatParameter`` given ``1``, int dict keys, None) travels as typed JSON (``_to_json``) when it is made
-of JSON-native values. Task-valued parameters are references to other nodes, so a spec grows linearly
-with the upstream closure even on DAGs with shared ancestors. The child is told the spec's location, the expected
-unique id and the spec's sha256 (``child_args``, the only place the child command is built); it checks the hash
-before importing anything, then every rebuilt node's unique id and constructor values.
+parameter, ``FloatParameter`` given ``1``, int dict keys, None) travels as typed JSON (``handoff_values.to_json``)
+when it is made of JSON-native values. Task-valued parameters are references to other nodes, so a spec grows
+linearly with the upstream closure even on DAGs with shared ancestors. The child is told the spec's location, the
+expected unique id and the spec's sha256 (``child_args``, the only place the child command is built); it checks the hash
+before importing anything, then every rebuilt node's unique id and constructor values, and that the target's
+requires() returns tasks constructed with the master's values (``check_requirements``).
 """
 
 from __future__ import annotations
