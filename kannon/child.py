@@ -114,7 +114,7 @@ def _run(location: str, task_id: str, sha256: str) -> int:
     try:
         data = storage.read_bytes(location)
     except (OSError, ValueError) as e:
-        _say(f"cannot read the spec at {location}: {exception_text(e)}")
+        _say(f"bad spec at {location}: cannot read it ({exception_text(e)})")
         return exitcodes.BAD_SPEC
     try:
         handoff.verify_hash(data, sha256)
