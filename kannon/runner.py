@@ -16,6 +16,8 @@ import luigi
 from gokart.build import GokartBuildError
 from luigi.task import flatten
 
+from kannon.child import exception_text as _exception_text
+
 
 class UpstreamMissingError(Exception):
     pass
@@ -159,10 +161,6 @@ def _gokart_build(task: gokart.TaskOnKart[Any]) -> None:
             _collected.setdefault(task.make_unique_id(), []).append(e)
         raise TaskRaisedError(f"{type(task).__name__} raised {_exception_text(e)}", e) from e
 
-
-def _exception_text(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _luigi_build(task: luigi.Task) -> None:
