@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import luigi
@@ -96,6 +97,22 @@ def build(task: luigi.Task, executor: Any = None, return_value: bool = True, **o
     return _get_output(task)
 
 
+def _log_lines(result: BuildResult, rec: TaskRecord, max_bytes: int = 64 * 1024) -> list[str]:
+    """The end of the task's last attempt log in the run directory (``logs/[<invocation id>/]<family>-<uid[:12]>-
+    <attempt>.log``): log tails may be shaped for reading, the file keeps every line."""
+    last = rec.last
+    if result.run_dir is None or last is None:
+        return []
+    name = f"{rec.family}-{rec.task_id[:12]}-{last.number}.log"
+    found = sorted(Path(result.run_dir, "logs").glob(f"**/{name}"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        return []
+    with found[-1].open("rb") as f:
+        f.seek(0, 2)
+        f.seek(max(0, f.tell() - max_bytes))
+        return f.read().decode("utf-8", "replace").splitlines()
+
+
 def raised_exceptions(result: BuildResult,
                       master: Mapping[str, list[BaseException]] | None = None) -> dict[str, list[Exception]]:
     """``{unique id: [exception]}`` for every failed task, as ``GokartBuildError.raised_exceptions``."""
@@ -105,14 +122,21 @@ def raised_exceptions(result: BuildResult,
         if caught:
             out[rec.task_id] = caught
         else:
-            out[rec.task_id] = [remote_error(rec)]
+            out[rec.task_id] = [remote_error(rec, result)]
     return out
 
 
-def remote_error(rec: TaskRecord) -> RemoteError:
-    """The exception a failed task's child reported, else its failure class and reason."""
+def remote_error(rec: TaskRecord, result: BuildResult | None = None) -> RemoteError:
+    """The exception a failed task's child reported (in its log tail, else its log file), else its failure class
+    and reason."""
     last = rec.last
-    for line in reversed(last.log_tail if last is not None else ()):
+    lines = list(last.log_tail if last is not None else ())
+    if result is not None and not any(exitcodes.REMOTE_ERROR_PREFIX in ln for ln in lines):
+        try:
+            lines = _log_lines(result, rec)
+        except OSError:
+            lines = []
+    for line in reversed(lines):
         at = line.find(exitcodes.REMOTE_ERROR_PREFIX)
         if at < 0:
             continue

@@ -3,6 +3,7 @@ that is a ``GokartBuildError`` carrying ``raised_exceptions`` as gokart's does, 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from gokart.build import GokartBuildError
 
 import kannon
+from kannon.api import remote_error
 from kannon.backends.local import LocalExecutor
 from tests.support.tasks import Bullet, Leaf
 
@@ -61,4 +63,12 @@ def test_failure_is_a_gokart_build_error_with_raised_exceptions_and_the_result()
     assert (remote.type_name, remote.module, str(remote)) == ("RuntimeError", "builtins", "RuntimeError")
     assert "raise RuntimeError()" in remote.traceback_text
     assert "ApiBulletBoom raised RuntimeError" in str(e)  # an empty message is replaced by the type's name
+    # a log tail shaped for reading may leave the child's error line out: the full log in the run directory has it
+    rec = e.result.tasks[ApiBulletBoom().make_unique_id()]
+    assert rec.last is not None
+    rec.attempts[-1] = dataclasses.replace(rec.last, log_tail=())
+    again = remote_error(rec, e.result)
+    assert (again.type_name, again.module) == ("RuntimeError", "builtins") and "raise RuntimeError()" in \
+        again.traceback_text  # fmt: skip
+    assert remote_error(rec).type_name == "TaskFailed"  # without the run directory: the failure class
     luigi.task_register.Register.clear_instance_cache()
