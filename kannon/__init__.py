@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from kannon.api import BuildError, RemoteError, build
 from kannon.backends.base import Executor
 from kannon.hints import Hints
 from kannon.hookspecs import hookimpl
@@ -15,14 +16,17 @@ if TYPE_CHECKING:
     from kannon.task import TaskOnBullet
 
 __all__ = [
+    "BuildError",
     "BuildResult",
     "Executor",
     "Hints",
     "Kannon",
     "KannonBuildError",
     "LocalExecutor",
+    "RemoteError",
     "Status",
     "TaskOnBullet",
+    "build",
     "hookimpl",
 ]
 

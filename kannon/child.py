@@ -1,13 +1,16 @@
 """The child entrypoint every backend runs: ``python -m kannon run-task --spec LOC --task-id ID --sha256 HEX``.
 
 Order matters: read the spec and check its hash before importing any module it names; load the master's config
-before importing user modules (module-level task instances read it); rebuild and verify every unique id; refuse if
-an upstream output is missing; run; confirm the output exists. Exit codes: kannon.exitcodes.
+before importing user modules (module-level task instances read it); rebuild in a fresh luigi instance cache (not
+the objects the modules built at import time) and verify every unique id and constructor value; refuse if an
+upstream output is missing; run; confirm the output exists. Exit codes: kannon.exitcodes. Only a spec problem is
+BAD_SPEC; anything else the child itself raises (MemoryError included) is CRASHED with its type named.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -82,61 +85,109 @@ def main(argv: Sequence[str]) -> int:
     return run(args.spec, args.task_id, args.sha256)
 
 
+def exception_text(e: BaseException) -> str:
+    """``Type: message``, or the type alone when the message is empty (``MemoryError()`` says nothing else)."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _remote_error(cause: BaseException | None) -> None:
+    """One JSON line describing the task's exception, read back by ``kannon.build`` (kannon.api) from the log tail:
+    the class name, message and traceback as text, never a pickle."""
+    if cause is None:
+        return
+    tb = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+    doc = {"type": type(cause).__name__, "module": type(cause).__module__, "message": str(cause),
+           "traceback": tb[-exitcodes.REMOTE_ERROR_MAX_TRACEBACK:]}  # fmt: skip
+    sys.stderr.write(exitcodes.REMOTE_ERROR_PREFIX + json.dumps(doc, ensure_ascii=True) + "\n")
+    sys.stderr.flush()
+
+
 def run(location: str, task_id: str, sha256: str) -> int:
+    try:
+        return _run(location, task_id, sha256)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # MemoryError and everything else: never a "bad spec", never an empty reason
+        traceback.print_exc()
+        _say(f"the child failed: {exception_text(e)}")
+        return exitcodes.CRASHED
+
+
+def _run(location: str, task_id: str, sha256: str) -> int:
     from kannon import handoff, storage
 
     try:
         data = storage.read_bytes(location)
+    except (OSError, ValueError) as e:
+        _say(f"bad spec at {location}: cannot read it ({exception_text(e)})")
+        return exitcodes.BAD_SPEC
+    try:
         handoff.verify_hash(data, sha256)
         doc = handoff.parse_spec(data)
         if doc["target"] != task_id:
             raise handoff.SpecError(f"the spec is for task {doc['target']}, not {task_id}")
-    except Exception as e:
+    except handoff.SpecError as e:
         _say(f"bad spec at {location}: {e}")
         return exitcodes.BAD_SPEC
 
     import luigi
-    from luigi import task_register
 
     from kannon import runner
 
     runner.quiet_luigi()
     handoff.apply_config(doc["config"])
-    task_register.Register.clear_instance_cache()  # a forked child inherits the master's cached instances
     target_node = doc["nodes"][task_id]
     label = f"{target_node['class'].rsplit('.', 1)[-1]} [{task_id}]"
-    try:
-        handoff.import_modules(doc)
-    except Exception as e:
-        traceback.print_exc()
-        _say(f"{label}: cannot import {target_node['module']}: {type(e).__name__}: {e}. The child's image or "
-             "environment must contain the same code and packages as the master.")  # fmt: skip
-        return exitcodes.IMPORT_FAILED
-    try:
-        built = handoff.rebuild(doc)
-    except handoff.IdMismatchError as e:
-        _say(f"{label}: {e}")
-        return exitcodes.ID_MISMATCH
-    except Exception as e:
-        traceback.print_exc()
-        _say(f"{label}: cannot rebuild the task from its spec: {type(e).__name__}: {e}")
-        return exitcodes.BAD_SPEC
-    for rebuilt in built.values():
-        # The master already applied `rerun` while planning; re-applying it here would delete outputs.
-        if hasattr(rebuilt, "_rerun_state"):
-            rebuilt._rerun_state = False
-    task: luigi.Task = built[task_id]
-    log.info("running %s", handoff.describe(task))
-    try:
-        runner.run_one(task)
-    except runner.UpstreamMissingError as e:
-        _say(str(e))
-        return exitcodes.UPSTREAM_MISSING
-    except runner.TaskRaisedError as e:
-        _say(str(e))  # gokart's worker has already logged the traceback
-        return exitcodes.TASK_FAILED
-    except runner.OutputMissingError as e:
-        _say(str(e))
-        return exitcodes.OUTPUT_MISSING
+    with handoff.fresh_instances():  # a forked child inherits the master's cached instances: never reuse them
+        try:
+            handoff.import_modules(doc)
+        except Exception as e:
+            traceback.print_exc()
+            _say(f"{label}: cannot import {target_node['module']}: {exception_text(e)}. The child's image or "
+                 "environment must contain the same code and packages as the master.")  # fmt: skip
+            return exitcodes.IMPORT_FAILED
+    # Tasks the modules built at import time sit in that cache; luigi would hand them to the rebuild (its cache
+    # keys on the values passed, not on the config-derived ones those objects hold). Rebuild and run in a new one.
+    with handoff.fresh_instances():
+        try:
+            built = handoff.rebuild(doc)
+        except handoff.IdMismatchError as e:
+            _say(f"{label}: {e}")
+            return exitcodes.ID_MISMATCH
+        except handoff.SpecError as e:
+            _say(f"{label}: bad spec at {location}: {e}")
+            return exitcodes.BAD_SPEC
+        except Exception as e:  # the task's own code (a constructor, requires()) raised: not the spec's fault
+            traceback.print_exc()
+            _say(f"{label}: rebuilding the task raised {exception_text(e)} (in its constructor or requires())")
+            return exitcodes.TASK_FAILED
+        for rebuilt in built.values():
+            # The master already applied `rerun` while planning; re-applying it here would delete outputs.
+            if hasattr(rebuilt, "_rerun_state"):
+                rebuilt._rerun_state = False
+        task: luigi.Task = built[task_id]
+        try:
+            handoff.check_requirements(task, doc.get("requires", {}))
+        except handoff.IdMismatchError as e:
+            _say(f"{label}: {e}")
+            return exitcodes.ID_MISMATCH
+        except Exception as e:  # requires() itself raised
+            traceback.print_exc()
+            _say(f"{label}: requires() raised {exception_text(e)}")
+            return exitcodes.TASK_FAILED
+        log.info("running %s", handoff.describe(task))
+        try:
+            runner.run_one(task)
+        except runner.UpstreamMissingError as e:
+            _say(str(e))
+            return exitcodes.UPSTREAM_MISSING
+        except runner.TaskRaisedError as e:
+            _remote_error(e.cause)
+            _say(str(e))  # gokart's worker has already logged the traceback
+            return exitcodes.TASK_FAILED
+        except runner.OutputMissingError as e:
+            _say(str(e))
+            return exitcodes.OUTPUT_MISSING
     log.info("done %s", handoff.describe(task))
     return exitcodes.OK

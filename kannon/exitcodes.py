@@ -8,8 +8,9 @@ from __future__ import annotations
 import signal
 
 OK = 0
+CRASHED = 1  # an unexpected exception in the child itself (also Python's own code for an uncaught exception)
 BAD_SPEC = 3  # unreadable, altered (hash mismatch) or malformed hand-off spec
-ID_MISMATCH = 4  # a rebuilt task's unique id differs from the master's
+ID_MISMATCH = 4  # a rebuilt task differs from the master's: its unique id or a constructor value (any parameter)
 UPSTREAM_MISSING = 5  # an upstream output is missing: the child refuses to recompute it
 TASK_FAILED = 6  # the task's run() raised
 OUTPUT_MISSING = 7  # run() returned but the task is not complete
@@ -17,11 +18,14 @@ IMPORT_FAILED = 8  # a module named in the spec cannot be imported here
 
 #: the child's last stderr line starting with this prefix is its own one-line explanation
 REASON_PREFIX = "kannon-child: "
+#: a line with this prefix carries the task's exception as JSON {"type", "module", "message", "traceback"}
+REMOTE_ERROR_PREFIX = "kannon-child-error: "
+REMOTE_ERROR_MAX_TRACEBACK = 4000  # characters: the line must fit in the log tail every backend reads (64 KiB)
 
 _TEXT = {
     OK: "succeeded",
     BAD_SPEC: "bad hand-off spec",
-    ID_MISMATCH: "task unique id mismatch between master and child",
+    ID_MISMATCH: "the rebuilt task differs from the master's (unique id or a parameter value)",
     UPSTREAM_MISSING: "an upstream output is missing",
     TASK_FAILED: "the task raised an exception",
     OUTPUT_MISSING: "the task finished but its output is missing",

@@ -5,13 +5,19 @@ A spec is one JSON document::
     {"kannon_spec": 1, "target": "<unique id>", "run_id": ..., "sys_path": [...],
      "config": {"section": {"key": "raw value"}},
      "nodes": {"<unique id>": {"module": "pkg.mod", "class": "Qual.Name",
-                               "params": {"name": {"v": "text"} | {"task": "<id>"} | {"tasks": ["<id>", ...]}}}}}
+                               "params": {"name": {"v": "text"} | {"j": <typed JSON>} | {"task": "<id>"}
+                                                   | {"tasks": ["<id>", ...]}}}},
+     "requires": {"<unique id>": {"params": {...}}}}   # what the target's requires() returned in the master
 
-Every parameter (insignificant and private ones included) is written with the parameter's own ``serialize`` and
-read back with its own ``parse``; task-valued parameters are references to other nodes, so a spec grows linearly
-with the upstream closure even on DAGs with shared ancestors. The child is told the spec's location, the expected
-unique id and the spec's sha256 (``child_args``, the only place the child command is built); it checks the hash
-before importing anything, then every rebuilt node's unique id.
+Every parameter (insignificant and private ones included) is taken from ``param_kwargs`` (what the task was
+constructed with: luigi hashes those, and ``__init__`` may rebind the attribute), written with the parameter's own
+``serialize`` and read back with its own ``parse``. A value that text cannot reproduce exactly (an int in an untyped
+parameter, ``FloatParameter`` given ``1``, int dict keys, None) travels as typed JSON (``handoff_values.to_json``)
+when it is made of JSON-native values. Task-valued parameters are references to other nodes, so a spec grows
+linearly with the upstream closure even on DAGs with shared ancestors. The child is told the spec's location, the
+expected unique id and the spec's sha256 (``child_args``, the only place the child command is built); it checks the hash
+before importing anything, then every rebuilt node's unique id and constructor values, and that the target's
+requires() returns tasks constructed with the master's values (``check_requirements``).
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import os
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,14 +37,13 @@ import luigi
 from luigi import task_register
 from luigi.task import flatten
 
+from kannon.handoff_values import HandoffError as HandoffError  # re-exported: part of this module's interface
+from kannon.handoff_values import encode_value, from_json, to_json
+
 SPEC_VERSION = 1
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _QUALNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _UNIQUE_ID = re.compile(r"^[0-9A-Za-z_.-]{1,200}$")
-
-
-class HandoffError(Exception):
-    """A task cannot be handed to a child as it is; the message names the task and the fix."""
 
 
 class SpecError(Exception):
@@ -63,12 +69,21 @@ def describe(task: luigi.Task) -> str:
     return f"{type(task).__name__}({short_params(task)}) [{unique_id(task)}]"
 
 
+def constructor_value(task: luigi.Task, name: str) -> Any:
+    """The value ``task`` was constructed with (luigi's ``param_kwargs``), which is what its id is made of; the
+    attribute may have been rebound by ``__init__``."""
+    kwargs = getattr(task, "param_kwargs", None)
+    if isinstance(kwargs, dict) and name in kwargs:
+        return kwargs[name]
+    return getattr(task, name, None)
+
+
 def short_params(task: luigi.Task, limit: int = 80) -> str:
     parts = []
     for name, param in _params_of(type(task)):
         if not param.significant:
             continue
-        value = getattr(task, name, None)
+        value = constructor_value(task, name)
         if isinstance(value, luigi.Task):
             text = f"{type(value).__name__}(…)"
         elif isinstance(value, (list, tuple)) and value and all(isinstance(v, luigi.Task) for v in value):
@@ -114,20 +129,31 @@ class Encoder:
         self._parsed: dict[tuple[int, str], tuple[luigi.Parameter, Any]] = {}
 
     def encode(self, task: luigi.Task) -> str:
-        """Encode ``task`` and everything reachable through its task-valued parameters; returns its id."""
+        """Encode ``task`` and everything reachable through its task-valued parameters; returns its id.
+
+        Raises HandoffError listing every parameter of every node that cannot be handed off."""
+        problems: list[str] = []
         stack: list[tuple[luigi.Task, list[luigi.Task] | None]] = [(task, None)]
+        failed: set[str] = set()
         while stack:
             current, refs = stack.pop()
             uid = unique_id(current)
-            if uid in self.nodes:
+            if uid in self.nodes or uid in failed:
                 continue
             if refs is None:  # first visit: encode what it references first
                 refs = self._task_refs(current)
                 stack.append((current, refs))
                 stack.extend((t, None) for t in refs if unique_id(t) not in self.nodes)
                 continue
-            self.nodes[uid] = self._encode_one(current, uid)
+            node, node_problems = self._encode_one(current)
+            if node_problems:
+                failed.add(uid)
+                problems.extend(node_problems)
+                continue
+            self.nodes[uid] = node
             self.edges[uid] = tuple(unique_id(t) for t in refs)
+        if problems:
+            raise HandoffError(*problems)
         return unique_id(task)
 
     def closure(self, uid: str) -> list[str]:
@@ -144,44 +170,71 @@ class Encoder:
     def spec(self, task: luigi.Task, run_id: str, config: Mapping[str, Mapping[str, str]],
              sys_path: Sequence[str] = ()) -> bytes:  # fmt: skip
         uid = self.encode(task)
+        nodes = {n: self.nodes[n] for n in self.closure(uid)}
         doc = {
             "kannon_spec": SPEC_VERSION,
             "target": uid,
             "run_id": run_id,
-            "sys_path": list(sys_path),
+            # what the caller passed, plus where the master imported the nodes' modules from (a sys.path edit in
+            # the master's script is invisible to a spawned child otherwise)
+            "sys_path": list(dict.fromkeys([*sys_path, *import_roots(n["module"] for n in nodes.values())])),
             "config": config,
-            "nodes": {n: self.nodes[n] for n in self.closure(uid)},
+            "nodes": nodes,
+            "requires": self.requirements(task),
         }
         return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def requirements(self, task: luigi.Task) -> dict[str, dict[str, Any]]:
+        """What the master's ``task.requires()`` returned, with the values each was constructed with (those that
+        can be written; the child compares them, it never builds these)."""
+        out: dict[str, dict[str, Any]] = {}
+        for dep in flatten(task.requires()):
+            if not isinstance(dep, luigi.Task) or unique_id(dep) in out:
+                continue
+            params: dict[str, Any] = {}
+            for name, param in _params_of(type(dep)):
+                value = constructor_value(dep, name)
+                if isinstance(value, luigi.Task):
+                    params[name] = {"task": unique_id(value)}
+                elif _task_list(value) is not None:
+                    params[name] = {"tasks": [unique_id(t) for t in _task_list(value) or ()]}
+                else:
+                    try:
+                        params[name] = encode_value("", name, param, value, self._parsed)
+                    except HandoffError:
+                        continue  # a master-only upstream may hold values no spec can carry: not compared
+            out[unique_id(dep)] = {"params": params}
+        return out
 
     @staticmethod
     def _task_refs(task: luigi.Task) -> list[luigi.Task]:
         refs: list[luigi.Task] = []
         for name, _ in _params_of(type(task)):
-            value = getattr(task, name, None)
+            value = constructor_value(task, name)
             if isinstance(value, luigi.Task):
                 refs.append(value)
             else:
                 refs.extend(_task_list(value) or [])
         return refs
 
-    def _encode_one(self, task: luigi.Task, uid: str) -> dict[str, Any]:
+    def _encode_one(self, task: luigi.Task) -> tuple[dict[str, Any], list[str]]:
         cls = type(task)
         where = describe(task)
         if cls.__module__ == "__main__":
-            raise HandoffError(
+            return {}, [
                 f"{where}: class {cls.__name__} is defined in __main__ (the script being run), which a child cannot "
                 "import. Move the task classes into a module and import them, or run the file with "
                 "`kannon build path/to/file.py:root`, which imports it as a module."
-            )
+            ]
         if "<locals>" in cls.__qualname__:
-            raise HandoffError(
+            return {}, [
                 f"{where}: class {cls.__qualname__} is defined inside a function; a child can only import "
                 "module-level classes. Move it to module level."
-            )
+            ]
         params: dict[str, Any] = {}
+        problems: list[str] = []
         for name, param in _params_of(cls):
-            value = getattr(task, name)
+            value = constructor_value(task, name)
             if isinstance(value, luigi.Task):
                 params[name] = {"task": unique_id(value)}
                 continue
@@ -190,69 +243,26 @@ class Encoder:
                 params[name] = {"tasks": [unique_id(t) for t in tasks]}
                 continue
             try:
-                text = param.serialize(value)
-            except Exception as e:
-                raise HandoffError(
-                    f"{where}: parameter {name}={value!r} cannot be serialized by {type(param).__name__} "
-                    f"({type(e).__name__}: {e}). Use a parameter type that matches the value."
-                ) from e
-            if not isinstance(text, str):
-                raise HandoffError(
-                    f"{where}: {type(param).__name__}.serialize returned {type(text).__name__} for parameter "
-                    f"{name}; a parameter must serialize to text."
-                )
-            if not text.isascii():
-                try:
-                    text.encode("utf-8")
-                except UnicodeEncodeError as e:  # a spec is UTF-8 JSON: it could not even be written
-                    raise HandoffError(
-                        f"{where}: parameter {name} holds a lone surrogate {text[e.start]!r} at position {e.start}, "
-                        "which is not Unicode text (typically a file name decoded with surrogateescape). Pass "
-                        "valid text, e.g. name.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')."
-                    ) from e
-            if self.verify_values:
-                cached = self._parsed.get((id(param), text))
-                if cached is not None and cached[0] is param:
-                    if not _same(cached[1], value):
-                        _check_round_trip(where, name, param, value, text)  # raises with the full explanation
-                else:
-                    back = _check_round_trip(where, name, param, value, text)
-                    self._parsed[(id(param), text)] = (param, back)
-            params[name] = {"v": text}
-        return {"module": cls.__module__, "class": cls.__qualname__, "params": params}
+                params[name] = encode_value(where, name, param, value, self._parsed)
+            except HandoffError as e:
+                problems.extend(e.problems)
+        return {"module": cls.__module__, "class": cls.__qualname__, "params": params}, problems
 
-
-def _check_round_trip(where: str, name: str, param: luigi.Parameter, value: Any, text: str) -> Any:
-    """A value must come back equal, and serialize to the same text (the text is what the unique id hashes).
-
-    Returns the value parsed back from ``text``."""
-    try:
-        back = param.normalize(param.parse(text))
-        text_back = param.serialize(back)
-    except Exception as e:
-        raise HandoffError(
-            f"{where}: parameter {name} does not survive a text round trip: {type(param).__name__}.parse failed on "
-            f"{text[:80]!r} ({type(e).__name__}: {e}). Use a parameter type whose parse() reads its serialize()."
-        ) from e
-    if not _same(back, value) or (text_back != text and param.significant):
-        # An equal value whose text changes (FloatParameter given 1 -> "1.0") only matters where the text is
-        # hashed into the unique id, i.e. for significant parameters.
-        raise HandoffError(
-            f"{where}: parameter {name}={value!r} ({type(value).__name__}) would arrive in the child as {back!r} "
-            f"({type(back).__name__}), which changes the task or its unique id. Use a typed parameter "
-            "(IntParameter, FloatParameter, DictParameter, ...) or pass the value in the parameter's own type "
-            f"(e.g. {back!r})."
-        )
-    return back
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal values, treating list and tuple alike (luigi normalizes sequences differently per parameter)."""
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    return bool(a == b)
+def import_roots(modules: Iterable[str]) -> list[str]:
+    """The master's sys.path entries the given modules were imported from, site-packages and stdlib aside."""
+    on_path = {os.path.abspath(p or os.curdir) for p in sys.path}
+    system = tuple(os.path.abspath(p) + os.sep for p in {sys.prefix, sys.base_prefix, sys.exec_prefix})
+    roots: dict[str, None] = {}
+    for name in dict.fromkeys(modules):
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if not file:
+            continue
+        root = os.path.dirname(os.path.abspath(file))
+        for _ in range(name.count(".") + (os.path.basename(file) == "__init__.py")):
+            root = os.path.dirname(root)
+        if root in on_path and not (root + os.sep).startswith(system):
+            roots[root] = None
+    return list(roots)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -292,11 +302,20 @@ def parse_spec(data: bytes) -> dict[str, Any]:
         for pname, pval in params.items():
             ok = isinstance(pval, dict) and len(pval) == 1 and (
                 isinstance(pval.get("v"), str)
+                or "j" in pval
                 or pval.get("task") in nodes
                 or (isinstance(pval.get("tasks"), list) and all(t in nodes for t in pval["tasks"]))
             )
             if not isinstance(pname, str) or not ok:
                 raise SpecError(f"node {uid}: malformed parameter {pname!r}")
+    requires = doc.get("requires", {})
+    if not isinstance(requires, dict) or not all(
+        isinstance(uid, str) and isinstance(n, dict) and isinstance(n.get("params"), dict)
+        and all(isinstance(p, dict) and len(p) == 1 and next(iter(p)) in ("v", "j", "task", "tasks")
+                for p in n["params"].values())
+        for uid, n in requires.items()
+    ):  # fmt: skip
+        raise SpecError("the spec's requires must map unique ids to {'params': {...}}")
     config = doc.get("config", {})
     if not isinstance(config, dict) or not all(
         isinstance(s, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in s.items())
@@ -379,6 +398,11 @@ def rebuild(doc: Mapping[str, Any], verify: bool = True) -> dict[str, luigi.Task
                 kwargs[name] = built[p["task"]]
             elif "tasks" in p:
                 kwargs[name] = [built[t] for t in p["tasks"]]
+            elif "j" in p:
+                try:
+                    kwargs[name] = from_json(p["j"])
+                except (ValueError, TypeError, AttributeError) as e:
+                    raise SpecError(f"node {uid}: parameter {name!r}: malformed typed JSON ({e})") from e
             else:
                 kwargs[name] = declared[name].parse(p["v"])
         task = cls(**kwargs)
@@ -393,8 +417,82 @@ def rebuild(doc: Mapping[str, Any], verify: bool = True) -> dict[str, luigi.Task
                     "clock, environment, random numbers, or an object whose str() contains a memory address); "
                     "parameter definition order differs (mixins imported in a different order)."
                 )
+            check_constructed(task, uid, node["params"], declared)
         built[uid] = task
     return built
+
+
+def check_constructed(task: luigi.Task, uid: str, params: Mapping[str, Any],
+                      declared: Mapping[str, luigi.Parameter]) -> None:  # fmt: skip
+    """The rebuilt task must have been constructed with exactly the master's values, insignificant ones included
+    (they decide where it reads and writes): luigi's instance cache, which keys on the values a caller passes,
+    hands out an existing object built with other values (e.g. at import time, from another config)."""
+    name_of = f"{type(task).__name__} [{uid}]"
+    for name in declared:
+        if name not in params:
+            raise IdMismatchError(
+                f"{name_of}: the child's code declares parameter {name!r}, which the master's task does not have — "
+                "the child runs different code than the master (rebuild the image / sync the code)."
+            )
+    for name, p in params.items():
+        diff = _difference(task, name, p, declared[name])
+        if diff is not None:
+            raise IdMismatchError(
+                f"{name_of}: parameter {name} is {diff[0][:120]!r} in the rebuilt task but {diff[1][:120]!r} in the "
+                "master's: the child would not run the task the master planned (read or write elsewhere). "
+                "A task object the module builds at import time, or config that differs between master and child, "
+                "can cause this."
+            )
+
+
+def check_requirements(task: luigi.Task, expected: Mapping[str, Any]) -> None:
+    """What ``task.requires()`` returns in the child must have the constructor values the master's requires()
+    returned (``expected``: the spec's ``requires``), so the child reads its inputs where the master wrote them."""
+    for dep in flatten(task.requires()):
+        if not isinstance(dep, luigi.Task):
+            continue
+        uid = unique_id(dep)
+        node = expected.get(uid)
+        if node is None:
+            continue  # not known to the master by this id: the unique id checks speak for that
+        declared = dict(_params_of(type(dep)))
+        for name, p in node["params"].items():
+            diff = _difference(dep, name, p, declared[name]) if name in declared else None
+            if diff is not None:
+                raise IdMismatchError(
+                    f"{type(dep).__name__} [{uid}], which {type(task).__name__} requires: parameter {name} is "
+                    f"{diff[0][:120]!r} in the child but {diff[1][:120]!r} in the master, so the child would read "
+                    "its input elsewhere. The master's object was probably built before its config changed (e.g. "
+                    "when the module was imported; luigi's instance cache then returns it). Configure before "
+                    "importing the pipeline module, or pass the value explicitly."
+                )
+
+
+def _difference(task: luigi.Task, name: str, p: Mapping[str, Any],
+                param: luigi.Parameter) -> tuple[str, str] | None:  # fmt: skip
+    """(child's text, master's text) if ``task``'s constructor value for ``name`` differs from the spec's ``p``."""
+    actual = constructor_value(task, name)
+    if "task" in p or "tasks" in p:
+        want = [p["task"]] if "task" in p else list(p["tasks"])
+        got = [actual] if isinstance(actual, luigi.Task) else list(actual or ())
+        ok = len(got) == len(want) and all(isinstance(t, luigi.Task) and unique_id(t) == w
+                                           for t, w in zip(got, want, strict=True))  # fmt: skip
+        shown, expected = f"[{', '.join(unique_id(t) for t in got if isinstance(t, luigi.Task))}]", str(want)
+    elif "j" in p:
+        try:
+            shown = json.dumps(to_json(actual))
+        except TypeError:
+            shown = repr(actual)
+        expected = json.dumps(p["j"])
+        ok = shown == expected
+    else:
+        try:
+            shown = param.serialize(actual)
+        except Exception:
+            shown = repr(actual)
+        expected = p["v"]
+        ok = shown == expected
+    return None if ok else (shown, expected)
 
 
 def _warm_unique_ids(root: luigi.Task, warmed: dict[int, luigi.Task]) -> None:

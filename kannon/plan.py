@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Callable
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import luigi
 
 from kannon import dag
-from kannon.handoff import Encoder, HandoffError, describe, short_params, unique_id, verify_round_trips
+from kannon.handoff import Encoder, HandoffError, describe, import_roots, short_params, unique_id, verify_round_trips
 from kannon.hints import Hints
 from kannon.result import Placement
 from kannon.task import TaskOnBullet
@@ -122,8 +126,6 @@ def make_plan(
     finally:
         pool.shutdown(wait=True)  # no lingering threads: the local backend may fork right after planning
 
-    problems.extend(_ambiguous_task_names())
-
     # 3. Validate what can be validated before launching: hints, and that each bullet survives the hand-off.
     encoder = Encoder()
     encoded: list[Node] = []
@@ -146,7 +148,7 @@ def make_plan(
             try:
                 encoder.encode(task)  # every node of its parameter closure, value round trips checked
             except HandoffError as e:
-                problems.append(str(e))
+                problems.extend(e.problems)
                 continue
             encoded.append(node)
     problems.extend(verify_round_trips(_representatives(encoded), encoder))
@@ -169,20 +171,62 @@ def _representatives(nodes: list[Node]) -> list[luigi.Task]:
     return [with_deps[cls] if cls in with_deps else without[cls] for cls in classes]
 
 
-def _ambiguous_task_names() -> list[str]:
-    """gokart's dump() looks every registered task class up by name (PandasTypeConfigMap); two classes sharing a
-    name make every dump fail with TaskClassAmbigiousException — in the master and in every child."""
-    from luigi.task_register import Register
+#: (module, sys_path) pairs a fresh interpreter imported: modules do not become unimportable during a session
+_IMPORTABLE: set[tuple[str, tuple[str, ...]]] = set()
 
-    registry = Register._get_reg()
+_IMPORT_PROBE = """
+import importlib, json, sys
+paths, modules = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+for p in reversed(paths):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+failed = {}
+for m in modules:
+    try:
+        importlib.import_module(m)
+    except BaseException as e:
+        failed[m] = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+print(json.dumps(failed))
+"""
+
+
+def spawned_import_failures(
+    modules: Sequence[str], sys_path: Sequence[str] = (), env: Mapping[str, str] | None = None, timeout: float = 300.0
+) -> dict[str, str]:
+    """Import ``modules`` in a fresh interpreter started as a spawn-mode local child is (this interpreter, the
+    master's cwd and environment, ``sys_path`` first): {module: error} for those that fail."""
+    modules = [m for m in modules if (m, tuple(sys_path)) not in _IMPORTABLE]
+    if not modules:
+        return {}
+    proc = subprocess.run(  # an argv list of our own, no shell
+        [sys.executable, "-c", _IMPORT_PROBE, json.dumps(list(sys_path)), json.dumps(list(modules))],
+        capture_output=True, text=True, timeout=timeout, env=dict(os.environ if env is None else env),
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        failed = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return dict.fromkeys(modules, f"the import check itself failed (exit {proc.returncode}): {tail}")
+    _IMPORTABLE.update((m, tuple(sys_path)) for m in modules if m not in failed)
+    return {str(k): str(v) for k, v in failed.items()}
+
+
+def bullet_import_problems(plan: Plan, sys_path: Sequence[str] = (), env: Mapping[str, str] | None = None) -> list[str]:
+    """Plan-time check for spawned children (one interpreter for all modules): every bullet's module must import
+    with the sys.path a child gets (``sys_path`` plus where the master imported the modules from, see
+    handoff.import_roots). One problem per module, naming the bullets it would have failed."""
+    modules = plan.bullet_modules()
+    failed = spawned_import_failures(modules, [*sys_path, *import_roots(modules)], env)
     problems = []
-    for family, cls in sorted(registry.items()):
-        if cls is Register.AMBIGUOUS_CLASS:
-            where = sorted({f"{c.__module__}.{c.__qualname__}" for c in Register._reg
-                            if c.get_task_family() == family})  # fmt: skip
-            problems.append(f"two task classes share the name {family!r} ({', '.join(where)}); gokart's dump() "
-                            "looks task classes up by name and would fail with TaskClassAmbigiousException. "
-                            "Rename one.")  # fmt: skip
+    for module, error in sorted(failed.items()):
+        bullets = [n for n in plan.nodes.values()
+                   if n.placement is Placement.BULLET and type(n.task).__module__ == module]  # fmt: skip
+        first = describe_safe(bullets[0].task) if bullets else module
+        more = f" and {len(bullets) - 1} more" if len(bullets) > 1 else ""
+        problems.append(f"{first}{more}: its module {module} cannot be imported by a child started afresh ({error}). "
+                        "It imports through something only this process has (a sys.path edit, a module built at "
+                        "run time); put the directories on PYTHONPATH or pass Kannon(sys_path=[...]).")  # fmt: skip
     return problems
 
 
@@ -200,4 +244,4 @@ def describe_safe(task: luigi.Task) -> str:
         return f"{type(task).__name__}({task.task_id})"
 
 
-__all__ = ["Node", "Plan", "PlanError", "make_plan"]
+__all__ = ["Node", "Plan", "PlanError", "bullet_import_problems", "make_plan", "spawned_import_failures"]

@@ -7,12 +7,16 @@ and silence logging process-wide; this wrapper refuses instead and keeps logging
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import gokart
 import luigi
 from gokart.build import GokartBuildError
 from luigi.task import flatten
+
+from kannon.child import exception_text as _exception_text
 
 
 class UpstreamMissingError(Exception):
@@ -51,10 +55,74 @@ def missing_requirements(task: luigi.Task) -> list[luigi.Task]:
     return missing
 
 
+#: while ``collect_exceptions()`` is active: the exceptions master tasks raised, {unique id: [exception]}
+_collected: dict[str, list[BaseException]] | None = None
+
+
+@contextmanager
+def collect_exceptions() -> Iterator[dict[str, list[BaseException]]]:
+    """Collect what the tasks run in this process raise, as ``gokart.build``'s ``raised_exceptions`` does."""
+    global _collected
+    saved, _collected = _collected, {}
+    try:
+        yield _collected
+    finally:
+        _collected = saved
+
+
+def target_path(target: object) -> str:
+    """luigi targets have a ``path`` attribute, gokart's a ``path()`` method."""
+    path = getattr(target, "path", None)
+    if callable(path):
+        try:
+            path = path()
+        except Exception:
+            path = None
+    return str(path) if path is not None else str(target)
+
+
+def drop_ambiguous_task_classes() -> list[str]:
+    """Unregister task classes whose name another registered class shares (keeping luigi's and gokart's own).
+
+    gokart's dump() resolves every registered task name (PandasTypeConfigMap), so one duplicate name breaks every
+    dump in the process; ``gokart.build`` avoids that by unregistering all user classes (``reset_register``). Only
+    name lookups need the registry (the hand-off imports classes by module and qualname), so dropping just the
+    duplicates keeps everything else working. Returns the names dropped."""
+    from luigi.task_register import Register
+
+    registry = Register._get_reg()
+    dropped = sorted(name for name, cls in registry.items() if cls is Register.AMBIGUOUS_CLASS)
+    if dropped:
+        Register._reg = [c for c in Register._reg if c.get_task_family() not in dropped
+                         or c.__module__.split(".")[0] in ("luigi", "gokart")]  # fmt: skip
+    return dropped
+
+
+def _incomplete_reason(task: luigi.Task) -> str:
+    """Why a task that ran without error is not complete: its outputs, or gokart's extra checks."""
+    from kannon.handoff import describe
+
+    outputs = flatten(task.output())
+    missing = [target_path(t) for t in outputs if not t.exists()]
+    if missing:
+        return (f"{describe(task)} finished without error but its output does not exist ({', '.join(missing[:3])}); "
+                "run() must write every target in output().")  # fmt: skip
+    if getattr(task, "modification_time_check", False):
+        return (f"{describe(task)} wrote its output, but an input is newer than it, so gokart's "
+                "modification_time_check=True counts it as not complete (clocks of the machines sharing the "
+                "workspace may differ, or an input was rewritten meanwhile). Check the inputs' modification times, "
+                "or drop modification_time_check.")  # fmt: skip
+    if getattr(task, "strict_check", False):
+        return (f"{describe(task)} wrote its output, but with strict_check=True it is complete only when its "
+                "requirements and inputs are too, and one of them is not.")  # fmt: skip
+    return f"{describe(task)} finished without error, but its complete() returns False."
+
+
 def run_one(task: luigi.Task) -> None:
     """Run ``task`` in this process; raise one of the errors above if it cannot be confirmed complete."""
     from kannon.handoff import describe
 
+    drop_ambiguous_task_classes()
     missing = missing_requirements(task)
     if missing:
         names = ", ".join(describe(t) for t in missing[:5])
@@ -68,12 +136,9 @@ def run_one(task: luigi.Task) -> None:
         _luigi_build(task)
     if not task.complete():
         if isinstance(task, luigi.ExternalTask) or type(task).run is luigi.Task.run:
-            outputs = ", ".join(str(getattr(t, "path", t)) for t in flatten(task.output()))
+            outputs = ", ".join(target_path(t) for t in flatten(task.output()))
             raise OutputMissingError(f"{describe(task)} is an external input that does not exist: {outputs}")
-        raise OutputMissingError(
-            f"{describe(task)} finished without error but its output does not exist; run() must write every "
-            "target in output()."
-        )
+        raise OutputMissingError(_incomplete_reason(task))
 
 
 def _gokart_build(task: gokart.TaskOnKart[Any]) -> None:
@@ -82,14 +147,20 @@ def _gokart_build(task: gokart.TaskOnKart[Any]) -> None:
         # gokart from calling logging.disable() on the whole process.
         gokart.build(task, return_value=False, reset_register=False, log_level=logging.NOTSET)
     except GokartBuildError as e:
+        if _collected is not None:
+            for uid, excs in e.raised_exceptions.items():
+                _collected.setdefault(uid, []).extend(excs)
         causes = [exc for excs in e.raised_exceptions.values() for exc in excs]
         cause = causes[0] if causes else None
-        text = f"{type(cause).__name__}: {cause}" if cause else "an error (see its log)"
+        text = _exception_text(cause) if cause else "an error (see its log)"
         raise TaskRaisedError(f"{type(task).__name__} raised {text}", cause) from e
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:  # requires()/output() errors escape gokart.build raw
-        raise TaskRaisedError(f"{type(task).__name__} raised {type(e).__name__}: {e}", e) from e
+        if _collected is not None:
+            _collected.setdefault(task.make_unique_id(), []).append(e)
+        raise TaskRaisedError(f"{type(task).__name__} raised {_exception_text(e)}", e) from e
+
 
 
 def _luigi_build(task: luigi.Task) -> None:

@@ -24,7 +24,7 @@ import luigi
 from kannon import runner
 from kannon.backends.base import Executor
 from kannon.hints import Hints
-from kannon.plan import Plan, PlanError, make_plan
+from kannon.plan import Plan, PlanError, bullet_import_problems, make_plan
 from kannon.plugins import get_backend, plugin_manager
 from kannon.result import BuildResult, Placement
 from kannon.scheduler import env as child_env
@@ -145,6 +145,12 @@ class Kannon:
         try:
             plan = make_plan(root, validate_hints=self._validator(executor))
             _check_master_thread(plan)
+            if getattr(executor, "mode", None) == "spawn":
+                # A spawned child imports the bullets' modules afresh: find any it cannot import before anything
+                # runs (a forked child inherits the master's modules; other backends: see docs/design.md).
+                problems = bullet_import_problems(plan, self.sys_path)
+                if problems:
+                    raise PlanError(problems)
             return execute(self, executor, plan)
         finally:
             for obs in observers:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import warnings
 import zoneinfo
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -182,21 +183,36 @@ def test_any_value_is_carried_exactly_or_refused_with_the_task_named(name: str, 
     assert refusal is None or named, refusal
 
 
+def json_native(v: Any) -> bool:
+    """What an untyped parameter carries besides tasks: JSON values with their Python types (UTF-8 text, no NaN)."""
+    if v is None or type(v) in (bool, int):
+        return True
+    if type(v) is float:
+        return v == v
+    if type(v) is str:
+        try:
+            v.encode("utf-8")
+            return True
+        except UnicodeEncodeError:
+            return False  # a lone surrogate is no text a UTF-8 spec can hold
+    if type(v) in (list, tuple):
+        return all(json_native(x) for x in v)
+    if isinstance(v, Mapping):
+        return all(json_native(k) and json_native(x) for k, x in v.items())
+    return False
+
+
 @settings(max_examples=examples(100))
 @given(value=ANYTHING)
-def test_untyped_parameter_takes_text_and_tasks_and_refuses_everything_else(value: Any) -> None:
+def test_untyped_parameter_takes_json_values_and_tasks_and_refuses_everything_else(value: Any) -> None:
     task = ParamUntyped(value=value)
-    carried = isinstance(value, luigi.Task)  # any task-valued parameter travels as a reference to its node
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-            carried = True
-        except UnicodeEncodeError:
-            pass  # a lone surrogate is no text a UTF-8 spec can hold
+    sent = task.param_kwargs["value"]  # luigi keeps lists and sets given to a plain Parameter as tuples
     refusal = plan_refusal(task)
-    if carried:
+    if isinstance(value, luigi.Task) or json_native(sent):  # a task travels as a reference to its node
         assert refusal is None, refusal
-        same_values(task, round_trip(task))
+        clone = round_trip(task)
+        same_values(task, clone)
+        assert clone.param_kwargs["value"] == sent or isinstance(sent, luigi.Task)
         return
     named = refusal is not None and "ParamUntyped(" in refusal and "Traceback" not in refusal
     FIGURES.bad_input(rejected=named)  # what make_plan really did, counted before it is asserted

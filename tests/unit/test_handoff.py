@@ -78,16 +78,89 @@ def test_spec_size_is_linear_in_shared_ancestors() -> None:
     assert len(large) < 2.2 * len(small)  # doubling the depth doubles the size: linear, not exponential
 
 
-def test_untyped_parameter_with_int_is_rejected_with_the_task_named() -> None:
-    with pytest.raises(handoff.HandoffError) as e:
-        handoff.Encoder().encode(Untyped(value=3))
-    msg = str(e.value)
-    assert "Untyped" in msg and "value=3" in msg and "IntParameter" in msg
+@pytest.mark.parametrize(
+    ("task", "name", "value"),
+    [
+        (Untyped(value=3), "value", 3),  # a plain Parameter holding an int
+        (Untyped(value=None), "value", None),  # luigi.Parameter(default=None)
+        (Untyped(value=[1, 2.5, True, None, "s", {"k": [1]}]), "value", [1, 2.5, True, None, "s", {"k": [1]}]),
+        (AllTypes(f=1), "f", 1),  # FloatParameter given an int: its text "1" is what gokart hashes
+        (AllTypes(note=7), "note", 7),  # insignificant too: the child must not get "7"
+    ],
+)
+def test_json_native_values_travel_with_their_type(task: luigi.Task, name: str, value: object) -> None:
+    back = round_trip(task)
+    assert back.make_unique_id() == task.make_unique_id()
+    sent = task.param_kwargs[name]  # luigi keeps a list given to a plain Parameter as a tuple
+    assert sent == (tuple(value) if isinstance(value, list) else value)
+    assert back.param_kwargs[name] == sent and type(back.param_kwargs[name]) is type(sent)
 
 
-def test_float_parameter_given_an_int_is_rejected() -> None:
-    with pytest.raises(handoff.HandoffError, match="unique id"):
-        handoff.Encoder().encode(AllTypes(f=1))
+def test_dict_parameter_with_int_keys_keeps_its_keys_and_id() -> None:
+    task = AllTypes(dct={1: "a", 2: {3: [4]}})
+    back = round_trip(task)
+    assert back.make_unique_id() == task.make_unique_id()
+    assert list(back.dct) == [1, 2] and list(back.dct[2]) == [3]
+
+
+def test_every_unrepresentable_parameter_of_every_task_is_reported_at_once() -> None:
+    a, b = Untyped(value=object()), AllTypes(s=object(), opt=object(), note=2j)
+    problems = []
+    for task in (a, b):
+        with pytest.raises(handoff.HandoffError) as e:
+            handoff.Encoder().encode(task)
+        problems.extend(e.value.problems)
+    named = sorted((p.split("(")[0], p.split("parameter ")[1].split("=")[0]) for p in problems)
+    assert named == [("AllTypes", "note"), ("AllTypes", "opt"), ("AllTypes", "s"), ("Untyped", "value")]
+    assert all("JSON values" in p for p in problems)
+
+
+class Normalising(gokart.TaskOnKart[str]):
+    name = luigi.Parameter()
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.name = self.name.strip().lower()  # a common pattern; the id comes from the constructor's value
+
+
+def test_a_task_rebinding_a_parameter_in_init_is_rebuilt_from_its_constructor_values() -> None:
+    task = Normalising(name="  MiXed ")
+    back = round_trip(task)
+    assert back.make_unique_id() == task.make_unique_id()
+    assert back.param_kwargs["name"] == "  MiXed " and back.name == "mixed"
+
+
+def test_rebuild_refuses_a_cached_object_built_with_other_insignificant_values() -> None:
+    cfg = luigi.configuration.get_config()
+    with handoff.fresh_instances():
+        master = Leaf(name="cached")  # the master's object: default workspace
+        data = handoff.Encoder().spec(master, "run", {})
+    cfg.set("TaskOnKart", "workspace_directory", "/elsewhere/")
+    try:
+        Leaf(name="cached")  # as a module would at import time, under another config: now in luigi's cache
+        with pytest.raises(handoff.IdMismatchError, match=r"Leaf \[.*parameter workspace_directory is '/elsewhere/'"):
+            handoff.rebuild(handoff.parse_spec(data))  # deliberately NOT in a fresh cache
+        with handoff.fresh_instances():
+            assert handoff.rebuild(handoff.parse_spec(data))[master.make_unique_id()].workspace_directory == \
+                master.workspace_directory  # fmt: skip
+    finally:
+        cfg.remove_option("TaskOnKart", "workspace_directory")
+
+
+def test_spec_carries_where_the_master_imported_the_modules_from(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import importlib
+    import sys
+
+    (tmp_path / "edited_path_mod.py").write_text(
+        "import gokart\nclass Edited(gokart.TaskOnKart[str]):\n    pass\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        mod = importlib.import_module("edited_path_mod")
+        doc = json.loads(handoff.Encoder().spec(mod.Edited(), "run", {}, sys_path=["/given"]))
+        assert doc["sys_path"] == ["/given", str(tmp_path)]
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("edited_path_mod", None)
 
 
 def test_main_module_class_is_rejected() -> None:

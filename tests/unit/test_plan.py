@@ -139,8 +139,9 @@ def test_backend_validation_is_applied() -> None:
 
 
 def test_handoff_problems_fail_the_plan() -> None:
-    with pytest.raises(PlanError, match="IntParameter"):
-        make_plan(Join(parents=[Untyped(value=3)]))
+    with pytest.raises(PlanError, match="cannot be handed to a child") as e:
+        make_plan(Join(parents=[Untyped(value=object()), Untyped(value=2j)]))
+    assert len(e.value.problems) == 2  # every one, not the first
 
 
 def test_root_must_be_a_task() -> None:
@@ -148,14 +149,13 @@ def test_root_must_be_a_task() -> None:
         make_plan(Leaf)
 
 
-def test_two_task_classes_with_one_name_are_reported_before_gokart_trips_on_them() -> None:
-    # gokart's dump() resolves every registered task name; a duplicate name breaks every dump in the process.
+def test_two_task_classes_with_one_name_do_not_stop_the_plan() -> None:
+    # gokart.build runs them (it unregisters user classes); kannon unregisters only the duplicates when it runs.
     import luigi.task_register
 
     twin = type("Leaf", (gokart.TaskOnKart,), {"__module__": "tests.unit.elsewhere"})
     try:
-        with pytest.raises(PlanError, match=r"share the name 'Leaf' \(tests.support.tasks.Leaf, tests.unit.elsewhere"):
-            make_plan(Leaf(name="dup"))
+        assert make_plan(Leaf(name="dup")).nodes
     finally:
-        luigi.task_register.Register._reg.remove(twin)
-    make_plan(Leaf(name="dup"))
+        if twin in luigi.task_register.Register._reg:
+            luigi.task_register.Register._reg.remove(twin)
