@@ -230,12 +230,18 @@ def run_child(
 def test_a_module_the_child_cannot_import_fails_exit_8_import_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The master imports the task's module from a directory on its own sys.path only (no ``sys_path=`` for the
-    children): a real child fails to import it, exit 8, and the reason names the module."""
+    """A module that imports in the master (and in the plan-time check's fresh interpreter) but not in the child,
+    as when the child's image lacks a package the module needs: a real child fails to import it, exit 8, and the
+    reason names the module. (Where the master imported it from travels with the spec, see handoff.import_roots.)"""
     mods = tmp_path / "master_only"
     mods.mkdir()
     (mods / "master_only_tasks.py").write_text(textwrap.dedent("""
+        import os
+
         import kannon
+
+        if os.environ.get("KANNON_TASK_ID"):  # only a child has it
+            raise ImportError("No module named 'a_package_only_the_master_has'")
 
         class OnlyInTheMaster(kannon.TaskOnBullet):
             def run(self):
