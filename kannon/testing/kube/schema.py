@@ -18,7 +18,7 @@ from kubernetes import client as k8s_client
 from kannon.testing.kube.errors import bad_request
 
 _LIST = re.compile(r"^list\[(.+)\]$")
-_DICT = re.compile(r"^dict\(str, (.+)\)$")
+_DICT = re.compile(r"^dict\[str, (.+)\]$")
 _SCALARS = {"str", "int", "float", "bool", "date", "datetime", "object"}
 
 

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from kannon.testing.kube import errors, leases, tables
+from kannon.testing.kube import errors, leases, openapi, tables
 from kannon.testing.kube.controller import delete_job
 from kannon.testing.kube.errors import ApiError, Cause, bad_request
 from kannon.testing.kube.schema import check_fields
@@ -340,6 +340,15 @@ class Handler(BaseHTTPRequestHandler):
         emu = self.server.emulator
         if method == "GET" and path in ("/healthz", "/readyz", "/livez"):
             self._send_text(200, b"ok")
+            return
+        if method == "GET" and path.startswith("/openapi/v3"):
+            doc = path.removeprefix("/openapi/v3").strip("/")
+            if not doc:
+                self._send_json(200, openapi.root())
+            elif doc in openapi.SERVED:
+                self._send_text(200, openapi.group_version_doc(doc), "application/json")
+            else:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
             return
         if method == "GET" and path == "/version":
             self._send_json(200, VERSION)
