@@ -454,8 +454,8 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(
                 415,
                 "UnsupportedMediaType",
-                f"the body of the request was in an unknown format - accepted media types include: "
-                f"application/json, application/yaml ({ctype})",
+                "the body of the request was in an unknown format - accepted media types include: "
+                "application/json, application/yaml",
             )
         try:
             if ctype == "application/yaml":

@@ -1,8 +1,8 @@
 """Server-side Table output (``Accept: application/json;as=Table;g=meta.k8s.io;v=v1``), what ``kubectl get`` prints.
 
-Columns and cells follow upstream's printers (pkg/printers/internalversion/printers.go: printJob, printPod; the
-default table convertor for the rest) and k8s.io/apimachinery/pkg/util/duration.HumanDuration; the shape is
-meta.k8s.io/v1 Table (kubernetes.io/docs/reference/using-api/api-concepts/#receiving-resources-as-tables).
+Columns and cells follow upstream's printers (pkg/printers/internalversion/printers.go: printJob, printPod, printLease,
+printNamespace; the default table convertor for the rest) and k8s.io/apimachinery/pkg/util/duration.HumanDuration;
+the shape is meta.k8s.io/v1 Table (kubernetes.io/docs/reference/using-api/api-concepts/#receiving-resources-as-tables).
 Rows carry a PartialObjectMetadata (the server's default ``includeObject=Metadata``) or the object
 (``includeObject=Object``).
 """
@@ -91,6 +91,8 @@ POD_COLUMNS = [
     _col("Readiness Gates", "string", "Readiness gates of the pod.", 1),
 ]
 
+LEASE_COLUMNS = [_NAME, _col("Holder", "string", "The holder of the lease."), _AGE]
+NAMESPACE_COLUMNS = [_NAME, _col("Status", "string", "The status of the namespace"), _AGE]
 DEFAULT_COLUMNS = [_NAME, _col("Created At", "date", "CreationTimestamp of the object.")]
 
 
@@ -172,6 +174,10 @@ def table(resource: str, items: list[Obj], rv: str | None, include: str | None, 
     columns, cells = {
         "jobs": (JOB_COLUMNS, job_cells),
         "pods": (POD_COLUMNS, pod_cells),
+        "leases": (LEASE_COLUMNS, lambda o: [o["metadata"]["name"], (o.get("spec") or {}).get("holderIdentity") or "",
+                                             _age(o["metadata"].get("creationTimestamp"))]),
+        "namespaces": (NAMESPACE_COLUMNS, lambda o: [o["metadata"]["name"], (o.get("status") or {}).get("phase", ""),
+                                                     _age(o["metadata"].get("creationTimestamp"))]),
     }.get(resource, (DEFAULT_COLUMNS, lambda o: [o["metadata"]["name"], o["metadata"].get("creationTimestamp")]))
     rows = []
     for obj in items:

@@ -129,6 +129,10 @@ def test_protobuf_body_is_415_with_a_status(kube: KubeEmulator) -> None:
 def test_other_media_types_are_415_and_broken_json_is_400(kube: KubeEmulator) -> None:
     code, _, status = raw(kube, "POST", JOBS, b"name=x", {"Content-Type": "text/plain"})
     assert (code, status["reason"]) == (415, "UnsupportedMediaType")
+    # Upstream's wording; its list also names application/vnd.kubernetes.protobuf, which the emulator cannot decode.
+    assert status["message"] == (
+        "the body of the request was in an unknown format - accepted media types include: "
+        "application/json, application/yaml")  # fmt: skip
     code, _, status = raw(kube, "POST", JOBS, b"\xff\xfe{", {"Content-Type": "application/json"})
     assert (code, status["reason"], status["kind"]) == (400, "BadRequest", "Status")
 
@@ -188,3 +192,14 @@ def test_job_and_pod_lists_as_tables(kube: KubeEmulator, batch_api: Any) -> None
     assert one["kind"] == "Table" and one["rows"][0]["object"]["kind"] == "Job"
     code, _, plain = raw(kube, "GET", JOBS, headers={"Accept": "application/json"})
     assert plain["kind"] == "JobList"
+
+
+def test_lease_and_namespace_tables_have_upstream_columns(kube: KubeEmulator) -> None:
+    lease = {"metadata": {"name": "holder-lease"}, "spec": {"holderIdentity": "host-1"}}
+    raw(kube, "POST", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases", json.dumps(lease).encode(),
+        {"Content-Type": "application/json"})  # fmt: skip
+    _, _, leases = raw(kube, "GET", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases", headers={"Accept": TABLE})
+    assert [c["name"] for c in leases["columnDefinitions"]] == ["Name", "Holder", "Age"]
+    assert leases["rows"][0]["cells"][:2] == ["holder-lease", "host-1"]
+    _, _, namespaces = raw(kube, "GET", "/api/v1/namespaces", headers={"Accept": TABLE})
+    assert [c["name"] for c in namespaces["columnDefinitions"]] == ["Name", "Status", "Age"]
