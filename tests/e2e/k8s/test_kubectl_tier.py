@@ -4,6 +4,7 @@ describe, delete. Expected outputs are what kubectl prints against upstream v1.3
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,10 @@ import pytest
 import yaml
 
 from kannon.testing import KubeEmulator
+from tests.e2e.k8s.test_k8s_backend import launch_of, make, wait_flag
+from tests.support.procs import wait_until
+
+__all__ = ["make"]  # the executor fixture of the backend tests, used here by name
 
 pytestmark = [
     pytest.mark.k8s,
@@ -93,3 +98,24 @@ def test_get_wait_logs_describe_delete_a_job(kubectl: Any) -> None:
     assert out.strip() == 'job.batch "hello" deleted'
     kubectl("wait", "--for=delete", "pod", "-l", "job-name=hello", "--timeout=120s")
     assert kubectl("get", "pods", "-l", "job-name=hello").stderr.strip() == "No resources found in default namespace."
+
+
+def test_kubectl_sees_a_kannon_bullet_while_it_runs(kube: KubeEmulator, make: Any, kubectl: Any,
+                                                    tmp_path: Path) -> None:  # fmt: skip
+    executor, rec = make()
+    flag = tmp_path / "go"
+    launch = launch_of(tmp_path, 1, "print('bullet says hi', flush=True)\n" + wait_flag(flag, "print('done')"))
+    executor.launch(launch)
+    rec.wait_started(launch.key)
+    (name,) = wait_until(lambda: list(kube.jobs()), 120, "the bullet's Job", max_delay=0.2)
+    wait_until(lambda: "bullet says hi" in kubectl("logs", f"job/{name}", check=False).stdout, 120,
+               "the bullet's first line through kubectl logs", max_delay=0.2)  # fmt: skip
+    row = kubectl("get", "job", name).stdout.splitlines()[1].split()
+    assert row[:3] == [name, "Running", "0/1"]
+    pod_row = kubectl("get", "pods", "-l", f"job-name={name}").stdout.splitlines()[1].split()
+    assert pod_row[1:4] == ["1/1", "Running", "0"]
+    described = kubectl("describe", "job", name).stdout  # the column width depends on the longest label
+    assert re.search(r"Pods Statuses:\s+1 Active \(1 Ready\) / 0 Succeeded / 0 Failed", described)
+    flag.touch()
+    fin = rec.wait_finished(launch.key)
+    assert fin.ok and "done" in fin.log_tail
