@@ -245,7 +245,7 @@ class JobController:
         if spec.get("suspend"):
             for p in active:
                 self._delete_pod(p)
-            self._write_status(job, tr, active=[], failed=failed, suspended=True)
+            self._write_status(job, tr, active=[], failed=failed, suspended=True, terminating=len(terminating))
             return
 
         target = condition(job, "FailureTarget") or condition(job, "SuccessCriteriaMet")
@@ -273,7 +273,7 @@ class JobController:
             for p in active:
                 self._delete_pod(p)
             remaining = active + terminating
-            self._write_status(job, tr, active=[], failed=failed, interim=new_target)
+            self._write_status(job, tr, active=[], failed=failed, interim=new_target, terminating=len(remaining))
             if not remaining:
                 job = self.store.get("jobs", ns, name) or job
                 self._finish(job, tr)
@@ -301,7 +301,7 @@ class JobController:
             if created is None:
                 return
             active.append(created)
-        self._write_status(job, tr, active=active, failed=failed)
+        self._write_status(job, tr, active=active, failed=failed, terminating=len(terminating))
 
     def _write_status(
         self,
@@ -311,6 +311,7 @@ class JobController:
         failed: int,
         interim: dict[str, Any] | None = None,
         suspended: bool = False,
+        terminating: int = 0,
     ) -> None:
         ready = sum(
             1
@@ -321,12 +322,17 @@ class JobController:
 
         def apply(j: Obj) -> Obj:
             st = j.setdefault("status", {})
-            # Counters are omitempty in batch/v1 JobStatus: absent (None in the client) when zero.
-            for key, value in (("active", len(active)), ("succeeded", succeeded), ("failed", failed), ("ready", ready)):
+            # active/succeeded/failed are omitempty ints: absent (None in the client) when zero. ready and
+            # terminating are pointers the v1.33 controller always sets, so 0 is written; uncountedTerminatedPods
+            # is a pointer too, {} when nothing is pending (seen on upstream v1.33.13, docs/upstream.md).
+            for key, value in (("active", len(active)), ("succeeded", succeeded), ("failed", failed)):
                 if value:
                     st[key] = value
                 else:
                     st.pop(key, None)
+            st["ready"] = ready
+            st["terminating"] = terminating
+            st.setdefault("uncountedTerminatedPods", {})
             if suspended:
                 set_condition(st, _cond("Suspended", "True", "JobSuspended", "Job suspended"))
                 st.pop("startTime", None)

@@ -24,9 +24,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from kannon.testing.kube import errors, leases
+import yaml
+
+from kannon.testing.kube import errors, leases, openapi, tables
 from kannon.testing.kube.controller import delete_job
 from kannon.testing.kube.errors import ApiError, Cause, bad_request
+from kannon.testing.kube.schema import check_fields
 from kannon.testing.kube.selectors import parse_field_selector, parse_label_selector
 from kannon.testing.kube.store import Watcher
 from kannon.testing.kube.validation import decode_checks, prepare_job, validate_job_update
@@ -338,6 +341,15 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and path in ("/healthz", "/readyz", "/livez"):
             self._send_text(200, b"ok")
             return
+        if method == "GET" and path.startswith("/openapi/v3"):
+            doc = path.removeprefix("/openapi/v3").strip("/")
+            if not doc:
+                self._send_json(200, openapi.root())
+            elif doc in openapi.SERVED:
+                self._send_text(200, openapi.group_version_doc(doc), "application/json")
+            else:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
+            return
         if method == "GET" and path == "/version":
             self._send_json(200, VERSION)
             return
@@ -408,7 +420,7 @@ class Handler(BaseHTTPRequestHandler):
         if res == "namespaces":
             self._namespaces(method, name, query, watch)
         elif res == "leases" and ns is not None and (method != "GET" or name is not None):
-            self._leases(method, ns, name, raw)
+            self._leases(method, ns, name, raw, query)
         elif sub == "log":
             self._pod_log(ns or "", name or "", query)
         elif name is None:
@@ -419,11 +431,14 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 raise errors.method_not_allowed(method)
         elif method == "GET":
-            self._send_json(200, emu.store.require(res, ns or "", name))
+            obj = emu.store.require(res, ns or "", name)
+            if sub is None and tables.wants_table(self.headers.get("Accept")):
+                obj = tables.table(res, [obj], None, query.get("includeObject"), *_KINDS[res])
+            self._send_json(200, obj)
         elif method == "DELETE" and sub is None:
             self._delete(res, ns or "", name, raw, query)
         elif method in ("PUT", "PATCH") and sub is None and res in ("jobs", "pods"):
-            self._update(res, ns or "", name, method, raw)
+            self._update(res, ns or "", name, method, raw, query)
         else:
             raise errors.method_not_allowed(method)
 
@@ -432,9 +447,21 @@ class Handler(BaseHTTPRequestHandler):
     def _body(self, raw: bytes) -> Any:
         if not raw:
             return {}
+        ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip().lower()
+        if self.command in ("POST", "PUT") and ctype not in ("application/json", "application/yaml"):
+            # Upstream also decodes protobuf (and CBOR behind a gate); the emulator speaks JSON and YAML only, and
+            # says so the way the apiserver refuses a media type it has no serializer for.
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: "
+                "application/json, application/yaml",
+            )
         try:
+            if ctype == "application/yaml":
+                return yaml.safe_load(raw.decode())
             return json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, yaml.YAMLError) as exc:
             raise bad_request(f"the server rejected our request due to an error in our request: {exc}") from exc
 
     def _create_job(self, ns: str, raw: bytes, query: dict[str, str]) -> None:
@@ -442,24 +469,28 @@ class Handler(BaseHTTPRequestHandler):
         import uuid
 
         uid = str(uuid.uuid4())
-        job = prepare_job(self._body(raw), ns, uid)
+        body = self._body(raw)
+        warn = _warnings(check_fields(body, "V1Job", "Job", query.get("fieldValidation")))
+        job = prepare_job(body, ns, uid)
         job["metadata"]["uid"] = uid
         job.pop("status", None)
         job["status"] = {}
         if query.get("dryRun") == "All":
-            self._send_json(201, job)
+            self._send_json(201, job, warn)
             return
         created = emu.store.create("jobs", job)
-        self._send_json(201, created)
+        self._send_json(201, created, warn)
 
-    def _leases(self, method: str, ns: str, name: str | None, raw: bytes) -> None:
+    def _leases(self, method: str, ns: str, name: str | None, raw: bytes, query: dict[str, str]) -> None:
         store = self.server.emulator.store
+        body = self._body(raw) if method in ("POST", "PUT") else None
+        warn = _warnings(check_fields(body, "V1Lease", "Lease", query.get("fieldValidation")))
         if method == "POST" and name is None:
-            self._send_json(201, leases.create(store, ns, self._body(raw)))
+            self._send_json(201, leases.create(store, ns, body), warn)
         elif method == "GET" and name is not None:
             self._send_json(200, store.require("leases", ns, name))
         elif method == "PUT" and name is not None:
-            self._send_json(200, leases.update(store, ns, name, self._body(raw)))
+            self._send_json(200, leases.update(store, ns, name, body), warn)
         elif method == "DELETE" and name is not None:
             self._send_json(200, leases.delete(store, ns, name, self._body(raw) or {}))
         else:
@@ -497,6 +528,9 @@ class Handler(BaseHTTPRequestHandler):
         if limit > 0 and start + limit < len(items):
             meta["continue"] = base64.urlsafe_b64encode(_dump({"o": start + limit, "rv": rv})).decode()
             meta["remainingItemCount"] = len(items) - start - limit
+        if tables.wants_table(self.headers.get("Accept")):
+            self._send_json(200, tables.table(res, page, str(rv), query.get("includeObject"), api_version, kind))
+            return
         out = [{**o, "apiVersion": api_version, "kind": kind} for o in page]
         # Items inside a list carry no kind/apiVersion in real responses.
         for o in out:
@@ -624,10 +658,13 @@ class Handler(BaseHTTPRequestHandler):
         }
         self._send_json(200, status, headers)
 
-    def _update(self, res: str, ns: str, name: str, method: str, raw: bytes) -> None:
+    def _update(self, res: str, ns: str, name: str, method: str, raw: bytes, query: dict[str, str]) -> None:
         emu = self.server.emulator
         ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
         body = self._body(raw)
+        model, kind_name = ("V1Job", "Job") if res == "jobs" else ("V1Pod", "Pod")
+        # A JSON patch (a list) names paths, not fields: only object bodies are checked.
+        warn = _warnings(check_fields(body, model, kind_name, query.get("fieldValidation")))
         with emu.store.cond:
             cur = emu.store.require(res, ns, name)
             if method == "PATCH":
@@ -688,7 +725,7 @@ class Handler(BaseHTTPRequestHandler):
                 )
             meta["resourceVersion"] = cur["metadata"]["resourceVersion"]
             out = emu.store.replace(res, new, str(expected) if expected else None)
-        self._send_json(200, out)
+        self._send_json(200, out, warn)
 
     def _pod_log(self, ns: str, name: str, query: dict[str, str]) -> None:
         emu = self.server.emulator
@@ -744,6 +781,11 @@ class Handler(BaseHTTPRequestHandler):
             self._end_chunked()
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True
+
+
+def _warnings(values: list[str]) -> dict[str, str]:
+    # One Warning header with comma-separated values is equivalent to several (RFC 7234 §5.5); clients split it.
+    return {"Warning": ", ".join(values)} if values else {}
 
 
 def _stamp_epoch(stamp: str) -> float:

@@ -462,9 +462,9 @@ def prepare_job(body: Any, namespace: str, uid: str) -> dict[str, Any]:
     spec.setdefault("backoffLimit", 6)
     spec.setdefault("completionMode", "NonIndexed")
     spec.setdefault("suspend", False)
-    spec.setdefault("manualSelector", None)
-    if spec["manualSelector"] is None:
-        spec.pop("manualSelector")
+    # The v1.33 apiserver stores manualSelector: false when unset (docs/upstream.md).
+    if spec.get("manualSelector") is None:
+        spec["manualSelector"] = False
     spec.setdefault("podReplacementPolicy", "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed")
     _default_pod_spec(pod_spec)
 
