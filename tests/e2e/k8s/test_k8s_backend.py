@@ -7,6 +7,7 @@ Nothing sleeps: tests wait on executor events or emulator state with generous ti
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -368,7 +369,8 @@ def test_a_create_that_landed_is_adopted_on_409(kube: KubeEmulator, make: Any, t
     flag = tmp_path / "go"
     launch = launch_of(tmp_path, 1, wait_flag(flag, "print('single')"))
     other, _ = make()  # an earlier master of the same run already created this attempt's Job
-    other.launch(launch)
+    # its own log file: two executors following one Job would otherwise race on one file
+    other.launch(dataclasses.replace(launch, log_path=tmp_path / "earlier-master.log"))
     kube.wait_for(lambda: kube.jobs(), timeout=30, message="the first create never landed")
     executor.launch(launch)
     flag.touch()
