@@ -127,9 +127,10 @@ def kill_pid(task: Any, pid: int) -> None:
 
 
 def test_children_killed_local(tmp_path: Path, figures: Figures) -> None:
-    # The memory hint is an address-space limit locally: an allocation past it raises MemoryError in the child.
+    # The memory hint limits resident memory locally (a memory cgroup per child, else an RSS watchdog), as on
+    # Docker and Kubernetes: the hog is killed long before it has touched its 512 MB.
     run_kill_scenario(tmp_path, figures, "local", LocalExecutor(max_workers=4), kill_pid,
-                      {"mb": 8192, "memory": "4Gi"})  # fmt: skip
+                      {"mb": 512, "memory": "96Mi"})  # fmt: skip
 
 
 def k8s_template(workdir: Path) -> dict[str, Any]:
