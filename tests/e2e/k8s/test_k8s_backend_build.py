@@ -217,7 +217,7 @@ root = K8sWaitJoin()
 '''
 
 
-def cli(kube: KubeEmulator, tmp_path: Path, events: Path) -> subprocess.Popen[str]:
+def cli(kube: KubeEmulator, tmp_path: Path, events: Path, *extra: str) -> subprocess.Popen[str]:
     job_template = tmp_path / "job.yaml"
     body = template(tmp_path)
     body["spec"]["template"]["spec"]["containers"][0]["env"].append(
@@ -225,7 +225,7 @@ def cli(kube: KubeEmulator, tmp_path: Path, events: Path) -> subprocess.Popen[st
     job_template.write_text(yaml.safe_dump(body))
     kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
     argv = [PY, "-m", "kannon", "build", f"{tmp_path / 'waitpipe.py'}:root", "--backend", "kubernetes",
-            "--job-template", str(job_template), "--k8s-python", PY, "--events", str(events)]  # fmt: skip
+            "--job-template", str(job_template), "--k8s-python", PY, "--events", str(events), *extra]  # fmt: skip
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(REPO)}
     return subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)  # fmt: skip
@@ -263,3 +263,44 @@ def test_cli_rerun_after_sigkill_adopts_running_jobs(kube: KubeEmulator, tmp_pat
     assert {name: job["metadata"]["uid"] for name, job in kube.jobs().items()} == before
     records = [json.loads(line) for line in events.read_text().splitlines()]
     assert [e["kind"] for e in records if e["kind"] == "run_finished"] == ["run_finished"]
+
+
+def test_a_duplicate_master_then_sigterm_harms_nothing(kube: KubeEmulator, tmp_path: Path) -> None:
+    """Reproduced before the run lease: a second master of the same pipeline, stopped with SIGTERM by the user who
+    noticed the duplicate, deleted the first master's running Jobs. Now the duplicate exits 2 naming the holder,
+    and one that waits for the lease (--wait-for-lease) is SIGTERMed while waiting: the first master's Jobs are
+    untouched and it finishes."""
+    (tmp_path / "waitpipe.py").write_text(WAITING)
+    first = cli(kube, tmp_path, tmp_path / "events1.jsonl")
+    try:
+        running = lambda: [p for p in kube.pods().values() if p["status"].get("phase") == "Running"]  # noqa: E731
+        kube.wait_for(lambda: len(running()) == 2, timeout=120, message="two bullets never ran")
+        jobs = {name: job["metadata"]["uid"] for name, job in kube.jobs().items()}
+
+        duplicate = cli(kube, tmp_path, tmp_path / "events2.jsonl")
+        out, _ = duplicate.communicate(timeout=120)
+        assert duplicate.returncode == 2, out
+        assert "another kannon master" in out and f"pid {first.pid}" in out, out
+        assert "Traceback" not in out
+
+        lease_reads = lambda: sum(1 for m, p, _ in kube.requests if m == "GET" and "/leases/" in p)  # noqa: E731
+        before = lease_reads()
+        waiting = cli(kube, tmp_path, tmp_path / "events3.jsonl", "--wait-for-lease", "600")
+        kube.wait_for(lambda: lease_reads() >= before + 2 or waiting.poll() is not None, timeout=120,
+                      message="the waiting master never asked for the lease")  # fmt: skip
+        assert waiting.poll() is None, waiting.communicate()[0]
+        os.killpg(waiting.pid, signal.SIGTERM)
+        out, _ = waiting.communicate(timeout=120)
+        assert waiting.returncode != 0, out
+
+        deletes = [p for m, p, _ in kube.requests if m == "DELETE" and "/jobs/" in p]
+        assert deletes == [], deletes
+        assert {name: job["metadata"]["uid"] for name, job in kube.jobs().items()} == jobs
+        assert first.poll() is None
+        (tmp_path / "release").touch()
+        out, _ = first.communicate(timeout=180)
+        assert first.returncode == 0, out
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.communicate()
