@@ -69,10 +69,11 @@ def test_a_bullet_past_its_timeout_is_stopped_with_deadline_exceeded(engine: Any
 
 
 def test_a_module_missing_in_the_container_fails_exit_8_import_failed(
-    engine: Any, image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Any, image: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    mods = tmp_path / "master_only"  # on the master's sys.path only: not passed as sys_path, not on PYTHONPATH
-    mods.mkdir()
+    # On the master's sys.path only, and outside the working directory (which is mounted into the container): the
+    # folder travels with the spec (handoff.import_roots), but the container cannot see it.
+    mods = tmp_path_factory.mktemp("master_only")
     (mods / "docker_master_only.py").write_text("import kannon\n\n\nclass OnlyInTheMaster(kannon.TaskOnBullet):\n"
                                                 "    def run(self):\n        self.dump('never')\n")  # fmt: skip
     monkeypatch.syspath_prepend(str(mods))
@@ -82,7 +83,7 @@ def test_a_module_missing_in_the_container_fails_exit_8_import_failed(
         Kannon(executor=DockerExecutor(image, volumes=python_volumes()),
                sys_path=[str(REPO)]).build(docker_master_only.OnlyInTheMaster())  # fmt: skip
     (record,) = err.value.result.failed
-    assert [a.exit_code for a in record.attempts] == [8]
+    assert [a.exit_code for a in record.attempts] == [8], (record.reason, record.last and record.last.log_tail)
     assert record.last is not None and record.last.failure_class == "ImportFailed"
     assert "docker_master_only" in (record.reason or "") and "--volume" in (record.reason or ""), record.reason
     assert run_containers(engine, err.value.result.run_id) == []
