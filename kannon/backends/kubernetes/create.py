@@ -29,6 +29,13 @@ log = logging.getLogger("kannon.kubernetes")
 class _Again(Exception):
     """The create must be tried again (the Job of that name vanished, or was a stale failed attempt)."""
 
+def _newer(a: V1Job, b: V1Job) -> bool:
+    """Whether ``a`` is a later state of the same Job than ``b`` (resourceVersions are etcd revisions; if either is
+    not a number, trust the watch's ``a``)."""
+    ra, rb = a.metadata.resource_version or "", b.metadata.resource_version or ""
+    return not (ra.isdigit() and rb.isdigit()) or int(ra) > int(rb)
+
+
 class JobCreator(JobTracker):
     """The create/adopt half of :class:`K8sJobExecutor`."""
 
@@ -127,6 +134,11 @@ class JobCreator(JobTracker):
         name = job.metadata.name
         log.info("adopting Job %s for %s %s (%s)", name, attempt.launch.family, attempt.launch.task_id, why)
         with self._state:
+            # The watch may have seen this Job change (even finish) after our read and before the attempt knew
+            # its uid: that newer state is kept in _early, and no later event will repeat it.
+            early = self._early.pop(name, None)
+            if early is not None and early.metadata.uid == job.metadata.uid and _newer(early, job):
+                job = early
             attempt.job = job
             attempt.uid = job.metadata.uid
             attempt.adopted = why

@@ -113,6 +113,16 @@ class Faults:
                 _RequestRule("drop", n, 0, method, re.compile(path_regex) if path_regex else None)
             )
 
+    def hold_answers(self, n: int, method: str | None = None, path_regex: str | None = None) -> threading.Event:
+        """Carry out the next n matching requests at once but keep their answers until the returned event is set —
+        a read whose answer is already stale when it arrives. Held at most 300 s."""
+        gate = threading.Event()
+        with self._lock:
+            self._request_rules.append(
+                _RequestRule("hold_answer", n, 0, method, re.compile(path_regex) if path_regex else None, gate=gate)
+            )
+        return gate
+
     def hold_requests(self, n: int, method: str | None = None, path_regex: str | None = None) -> threading.Event:
         """Keep the next n matching requests waiting (unanswered, not yet carried out) until the returned event is
         set — an API server that is slow to answer, without any timing in the test. Held at most 300 s."""
@@ -191,10 +201,12 @@ class Faults:
                     if rule.kind == "reset":
                         self._injected.append(Injected("reset_connection", "connection reset", method, path))
                         return ("reset", None)
-                    if rule.kind == "hold":
+                    if rule.kind in ("hold", "hold_answer"):
                         assert rule.gate is not None
-                        self._injected.append(Injected("hold_request", "held until released", method, path))
-                        return ("hold", rule.gate)
+                        name, what = (("hold_request", "held until released") if rule.kind == "hold" else
+                                      ("hold_answer", "answer held until released"))  # fmt: skip
+                        self._injected.append(Injected(name, what, method, path))
+                        return (rule.kind, rule.gate)
                     if rule.kind == "drop":
                         self._injected.append(Injected("drop_response", "answer dropped after the write", method, path))
                         return ("drop", None)

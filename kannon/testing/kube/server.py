@@ -316,6 +316,18 @@ class Handler(BaseHTTPRequestHandler):
                 if fault[0] == "reset":
                     self._reset()
                     return
+                if fault[0] == "hold_answer":
+                    # Do the work now, answer later: what the client then reads is already stale.
+                    real, self.wfile = self.wfile, io.BytesIO()
+                    try:
+                        self._route(method, path, query, raw)
+                    except ApiError as exc:
+                        self._send_json(exc.code, exc.body(), exc.headers)
+                    answer, self.wfile = self.wfile.getvalue(), real
+                    assert isinstance(fault[1], threading.Event)
+                    fault[1].wait(300)
+                    self.wfile.write(answer)
+                    return
                 if fault[0] == "drop":
                     # Do the work, throw the answer away, reset the connection.
                     self.wfile = io.BytesIO()

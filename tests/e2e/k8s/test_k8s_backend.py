@@ -26,6 +26,7 @@ from kannon.backends.kubernetes import (
     job_name,
     render_rbac,
 )
+from kannon.backends.kubernetes import classify as kc
 from kannon.hints import Hints
 from kannon.testing import KubeEmulator
 from tests.support.events import Recorder
@@ -377,6 +378,33 @@ def test_a_create_that_landed_is_adopted_on_409(kube: KubeEmulator, make: Any, t
     fin = rec.wait_finished(launch.key)
     assert fin.ok and "single" in fin.log_tail
     assert len(kube.jobs()) == 1 and len(requests(kube, "POST", "/jobs")) == 2
+    assert "adopted existing Job" in launch.log_path.read_text()
+
+
+def test_a_job_that_finishes_while_its_adoption_is_read_is_seen_finished(
+    kube: KubeEmulator, make: Any, tmp_path: Path
+) -> None:
+    """The 409 path reads the existing Job; it finishes after that read and before the attempt knows its uid, so
+    the watch's event of the finish is the only news of it. The adopted attempt must end with it, not wait for an
+    event that never comes (seen as a hang under load)."""
+    executor, rec = make()
+    flag = tmp_path / "go"
+    launch = launch_of(tmp_path, 1, wait_flag(flag, "print('finished meanwhile')"))
+    other, _ = make()  # an earlier master of the same run created this attempt's Job
+    other.launch(dataclasses.replace(launch, log_path=tmp_path / "earlier-master.log"))
+    name = kube.wait_for(lambda: next(iter(kube.jobs()), None), timeout=30, message="the first create never landed")
+    gate = kube.faults.hold_answers(1, method="GET", path_regex=f"/jobs/{name}$")
+    executor.launch(launch)
+    kube.wait_for(lambda: kube.faults.count("hold_answer") == 1, timeout=30, message="the 409 read never came")
+    flag.touch()  # the Job finishes after the (held) read was carried out
+    complete = lambda j: any(c.get("type") == "Complete" for c in (j.get("status") or {}).get("conditions") or [])  # noqa: E731
+    kube.wait_for(lambda: complete(kube.jobs()[name]), timeout=60, message="the Job never completed")
+    # the executor's watch has seen the finish before the attempt knows its Job's uid
+    kube.wait_for(lambda: name in executor._early and kc.job_terminal(executor._early[name]) is not None,
+                  timeout=60, message="the watch never delivered the finish")  # fmt: skip
+    gate.set()
+    fin = rec.wait_finished(launch.key, timeout=60)
+    assert fin.ok and "finished meanwhile" in fin.log_tail
     assert "adopted existing Job" in launch.log_path.read_text()
 
 
