@@ -108,8 +108,6 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     except (CliError, LookupError, BackendError, ShipError) as e:
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if shipped is not None:
-        print(f"kannon: {shipped[1].summary()} from {shipped[0]}", file=sys.stderr)
     observers: list[Any] = [progress.ProgressObserver(follow_logs=ns.follow_logs, notes=_limits(executor))]
     context = cliutil.run_context(ns)
     if ns.events:

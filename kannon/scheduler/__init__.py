@@ -182,7 +182,7 @@ class Kannon:
             archive = ship.prepare(code_root)
         workspace = workspace_of(root_task)  # absolute: a child's working directory may differ from ours
         location = ship.upload(archive, workspace if storage.is_remote(workspace) else os.path.abspath(workspace))
-        log.info("kannon: %s (%s)", archive.summary(), location)
+        log.info("kannon: %s from %s, at %s", archive.summary(), code_root, location)  # the run's header says it
         return Shipment(archive, Path(code_root), location)
 
     @staticmethod
