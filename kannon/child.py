@@ -114,6 +114,13 @@ def run(location: str, task_id: str, sha256: str) -> int:
         return exitcodes.CRASHED
 
 
+def _mismatch_hint(extract_dir: object) -> str:
+    if extract_dir is not None:
+        return (" The code is shipped, so master and child run the same code: a dependency version differs "
+                "between the master and the image (compare `pip freeze` in both).")
+    return " If the child's code differs from the master's, --ship-code sends the master's code with the run."
+
+
 def _run(location: str, task_id: str, sha256: str) -> int:
     from kannon import handoff, storage
 
@@ -131,6 +138,21 @@ def _run(location: str, task_id: str, sha256: str) -> int:
         _say(f"bad spec at {location}: {e}")
         return exitcodes.BAD_SPEC
 
+    # Shipped code (docs/code-shipping.md): fetched, verified against the sha256 the hashed spec names, extracted
+    # and put first on sys.path before anything of the user's is imported.
+    from kannon import ship_child
+
+    extract_dir = None
+    try:
+        ref = ship_child.code_ref(doc)
+        if ref is not None:
+            extract_dir = ship_child.fetch_and_activate(*ref)
+            if ship_child.stale_modules(extract_dir):  # a warm process holds older copies: start cold instead
+                ship_child.restart_cold(["-m", "kannon", *handoff.child_args(location, task_id, sha256)])
+    except ship_child.ShipError as e:
+        _say(f"shipped code for task {task_id}: {e}")
+        return exitcodes.BAD_SPEC
+
     import luigi
 
     from kannon import runner
@@ -144,16 +166,24 @@ def _run(location: str, task_id: str, sha256: str) -> int:
             handoff.import_modules(doc)
         except Exception as e:
             traceback.print_exc()
-            _say(f"{label}: cannot import {target_node['module']}: {exception_text(e)}. The child's image or "
-                 "environment must contain the same code and packages as the master.")  # fmt: skip
+            fix = ("the shipped code has it, so the image lacks a package it imports" if extract_dir is not None
+                   else "the child's image or environment must contain the same code and packages as the master, "
+                   "or run with --ship-code to send the code with the run")  # fmt: skip
+            _say(f"{label}: cannot import {target_node['module']}: {exception_text(e)}. {fix[0].upper()}{fix[1:]}.")
             return exitcodes.IMPORT_FAILED
+        shadowed = ship_child.stale_modules(extract_dir) if extract_dir is not None else []
+        if shadowed:
+            _say(f"{label}: shipped code for task {task_id}: {', '.join(shadowed[:5])} was imported from the image, "
+                 f"not from the shipped archive in {extract_dir}; remove the project's code from the image's "
+                 "sys.path (PYTHONPATH, working directory, an installed copy)")  # fmt: skip
+            return exitcodes.BAD_SPEC
     # Tasks the modules built at import time sit in that cache; luigi would hand them to the rebuild (its cache
     # keys on the values passed, not on the config-derived ones those objects hold). Rebuild and run in a new one.
     with handoff.fresh_instances():
         try:
             built = handoff.rebuild(doc)
         except handoff.IdMismatchError as e:
-            _say(f"{label}: {e}")
+            _say(f"{label}: {e}{_mismatch_hint(extract_dir)}")
             return exitcodes.ID_MISMATCH
         except handoff.SpecError as e:
             _say(f"{label}: bad spec at {location}: {e}")
@@ -170,7 +200,7 @@ def _run(location: str, task_id: str, sha256: str) -> int:
         try:
             handoff.check_requirements(task, doc.get("requires", {}))
         except handoff.IdMismatchError as e:
-            _say(f"{label}: {e}")
+            _say(f"{label}: {e}{_mismatch_hint(extract_dir)}")
             return exitcodes.ID_MISMATCH
         except Exception as e:  # requires() itself raised
             traceback.print_exc()

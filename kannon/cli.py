@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kannon import cliutil
+from kannon.ship_child import ShipError
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -103,7 +104,8 @@ def _cmd_build(ns: argparse.Namespace) -> int:
         load_config(ns.config, ns.workspace)
         root, extra = load_target(ns.target)
         executor = spec.from_cli(ns)
-    except (CliError, LookupError, BackendError) as e:
+        shipped = cliutil.ship_code(ns, extra) if ns.backend != "local" else None
+    except (CliError, LookupError, BackendError, ShipError) as e:
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     observers: list[Any] = [progress.ProgressObserver(follow_logs=ns.follow_logs, notes=_limits(executor))]
@@ -116,6 +118,8 @@ def _cmd_build(ns: argparse.Namespace) -> int:
         executor=executor, max_parallel=ns.max_parallel, retries=ns.retries, keep_going=not ns.fail_fast,
         env_to_inherit=ns.env_to_inherit, follow_logs=ns.follow_logs, observers=observers, sys_path=extra,
     )  # fmt: skip
+    if shipped is not None:
+        options["ship_code"] = shipped
     if ns.wait_for_lease is not None:
         if "wait_for_lease" not in inspect.signature(Kannon).parameters:
             print("kannon: --wait-for-lease needs a kannon whose Kannon() takes wait_for_lease", file=sys.stderr)
@@ -179,16 +183,20 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
     try:
         _require_extra(get_backend(ns.backend))
         load_config(ns.config, ns.workspace)
-        root, _ = load_target(ns.target)
+        root, extra = load_target(ns.target)
         executor = get_backend(ns.backend).from_cli(ns) if ns.backend != "local" else None
         plan = Kannon(executor=executor).plan(root)
-    except (CliError, LookupError) as e:
+        shipped = cliutil.ship_code(ns, extra) if ns.backend != "local" else None
+    except (CliError, LookupError, ShipError) as e:
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except PlanError as e:
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(render_plan(plan, ns.format), end="")
+    if shipped is not None:  # nothing is uploaded by a plan
+        print(f"kannon: would ship {shipped[1].summary().removeprefix('shipped ')} from {shipped[0]}",
+              file=sys.stderr)  # fmt: skip
     for note in _limits(executor if executor is not None else get_backend("local").from_cli(ns)):
         print(f"kannon: {note}", file=sys.stderr)
     return 0
@@ -278,6 +286,13 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", action="append", default=[], metavar="FILE", help="luigi config file (repeatable)")
     p.add_argument("--workspace", metavar="DIR", help="set [TaskOnKart] workspace_directory before importing TARGET")
     p.add_argument("--backend", default="local", help="where bullets run (see `kannon backends`; default: local)")
+    p.add_argument("--ship-code", action="store_true",
+                   help="send the project's code with the run, so the image needs only the dependencies (ignored "
+                        "by the local backend; docs/code-shipping.md)")  # fmt: skip
+    p.add_argument("--code-root", metavar="DIR", help="directory holding the project's top-level packages (default: "
+                                                      "where the target's top-level package was imported from)")
+    p.add_argument("--ship-code-max-mb", type=cliutil.positive_int, default=50, metavar="N",
+                   help="refuse to ship more than N MiB of uncompressed code (default: 50)")  # fmt: skip
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -31,6 +31,26 @@ def candidates(module: Any) -> str:
     return f"it has these task instances and functions: {found}"
 
 
+def ship_code(ns: argparse.Namespace, extra: list[str]) -> tuple[Path, Any] | None:
+    """``--ship-code``: (code root, ship.Archive) for the loaded target, or None; ShipError when it cannot ship."""
+    if not getattr(ns, "ship_code", False):
+        return None
+    import os
+
+    from kannon import ship
+
+    module_part = ns.target.rpartition(":")[0]
+    if ns.code_root:
+        root = Path(ns.code_root).resolve()
+    elif module_part.endswith(".py") or os.sep in module_part:
+        root = Path(extra[0])
+    else:
+        root = ship.code_root_for(module_part)
+    if not root.is_dir():
+        raise ship.ShipError(f"--code-root {ns.code_root} is not a directory")
+    return root, ship.prepare(root, max_bytes=ns.ship_code_max_mb << 20)
+
+
 def is_lease_held(e: BaseException) -> bool:
     # By class name: kannon.backends.base.LeaseHeld arrives with the run lease (another branch of work).
     return any(f"{c.__module__}.{c.__qualname__}" == "kannon.backends.base.LeaseHeld" for c in type(e).__mro__)

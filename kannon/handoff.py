@@ -168,20 +168,30 @@ class Encoder:
         return list(seen)
 
     def spec(self, task: luigi.Task, run_id: str, config: Mapping[str, Mapping[str, str]],
-             sys_path: Sequence[str] = ()) -> bytes:  # fmt: skip
+             sys_path: Sequence[str] = (), code: Mapping[str, Any] | None = None,
+             code_root: str | None = None) -> bytes:  # fmt: skip
+        """``code`` (ship.spec_entry) goes inside the hashed spec, so the child trusts the archive's sha256 because
+        it verified the spec's; ``code_root`` and paths under it leave ``sys_path`` (the child imports that code from
+        the archive, never from a copy of its own that import_modules would put first)."""
         uid = self.encode(task)
         nodes = {n: self.nodes[n] for n in self.closure(uid)}
+        # what the caller passed, plus where the master imported the nodes' modules from (a sys.path edit in the
+        # master's script is invisible to a spawned child otherwise)
+        paths = list(dict.fromkeys([*sys_path, *import_roots(n["module"] for n in nodes.values())]))
+        if code_root is not None:
+            root = os.path.abspath(code_root)
+            paths = [p for p in paths if not (os.path.abspath(p) + os.sep).startswith(root + os.sep)]
         doc = {
             "kannon_spec": SPEC_VERSION,
             "target": uid,
             "run_id": run_id,
-            # what the caller passed, plus where the master imported the nodes' modules from (a sys.path edit in
-            # the master's script is invisible to a spawned child otherwise)
-            "sys_path": list(dict.fromkeys([*sys_path, *import_roots(n["module"] for n in nodes.values())])),
+            "sys_path": paths,
             "config": config,
             "nodes": nodes,
             "requires": self.requirements(task),
         }
+        if code is not None:  # absent otherwise: specs of runs without shipping stay byte-identical
+            doc["code"] = dict(code)
         return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     def requirements(self, task: luigi.Task) -> dict[str, dict[str, Any]]:
@@ -286,6 +296,12 @@ def parse_spec(data: bytes) -> dict[str, Any]:
         raise SpecError(f"the spec is not valid JSON: {e}") from e
     if not isinstance(doc, dict) or doc.get("kannon_spec") != SPEC_VERSION:
         raise SpecError(f"not a kannon spec of version {SPEC_VERSION} (was it written by another kannon version?)")
+    try:
+        from kannon import ship_child  # standard library and kannon.storage only
+
+        ship_child.code_ref(doc)
+    except ship_child.ShipError as e:
+        raise SpecError(str(e)) from e
     nodes = doc.get("nodes")
     if not isinstance(nodes, dict) or doc.get("target") not in nodes:
         raise SpecError("the spec has no nodes or its target is not among them")

@@ -306,27 +306,13 @@ def upload(archive: Archive, workspace: str) -> str:
 def _exists(location: str, archive: Archive) -> bool:
     # The name is the content's hash, so an object of that name is this archive (the child verifies it anyway).
     # A local copy is cheap to check, so a damaged one is replaced instead of failing every child.
+    if storage.is_remote(location):
+        return storage.exists(location)
     try:
-        if location.startswith("s3://"):
-            bucket, key = storage._split(location)
-            storage._s3().head_object(Bucket=bucket, Key=key)
-            return True
-        if location.startswith("gs://"):
-            bucket, key = storage._split(location)
-            return bool(storage._gcs_bucket(bucket).blob(key).exists())
         with open(location, "rb") as f:
             return hashlib.sha256(f.read()).hexdigest() == archive.sha256
     except FileNotFoundError:
         return False
-    except Exception as e:
-        if storage._missing(e) or _status(e) == 404:
-            return False
-        raise
-
-
-def _status(e: Exception) -> Any:
-    response = getattr(e, "response", None)
-    return response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(response, dict) else None
 
 
 # -- the hand-off ------------------------------------------------------------------------------------------------
@@ -341,6 +327,23 @@ def spec_sys_path(sys_path: Sequence[str], code_root: Path) -> list[str]:
     archive, and ``handoff.import_modules`` would otherwise put the child's own (possibly stale) copy first."""
     root = os.path.abspath(code_root)
     return [p for p in sys_path if not (os.path.abspath(p) == root or os.path.abspath(p).startswith(root + os.sep))]
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """One build's shipped code: the archive, the code root it was taken from, and where it was uploaded."""
+
+    archive: Archive
+    code_root: Path
+    location: str
+
+    def spec_entry(self) -> dict[str, Any]:
+        return spec_entry(self.archive, self.location)
+
+
+def prepare(code_root: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Archive:
+    """collect + build_archive: ShipError (one line) when the code cannot be shipped."""
+    return build_archive(collect(code_root), max_bytes=max_bytes)
 
 
 def _human(n: int) -> str:

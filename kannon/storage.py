@@ -118,6 +118,27 @@ def read_bytes(location: str, max_bytes: int = 256 * 1024 * 1024) -> bytes:
     return data
 
 
+def exists(location: str) -> bool:
+    """Whether an object (or local file) is at ``location``; an object store's 404 is False, other errors raise."""
+    try:
+        if location.startswith("s3://"):
+            bucket, key = _split(location)
+            _s3().head_object(Bucket=bucket, Key=key)
+            return True
+        if location.startswith("gs://"):
+            bucket, key = _split(location)
+            return bool(_gcs_bucket(bucket).blob(key).exists())
+        if location.startswith(INLINE_PREFIX):
+            return location[len(INLINE_PREFIX) :] in os.environ
+        return Path(location).is_file()
+    except Exception as e:
+        response = getattr(e, "response", None)  # head_object's 404 carries no NoSuchKey code
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(response, dict) else None
+        if _missing(e) or status == 404:
+            return False
+        raise
+
+
 def delete(location: str) -> None:
     try:
         if location.startswith("s3://"):

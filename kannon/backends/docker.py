@@ -323,8 +323,10 @@ class DockerExecutor(Executor):
         init: bool = True,
         stop_timeout: float = 5.0,
         base_url: str | None = None,
+        ship_code: bool = False,
     ) -> None:
         super().__init__()
+        self.ship_code = ship_code  # Kannon.build uploads the code archive; the child fetches it (code-shipping.md)
         if not image or not isinstance(image, str):
             raise ValueError("DockerExecutor needs an image, e.g. DockerExecutor(image='my-pipeline:latest')")
         self.image = image

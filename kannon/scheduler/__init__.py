@@ -12,6 +12,7 @@ The package, one idea per module (docs/design.md, "The core"):
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import warnings
@@ -21,14 +22,18 @@ from typing import Any
 
 import luigi
 
-from kannon import runner
+from kannon import runner, ship, storage
 from kannon.backends.base import Executor
 from kannon.hints import Hints
 from kannon.plan import Plan, PlanError, bullet_import_problems, make_plan
 from kannon.plugins import get_backend, plugin_manager
 from kannon.result import BuildResult, Placement
 from kannon.scheduler import env as child_env
+from kannon.scheduler.ids import workspace_of as workspace_of
 from kannon.scheduler.run import Interrupted, execute
+from kannon.ship import Archive, Shipment
+
+log = logging.getLogger("kannon")
 
 LEGACY_K8S_ARGS = ("api_instance", "template_job", "job_prefix", "path_child_script", "master_pod_name",
                    "master_pod_uid", "dynamic_config_paths")  # fmt: skip
@@ -53,6 +58,9 @@ class Kannon:
         observers: objects with ``@kannon.hookimpl`` methods, registered for this build only.
         wait_for_lease: another master holds this run's lease: None fails at once with ``LeaseHeld`` (naming the
             holder), a number waits up to that many seconds for it.
+        ship_code: send the project's code with the run (docs/code-shipping.md): True packages the code root of
+            the root task's top-level package, ``(code_root, ship.Archive)`` a prepared archive; None follows the
+            executor's own ``ship_code``. The local backend ignores it (its children run the master's files).
 
     The original kannon's keyword arguments (``api_instance``, ``template_job``, ``job_prefix``, ...) still work and
     select the Kubernetes backend, with a DeprecationWarning.
@@ -75,6 +83,7 @@ class Kannon:
         sys_path: Sequence[str] = (),
         max_child_jobs: int | None = None,
         wait_for_lease: float | None = None,
+        ship_code: bool | tuple[Path, Archive] | None = None,
         **legacy: Any,
     ) -> None:
         if executor is not None and not isinstance(executor, Executor):
@@ -125,6 +134,8 @@ class Kannon:
         self.observers = list(observers)
         self.sys_path = tuple(sys_path)
         self.wait_for_lease = wait_for_lease
+        self.ship_code = ship_code
+        self.shipment: Shipment | None = None  # set by build(): what this run ships, once uploaded
 
     # -- public -------------------------------------------------------------------------------------------------
     def plan(self, root: luigi.Task) -> Plan:
@@ -151,11 +162,28 @@ class Kannon:
                 problems = bullet_import_problems(plan, self.sys_path)
                 if problems:
                     raise PlanError(problems)
+            self.shipment = self._ship(executor, plan)
             return execute(self, executor, plan)
         finally:
             for obs in observers:
                 if pm.is_registered(obs):
                     pm.unregister(obs)
+
+    def _ship(self, executor: Executor, plan: Plan) -> Shipment | None:
+        """Upload the code archive once per content to ``<workspace>/kannon/code/`` (the root task's workspace)."""
+        wanted = self.ship_code if self.ship_code is not None else getattr(executor, "ship_code", False)
+        if not wanted or executor.name == "local":
+            return None
+        root_task = plan.nodes[plan.root_id].task
+        if isinstance(wanted, tuple):
+            code_root, archive = wanted
+        else:
+            code_root = ship.code_root_for(type(root_task).__module__)
+            archive = ship.prepare(code_root)
+        workspace = workspace_of(root_task)  # absolute: a child's working directory may differ from ours
+        location = ship.upload(archive, workspace if storage.is_remote(workspace) else os.path.abspath(workspace))
+        log.info("kannon: %s from %s, at %s", archive.summary(), code_root, location)  # the run's header says it
+        return Shipment(archive, Path(code_root), location)
 
     @staticmethod
     def _validator(executor: Executor) -> Any:

@@ -50,7 +50,7 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
                     retry_delay=k.retry_delay, retry_delay_max=k.retry_delay_max, infra_retries=k.infra_retries,
                     keep_going=k.keep_going)  # fmt: skip
     machine = RunState(plan, policy, info.run_id, executor.name, info.invocation_id)
-    loop = Loop(machine, executor, plan, info, Specs(executor, info.run_id, info.run_dir, k.sys_path),
+    loop = Loop(machine, executor, plan, info, Specs(executor, info.run_id, info.run_dir, k.sys_path, k.shipment),
                 ChildEnv(k.env_to_inherit))  # fmt: skip
     info.run_dir.mkdir(parents=True, exist_ok=True)
     # Before start(): a backend sweeps or adopts a previous master's children in start(), and only the holder may.

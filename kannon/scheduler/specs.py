@@ -11,6 +11,7 @@ from pathlib import Path
 from kannon import handoff, storage
 from kannon.backends.base import Executor
 from kannon.plan import Node
+from kannon.ship import Shipment
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,11 @@ class Spec:
 class Specs:
     """Encoded on the loop thread; uploads to S3/GCS (may be slow) run on the I/O pool, so lookups are locked."""
 
-    def __init__(self, executor: Executor, run_id: str, run_dir: Path, sys_path: Sequence[str]) -> None:
+    def __init__(self, executor: Executor, run_id: str, run_dir: Path, sys_path: Sequence[str],
+                 shipment: Shipment | None = None) -> None:  # fmt: skip
         self.executor, self.run_id, self.run_dir, self.sys_path = executor, run_id, run_dir, tuple(sys_path)
+        self.code = shipment.spec_entry() if shipment is not None else None
+        self.code_root = str(shipment.code_root) if shipment is not None else None
         self.config = handoff.luigi_config_snapshot()
         self.encoder = handoff.Encoder(verify_values=False)  # values were verified while planning
         self._done: dict[str, Spec] = {}
@@ -41,7 +45,8 @@ class Specs:
             cached = self._done.get(node.task_id)
         if cached is not None:
             return cached, None
-        data = self.encoder.spec(node.task, self.run_id, self.config, self.sys_path)
+        data = self.encoder.spec(node.task, self.run_id, self.config, self.sys_path, code=self.code,
+                                 code_root=self.code_root)  # fmt: skip
         sha = hashlib.sha256(data).hexdigest()
         transport = self.executor.spec_transport(len(data))
         if transport == "inline":

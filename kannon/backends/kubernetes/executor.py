@@ -79,8 +79,10 @@ class K8sJobExecutor(JobCreator):
         cleanup_leftovers: bool = True,
         retry_backoff: float = 0.2,
         lease_duration: float = 30.0,
+        ship_code: bool = False,
     ) -> None:
         super().__init__()
+        self.ship_code = ship_code  # Kannon.build uploads the code archive; the child fetches it (code-shipping.md)
         self._init_tracking()
         self.python = python
         self.job_prefix = job_prefix
