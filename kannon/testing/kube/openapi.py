@@ -19,7 +19,7 @@ import json
 import re
 from typing import Any
 
-from kannon.testing.kube.schema import model_fields
+from kannon.testing.kube.schema import list_item, map_value, model_fields
 
 Obj = dict[str, Any]
 
@@ -51,12 +51,12 @@ def _description(cls: Any, attr: str) -> str:
 def _type(typ: str, out: dict[str, Obj]) -> Obj:
     if typ in _SCALAR:
         return dict(_SCALAR[typ])
-    m = re.match(r"^list\[(.+)\]$", typ)
-    if m:
-        return {"type": "array", "items": _type(m.group(1), out)}
-    m = re.match(r"^dict\[str, (.+)\]$", typ)
-    if m:
-        return {"type": "object", "additionalProperties": _type(m.group(1), out)}
+    item = list_item(typ)
+    if item is not None:
+        return {"type": "array", "items": _type(item, out)}
+    value = map_value(typ)
+    if value is not None:
+        return {"type": "object", "additionalProperties": _type(value, out)}
     _model(typ, out)
     return {"allOf": [{"$ref": f"#/components/schemas/{typ}"}]}
 

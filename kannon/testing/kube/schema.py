@@ -17,9 +17,22 @@ from kubernetes import client as k8s_client
 
 from kannon.testing.kube.errors import bad_request
 
+# The client generator spells a map ``dict(str, V1X)`` (kubernetes 35) or ``dict[str, V1X]`` (earlier majors).
 _LIST = re.compile(r"^list\[(.+)\]$")
-_DICT = re.compile(r"^dict\[str, (.+)\]$")
+_DICT = re.compile(r"^dict[\[(]str, (.+)[\])]$")
 _SCALARS = {"str", "int", "float", "bool", "date", "datetime", "object"}
+
+
+def list_item(typ: str) -> str | None:
+    """The item type of a client ``list[...]`` type string, or None."""
+    m = _LIST.match(typ)
+    return m.group(1) if m else None
+
+
+def map_value(typ: str) -> str | None:
+    """The value type of a client map type string (either generator spelling), or None."""
+    m = _DICT.match(typ)
+    return m.group(1) if m else None
 
 
 @functools.cache
