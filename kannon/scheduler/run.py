@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kannon import speccrypt
 from kannon.backends.base import Executor, RunInfo
 from kannon.events import Event
 from kannon.plan import Plan
@@ -42,7 +43,10 @@ def run_info(k: Kannon, plan: Plan, invocation: str | None = None, env: ChildEnv
     rid = ids.run_id(plan.root_id, workspace)
     base = Path(k.run_dir) if k.run_dir is not None else None
     secrets = dict(env.inherited) if env is not None else {}
-    return RunInfo(rid, ids.run_dir(rid, workspace, base), k.follow_logs, invocation or ids.invocation_id(), secrets)
+    run_dir = ids.run_dir(rid, workspace, base)
+    if env is not None:  # a real run (not a dry look at its ids): specs are sealed with this run's key
+        secrets[speccrypt.KEY_ENV] = speccrypt.run_key(run_dir)
+    return RunInfo(rid, run_dir, k.follow_logs, invocation or ids.invocation_id(), secrets)
 
 
 def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
@@ -52,7 +56,8 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
                     retry_delay=k.retry_delay, retry_delay_max=k.retry_delay_max, infra_retries=k.infra_retries,
                     keep_going=k.keep_going)  # fmt: skip
     machine = RunState(plan, policy, info.run_id, executor.name, info.invocation_id)
-    loop = Loop(machine, executor, plan, info, Specs(executor, info.run_id, info.run_dir, k.sys_path, k.shipment),
+    loop = Loop(machine, executor, plan, info, Specs(executor, info.run_id, info.run_dir, k.sys_path, k.shipment,
+                                                    info.secrets[speccrypt.KEY_ENV]),
                 child_env)  # fmt: skip
     info.run_dir.mkdir(parents=True, exist_ok=True)
     # Before start(): a backend sweeps or adopts a previous master's children in start(), and only the holder may.

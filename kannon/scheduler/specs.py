@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kannon import handoff, storage
+from kannon import handoff, speccrypt, storage
 from kannon.backends.base import Executor
 from kannon.plan import Node
 from kannon.ship import Shipment
@@ -22,11 +22,15 @@ class Spec:
 
 
 class Specs:
-    """Encoded on the loop thread; uploads to S3/GCS (may be slow) run on the I/O pool, so lookups are locked."""
+    """Encoded on the loop thread; uploads to S3/GCS (may be slow) run on the I/O pool, so lookups are locked.
+
+    Every spec is sealed with the run's key (kannon.speccrypt) whatever its transport; ``sha256`` is the
+    plaintext's, so it names the task's content and stays the same when a re-attaching master seals it again."""
 
     def __init__(self, executor: Executor, run_id: str, run_dir: Path, sys_path: Sequence[str],
-                 shipment: Shipment | None = None) -> None:  # fmt: skip
+                 shipment: Shipment | None = None, key: str | None = None) -> None:  # fmt: skip
         self.executor, self.run_id, self.run_dir, self.sys_path = executor, run_id, run_dir, tuple(sys_path)
+        self.key = key if key is not None else speccrypt.run_key(run_dir)
         self.code = shipment.spec_entry() if shipment is not None else None
         self.code_root = str(shipment.code_root) if shipment is not None else None
         self.config = handoff.luigi_config_snapshot()
@@ -48,6 +52,7 @@ class Specs:
         data = self.encoder.spec(node.task, self.run_id, self.config, self.sys_path, code=self.code,
                                  code_root=self.code_root)  # fmt: skip
         sha = hashlib.sha256(data).hexdigest()
+        data = speccrypt.seal(data, self.key)
         transport = self.executor.spec_transport(len(data))
         if transport == "inline":
             spec = Spec("env:KANNON_SPEC", sha, {"KANNON_SPEC": storage.encode_inline(data)})
