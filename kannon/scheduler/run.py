@@ -57,7 +57,9 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
                     keep_going=k.keep_going)  # fmt: skip
     machine = RunState(plan, policy, info.run_id, executor.name, info.invocation_id)
     loop = Loop(machine, executor, plan, info, Specs(executor, info.run_id, info.run_dir, k.sys_path, k.shipment,
-                                                    info.secrets[speccrypt.KEY_ENV]),
+                                                    info.secrets[speccrypt.KEY_ENV],
+                                                    [type(n.task) for n in plan.nodes.values()],
+                                                    getattr(k, "config_sections", ())),
                 child_env)  # fmt: skip
     info.run_dir.mkdir(parents=True, exist_ok=True)
     # Before start(): a backend sweeps or adopts a previous master's children in start(), and only the holder may.
