@@ -35,6 +35,7 @@ from typing import Any
 import gokart
 import luigi
 from luigi import task_register
+from luigi.parameter import ParameterVisibility
 from luigi.task import flatten
 
 from kannon.handoff_values import HandoffError as HandoffError  # re-exported: part of this module's interface
@@ -78,10 +79,16 @@ def constructor_value(task: luigi.Task, name: str) -> Any:
     return getattr(task, name, None)
 
 
+def is_public(param: luigi.Parameter) -> bool:
+    """luigi's own rule (``to_str_params(only_public=True)``): PRIVATE and HIDDEN values are never shown."""
+    return bool(getattr(param, "visibility", ParameterVisibility.PUBLIC) == ParameterVisibility.PUBLIC)
+
+
 def short_params(task: luigi.Task, limit: int = 80) -> str:
+    """What kannon shows of a task's parameters everywhere (console, errors, events, report, plan view)."""
     parts = []
     for name, param in _params_of(type(task)):
-        if not param.significant:
+        if not param.significant or not is_public(param):
             continue
         value = constructor_value(task, name)
         if isinstance(value, luigi.Task):
@@ -451,7 +458,7 @@ def check_constructed(task: luigi.Task, uid: str, params: Mapping[str, Any],
                 "the child runs different code than the master (rebuild the image / sync the code)."
             )
     for name, p in params.items():
-        diff = _difference(task, name, p, declared[name])
+        diff = _shown(_difference(task, name, p, declared[name]), declared[name])
         if diff is not None:
             raise IdMismatchError(
                 f"{name_of}: parameter {name} is {diff[0][:120]!r} in the rebuilt task but {diff[1][:120]!r} in the "
@@ -473,7 +480,7 @@ def check_requirements(task: luigi.Task, expected: Mapping[str, Any]) -> None:
             continue  # not known to the master by this id: the unique id checks speak for that
         declared = dict(_params_of(type(dep)))
         for name, p in node["params"].items():
-            diff = _difference(dep, name, p, declared[name]) if name in declared else None
+            diff = _shown(_difference(dep, name, p, declared[name]), declared[name]) if name in declared else None
             if diff is not None:
                 raise IdMismatchError(
                     f"{type(dep).__name__} [{uid}], which {type(task).__name__} requires: parameter {name} is "
@@ -482,6 +489,11 @@ def check_requirements(task: luigi.Task, expected: Mapping[str, Any]) -> None:
                     "when the module was imported; luigi's instance cache then returns it). Configure before "
                     "importing the pipeline module, or pass the value explicitly."
                 )
+
+
+def _shown(diff: tuple[str, str] | None, param: luigi.Parameter) -> tuple[str, str] | None:
+    """A difference as it may be printed: a PRIVATE or HIDDEN parameter's values are not."""
+    return diff if diff is None or is_public(param) else ("<private>", "<private>")
 
 
 def _difference(task: luigi.Task, name: str, p: Mapping[str, Any],

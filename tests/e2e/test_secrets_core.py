@@ -1,0 +1,71 @@
+"""Issue 12, the core's part, on the local backend with real child processes and the real CLI: an inherited
+credential and a PRIVATE/HIDDEN bullet parameter reach the child intact and show nowhere else."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import gokart
+
+from kannon import speccrypt
+from tests.support.procs import kannon as run_kannon
+
+PIPE = str(Path(__file__).with_name("secretpipe.py")) + ":root"
+CRED = "cred-Zx9-4471-secret"
+TOKEN = "tok-Qy7-private-8812"
+HIDDEN = "hid-Lm3-hidden-5521"
+DB_PASSWORD = "db-Pw5-unneeded-3390"
+SECRETS = (CRED, TOKEN, HIDDEN, DB_PASSWORD)
+
+
+def _config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "master.cfg"  # not luigi.cfg: only the master reads it, children get what the spec carries
+    cfg.write_text(f"[secret_db]\npassword={DB_PASSWORD}\n\n[Vault]\nnote=kept-for-vault\n")
+    return cfg
+
+
+def _leaks(paths: list[Path], texts: dict[str, str]) -> list[str]:
+    found = []
+    for name, text in texts.items():
+        found += [f"{s} in {name}" for s in SECRETS if s in text]
+    for path in paths:
+        data = path.read_bytes()
+        found += [f"{s} in {path}" for s in SECRETS if s.encode() in data]
+    return found
+
+
+def _files(*dirs: Path) -> list[Path]:
+    return [p for d in dirs if d.exists() for p in d.rglob("*") if p.is_file() and p.suffix != ".pkl"]
+
+
+def _build(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    out = run_kannon("build", PIPE, "--workspace", "ws", "--config", str(_config(tmp_path)), "--env-to-inherit",
+                     "KANNON_TEST_CRED", "--events", "ev.jsonl", "--report", "report.html", *extra, cwd=tmp_path,
+                     env={"KANNON_TEST_CRED": CRED, "KANNON_TEST_EVIDENCE": str(tmp_path / "evidence"),
+                          **(env or {})})  # fmt: skip
+    return out.returncode, out.stdout + out.stderr
+
+
+def test_a_credential_and_a_private_parameter_reach_the_child_intact_and_leak_nowhere(tmp_path: Path) -> None:
+    code, console = _build(tmp_path)
+    assert code == 0, console
+    (result,) = (tmp_path / "ws" / "secretpipe").glob("Vault_*.pkl")
+    got = gokart.target.make_target(str(result)).load()
+    assert got["cred"] == hashlib.sha256(CRED.encode()).hexdigest(), "the inherited credential reached the child"
+    assert got["token"] == hashlib.sha256(TOKEN.encode()).hexdigest(), "the PRIVATE parameter reached the child"
+    assert got["hidden"] == hashlib.sha256(HIDDEN.encode()).hexdigest(), "the HIDDEN parameter reached the child"
+    copies = _files(tmp_path / "evidence")
+    specs = [p for p in copies if p.name.startswith("spec-")]
+    assert specs, "the child saw its spec file"
+    (key_file,) = (tmp_path / "ws" / "kannon" / "runs").glob(f"*/{speccrypt.KEY_FILE}")
+    for spec in specs:  # opened with the run's key, as a child does
+        config = json.loads(speccrypt.open_sealed(spec.read_bytes(), key_file.read_text()))["config"]
+        assert "secret_db" not in config, "a config section no task needs stays out of the spec"
+        assert config["Vault"]["note"] == "kept-for-vault", "the section named after the task's family travels"
+    report, event_log = (tmp_path / "report.html").read_text(), (tmp_path / "ev.jsonl").read_text()
+    assert "visible-value" in event_log and "visible-value" in report, "public parameters are still shown"
+    leaks = _leaks(copies + _files(tmp_path / "ws", tmp_path / ".kannon"),
+                   {"console": console, "event log": event_log, "report": report})  # fmt: skip
+    assert not leaks, leaks
