@@ -65,6 +65,7 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
     # Before start(): a backend sweeps or adopts a previous master's children in start(), and only the holder may.
     executor.acquire_lease(info, k.wait_for_lease)
     try:
+        loop.specs.sweep()  # a crashed master's spec files (now ours to delete)
         with loop.master.signals():  # from here on a signal cancels the run (and interrupts only user code)
             try:
                 # may fork the local zygote: no threads of ours exist yet (the pools start lazily, below)
@@ -94,6 +95,10 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
     finally:
         loop.io.close()
         loop.observers.close()
+        try:  # before the lease goes: the next holder of this run writes specs at the same locations
+            loop.specs.cleanup()
+        except Exception:
+            log.exception("deleting the run's spec files failed")
         executor.release_lease()
     if done.signum is not None:
         raise Interrupted(done.signum, result)

@@ -13,6 +13,8 @@ from kannon.backends.base import Executor
 from kannon.plan import Node
 from kannon.ship import Shipment
 
+WRITTEN = "specs.written"  # in the run directory: every spec location this run wrote, one per line
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -62,6 +64,8 @@ class Specs:
             spec = Spec(storage.join(base, "kannon", "specs", self.run_id, f"{node.task_id}.json"), sha)
         else:
             spec = Spec(str(self.run_dir / "specs" / f"{node.task_id}.json"), sha)
+        if not spec.env:
+            self._record(spec.location)
         if storage.is_remote(spec.location):
             return spec, data
         if not spec.env:
@@ -76,3 +80,35 @@ class Specs:
     def _remember(self, task_id: str, spec: Spec) -> None:
         with self._lock:
             self._done[task_id] = spec
+
+    # -- cleanup: every spec file this run wrote is deleted when it ends, or by the next run after a crash -------
+    @property
+    def _written(self) -> Path:
+        return self.run_dir / WRITTEN
+
+    def _record(self, location: str) -> None:
+        """Listed before it is written, so a master killed half-way still leaves the next run a complete list."""
+        with self._lock:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(self._written, "a", encoding="utf-8") as f:
+                f.write(location + "\n")
+
+    def sweep(self) -> int:
+        """Delete the spec files a previous (crashed) master of this run left (only the lease holder may)."""
+        return self.cleanup()
+
+    def cleanup(self) -> int:
+        """Delete every spec file listed (and any file in the local spec directory); returns how many."""
+        with self._lock:
+            try:
+                listed = self._written.read_text(encoding="utf-8").splitlines()
+            except FileNotFoundError:
+                listed = []
+            local = self.run_dir / "specs"
+            here = [str(p) for p in local.iterdir() if p.is_file()] if local.is_dir() else []
+            gone = list(dict.fromkeys(loc for loc in [*listed, *here] if loc))
+            for location in gone:
+                storage.delete(location)  # best effort: object storage may be unreachable at the end
+            self._written.unlink(missing_ok=True)
+            self._done.clear()
+            return len(gone)

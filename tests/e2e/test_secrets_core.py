@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 from pathlib import Path
 
 import gokart
+import pytest
 
 from kannon import speccrypt
 from tests.support.procs import kannon as run_kannon
+from tests.support.procs import start_kannon, wait_until
 
 PIPE = str(Path(__file__).with_name("secretpipe.py")) + ":root"
 CRED = "cred-Zx9-4471-secret"
@@ -69,3 +72,54 @@ def test_a_credential_and_a_private_parameter_reach_the_child_intact_and_leak_no
     leaks = _leaks(copies + _files(tmp_path / "ws", tmp_path / ".kannon"),
                    {"console": console, "event log": event_log, "report": report})  # fmt: skip
     assert not leaks, leaks
+    assert not _spec_leftovers(tmp_path), "the run deleted its spec files"
+
+
+def _spec_leftovers(tmp_path: Path) -> list[Path]:
+    runs = tmp_path / "ws" / "kannon"
+    return [p for p in runs.rglob("*") if p.is_file() and ("specs" in p.parts or p.name == "specs.written")]
+
+
+@pytest.mark.parametrize("ending", ["success", "failure"])
+def test_every_spec_file_is_deleted_when_the_run_ends(tmp_path: Path, ending: str) -> None:
+    code, console = _build(tmp_path, env={"KANNON_TEST_FAIL": "1"} if ending == "failure" else {})
+    assert (code == 0) == (ending == "success"), console
+    assert [p for p in _files(tmp_path / "evidence") if p.name.startswith("spec-")], "a spec file was written"
+    assert not _spec_leftovers(tmp_path)
+
+
+def test_every_spec_file_is_deleted_when_the_master_gets_sigterm(tmp_path: Path) -> None:
+    master = start_kannon("build", PIPE, "--workspace", "ws", "--config", str(_config(tmp_path)), "--env-to-inherit",
+                          "KANNON_TEST_CRED", cwd=tmp_path,
+                          env={"KANNON_TEST_CRED": CRED, "KANNON_TEST_EVIDENCE": str(tmp_path / "evidence"),
+                               "KANNON_TEST_WAIT": "1"})  # fmt: skip
+    try:
+        wait_until(lambda: (tmp_path / "evidence" / "waiting").exists(), timeout=120, what="the bullet to start")
+        assert _spec_leftovers(tmp_path), "while the bullet runs its spec exists"
+        master.send_signal(signal.SIGTERM)
+        console, _ = master.communicate(timeout=120)
+    finally:
+        if master.poll() is None:
+            master.kill()
+            master.wait()
+    assert master.returncode != 0, console
+    assert not _spec_leftovers(tmp_path), console
+    assert not _leaks([], {"console": console}), console
+
+
+def test_a_crashed_masters_spec_files_are_swept_by_the_next_run(tmp_path: Path) -> None:
+    env = {"KANNON_TEST_CRED": CRED, "KANNON_TEST_EVIDENCE": str(tmp_path / "evidence")}
+    master = start_kannon("build", PIPE, "--workspace", "ws", cwd=tmp_path, env={**env, "KANNON_TEST_WAIT": "1"})
+    try:
+        wait_until(lambda: (tmp_path / "evidence" / "waiting").exists(), timeout=120, what="the bullet to start")
+        master.kill()  # SIGKILL: no cleanup of its own (its children die with it)
+        master.communicate(timeout=120)
+    finally:
+        if master.poll() is None:
+            master.kill()
+    leftovers = _spec_leftovers(tmp_path)
+    assert leftovers, "the crash left its spec files"
+    (tmp_path / "evidence" / "release").touch()
+    code, console = _build(tmp_path)
+    assert code == 0, console
+    assert not _spec_leftovers(tmp_path), console

@@ -61,3 +61,12 @@ def test_a_re_attaching_master_names_the_same_spec_hash_and_seals_with_the_same_
     assert Path(again.location).read_bytes() != sealed  # sealed afresh ...
     key = speccrypt.run_key(tmp_path / "run")
     assert speccrypt.open_sealed(sealed, key) == speccrypt.open_sealed(Path(again.location).read_bytes(), key)
+
+
+def test_the_next_master_of_a_run_sweeps_the_spec_files_a_crashed_one_left(tmp_path: Path) -> None:
+    crashed = Specs(LocalExecutor(), "run", tmp_path / "run", [], None, None, [Bullet])
+    plan = make_plan(Bullet(name="left", workspace_directory=str(tmp_path / "ws")))
+    spec, _ = crashed.encode(plan.nodes[plan.root_id])
+    assert Path(spec.location).exists()  # the crashed master never ran its cleanup
+    assert Specs(LocalExecutor(), "run", tmp_path / "run", [], None, None, [Bullet]).sweep() == 1
+    assert not Path(spec.location).exists() and not list((tmp_path / "run").glob("specs*/*"))
