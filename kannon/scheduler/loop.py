@@ -8,13 +8,14 @@ urgent: ``executor.launch`` and ``executor.cancel``. So a slow object store or o
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import time
 from functools import partial
 from typing import Any
 
-from kannon import handoff
+from kannon import handoff, logtail
 from kannon.backends import base
 from kannon.events import Event
 from kannon.hints import Hints
@@ -36,6 +37,7 @@ class Loop:
                  specs: Specs, child_env: ChildEnv) -> None:  # fmt: skip
         self.machine, self.executor, self.plan, self.run = machine, executor, plan, run
         self.specs, self.child_env = specs, child_env
+        self._masked = logtail.maskable(run.secrets)  # masked in children's output before anyone sees it
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()  # put() is reentrant: signal handlers use it
         self.master = MasterRunner(self.post)
         self.io = Pool(IO_WORKERS, "kannon-io")
@@ -77,6 +79,10 @@ class Loop:
             if isinstance(msg, base.LogLine):
                 self._log_line(msg)
                 continue
+            if isinstance(msg, base.Finished) and self._masked:
+                tail = tuple(logtail.mask(line, self._masked) for line in msg.log_tail)
+                reason = msg.reason and logtail.mask(msg.reason, self._masked)
+                msg = dataclasses.replace(msg, log_tail=tail, reason=reason)
             self._carry(self.machine.step(msg, time.time()))
 
     def _carry(self, actions: list[state.Action]) -> None:
@@ -154,7 +160,7 @@ class Loop:
         uid = self.machine.task_of(msg.key)
         if uid is not None:
             label = f"{self.plan.nodes[uid].family} {uid[:8]}"
-            self.notify("kannon_task_log", task_id=uid, label=label, line=msg.line)
+            self.notify("kannon_task_log", task_id=uid, label=label, line=logtail.mask(msg.line, self._masked))
 
     # -- observer lane -----------------------------------------------------------------------------------------
     def _notify_event(self, event: Event) -> None:

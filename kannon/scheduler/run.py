@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kannon import speccrypt
+from kannon import logtail, speccrypt
 from kannon.backends.base import Executor, RunInfo
 from kannon.events import Event
 from kannon.plan import Plan
@@ -51,6 +51,9 @@ def run_info(k: Kannon, plan: Plan, invocation: str | None = None, env: ChildEnv
 
 def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
     child_env = ChildEnv(k.env_to_inherit)
+    for name in logtail.too_short(child_env.inherited):
+        log.warning("kannon: env %s is too short to mask in logs (fewer than %d characters): a child that prints it "
+                    "shows it in the console, the event log and the report", name, logtail.MIN_MASKED)  # fmt: skip
     info = run_info(k, plan, env=child_env)
     policy = Policy(max_parallel=k.max_parallel or executor.default_parallelism, retries=k.retries,
                     retry_delay=k.retry_delay, retry_delay_max=k.retry_delay_max, infra_retries=k.infra_retries,

@@ -44,7 +44,7 @@ class Vault(kannon.TaskOnBullet[dict]):
             while os.environ.get("KANNON_TEST_WAIT") and not gate.exists():
                 time.sleep(0.05)
             if os.environ.get("KANNON_TEST_FAIL"):
-                raise RuntimeError("failing on purpose")
+                raise RuntimeError(f"failing on purpose (connected with {cred or 'nothing'})")
         self.dump({"cred": digest(cred), "token": digest(self.token), "hidden": digest(self.hidden)})
 
 

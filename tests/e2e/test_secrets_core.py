@@ -25,7 +25,7 @@ SECRETS = (CRED, TOKEN, HIDDEN, DB_PASSWORD)
 
 def _config(tmp_path: Path) -> Path:
     cfg = tmp_path / "master.cfg"  # not luigi.cfg: only the master reads it, children get what the spec carries
-    cfg.write_text(f"[secret_db]\npassword={DB_PASSWORD}\n\n[Vault]\nnote=kept-for-vault\n")
+    cfg.write_text(f"[secret_db]\npassword={DB_PASSWORD}\n\n[Vault]\nshown=kept-for-vault\n")
     return cfg
 
 
@@ -66,7 +66,7 @@ def test_a_credential_and_a_private_parameter_reach_the_child_intact_and_leak_no
     for spec in specs:  # opened with the run's key, as a child does
         config = json.loads(speccrypt.open_sealed(spec.read_bytes(), key_file.read_text()))["config"]
         assert "secret_db" not in config, "a config section no task needs stays out of the spec"
-        assert config["Vault"]["note"] == "kept-for-vault", "the section named after the task's family travels"
+        assert config["Vault"]["shown"] == "kept-for-vault", "the section named after the task's family travels"
     report, event_log = (tmp_path / "report.html").read_text(), (tmp_path / "ev.jsonl").read_text()
     assert "visible-value" in event_log and "visible-value" in report, "public parameters are still shown"
     leaks = _leaks(copies + _files(tmp_path / "ws", tmp_path / ".kannon"),
@@ -123,3 +123,19 @@ def test_a_crashed_masters_spec_files_are_swept_by_the_next_run(tmp_path: Path) 
     code, console = _build(tmp_path)
     assert code == 0, console
     assert not _spec_leftovers(tmp_path), console
+
+
+@pytest.mark.parametrize("ending", ["success", "failure"])
+def test_a_credential_the_task_prints_is_masked_in_console_events_and_report(tmp_path: Path, ending: str) -> None:
+    code, console = _build(tmp_path, "--follow-logs", "--env-to-inherit", "KANNON_TEST_SHORT",
+                           env={"KANNON_TEST_PRINT": "1", "KANNON_TEST_SHORT": "abc",
+                                **({"KANNON_TEST_FAIL": "1"} if ending == "failure" else {})})  # fmt: skip
+    assert (code == 0) == (ending == "success"), console
+    report, event_log = (tmp_path / "report.html").read_text(), (tmp_path / "ev.jsonl").read_text()
+    assert "connecting with ***" in console, "the live line is shown, masked"
+    if ending == "failure":
+        assert "connected with ***" in console and "connected with ***" in event_log, "the tail and reason, masked"
+    assert "env KANNON_TEST_SHORT is too short to mask in logs" in console
+    assert console.count("too short to mask") == 1, console
+    leaks = _leaks([], {"console": console, "event log": event_log, "report": report})
+    assert not leaks, leaks
