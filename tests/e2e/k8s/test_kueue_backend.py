@@ -1,0 +1,178 @@
+"""The Kubernetes backend on an admission-controlled cluster (Kueue) and under a ResourceQuota, against the emulator.
+
+What real clusters do (https://kueue.sigs.k8s.io/docs/concepts/, .../preemption/,
+https://kubernetes.io/docs/concepts/policy/resource-quotas/): a queued Job is suspended without pods, possibly for
+an hour; a preempted one is suspended again and requeued; a quota-refused pod is retried by the Job controller. None
+of these is a stuck or failed attempt: kannon waits, never creates a second Job, and spends no retry.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kannon.backends.kubernetes import K8sJobExecutor
+from kannon.backends.kubernetes.admission import QUEUE_LABEL
+from kannon.backends.kubernetes.names import LABEL_ATTEMPT
+from kannon.testing import KubeEmulator
+from tests.e2e.k8s.test_k8s_backend import TEMPLATE, launch_of, requests, wait_flag
+from tests.e2e.k8s.test_k8s_backend import make as make  # the fixture
+from tests.support.procs import wait_until
+
+pytestmark = pytest.mark.k8s
+
+REPO = Path(__file__).resolve().parents[3]
+PENDING = 1.0  # the backend's pending_timeout in these tests: every queue wait below is several times longer
+
+
+def queued_template() -> dict[str, Any]:
+    tmpl: dict[str, Any] = {**TEMPLATE, "metadata": {"labels": {"team": "tests", QUEUE_LABEL: "user-queue"}}}
+    return tmpl
+
+
+def setup_queue(kube: KubeEmulator, pods: int = 1, held: bool = True) -> None:
+    kube.kueue.add_cluster_queue("cq", pods=pods, held=held)
+    kube.kueue.add_local_queue("default", "user-queue", "cq")
+
+
+def wait_queued_longer_than(kube: KubeEmulator, names: list[str], seconds: float) -> None:
+    """Wait until every named Job exists, suspended, and has been queued for ``seconds`` (by the Job's own age)."""
+    t0 = time.monotonic()
+    kube.wait_for(lambda: all(n in kube.jobs() and kube.jobs()[n]["spec"].get("suspend") for n in names), 60)
+    wait_until(lambda: time.monotonic() - t0 >= seconds, timeout=seconds + 30)
+
+
+def test_queue_waits_beyond_pending_timeout_are_not_failures(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    setup_queue(kube, pods=1, held=True)
+    executor, rec = make(template_job=queued_template(), pending_timeout=PENDING)
+    launches = [launch_of(tmp_path, n, "print('ran', flush=True)") for n in range(1, 4)]
+    for launch in launches:
+        executor.launch(launch)
+    names = sorted(kube.wait_for(lambda: set(kube.jobs()) if len(kube.jobs()) == 3 else None, 30))
+    wait_queued_longer_than(kube, names, 4 * PENDING)
+    assert rec.finished() == [] and rec.started() == [], "a queued Job was treated as stuck"
+    assert not kube.pods()
+    log = launches[0].log_path.read_text()
+    assert "queued by admission" in log and "LocalQueue" not in log  # the Workload's message: ClusterQueue held
+    assert "ClusterQueue cq is inactive" in log
+    kube.kueue.hold("cq", False)
+    for launch in launches:
+        fin = rec.wait_finished(launch.key)
+        assert fin.ok, fin
+    assert len(requests(kube, "POST", "/jobs")) == 3  # one Job per task: no duplicate, no retry
+    assert all(j["metadata"]["labels"][LABEL_ATTEMPT] == "1" for j in kube.jobs().values())
+
+
+def test_preempted_job_returns_to_the_queue_without_a_retry(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    setup_queue(kube, pods=1, held=False)
+    executor, rec = make(template_job=queued_template(), pending_timeout=PENDING)
+    gate = tmp_path / "gate"
+    launch = launch_of(tmp_path, 1, wait_flag(gate, "print('done', flush=True)"))
+    executor.launch(launch)
+    first = rec.wait_started(launch.key)
+    name = next(iter(kube.jobs()))
+    kube.kueue.hold("cq")
+    kube.kueue.preempt(name)
+    kube.wait_for(lambda: launch.log_path.exists() and "preempted and requeued" in launch.log_path.read_text(), 30)
+    wait_queued_longer_than(kube, [name], 4 * PENDING)
+    assert rec.finished() == [], "a preempted Job was failed instead of requeued"
+    kube.kueue.hold("cq", False)
+    rec.wait_for(lambda: len(rec.started(launch.key)) == 2)
+    second = rec.started(launch.key)[1]
+    assert second.where != first.where  # a new pod of the same Job
+    gate.touch()
+    fin = rec.wait_finished(launch.key)
+    assert fin.ok, fin
+    assert len(requests(kube, "POST", "/jobs")) == 1 and list(kube.jobs()) == [name]
+
+
+def test_resource_quota_exhaustion_then_release(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    kube.quotas.set("default", "compute", {"pods": 1})
+    executor, rec = make(pending_timeout=120)
+    gate = tmp_path / "gate"
+    holder = launch_of(tmp_path, 1, wait_flag(gate))
+    waiter = launch_of(tmp_path, 2, "print('got capacity', flush=True)")
+    executor.launch(holder)
+    rec.wait_started(holder.key)
+    executor.launch(waiter)
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube.api_client())
+    kube.wait_for(lambda: any(e.reason == "FailedCreate" and "exceeded quota" in e.message
+                              for e in core.list_namespaced_event("default").items), 30)  # fmt: skip
+    assert rec.finished() == [] and rec.started(waiter.key) == []
+    gate.touch()
+    assert rec.wait_finished(holder.key).ok
+    fin = rec.wait_finished(waiter.key)
+    assert fin.ok and fin.log_tail == ("got capacity",)
+    assert len(requests(kube, "POST", "/jobs")) == 2
+
+
+def test_quota_that_never_frees_fails_at_pending_timeout_with_the_quota_message(
+    kube: KubeEmulator, make: Any, tmp_path: Path
+) -> None:
+    kube.quotas.set("default", "compute", {"pods": 0})
+    executor, rec = make(pending_timeout=PENDING)
+    launch = launch_of(tmp_path, 1, "print('never')")
+    executor.launch(launch)
+    fin = rec.wait_finished(launch.key)
+    assert fin.failure_class == "QuotaExceeded", fin
+    assert fin.reason is not None and "exceeded quota: compute, requested: pods=1, used: pods=0, limited: pods=0" \
+        in fin.reason
+    assert len(requests(kube, "POST", "/jobs")) == 1
+
+
+def test_queue_name_option_labels_the_jobs(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    setup_queue(kube, pods=2, held=False)
+    executor, rec = make(queue_name="user-queue", pending_timeout=PENDING)
+    launch = launch_of(tmp_path, 1, "print('x')")
+    executor.launch(launch)
+    assert rec.wait_finished(launch.key).ok
+    (job,) = kube.jobs().values()
+    assert job["metadata"]["labels"][QUEUE_LABEL] == "user-queue"
+    assert kube.kueue.workload_of(job["metadata"]["name"]) is not None
+
+
+def test_lattice_through_a_one_job_quota(kube: KubeEmulator, tmp_path: Path) -> None:
+    """12 bullets in 3 layers of 4 through a ClusterQueue admitting one Job at a time; the first layer waits held
+    far beyond pending_timeout. Everything succeeds once: one Job per bullet, attempt 1 each."""
+    from kannon.scheduler import Kannon
+    from tests.support.tasks import Bullet, Join
+
+    setup_queue(kube, pods=1, held=True)
+    layer: list[Any] = []
+    for depth in range(3):
+        layer = [Bullet(name=f"b{depth}{i}", parents=layer[i % len(layer):][:2] if layer else []) for i in range(4)]
+    root = Join(parents=layer)
+    template = {"apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"namespace": "default", "labels": {QUEUE_LABEL: "user-queue"}},
+                "spec": {"template": {"spec": {"containers": [{
+                    "name": "main", "image": "kannon-test:latest", "workingDir": str(tmp_path),
+                    "env": [{"name": "PYTHONPATH", "value": str(REPO)}]}]}}}}  # fmt: skip
+    executor = K8sJobExecutor(template, api_client=kube.api_client(), python=sys.executable, retry_backoff=0.05,
+                              pending_timeout=PENDING)  # fmt: skip
+    seen: dict[str, Any] = {}
+
+    def release_after_a_long_wait() -> None:  # Kannon.build() must run on the main thread: this side drives Kueue
+        try:
+            kube.wait_for(lambda: len(kube.jobs()) >= 4, 120, "the first layer was never submitted")
+            wait_queued_longer_than(kube, list(kube.jobs()), 4 * PENDING)
+            seen["held"] = {n: j["spec"].get("suspend") for n, j in kube.jobs().items()}
+        finally:
+            kube.kueue.hold("cq", False)
+
+    driver = threading.Thread(target=release_after_a_long_wait, daemon=True)
+    driver.start()
+    result = Kannon(executor=executor).build(root)
+    driver.join(60)
+    assert result.ok
+    assert list(seen["held"].values()) == [True] * 4  # the first layer, all queued for 4x pending_timeout
+    jobs = kube.jobs()
+    assert len(jobs) == 12 and len(requests(kube, "POST", "/jobs")) == 12
+    assert all(j["metadata"]["labels"][LABEL_ATTEMPT] == "1" for j in jobs.values())
+    assert all(any(c["type"] == "Complete" for c in j["status"]["conditions"]) for j in jobs.values())
