@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kannon import logtail
-from kannon.backends.base import BackendError, Executor, Finished, Started, tail_lines
+from kannon.backends.base import BackendError, Executor, Finished, LogLine, Started, tail_lines
 from kannon.backends.kubernetes import admission
 from kannon.backends.kubernetes import classify as kc
 from kannon.backends.kubernetes.api import ApiCaller
@@ -319,8 +319,14 @@ class JobTracker(Executor):
             attempt.queue_wait += now - attempt.queued_since
             attempt.queued_since = None
             attempt.since = now  # pending_timeout counts from admission, not from creation
-            attempt.notes.append(f"kannon: admitted after {attempt.queue_wait:.0f} s queued by admission")
+            self._say(attempt, f"kannon: admitted after {attempt.queue_wait:.1f} s queued by admission")
         return False
+
+    def _say(self, attempt: Attempt, line: str) -> None:
+        """A note of kannon's in the attempt's log (kept ahead of the pod's output) and the live view."""
+        attempt.notes.append(line)
+        if self.run is not None and self.run.follow_logs:
+            self.emit(LogLine(attempt.launch.key, line))
 
     def _note_queued(self, attempt: Attempt, preemptions: int) -> None:
         """Say why an attempt waits in the queue (the Workload's message when readable) in its log (pool)."""
@@ -329,7 +335,7 @@ class JobTracker(Executor):
         line = f"kannon: Job {attempt.name} {what} (spec.suspend=true)" + (f": {why}" if why else "")
         log.info("%s", line.removeprefix("kannon: "))
         with self._state:
-            attempt.notes.append(line)
+            self._say(attempt, line)
         self.logs.write_log(attempt, [line], append=True)
 
     def _tick(self) -> None:

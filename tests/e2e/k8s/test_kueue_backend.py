@@ -49,7 +49,7 @@ def wait_queued_longer_than(kube: KubeEmulator, names: list[str], seconds: float
 
 def test_queue_waits_beyond_pending_timeout_are_not_failures(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
     setup_queue(kube, pods=1, held=True)
-    executor, rec = make(template_job=queued_template(), pending_timeout=PENDING)
+    executor, rec = make(template_job=queued_template(), pending_timeout=PENDING, follow=True)
     launches = [launch_of(tmp_path, n, "print('ran', flush=True)") for n in range(1, 4)]
     for launch in launches:
         executor.launch(launch)
@@ -60,10 +60,16 @@ def test_queue_waits_beyond_pending_timeout_are_not_failures(kube: KubeEmulator,
     log = launches[0].log_path.read_text()
     assert "queued by admission" in log and "LocalQueue" not in log  # the Workload's message: ClusterQueue held
     assert "ClusterQueue cq is inactive" in log
+    assert any("queued by admission" in line for line in rec.lines(launches[0].key))  # the live view's lines
     kube.kueue.hold("cq", False)
     for launch in launches:
         fin = rec.wait_finished(launch.key)
         assert fin.ok, fin
+        # the attempt's log keeps why and how long it waited, ahead of the pod's own output
+        lines = launch.log_path.read_text().splitlines()
+        assert lines[-1] == "ran" and "queued by admission" in lines[0], lines
+        waited = next(float(ln.split()[3]) for ln in lines if ln.startswith("kannon: admitted after "))
+        assert waited >= 4 * PENDING
     assert len(requests(kube, "POST", "/jobs")) == 3  # one Job per task: no duplicate, no retry
     assert all(j["metadata"]["labels"][LABEL_ATTEMPT] == "1" for j in kube.jobs().values())
 
