@@ -378,13 +378,15 @@ class JobTracker(Executor):
             assert job is not None
             terminal = kc.job_terminal(job)
             complete = terminal is not None and terminal[0] == "Complete"
-            pods = {p.metadata.name: p for p in self._pods_of(attempt.name, attempt.uid)}
+            pods = {p.metadata.name: p for p in self._pods_of(attempt.name, attempt.uid)
+                    if p.metadata.name not in attempt.stale_pods}  # not a pod a preemption deleted
             pod = kc.succeeded(pods.values()) if complete else kc.culprit(pods.values(), self.container)
             if pod is None or (not complete and not kc.pod_final(pod, self.container)):
                 # the pods' last states travel on the other stream and may lag: read them once (failures only; for a
                 # success the pod's name is all the log read needs). Cached states of deleted pods are kept.
                 pods.update({p.metadata.name: p for p in self._list_job_pods(attempt.name)
-                             if attempt.uid is None or owned_by(p, attempt.uid)})  # fmt: skip
+                             if (attempt.uid is None or owned_by(p, attempt.uid))
+                             and p.metadata.name not in attempt.stale_pods})  # fmt: skip
                 pod = kc.succeeded(pods.values()) if complete else kc.culprit(pods.values(), self.container)
             if pod is not None and not attempt.started:
                 attempt.pod_name = pod.metadata.name

@@ -144,41 +144,55 @@ def test_queue_name_option_labels_the_jobs(kube: KubeEmulator, make: Any, tmp_pa
     assert kube.kueue.workload_of(job["metadata"]["name"]) is not None
 
 
-def test_lattice_through_a_one_job_quota(kube: KubeEmulator, tmp_path: Path) -> None:
-    """12 bullets in 3 layers of 4 through a ClusterQueue admitting one Job at a time; the first layer waits held
-    far beyond pending_timeout. Everything succeeds once: one Job per bullet, attempt 1 each."""
+@pytest.mark.parametrize("admission", ["kueue", "quota"])
+def test_lattice_through_a_one_job_quota(admission: str, tmp_path: Path) -> None:
+    """12 bullets in 3 layers of 4, one pod at a time. Kueue: a ClusterQueue for one Job, the first layer held in
+    the queue for 4x pending_timeout. ResourceQuota: ``pods: 1``, refused pods retried by the Job controller.
+    Everything succeeds once: one Job per bullet, attempt 1 each, nothing retried."""
     from kannon.scheduler import Kannon
     from tests.support.tasks import Bullet, Join
 
-    setup_queue(kube, pods=1, held=True)
     layer: list[Any] = []
     for depth in range(3):
-        layer = [Bullet(name=f"b{depth}{i}", parents=layer[i % len(layer):][:2] if layer else []) for i in range(4)]
+        layer = [Bullet(name=f"{admission}{depth}{i}", parents=layer[i % len(layer):][:2] if layer else [])
+                 for i in range(4)]  # fmt: skip
     root = Join(parents=layer)
-    template = {"apiVersion": "batch/v1", "kind": "Job",
-                "metadata": {"namespace": "default", "labels": {QUEUE_LABEL: "user-queue"}},
+    labels = {QUEUE_LABEL: "user-queue"} if admission == "kueue" else {}
+    template = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"namespace": "default", "labels": labels},
                 "spec": {"template": {"spec": {"containers": [{
                     "name": "main", "image": "kannon-test:latest", "workingDir": str(tmp_path),
                     "env": [{"name": "PYTHONPATH", "value": str(REPO)}]}]}}}}  # fmt: skip
-    executor = K8sJobExecutor(template, api_client=kube.api_client(), python=sys.executable, retry_backoff=0.05,
-                              pending_timeout=PENDING)  # fmt: skip
     seen: dict[str, Any] = {}
+    with KubeEmulator(runtime="process", warm_imports=["gokart", "kannon.child"], bookmark_interval=0.3) as kube:
+        kube.warm_up()
+        # Kueue holds Jobs in the queue (not bounded by pending_timeout); a quota-refused pod is bounded by it
+        pending = PENDING if admission == "kueue" else 120.0
+        executor = K8sJobExecutor(template, api_client=kube.api_client(), python=sys.executable, retry_backoff=0.05,
+                                  pending_timeout=pending)  # fmt: skip
 
-    def release_after_a_long_wait() -> None:  # Kannon.build() must run on the main thread: this side drives Kueue
-        try:
-            kube.wait_for(lambda: len(kube.jobs()) >= 4, 120, "the first layer was never submitted")
-            wait_queued_longer_than(kube, list(kube.jobs()), 4 * PENDING)
-            seen["held"] = {n: j["spec"].get("suspend") for n, j in kube.jobs().items()}
-        finally:
-            kube.kueue.hold("cq", False)
+        def release_after_a_long_wait() -> None:  # Kannon.build() must run on the main thread: this drives Kueue
+            try:
+                kube.wait_for(lambda: len(kube.jobs()) >= 4, 120, "the first layer was never submitted")
+                wait_queued_longer_than(kube, list(kube.jobs()), 4 * PENDING)
+                seen["held"] = {n: j["spec"].get("suspend") for n, j in kube.jobs().items()}
+            finally:
+                kube.kueue.hold("cq", False)
 
-    driver = threading.Thread(target=release_after_a_long_wait, daemon=True)
-    driver.start()
-    result = Kannon(executor=executor).build(root)
-    driver.join(60)
-    assert result.ok
-    assert list(seen["held"].values()) == [True] * 4  # the first layer, all queued for 4x pending_timeout
-    jobs = kube.jobs()
-    assert len(jobs) == 12 and len(requests(kube, "POST", "/jobs")) == 12
-    assert all(j["metadata"]["labels"][LABEL_ATTEMPT] == "1" for j in jobs.values())
-    assert all(any(c["type"] == "Complete" for c in j["status"]["conditions"]) for j in jobs.values())
+        if admission == "kueue":
+            setup_queue(kube, pods=1, held=True)
+            driver = threading.Thread(target=release_after_a_long_wait, daemon=True)
+            driver.start()
+        else:
+            kube.quotas.set("default", "compute", {"pods": 1})
+        result = Kannon(executor=executor).build(root)
+        if admission == "kueue":
+            driver.join(60)
+            assert list(seen["held"].values()) == [True] * 4  # the first layer, all queued for 4x pending_timeout
+        else:
+            refused = [e for e in kube.store.snapshot("events", "default").values() if e["reason"] == "FailedCreate"]
+            assert refused, "the quota never refused a pod: the test proves nothing"
+        assert result.ok
+        jobs = kube.jobs()
+        assert len(jobs) == 12 and len(requests(kube, "POST", "/jobs")) == 12
+        assert all(j["metadata"]["labels"][LABEL_ATTEMPT] == "1" for j in jobs.values())
+        assert all(any(c["type"] == "Complete" for c in j["status"]["conditions"]) for j in jobs.values())
