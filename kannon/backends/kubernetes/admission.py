@@ -3,9 +3,13 @@
 * Kueue (https://kueue.sigs.k8s.io/docs/concepts/): a Job labelled ``kueue.x-k8s.io/queue-name`` is created with
   ``spec.suspend: true`` and stays so, without pods, until its Workload is admitted (possibly an hour later); a
   preemption suspends it again (its pods are deleted) and requeues it. kannon calls such an attempt *queued by
-  admission*: its ``pending_timeout`` counts from admission (the unsuspend), and a re-suspension sends it back to the
-  queue with the same Job and no retry spent. Why it waits is the Workload's ``QuotaReserved`` condition message,
-  read when RBAC allows (``get/list workloads.kueue.x-k8s.io``; optional, see ``kannon k8s rbac``).
+  admission*: its ``pending_timeout`` counts from admission (the unsuspend), and a re-suspended Job is queued again.
+  Why it waits is the Workload's ``QuotaReserved`` condition message, read when RBAC allows (``list`` on
+  ``workloads.kueue.x-k8s.io``; optional, see ``kannon k8s rbac``).
+  But kannon's Jobs have ``backoffLimit: 0``, and the upstream Job controller counts a pod deleted by the suspension
+  as failed (``isPodFailed``: a deletionTimestamp on a pod that did not succeed; no exception for suspended Jobs in
+  ``syncJob``), so a preempted running Job ends ``Failed``/``BackoffLimitExceeded`` at once. kannon reports that as
+  ``Preempted``, an infrastructure failure: the core runs the task again in a new Job without spending its retries.
 * ResourceQuota (https://kubernetes.io/docs/concepts/policy/resource-quotas/): the Job exists but the Job controller's
   pod creation is refused (a ``FailedCreate`` Warning event on the Job, "exceeded quota"); the controller retries by
   itself when capacity frees. kannon keeps waiting (never a second Job) up to ``pending_timeout`` and then says so
@@ -19,6 +23,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from kannon.backends.kubernetes.classify import Outcome
     from kubernetes.client import ApiClient, V1Job
 
 log = logging.getLogger("kannon.kubernetes")
@@ -43,6 +48,16 @@ def label_queue(body: dict[str, Any], queue: str | None) -> None:
 def suspended(job: V1Job | None) -> bool:
     """Held back by admission: ``spec.suspend`` is true and the Job has not finished."""
     return bool(job is not None and job.spec is not None and job.spec.suspend)
+
+
+def preempted_outcome(reason: str | None) -> Outcome:
+    """How a Job that failed while suspended by its queue ends: preempted, retried without spending a retry."""
+    from kannon.backends.kubernetes import classify
+
+    return classify.Outcome(
+        None, "preempted by the admission queue (Kueue suspended the running Job; the Job controller counted its "
+        f"deleted pod against backoffLimit 0: {reason or 'Failed'}); run again in a new Job without spending the "
+        "task's retries", "Preempted", infra=True)  # fmt: skip
 
 
 def workload_reason(api_client: ApiClient, namespace: str, job_uid: str) -> str | None:

@@ -305,7 +305,9 @@ class JobTracker(Executor):
         """Track admission (under the lock): True while the Job is held suspended by a queue (:mod:`.admission`)."""
         job = attempt.job
         now = time.monotonic()
-        if job is not None and kc.job_terminal(job) is None and admission.suspended(job):
+        if job is not None and kc.job_terminal(job) is not None:
+            return False  # finished: whatever it waited for is over
+        if admission.suspended(job):
             if attempt.queued_since is None:
                 attempt.queued_since = now
                 if attempt.phase is Phase.RUNNING:  # preempted: back to the queue, same Job, no retry spent
@@ -398,6 +400,8 @@ class JobTracker(Executor):
                 self._finish(attempt, Finished(attempt.launch.key, 0, log_tail=tail, where=where))
                 return
             outcome = kc.classify_failure(job, pod, self.container, self.python, tail)
+            if admission.suspended(job) or attempt.preemptions:  # preempted by its queue (admission.py)
+                outcome = admission.preempted_outcome(terminal[1] if terminal else None)
             self._finish(attempt, Finished(attempt.launch.key, outcome.exit_code, outcome.reason,
                                            outcome.failure_class, outcome.infra, tail, where))  # fmt: skip
         except Exception as e:  # never leave an attempt without its Finished

@@ -162,9 +162,6 @@ class JobController:
         uid = pod["metadata"]["uid"]
         if uid in tr.succeeded or uid in tr.failed or uid in tr.ignored:
             return
-        if job["spec"].get("suspend") and pod.get("status", {}).get("phase") != "Succeeded":
-            tr.ignored.add(uid)  # pods deleted because the Job is suspended are not failures (KEP-2232)
-            return
         if pod.get("status", {}).get("phase") == "Succeeded":
             tr.succeeded.add(uid)
             tr.consecutive_failures = 0
@@ -251,12 +248,6 @@ class JobController:
         parallelism = spec.get("parallelism", 1)
         now = time.monotonic()
 
-        if spec.get("suspend"):
-            for p in active:
-                self._delete_pod(p)
-            self._write_status(job, tr, active=[], failed=failed, suspended=True, terminating=len(terminating))
-            return
-
         target = condition(job, "FailureTarget") or condition(job, "SuccessCriteriaMet")
         new_target: dict[str, Any] | None = None
         if target is None:
@@ -286,6 +277,14 @@ class JobController:
             if not remaining:
                 job = self.store.get("jobs", ns, name) or job
                 self._finish(job, tr)
+            return
+
+        # Suspended (after the failure checks, as upstream's syncJob: a pod the suspension deleted counts as failed
+        # and can exceed backoffLimit): no pods.
+        if spec.get("suspend"):
+            for p in active:
+                self._delete_pod(p)
+            self._write_status(job, tr, active=[], failed=failed, suspended=True, terminating=len(terminating))
             return
 
         if tr.start is None:

@@ -74,27 +74,58 @@ def test_queue_waits_beyond_pending_timeout_are_not_failures(kube: KubeEmulator,
     assert all(j["metadata"]["labels"][LABEL_ATTEMPT] == "1" for j in kube.jobs().values())
 
 
-def test_preempted_job_returns_to_the_queue_without_a_retry(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+def test_preempted_job_is_an_infrastructure_failure_not_a_task_failure(
+    kube: KubeEmulator, make: Any, tmp_path: Path
+) -> None:
+    """Kueue re-suspends a running Job; the Job controller counts the deleted pod against backoffLimit 0 and fails
+    the Job (upstream syncJob). kannon says Preempted, infra (retried without spending the task's retries)."""
     setup_queue(kube, pods=1, held=False)
     executor, rec = make(template_job=queued_template(), pending_timeout=PENDING)
-    gate = tmp_path / "gate"
-    launch = launch_of(tmp_path, 1, wait_flag(gate, "print('done', flush=True)"))
+    launch = launch_of(tmp_path, 1, wait_flag(tmp_path / "never"))
     executor.launch(launch)
-    first = rec.wait_started(launch.key)
-    name = next(iter(kube.jobs()))
-    kube.kueue.hold("cq")
+    rec.wait_started(launch.key)
+    (name,) = kube.jobs()
     kube.kueue.preempt(name)
-    kube.wait_for(lambda: launch.log_path.exists() and "preempted and requeued" in launch.log_path.read_text(), 30)
-    wait_queued_longer_than(kube, [name], 4 * PENDING)
-    assert rec.finished() == [], "a preempted Job was failed instead of requeued"
-    kube.kueue.hold("cq", False)
-    rec.wait_for(lambda: len(rec.started(launch.key)) == 2)
-    second = rec.started(launch.key)[1]
-    assert second.where != first.where  # a new pod of the same Job
-    gate.touch()
     fin = rec.wait_finished(launch.key)
-    assert fin.ok, fin
-    assert len(requests(kube, "POST", "/jobs")) == 1 and list(kube.jobs()) == [name]
+    assert (fin.failure_class, fin.infra) == ("Preempted", True), fin
+    assert fin.reason is not None and "preempted by the admission queue" in fin.reason
+    assert len(requests(kube, "POST", "/jobs")) == 1
+
+
+def test_preempted_bullet_reruns_and_succeeds_without_spending_retries(tmp_path: Path) -> None:
+    """A build with retries=0: a bullet preempted mid-run goes back to the queue (as a new Job, attempt 2, the only
+    possible way with backoffLimit 0) and the build succeeds."""
+    from kannon.scheduler import Kannon
+    from tests.support.tasks import Bullet, Join
+
+    started, go = tmp_path / "started", tmp_path / "go"
+    root = Join(parents=[Bullet(name="preempted", started_file=str(started), wait_file=str(go))])
+    template = {"apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"namespace": "default", "labels": {QUEUE_LABEL: "user-queue"}},
+                "spec": {"template": {"spec": {"containers": [{
+                    "name": "main", "image": "kannon-test:latest", "workingDir": str(tmp_path),
+                    "env": [{"name": "PYTHONPATH", "value": str(REPO)}]}]}}}}  # fmt: skip
+    with KubeEmulator(runtime="process", bookmark_interval=0.3) as kube:
+        setup_queue(kube, pods=1, held=False)
+        executor = K8sJobExecutor(template, api_client=kube.api_client(), python=sys.executable, retry_backoff=0.05,
+                                  pending_timeout=60)  # fmt: skip
+
+        def preempt_once() -> None:
+            wait_until(started.exists, timeout=120)
+            (first,) = kube.jobs()
+            kube.kueue.hold("cq")
+            kube.kueue.preempt(first)
+            kube.wait_for(lambda: len(kube.jobs()) == 2, 120, "the preempted task was not run again")
+            go.touch()
+            kube.kueue.hold("cq", False)
+
+        driver = threading.Thread(target=preempt_once, daemon=True)
+        driver.start()
+        result = Kannon(executor=executor, retries=0, retry_delay=0.1).build(root)
+        driver.join(30)
+        assert result.ok
+        attempts = sorted(j["metadata"]["labels"][LABEL_ATTEMPT] for j in kube.jobs().values())
+        assert attempts == ["1", "2"]
 
 
 def test_resource_quota_exhaustion_then_release(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:

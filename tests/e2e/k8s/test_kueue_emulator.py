@@ -83,15 +83,27 @@ def test_fifo_admission_one_at_a_time(kube: KubeEmulator, batch_api: Any, tmp_pa
     assert order == ["a", "b", "c"]
 
 
-def test_preemption_resuspends_deletes_pods_and_requeues(kube: KubeEmulator, batch_api: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backoff_limit", [0, 1])
+def test_preemption_resuspends_deletes_pods_and_requeues(
+    kube: KubeEmulator, batch_api: Any, tmp_path: Path, backoff_limit: int
+) -> None:
+    """Kueue suspends the preempted Job; the Job controller deletes its pod and counts it failed (upstream
+    isPodFailed: a deleted pod that did not succeed), so a backoffLimit 0 Job fails; with room left it is requeued,
+    re-admitted, and completes."""
     kube.kueue.add_cluster_queue("cq", pods=1)
     kube.kueue.add_local_queue(NS, "user-queue", "cq")
-    batch_api.create_namespaced_job(NS, gated("p", tmp_path / "go", labels=QUEUE, backoffLimit=0))
+    batch_api.create_namespaced_job(NS, gated("p", tmp_path / "go", labels=QUEUE, backoffLimit=backoff_limit))
     kube.wait_for(lambda: any(p["status"].get("phase") == "Running" for p in pods_of(kube, "p")))
     kube.kueue.hold("cq")
     kube.kueue.preempt("p")
     evicted = wl_cond(kube, "p", "Evicted") or {}
     assert (evicted.get("status"), evicted.get("reason")) == ("True", "Preempted")
+    if backoff_limit == 0:
+        job = wait_finished(kube, "p")
+        assert conditions(job)["Failed"]["reason"] == "BackoffLimitExceeded" and job["status"]["failed"] == 1
+        assert job["spec"]["suspend"] is True
+        kube.wait_for(lambda: (wl_cond(kube, "p", "Finished") or {}).get("status") == "True")
+        return
 
     def suspended_without_pods() -> dict[str, Any] | None:
         job = kube.jobs()["p"]
@@ -99,16 +111,15 @@ def test_preemption_resuspends_deletes_pods_and_requeues(kube: KubeEmulator, bat
         return job if "Suspended" in conditions(job) and not live else None
 
     job = kube.wait_for(suspended_without_pods)
-    assert job["spec"]["suspend"] is True
+    assert job["spec"]["suspend"] is True and "startTime" not in job["status"]
     kube.wait_for(lambda: (wl_cond(kube, "p", "Requeued") or {}).get("status") == "True")
     assert (wl_cond(kube, "p", "QuotaReserved") or {})["status"] == "False"
     kube.kueue.hold("cq", False)
     kube.wait_for(lambda: not kube.jobs()["p"]["spec"]["suspend"])
     (tmp_path / "go").touch()
     job = wait_finished(kube, "p")
-    # the pod deleted by the suspension is no failure: backoffLimit 0 still completes
     assert "Complete" in conditions(job), job["status"]
-    assert not job["status"].get("failed")
+    assert job["status"]["failed"] == 1  # the pod the suspension deleted
 
 
 def test_resource_quota_refuses_pods_then_admits_when_capacity_frees(
