@@ -46,7 +46,8 @@ def run_info(k: Kannon, plan: Plan, invocation: str | None = None) -> RunInfo:
 
 def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
     info = run_info(k, plan)
-    policy = Policy(max_parallel=k.max_parallel or executor.default_parallelism, retries=k.retries,
+    parallel = k.max_parallel or executor.default_parallelism
+    policy = Policy(max_parallel=parallel, max_submitted=executor.submit_limit(parallel), retries=k.retries,
                     retry_delay=k.retry_delay, retry_delay_max=k.retry_delay_max, infra_retries=k.infra_retries,
                     keep_going=k.keep_going)  # fmt: skip
     machine = RunState(plan, policy, info.run_id, executor.name, info.invocation_id)

@@ -70,6 +70,9 @@ def add_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--k8s-queue", dest="k8s_queue", metavar="NAME",
                        help="kubernetes: Kueue LocalQueue for the Jobs (label kueue.x-k8s.io/queue-name; default: "
                        "the template's); a queued Job waits suspended, and --pending-timeout counts from admission")
+    group.add_argument("--k8s-max-submitted", dest="k8s_max_submitted", type=int, metavar="N",
+                       help="kubernetes, with a queue: Jobs submitted at once, queued ones included (default: twice "
+                       "--max-parallel; --max-parallel then caps the admitted ones)")  # fmt: skip
 
 def from_options(ns: argparse.Namespace) -> K8sJobExecutor:
     return K8sJobExecutor(
@@ -81,4 +84,5 @@ def from_options(ns: argparse.Namespace) -> K8sJobExecutor:
         python=getattr(ns, "k8s_python", None) or "python",
         qps=getattr(ns, "k8s_qps", None) or 20.0,
         queue_name=getattr(ns, "k8s_queue", None),
+        max_submitted=getattr(ns, "k8s_max_submitted", None),
     )

@@ -53,7 +53,8 @@ class K8sJobExecutor(JobCreator):
     master's own pod is copied. ``owner``: ``"auto"`` (in a cluster: the master's Job, else its pod), ``None``, or an
     ownerReference mapping. ``pending_timeout``: seconds an attempt may wait to start before it fails (for a Job
     held by an admission queue, counted from its admission). ``queue_name``: a Kueue LocalQueue (default: the
-    template's ``kueue.x-k8s.io/queue-name`` label).
+    template's ``kueue.x-k8s.io/queue-name`` label); ``max_submitted``: with a queue, how many Jobs may exist at
+    once, queued ones included (default: twice ``max_parallel``, which then caps the admitted ones).
     """
 
     name = "kubernetes"
@@ -84,6 +85,7 @@ class K8sJobExecutor(JobCreator):
         lease_duration: float = 30.0,
         ship_code: bool = False,
         queue_name: str | None = None,
+        max_submitted: int | None = None,
     ) -> None:
         super().__init__()
         self.ship_code = ship_code  # Kannon.build uploads the code archive; the child fetches it (code-shipping.md)
@@ -105,6 +107,7 @@ class K8sJobExecutor(JobCreator):
             template_container(self.template["spec"]["template"]["spec"], container, python)
         # Kueue LocalQueue (label kueue.x-k8s.io/queue-name; default: the template's): Jobs wait suspended in it
         self.queue_name = queue_name or admission.template_queue(self.template)
+        self.max_submitted = max_submitted
         self.api_client, self.in_cluster = make_client(api_client, in_cluster)
         self.namespace = namespace or default_namespace(self.template, self.in_cluster)
         if self.template is None and not self.in_cluster:
@@ -232,6 +235,13 @@ class K8sJobExecutor(JobCreator):
         except (ValueError, AttributeError) as e:
             problems.append(f"{e} (it becomes the Job's resources.requests/limits)")
         return problems
+
+    def submit_limit(self, max_parallel: int) -> int:
+        """With an admission queue, more Jobs than ``max_parallel`` wait in it (the queue orders them; queued ones
+        hold no slot): ``max_submitted``, by default twice ``max_parallel``."""
+        if self.queue_name is None:
+            return max_parallel
+        return max(max_parallel, self.max_submitted or 2 * max_parallel)
 
     def spec_transport(self, size: int) -> SpecTransport:
         # Inline specs travel in the pod's env: one env string must stay well under Linux's 128 KiB per-string

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kannon import logtail
-from kannon.backends.base import BackendError, Executor, Finished, LogLine, Started, tail_lines
+from kannon.backends.base import BackendError, Executor, Finished, LogLine, Queued, Started, tail_lines
 from kannon.backends.kubernetes import admission
 from kannon.backends.kubernetes import classify as kc
 from kannon.backends.kubernetes.api import ApiCaller
@@ -315,12 +315,14 @@ class JobTracker(Executor):
                     attempt.preemptions += 1
                     attempt.stale_pods.update(p.metadata.name for p in self._pods_of(attempt.name, attempt.uid))
                     attempt.pod_name = None
+                self.emit(Queued(attempt.launch.key, True))  # the core frees its max_parallel slot
                 self._submit(functools.partial(self._note_queued, attempt, attempt.preemptions))
             return True
         if attempt.queued_since is not None:
             attempt.queue_wait += now - attempt.queued_since
             attempt.queued_since = None
             attempt.since = now  # pending_timeout counts from admission, not from creation
+            self.emit(Queued(attempt.launch.key, False))
             self._say(attempt, f"kannon: admitted after {attempt.queue_wait:.1f} s queued by admission")
         return False
 
@@ -338,6 +340,8 @@ class JobTracker(Executor):
         log.info("%s", line.removeprefix("kannon: "))
         with self._state:
             self._say(attempt, line)
+            if attempt.queued_since is not None and why:
+                self.emit(Queued(attempt.launch.key, True, why))
         self.logs.write_log(attempt, [line], append=True)
 
     def _tick(self) -> None:

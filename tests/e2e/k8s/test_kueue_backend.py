@@ -227,3 +227,45 @@ def test_lattice_through_a_one_job_quota(admission: str, tmp_path: Path) -> None
         assert len(jobs) == 12 and len(requests(kube, "POST", "/jobs")) == 12
         assert all(j["metadata"]["labels"][LABEL_ATTEMPT] == "1" for j in jobs.values())
         assert all(any(c["type"] == "Complete" for c in j["status"]["conditions"]) for j in jobs.values())
+
+
+def test_with_a_queue_twice_max_parallel_jobs_wait_in_it(tmp_path: Path) -> None:
+    """max_parallel=2 through a held queue: 4 Jobs (2x) are submitted and wait there, never more; once admitted,
+    everything runs and succeeds."""
+    from kannon.scheduler import Kannon
+    from tests.support.tasks import Bullet, Join
+
+    root = Join(parents=[Bullet(name=f"wide{i}") for i in range(6)])
+    template = {"apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"namespace": "default", "labels": {QUEUE_LABEL: "user-queue"}},
+                "spec": {"template": {"spec": {"containers": [{
+                    "name": "main", "image": "kannon-test:latest", "workingDir": str(tmp_path),
+                    "env": [{"name": "PYTHONPATH", "value": str(REPO)}]}]}}}}  # fmt: skip
+    most = {"live": 0}
+    with KubeEmulator(runtime="process", warm_imports=["gokart", "kannon.child"], bookmark_interval=0.3) as kube:
+        kube.warm_up()
+        setup_queue(kube, pods=2, held=True)
+
+        def count(_change: Any) -> None:  # every store change: how many Jobs are unfinished now
+            live = sum(1 for j in kube.store.snapshot("jobs", "default").values()
+                       if not any(c["type"] in ("Complete", "Failed") for c in j["status"].get("conditions") or []))
+            most["live"] = max(most["live"], live)  # fmt: skip
+
+        kube.store.add_listener(count)
+        executor = K8sJobExecutor(template, api_client=kube.api_client(), python=sys.executable, retry_backoff=0.05,
+                                  pending_timeout=PENDING)  # fmt: skip
+        assert executor.submit_limit(2) == 4
+
+        def release() -> None:
+            try:
+                kube.wait_for(lambda: len(kube.jobs()) >= 4, 120, "4 Jobs were never submitted")
+            finally:
+                kube.kueue.hold("cq", False)
+
+        driver = threading.Thread(target=release, daemon=True)
+        driver.start()
+        result = Kannon(executor=executor, max_parallel=2).build(root)
+        driver.join(30)
+        assert result.ok
+        assert most["live"] == 4  # twice max_parallel in the queue, never more
+        assert len(kube.jobs()) == 6 and len(requests(kube, "POST", "/jobs")) == 6
