@@ -269,3 +269,30 @@ def test_with_a_queue_twice_max_parallel_jobs_wait_in_it(tmp_path: Path) -> None
         assert result.ok
         assert most["live"] == 4  # twice max_parallel in the queue, never more
         assert len(kube.jobs()) == 6 and len(requests(kube, "POST", "/jobs")) == 6
+
+
+@pytest.mark.parametrize("admission", ["kueue", "quota"])
+def test_quickstart_through_admission(admission: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quick-start pipeline with a Kueue-labelled template (one Job admitted at a time, pending_timeout far
+    below the queue waits), and in a namespace whose ResourceQuota allows one pod: all 9 bullets, one Job each."""
+    from kannon.cli import load_target
+    from kannon.scheduler import Kannon
+    from tests.e2e.k8s.test_k8s_backend_build import template
+
+    monkeypatch.setenv("QUICKSTART_BULLET_SECONDS", "0.1")
+    root, extra = load_target(f"{REPO}/examples/quickstart/pipeline.py:root")
+    tmpl = template(tmp_path)
+    with KubeEmulator(runtime="process", warm_imports=["gokart", "kannon.child"], bookmark_interval=0.3) as kube:
+        kube.warm_up()
+        if admission == "kueue":
+            tmpl["metadata"]["labels"] = {QUEUE_LABEL: "user-queue"}
+            setup_queue(kube, pods=1, held=False)
+        else:
+            kube.quotas.set("default", "compute", {"pods": 1})
+        executor = K8sJobExecutor(tmpl, api_client=kube.api_client(), python=sys.executable, retry_backoff=0.05,
+                                  pending_timeout=PENDING if admission == "kueue" else 120.0)  # fmt: skip
+        result = Kannon(executor=executor, sys_path=extra, env_to_inherit=["QUICKSTART_BULLET_SECONDS"]).build(root)
+        assert result.ok
+        assert root.output().load() == "G(F(E0(D0(C0(B(A(a))))), E1(D1(C1(B(A(a))))), E2(D2(C2(B(A(a)))))))"
+        jobs = kube.jobs()
+        assert len(jobs) == 9 and all(j["metadata"]["labels"][LABEL_ATTEMPT] == "1" for j in jobs.values())
