@@ -32,6 +32,9 @@ class RunInfo:
     run_dir: Path  # local directory for this run's logs and (local transport) specs
     follow_logs: bool = False  # stream child output as LogLine events
     invocation_id: str = ""  # one per build() call, sortable by start time: the lease holder, per-invocation logs
+    # Values that must never travel in clear text (env_to_inherit, the spec key): each backend delivers them to
+    # every child as environment variables by its own safe means, under Launch.env. Never in a repr.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)

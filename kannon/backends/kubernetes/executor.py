@@ -262,6 +262,7 @@ class K8sJobExecutor(JobCreator):
         body = build_job(
             self.template, launch, name=name, namespace=self.namespace, python=self.python, container=self.container,
             owner=self.owner, ttl_seconds=self.ttl, gpu_resource=self.gpu_resource, command=self.command(launch),
+            secrets=self.run.secrets if self.run is not None else {},
         )  # fmt: skip
         admission.label_queue(body, self.queue_name)
         with self._state:
