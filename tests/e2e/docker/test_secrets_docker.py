@@ -3,9 +3,11 @@ but never the container's config (``docker inspect``), and no file of the run ke
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -13,9 +15,11 @@ from typing import Any
 
 import pytest
 
-from kannon.backends.docker import LABEL_FAMILY, LABEL_RUN, DockerExecutor
+from kannon.backends.base import RunInfo
+from kannon.backends.docker import LABEL_FAMILY, LABEL_RUN, DockerExecutor, container_name
 from kannon.scheduler import Kannon
-from tests.e2e.docker.support import python_volumes
+from tests.e2e.docker.support import ScriptExecutor, python_volumes, script_launch
+from tests.support.events import Recorder
 from tests.support.procs import wait_until
 from tests.support.secrettasks import EnvProbe
 
@@ -75,3 +79,32 @@ def test_an_inherited_secret_reaches_the_bullet_but_not_the_containers_config(
     assert not (run_dir / "secrets").exists()
     leaks = [p for p in run_dir.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     assert leaks == []
+
+
+def test_a_container_user_other_than_the_masters_gets_the_file_as_its_own(
+    engine: Any, image: str, run_id: str, tmp_path: Path
+) -> None:
+    """The file is mode 0600 and owned by the container's uid (the master here is root, who may chown it): the
+    child, running as that uid, reads it; the master's own uid would not be able to hand it over otherwise."""
+    if os.geteuid() != 0:
+        pytest.skip("only a root master can give the secrets file to another uid")
+    tmp_path.chmod(0o711)  # pytest makes it owner-only; the other uid must traverse it
+    secret = f"s3cr3t-{uuid.uuid4().hex}"
+    code = ("import hashlib, os; from kannon import secretfile; st = os.stat(os.environ['KANNON_SECRETS_FILE']); "
+            "secretfile.load(); "
+            f"print('sha', hashlib.sha256(os.environ[{SECRET_NAME!r}].encode()).hexdigest(), "
+            "os.environ.get('KANNON_SECRETS_FILE'), os.getuid(), st.st_uid, oct(st.st_mode & 0o777), flush=True)")
+    ex = ScriptExecutor(image, volumes=python_volumes(), python=sys.executable, working_dir=tmp_path,
+                        user="12345:23456")  # fmt: skip
+    rec = Recorder()
+    ex.start(RunInfo(run_id, tmp_path / "run", secrets={SECRET_NAME: secret}), rec)
+    launch = script_launch(run_id, tmp_path, 1, code)
+    host_file = tmp_path / "run" / "secrets" / f"{container_name(run_id, launch.task_id, 1)}.json"
+    ex.launch(launch)
+    fin = rec.wait_finished(launch.key)
+    ex.close()
+    assert fin.ok, fin
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    assert launch.log_path.read_text().split() == ["sha", digest, "None", "12345", "12345", "0o600"]
+    assert not host_file.exists() and not host_file.parent.exists()
+
