@@ -80,6 +80,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
+    from kannon import secretfile
+
+    try:
+        secretfile.load()  # first: everything after (spec key, config, user code) may need the run's secrets
+    except secretfile.SecretFileError as e:
+        _say(str(e))
+        return exitcodes.BAD_SPEC
     _apply_local_limits()
     _setup_logging()
     return run(args.spec, args.task_id, args.sha256)
