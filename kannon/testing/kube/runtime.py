@@ -27,6 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+from kannon.testing.kube import secrets
 from kannon.testing.kube.errors import ApiError, bad_request
 from kannon.testing.kube.faults import Faults
 from kannon.testing.kube.store import Change, Obj, Store, now_iso
@@ -162,11 +163,23 @@ def _resource_ref(container: Obj, ref: dict[str, Any]) -> str:
     return str(int(value.to_integral_value(rounding="ROUND_CEILING")))
 
 
-def container_env(pod: Obj, container: Obj, base: dict[str, str]) -> dict[str, str]:
-    """Compose a container's environment in declaration order, as the kubelet does; raise ConfigError."""
+def container_env(pod: Obj, container: Obj, base: dict[str, str], store: Store | None = None) -> dict[str, str]:
+    """Compose a container's environment in declaration order, as the kubelet does; raise ConfigError.
+    Secrets are read from ``store`` (kannon.testing.kube.secrets); ConfigMaps are not served: always missing."""
+    try:
+        return _container_env(pod, container, base, store)
+    except secrets.SecretMissing as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _container_env(pod: Obj, container: Obj, base: dict[str, str], store: Store | None) -> dict[str, str]:
     env = dict(base)
     env["HOSTNAME"] = pod["metadata"]["name"]
+    ns = pod["metadata"].get("namespace", "")
     for src in container.get("envFrom") or []:
+        if src.get("secretRef") and store is not None:
+            env.update(secrets.env_from(store, ns, src["secretRef"], str(src.get("prefix") or "")))
+            continue
         ref = src.get("configMapRef") or src.get("secretRef")
         kind = "configmap" if src.get("configMapRef") else "secret"
         if ref and not ref.get("optional"):
@@ -179,6 +192,10 @@ def container_env(pod: Obj, container: Obj, base: dict[str, str]) -> dict[str, s
                 env[name] = _field_ref(pod, vf["fieldRef"]["fieldPath"])
             elif vf.get("resourceFieldRef"):
                 env[name] = _resource_ref(container, vf["resourceFieldRef"])
+            elif vf.get("secretKeyRef") and store is not None:
+                value = secrets.key_ref(store, ns, vf["secretKeyRef"])
+                if value is not None:
+                    env[name] = value
             else:
                 ref = vf.get("secretKeyRef") or vf.get("configMapKeyRef") or {}
                 kind = "secret" if vf.get("secretKeyRef") else "configmap"
@@ -912,6 +929,7 @@ class PodWorker:
         restarts = 0
         while True:
             waiting: tuple[str, str] | None = None
+            retry = False
             image_id = ""
             env: dict[str, str] = {}
             if behaviour in ("ErrImagePull", "ImagePullBackOff"):
@@ -921,14 +939,21 @@ class PodWorker:
             else:
                 try:
                     image_id = runtime.check_image(container["image"])
-                    env = container_env(pod, container, runtime.base_env())
+                    env = container_env(pod, container, runtime.base_env(), self.store)
                 except ImageError as exc:
                     waiting = ("ErrImagePull", str(exc))
                     behaviour = "ImagePullBackOff"
                 except ConfigError as exc:
                     waiting = ("CreateContainerConfigError", str(exc))
+                    retry = True
             if waiting is not None:
                 self._set_waiting(container, restarts, *waiting)
+                if retry:  # the kubelet retries at each sync: a Secret created later lets the container start
+                    self.wake.wait()
+                    self.wake.clear()
+                    if self.kill_requested or self.kubelet.stopping:
+                        return
+                    continue
                 if behaviour == "ImagePullBackOff":
                     # The kubelet's image back-off: ErrImagePull first, then ImagePullBackOff.
                     self.wake.wait(0.2)
@@ -1169,6 +1194,12 @@ class Kubelet:
         store.add_listener(self._on_change)
 
     def _on_change(self, ch: Change) -> None:
+        if ch.resource == secrets.RESOURCE:  # pods waiting for a Secret of this namespace look again
+            with self._lock:
+                waiting = [p for p in self._workers.values() if p.namespace == ch.obj["metadata"].get("namespace")]
+            for p in waiting:
+                p.wake.set()
+            return
         if ch.resource != "pods":
             return
         meta = ch.obj["metadata"]

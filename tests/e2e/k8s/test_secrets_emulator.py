@@ -1,0 +1,129 @@
+"""The emulator's core/v1 Secrets, each test derived from the upstream documentation it names.
+
+* kubernetes.io/docs/concepts/configuration/secret/ and the Secret API reference
+  (kubernetes.io/docs/reference/kubernetes-api/config-and-storage-resources/secret-v1/): ``data`` is base64,
+  ``stringData`` is write-only and merged into ``data`` (its keys win), keys match ``[-._a-zA-Z0-9]+``.
+* kubernetes.io/docs/tasks/inject-data-application/distribute-credentials-secure/: ``env[].valueFrom.secretKeyRef``
+  and ``envFrom[].secretRef`` (with ``prefix``); ``optional`` ("Specify whether the Secret or its key must be
+  defined", SecretKeySelector / SecretEnvSource field docs); ``env`` overrides ``envFrom`` for the same name.
+* A missing required Secret or key leaves the container waiting with ``CreateContainerConfigError`` and the kubelet's
+  message (``secret "X" not found`` / ``couldn't find key K in Secret NS/X``); it starts once the Secret exists.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from kannon.testing import KubeEmulator
+from tests.e2e.k8s.test_emulator import NS, conditions, job_body, pods_of, wait_finished
+
+pytestmark = pytest.mark.k8s
+
+PRINT_ENV = "import json, os; print(json.dumps({k: v for k, v in os.environ.items() if k.startswith('S_')}))"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def secret(name: str, labels: dict[str, str] | None = None, **data: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, **({"labels": labels} if labels else {})},
+            "data": {k: b64(v) for k, v in data.items()}}  # fmt: skip
+
+
+def env_of(kube: KubeEmulator, job: str) -> dict[str, str]:
+    done = wait_finished(kube, job)
+    assert "Complete" in conditions(done), kube.pod_log(pods_of(kube, job)[-1]["metadata"]["name"])
+    out: dict[str, str] = json.loads(kube.pod_log(pods_of(kube, job)[-1]["metadata"]["name"]).strip().splitlines()[-1])
+    return out
+
+
+def waiting(kube: KubeEmulator, job: str) -> dict[str, Any]:
+    def state() -> dict[str, Any] | None:
+        for pod in pods_of(kube, job):
+            for cs in pod["status"].get("containerStatuses") or []:
+                w = cs["state"].get("waiting") or {}
+                if w.get("reason") not in (None, "ContainerCreating"):
+                    return {"phase": pod["status"].get("phase"), **w}
+        return None
+
+    return kube.wait_for(state, message=f"no pod of {job} waiting")
+
+
+def test_data_is_base64_and_string_data_merges_into_it(core_api: Any) -> None:
+    body = secret("creds", a="from-data", b="kept")
+    body["stringData"] = {"a": "from-stringData", "c": "plain"}
+    made = core_api.create_namespaced_secret(NS, body)
+    assert made.type == "Opaque" and made.string_data is None
+    got = core_api.read_namespaced_secret("creds", NS)
+    assert {k: base64.b64decode(v).decode() for k, v in got.data.items()} == {
+        "a": "from-stringData", "b": "kept", "c": "plain"}  # fmt: skip
+    patched = core_api.patch_namespaced_secret("creds", NS, {"stringData": {"b": "changed"}})
+    assert base64.b64decode(patched.data["b"]).decode() == "changed" and patched.string_data is None
+
+
+def test_invalid_base64_and_invalid_keys_are_refused(core_api: Any) -> None:
+    with pytest.raises(ApiException) as bad:
+        core_api.create_namespaced_secret(NS, {"metadata": {"name": "x"}, "data": {"k": "not base64!"}})
+    assert bad.value.status == 400
+    with pytest.raises(ApiException) as invalid:
+        core_api.create_namespaced_secret(NS, {"metadata": {"name": "x"}, "stringData": {"bad/key": "v"}})
+    assert invalid.value.status == 422 and "data[bad/key]" in invalid.value.body
+
+
+def test_list_by_label_replace_and_delete(core_api: Any) -> None:
+    core_api.create_namespaced_secret(NS, secret("one", {"run": "r1"}, k="1"))
+    core_api.create_namespaced_secret(NS, secret("two", {"run": "r2"}, k="2"))
+    assert [s.metadata.name for s in core_api.list_namespaced_secret(NS, label_selector="run=r1").items] == ["one"]
+    with pytest.raises(ApiException) as dup:
+        core_api.create_namespaced_secret(NS, secret("one", k="again"))
+    assert dup.value.status == 409
+    core_api.replace_namespaced_secret("one", NS, secret("one", {"run": "r1"}, k="new"))
+    assert base64.b64decode(core_api.read_namespaced_secret("one", NS).data["k"]).decode() == "new"
+    core_api.delete_namespaced_secret("one", NS)
+    with pytest.raises(ApiException) as gone:
+        core_api.read_namespaced_secret("one", NS)
+    assert gone.value.status == 404 and json.loads(gone.value.body)["message"] == 'secrets "one" not found'
+
+
+def test_secret_key_ref_env_from_prefix_and_env_precedence(kube: KubeEmulator, core_api: Any) -> None:
+    core_api.create_namespaced_secret(NS, secret("s", S_A="a-from-envFrom", S_B="b", T="t"))
+    container = {
+        "envFrom": [{"secretRef": {"name": "s"}}, {"prefix": "S_P_", "secretRef": {"name": "s"}},
+                    {"secretRef": {"name": "absent", "optional": True}}],
+        "env": [{"name": "S_A", "value": "a-from-env"},
+                {"name": "S_KEY", "valueFrom": {"secretKeyRef": {"name": "s", "key": "T"}}},
+                {"name": "S_OPT", "valueFrom": {"secretKeyRef": {"name": "s", "key": "nokey", "optional": True}}}],
+    }  # fmt: skip
+    client.BatchV1Api(kube.api_client()).create_namespaced_job(NS, job_body("env", PRINT_ENV, container=container))
+    assert env_of(kube, "env") == {"S_A": "a-from-env", "S_B": "b", "S_KEY": "t", "S_P_S_A": "a-from-envFrom",
+                                   "S_P_S_B": "b", "S_P_T": "t"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ({"secretKeyRef": {"name": "later", "key": "k"}}, 'secret "later" not found'),
+        ({"secretKeyRef": {"name": "partial", "key": "k"}}, "couldn't find key k in Secret default/partial"),
+        (None, 'secret "later" not found'),
+    ],
+)
+def test_missing_required_secret_waits_with_config_error_then_starts(
+    kube: KubeEmulator, core_api: Any, ref: dict[str, Any] | None, message: str
+) -> None:
+    core_api.create_namespaced_secret(NS, secret("partial", other="x"))
+    container: dict[str, Any] = (
+        {"env": [{"name": "S_K", "valueFrom": ref}]} if ref else {"envFrom": [{"secretRef": {"name": "later"}}]}
+    )
+    client.BatchV1Api(kube.api_client()).create_namespaced_job(NS, job_body("wait", PRINT_ENV, container=container))
+    state = waiting(kube, "wait")
+    assert (state["phase"], state["reason"], state["message"]) == ("Pending", "CreateContainerConfigError", message)
+    core_api.create_namespaced_secret(NS, secret("later", k="arrived", S_K="arrived"))
+    core_api.replace_namespaced_secret("partial", NS, secret("partial", other="x", k="arrived"))
+    assert env_of(kube, "wait") == {"S_K": "arrived"}
