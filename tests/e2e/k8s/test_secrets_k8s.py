@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from kannon.backends.base import RunInfo
 from kannon.testing import KubeEmulator
 
 pytestmark = pytest.mark.k8s
@@ -215,3 +217,67 @@ def test_a_master_that_may_not_create_secrets_stops_before_launching(kube: KubeE
     assert "Traceback" not in output and CRED not in output
     assert not [p for m, p, _ in kube.requests if m == "POST" and p.endswith("/jobs")], "a Job was created"
     assert kube.jobs() == {}
+
+
+# -- the backend on its own: precedence, owner, sweep ----------------------------------------------------------------
+def start_executor(kube: KubeEmulator, tmp_path: Path, secrets: dict[str, str], **kw: Any) -> tuple[Any, Any]:
+    from tests.e2e.k8s.test_k8s_backend import TEMPLATE, ScriptK8sExecutor
+    from tests.support.events import Recorder
+
+    template = copy.deepcopy(TEMPLATE)
+    template["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "TOKEN", "value": "from-template"})
+    executor = ScriptK8sExecutor(kw.pop("template_job", template), api_client=kube.api_client(), python=PY,
+                                 retry_backoff=0.05, **kw)  # fmt: skip
+    rec = Recorder(timeout=60.0)
+    executor.start(RunInfo("run1", tmp_path / "run", secrets=secrets), rec)
+    return executor, rec
+
+
+def test_a_hint_env_wins_over_an_inherited_name_and_no_value_is_plain(kube: KubeEmulator, tmp_path: Path) -> None:
+    from tests.e2e.k8s.test_k8s_backend import launch_of
+
+    executor, rec = start_executor(kube, tmp_path, {"TOKEN": CRED, "REGION": "inherited-region"})
+    try:
+        digest = hashlib.sha256(CRED.encode()).hexdigest()  # the script itself must not carry the credential
+        code = f"import hashlib, os; print(hashlib.sha256(os.environ['TOKEN'].encode()).hexdigest() == {digest!r}, "
+        launch = launch_of(tmp_path, 1, code + "os.environ['REGION'])", env={"REGION": "from-hint"})
+        executor.launch(launch)
+        fin = rec.wait_finished(launch.key)
+        assert fin.ok and fin.log_tail == ("True from-hint",)
+        (job,) = kube.jobs().values()
+        env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["TOKEN"] == {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": executor._secret.name,
+                                                                                "key": "TOKEN"}}}  # fmt: skip
+        assert env["REGION"] == {"name": "REGION", "value": "from-hint"}
+        assert holders(kube, CRED) == [f"secrets/default/{executor._secret.name}"]
+    finally:
+        executor.close()
+    assert run_secrets(kube) == {}
+
+
+def test_in_a_cluster_the_secret_is_owned_by_the_master_and_strays_of_the_run_are_swept(
+    kube: KubeEmulator, tmp_path: Path
+) -> None:
+    core = client.CoreV1Api(kube.api_client())
+    container = {"name": "master", "image": "kannon-test:latest", "command": [PY, "-c", "import time; time.sleep(600)"]}
+    master_job = {"metadata": {"name": "master"},
+                  "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [container]}}}}  # fmt: skip
+    client.BatchV1Api(kube.api_client()).create_namespaced_job("default", master_job)
+    pod_name = kube.wait_for(lambda: next((n for n, p in kube.pods().items()
+                                           if p["metadata"]["labels"].get("job-name") == "master"), None))  # fmt: skip
+    stray = {"metadata": {"name": "old-prefix-env", "labels": {RUN_LABEL: "run1"}}, "stringData": {"TOKEN": "old"}}
+    core.create_namespaced_secret("default", stray)
+    other_run = {"metadata": {"name": "other-run-env", "labels": {RUN_LABEL: "run2"}}, "stringData": {"T": "x"}}
+    core.create_namespaced_secret("default", other_run)
+    executor, _ = start_executor(kube, tmp_path, {"TOKEN": CRED}, in_cluster=True, master_pod_name=pod_name,
+                                 namespace="default")  # fmt: skip
+    try:
+        secrets = run_secrets(kube)
+        assert set(secrets) == {executor._secret.name, "other-run-env"}  # the stray of run1 is gone
+        (owner,) = secrets[executor._secret.name]["metadata"]["ownerReferences"]
+        # the master's Job when it has one, as for the child Jobs: the GC removes the Secret with the master
+        assert (owner["kind"], owner["name"]) == ("Job", "master")
+        assert owner["uid"] == kube.jobs()["master"]["metadata"]["uid"]
+    finally:
+        executor.close()
+    assert set(run_secrets(kube)) == {"other-run-env"}
