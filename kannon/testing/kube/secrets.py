@@ -156,3 +156,29 @@ def key_ref(store: Store, ns: str, ref: dict[str, Any]) -> str | None:
             return None
         raise SecretMissing(f"couldn't find key {key} in Secret {ns}/{name}")
     return data[key]
+
+
+def volume_files(store: Store, ns: str, volume: dict[str, Any]) -> dict[str, tuple[str, int]] | None:
+    """A ``secret`` volume's files: {relative path: (content, mode)}, one per key (or per ``items`` entry), mode
+    ``defaultMode`` (0644) unless the item says otherwise. None: an optional Secret that is absent (empty dir).
+    A required absent Secret raises: the kubelet's volume setup fails and the pod stays ContainerCreating."""
+    src = volume["secret"]
+    name = str(src.get("secretName") or "")
+    data = decoded(store, ns, name)
+    if data is None:
+        if src.get("optional"):
+            return None
+        raise SecretMissing(f'MountVolume.SetUp failed for volume "{volume.get("name")}" : secret "{name}" not found')
+    mode = int(src.get("defaultMode", 0o644))
+    items = src.get("items")
+    if not items:
+        return {k: (v, mode) for k, v in data.items()}
+    out = {}
+    for item in items:
+        if item.get("key") not in data:
+            if src.get("optional"):
+                continue
+            raise SecretMissing(f'MountVolume.SetUp failed for volume "{volume.get("name")}" : references non-existent '
+                                f'secret key: {item.get("key")}')  # fmt: skip
+        out[str(item["path"])] = (data[item["key"]], int(item.get("mode", mode)))
+    return out

@@ -177,3 +177,61 @@ def test_bodies_that_are_not_json_are_refused(kube: KubeEmulator) -> None:
     code, body = raw(kube, "POST", path, broken, b'{"metadata": {"name": ')
     assert (code, body["reason"]) == (400, "BadRequest")
     assert kube.store.snapshot("secrets", NS) == {}
+
+
+# -- secret volumes (kubernetes.io/docs/concepts/configuration/secret/#using-secrets-as-files-from-a-pod) -----------
+def test_a_required_secret_volume_keeps_the_pod_creating_until_the_secret_exists(
+    kube: KubeEmulator, core_api: Any
+) -> None:
+    """The kubelet cannot set the volume up (FailedMount): the container stays waiting in ContainerCreating, and it
+    starts once the Secret exists. An optional one that is absent does not hold the pod."""
+    spec = {
+        "template": {
+            "spec": {
+                "volumes": [
+                    {"name": "creds", "secret": {"secretName": "vol"}},
+                    {"name": "maybe", "secret": {"secretName": "nope", "optional": True}},
+                ]
+            }
+        }
+    }
+    body = job_body("vol", "print('started')", container={"volumeMounts": [
+        {"name": "creds", "mountPath": "/etc/creds"}, {"name": "maybe", "mountPath": "/etc/maybe"}]})  # fmt: skip
+    body["spec"]["template"]["spec"]["volumes"] = spec["template"]["spec"]["volumes"]
+    client.BatchV1Api(kube.api_client()).create_namespaced_job(NS, body)
+
+    def failed_mount() -> dict[str, Any] | None:
+        events = core_api.list_namespaced_event(NS).items
+        return next(({"reason": e.reason, "message": e.message, "pod": e.involved_object.name} for e in events
+                     if e.reason == "FailedMount"), None)  # fmt: skip
+
+    event = kube.wait_for(failed_mount)
+    assert event["message"] == 'MountVolume.SetUp failed for volume "creds" : secret "vol" not found'
+    (pod,) = pods_of(kube, "vol")
+    assert event["pod"] == pod["metadata"]["name"] and pod["status"]["phase"] == "Pending"
+    assert pod["status"]["containerStatuses"][0]["state"] == {"waiting": {"reason": "ContainerCreating"}}
+    core_api.create_namespaced_secret(NS, secret("vol", token="t"))
+    done = wait_finished(kube, "vol")
+    assert "Complete" in conditions(done)
+
+
+@pytest.mark.docker
+def test_secret_volume_files_are_named_by_key_under_the_mount_path(kube_docker: KubeEmulator) -> None:
+    """Each key is a file under the mount path (``items`` maps a key to a path), read-only; docker runtime only:
+    process pods share the host's filesystem and mount nothing."""
+    from tests.e2e.k8s.test_emulator_docker import docker_job, finished
+
+    core = client.CoreV1Api(kube_docker.api_client())
+    core.create_namespaced_secret(NS, secret("files", token="t0k", other="o"))
+    code = ("import os; print(sorted(os.listdir('/etc/creds')), open('/etc/creds/token').read(), "
+            "open('/etc/one/sub/renamed').read(), os.access('/etc/creds/token', os.W_OK))")  # fmt: skip
+    body = docker_job("files", code)
+    pod_spec = body["spec"]["template"]["spec"]
+    renamed = {"secretName": "files", "items": [{"key": "other", "path": "sub/renamed"}]}
+    pod_spec["volumes"] += [{"name": "creds", "secret": {"secretName": "files"}}, {"name": "one", "secret": renamed}]
+    pod_spec["containers"][0]["volumeMounts"] += [{"name": "creds", "mountPath": "/etc/creds"},
+                                                  {"name": "one", "mountPath": "/etc/one"}]  # fmt: skip
+    client.BatchV1Api(kube_docker.api_client()).create_namespaced_job(NS, body)
+    finished(kube_docker, "files")
+    (pod,) = [p for p in kube_docker.pods().values() if p["metadata"]["labels"].get("job-name") == "files"]
+    assert kube_docker.pod_log(pod["metadata"]["name"]).strip() == "['other', 'token'] t0k o False"
