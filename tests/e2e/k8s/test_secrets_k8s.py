@@ -193,6 +193,7 @@ def test_a_reattaching_master_replaces_the_left_secret_with_its_values(kube: Kub
         assert second.poll() is None, second.communicate()[0]
         data = core.read_namespaced_secret(name, "default").data
         assert base64.b64decode(data["KANNON_LEAK_CRED"]).decode() == CRED
+        assert [m for m, p, _ in kube.requests if p.endswith(f"/secrets/{name}")].count("PUT") == 1  # replaced
         (tmp_path / "release").touch()
         output, _ = second.communicate(timeout=120)
     finally:
