@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import secrets
 import sys
 import threading
 import time
@@ -70,7 +69,6 @@ class KubeEmulator:
         docker_client: Any = None,
         warm_imports: list[str] | None = None,
         warm_interpreters: list[str] | None = None,
-        token: str | None = None,
     ) -> None:
         if runtime not in ("process", "docker"):
             raise ValueError(f"runtime must be 'process' or 'docker', not {runtime!r}")
@@ -80,9 +78,6 @@ class KubeEmulator:
         self.bookmark_interval = bookmark_interval
         self.watch_max_seconds = watch_max_seconds
         self.stopping = False
-        # every API request must carry it (401 otherwise), as a bearer token; api_client() and write_kubeconfig()
-        # hand it out. Random per emulator: another user of the machine cannot drive this one's pods.
-        self.token = token or secrets.token_urlsafe(24)
         self.store = Store(history_limit=history_limit)
         self._fixed_namespaces = None if namespaces is None else {*namespaces, namespace}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
@@ -169,14 +164,7 @@ class KubeEmulator:
 
         cfg = client.Configuration()
         cfg.host = self.url
-        # the generated clients name the bearer key "authorization" (up to 34) or "BearerToken" (35 and later)
-        cfg.api_key = {"authorization": self.token, "BearerToken": self.token}
-        cfg.api_key_prefix = {"authorization": "Bearer", "BearerToken": "Bearer"}
         return client.ApiClient(cfg)
-
-    def auth_headers(self) -> dict[str, str]:
-        """The Authorization header every API request needs (for raw HTTP requests in tests)."""
-        return {"Authorization": f"Bearer {self.token}"}
 
     def write_kubeconfig(self, path: str | os.PathLike[str], namespace: str | None = None) -> Path:
         """A kubeconfig whose current context points at this emulator (usable by config.load_kube_config)."""
@@ -185,7 +173,7 @@ class KubeEmulator:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": name, "cluster": {"server": self.url}}],
-            "users": [{"name": name, "user": {"token": self.token}}],
+            "users": [{"name": name, "user": {"token": "kannon-emulator"}}],
             "contexts": [
                 {"name": name, "context": {"cluster": name, "user": name, "namespace": namespace or self.namespace}}
             ],

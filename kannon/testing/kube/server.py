@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
-import hmac
 import io
 import json
 import logging
@@ -340,7 +339,6 @@ class Handler(BaseHTTPRequestHandler):
                     return
                 assert isinstance(fault[1], ApiError)
                 raise fault[1]
-            self._authenticate()
             self._route(method, path, query, raw)
         except ApiError as exc:
             self._send_json(exc.code, exc.body(), exc.headers)
@@ -351,15 +349,6 @@ class Handler(BaseHTTPRequestHandler):
             err = ApiError(500, "InternalError", f"Internal error occurred: {exc}")
             with contextlib.suppress(OSError):
                 self._send_json(500, err.body())
-
-    def _authenticate(self) -> None:
-        """The bearer token of the emulator's kubeconfig, or 401 as the apiserver's authenticator answers
-        (kubernetes.io/docs/reference/access-authn-authz/authentication/: a request no authenticator accepts, with
-        anonymous access disabled, is 401 Unauthorized). Injected faults come first: they stand for the network."""
-        expected = f"Bearer {self.server.emulator.token}"
-        given = self.headers.get("Authorization") or ""
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise ApiError(401, "Unauthorized", "Unauthorized", None)
 
     def _route(self, method: str, path: str, query: dict[str, str], raw: bytes) -> None:
         emu = self.server.emulator

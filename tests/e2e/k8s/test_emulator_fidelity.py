@@ -38,7 +38,7 @@ def raw(kube: KubeEmulator, method: str, path: str, body: bytes | None = None,
     u = urlsplit(kube.url)
     conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=60)
     try:
-        conn.request(method, path, body=body, headers={**kube.auth_headers(), **(headers or {})})
+        conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
         data = resp.read()
         hdrs = {k: v for k, v in resp.getheaders() if k.lower() != "warning"}

@@ -15,11 +15,10 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from kannon.testing import KubeEmulator
@@ -131,7 +130,7 @@ def test_missing_required_secret_waits_with_config_error_then_starts(
     assert env_of(kube, "wait") == {"S_K": "arrived"}
 
 
-# -- the emulator's own doors (issue 12): its token, loopback, JSON bodies only ------------------------------------
+# -- the emulator's own doors (issue 12): loopback, JSON bodies only ------------------------------------
 def raw(kube: KubeEmulator, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, Any]:
     host, port = kube.url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
@@ -143,25 +142,6 @@ def raw(kube: KubeEmulator, method: str, path: str, headers: dict[str, str], bod
         conn.close()
 
 
-def test_only_the_token_the_kubeconfig_carries_is_accepted(kube: KubeEmulator, tmp_path: Path) -> None:
-    """kubernetes.io/docs/reference/access-authn-authz/authentication/: a request that no authenticator accepts
-    (anonymous access off) is answered 401 Unauthorized; the kubeconfig's bearer token is accepted."""
-    path = "/api/v1/namespaces/default/secrets"
-    for headers in (
-        {},
-        {"Authorization": "Bearer wrong"},
-        {"Authorization": kube.auth_headers()["Authorization"][:-1]},
-    ):
-        code, body = raw(kube, "GET", path, headers)
-        assert (code, body["reason"], body["message"]) == (401, "Unauthorized", "Unauthorized"), headers
-    assert raw(kube, "GET", path, kube.auth_headers())[0] == 200
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(kube.write_kubeconfig(tmp_path / "kubeconfig")), client_configuration=cfg)
-    assert client.CoreV1Api(client.ApiClient(cfg)).list_namespaced_secret(NS).items == []
-    with KubeEmulator() as other:  # one per emulator: another user of the machine cannot guess it
-        assert other.token != kube.token and raw(other, "GET", path, kube.auth_headers())[0] == 401
-
-
 def test_it_listens_on_loopback_unless_told_otherwise(kube: KubeEmulator) -> None:
     assert kube.url.startswith("http://127.0.0.1:")
 
@@ -170,10 +150,10 @@ def test_bodies_that_are_not_json_are_refused(kube: KubeEmulator) -> None:
     """The apiserver decodes only the media types it has serializers for (415 otherwise) and answers a body that
     does not decode with 400 BadRequest."""
     path = "/api/v1/namespaces/default/secrets"
-    text = {**kube.auth_headers(), "Content-Type": "text/plain"}
+    text = {"Content-Type": "text/plain"}
     code, body = raw(kube, "POST", path, text, b"name=x")
     assert (code, body["reason"]) == (415, "UnsupportedMediaType")
-    broken = {**kube.auth_headers(), "Content-Type": "application/json"}
+    broken = {"Content-Type": "application/json"}
     code, body = raw(kube, "POST", path, broken, b'{"metadata": {"name": ')
     assert (code, body["reason"]) == (400, "BadRequest")
     assert kube.store.snapshot("secrets", NS) == {}
