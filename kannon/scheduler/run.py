@@ -48,7 +48,8 @@ def run_info(k: Kannon, plan: Plan, invocation: str | None = None, env: ChildEnv
 def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
     child_env = ChildEnv(k.env_to_inherit)
     info = run_info(k, plan, env=child_env)
-    policy = Policy(max_parallel=k.max_parallel or executor.default_parallelism, retries=k.retries,
+    parallel = k.max_parallel or executor.default_parallelism
+    policy = Policy(max_parallel=parallel, max_submitted=executor.submit_limit(parallel), retries=k.retries,
                     retry_delay=k.retry_delay, retry_delay_max=k.retry_delay_max, infra_retries=k.infra_retries,
                     keep_going=k.keep_going)  # fmt: skip
     machine = RunState(plan, policy, info.run_id, executor.name, info.invocation_id)

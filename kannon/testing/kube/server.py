@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from kannon.testing.kube import errors, leases, openapi, secrets, tables
+from kannon.testing.kube import errors, kueue, leases, openapi, secrets, tables
 from kannon.testing.kube.controller import delete_job
 from kannon.testing.kube.errors import ApiError, Cause, bad_request
 from kannon.testing.kube.schema import check_fields
@@ -63,6 +63,8 @@ _KINDS = {
     "events": ("v1", "Event"),
     "leases": (leases.GROUP_VERSION, "Lease"),
     "secrets": ("v1", "Secret"),
+    "workloads": (f"{kueue.GROUP}/{kueue.VERSION}", "Workload"),
+    "resourcequotas": ("v1", "ResourceQuota"),
 }
 
 _ROUTES = [
@@ -83,6 +85,9 @@ _ROUTES = [
         "",
     ),
     (re.compile(r"^/api/v1/(?P<res>pods|events|secrets)$"), ""),
+    (re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>resourcequotas)(?:/(?P<name>[^/]+))?$"), ""),
+    (re.compile(r"^/apis/kueue\.x-k8s\.io/v1beta1/namespaces/(?P<ns>[^/]+)/(?P<res>workloads)(?:/(?P<name>[^/]+))?$"),
+     kueue.GROUP),  # read-only: Kueue's controller owns them
     (re.compile(r"^/api/v1/(?P<res>namespaces)(?:/(?P<name>[^/]+))?$"), ""),
 ]
 
@@ -431,6 +436,8 @@ class Handler(BaseHTTPRequestHandler):
             raise denied
         if ns is not None:
             emu._ensure_namespace(ns)
+        if res in ("workloads", "resourcequotas") and method != "GET":
+            raise errors.method_not_allowed(method)  # read-only here: tests set them through KubeEmulator
         if res == "namespaces":
             self._namespaces(method, name, query, watch)
         elif res == "leases" and ns is not None and (method != "GET" or name is not None):
@@ -487,7 +494,7 @@ class Handler(BaseHTTPRequestHandler):
         uid = str(uuid.uuid4())
         body = self._body(raw)
         warn = _warnings(check_fields(body, "V1Job", "Job", query.get("fieldValidation")))
-        job = prepare_job(body, ns, uid)
+        job = prepare_job(emu.kueue.mutate_job(body), ns, uid)
         job["metadata"]["uid"] = uid
         job.pop("status", None)
         job["status"] = {}
