@@ -41,8 +41,8 @@ log = logging.getLogger("kannon.testing.kube")
 
 VERSION = {
     "major": "1",
-    "minor": "34",
-    "gitVersion": "v1.34.0-kannon-emulator",
+    "minor": "33",
+    "gitVersion": "v1.33.13-kannon-emulator",  # the release tests/e2e/upstream compares the emulator with
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
     "buildDate": "2025-08-27T00:00:00Z",
