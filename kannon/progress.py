@@ -503,7 +503,9 @@ class ProgressObserver:
             table.add_column("where", no_wrap=True, overflow="ellipsis", max_width=32)
             table.add_column("state", no_wrap=True)
             table.add_column("for", justify="right", no_wrap=True)
-            table.add_column("status", no_wrap=True, overflow="ellipsis", max_width=40)
+            with_status = any(t.task_id in self.statuses for t in running)  # the column only when a task has one
+            if with_status:
+                table.add_column("status", no_wrap=True, overflow="ellipsis", max_width=40)
             running.sort(key=lambda t: t.last.launched_at if t.last else 0.0)
             for rec in running[: self.max_running_rows]:
                 a = rec.last
@@ -511,14 +513,16 @@ class ProgressObserver:
                     continue
                 state = "running" if a.started_at is not None else "waiting"
                 since = a.started_at if a.started_at is not None else a.launched_at
-                table.add_row(
+                cells: list[RenderableType] = [
                     Text(describe(rec)),
                     str(a.number),
                     Text(where_text(rec, self.model.backend)),
                     Text(state, style="yellow" if state == "running" else "grey62"),
                     fmt_duration(max(0.0, now - since)),
-                    Text(self.status_text(rec.task_id), style="cyan"),
-                )
+                ]
+                if with_status:
+                    cells.append(Text(self.status_text(rec.task_id), style="cyan"))
+                table.add_row(*cells)
             parts: list[RenderableType] = [head, table]
             if len(running) > self.max_running_rows:
                 parts.append(Text(f"... and {len(running) - self.max_running_rows} more running", style="dim"))
