@@ -15,7 +15,7 @@ from rich.console import Console
 
 import kannon
 from kannon.backends.local import LocalExecutor
-from kannon.logtail import STATUS_PREFIX
+from kannon.logtail import STATUS_PREFIX, parse_status, shape, status_line
 from kannon.progress import EventLogObserver, ProgressObserver
 from tests.parity.statustasks import MESSAGE, PERCENTAGE, StatusBullet
 from tests.support.procs import wait_until
@@ -77,3 +77,15 @@ def test_status_and_progress_reach_the_live_view_and_the_event_log(
     assert STATUS_PREFIX not in printed and STATUS_PREFIX not in err, err
     if follow:  # the task's own output still streams
         assert "after the status" in printed, printed
+
+
+def test_marked_lines_parse_and_never_appear_in_a_failure_tail() -> None:
+    line = status_line(message="50 of 100\nrows", percentage=50)
+    parsed = parse_status(line)
+    assert parsed is not None and parsed.message == "50 of 100\nrows" and parsed.percentage == 50.0
+    assert "\n" not in line  # one line whatever the message holds
+    assert parse_status(STATUS_PREFIX + "not json") is None  # a malformed marked line is ordinary output
+    assert parse_status("print " + line) is None  # the mark counts only at the start of a line
+    tail = shape(["my own output", line, "Traceback (most recent call last):", '  File "x.py", line 1, in run',
+                  "ValueError: boom"])  # fmt: skip
+    assert not any(STATUS_PREFIX in t for t in tail) and "my own output" in tail, tail
