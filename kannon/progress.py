@@ -299,7 +299,9 @@ class ProgressObserver:
         with self._out:
             with self._lock:
                 rec = self.model.apply(event)
-                if event.kind == "status" and event.task_id is not None:
+                if event.kind == "launched" and event.task_id is not None:
+                    self.statuses.pop(event.task_id, None)  # a new attempt starts without the last one's status
+                elif event.kind == "status" and event.task_id is not None:
                     message, pct = self.statuses.get(event.task_id, (None, None))
                     self.statuses[event.task_id] = (
                         event.status_message if event.status_message is not None else message,
