@@ -32,6 +32,9 @@ class RunInfo:
     run_dir: Path  # local directory for this run's logs and (local transport) specs
     follow_logs: bool = False  # stream child output as LogLine events
     invocation_id: str = ""  # one per build() call, sortable by start time: the lease holder, per-invocation logs
+    # Values that must never travel in clear text (env_to_inherit, the spec key): each backend delivers them to
+    # every child as environment variables by its own safe means, under Launch.env. Never in a repr.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,19 @@ class Started:
 
 
 @dataclass(frozen=True)
+class Queued:
+    """Before ``Started``: the child waits in the cluster's admission queue (``queued``), or left it (admitted).
+
+    A queued child does not use one of the core's ``max_parallel`` slots; :meth:`Executor.submit_limit` caps how many
+    children may be launched in all (see docs/kubernetes.md, Kueue)."""
+
+    key: str
+    queued: bool
+    reason: str = ""
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
 class LogLine:
     key: str
     line: str
@@ -85,7 +101,7 @@ class Finished:
         return self.exit_code == 0 and self.failure_class is None
 
 
-ExecutorEvent = Started | LogLine | Finished
+ExecutorEvent = Started | Queued | LogLine | Finished
 Report = Callable[[ExecutorEvent], None]
 
 
@@ -159,6 +175,10 @@ class Executor(ABC):
         """Plan-time problems with ``hints`` on this backend (each a sentence saying what to change)."""
         return []
 
+    def submit_limit(self, max_parallel: int) -> int:
+        """How many children may be launched at once, admission-queued ones included (default: ``max_parallel``)."""
+        return max_parallel
+
     def spec_transport(self, size: int) -> SpecTransport:
         """Where the core should put a hand-off spec of ``size`` bytes so the child can read it."""
         return "local"
@@ -220,6 +240,7 @@ __all__ = [
     "Launch",
     "LeaseHeld",
     "LogLine",
+    "Queued",
     "Report",
     "RunInfo",
     "SpecTransport",

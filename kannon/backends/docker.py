@@ -529,15 +529,16 @@ class DockerExecutor(Executor):
             LABEL_ATTEMPT: str(launch.attempt),
             LABEL_FAMILY: launch.family,
         }
+        secrets = self.run.secrets if self.run is not None else {}
         config: dict[str, Any] = {
             "image": launch.hints.image or self.image,
             "command": self.command(launch),
             "name": container_name(launch.run_id, launch.task_id, launch.attempt),
             "labels": labels,
-            # executor env < launch.env (the core's: inherited < the task's hints < kannon's own; docs/design.md).
+            # executor env < the run's secrets < launch.env (the task's hints < kannon's own; docs/design.md).
             # Unbuffered by default: without a tty Python block-buffers stdout, and the log would arrive late and
             # out of order with stderr.
-            "environment": {"PYTHONUNBUFFERED": "1", **self.environment, **launch.env},
+            "environment": {"PYTHONUNBUFFERED": "1", **self.environment, **secrets, **launch.env},
             "user": self.user,
             "working_dir": workdir,
             "volumes": [b.spec() for b in binds],

@@ -236,7 +236,8 @@ class LocalExecutor(Executor):
         child = _Child(launch)
         with self._lock:
             self._children[launch.key] = child
-        env = {**os.environ, **launch.env, **self._memory_env(child)}
+        secrets = self.run.secrets if self.run is not None else {}
+        env = {**os.environ, **secrets, **launch.env, **self._memory_env(child)}
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = launch.log_path.open("ab")
         read_fd, write_fd = os.pipe()

@@ -4,12 +4,14 @@ Precedence, lowest first (a later layer replaces a name set by an earlier one):
 
 1. the executor's own environment: the master's environment (local backend), the executor's ``environment=``
    (Docker), the Job template's container env (Kubernetes) — applied by the backend, under everything below;
-2. ``env_to_inherit``: named variables copied from the master's environment (unset ones are skipped);
+2. ``env_to_inherit``: named variables copied from the master's environment (unset ones are skipped) — secrets
+   by default (credentials are what users pass this way), so they travel in ``RunInfo.secrets``, once per run,
+   and each backend delivers them by its own safe means, never as a plain value in a spec;
 3. the task's ``Hints.env``;
 4. kannon's own reserved variables (:data:`RESERVED`): nothing overrides them, and a ``Hints.env`` naming one is
    refused at plan time.
 
-``Launch.env`` carries layers 2-4 already merged; a backend only lays it over its own layer 1 and never merges
+``Launch.env`` carries layers 3-4 already merged; a backend lays it over layers 1 and 2 and never merges
 ``Hints.env`` again.
 """
 
@@ -45,4 +47,4 @@ class ChildEnv:
         unknown = set(kannon_vars) - RESERVED
         if unknown:
             raise ValueError(f"not reserved kannon variables: {sorted(unknown)}")
-        return {**self.inherited, **hints.env, **kannon_vars}
+        return {**hints.env, **kannon_vars}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kannon.backends.base import Finished, Started
+from kannon.backends.base import Finished, Queued, Started
 from kannon.events import Event
 from kannon.result import BuildResult
 
@@ -70,7 +70,7 @@ class MasterDone:
 
 
 StateEvent = Tick | CancelRun | Prepared | LaunchFailed | CancelFailed | Confirmed | MasterStarted | MasterDone | \
-    Started | Finished  # fmt: skip
+    Started | Queued | Finished  # fmt: skip
 
 
 # -- actions out ---------------------------------------------------------------------------------------------
@@ -124,7 +124,8 @@ Action = Prepare | Launch | Cancel | Confirm | RunMaster | Emit | Done
 
 @dataclass(frozen=True)
 class Policy:
-    max_parallel: int = 32
+    max_parallel: int = 32  # running children (a child queued by the cluster's admission does not count)
+    max_submitted: int | None = None  # launched children in all, queued ones included (None: max_parallel)
     retries: int = 0
     retry_delay: float = 1.0
     retry_delay_max: float = 60.0

@@ -37,23 +37,26 @@ class Interrupted(KeyboardInterrupt):
         self.result = result
 
 
-def run_info(k: Kannon, plan: Plan, invocation: str | None = None) -> RunInfo:
+def run_info(k: Kannon, plan: Plan, invocation: str | None = None, env: ChildEnv | None = None) -> RunInfo:
     workspace = ids.workspace_of(plan.nodes[plan.root_id].task)
     rid = ids.run_id(plan.root_id, workspace)
     base = Path(k.run_dir) if k.run_dir is not None else None
+    secrets = dict(env.inherited) if env is not None else {}
     # follow_logs is always on for the backends: a bullet's status lines travel in its output (kannon.logtail), so
     # output must stream even when nobody prints it; Kannon.follow_logs decides only what is printed (Loop).
-    return RunInfo(rid, ids.run_dir(rid, workspace, base), True, invocation or ids.invocation_id())
+    return RunInfo(rid, ids.run_dir(rid, workspace, base), True, invocation or ids.invocation_id(), secrets)
 
 
 def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
-    info = run_info(k, plan)
-    policy = Policy(max_parallel=k.max_parallel or executor.default_parallelism, retries=k.retries,
+    child_env = ChildEnv(k.env_to_inherit)
+    info = run_info(k, plan, env=child_env)
+    parallel = k.max_parallel or executor.default_parallelism
+    policy = Policy(max_parallel=parallel, max_submitted=executor.submit_limit(parallel), retries=k.retries,
                     retry_delay=k.retry_delay, retry_delay_max=k.retry_delay_max, infra_retries=k.infra_retries,
                     keep_going=k.keep_going)  # fmt: skip
     machine = RunState(plan, policy, info.run_id, executor.name, info.invocation_id)
     loop = Loop(machine, executor, plan, info, Specs(executor, info.run_id, info.run_dir, k.sys_path, k.shipment),
-                ChildEnv(k.env_to_inherit), print_logs=k.follow_logs)  # fmt: skip
+                child_env, print_logs=k.follow_logs)  # fmt: skip
     info.run_dir.mkdir(parents=True, exist_ok=True)
     # Before start(): a backend sweeps or adopts a previous master's children in start(), and only the holder may.
     executor.acquire_lease(info, k.wait_for_lease)

@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kannon.backends.base import Finished, Started
+from kannon.backends.base import Finished, Queued, Started
 from kannon.events import Event, EventKind
 from kannon.hints import Hints
 from kannon.plan import Node, Plan
@@ -57,6 +57,7 @@ class _Live:
     attempt: int
     phase: Literal["preparing", "launched", "confirming"]
     deadline_hit: bool = False
+    queued: bool = False  # waiting in the cluster's admission queue (Queued): no max_parallel slot
 
 
 @dataclass(order=True)
@@ -155,7 +156,8 @@ class RunState:
         if self.master_running is None and self._master_fifo:
             self.master_running = self._master_fifo.popleft()
             self._out.append(RunMaster(self.master_running))
-        while self._waiting and self._slots_used() < self.policy.max_parallel:
+        while self._waiting and self._slots_used() < self.policy.max_parallel and self._submitted() < (
+                self.policy.max_submitted or self.policy.max_parallel):
             uid = self._waiting.popleft()
             attempt = len(self.records[uid].attempts) + 1
             key = f"{uid}-{attempt}"
@@ -172,7 +174,15 @@ class RunState:
         self._fresh.clear()
 
     def _slots_used(self) -> int:
+        return sum(1 for live in self.live.values() if live.phase != "confirming" and not live.queued)
+
+    def _submitted(self) -> int:
         return sum(1 for live in self.live.values() if live.phase != "confirming")
+
+    def _on_Queued(self, ev: Queued, now: float) -> None:
+        live = self.live.get(ev.key)
+        if live is not None and live.phase == "launched":
+            live.queued = ev.queued
 
     # -- bullets -------------------------------------------------------------------------------------------------
     def _on_Prepared(self, ev: Prepared, now: float) -> None:
@@ -208,6 +218,7 @@ class RunState:
         live = self.live.get(ev.key)
         if live is None or live.phase != "launched":
             return
+        live.queued = False
         att = self.records[live.task_id].attempts[-1]
         att.started_at, att.where = ev.at, ev.where
         self._emit("started", now, self.plan.nodes[live.task_id], attempt=att.number, where=ev.where)

@@ -7,7 +7,9 @@
        └────────────┴───────────┴─▶ CANCELLING
 
 * CREATING: the create call runs in the backend's pool (``launch`` never blocks); no uid yet.
-* PENDING: the Job exists (created or adopted); its pod has not started. The pending deadline counts from here.
+* PENDING: the Job exists (created or adopted); its pod has not started. The pending deadline counts from here,
+  or, for a Job held suspended by an admission queue (Kueue), from its admission; a preempted (re-suspended) Job goes
+  back from RUNNING to PENDING, queued again (:mod:`.admission`).
 * RUNNING: the task's container started; ``Started`` was emitted.
 * CANCELLING: kannon deleted the Job (or will, once its create answers); the watch's DELETED ends it.
 * ENDING: one terminal step (finish, fail fast, pending timeout, cancelled, watch lost) owns the attempt.
@@ -39,7 +41,7 @@ class Phase(enum.Enum):
 _NEXT: dict[Phase, frozenset[Phase]] = {
     Phase.CREATING: frozenset({Phase.PENDING, Phase.CANCELLING, Phase.ENDING}),
     Phase.PENDING: frozenset({Phase.RUNNING, Phase.CANCELLING, Phase.ENDING}),
-    Phase.RUNNING: frozenset({Phase.CANCELLING, Phase.ENDING}),
+    Phase.RUNNING: frozenset({Phase.PENDING, Phase.CANCELLING, Phase.ENDING}),  # -> PENDING: preempted (requeued)
     Phase.CANCELLING: frozenset({Phase.ENDING}),
     Phase.ENDING: frozenset({Phase.DONE}),
     Phase.DONE: frozenset(),
@@ -67,6 +69,10 @@ class Attempt:
     follow_resp: Any = None
     followed_to_end: bool = False
     notes: list[str] = field(default_factory=list)
+    queued_since: float | None = None  # monotonic time the Job was last seen suspended by admission; None: not queued
+    queue_wait: float = 0.0  # seconds spent queued by admission so far (every admission wait of this attempt)
+    preemptions: int = 0
+    stale_pods: set[str] = field(default_factory=set)  # pods of an admission that was preempted: not this run's
 
     def to(self, phase: Phase) -> None:
         if phase not in _NEXT[self.phase]:

@@ -67,6 +67,12 @@ def add_options(group: argparse._ArgumentGroup) -> None:
                        help="kubernetes: the interpreter in the image (default: python)")  # fmt: skip
     group.add_argument("--k8s-qps", dest="k8s_qps", type=float, default=20.0, metavar="N",
                        help="kubernetes: client-side API rate limit, requests per second (default: 20)")
+    group.add_argument("--k8s-queue", dest="k8s_queue", metavar="NAME",
+                       help="kubernetes: Kueue LocalQueue for the Jobs (label kueue.x-k8s.io/queue-name; default: "
+                       "the template's); a queued Job waits suspended, and --pending-timeout counts from admission")
+    group.add_argument("--k8s-max-submitted", dest="k8s_max_submitted", type=int, metavar="N",
+                       help="kubernetes, with a queue: Jobs submitted at once, queued ones included (default: twice "
+                       "--max-parallel; --max-parallel then caps the admitted ones)")  # fmt: skip
 
 def from_options(ns: argparse.Namespace) -> K8sJobExecutor:
     return K8sJobExecutor(
@@ -77,4 +83,6 @@ def from_options(ns: argparse.Namespace) -> K8sJobExecutor:
         ttl_seconds_after_finished=getattr(ns, "k8s_job_ttl", 3600),
         python=getattr(ns, "k8s_python", None) or "python",
         qps=getattr(ns, "k8s_qps", None) or 20.0,
+        queue_name=getattr(ns, "k8s_queue", None),
+        max_submitted=getattr(ns, "k8s_max_submitted", None),
     )

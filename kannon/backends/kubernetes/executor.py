@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kannon.backends.base import BackendError, Launch, Report, RunInfo, SpecTransport
+from kannon.backends.kubernetes import admission
 from kannon.backends.kubernetes import classify as kc
 from kannon.backends.kubernetes.api import ApiCaller, api_status, default_namespace, make_client
 from kannon.backends.kubernetes.attempt import Phase
@@ -50,7 +51,10 @@ class K8sJobExecutor(JobCreator):
 
     ``template_job``: a ``V1Job``, a dict in API form, or a YAML file path; in a cluster it may be omitted, and the
     master's own pod is copied. ``owner``: ``"auto"`` (in a cluster: the master's Job, else its pod), ``None``, or an
-    ownerReference mapping. ``pending_timeout``: seconds an attempt may wait to start before it fails.
+    ownerReference mapping. ``pending_timeout``: seconds an attempt may wait to start before it fails (for a Job
+    held by an admission queue, counted from its admission). ``queue_name``: a Kueue LocalQueue (default: the
+    template's ``kueue.x-k8s.io/queue-name`` label); ``max_submitted``: with a queue, how many Jobs may exist at
+    once, queued ones included (default: twice ``max_parallel``, which then caps the admitted ones).
     """
 
     name = "kubernetes"
@@ -80,6 +84,8 @@ class K8sJobExecutor(JobCreator):
         retry_backoff: float = 0.2,
         lease_duration: float = 30.0,
         ship_code: bool = False,
+        queue_name: str | None = None,
+        max_submitted: int | None = None,
     ) -> None:
         super().__init__()
         self.ship_code = ship_code  # Kannon.build uploads the code archive; the child fetches it (code-shipping.md)
@@ -99,6 +105,9 @@ class K8sJobExecutor(JobCreator):
         self.template: dict[str, Any] | None = None if template_job is None else load_template(template_job)
         if self.template is not None:  # refuse a template that cannot work before anything is planned or launched
             template_container(self.template["spec"]["template"]["spec"], container, python)
+        # Kueue LocalQueue (label kueue.x-k8s.io/queue-name; default: the template's): Jobs wait suspended in it
+        self.queue_name = queue_name or admission.template_queue(self.template)
+        self.max_submitted = max_submitted
         self.api_client, self.in_cluster = make_client(api_client, in_cluster)
         self.namespace = namespace or default_namespace(self.template, self.in_cluster)
         if self.template is None and not self.in_cluster:
@@ -227,6 +236,13 @@ class K8sJobExecutor(JobCreator):
             problems.append(f"{e} (it becomes the Job's resources.requests/limits)")
         return problems
 
+    def submit_limit(self, max_parallel: int) -> int:
+        """With an admission queue, more Jobs than ``max_parallel`` wait in it (the queue orders them; queued ones
+        hold no slot): ``max_submitted``, by default twice ``max_parallel``."""
+        if self.queue_name is None:
+            return max_parallel
+        return max(max_parallel, self.max_submitted or 2 * max_parallel)
+
     def spec_transport(self, size: int) -> SpecTransport:
         # Inline specs travel in the pod's env: one env string must stay well under Linux's 128 KiB per-string
         # exec limit, and thousands of Jobs with big env bloat etcd. Larger specs go through the workspace.
@@ -246,7 +262,9 @@ class K8sJobExecutor(JobCreator):
         body = build_job(
             self.template, launch, name=name, namespace=self.namespace, python=self.python, container=self.container,
             owner=self.owner, ttl_seconds=self.ttl, gpu_resource=self.gpu_resource, command=self.command(launch),
+            secrets=self.run.secrets if self.run is not None else {},
         )  # fmt: skip
+        admission.label_queue(body, self.queue_name)
         with self._state:
             leftover = self._leftovers.pop(launch.task_id, None)
         changes = spec_changes(leftover, body, self.container) if leftover is not None else []

@@ -177,6 +177,7 @@ def build_job(
     python: str = "python",
     container: str | None = None,
     owner: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
     ttl_seconds: int | None = 3600,
     gpu_resource: str = "nvidia.com/gpu",
     command: list[str] | None = None,
@@ -261,7 +262,7 @@ def build_job(
             resources[key] = values
         else:
             resources.pop(key, None)
-    child_env(target, launch)
+    child_env(target, launch, secrets or {})
     if hints.node_selector:
         pod_spec["nodeSelector"] = {**(pod_spec.get("nodeSelector") or {}), **hints.node_selector}
     if hints.tolerations:
@@ -272,10 +273,10 @@ def build_job(
     return job
 
 
-def child_env(target: dict[str, Any], launch: Launch) -> None:
-    """The child container's env: template env < ``Launch.env`` (the core's single merge of env_to_inherit,
+def child_env(target: dict[str, Any], launch: Launch, secrets: Mapping[str, str]) -> None:
+    """The child container's env: template env < the run's secrets < ``Launch.env`` (the core's single merge of
     ``Hints.env`` and the reserved KANNON_* names; see kannon.scheduler.env). The only place this backend merges."""
-    env = dict(launch.env)
+    env = {**secrets, **launch.env}
     if env:
         target["env"] = merge_env(target.get("env") or [], env)
 

@@ -11,6 +11,12 @@ RBAC_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("coordination.k8s.io", "leases", ("get", "create", "update", "delete")),
 )
 
+#: calls that only add detail and degrade gracefully when refused (403): listed in the output as optional
+OPTIONAL_RBAC_RULES: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    ("kueue.x-k8s.io", "workloads", ("list",), "why a Job waits in a Kueue queue (the Workload's condition message)"),
+    ("", "events", ("list",), "the ResourceQuota message of a Job whose pods were refused, at its pending timeout"),
+)
+
 def render_rbac(namespace: str, service_account: str, name: str = "kannon") -> str:
     """The minimal Role + RoleBinding (YAML) for a master running as ``service_account`` in ``namespace``."""
     role = {
@@ -29,6 +35,9 @@ def render_rbac(namespace: str, service_account: str, name: str = "kannon") -> s
     header = (f"# kannon: what the Kubernetes backend calls in namespace {namespace!r}\n"
               f"# apply with: kannon k8s rbac --namespace {namespace} --service-account {service_account} "
               "| kubectl apply -f -\n")  # fmt: skip
+    for group, res, verbs, why in OPTIONAL_RBAC_RULES:  # comments: not granted unless the user adds them
+        header += (f"# optional: {{apiGroups: [{group!r}], resources: [{res}], verbs: [{', '.join(verbs)}]}}  "
+                   f"# {why}\n")
     import yaml
 
     return header + yaml.safe_dump_all([role, binding], sort_keys=False)

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kannon import logtail
-from kannon.backends.base import BackendError, Executor, Finished, Started, tail_lines
+from kannon.backends.base import BackendError, Executor, Finished, LogLine, Queued, Started, tail_lines
+from kannon.backends.kubernetes import admission
 from kannon.backends.kubernetes import classify as kc
 from kannon.backends.kubernetes.api import ApiCaller
 from kannon.backends.kubernetes.attempt import WATCHED, Attempt, Phase
@@ -41,6 +42,7 @@ class JobTracker(Executor):
     pending_timeout: float
     cleanup_leftovers: bool
     api: ApiCaller
+    api_client: Any
     logs: JobLogs
 
     def _init_tracking(self) -> None:
@@ -275,7 +277,10 @@ class JobTracker(Executor):
         with self._state:
             if attempt.phase not in WATCHED:
                 return  # creating (its answer evaluates), cancelling (DELETED ends it), or owned by a step
-            pods = self._pods_of(attempt.name, attempt.uid)
+            if self._queued(attempt):
+                return  # held by an admission queue: no pod, and no pending deadline yet
+            pods = [p for p in self._pods_of(attempt.name, attempt.uid) if p.metadata.name not in attempt.stale_pods
+                    and not (attempt.preemptions and p.metadata.deletion_timestamp)]  # fmt: skip
             running = [p for p in pods if kc.pod_started(p, self.container)]
             pod = pods[-1] if pods else None
             if running and attempt.phase is Phase.PENDING:
@@ -296,6 +301,49 @@ class JobTracker(Executor):
         if step is not None and self._pool is not None:
             self._submit(step)
 
+    def _queued(self, attempt: Attempt) -> bool:
+        """Track admission (under the lock): True while the Job is held suspended by a queue (:mod:`.admission`)."""
+        job = attempt.job
+        now = time.monotonic()
+        if job is not None and kc.job_terminal(job) is not None:
+            return False  # finished: whatever it waited for is over
+        if admission.suspended(job):
+            if attempt.queued_since is None:
+                attempt.queued_since = now
+                if attempt.phase is Phase.RUNNING:  # preempted: back to the queue, same Job, no retry spent
+                    attempt.to(Phase.PENDING)
+                    attempt.preemptions += 1
+                    attempt.stale_pods.update(p.metadata.name for p in self._pods_of(attempt.name, attempt.uid))
+                    attempt.pod_name = None
+                self.emit(Queued(attempt.launch.key, True))  # the core frees its max_parallel slot
+                self._submit(functools.partial(self._note_queued, attempt, attempt.preemptions))
+            return True
+        if attempt.queued_since is not None:
+            attempt.queue_wait += now - attempt.queued_since
+            attempt.queued_since = None
+            attempt.since = now  # pending_timeout counts from admission, not from creation
+            self.emit(Queued(attempt.launch.key, False))
+            self._say(attempt, f"kannon: admitted after {attempt.queue_wait:.1f} s queued by admission")
+        return False
+
+    def _say(self, attempt: Attempt, line: str) -> None:
+        """A note of kannon's in the attempt's log (kept ahead of the pod's output) and the live view."""
+        attempt.notes.append(line)
+        if self.run is not None and self.run.follow_logs:
+            self.emit(LogLine(attempt.launch.key, line))
+
+    def _note_queued(self, attempt: Attempt, preemptions: int) -> None:
+        """Say why an attempt waits in the queue (the Workload's message when readable) in its log (pool)."""
+        why = admission.workload_reason(self.api_client, self.namespace, attempt.uid or "") if attempt.uid else None
+        what = "preempted and requeued" if preemptions else "queued by admission"
+        line = f"kannon: Job {attempt.name} {what} (spec.suspend=true)" + (f": {why}" if why else "")
+        log.info("%s", line.removeprefix("kannon: "))
+        with self._state:
+            self._say(attempt, line)
+            if attempt.queued_since is not None and why:
+                self.emit(Queued(attempt.launch.key, True, why))
+        self.logs.write_log(attempt, [line], append=True)
+
     def _tick(self) -> None:
         """Local deadlines only (no API calls): attempts not started within pending_timeout."""
         interval = max(0.05, min(1.0, self.pending_timeout / 4))
@@ -303,12 +351,20 @@ class JobTracker(Executor):
             now = time.monotonic()
             with self._state:
                 due = [a for a in self._by_key.values()
-                       if a.phase is Phase.PENDING and now - a.since >= self.pending_timeout and a.end()]  # fmt: skip
+                       if a.phase is Phase.PENDING and a.queued_since is None and now - a.since >= self.pending_timeout
+                       and a.end()]  # fmt: skip
             for a in due:
-                pods = self._pods_of(a.name, a.uid)
+                pods = [p for p in self._pods_of(a.name, a.uid) if p.metadata.name not in a.stale_pods]
                 pod = pods[-1] if pods else None
-                outcome = kc.classify_pending(pod, now - a.since)
-                self._submit(functools.partial(self._fail_and_delete, a, outcome, pod))
+                self._submit(functools.partial(self._pending_timed_out, a, pod, now - a.since))
+
+    def _pending_timed_out(self, attempt: Attempt, pod: V1Pod | None, waited: float) -> None:
+        outcome = kc.classify_pending(pod, waited)
+        if pod is None and (refused := admission.quota_refusal(self._core, self.namespace, attempt.name)):
+            outcome = kc.Outcome(None, f"not running after {waited:.0f} s: waited for quota capacity that never freed "
+                                 f"({refused}); raise the namespace's ResourceQuota, lower the task's cpu/memory "
+                                 "hints, or raise pending_timeout", "QuotaExceeded")  # fmt: skip
+        self._fail_and_delete(attempt, outcome, pod)
 
     # -- terminal steps (run in the pool) -------------------------------------------------------------------
     def _fail_and_delete(self, attempt: Attempt, outcome: kc.Outcome, pod: V1Pod | None) -> None:
@@ -328,13 +384,15 @@ class JobTracker(Executor):
             assert job is not None
             terminal = kc.job_terminal(job)
             complete = terminal is not None and terminal[0] == "Complete"
-            pods = {p.metadata.name: p for p in self._pods_of(attempt.name, attempt.uid)}
+            pods = {p.metadata.name: p for p in self._pods_of(attempt.name, attempt.uid)
+                    if p.metadata.name not in attempt.stale_pods}  # not a pod a preemption deleted
             pod = kc.succeeded(pods.values()) if complete else kc.culprit(pods.values(), self.container)
             if pod is None or (not complete and not kc.pod_final(pod, self.container)):
                 # the pods' last states travel on the other stream and may lag: read them once (failures only; for a
                 # success the pod's name is all the log read needs). Cached states of deleted pods are kept.
                 pods.update({p.metadata.name: p for p in self._list_job_pods(attempt.name)
-                             if attempt.uid is None or owned_by(p, attempt.uid)})  # fmt: skip
+                             if (attempt.uid is None or owned_by(p, attempt.uid))
+                             and p.metadata.name not in attempt.stale_pods})  # fmt: skip
                 pod = kc.succeeded(pods.values()) if complete else kc.culprit(pods.values(), self.container)
             if pod is not None and not attempt.started:
                 attempt.pod_name = pod.metadata.name
@@ -346,6 +404,8 @@ class JobTracker(Executor):
                 self._finish(attempt, Finished(attempt.launch.key, 0, log_tail=tail, where=where))
                 return
             outcome = kc.classify_failure(job, pod, self.container, self.python, tail)
+            if admission.suspended(job) or attempt.preemptions:  # preempted by its queue (admission.py)
+                outcome = admission.preempted_outcome(terminal[1] if terminal else None)
             self._finish(attempt, Finished(attempt.launch.key, outcome.exit_code, outcome.reason,
                                            outcome.failure_class, outcome.infra, tail, where))  # fmt: skip
         except Exception as e:  # never leave an attempt without its Finished

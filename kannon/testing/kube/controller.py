@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kannon.testing.kube.errors import ApiError
+from kannon.testing.kube.quota import ResourceQuotas
 from kannon.testing.kube.runtime import Kubelet, _cond, is_terminal, qos_class, set_condition
 from kannon.testing.kube.store import Change, Obj, Store, now_iso
 from kannon.testing.kube.validation import CONTROLLER_UID_LABEL, generate_name
@@ -73,6 +74,7 @@ class JobController:
         self._timers: list[tuple[float, int, tuple[Any, ...]]] = []
         self._seq = itertools.count()
         self._tracking: dict[str, _Tracking] = {}
+        self.quotas: ResourceQuotas | None = None  # the ResourceQuota admission check on pod creation (quota.py)
         self._thread = threading.Thread(target=self._loop, daemon=True, name="kube-job-controller")
         store.add_listener(self._on_change)
 
@@ -82,6 +84,10 @@ class JobController:
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join(10)
+
+    def resync(self, ns: str, name: str) -> None:
+        """Sync Job ``name`` again soon (thread-safe: only enqueues)."""
+        self._queue.put(("sync", ns, name))
 
     # -- event intake (under the store lock: only enqueue) -------------------------------------------------------
 
@@ -242,12 +248,6 @@ class JobController:
         parallelism = spec.get("parallelism", 1)
         now = time.monotonic()
 
-        if spec.get("suspend"):
-            for p in active:
-                self._delete_pod(p)
-            self._write_status(job, tr, active=[], failed=failed, suspended=True, terminating=len(terminating))
-            return
-
         target = condition(job, "FailureTarget") or condition(job, "SuccessCriteriaMet")
         new_target: dict[str, Any] | None = None
         if target is None:
@@ -277,6 +277,14 @@ class JobController:
             if not remaining:
                 job = self.store.get("jobs", ns, name) or job
                 self._finish(job, tr)
+            return
+
+        # Suspended (after the failure checks, as upstream's syncJob: a pod the suspension deleted counts as failed
+        # and can exceed backoffLimit): no pods.
+        if spec.get("suspend"):
+            for p in active:
+                self._delete_pod(p)
+            self._write_status(job, tr, active=[], failed=failed, suspended=True, terminating=len(terminating))
             return
 
         if tr.start is None:
@@ -419,8 +427,14 @@ class JobController:
             if cur is None or cur["metadata"]["uid"] != meta["uid"] or cur["metadata"].get("deletionTimestamp"):
                 return None
             try:
+                if self.quotas is not None:
+                    self.quotas.admit(pod)
                 return self.store.create("pods", pod)
-            except ApiError:  # a generated-name collision: the next sync retries
+            except ApiError as exc:
+                if exc.code == 403 and self.quotas is not None:  # refused by admission: retried when capacity frees
+                    self.quotas.refused(cur, exc)
+                    return None
+                # a generated-name collision: the next sync retries
                 self._queue.put(("sync", meta["namespace"], meta["name"]))
                 return None
 

@@ -17,6 +17,8 @@ import yaml
 from kannon.testing.kube.controller import JobController, delete_job
 from kannon.testing.kube.errors import not_found
 from kannon.testing.kube.faults import Faults
+from kannon.testing.kube.kueue import Kueue
+from kannon.testing.kube.quota import ResourceQuotas
 from kannon.testing.kube.runtime import (
     DockerRuntime,
     Kubelet,
@@ -97,6 +99,9 @@ class KubeEmulator:
         self.node = Node(node_labels, node_allocatable)
         self.kubelet = Kubelet(self.store, rt, self.faults, self.node)
         self.controller = JobController(self.store, self.kubelet, backoff_base=backoff_base)
+        # admission: ResourceQuota on pods and a Kueue-like queue for labelled Jobs (quota.py, kueue.py)
+        self.quotas = self.controller.quotas = ResourceQuotas(self.store, self.controller.resync)
+        self.kueue = Kueue(self.store)
         self._host, self._port = host, port
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -111,6 +116,7 @@ class KubeEmulator:
         if self._prewarm and isinstance(self.kubelet.runtime, ProcessRuntime):
             self._prewarm_thread = self.kubelet.runtime.prewarm(self._prewarm)
         self.controller.start()
+        self.kueue.start()
         self._server = EmulatorHTTPServer((self._host, self._port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True, name="kube-emulator-http"
@@ -135,6 +141,7 @@ class KubeEmulator:
         self.store.end_watches()
         self.kubelet.shutdown()
         self.controller.stop()
+        self.kueue.stop()
         if self._server is not None:
             self._server.close_all()
             self._server.server_close()

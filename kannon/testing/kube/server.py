@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from kannon.testing.kube import errors, leases, openapi, tables
+from kannon.testing.kube import errors, kueue, leases, openapi, tables
 from kannon.testing.kube.controller import delete_job
 from kannon.testing.kube.errors import ApiError, Cause, bad_request
 from kannon.testing.kube.schema import check_fields
@@ -62,6 +62,8 @@ _KINDS = {
     "namespaces": ("v1", "Namespace"),
     "events": ("v1", "Event"),
     "leases": (leases.GROUP_VERSION, "Lease"),
+    "workloads": (f"{kueue.GROUP}/{kueue.VERSION}", "Workload"),
+    "resourcequotas": ("v1", "ResourceQuota"),
 }
 
 _ROUTES = [
@@ -82,6 +84,9 @@ _ROUTES = [
         "",
     ),
     (re.compile(r"^/api/v1/(?P<res>pods|events)$"), ""),
+    (re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>resourcequotas)(?:/(?P<name>[^/]+))?$"), ""),
+    (re.compile(r"^/apis/kueue\.x-k8s\.io/v1beta1/namespaces/(?P<ns>[^/]+)/(?P<res>workloads)(?:/(?P<name>[^/]+))?$"),
+     kueue.GROUP),  # read-only: Kueue's controller owns them
     (re.compile(r"^/api/v1/(?P<res>namespaces)(?:/(?P<name>[^/]+))?$"), ""),
 ]
 
@@ -429,6 +434,8 @@ class Handler(BaseHTTPRequestHandler):
             raise denied
         if ns is not None:
             emu._ensure_namespace(ns)
+        if res in ("workloads", "resourcequotas") and method != "GET":
+            raise errors.method_not_allowed(method)  # read-only here: tests set them through KubeEmulator
         if res == "namespaces":
             self._namespaces(method, name, query, watch)
         elif res == "leases" and ns is not None and (method != "GET" or name is not None):
@@ -483,7 +490,7 @@ class Handler(BaseHTTPRequestHandler):
         uid = str(uuid.uuid4())
         body = self._body(raw)
         warn = _warnings(check_fields(body, "V1Job", "Job", query.get("fieldValidation")))
-        job = prepare_job(body, ns, uid)
+        job = prepare_job(emu.kueue.mutate_job(body), ns, uid)
         job["metadata"]["uid"] = uid
         job.pop("status", None)
         job["status"] = {}

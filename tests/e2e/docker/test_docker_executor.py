@@ -59,7 +59,7 @@ def test_runs_keeps_log_streams_lines_and_removes_container(engine: Any, image: 
         os.makedirs("resources", exist_ok=True)
         open("resources/out.txt", "w").write("written in the container")
     """)
-    # Launch.env is the core's one merge (env_to_inherit < Hints.env < KANNON_*): the backend adds only its own
+    # Launch.env is the core's one merge (Hints.env < KANNON_*): the backend adds only its own and the run's secrets
     launch = script_launch(run_id, tmp_path, 1, code, Hints(env={"FROM_HINTS": "h"}),
                            env={"FROM_CORE": "c", "FROM_HINTS": "h"})  # fmt: skip
     ex.launch(launch)
