@@ -136,6 +136,7 @@ class Kannon:
         self.wait_for_lease = wait_for_lease
         self.ship_code = ship_code
         self.shipment: Shipment | None = None  # set by build(): what this run ships, once uploaded
+        self.import_note: str | None = None  # set by build(): why the plan-time import check was not possible
 
     # -- public -------------------------------------------------------------------------------------------------
     def plan(self, root: luigi.Task) -> Plan:
@@ -163,8 +164,7 @@ class Kannon:
                 str(self.shipment.code_root) if self.shipment else None)  # fmt: skip
             if problems:
                 raise PlanError(problems)
-            if note:
-                log.warning("kannon: %s", note)
+            self.import_note = note  # said once the backend is up (scheduler/run.py), not before an early failure
             return execute(self, executor, plan)
         finally:
             for obs in observers:

@@ -67,6 +67,8 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
                 executor.start(info, loop.post)
                 loop.notify("kannon_run_start", run=info, backend=executor.name)
                 executor.prepare(plan.bullet_modules())
+                if k.import_note:  # the plan-time import check was not possible (importcheck)
+                    log.warning("kannon: %s", k.import_note)
                 thread = threading.Thread(target=loop.run_guarded, name="kannon-loop", daemon=True)
                 thread.start()
                 loop.master.serve()
