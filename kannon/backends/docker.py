@@ -66,6 +66,9 @@ MAX_LINE = 64 * 1024  # longest live log line passed on whole
 
 log = logging.getLogger("kannon.docker")
 
+#: import probe results: (image id, modules, sys.path) -> {module: error}; an image id names fixed contents
+_PROBED: dict[tuple[str, tuple[str, ...], tuple[str, ...]], dict[str, str]] = {}
+
 # What to check in a container setup when the child exits with one of its own codes (kannon/exitcodes.py).
 DOCKER_HINTS = {
     exitcodes.BAD_SPEC: "is the run directory mounted into the container at the same path?",
@@ -492,6 +495,55 @@ class DockerExecutor(Executor):
         return "local"  # the run directory is bind-mounted at the same path
 
     # -- launching -----------------------------------------------------------------------------------------------------
+    def import_failures(self, modules: Sequence[str], sys_path: Sequence[str], image: str | None = None,
+                        timeout: float = 300.0) -> dict[str, str]:  # fmt: skip
+        """Plan-time probe (kannon.importcheck): import ``modules`` in one container of ``image`` that runs no task,
+        with a child's user, working directory, mounts, environment and ``sys_path`` first; {module: error} for
+        those that fail. Cached per image id, module set and sys.path (an image id names its contents)."""
+        import docker.errors
+        import requests
+
+        from kannon.plan import IMPORT_PROBE
+
+        image = image or self.image
+        problem = self._missing_image(image)
+        if problem:
+            return dict.fromkeys(modules, problem)
+        try:
+            image_id = str(self.client().images.get(image).id)
+            key = (image_id, tuple(sorted(modules)), tuple(sys_path))
+            if key in _PROBED:
+                return dict(_PROBED[key])
+            workdir = self._workdir or os.path.abspath(self.working_dir or os.getcwd())
+            binds = plan_binds(self.volumes, [workdir] if self.mount_cwd else [])
+            config: dict[str, Any] = {
+                "image": image, "user": self.user, "working_dir": workdir, "volumes": [b.spec() for b in binds],
+                "environment": {"PYTHONUNBUFFERED": "1", **self.environment}, "detach": True,
+                "command": [self.python, "-c", IMPORT_PROBE, json.dumps(list(sys_path)), json.dumps(list(modules))],
+                "labels": {LABEL_MANAGED: "kannon", "kannon.io/probe": "imports"},
+            }  # fmt: skip
+            if self.network in ("none", "host", "bridge"):
+                config["network_mode"] = self.network
+            container = self.client().containers.create(**config)
+            try:
+                container.start()
+                status = container.wait(timeout=timeout)
+                out = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+                err = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+            finally:
+                with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+                    container.remove(force=True)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+            raise self._unreachable(e) from e
+        try:
+            failed = {str(k): str(v) for k, v in json.loads(out.strip().splitlines()[-1]).items()}
+        except (IndexError, ValueError, AttributeError):
+            tail = (err.strip().splitlines() or ["no output"])[-1]
+            why = f"the import probe in image {image} failed (exit {status.get('StatusCode')}): {tail}"
+            return dict.fromkeys(modules, why + "; is --docker-python right?")
+        _PROBED[key] = failed
+        return dict(failed)
+
     def container_config(self, launch: Launch) -> dict[str, Any]:
         """Keyword arguments for ``client.containers.create`` (also what the adoption hash is taken of)."""
         workdir = self._workdir or os.path.abspath(self.working_dir or os.getcwd())

@@ -42,7 +42,9 @@ def run_info(k: Kannon, plan: Plan, invocation: str | None = None, env: ChildEnv
     rid = ids.run_id(plan.root_id, workspace)
     base = Path(k.run_dir) if k.run_dir is not None else None
     secrets = dict(env.inherited) if env is not None else {}
-    return RunInfo(rid, ids.run_dir(rid, workspace, base), k.follow_logs, invocation or ids.invocation_id(), secrets)
+    # follow_logs is always on for the backends: a bullet's status lines travel in its output (kannon.logtail), so
+    # output must stream even when nobody prints it; Kannon.follow_logs decides only what is printed (Loop).
+    return RunInfo(rid, ids.run_dir(rid, workspace, base), True, invocation or ids.invocation_id(), secrets)
 
 
 def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
@@ -54,7 +56,7 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
                     keep_going=k.keep_going)  # fmt: skip
     machine = RunState(plan, policy, info.run_id, executor.name, info.invocation_id)
     loop = Loop(machine, executor, plan, info, Specs(executor, info.run_id, info.run_dir, k.sys_path, k.shipment),
-                child_env)  # fmt: skip
+                child_env, print_logs=k.follow_logs)  # fmt: skip
     info.run_dir.mkdir(parents=True, exist_ok=True)
     # Before start(): a backend sweeps or adopts a previous master's children in start(), and only the holder may.
     executor.acquire_lease(info, k.wait_for_lease)
@@ -65,6 +67,8 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
                 executor.start(info, loop.post)
                 loop.notify("kannon_run_start", run=info, backend=executor.name)
                 executor.prepare(plan.bullet_modules())
+                if k.import_note:  # the plan-time import check was not possible (importcheck)
+                    log.warning("kannon: %s", k.import_note)
                 thread = threading.Thread(target=loop.run_guarded, name="kannon-loop", daemon=True)
                 thread.start()
                 loop.master.serve()
