@@ -10,13 +10,16 @@ BAD_SPEC; anything else the child itself raises (MemoryError included) is CRASHE
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from kannon import exitcodes
 
@@ -63,6 +66,43 @@ def _setup_logging() -> None:
     logging.disable(logging.NOTSET)
 
 
+@contextmanager
+def status_to_output() -> Iterator[None]:
+    """While the task runs, each ``set_status_message`` / ``set_progress_percentage`` also writes one marked line
+    (kannon.logtail.STATUS_PREFIX) to stderr, which the master turns into a "status" event on every backend.
+
+    luigi's and gokart's workers hand a task callbacks that end in the scheduler's ``set_task_status_message`` /
+    ``set_task_progress_percentage``; the child's scheduler is a local one in this process, so wrapping those two
+    methods catches every call whichever worker runs the task, and the task keeps luigi's own behaviour."""
+    from luigi.scheduler import Scheduler
+
+    from kannon.logtail import status_line
+
+    saved_message, saved_percentage = Scheduler.set_task_status_message, Scheduler.set_task_progress_percentage
+
+    def emit(line: str) -> None:
+        with contextlib.suppress(Exception):  # a closed stream must not fail the task over a status line
+            sys.stdout.flush()  # so the marked line does not land inside a half-written line of the task's own
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+
+    def set_message(self: Scheduler, task_id: str, status_message: object) -> Any:
+        emit(status_line(message=status_message))
+        return saved_message(self, task_id, status_message)
+
+    def set_percentage(self: Scheduler, task_id: str, progress_percentage: object) -> Any:
+        emit(status_line(percentage=progress_percentage))
+        return saved_percentage(self, task_id, progress_percentage)
+
+    Scheduler.set_task_status_message = set_message
+    Scheduler.set_task_progress_percentage = set_percentage
+    try:
+        yield
+    finally:
+        Scheduler.set_task_status_message = saved_message
+        Scheduler.set_task_progress_percentage = saved_percentage
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     argv = list(argv)
     # Fast path for exactly what handoff.child_args() builds (building an ArgumentParser costs ~1 ms per child);
@@ -80,6 +120,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
+    from kannon import secretfile
+
+    try:
+        secretfile.load()  # first: everything after (spec key, config, user code) may need the run's secrets
+    except secretfile.SecretFileError as e:
+        _say(str(e))
+        return exitcodes.BAD_SPEC
     _apply_local_limits()
     _setup_logging()
     return run(args.spec, args.task_id, args.sha256)
@@ -216,7 +263,8 @@ def _run(location: str, task_id: str, sha256: str) -> int:
             return exitcodes.TASK_FAILED
         log.info("running %s", handoff.describe(task))
         try:
-            runner.run_one(task)
+            with status_to_output():
+                runner.run_one(task)
         except runner.UpstreamMissingError as e:
             _say(str(e))
             return exitcodes.UPSTREAM_MISSING

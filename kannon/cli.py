@@ -264,7 +264,8 @@ def _cmd_logs(ns: argparse.Namespace) -> int:
         print(f"kannon: {e.args[0]} (looked in {where}; see --workspace / --run-dir)", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"kannon: {path}", file=sys.stderr)
-    sys.stdout.write(path.read_text(encoding="utf-8", errors="replace"))
+    with path.open(encoding="utf-8", errors="replace") as f:  # a capped log is at most ~80 MiB: stream it
+        sys.stdout.writelines(line for line in f if not line.startswith(logtail.STATUS_PREFIX))
     return 0
 
 

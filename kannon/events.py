@@ -13,7 +13,9 @@ pipeline and workspace), ``invocation_id`` (on ``run_started``: this build() cal
 Kinds: run_started, planned, skipped_complete, queued (ready, but waiting for a free slot, or for the master task
 running before it; ``attempt`` is the one that will launch), launched (handed to the executor or the master thread),
 started (really running), succeeded, failed (final), retried (this attempt failed, another follows),
-cancelled, upstream_failed, run_finished (``reason`` = ok | failed | cancelled, plus ``counts``).
+cancelled, upstream_failed, run_finished (``reason`` = ok | failed | cancelled, plus ``counts``), status (a running
+bullet called ``set_status_message`` and/or ``set_progress_percentage``: ``status_message``,
+``progress_percentage``; it changes no state).
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ EventKind = Literal[
     "cancelled",
     "upstream_failed",
     "run_finished",
+    "status",
 ]
 TASK_KINDS = frozenset(
     {"planned", "skipped_complete", "queued", "launched", "started", "succeeded", "failed", "retried", "cancelled",
-     "upstream_failed"}
+     "upstream_failed", "status"}
 )  # fmt: skip
 
 
@@ -67,6 +70,8 @@ class Event:
     deps: tuple[str, ...] = ()
     counts: Mapping[str, int] | None = None
     invocation_id: str | None = None
+    status_message: str | None = None  # "status" events only
+    progress_percentage: float | None = None  # "status" events only
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

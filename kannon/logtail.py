@@ -69,7 +69,55 @@ def _library(path: str) -> str | None:
 
 
 def _is_noise(line: str) -> bool:
-    return bool(_LIB_LOG.match(line)) or line.startswith(exitcodes.REASON_PREFIX) or bool(_BANNER_FIELD.match(line))
+    return (bool(_LIB_LOG.match(line)) or line.startswith((exitcodes.REASON_PREFIX, STATUS_PREFIX))
+            or bool(_BANNER_FIELD.match(line)))  # fmt: skip
+
+
+# -- status lines: a bullet's set_status_message / set_progress_percentage ------------------------------------
+#: a child's output line with this prefix carries one status update as JSON {"message"?, "percentage"?}. The
+#: output stream is the one channel every backend already carries (log file, Docker logs, pod logs), so the
+#: core recognises these lines wherever child output arrives, reports them as "status" events and never shows
+#: them as output. Must start the line: a task's own print cannot forge one by accident.
+STATUS_PREFIX = "kannon-child-status: "
+STATUS_MAX_MESSAGE = 2000  # characters: a status is a line on a screen, not a payload
+
+
+@dataclass(frozen=True)
+class ChildStatus:
+    message: str | None = None
+    percentage: float | None = None
+
+
+def status_line(message: object = None, percentage: object = None) -> str:
+    """The marked line for one update (what is None is not part of it)."""
+    import json
+
+    doc: dict[str, Any] = {}
+    if message is not None:
+        doc["message"] = str(message)[:STATUS_MAX_MESSAGE]
+    if percentage is not None:
+        doc["percentage"] = percentage
+    return STATUS_PREFIX + json.dumps(doc, ensure_ascii=True, default=str)
+
+
+def parse_status(line: str) -> ChildStatus | None:
+    """The update a marked line carries; None for any other line (a malformed marked line is ordinary output)."""
+    if not line.startswith(STATUS_PREFIX):
+        return None
+    import json
+
+    try:
+        doc = json.loads(line[len(STATUS_PREFIX) :])
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    message, pct = doc.get("message"), doc.get("percentage")
+    try:
+        percentage = None if pct is None else float(pct)
+    except (TypeError, ValueError):
+        percentage = None
+    return ChildStatus(message if isinstance(message, str) else None, percentage)
 
 
 def _frames(block: list[str]) -> list[str]:

@@ -174,7 +174,7 @@ def _representatives(nodes: list[Node]) -> list[luigi.Task]:
 #: (module, sys_path) pairs a fresh interpreter imported: modules do not become unimportable during a session
 _IMPORTABLE: set[tuple[str, tuple[str, ...]]] = set()
 
-_IMPORT_PROBE = """
+IMPORT_PROBE = """
 import importlib, json, sys
 paths, modules = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 for p in reversed(paths):
@@ -199,7 +199,7 @@ def spawned_import_failures(
     if not modules:
         return {}
     proc = subprocess.run(  # an argv list of our own, no shell
-        [sys.executable, "-c", _IMPORT_PROBE, json.dumps(list(sys_path)), json.dumps(list(modules))],
+        [sys.executable, "-c", IMPORT_PROBE, json.dumps(list(sys_path)), json.dumps(list(modules))],
         capture_output=True, text=True, timeout=timeout, env=dict(os.environ if env is None else env),
         stdin=subprocess.DEVNULL,
     )  # fmt: skip

@@ -276,6 +276,8 @@ class ProgressObserver:
         # The "run ... finished" line, held back while a summary is to follow: the summary's headline states the
         # same final state, so printing both would say it twice. Printed by close() if no summary ever comes.
         self._final_line: tuple[str, str] | None = None
+        #: the latest set_status_message / set_progress_percentage of each task ("status" events), for the live view
+        self.statuses: dict[str, tuple[str | None, float | None]] = {}
 
     # pluggy hooks ----------------------------------------------------------------------------------------
     @hookimpl
@@ -297,6 +299,14 @@ class ProgressObserver:
         with self._out:
             with self._lock:
                 rec = self.model.apply(event)
+                if event.kind == "launched" and event.task_id is not None:
+                    self.statuses.pop(event.task_id, None)  # a new attempt starts without the last one's status
+                elif event.kind == "status" and event.task_id is not None:
+                    message, pct = self.statuses.get(event.task_id, (None, None))
+                    self.statuses[event.task_id] = (
+                        event.status_message if event.status_message is not None else message,
+                        event.progress_percentage if event.progress_percentage is not None else pct,
+                    )
                 lines: list[tuple[str, str]] = []
                 if event.kind == "run_started":
                     lines += self._announce_run()
@@ -427,7 +437,15 @@ class ProgressObserver:
             return f"kannon: cancelled {name}" + (f": {clean(e.reason)}" if e.reason else "")
         if e.kind == "upstream_failed":
             return f"kannon: not run {name}: {clean(e.reason or 'something it needs failed')}"
+        if e.kind == "status":
+            return f"kannon: status {name}: {self.status_text(rec.task_id)}"
         return None
+
+    def status_text(self, task_id: str) -> str:
+        """``40% loading rows`` — a task's latest status message and progress percentage ("" if it set none)."""
+        message, pct = self.statuses.get(task_id, (None, None))
+        parts = [f"{pct:g}%" if pct is not None else "", clean(message) if message else ""]
+        return " ".join(p for p in parts if p)
 
     # the live view -----------------------------------------------------------------------------------------
     def _start_live(self) -> None:
@@ -487,6 +505,9 @@ class ProgressObserver:
             table.add_column("where", no_wrap=True, overflow="ellipsis", max_width=32)
             table.add_column("state", no_wrap=True)
             table.add_column("for", justify="right", no_wrap=True)
+            with_status = any(t.task_id in self.statuses for t in running)  # the column only when a task has one
+            if with_status:
+                table.add_column("status", no_wrap=True, overflow="ellipsis", max_width=40)
             running.sort(key=lambda t: t.last.launched_at if t.last else 0.0)
             for rec in running[: self.max_running_rows]:
                 a = rec.last
@@ -494,13 +515,16 @@ class ProgressObserver:
                     continue
                 state = "running" if a.started_at is not None else "waiting"
                 since = a.started_at if a.started_at is not None else a.launched_at
-                table.add_row(
+                cells: list[RenderableType] = [
                     Text(describe(rec)),
                     str(a.number),
                     Text(where_text(rec, self.model.backend)),
                     Text(state, style="yellow" if state == "running" else "grey62"),
                     fmt_duration(max(0.0, now - since)),
-                )
+                ]
+                if with_status:
+                    cells.append(Text(self.status_text(rec.task_id), style="cyan"))
+                table.add_row(*cells)
             parts: list[RenderableType] = [head, table]
             if len(running) > self.max_running_rows:
                 parts.append(Text(f"... and {len(running) - self.max_running_rows} more running", style="dim"))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,12 @@ from hypothesis import settings
 from tests.support import properties
 
 REPO = Path(__file__).resolve().parents[1]
+
+# A runner started in the background by a non-interactive shell (`nohup .ci/run &`) ignores SIGINT, and an ignored
+# signal stays ignored across exec: every kannon the tests start would then shrug off Ctrl-C. A terminal gives the
+# default; so do the tests, however their runner was started.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_configure(config: pytest.Config) -> None:

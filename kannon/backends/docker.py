@@ -27,12 +27,13 @@ import json
 import logging
 import os
 import re
+import shutil
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kannon import exitcodes, logtail
+from kannon import exitcodes, logtail, secretfile
 from kannon.backends.base import (
     BackendError,
     Executor,
@@ -64,6 +65,9 @@ DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 MAX_LINE = 64 * 1024  # longest live log line passed on whole
 
 log = logging.getLogger("kannon.docker")
+
+#: import probe results: (image id, modules, sys.path) -> {module: error}; an image id names fixed contents
+_PROBED: dict[tuple[str, tuple[str, ...], tuple[str, ...]], dict[str, str]] = {}
 
 # What to check in a container setup when the child exits with one of its own codes (kannon/exitcodes.py).
 DOCKER_HINTS = {
@@ -261,6 +265,27 @@ def classify(
     return done(reason, klass)
 
 
+def secrets_owner(user: str) -> int | None:
+    """The uid to give the secrets file for a container running as ``user`` (``uid[:gid]`` or a name): None when
+    the master's own file already fits (the same uid, or root, who reads anything). Raises ValueError when no file
+    can be made readable to that user only."""
+    name = user.split(":", 1)[0]
+    if name == "root":
+        return None
+    if not name.isdigit():
+        raise ValueError(f"the container user {user!r} is a name kannon cannot map to a uid without the image; "
+                         "give DockerExecutor(user='UID:GID') so the secrets file can be made readable to that "
+                         "user only")  # fmt: skip
+    uid = int(name)
+    if uid in (0, os.getuid()):
+        return None
+    if os.geteuid() != 0:
+        raise ValueError(f"the container runs as uid {uid}, and only root may give it the secrets file (mode 0600, "
+                         "owned by the container's user); run the master as root, or the container as the master's "
+                         "uid (the default)")  # fmt: skip
+    return uid
+
+
 def _without_userinfo(url: str) -> str:
     return re.sub(r"//[^/@]*@", "//", url)  # ssh://user:password@host must not end up in a log
 
@@ -353,6 +378,7 @@ class DockerExecutor(Executor):
         self._handles: dict[str, _Handle] = {}
         self._adoptable: dict[str, Any] = {}  # task id -> running container left by a previous master
         self._workdir: str | None = None
+        self._secrets_uid: int | None = None
 
     # -- engine access -----------------------------------------------------------------------------------------------
     def _unreachable(self, err: BaseException) -> BackendError:
@@ -413,6 +439,13 @@ class DockerExecutor(Executor):
     def start(self, run: RunInfo, report: Report) -> None:
         super().start(run, report)
         self._workdir = os.path.abspath(self.working_dir or os.getcwd())  # fixed for the run, like the master's
+        self._secrets_uid = None
+        if run.secrets:
+            try:
+                self._secrets_uid = secrets_owner(self.user)
+            except ValueError as e:
+                raise BackendError(f"env_to_inherit: {e}") from e
+        self._remove_secret_files()  # a crashed master's (running containers keep the inode they mounted)
         self.engine_info()  # fail now, naming the engine address, rather than at the first launch
         import docker.errors
         import requests
@@ -462,6 +495,55 @@ class DockerExecutor(Executor):
         return "local"  # the run directory is bind-mounted at the same path
 
     # -- launching -----------------------------------------------------------------------------------------------------
+    def import_failures(self, modules: Sequence[str], sys_path: Sequence[str], image: str | None = None,
+                        timeout: float = 300.0) -> dict[str, str]:  # fmt: skip
+        """Plan-time probe (kannon.importcheck): import ``modules`` in one container of ``image`` that runs no task,
+        with a child's user, working directory, mounts, environment and ``sys_path`` first; {module: error} for
+        those that fail. Cached per image id, module set and sys.path (an image id names its contents)."""
+        import docker.errors
+        import requests
+
+        from kannon.plan import IMPORT_PROBE
+
+        image = image or self.image
+        problem = self._missing_image(image)
+        if problem:
+            return dict.fromkeys(modules, problem)
+        try:
+            image_id = str(self.client().images.get(image).id)
+            key = (image_id, tuple(sorted(modules)), tuple(sys_path))
+            if key in _PROBED:
+                return dict(_PROBED[key])
+            workdir = self._workdir or os.path.abspath(self.working_dir or os.getcwd())
+            binds = plan_binds(self.volumes, [workdir] if self.mount_cwd else [])
+            config: dict[str, Any] = {
+                "image": image, "user": self.user, "working_dir": workdir, "volumes": [b.spec() for b in binds],
+                "environment": {"PYTHONUNBUFFERED": "1", **self.environment}, "detach": True,
+                "command": [self.python, "-c", IMPORT_PROBE, json.dumps(list(sys_path)), json.dumps(list(modules))],
+                "labels": {LABEL_MANAGED: "kannon", "kannon.io/probe": "imports"},
+            }  # fmt: skip
+            if self.network in ("none", "host", "bridge"):
+                config["network_mode"] = self.network
+            container = self.client().containers.create(**config)
+            try:
+                container.start()
+                status = container.wait(timeout=timeout)
+                out = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+                err = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+            finally:
+                with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+                    container.remove(force=True)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+            raise self._unreachable(e) from e
+        try:
+            failed = {str(k): str(v) for k, v in json.loads(out.strip().splitlines()[-1]).items()}
+        except (IndexError, ValueError, AttributeError):
+            tail = (err.strip().splitlines() or ["no output"])[-1]
+            why = f"the import probe in image {image} failed (exit {status.get('StatusCode')}): {tail}"
+            return dict.fromkeys(modules, why + "; is --docker-python right?")
+        _PROBED[key] = failed
+        return dict(failed)
+
     def container_config(self, launch: Launch) -> dict[str, Any]:
         """Keyword arguments for ``client.containers.create`` (also what the adoption hash is taken of)."""
         workdir = self._workdir or os.path.abspath(self.working_dir or os.getcwd())
@@ -469,6 +551,9 @@ class DockerExecutor(Executor):
         if self.run is not None:
             defaults.append(str(self.run.run_dir))
         binds = plan_binds(self.volumes, defaults)
+        secret_file = self._secret_file(launch)
+        if secret_file is not None:
+            binds.append(Bind(secret_file, secretfile.CONTAINER_PATH, read_only=True))
         labels = {
             **{str(k): str(v) for k, v in launch.labels.items()},
             LABEL_MANAGED: "kannon",
@@ -477,16 +562,17 @@ class DockerExecutor(Executor):
             LABEL_ATTEMPT: str(launch.attempt),
             LABEL_FAMILY: launch.family,
         }
-        secrets = self.run.secrets if self.run is not None else {}
         config: dict[str, Any] = {
             "image": launch.hints.image or self.image,
             "command": self.command(launch),
             "name": container_name(launch.run_id, launch.task_id, launch.attempt),
             "labels": labels,
-            # executor env < the run's secrets < launch.env (the task's hints < kannon's own; docs/design.md).
-            # Unbuffered by default: without a tty Python block-buffers stdout, and the log would arrive late and
-            # out of order with stderr.
-            "environment": {"PYTHONUNBUFFERED": "1", **self.environment, **secrets, **launch.env},
+            # executor env < the run's secrets < launch.env (the task's hints < kannon's own; docs/design.md). The
+            # secrets are not here (`docker inspect` shows this): the child reads them from the mounted file, which
+            # holds none of launch.env's names. Unbuffered by default: without a tty Python block-buffers stdout, and
+            # the log would arrive late and out of order with stderr.
+            "environment": {"PYTHONUNBUFFERED": "1", **self.environment, **launch.env,
+                            **({secretfile.ENV_VAR: secretfile.CONTAINER_PATH} if secret_file else {})},
             "user": self.user,
             "working_dir": workdir,
             "volumes": [b.spec() for b in binds],
@@ -500,6 +586,35 @@ class DockerExecutor(Executor):
             config["network"] = self.network
         config["labels"][LABEL_CONFIG] = config_hash(config)
         return config
+
+    # -- secrets: a file per container, never its config (kannon.secretfile) -----------------------------------------
+    def _secret_values(self, launch: Launch) -> dict[str, str]:
+        secrets = self.run.secrets if self.run is not None else {}
+        return {k: v for k, v in secrets.items() if k not in launch.env}  # a Hints.env name wins
+
+    def _secret_file(self, launch: Launch) -> str | None:
+        """Where this container's secrets file lives on the host (a fixed name: adoption compares the mounts)."""
+        if self.run is None or not self._secret_values(launch):
+            return None
+        name = container_name(launch.run_id, launch.task_id, launch.attempt)
+        return str(self.run.run_dir / "secrets" / f"{name}.json")
+
+    def _write_secret_file(self, launch: Launch) -> None:
+        path = self._secret_file(launch)
+        if path is None:
+            return
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        secretfile.write(path, self._secret_values(launch), self._secrets_uid)
+
+    def _remove_secret_file(self, launch: Launch) -> None:
+        path = self._secret_file(launch)
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def _remove_secret_files(self) -> None:
+        if self.run is not None:
+            shutil.rmtree(self.run.run_dir / "secrets", ignore_errors=True)
 
     def command(self, launch: Launch) -> list[str]:
         """The child's argv (the core builds it; an override point for tests that run other programs)."""
@@ -535,6 +650,8 @@ class DockerExecutor(Executor):
                     self._remove(h.container)
                 except Exception as e:  # the Finished below must go out regardless
                     log.warning("could not remove %s: %s", h.where, e)
+            with contextlib.suppress(OSError):
+                self._remove_secret_file(launch=h.launch)
             if finished is None:
                 finished = Finished(h.launch.key, None, "the docker backend lost track of the container", where=h.where)
             with self._lock:
@@ -588,6 +705,7 @@ class DockerExecutor(Executor):
         import docker.errors
 
         containers = self.client().containers
+        self._write_secret_file(h.launch)
         for attempt in range(3):
             try:
                 return containers.create(**h.config)
@@ -745,6 +863,7 @@ class DockerExecutor(Executor):
         if self.live_keys():
             self.cancel_all(timeout=self.stop_timeout + 60)
         self._remove_leftovers()
+        self._remove_secret_files()
         if self._client is not None and self._owns_client:
             self._client.close()
             self._client = None

@@ -15,6 +15,13 @@ die with their parent even when the master is SIGKILLed. Output goes through a p
 under ``run_dir/logs`` (and streams it as LogLine events with ``--follow-logs``). One I/O thread in the master
 serves every pipe and the zygote's socket (no thread per child).
 
+A child's environment, as on Kubernetes, is what it is given, not the master's whole ``os.environ`` (issue 12:
+credentials in the master's shell must not reach every task): :data:`BASE_ENV` (PATH, HOME, USER, LOGNAME, SHELL,
+LANG, LANGUAGE, LC_*, TZ, TMPDIR, TMP, TEMP, VIRTUAL_ENV, PYTHONPATH, PYTHONHOME, each when the master has it), then
+the run's secrets (``env_to_inherit``), then ``Launch.env`` (the task's ``Hints.env``, kannon's own variables).
+``LocalExecutor(full_env=True)`` / ``--local-full-env`` gives the master's whole environment instead of the base.
+Both modes get exactly this: a spawned child through ``Popen(env=...)``, a forked one by replacing ``os.environ``.
+
 A forked child reports its exit code to the zygote just before it exits: tearing down a process that shares the
 master's memory takes milliseconds, and the result is final once the task has returned and its output is flushed.
 """
@@ -66,6 +73,23 @@ _MAX_SPARES = 16
 # first one, wait for a lull.
 _SPARE_REFILL_IDLE = 0.1
 _SPARE_ACK_TIMEOUT = 10.0  # a spare confirms a request at once; only a stuck or dying one takes longer
+
+
+#: What a child gets of the master's environment by default (issue 12: as on Kubernetes, a child sees only what it
+#: is given). What any process expects (PATH, HOME, USER, LOGNAME, SHELL), the same text encoding, locale and time
+#: zone as the master (LANG, LANGUAGE, LC_*, TZ: parsing and formatting must not differ between master and child),
+#: the same temporary directory (TMPDIR, TMP, TEMP), and what makes a fresh interpreter the master's (VIRTUAL_ENV,
+#: PYTHONPATH, PYTHONHOME: ``--local-mode spawn`` must import kannon, and site hooks, as the master does). Anything
+#: else (credentials above all) only via env_to_inherit or Hints.env; full_env=True passes everything.
+BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TMP", "TEMP",
+            "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")  # fmt: skip
+BASE_ENV_PREFIXES = ("LC_",)
+
+
+def base_env(source: dict[str, str] | None = None) -> dict[str, str]:
+    """The part of ``source`` (default: the master's environment) every child gets: :data:`BASE_ENV`."""
+    src = dict(os.environ) if source is None else source
+    return {k: v for k, v in src.items() if k in BASE_ENV or k.startswith(BASE_ENV_PREFIXES)}
 
 
 def _set_pdeathsig(sig: int) -> None:
@@ -178,12 +202,17 @@ class _IOLoop:
 
 
 class LocalExecutor(Executor):
-    """Run bullets as local processes. ``mode="fork"`` (fast) or ``"spawn"`` (a fresh interpreter per task)."""
+    """Run bullets as local processes. ``mode="fork"`` (fast) or ``"spawn"`` (a fresh interpreter per task).
+
+    A child's environment is :func:`base_env` < the run's secrets (env_to_inherit) < ``Launch.env``; with
+    ``full_env=True`` the master's whole environment instead of :func:`base_env`."""
 
     name = "local"
 
-    def __init__(self, mode: Mode = "fork", max_workers: int | None = None, kill_grace: float = 5.0) -> None:
+    def __init__(self, mode: Mode = "fork", max_workers: int | None = None, kill_grace: float = 5.0,
+                 full_env: bool = False) -> None:  # fmt: skip
         super().__init__()
+        self.full_env = full_env
         if mode not in ("fork", "spawn"):
             raise ValueError(f"LocalExecutor mode must be 'fork' or 'spawn', not {mode!r}")
         self.mode: Mode = mode
@@ -237,7 +266,8 @@ class LocalExecutor(Executor):
         with self._lock:
             self._children[launch.key] = child
         secrets = self.run.secrets if self.run is not None else {}
-        env = {**os.environ, **secrets, **launch.env, **self._memory_env(child)}
+        own = dict(os.environ) if self.full_env else base_env()
+        env = {**own, **secrets, **launch.env, **self._memory_env(child)}
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = launch.log_path.open("ab")
         read_fd, write_fd = os.pipe()
@@ -814,10 +844,13 @@ def _add_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--local-mode", choices=["fork", "spawn"], default="fork",
                        help="local backend: fork from a pre-warmed process (fast) or spawn a fresh interpreter "
                             "per task (full isolation)")  # fmt: skip
+    group.add_argument("--local-full-env", dest="local_full_env", action="store_true",
+                       help="local backend: give children the master's whole environment (default: PATH, HOME, "
+                            "locale, TMPDIR, VIRTUAL_ENV, PYTHONPATH, plus --env-to-inherit and hints)")  # fmt: skip
 
 
 def _from_options(ns: argparse.Namespace) -> Executor:
-    return LocalExecutor(mode=getattr(ns, "local_mode", "fork"))
+    return LocalExecutor(mode=getattr(ns, "local_mode", "fork"), full_env=bool(getattr(ns, "local_full_env", False)))
 
 
 @hookimpl

@@ -22,10 +22,10 @@ from typing import Any
 
 import luigi
 
-from kannon import runner, ship, storage
+from kannon import importcheck, runner, ship, storage
 from kannon.backends.base import Executor
 from kannon.hints import Hints
-from kannon.plan import Plan, PlanError, bullet_import_problems, make_plan
+from kannon.plan import Plan, PlanError, make_plan
 from kannon.plugins import get_backend, plugin_manager
 from kannon.result import BuildResult, Placement
 from kannon.scheduler import env as child_env
@@ -139,6 +139,7 @@ class Kannon:
         self.ship_code = ship_code
         self.config_sections = tuple(config_sections)
         self.shipment: Shipment | None = None  # set by build(): what this run ships, once uploaded
+        self.import_note: str | None = None  # set by build(): why the plan-time import check was not possible
 
     # -- public -------------------------------------------------------------------------------------------------
     def plan(self, root: luigi.Task) -> Plan:
@@ -159,13 +160,14 @@ class Kannon:
         try:
             plan = make_plan(root, validate_hints=self._validator(executor))
             _check_master_thread(plan)
-            if getattr(executor, "mode", None) == "spawn":
-                # A spawned child imports the bullets' modules afresh: find any it cannot import before anything
-                # runs (a forked child inherits the master's modules; other backends: see docs/design.md).
-                problems = bullet_import_problems(plan, self.sys_path)
-                if problems:
-                    raise PlanError(problems)
             self.shipment = self._ship(executor, plan)
+            # Every bullet's module must import where its child runs: checked before anything runs (importcheck).
+            problems, note = importcheck.check(
+                plan, executor, self.sys_path, self.shipment.archive.data if self.shipment else None,
+                str(self.shipment.code_root) if self.shipment else None)  # fmt: skip
+            if problems:
+                raise PlanError(problems)
+            self.import_note = note  # said once the backend is up (scheduler/run.py), not before an early failure
             return execute(self, executor, plan)
         finally:
             for obs in observers:

@@ -25,7 +25,7 @@ from kannon.hints import Hints
 #: Set by kannon for every child (the core, or a backend for its own mechanics); a task may not set them.
 RESERVED = frozenset({
     "KANNON_RUN_ID", "KANNON_INVOCATION_ID", "KANNON_TASK_ID", "KANNON_ATTEMPT", "KANNON_SPEC",
-    "KANNON_PARENT_PID", "KANNON_RLIMIT_AS",
+    "KANNON_PARENT_PID", "KANNON_RLIMIT_AS", "KANNON_SECRETS_FILE",
 })  # fmt: skip
 
 

@@ -34,8 +34,9 @@ IO_WORKERS = 4
 
 class Loop:
     def __init__(self, machine: state.RunState, executor: base.Executor, plan: Plan, run: base.RunInfo,
-                 specs: Specs, child_env: ChildEnv) -> None:  # fmt: skip
+                 specs: Specs, child_env: ChildEnv, print_logs: bool = False) -> None:  # fmt: skip
         self.machine, self.executor, self.plan, self.run = machine, executor, plan, run
+        self.print_logs = print_logs  # Kannon.follow_logs: child output reaches kannon_task_log observers
         self.specs, self.child_env = specs, child_env
         self._masked = logtail.maskable(run.secrets)  # masked in children's output before anyone sees it
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()  # put() is reentrant: signal handlers use it
@@ -158,9 +159,18 @@ class Loop:
 
     def _log_line(self, msg: base.LogLine) -> None:
         uid = self.machine.task_of(msg.key)
-        if uid is not None:
+        if uid is None:
+            return
+        line = logtail.mask(msg.line, self._masked)  # a status message may quote a secret as much as a print
+        status = logtail.parse_status(line)
+        if status is not None:  # a bullet's set_status_message / set_progress_percentage: an event, not output
+            node = self.plan.nodes[uid]
+            event = Event("status", self.run.run_id, task_id=uid, family=node.family, attempt=_attempt_of(msg.key),
+                          status_message=status.message, progress_percentage=status.percentage)  # fmt: skip
+            self.observers.submit(partial(self._notify_event, event))
+        elif self.print_logs:
             label = f"{self.plan.nodes[uid].family} {uid[:8]}"
-            self.notify("kannon_task_log", task_id=uid, label=label, line=logtail.mask(msg.line, self._masked))
+            self.notify("kannon_task_log", task_id=uid, label=label, line=line)
 
     # -- observer lane -----------------------------------------------------------------------------------------
     def _notify_event(self, event: Event) -> None:
@@ -176,3 +186,9 @@ class Loop:
             getattr(self.pm.hook, name)(**kwargs)
         except Exception:
             log.exception("an observer failed on %s; continuing", name)
+
+
+def _attempt_of(key: str) -> int | None:
+    """The attempt number in a launch key (``<task id>-<attempt>``, see state.RunState)."""
+    tail = key.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None

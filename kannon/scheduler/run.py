@@ -46,7 +46,9 @@ def run_info(k: Kannon, plan: Plan, invocation: str | None = None, env: ChildEnv
     run_dir = ids.run_dir(rid, workspace, base)
     if env is not None:  # a real run (not a dry look at its ids): specs are sealed with this run's key
         secrets[speccrypt.KEY_ENV] = speccrypt.run_key(run_dir)
-    return RunInfo(rid, run_dir, k.follow_logs, invocation or ids.invocation_id(), secrets)
+    # follow_logs is always on for the backends: a bullet's status lines travel in its output (kannon.logtail), so
+    # output must stream even when nobody prints it; Kannon.follow_logs decides only what is printed (Loop).
+    return RunInfo(rid, run_dir, True, invocation or ids.invocation_id(), secrets)
 
 
 def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
@@ -64,7 +66,7 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
                                                     info.secrets[speccrypt.KEY_ENV],
                                                     [type(n.task) for n in plan.nodes.values()],
                                                     getattr(k, "config_sections", ())),
-                child_env)  # fmt: skip
+                child_env, print_logs=k.follow_logs)  # fmt: skip
     info.run_dir.mkdir(parents=True, exist_ok=True)
     # Before start(): a backend sweeps or adopts a previous master's children in start(), and only the holder may.
     executor.acquire_lease(info, k.wait_for_lease)
@@ -76,6 +78,8 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
                 executor.start(info, loop.post)
                 loop.notify("kannon_run_start", run=info, backend=executor.name)
                 executor.prepare(plan.bullet_modules())
+                if k.import_note:  # the plan-time import check was not possible (importcheck)
+                    log.warning("kannon: %s", k.import_note)
                 thread = threading.Thread(target=loop.run_guarded, name="kannon-loop", daemon=True)
                 thread.start()
                 loop.master.serve()

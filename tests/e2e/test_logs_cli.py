@@ -73,3 +73,30 @@ def test_a_chatty_tasks_log_is_capped_but_keeps_its_end(tmp_path: Path) -> None:
     assert text.rstrip().endswith("kannon-child: Chatty raised RuntimeError: the end of a chatty task")
     assert "RuntimeError: the end of a chatty task" in out.stderr  # the summary still shows the failure
     assert log.stat().st_size < 65536 + 65536 // 4 + 200  # 20000 lines of output were ~1 MB
+
+
+STATUSY = """
+    import kannon
+
+    class Statusy(kannon.TaskOnBullet[int]):
+        def run(self):
+            print("own line before")
+            self.set_status_message("halfway")
+            self.set_progress_percentage(50)
+            print("own line after")
+            self.dump(1)
+
+    root = Statusy()
+"""
+
+
+def test_logs_shows_the_tasks_output_without_kannons_status_lines(tmp_path: Path) -> None:
+    # set_status_message travels as a marked line in the child's output (for the live view); the user's log view
+    # shows what the task printed, as `gokart.build` would, not kannon's plumbing.
+    _write(tmp_path, STATUSY)
+    built = run_kannon("build", "pipe.py:root", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    shown = run_kannon("logs", "Statusy", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "own line before" in shown.stdout and "own line after" in shown.stdout
+    assert "kannon-child-status" not in shown.stdout and "halfway" not in shown.stdout

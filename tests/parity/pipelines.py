@@ -284,3 +284,11 @@ class SideRoot(gokart.TaskOnKart[str]):
 
     def run(self) -> None:
         self.dump("side root")
+
+
+# -- luigi's status API from inside a task (issue 18 point 7): works under both, the value is the same -------------
+class StatusReporting(Base):
+    def run(self) -> None:
+        self.set_status_message("halfway")
+        self.set_progress_percentage(50)
+        self.dump("reported")

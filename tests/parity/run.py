@@ -30,7 +30,7 @@ NAMES = (
     "dump_formats_dict_requires", "list_requires_and_output", "rerun", "strict_check", "cache_unique_id_false",
     "fail_on_empty_dump", "task_raises", "master_task_above_a_failure", "master_task_raises", "requires_decorator",
     "inherits_decorator", "config_file_and_env", "task_namespace", "missing_external_input",
-    "modification_time_check", "sys_path_edit", "sys_path_edit_unreachable_helper",
+    "modification_time_check", "sys_path_edit", "sys_path_edit_unreachable_helper", "status_and_progress",
 )  # fmt: skip
 
 
@@ -88,6 +88,7 @@ def scenarios() -> dict[str, Callable[[], Any]]:
         "modification_time_check": p.TimeChecked,
         "sys_path_edit": sidepath,
         "sys_path_edit_unreachable_helper": sidepath_helper,
+        "status_and_progress": p.StatusReporting,
     }
     assert tuple(made) == NAMES
     return made

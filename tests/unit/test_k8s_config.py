@@ -126,10 +126,15 @@ NEEDED = {
     ("coordination.k8s.io", "leases", "create"): "take the run lease (one master per run)",
     ("coordination.k8s.io", "leases", "update"): "renew the run lease, or take over one that ran out",
     ("coordination.k8s.io", "leases", "delete"): "give the run lease up at the end",
+    ("", "secrets", "create"): "the run's Secret: the env_to_inherit values (and the spec key), never plain env",
+    ("", "secrets", "update"): "replace the run's Secret a crashed master of the same run left (re-attach)",
+    ("", "secrets", "list"): "sweep a Secret of the run left under another job_prefix",
+    ("", "secrets", "delete"): "remove the run's Secret at the end",
 }
 # Renewal happens a third of the lease's duration after it was taken, so a short build may end before it: the
 # update is proven by tests/e2e/k8s/test_lease.py (a superseded holder noticing at its next renewal), not here.
-NOT_IN_EVERY_BUILD = {("coordination.k8s.io", "leases", "update")}
+# Likewise replacing the run's Secret needs a re-attach: tests/e2e/k8s/test_secrets_k8s.py proves it.
+NOT_IN_EVERY_BUILD = {("coordination.k8s.io", "leases", "update"), ("", "secrets", "update")}
 
 
 def role_grants(role: dict[str, Any]) -> set[tuple[str, str, str]]:
@@ -189,8 +194,10 @@ def test_every_request_of_a_real_build_is_one_the_rendered_role_grants(tmp_path:
         kube.faults.drop_responses(1, method="POST", path_regex="/jobs$")  # the Job is created, the answer is lost
         executor = K8sJobExecutor(template, api_client=kube.api_client(), python=sys.executable,
                                   retry_backoff=0.05, in_cluster=True, master_pod_name="master-0")  # fmt: skip
-        with pytest.raises(KannonBuildError):
-            Kannon(executor=executor, keep_going=False).build(root)
+        # an inherited value: the run's Secret is made and removed
+        with pytest.raises(KannonBuildError), pytest.MonkeyPatch.context() as mp:
+            mp.setenv("KANNON_RBAC_TEST_TOKEN", "t0ken")
+            Kannon(executor=executor, keep_going=False, env_to_inherit=["KANNON_RBAC_TEST_TOKEN"]).build(root)
         requests = list(kube.requests)
     role, _ = yaml.safe_load_all(render_rbac("default", "kannon-master"))
     used = {v for m, p, q in requests if (v := request_verb(m, p, q)) is not None}

@@ -38,6 +38,7 @@ from kannon.backends.kubernetes.manifest import (
     template_from_pod,
 )
 from kannon.backends.kubernetes.names import job_name, run_selector
+from kannon.backends.kubernetes.secret import RunSecret, secret_body, secret_name
 from kannon.backends.kubernetes.watch import Watcher, shutdown_response
 from kannon.hints import Hints
 
@@ -120,6 +121,7 @@ class K8sJobExecutor(JobCreator):
         self.owner: dict[str, Any] | None = dict(owner) if isinstance(owner, Mapping) else None
         self._creator: concurrent.futures.ThreadPoolExecutor | None = None
         self._ticker: threading.Thread | None = None
+        self._secret: RunSecret | None = None  # the run's Secret (run.secrets), see .secret
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def acquire_lease(self, run: RunInfo, wait: float | None) -> None:
@@ -178,6 +180,11 @@ class K8sJobExecutor(JobCreator):
                 finished.append(job.metadata.name)
             else:
                 self._note_leftover(job)
+        if run.secrets:  # before any Job: a Job naming a missing Secret would sit in CreateContainerConfigError
+            self._secret = RunSecret(self.api, self._core, ns, secret_name(self.job_prefix, run.run_id))
+            self._secret.put(secret_body(self._secret.name, ns, run.run_id, run.secrets, self.owner))
+            if self.cleanup_leftovers:
+                self._secret.sweep(run.run_id)
         self._watchers = [jobs, pods]
         for w in self._watchers:
             w.start()
@@ -210,6 +217,8 @@ class K8sJobExecutor(JobCreator):
             self._leftovers.clear()
         for name in orphans:  # running Jobs of an earlier master whose tasks this run never asked for
             self._delete_quietly(name)
+        if self._secret is not None and ours:  # a master that took the run over still needs it
+            self._secret.delete()
         self._stop.set()
         for w in self._watchers:
             w.stop()
@@ -263,6 +272,7 @@ class K8sJobExecutor(JobCreator):
             self.template, launch, name=name, namespace=self.namespace, python=self.python, container=self.container,
             owner=self.owner, ttl_seconds=self.ttl, gpu_resource=self.gpu_resource, command=self.command(launch),
             secrets=self.run.secrets if self.run is not None else {},
+            secret_name=self._secret.name if self._secret is not None else None,
         )  # fmt: skip
         admission.label_queue(body, self.queue_name)
         with self._state:

@@ -24,6 +24,7 @@ from kannon.backends.kubernetes.names import (
     LABEL_VALUE,
     job_labels,
 )
+from kannon.backends.kubernetes.secret import env_refs
 from kannon.hints import Hints
 
 if TYPE_CHECKING:
@@ -178,6 +179,7 @@ def build_job(
     container: str | None = None,
     owner: Mapping[str, Any] | None = None,
     secrets: Mapping[str, str] | None = None,
+    secret_name: str | None = None,
     ttl_seconds: int | None = 3600,
     gpu_resource: str = "nvidia.com/gpu",
     command: list[str] | None = None,
@@ -262,7 +264,7 @@ def build_job(
             resources[key] = values
         else:
             resources.pop(key, None)
-    child_env(target, launch, secrets or {})
+    child_env(target, launch, secrets or {}, secret_name)
     if hints.node_selector:
         pod_spec["nodeSelector"] = {**(pod_spec.get("nodeSelector") or {}), **hints.node_selector}
     if hints.tolerations:
@@ -273,12 +275,18 @@ def build_job(
     return job
 
 
-def child_env(target: dict[str, Any], launch: Launch, secrets: Mapping[str, str]) -> None:
+def child_env(target: dict[str, Any], launch: Launch, secrets: Mapping[str, str], secret_name: str | None) -> None:
     """The child container's env: template env < the run's secrets < ``Launch.env`` (the core's single merge of
-    ``Hints.env`` and the reserved KANNON_* names; see kannon.scheduler.env). The only place this backend merges."""
-    env = {**secrets, **launch.env}
-    if env:
-        target["env"] = merge_env(target.get("env") or [], env)
+    ``Hints.env`` and the reserved KANNON_* names; see kannon.scheduler.env). The only place this backend merges.
+    The secrets' values never appear: each name refers to the run's Secret ``secret_name`` (:mod:`.secret`)."""
+    refs = [k for k in secrets if k not in launch.env]
+    if refs and secret_name is None:
+        raise BackendError("the run's secrets need the run's Secret: start() did not create it")
+    if refs:
+        assert secret_name is not None
+        target["env"] = env_refs(target.get("env") or [], secret_name, refs)
+    if launch.env:
+        target["env"] = merge_env(target.get("env") or [], launch.env)
 
 
 def _summary(pod_spec: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:

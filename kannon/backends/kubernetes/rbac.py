@@ -9,6 +9,8 @@ RBAC_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("", "pods/log", ("get",)),
     # the run lease (one master per run): read, take, renew, release
     ("coordination.k8s.io", "leases", ("get", "create", "update", "delete")),
+    # the run's Secret (.secret): create, replace on re-attach, sweep another name of the run, delete at the end
+    ("", "secrets", ("create", "update", "list", "delete")),
 )
 
 #: calls that only add detail and degrade gracefully when refused (403): listed in the output as optional

@@ -17,6 +17,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "namespaces": ("", "Namespace"),
     "events": ("", "Event"),
     "leases": ("coordination.k8s.io", "Lease"),
+    "secrets": ("", "Secret"),
 }
 
 

@@ -10,6 +10,7 @@ ContainersReady / Ready, and DisruptionTarget for disruptions
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -27,6 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+from kannon.testing.kube import secrets
 from kannon.testing.kube.errors import ApiError, bad_request
 from kannon.testing.kube.faults import Faults
 from kannon.testing.kube.store import Change, Obj, Store, now_iso
@@ -162,11 +165,23 @@ def _resource_ref(container: Obj, ref: dict[str, Any]) -> str:
     return str(int(value.to_integral_value(rounding="ROUND_CEILING")))
 
 
-def container_env(pod: Obj, container: Obj, base: dict[str, str]) -> dict[str, str]:
-    """Compose a container's environment in declaration order, as the kubelet does; raise ConfigError."""
+def container_env(pod: Obj, container: Obj, base: dict[str, str], store: Store | None = None) -> dict[str, str]:
+    """Compose a container's environment in declaration order, as the kubelet does; raise ConfigError.
+    Secrets are read from ``store`` (kannon.testing.kube.secrets); ConfigMaps are not served: always missing."""
+    try:
+        return _container_env(pod, container, base, store)
+    except secrets.SecretMissing as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _container_env(pod: Obj, container: Obj, base: dict[str, str], store: Store | None) -> dict[str, str]:
     env = dict(base)
     env["HOSTNAME"] = pod["metadata"]["name"]
+    ns = pod["metadata"].get("namespace", "")
     for src in container.get("envFrom") or []:
+        if src.get("secretRef") and store is not None:
+            env.update(secrets.env_from(store, ns, src["secretRef"], str(src.get("prefix") or "")))
+            continue
         ref = src.get("configMapRef") or src.get("secretRef")
         kind = "configmap" if src.get("configMapRef") else "secret"
         if ref and not ref.get("optional"):
@@ -179,6 +194,10 @@ def container_env(pod: Obj, container: Obj, base: dict[str, str]) -> dict[str, s
                 env[name] = _field_ref(pod, vf["fieldRef"]["fieldPath"])
             elif vf.get("resourceFieldRef"):
                 env[name] = _resource_ref(container, vf["resourceFieldRef"])
+            elif vf.get("secretKeyRef") and store is not None:
+                value = secrets.key_ref(store, ns, vf["secretKeyRef"])
+                if value is not None:
+                    env[name] = value
             else:
                 ref = vf.get("secretKeyRef") or vf.get("configMapKeyRef") or {}
                 kind = "secret" if vf.get("secretKeyRef") else "configmap"
@@ -860,6 +879,7 @@ class PodWorker:
             log.exception("pod worker %s/%s crashed", self.namespace, self.name)
         finally:
             self.finished = True
+            shutil.rmtree(Path(self.kubelet.secret_dir) / self.uid, ignore_errors=True)
             self._remove_if_deleting()
             self.kubelet.forget(self.uid)
 
@@ -912,6 +932,7 @@ class PodWorker:
         restarts = 0
         while True:
             waiting: tuple[str, str] | None = None
+            retry = False
             image_id = ""
             env: dict[str, str] = {}
             if behaviour in ("ErrImagePull", "ImagePullBackOff"):
@@ -919,16 +940,29 @@ class PodWorker:
             elif behaviour == "CreateContainerConfigError":
                 waiting = ("CreateContainerConfigError", 'secret "kannon-emulator-missing" not found')
             else:
+                run_pod = pod
                 try:
-                    image_id = runtime.check_image(container["image"])
-                    env = container_env(pod, container, runtime.base_env())
+                    run_pod = self._mount_secret_volumes(pod)
+                except secrets.SecretMissing as exc:  # volume setup: the container is not even being created
+                    self._warning_event("FailedMount", str(exc))
+                    waiting, retry = ("ContainerCreating", ""), True
+                try:
+                    image_id = runtime.check_image(container["image"]) if waiting is None else ""
+                    env = container_env(pod, container, runtime.base_env(), self.store) if waiting is None else {}
                 except ImageError as exc:
                     waiting = ("ErrImagePull", str(exc))
                     behaviour = "ImagePullBackOff"
                 except ConfigError as exc:
                     waiting = ("CreateContainerConfigError", str(exc))
+                    retry = True
             if waiting is not None:
                 self._set_waiting(container, restarts, *waiting)
+                if retry:  # the kubelet retries at each sync: a Secret created later lets the container start
+                    self.wake.wait()
+                    self.wake.clear()
+                    if self.kill_requested or self.kubelet.stopping:
+                        return
+                    continue
                 if behaviour == "ImagePullBackOff":
                     # The kubelet's image back-off: ErrImagePull first, then ImagePullBackOff.
                     self.wake.wait(0.2)
@@ -940,7 +974,7 @@ class PodWorker:
             out = self.kubelet.new_log(self.uid, cname)
             argv = [expand(a, env) for a in (container.get("command") or []) + (container.get("args") or [])]
             try:
-                handle = runtime.start(pod, container, argv, env, out)
+                handle = runtime.start(run_pod, run_pod["spec"]["containers"][0], argv, env, out)
             except StartError as exc:
                 out.finish()
                 self._terminate(container, restarts, 128, "StartError", str(exc), None, "")
@@ -1065,10 +1099,60 @@ class PodWorker:
                 cs["lastState"] = last.get("lastState", {})
         return cs
 
+    def _warning_event(self, reason: str, message: str) -> None:
+        """A core/v1 Event about this pod from the kubelet (``kubectl describe pod`` shows it), counted up on repeat."""
+        name = f"{self.name}.{reason.lower()}"
+        stamp = now_iso()
+
+        def bump(ev: Obj) -> Obj:
+            ev.update(count=int(ev.get("count", 1)) + 1, lastTimestamp=stamp, message=message)
+            return ev
+
+        with self.store.cond:
+            if self.store.mutate("events", self.namespace, name, bump) is None:
+                self.store.create("events", {
+                    "apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": self.namespace},
+                    "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": self.name,
+                                       "namespace": self.namespace, "uid": self.uid},
+                    "reason": reason, "message": message, "type": "Warning", "count": 1,
+                    "source": {"component": "kubelet", "host": NODE_NAME}, "firstTimestamp": stamp,
+                    "lastTimestamp": stamp, "reportingComponent": "kubelet", "reportingInstance": NODE_NAME,
+                })  # fmt: skip
+
+    def _mount_secret_volumes(self, pod: Obj) -> Obj:
+        """The pod as the runtime sees it: each ``secret`` volume written to a private directory (files named by
+        key, kubernetes.io/docs/concepts/configuration/secret/#using-secrets-as-files-from-a-pod) and turned into a
+        read-only hostPath the Docker runtime binds at the mount path (the process runtime mounts nothing)."""
+        vols = pod["spec"].get("volumes") or []
+        if not any(v.get("secret") for v in vols):
+            return pod
+        out = copy.deepcopy(pod)
+        base = Path(self.kubelet.secret_dir) / self.uid
+        for vol in out["spec"]["volumes"]:
+            if not vol.get("secret"):
+                continue
+            files = secrets.volume_files(self.store, self.namespace, vol) or {}
+            target = base / vol["name"]
+            target.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for rel, (content, mode) in files.items():
+                path = target / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(content)
+                path.chmod(mode)
+            vol.pop("secret")
+            vol["hostPath"] = {"path": str(target)}
+        for c in out["spec"]["containers"]:
+            for m in c.get("volumeMounts") or []:
+                if any(v["name"] == m["name"] and str(v["hostPath"]["path"]).startswith(str(base))
+                       for v in out["spec"]["volumes"] if v.get("hostPath")):  # fmt: skip
+                    m["readOnly"] = True  # secret volumes are always mounted read-only
+        return out
+
     def _set_waiting(self, container: Obj, restarts: int, reason: str, message: str) -> None:
         def apply(p: Obj) -> None:
             st = p["status"]
-            cs = self._status(container, {"waiting": {"reason": reason, "message": message}}, restarts, prev=st)
+            state = {"reason": reason, "message": message} if message else {"reason": reason}
+            cs = self._status(container, {"waiting": state}, restarts, prev=st)
             st["containerStatuses"] = [cs]
 
         self._update(apply)
@@ -1166,9 +1250,16 @@ class Kubelet:
         self._workers: dict[str, PodWorker] = {}
         self._logs: dict[str, dict[str, list[ContainerLog]]] = {}
         self._lock = threading.Lock()
+        self.secret_dir = tempfile.mkdtemp(prefix="kannon-emu-secrets-")  # 0700: secret volumes of running pods
         store.add_listener(self._on_change)
 
     def _on_change(self, ch: Change) -> None:
+        if ch.resource == secrets.RESOURCE:  # pods waiting for a Secret of this namespace look again
+            with self._lock:
+                waiting = [p for p in self._workers.values() if p.namespace == ch.obj["metadata"].get("namespace")]
+            for p in waiting:
+                p.wake.set()
+            return
         if ch.resource != "pods":
             return
         meta = ch.obj["metadata"]
@@ -1291,6 +1382,7 @@ class Kubelet:
             if w.handle is not None:
                 w.handle.cleanup()
         self.runtime.close()
+        shutil.rmtree(self.secret_dir, ignore_errors=True)
 
 
 def default_workdir() -> str:

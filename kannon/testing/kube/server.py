@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from kannon.testing.kube import errors, kueue, leases, openapi, tables
+from kannon.testing.kube import errors, kueue, leases, openapi, secrets, tables
 from kannon.testing.kube.controller import delete_job
 from kannon.testing.kube.errors import ApiError, Cause, bad_request
 from kannon.testing.kube.schema import check_fields
@@ -41,8 +41,8 @@ log = logging.getLogger("kannon.testing.kube")
 
 VERSION = {
     "major": "1",
-    "minor": "34",
-    "gitVersion": "v1.34.0-kannon-emulator",
+    "minor": "33",
+    "gitVersion": "v1.33.13-kannon-emulator",  # the release tests/e2e/upstream compares the emulator with
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
     "buildDate": "2025-08-27T00:00:00Z",
@@ -62,6 +62,7 @@ _KINDS = {
     "namespaces": ("v1", "Namespace"),
     "events": ("v1", "Event"),
     "leases": (leases.GROUP_VERSION, "Lease"),
+    "secrets": ("v1", "Secret"),
     "workloads": (f"{kueue.GROUP}/{kueue.VERSION}", "Workload"),
     "resourcequotas": ("v1", "ResourceQuota"),
 }
@@ -79,11 +80,11 @@ _ROUTES = [
     (re.compile(r"^/apis/coordination\.k8s\.io/v1/(?P<res>leases)$"), leases.GROUP),
     (
         re.compile(
-            r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>pods|events)(?:/(?P<name>[^/]+)(?:/(?P<sub>log|status))?)?$"
+            r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>pods|events|secrets)(?:/(?P<name>[^/]+)(?:/(?P<sub>log|status))?)?$"
         ),
         "",
     ),
-    (re.compile(r"^/api/v1/(?P<res>pods|events)$"), ""),
+    (re.compile(r"^/api/v1/(?P<res>pods|events|secrets)$"), ""),
     (re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>resourcequotas)(?:/(?P<name>[^/]+))?$"), ""),
     (re.compile(r"^/apis/kueue\.x-k8s\.io/v1beta1/namespaces/(?P<ns>[^/]+)/(?P<res>workloads)(?:/(?P<name>[^/]+))?$"),
      kueue.GROUP),  # read-only: Kueue's controller owns them
@@ -115,6 +116,7 @@ def _discovery_core() -> dict[str, Any]:
             res("pods/log", "Pod", ["get"]),
             res("pods/status", "Pod", ["get"]),
             res("events", "Event", ["get", "list", "watch"]),
+            res("secrets", "Secret", ["create", "delete", "get", "list", "patch", "update", "watch"]),
         ],
     }
 
@@ -440,6 +442,8 @@ class Handler(BaseHTTPRequestHandler):
             self._namespaces(method, name, query, watch)
         elif res == "leases" and ns is not None and (method != "GET" or name is not None):
             self._leases(method, ns, name, raw, query)
+        elif res == "secrets" and ns is not None and (method != "GET" or name is not None) and sub is None:
+            self._secrets(method, ns, name, raw, query)
         elif sub == "log":
             self._pod_log(ns or "", name or "", query)
         elif name is None:
@@ -514,6 +518,39 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(200, leases.delete(store, ns, name, self._body(raw) or {}))
         else:
             raise errors.method_not_allowed(method)
+
+    def _secrets(self, method: str, ns: str, name: str | None, raw: bytes, query: dict[str, str]) -> None:
+        store = self.server.emulator.store
+        body = self._body(raw) if method in ("POST", "PUT") else None
+        warn = _warnings(check_fields(body, "V1Secret", "Secret", query.get("fieldValidation")))
+        dry = query.get("dryRun") == "All"
+        if method == "POST" and name is None:
+            self._send_json(201, secrets.prepare(body, ns, None) if dry else secrets.create(store, ns, body), warn)
+        elif method == "GET" and name is not None:
+            self._send_json(200, store.require(secrets.RESOURCE, ns, name))
+        elif method == "PUT" and name is not None:
+            self._send_json(200, secrets.replace(store, ns, name, body), warn)
+        elif method == "PATCH" and name is not None:
+            self._send_json(200, secrets.replace(store, ns, name, self._patched(store.require("secrets", ns, name),
+                                                                                raw)))  # fmt: skip
+        elif method == "DELETE" and name is not None:
+            self._send_json(200, secrets.delete(store, ns, name))
+        else:
+            raise errors.method_not_allowed(method)
+
+    def _patched(self, cur: dict[str, Any], raw: bytes) -> Any:
+        """``cur`` with the request's JSON / merge / strategic-merge patch applied (Secrets have no list keys)."""
+        ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
+        body = self._body(raw)
+        if ctype == "application/json-patch+json":
+            if not isinstance(body, list):
+                raise bad_request("the server rejected our request: json patch must be a list")
+            return json_patch(copy.deepcopy(cur), body)
+        if ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            return merge_patch(copy.deepcopy(cur), body)
+        raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted "
+                       "media types include: application/json-patch+json, application/merge-patch+json, "
+                       f"application/strategic-merge-patch+json ({ctype})")  # fmt: skip
 
     def _namespaces(self, method: str, name: str | None, query: dict[str, str], watch: bool) -> None:
         emu = self.server.emulator

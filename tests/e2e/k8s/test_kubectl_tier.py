@@ -4,6 +4,7 @@ describe, delete. Expected outputs are what kubectl prints against upstream v1.3
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 import yaml
 
 from kannon.testing import KubeEmulator
+from kannon.testing.upstream.versions import KUBERNETES
 from tests.e2e.k8s.test_k8s_backend import launch_of, make, wait_flag
 from tests.support.procs import wait_until
 
@@ -119,3 +121,15 @@ def test_kubectl_sees_a_kannon_bullet_while_it_runs(kube: KubeEmulator, make: An
     flag.touch()
     fin = rec.wait_finished(launch.key)
     assert fin.ok and "done" in fin.log_tail
+
+
+def test_the_emulator_reports_the_release_it_is_checked_against(kubectl: Any) -> None:
+    # The emulator's behaviour is compared with upstream KUBERNETES (tests/e2e/upstream); /version and the OpenAPI
+    # documents must name that release, or kubectl's version-skew rules judge the wrong server.
+    versions = json.loads(kubectl("version", "-o", "json").stdout)
+    server = versions["serverVersion"]
+    major, minor, _ = KUBERNETES.removeprefix("v").split(".")
+    assert (server["major"], server["minor"]) == (major, minor)
+    assert server["gitVersion"].startswith(KUBERNETES + "-")
+    client_minor = int(versions["clientVersion"]["minor"].rstrip("+"))
+    assert abs(client_minor - int(minor)) <= 1, "kubectl is outside the supported skew of the emulated release"
