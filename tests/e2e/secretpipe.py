@@ -27,10 +27,12 @@ class Vault(kannon.TaskOnBullet[dict]):
     hidden = luigi.Parameter(default="", visibility=ParameterVisibility.HIDDEN)
     shown = luigi.Parameter()
     evidence = luigi.Parameter(default="", significant=False)
+    flags = luigi.Parameter(default="", significant=False)  # "print,wait,fail": the test's knobs, from the master
 
     def run(self) -> None:
+        flags = self.flags.split(",")
         cred = os.environ.get("KANNON_TEST_CRED", "")
-        if os.environ.get("KANNON_TEST_PRINT"):
+        if "print" in flags:
             print(f"connecting with {cred}", flush=True)  # a careless task: the master must mask it
             print(f"connecting with {cred}", file=sys.stderr, flush=True)
         if self.evidence:
@@ -41,9 +43,9 @@ class Vault(kannon.TaskOnBullet[dict]):
                 shutil.copy(spec, out / f"spec-{i}")
             gate = out / "release"
             (out / "waiting").touch()
-            while os.environ.get("KANNON_TEST_WAIT") and not gate.exists():
+            while "wait" in flags and not gate.exists():
                 time.sleep(0.05)
-            if os.environ.get("KANNON_TEST_FAIL"):
+            if "fail" in flags:
                 raise RuntimeError(f"failing on purpose (connected with {cred or 'nothing'})")
         self.dump({"cred": digest(cred), "token": digest(self.token), "hidden": digest(self.hidden)})
 
@@ -53,7 +55,7 @@ class Root(gokart.TaskOnKart[dict]):
 
     def requires(self) -> Vault:
         return Vault(token="tok-Qy7-private-8812", hidden="hid-Lm3-hidden-5521", shown="visible-value",
-                     evidence=self.evidence)
+                     evidence=self.evidence, flags=os.environ.get("KANNON_TEST_FLAGS", ""))
 
     def run(self) -> None:
         self.dump(self.load())

@@ -82,7 +82,7 @@ def _spec_leftovers(tmp_path: Path) -> list[Path]:
 
 @pytest.mark.parametrize("ending", ["success", "failure"])
 def test_every_spec_file_is_deleted_when_the_run_ends(tmp_path: Path, ending: str) -> None:
-    code, console = _build(tmp_path, env={"KANNON_TEST_FAIL": "1"} if ending == "failure" else {})
+    code, console = _build(tmp_path, env={"KANNON_TEST_FLAGS": "fail"} if ending == "failure" else {})
     assert (code == 0) == (ending == "success"), console
     assert [p for p in _files(tmp_path / "evidence") if p.name.startswith("spec-")], "a spec file was written"
     assert not _spec_leftovers(tmp_path)
@@ -92,7 +92,7 @@ def test_every_spec_file_is_deleted_when_the_master_gets_sigterm(tmp_path: Path)
     master = start_kannon("build", PIPE, "--workspace", "ws", "--config", str(_config(tmp_path)), "--env-to-inherit",
                           "KANNON_TEST_CRED", cwd=tmp_path,
                           env={"KANNON_TEST_CRED": CRED, "KANNON_TEST_EVIDENCE": str(tmp_path / "evidence"),
-                               "KANNON_TEST_WAIT": "1"})  # fmt: skip
+                               "KANNON_TEST_FLAGS": "wait"})  # fmt: skip
     try:
         wait_until(lambda: (tmp_path / "evidence" / "waiting").exists(), timeout=120, what="the bullet to start")
         assert _spec_leftovers(tmp_path), "while the bullet runs its spec exists"
@@ -109,7 +109,7 @@ def test_every_spec_file_is_deleted_when_the_master_gets_sigterm(tmp_path: Path)
 
 def test_a_crashed_masters_spec_files_are_swept_by_the_next_run(tmp_path: Path) -> None:
     env = {"KANNON_TEST_CRED": CRED, "KANNON_TEST_EVIDENCE": str(tmp_path / "evidence")}
-    master = start_kannon("build", PIPE, "--workspace", "ws", cwd=tmp_path, env={**env, "KANNON_TEST_WAIT": "1"})
+    master = start_kannon("build", PIPE, "--workspace", "ws", cwd=tmp_path, env={**env, "KANNON_TEST_FLAGS": "wait"})
     try:
         wait_until(lambda: (tmp_path / "evidence" / "waiting").exists(), timeout=120, what="the bullet to start")
         master.kill()  # SIGKILL: no cleanup of its own (its children die with it)
@@ -128,8 +128,8 @@ def test_a_crashed_masters_spec_files_are_swept_by_the_next_run(tmp_path: Path) 
 @pytest.mark.parametrize("ending", ["success", "failure"])
 def test_a_credential_the_task_prints_is_masked_in_console_events_and_report(tmp_path: Path, ending: str) -> None:
     code, console = _build(tmp_path, "--follow-logs", "--env-to-inherit", "KANNON_TEST_SHORT",
-                           env={"KANNON_TEST_PRINT": "1", "KANNON_TEST_SHORT": "abc",
-                                **({"KANNON_TEST_FAIL": "1"} if ending == "failure" else {})})  # fmt: skip
+                           env={"KANNON_TEST_SHORT": "abc",
+                                "KANNON_TEST_FLAGS": "print,fail" if ending == "failure" else "print"})  # fmt: skip
     assert (code == 0) == (ending == "success"), console
     report, event_log = (tmp_path / "report.html").read_text(), (tmp_path / "ev.jsonl").read_text()
     assert "connecting with ***" in console, "the live line is shown, masked"
