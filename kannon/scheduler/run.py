@@ -15,7 +15,7 @@ from kannon.events import Event
 from kannon.plan import Plan
 from kannon.result import BuildResult, KannonBuildError
 from kannon.scheduler import ids
-from kannon.scheduler.env import ChildEnv
+from kannon.scheduler.env import ChildEnv, config_env_names
 from kannon.scheduler.loop import Loop
 from kannon.scheduler.specs import Specs
 from kannon.scheduler.state import Policy, RunState
@@ -48,7 +48,7 @@ def run_info(k: Kannon, plan: Plan, invocation: str | None = None, env: ChildEnv
 
 
 def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
-    child_env = ChildEnv(k.env_to_inherit)
+    child_env = ChildEnv([*k.env_to_inherit, *config_env_names()])
     info = run_info(k, plan, env=child_env)
     parallel = k.max_parallel or executor.default_parallelism
     policy = Policy(max_parallel=parallel, max_submitted=executor.submit_limit(parallel), retries=k.retries,
