@@ -18,7 +18,9 @@ Precedence, lowest first (a later layer replaces a name set by an earlier one):
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from kannon.hints import Hints
 
@@ -33,6 +35,29 @@ def hint_problems(family: str, hints: Hints) -> list[str]:
     """Plan-time problems of ``hints.env`` (one sentence each)."""
     bad = sorted(name for name in hints.env if name in RESERVED)
     return [f"env {name!r} is reserved: kannon sets it for every child; use another name" for name in bad]
+
+
+# luigi's EnvironmentInterpolation (luigi/configuration/cfg_parser.py): a config value may say ``${NAME}``.
+_ENV_REF = re.compile(r"\$\{([^}]+)\}")
+
+
+def config_env_names(cfg: Any = None) -> list[str]:
+    """Environment variables the master's luigi config refers to (``${NAME}``).
+
+    The child resolves the same config, so under ``gokart.build`` parity it needs the values the master sees —
+    delivered as secrets, since configs take credentials exactly this way."""
+    if cfg is None:
+        import luigi.configuration
+
+        cfg = luigi.configuration.get_config()
+    names: set[str] = set()
+    try:
+        for section in cfg.sections():
+            for option in cfg.options(section):
+                names.update(_ENV_REF.findall(str(cfg.get(section, option, raw=True))))
+    except (AttributeError, TypeError):  # a parser without ConfigParser's raw access (luigi's TOML parser)
+        return []
+    return sorted(names)
 
 
 class ChildEnv:

@@ -16,7 +16,7 @@ from kannon.events import Event
 from kannon.plan import Plan
 from kannon.result import BuildResult, KannonBuildError
 from kannon.scheduler import ids
-from kannon.scheduler.env import ChildEnv
+from kannon.scheduler.env import ChildEnv, config_env_names
 from kannon.scheduler.loop import Loop
 from kannon.scheduler.specs import Specs
 from kannon.scheduler.state import Policy, RunState
@@ -52,7 +52,7 @@ def run_info(k: Kannon, plan: Plan, invocation: str | None = None, env: ChildEnv
 
 
 def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
-    child_env = ChildEnv(k.env_to_inherit)
+    child_env = ChildEnv([*k.env_to_inherit, *config_env_names()])
     for name in logtail.too_short(child_env.inherited):
         log.warning("kannon: env %s is too short to mask in logs (fewer than %d characters): a child that prints it "
                     "shows it in the console, the event log and the report", name, logtail.MIN_MASKED)  # fmt: skip

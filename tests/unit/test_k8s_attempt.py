@@ -15,6 +15,7 @@ ALLOWED = {
     (Phase.CREATING, Phase.PENDING), (Phase.CREATING, Phase.CANCELLING), (Phase.CREATING, Phase.ENDING),
     (Phase.PENDING, Phase.RUNNING), (Phase.PENDING, Phase.CANCELLING), (Phase.PENDING, Phase.ENDING),
     (Phase.RUNNING, Phase.CANCELLING), (Phase.RUNNING, Phase.ENDING),
+    (Phase.RUNNING, Phase.PENDING),  # Kueue re-suspended the Job (preemption): queued by admission again
     (Phase.CANCELLING, Phase.ENDING), (Phase.ENDING, Phase.DONE),
 }  # fmt: skip
 
