@@ -176,6 +176,13 @@ def _run(location: str, task_id: str, sha256: str) -> int:
     except (OSError, ValueError) as e:
         _say(f"bad spec at {location}: cannot read it ({exception_text(e)})")
         return exitcodes.BAD_SPEC
+    from kannon import speccrypt
+
+    try:  # sealed with the run's key (kannon.speccrypt): open it before reading a byte of it
+        data = speccrypt.open_sealed(data, os.environ.get(speccrypt.KEY_ENV))
+    except speccrypt.SpecKeyError as e:
+        _say(f"spec at {location}: {e}")
+        return exitcodes.SPEC_KEY
     try:
         handoff.verify_hash(data, sha256)
         doc = handoff.parse_spec(data)
@@ -200,6 +207,7 @@ def _run(location: str, task_id: str, sha256: str) -> int:
         _say(f"shipped code for task {task_id}: {e}")
         return exitcodes.BAD_SPEC
 
+    os.environ.pop(speccrypt.KEY_ENV, None)  # the task's code and its subprocesses have no use for it
     import luigi
 
     from kannon import runner

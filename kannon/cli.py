@@ -118,6 +118,8 @@ def _cmd_build(ns: argparse.Namespace) -> int:
         executor=executor, max_parallel=ns.max_parallel, retries=ns.retries, keep_going=not ns.fail_fast,
         env_to_inherit=ns.env_to_inherit, follow_logs=ns.follow_logs, observers=observers, sys_path=extra,
     )  # fmt: skip
+    if ns.config_section:
+        options["config_sections"] = ns.config_section
     if shipped is not None:
         options["ship_code"] = shipped
     if ns.wait_for_lease is not None:
@@ -317,6 +319,8 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--fail-fast", action="store_true", help="cancel everything at the first failure")
     b.add_argument("--env-to-inherit", action="append", default=[], metavar="NAME",
                    help="environment variable passed to every child (repeatable)")  # fmt: skip
+    b.add_argument("--config-section", action="append", default=[], metavar="NAME",
+                   help="luigi config section to hand to children besides the ones they need (repeatable)")
     b.add_argument("--follow-logs", action="store_true", help="stream every child's output with a task prefix")
     b.add_argument("--events", metavar="FILE", help="write a JSON-lines event log")
     b.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")

@@ -15,6 +15,7 @@ UPSTREAM_MISSING = 5  # an upstream output is missing: the child refuses to reco
 TASK_FAILED = 6  # the task's run() raised
 OUTPUT_MISSING = 7  # run() returned but the task is not complete
 IMPORT_FAILED = 8  # a module named in the spec cannot be imported here
+SPEC_KEY = 9  # KANNON_SPEC_KEY is missing, or the sealed spec does not verify with it (kannon.speccrypt)
 
 #: the child's last stderr line starting with this prefix is its own one-line explanation
 REASON_PREFIX = "kannon-child: "
@@ -30,6 +31,7 @@ _TEXT = {
     TASK_FAILED: "the task raised an exception",
     OUTPUT_MISSING: "the task finished but its output is missing",
     IMPORT_FAILED: "the task's module cannot be imported in the child",
+    SPEC_KEY: "the spec key is missing from the child's environment or does not open the spec",
     1: "the child crashed (uncaught exception)",
     2: "the child was started with bad arguments",
 }
@@ -42,6 +44,7 @@ CLASS = {
     TASK_FAILED: "TaskFailed",
     OUTPUT_MISSING: "OutputMissing",
     IMPORT_FAILED: "ImportFailed",
+    SPEC_KEY: "SpecKey",
 }
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import gokart
 import luigi
 from luigi import task_register
+from luigi.parameter import ParameterVisibility
 from luigi.task import flatten
 
 from kannon.handoff_values import HandoffError as HandoffError  # re-exported: part of this module's interface
@@ -78,10 +79,16 @@ def constructor_value(task: luigi.Task, name: str) -> Any:
     return getattr(task, name, None)
 
 
+def is_public(param: luigi.Parameter) -> bool:
+    """luigi's own rule (``to_str_params(only_public=True)``): PRIVATE and HIDDEN values are never shown."""
+    return bool(getattr(param, "visibility", ParameterVisibility.PUBLIC) == ParameterVisibility.PUBLIC)
+
+
 def short_params(task: luigi.Task, limit: int = 80) -> str:
+    """What kannon shows of a task's parameters everywhere (console, errors, events, report, plan view)."""
     parts = []
     for name, param in _params_of(type(task)):
-        if not param.significant:
+        if not param.significant or not is_public(param):
             continue
         value = constructor_value(task, name)
         if isinstance(value, luigi.Task):
@@ -451,7 +458,7 @@ def check_constructed(task: luigi.Task, uid: str, params: Mapping[str, Any],
                 "the child runs different code than the master (rebuild the image / sync the code)."
             )
     for name, p in params.items():
-        diff = _difference(task, name, p, declared[name])
+        diff = _shown(_difference(task, name, p, declared[name]), declared[name])
         if diff is not None:
             raise IdMismatchError(
                 f"{name_of}: parameter {name} is {diff[0][:120]!r} in the rebuilt task but {diff[1][:120]!r} in the "
@@ -473,7 +480,7 @@ def check_requirements(task: luigi.Task, expected: Mapping[str, Any]) -> None:
             continue  # not known to the master by this id: the unique id checks speak for that
         declared = dict(_params_of(type(dep)))
         for name, p in node["params"].items():
-            diff = _difference(dep, name, p, declared[name]) if name in declared else None
+            diff = _shown(_difference(dep, name, p, declared[name]), declared[name]) if name in declared else None
             if diff is not None:
                 raise IdMismatchError(
                     f"{type(dep).__name__} [{uid}], which {type(task).__name__} requires: parameter {name} is "
@@ -482,6 +489,11 @@ def check_requirements(task: luigi.Task, expected: Mapping[str, Any]) -> None:
                     "when the module was imported; luigi's instance cache then returns it). Configure before "
                     "importing the pipeline module, or pass the value explicitly."
                 )
+
+
+def _shown(diff: tuple[str, str] | None, param: luigi.Parameter) -> tuple[str, str] | None:
+    """A difference as it may be printed: a PRIVATE or HIDDEN parameter's values are not."""
+    return diff if diff is None or is_public(param) else ("<private>", "<private>")
 
 
 def _difference(task: luigi.Task, name: str, p: Mapping[str, Any],
@@ -590,6 +602,30 @@ def luigi_config_snapshot() -> dict[str, dict[str, str]]:
                 items = cfg.items(section)
             out[section] = {str(k): str(v) for k, v in items}
     return out
+
+
+#: luigi's and gokart's own sections a child may read whatever its tasks are; gokart imports some of their Config
+#: classes lazily (S3Config when an s3:// target is first made), so the master's registry may not know them yet
+CHILD_SECTIONS = frozenset({"core", "worker", "TaskOnKart", "gokart_worker", "S3Config", "GCSConfig", "SlackConfig",
+                            "PandasTypeConfigMap"})  # fmt: skip
+
+
+def config_for_child(config: Mapping[str, Mapping[str, str]], task_classes: Iterable[type],
+                     extra: Iterable[str] = ()) -> dict[str, dict[str, str]]:  # fmt: skip
+    """The sections of ``config`` a child needs (docs/design.md, "What a spec carries"): those named after a task
+    family of the plan or one of its base classes (luigi reads a parameter's default from its class's section,
+    gokart reads ``[TaskOnKart]``), after any ``luigi.Config`` class the master imported (a task's run() may read
+    one: gokart's S3Config/GCSConfig, luigi's core/worker, the user's own), and the ones named in ``extra``
+    (``Kannon(config_sections=...)`` / ``--config-section``). Any other section (credentials for the master's
+    own use, say) stays out of the spec."""
+    wanted = set(CHILD_SECTIONS) | set(extra)
+    for cls in task_classes:
+        wanted.update(str(base.get_task_family()) for base in cls.__mro__
+                      if isinstance(base, task_register.Register))  # fmt: skip
+    configs: list[Any] = [c for c in list(task_register.Register._reg)
+                          if isinstance(c, type) and issubclass(c, luigi.Config)]  # fmt: skip
+    wanted.update(str(c.get_task_family()) for c in configs)
+    return {name: dict(options) for name, options in config.items() if name in wanted}
 
 
 def apply_config(config: Mapping[str, Mapping[str, str]]) -> None:

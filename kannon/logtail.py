@@ -22,7 +22,7 @@ import importlib.util
 import os
 import re
 import sysconfig
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -370,3 +370,25 @@ def kannon_import_reason(python: str, error: str, option: str) -> str:
     """The reason for such a failure, naming the setting to change (``--docker-python``, ``--k8s-python``, ...)."""
     return (f"the child's interpreter {python!r} cannot import kannon ({error}): point {option} at a Python that "
             "has kannon and the pipeline's packages installed, or install them where the child runs")
+
+
+# -- masking (issue 12): the run's secret values never reach a console line, an event or a report ---------------
+MASK = "***"
+MIN_MASKED = 6  # shorter values would mask ordinary words and numbers everywhere; they are warned about instead
+
+
+def maskable(secrets: Mapping[str, str]) -> tuple[str, ...]:
+    """The values to mask, longest first (a value containing another is masked whole)."""
+    return tuple(sorted({v for v in secrets.values() if len(v) >= MIN_MASKED}, key=len, reverse=True))
+
+
+def too_short(secrets: Mapping[str, str]) -> list[str]:
+    """Names whose (non-empty) value is too short to mask."""
+    return sorted(name for name, v in secrets.items() if 0 < len(v) < MIN_MASKED)
+
+
+def mask(text: str, values: Sequence[str]) -> str:
+    for value in values:
+        if value in text:
+            text = text.replace(value, MASK)
+    return text

@@ -61,6 +61,7 @@ class Kannon:
         ship_code: send the project's code with the run (docs/code-shipping.md): True packages the code root of
             the root task's top-level package, ``(code_root, ship.Archive)`` a prepared archive; None follows the
             executor's own ``ship_code``. The local backend ignores it (its children run the master's files).
+        config_sections: luigi config sections to hand to children besides the ones they need (docs/design.md).
 
     The original kannon's keyword arguments (``api_instance``, ``template_job``, ``job_prefix``, ...) still work and
     select the Kubernetes backend, with a DeprecationWarning.
@@ -84,6 +85,7 @@ class Kannon:
         max_child_jobs: int | None = None,
         wait_for_lease: float | None = None,
         ship_code: bool | tuple[Path, Archive] | None = None,
+        config_sections: Sequence[str] = (),
         **legacy: Any,
     ) -> None:
         if executor is not None and not isinstance(executor, Executor):
@@ -135,6 +137,7 @@ class Kannon:
         self.sys_path = tuple(sys_path)
         self.wait_for_lease = wait_for_lease
         self.ship_code = ship_code
+        self.config_sections = tuple(config_sections)
         self.shipment: Shipment | None = None  # set by build(): what this run ships, once uploaded
         self.import_note: str | None = None  # set by build(): why the plan-time import check was not possible
 

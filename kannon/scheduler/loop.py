@@ -8,6 +8,7 @@ urgent: ``executor.launch`` and ``executor.cancel``. So a slow object store or o
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import time
@@ -37,6 +38,7 @@ class Loop:
         self.machine, self.executor, self.plan, self.run = machine, executor, plan, run
         self.print_logs = print_logs  # Kannon.follow_logs: child output reaches kannon_task_log observers
         self.specs, self.child_env = specs, child_env
+        self._masked = logtail.maskable(run.secrets)  # masked in children's output before anyone sees it
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()  # put() is reentrant: signal handlers use it
         self.master = MasterRunner(self.post)
         self.io = Pool(IO_WORKERS, "kannon-io")
@@ -78,6 +80,10 @@ class Loop:
             if isinstance(msg, base.LogLine):
                 self._log_line(msg)
                 continue
+            if isinstance(msg, base.Finished) and self._masked:
+                tail = tuple(logtail.mask(line, self._masked) for line in msg.log_tail)
+                reason = msg.reason and logtail.mask(msg.reason, self._masked)
+                msg = dataclasses.replace(msg, log_tail=tail, reason=reason)
             self._carry(self.machine.step(msg, time.time()))
 
     def _carry(self, actions: list[state.Action]) -> None:
@@ -155,7 +161,8 @@ class Loop:
         uid = self.machine.task_of(msg.key)
         if uid is None:
             return
-        status = logtail.parse_status(msg.line)
+        line = logtail.mask(msg.line, self._masked)  # a status message may quote a secret as much as a print
+        status = logtail.parse_status(line)
         if status is not None:  # a bullet's set_status_message / set_progress_percentage: an event, not output
             node = self.plan.nodes[uid]
             event = Event("status", self.run.run_id, task_id=uid, family=node.family, attempt=_attempt_of(msg.key),
@@ -163,7 +170,7 @@ class Loop:
             self.observers.submit(partial(self._notify_event, event))
         elif self.print_logs:
             label = f"{self.plan.nodes[uid].family} {uid[:8]}"
-            self.notify("kannon_task_log", task_id=uid, label=label, line=msg.line)
+            self.notify("kannon_task_log", task_id=uid, label=label, line=line)
 
     # -- observer lane -----------------------------------------------------------------------------------------
     def _notify_event(self, event: Event) -> None:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kannon import logtail, speccrypt
 from kannon.backends.base import Executor, RunInfo
 from kannon.events import Event
 from kannon.plan import Plan
@@ -42,25 +43,35 @@ def run_info(k: Kannon, plan: Plan, invocation: str | None = None, env: ChildEnv
     rid = ids.run_id(plan.root_id, workspace)
     base = Path(k.run_dir) if k.run_dir is not None else None
     secrets = dict(env.inherited) if env is not None else {}
+    run_dir = ids.run_dir(rid, workspace, base)
+    if env is not None:  # a real run (not a dry look at its ids): specs are sealed with this run's key
+        secrets[speccrypt.KEY_ENV] = speccrypt.run_key(run_dir)
     # follow_logs is always on for the backends: a bullet's status lines travel in its output (kannon.logtail), so
     # output must stream even when nobody prints it; Kannon.follow_logs decides only what is printed (Loop).
-    return RunInfo(rid, ids.run_dir(rid, workspace, base), True, invocation or ids.invocation_id(), secrets)
+    return RunInfo(rid, run_dir, True, invocation or ids.invocation_id(), secrets)
 
 
 def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
     child_env = ChildEnv([*k.env_to_inherit, *config_env_names()])
+    for name in logtail.too_short(child_env.inherited):
+        log.warning("kannon: env %s is too short to mask in logs (fewer than %d characters): a child that prints it "
+                    "shows it in the console, the event log and the report", name, logtail.MIN_MASKED)  # fmt: skip
     info = run_info(k, plan, env=child_env)
     parallel = k.max_parallel or executor.default_parallelism
     policy = Policy(max_parallel=parallel, max_submitted=executor.submit_limit(parallel), retries=k.retries,
                     retry_delay=k.retry_delay, retry_delay_max=k.retry_delay_max, infra_retries=k.infra_retries,
                     keep_going=k.keep_going)  # fmt: skip
     machine = RunState(plan, policy, info.run_id, executor.name, info.invocation_id)
-    loop = Loop(machine, executor, plan, info, Specs(executor, info.run_id, info.run_dir, k.sys_path, k.shipment),
+    loop = Loop(machine, executor, plan, info, Specs(executor, info.run_id, info.run_dir, k.sys_path, k.shipment,
+                                                    info.secrets[speccrypt.KEY_ENV],
+                                                    [type(n.task) for n in plan.nodes.values()],
+                                                    getattr(k, "config_sections", ())),
                 child_env, print_logs=k.follow_logs)  # fmt: skip
     info.run_dir.mkdir(parents=True, exist_ok=True)
     # Before start(): a backend sweeps or adopts a previous master's children in start(), and only the holder may.
     executor.acquire_lease(info, k.wait_for_lease)
     try:
+        loop.specs.sweep()  # a crashed master's spec files (now ours to delete)
         with loop.master.signals():  # from here on a signal cancels the run (and interrupts only user code)
             try:
                 # may fork the local zygote: no threads of ours exist yet (the pools start lazily, below)
@@ -92,6 +103,10 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
     finally:
         loop.io.close()
         loop.observers.close()
+        try:  # before the lease goes: the next holder of this run writes specs at the same locations
+            loop.specs.cleanup()
+        except Exception:
+            log.exception("deleting the run's spec files failed")
         executor.release_lease()
     if done.signum is not None:
         raise Interrupted(done.signum, result)

@@ -8,10 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kannon import handoff, storage
+from kannon import handoff, speccrypt, storage
 from kannon.backends.base import Executor
 from kannon.plan import Node
 from kannon.ship import Shipment
+
+WRITTEN = "specs.written"  # in the run directory: every spec location this run wrote, one per line
 
 
 @dataclass(frozen=True)
@@ -22,14 +24,19 @@ class Spec:
 
 
 class Specs:
-    """Encoded on the loop thread; uploads to S3/GCS (may be slow) run on the I/O pool, so lookups are locked."""
+    """Encoded on the loop thread; uploads to S3/GCS (may be slow) run on the I/O pool, so lookups are locked.
+
+    Every spec is sealed with the run's key (kannon.speccrypt) whatever its transport; ``sha256`` is the
+    plaintext's, so it names the task's content and stays the same when a re-attaching master seals it again."""
 
     def __init__(self, executor: Executor, run_id: str, run_dir: Path, sys_path: Sequence[str],
-                 shipment: Shipment | None = None) -> None:  # fmt: skip
+                 shipment: Shipment | None = None, key: str | None = None, task_classes: Sequence[type] = (),
+                 config_sections: Sequence[str] = ()) -> None:  # fmt: skip
         self.executor, self.run_id, self.run_dir, self.sys_path = executor, run_id, run_dir, tuple(sys_path)
+        self.key = key if key is not None else speccrypt.run_key(run_dir)
         self.code = shipment.spec_entry() if shipment is not None else None
         self.code_root = str(shipment.code_root) if shipment is not None else None
-        self.config = handoff.luigi_config_snapshot()
+        self.config = handoff.config_for_child(handoff.luigi_config_snapshot(), task_classes, config_sections)
         self.encoder = handoff.Encoder(verify_values=False)  # values were verified while planning
         self._done: dict[str, Spec] = {}
         self._lock = threading.Lock()
@@ -48,6 +55,7 @@ class Specs:
         data = self.encoder.spec(node.task, self.run_id, self.config, self.sys_path, code=self.code,
                                  code_root=self.code_root)  # fmt: skip
         sha = hashlib.sha256(data).hexdigest()
+        data = speccrypt.seal(data, self.key)
         transport = self.executor.spec_transport(len(data))
         if transport == "inline":
             spec = Spec("env:KANNON_SPEC", sha, {"KANNON_SPEC": storage.encode_inline(data)})
@@ -56,6 +64,8 @@ class Specs:
             spec = Spec(storage.join(base, "kannon", "specs", self.run_id, f"{node.task_id}.json"), sha)
         else:
             spec = Spec(str(self.run_dir / "specs" / f"{node.task_id}.json"), sha)
+        if not spec.env:
+            self._record(spec.location)
         if storage.is_remote(spec.location):
             return spec, data
         if not spec.env:
@@ -70,3 +80,35 @@ class Specs:
     def _remember(self, task_id: str, spec: Spec) -> None:
         with self._lock:
             self._done[task_id] = spec
+
+    # -- cleanup: every spec file this run wrote is deleted when it ends, or by the next run after a crash -------
+    @property
+    def _written(self) -> Path:
+        return self.run_dir / WRITTEN
+
+    def _record(self, location: str) -> None:
+        """Listed before it is written, so a master killed half-way still leaves the next run a complete list."""
+        with self._lock:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(self._written, "a", encoding="utf-8") as f:
+                f.write(location + "\n")
+
+    def sweep(self) -> int:
+        """Delete the spec files a previous (crashed) master of this run left (only the lease holder may)."""
+        return self.cleanup()
+
+    def cleanup(self) -> int:
+        """Delete every spec file listed (and any file in the local spec directory); returns how many."""
+        with self._lock:
+            try:
+                listed = self._written.read_text(encoding="utf-8").splitlines()
+            except FileNotFoundError:
+                listed = []
+            local = self.run_dir / "specs"
+            here = [str(p) for p in local.iterdir() if p.is_file()] if local.is_dir() else []
+            gone = list(dict.fromkeys(loc for loc in [*listed, *here] if loc))
+            for location in gone:
+                storage.delete(location)  # best effort: object storage may be unreachable at the end
+            self._written.unlink(missing_ok=True)
+            self._done.clear()
+            return len(gone)

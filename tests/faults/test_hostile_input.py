@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import kannon
-from kannon import handoff
+from kannon import handoff, speccrypt
 from kannon.backends.base import Executor, RunInfo
 from kannon.backends.docker import DockerExecutor
 from kannon.backends.local import LocalExecutor
@@ -127,21 +127,24 @@ class Tamperer:
     def __init__(self, module: str, directory: Path) -> None:
         self.module, self.directory = module, directory
         self.run_dir: Path | None = None
+        self.key = ""
         self.tampered: list[str] = []
+        self.plain = b""  # the altered spec as a child reads it (the run deletes its spec files at the end)
 
     @kannon.hookimpl
     def kannon_run_start(self, run: RunInfo, backend: str) -> None:
-        self.run_dir = run.run_dir
+        self.run_dir, self.key = run.run_dir, run.secrets[speccrypt.KEY_ENV]  # an attacker holding the run's key
 
     @kannon.hookimpl
     def kannon_task_start(self, event: Event) -> None:
         if event.placement != "bullet" or self.run_dir is None or event.task_id is None:
             return
         path = self.run_dir / "specs" / f"{event.task_id}.json"
-        doc = json.loads(path.read_bytes())
+        doc = json.loads(speccrypt.open_sealed(path.read_bytes(), self.key))
         doc["nodes"][event.task_id]["module"] = self.module
         doc["sys_path"] = [str(self.directory), *doc["sys_path"]]
-        path.write_bytes(json.dumps(doc).encode())
+        self.plain = json.dumps(doc).encode()
+        path.write_bytes(speccrypt.seal(self.plain, self.key))
         self.tampered.append(event.task_id)
 
 
@@ -170,7 +173,8 @@ def test_altered_spec_is_refused_before_its_modules_are_imported(tmp_path: Path,
     figures.bad_input(rejected=not marker.exists())
 
     # control: the same altered spec with a matching hash is imported — the marker works, the hash check saved us
-    spec = Path(err.value.result.run_dir or "") / "specs" / f"{unique_id(task)}.json"
+    spec = tmp_path / "altered.json"
+    spec.write_bytes(tamper.plain)
     data = spec.read_bytes()
     control = run_task(str(spec), unique_id(task), hashlib.sha256(data).hexdigest(), directory)
     assert control.returncode != 0 and marker.exists(), control.stderr

@@ -1,0 +1,67 @@
+"""Spec sealing (kannon.speccrypt) and the child's refusal of a sealed spec it cannot open (a real child process)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kannon import exitcodes, handoff, speccrypt
+from tests.support.tasks import Bullet
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_run_key_is_drawn_once_per_run_directory_and_readable_only_by_its_owner(tmp_path: Path) -> None:
+    first = speccrypt.run_key(tmp_path / "run")
+    assert speccrypt.run_key(tmp_path / "run") == first  # a re-attaching master seals with the same key
+    assert speccrypt.run_key(tmp_path / "other") != first
+    assert stat.S_IMODE(os.stat(tmp_path / "run" / speccrypt.KEY_FILE).st_mode) == 0o600
+
+
+def test_a_sealed_spec_shows_nothing_and_opens_only_with_its_key() -> None:
+    key = speccrypt.new_key()
+    plain = b'{"password": "hunter2-private"}'
+    sealed = speccrypt.seal(plain, key)
+    assert b"hunter2" not in sealed and sealed != speccrypt.seal(plain, key)  # a fresh nonce every time
+    assert speccrypt.open_sealed(sealed, key) == plain
+    with pytest.raises(speccrypt.SpecKeyError, match="not set"):
+        speccrypt.open_sealed(sealed, None)
+    with pytest.raises(speccrypt.SpecKeyError, match="does not verify"):
+        speccrypt.open_sealed(sealed, speccrypt.new_key())
+    flipped = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    with pytest.raises(speccrypt.SpecKeyError, match="does not verify"):
+        speccrypt.open_sealed(flipped, key)
+
+
+def _child(spec: Path, uid: str, sha: str, key: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != speccrypt.KEY_ENV}
+    env["PYTHONPATH"] = str(REPO)
+    if key is not None:
+        env[speccrypt.KEY_ENV] = key
+    return subprocess.run([sys.executable, "-m", "kannon", *handoff.child_args(str(spec), uid, sha)], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_the_child_refuses_a_sealed_spec_without_its_key_with_exit_9(tmp_path: Path) -> None:
+    task = Bullet(name="sealed", workspace_directory=str(tmp_path / "ws"))
+    data = handoff.Encoder().spec(task, "run", {})
+    key = speccrypt.new_key()
+    spec = tmp_path / "spec.json"
+    spec.write_bytes(speccrypt.seal(data, key))
+    uid, sha = handoff.unique_id(task), hashlib.sha256(data).hexdigest()
+
+    missing = _child(spec, uid, sha, None)
+    assert missing.returncode == exitcodes.SPEC_KEY, missing.stderr[-2000:]
+    assert "KANNON_SPEC_KEY is not set" in exitcodes.describe(missing.returncode, missing.stderr.splitlines())
+    wrong = _child(spec, uid, sha, speccrypt.new_key())
+    assert wrong.returncode == exitcodes.SPEC_KEY, wrong.stderr[-2000:]
+    assert "does not verify" in exitcodes.describe(wrong.returncode, wrong.stderr.splitlines())
+    ok = _child(spec, uid, sha, key)
+    assert ok.returncode == exitcodes.OK, ok.stderr[-2000:]
+    assert task.output().exists()
