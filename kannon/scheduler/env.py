@@ -20,14 +20,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from kannon.hints import Hints
 
 #: Set by kannon for every child (the core, or a backend for its own mechanics); a task may not set them.
 RESERVED = frozenset({
     "KANNON_RUN_ID", "KANNON_INVOCATION_ID", "KANNON_TASK_ID", "KANNON_ATTEMPT", "KANNON_SPEC",
-    "KANNON_PARENT_PID", "KANNON_RLIMIT_AS", "KANNON_SECRETS_FILE",
+    "KANNON_PARENT_PID", "KANNON_RLIMIT_AS", "KANNON_SECRETS_FILE", "KANNON_SPEC_KEY",
 })  # fmt: skip
 
 
@@ -41,23 +40,14 @@ def hint_problems(family: str, hints: Hints) -> list[str]:
 _ENV_REF = re.compile(r"\$\{([^}]+)\}")
 
 
-def config_env_names(cfg: Any = None) -> list[str]:
-    """Environment variables the master's luigi config refers to (``${NAME}``).
+def config_env_names(config: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """Environment variables the config a child gets refers to (``${NAME}``, raw values as the spec carries them).
 
-    The child resolves the same config, so under ``gokart.build`` parity it needs the values the master sees —
-    delivered as secrets, since configs take credentials exactly this way."""
-    if cfg is None:
-        import luigi.configuration
-
-        cfg = luigi.configuration.get_config()
-    names: set[str] = set()
-    try:
-        for section in cfg.sections():
-            for option in cfg.options(section):
-                names.update(_ENV_REF.findall(str(cfg.get(section, option, raw=True))))
-    except (AttributeError, TypeError):  # a parser without ConfigParser's raw access (luigi's TOML parser)
-        return []
-    return sorted(names)
+    The child resolves that config, so under ``gokart.build`` parity it needs the values the master sees —
+    delivered as secrets, since configs take credentials exactly this way. Sections the child does not get
+    (kannon.handoff.config_for_child) ask for nothing."""
+    return sorted({name for options in config.values() for value in options.values()
+                   for name in _ENV_REF.findall(value)})  # fmt: skip
 
 
 class ChildEnv:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kannon import logtail, speccrypt
+from kannon import handoff, logtail, speccrypt
 from kannon.backends.base import Executor, RunInfo
 from kannon.events import Event
 from kannon.plan import Plan
@@ -52,7 +52,10 @@ def run_info(k: Kannon, plan: Plan, invocation: str | None = None, env: ChildEnv
 
 
 def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
-    child_env = ChildEnv([*k.env_to_inherit, *config_env_names()])
+    # the config sections a child gets (handoff.config_for_child); the variables they refer to travel as secrets
+    classes = [type(n.task) for n in plan.nodes.values()]
+    child_config = handoff.config_for_child(handoff.luigi_config_snapshot(), classes, getattr(k, "config_sections", ()))
+    child_env = ChildEnv([*k.env_to_inherit, *config_env_names(child_config)])
     for name in logtail.too_short(child_env.inherited):
         log.warning("kannon: env %s is too short to mask in logs (fewer than %d characters): a child that prints it "
                     "shows it in the console, the event log and the report", name, logtail.MIN_MASKED)  # fmt: skip
@@ -64,8 +67,7 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
     machine = RunState(plan, policy, info.run_id, executor.name, info.invocation_id)
     loop = Loop(machine, executor, plan, info, Specs(executor, info.run_id, info.run_dir, k.sys_path, k.shipment,
                                                     info.secrets[speccrypt.KEY_ENV],
-                                                    [type(n.task) for n in plan.nodes.values()],
-                                                    getattr(k, "config_sections", ())),
+                                                    config=child_config),
                 child_env, print_logs=k.follow_logs)  # fmt: skip
     info.run_dir.mkdir(parents=True, exist_ok=True)
     # Before start(): a backend sweeps or adopts a previous master's children in start(), and only the holder may.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,12 +31,15 @@ class Specs:
 
     def __init__(self, executor: Executor, run_id: str, run_dir: Path, sys_path: Sequence[str],
                  shipment: Shipment | None = None, key: str | None = None, task_classes: Sequence[type] = (),
-                 config_sections: Sequence[str] = ()) -> None:  # fmt: skip
+                 config_sections: Sequence[str] = (),
+                 config: Mapping[str, Mapping[str, str]] | None = None) -> None:  # fmt: skip
         self.executor, self.run_id, self.run_dir, self.sys_path = executor, run_id, run_dir, tuple(sys_path)
         self.key = key if key is not None else speccrypt.run_key(run_dir)
         self.code = shipment.spec_entry() if shipment is not None else None
         self.code_root = str(shipment.code_root) if shipment is not None else None
-        self.config = handoff.config_for_child(handoff.luigi_config_snapshot(), task_classes, config_sections)
+        if config is None:
+            config = handoff.config_for_child(handoff.luigi_config_snapshot(), task_classes, config_sections)
+        self.config = {section: dict(options) for section, options in config.items()}
         self.encoder = handoff.Encoder(verify_values=False)  # values were verified while planning
         self._done: dict[str, Spec] = {}
         self._lock = threading.Lock()

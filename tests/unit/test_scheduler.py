@@ -321,7 +321,8 @@ def test_env_to_inherit_is_read_once_when_the_run_starts(monkeypatch: pytest.Mon
     assert {k: v for k, v in fake.run.secrets.items() if k != "KANNON_SPEC_KEY"} == {"SNAPSHOT": "at-start"}
 
 
-@pytest.mark.parametrize("name", ["KANNON_TASK_ID", "KANNON_RUN_ID", "KANNON_SPEC", "KANNON_ATTEMPT"])
+@pytest.mark.parametrize("name", ["KANNON_TASK_ID", "KANNON_RUN_ID", "KANNON_SPEC", "KANNON_ATTEMPT",
+                                  "KANNON_SPEC_KEY"])  # fmt: skip
 def test_hints_env_naming_a_reserved_variable_is_a_plan_error(name: str) -> None:
     b = Bullet(name="forger").with_hints(env={name: "forged"})
     fake = FakeExecutor(ids(b))
