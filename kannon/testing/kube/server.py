@@ -322,8 +322,16 @@ class Handler(BaseHTTPRequestHandler):
         try:
             readable, _, _ = select.select([self.connection], [], [], 0)
             if readable:
-                # Peek at the TCP stream under the TLS layer (SSLSocket.recv refuses flags): EOF means gone.
-                return bool(socket.socket.recv(self.connection, 1, socket.MSG_PEEK) == b"")
+                # A client sends nothing while it reads a stream, so what is readable is its goodbye: a TLS
+                # close_notify (client-go sends one) or a bare EOF, both b"" here, or half a TLS record (wait).
+                timeout = self.connection.gettimeout()
+                self.connection.setblocking(False)
+                try:
+                    return bool(self.connection.recv(1) == b"")
+                except ssl.SSLWantReadError:
+                    return False
+                finally:
+                    self.connection.settimeout(timeout)
         except (OSError, ValueError):
             return True
         return False

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import ssl
@@ -111,3 +112,22 @@ def test_the_kubeconfig_carries_ca_and_token_and_verifies(kube: KubeEmulator, tm
 def test_the_ssl_context_verifies_the_host_name(kube: KubeEmulator) -> None:
     ctx = kube.ssl_context()
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+
+
+@pytest.mark.parametrize("goodbye", ["close_notify", "eof"])
+def test_a_watch_ends_when_its_tls_client_leaves(kube: KubeEmulator, goodbye: str) -> None:
+    """client-go ends a connection with a TLS close_notify, Python's ssl with a bare EOF: either way the emulator
+    stops serving the watch (it would otherwise hold a thread and a store watcher until it stops)."""
+    conn = kube.connection()
+    conn.request("GET", "/api/v1/namespaces/default/pods?watch=true")
+    resp = conn.getresponse()
+    assert resp.status == 200
+    kube.wait_for(lambda: len(kube.store._watchers) == 1)
+    assert isinstance(conn.sock, ssl.SSLSocket)
+    if goodbye == "close_notify":
+        conn.sock.settimeout(60)
+        with contextlib.suppress(OSError, ValueError):  # the emulator hangs up rather than answer in kind
+            conn.sock.unwrap()
+    resp.close()
+    conn.close()
+    kube.wait_for(lambda: not kube.store._watchers, timeout=60)
