@@ -177,6 +177,8 @@ def _limits(executor: Any) -> list[str]:
 
 
 def _cmd_plan(ns: argparse.Namespace) -> int:
+    from kannon import importcheck
+    from kannon.backends.base import BackendError
     from kannon.plan import PlanError
     from kannon.planview import render_plan
     from kannon.plugins import get_backend
@@ -189,6 +191,15 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
         executor = get_backend(ns.backend).from_cli(ns) if ns.backend != "local" else None
         plan = Kannon(executor=executor).plan(root)
         shipped = cliutil.ship_code(ns, extra) if ns.backend != "local" else None
+        checked = executor if executor is not None else get_backend("local").from_cli(ns)
+        # the dry run refuses what the build would: a bullet module its children cannot import (importcheck)
+        try:
+            problems, import_note = importcheck.check(plan, checked, extra, shipped[1].data if shipped else None,
+                                                      str(shipped[0]) if shipped else None)  # fmt: skip
+        except BackendError as e:  # a plan needs no engine or cluster; the build will say it cannot reach one
+            problems, import_note = [], f"imports not checked: {e}"
+        if problems:
+            raise PlanError(problems)
     except (CliError, LookupError, ShipError) as e:
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -199,7 +210,7 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
     if shipped is not None:  # nothing is uploaded by a plan
         print(f"kannon: would ship {shipped[1].summary().removeprefix('shipped ')} from {shipped[0]}",
               file=sys.stderr)  # fmt: skip
-    for note in _limits(executor if executor is not None else get_backend("local").from_cli(ns)):
+    for note in [*_limits(checked), *([import_note] if import_note else [])]:
         print(f"kannon: {note}", file=sys.stderr)
     return 0
 

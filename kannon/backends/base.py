@@ -130,6 +130,11 @@ class Executor(ABC):
     python: str = "python"
     #: parallelism when Kannon(max_parallel=None)
     default_parallelism: int = 32
+    #: True when this backend delivers ``RunInfo.secrets`` to every child by its own safe means (the process
+    #: environment, a 0600 file, a Kubernetes Secret), under ``Launch.env``. A backend that does not declare it
+    #: (one written before secrets existed) keeps working: the core puts the secrets in each ``Launch.env``
+    #: instead, and says so once per run.
+    delivers_secrets: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._lease: FileLease | None = None

@@ -332,6 +332,7 @@ class DockerExecutor(Executor):
     """
 
     name = "docker"
+    delivers_secrets = True  # RunInfo.secrets: a 0600 file mounted read-only
 
     def __init__(
         self,

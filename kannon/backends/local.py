@@ -208,6 +208,7 @@ class LocalExecutor(Executor):
     ``full_env=True`` the master's whole environment instead of :func:`base_env`."""
 
     name = "local"
+    delivers_secrets = True  # RunInfo.secrets: process environment
 
     def __init__(self, mode: Mode = "fork", max_workers: int | None = None, kill_grace: float = 5.0,
                  full_env: bool = False) -> None:  # fmt: skip

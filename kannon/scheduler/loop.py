@@ -134,7 +134,7 @@ class Loop:
         launch = base.Launch(
             key=a.key, run_id=self.run.run_id, task_id=a.task_id, family=node.family, attempt=a.attempt,
             child_args=handoff.child_args(spec.location, a.task_id, spec.sha256),
-            env=self.child_env.for_launch(hints, own), hints=hints, log_path=log_path,
+            env=self._env(hints, own), hints=hints, log_path=log_path,
             labels={"kannon.io/run-id": self.run.run_id},
         )  # fmt: skip
         try:
@@ -142,6 +142,12 @@ class Loop:
         except Exception as e:
             reason = f"the {self.executor.name} backend could not launch it: {type(e).__name__}: {e}"
             self.post(state.LaunchFailed(a.key, reason, isinstance(e, base.BackendError)))
+
+    def _env(self, hints: Hints, own: dict[str, str]) -> dict[str, str]:
+        env = self.child_env.for_launch(hints, own)
+        if not self.executor.delivers_secrets:  # a backend from before RunInfo.secrets (base.Executor)
+            env = {**self.run.secrets, **env}
+        return env
 
     def _cancel(self, a: state.Cancel) -> None:
         try:

@@ -60,6 +60,10 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
         log.warning("kannon: env %s is too short to mask in logs (fewer than %d characters): a child that prints it "
                     "shows it in the console, the event log and the report", name, logtail.MIN_MASKED)  # fmt: skip
     info = run_info(k, plan, env=child_env)
+    if not executor.delivers_secrets:
+        log.warning("kannon: the %s backend does not declare that it delivers secrets safely "
+                    "(Executor.delivers_secrets): the run's inherited values and spec key travel in each launch's "
+                    "environment", executor.name)  # fmt: skip
     parallel = k.max_parallel or executor.default_parallelism
     policy = Policy(max_parallel=parallel, max_submitted=executor.submit_limit(parallel), retries=k.retries,
                     retry_delay=k.retry_delay, retry_delay_max=k.retry_delay_max, infra_retries=k.infra_retries,

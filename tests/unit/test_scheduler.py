@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -26,6 +27,7 @@ class FakeExecutor(Executor):
     A successful fake child writes the task's output, as a real child would."""
 
     name = "fake"
+    delivers_secrets = True
 
     def __init__(self, tasks: dict[str, luigi.Task], behaviour: Behaviour | None = None, hold: int = 0,
                  expected_launches: int = 0) -> None:
@@ -304,6 +306,25 @@ def test_child_env_precedence_inherited_then_hints_then_kannon(monkeypatch: pyte
     assert env["EXTRA"] == "1" and env["SHARED"] == "from-hints"  # the backend lays Launch.env over the secrets
     assert env["KANNON_TASK_ID"] == b.make_unique_id() and env["KANNON_ATTEMPT"] == "1"
     assert env["KANNON_RUN_ID"] == fake.launches[0].run_id and env["KANNON_INVOCATION_ID"]
+
+
+def test_a_backend_that_does_not_declare_secret_delivery_gets_them_in_each_launch(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A third-party backend written before RunInfo.secrets existed lays only Launch.env over its environment: its
+    # children must still get the inherited values and the spec key (else they exit 9), and the user is told.
+    class OldBackend(FakeExecutor):
+        delivers_secrets = False
+
+    monkeypatch.setenv("KANNON_TEST_TOKEN", "s3cr3t-value")
+    b = Bullet(name="old").with_hints(env={"KANNON_TEST_TOKEN": "from-hints"})
+    fake = OldBackend(ids(b))
+    with caplog.at_level(logging.WARNING, logger="kannon"):
+        Kannon(executor=fake, env_to_inherit=["KANNON_TEST_TOKEN"]).build(b)
+    env = fake.launches[0].env
+    assert env["KANNON_SPEC_KEY"] == fake.run.secrets["KANNON_SPEC_KEY"]  # type: ignore[union-attr]
+    assert env["KANNON_TEST_TOKEN"] == "from-hints"  # hints still win over an inherited name
+    assert any("does not declare that it delivers secrets" in r.getMessage() for r in caplog.records)
 
 
 def test_env_to_inherit_is_read_once_when_the_run_starts(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -59,6 +59,7 @@ class K8sJobExecutor(JobCreator):
     """
 
     name = "kubernetes"
+    delivers_secrets = True  # RunInfo.secrets: one Secret per run, secretKeyRef
     default_parallelism = 32
 
     def __init__(

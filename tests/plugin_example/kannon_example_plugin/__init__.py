@@ -22,6 +22,7 @@ from kannon.plugins import BackendSpec
 
 class ExampleExecutor(Executor):
     name = "example"
+    delivers_secrets = True  # RunInfo.secrets reach the child in its process environment, under Launch.env
 
     def __init__(self, tag: str = "example") -> None:
         super().__init__()
@@ -33,12 +34,15 @@ class ExampleExecutor(Executor):
         self.track(launch.key)
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         with launch.log_path.open("ab") as log:
-            proc = subprocess.Popen(launch.argv(self.python), env={**os.environ, **launch.env,
+            proc = subprocess.Popen(launch.argv(self.python), env={**os.environ, **self.secrets(), **launch.env,
                                     "KANNON_EXAMPLE_TAG": self.tag}, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)  # fmt: skip
         self._procs[launch.key] = proc
         self.emit(Started(launch.key, f"example pid {proc.pid}"))
         threading.Thread(target=self._wait, args=(launch, proc), daemon=True).start()
+
+    def secrets(self) -> dict[str, str]:
+        return dict(self.run.secrets) if self.run is not None else {}
 
     def _wait(self, launch: Launch, proc: subprocess.Popen[bytes]) -> None:
         code = proc.wait()
