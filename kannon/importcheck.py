@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kannon.handoff import import_roots
@@ -46,9 +46,7 @@ def check(plan: Plan, executor: Any, sys_path: Sequence[str] = (), archive: byte
     if name == "local":
         if getattr(executor, "mode", None) != "spawn":
             return [], None  # a forked child inherits the master's modules
-        fix = ("It imports through something only this process has (a sys.path edit, a module built at run time); "
-               "put the directories on PYTHONPATH or pass Kannon(sys_path=[...]).")  # fmt: skip
-        return _problems(plan, spawned_import_failures(modules, roots), fix, "started afresh"), None
+        return spawned_problems(plan, sys_path), None
     probe = getattr(executor, "import_failures", None)
     if probe is None:
         return [], (f"the {name} backend cannot check before the run that its children can import "
@@ -93,6 +91,15 @@ def archive_modules(data: bytes) -> set[str]:
             if parts:
                 names.add(".".join(parts))
     return names
+
+
+def spawned_problems(plan: Plan, sys_path: Sequence[str] = (), env: Mapping[str, str] | None = None) -> list[str]:
+    """One problem per bullet module a freshly started interpreter cannot import with the sys.path a child gets."""
+    modules = plan.bullet_modules()
+    failed = spawned_import_failures(modules, [*sys_path, *import_roots(modules)], env)
+    fix = ("It imports through something only this process has (a sys.path edit, a module built at run time); "
+           "put the directories on PYTHONPATH or pass Kannon(sys_path=[...]).")  # fmt: skip
+    return _problems(plan, failed, fix, "started afresh")
 
 
 def _problems(plan: Plan, failed: dict[str, str], fix: str, where: str) -> list[str]:

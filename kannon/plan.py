@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import luigi
 
 from kannon import dag
-from kannon.handoff import Encoder, HandoffError, describe, import_roots, short_params, unique_id, verify_round_trips
+from kannon.handoff import Encoder, HandoffError, describe, short_params, unique_id, verify_round_trips
 from kannon.hints import Hints
 from kannon.result import Placement
 from kannon.task import TaskOnBullet
@@ -213,21 +213,11 @@ def spawned_import_failures(
 
 
 def bullet_import_problems(plan: Plan, sys_path: Sequence[str] = (), env: Mapping[str, str] | None = None) -> list[str]:
-    """Plan-time check for spawned children (one interpreter for all modules): every bullet's module must import
-    with the sys.path a child gets (``sys_path`` plus where the master imported the modules from, see
-    handoff.import_roots). One problem per module, naming the bullets it would have failed."""
-    modules = plan.bullet_modules()
-    failed = spawned_import_failures(modules, [*sys_path, *import_roots(modules)], env)
-    problems = []
-    for module, error in sorted(failed.items()):
-        bullets = [n for n in plan.nodes.values()
-                   if n.placement is Placement.BULLET and type(n.task).__module__ == module]  # fmt: skip
-        first = describe_safe(bullets[0].task) if bullets else module
-        more = f" and {len(bullets) - 1} more" if len(bullets) > 1 else ""
-        problems.append(f"{first}{more}: its module {module} cannot be imported by a child started afresh ({error}). "
-                        "It imports through something only this process has (a sys.path edit, a module built at "
-                        "run time); put the directories on PYTHONPATH or pass Kannon(sys_path=[...]).")  # fmt: skip
-    return problems
+    """Plan-time check for spawned children: kept for existing callers; the check lives in kannon.importcheck,
+    which Kannon.build runs for every backend."""
+    from kannon import importcheck  # imports this module
+
+    return importcheck.spawned_problems(plan, sys_path, env)
 
 
 def _complete_or_error(task: luigi.Task) -> tuple[bool, str | None]:
