@@ -158,14 +158,18 @@ def memory_quantity(value: str | int) -> str:
 
 def merge_env(current: list[dict[str, Any]], extra: Mapping[str, str]) -> list[dict[str, Any]]:
     """Container env with ``extra`` replacing entries of the same name (kept in place) and appending the rest."""
+    return replace_env(current, [{"name": name, "value": value} for name, value in extra.items()])
+
+
+def replace_env(current: list[dict[str, Any]], entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Container env with ``entries`` replacing entries of the same name (kept in place) and appending the rest."""
     out = [dict(e) for e in current]
     index = {e.get("name"): i for i, e in enumerate(out)}
-    for name, value in extra.items():
-        entry = {"name": name, "value": value}
-        if name in index:
-            out[index[name]] = entry
+    for entry in entries:
+        if entry["name"] in index:
+            out[index[entry["name"]]] = entry
         else:
-            index[name] = len(out)
+            index[entry["name"]] = len(out)
             out.append(entry)
     return out
 
@@ -284,7 +288,7 @@ def child_env(target: dict[str, Any], launch: Launch, secrets: Mapping[str, str]
         raise BackendError("the run's secrets need the run's Secret: start() did not create it")
     if refs:
         assert secret_name is not None
-        target["env"] = env_refs(target.get("env") or [], secret_name, refs)
+        target["env"] = replace_env(target.get("env") or [], env_refs(secret_name, refs))
     if launch.env:
         target["env"] = merge_env(target.get("env") or [], launch.env)
 

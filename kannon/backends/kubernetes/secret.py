@@ -59,18 +59,9 @@ def secret_body(name: str, namespace: str, run_id: str, values: Mapping[str, str
     return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque", "data": data}
 
 
-def env_refs(current: list[dict[str, Any]], name: str, keys: list[str]) -> list[dict[str, Any]]:
-    """Container env with a ``secretKeyRef`` entry per key, replacing template entries of the same name in place."""
-    out = [dict(e) for e in current]
-    index = {e.get("name"): i for i, e in enumerate(out)}
-    for key in keys:
-        entry = {"name": key, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
-        if key in index:
-            out[index[key]] = entry
-        else:
-            index[key] = len(out)
-            out.append(entry)
-    return out
+def env_refs(name: str, keys: list[str]) -> list[dict[str, Any]]:
+    """A container env entry per key, each a ``secretKeyRef`` into the Secret ``name`` (never the value)."""
+    return [{"name": key, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}} for key in keys]
 
 
 class RunSecret:
