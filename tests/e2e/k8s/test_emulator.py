@@ -601,7 +601,7 @@ def test_pod_delete_is_graceful_and_job_replaces_it(kube: KubeEmulator, batch_ap
     deleted = core_api.delete_namespaced_pod(first, NS)
     assert deleted.metadata.deletion_timestamp is not None
     # The replacement appears as soon as the old pod is terminating (podReplacementPolicy TerminatingOrFailed); the
-    # deleted pod counts as failed once it is gone.
+    # deleted pod counts as failed at once (upstream isPodFailed: a deletionTimestamp and not Succeeded).
     kube.wait_for(
         lambda: (
             first not in kube.pods()
@@ -609,6 +609,31 @@ def test_pod_delete_is_graceful_and_job_replaces_it(kube: KubeEmulator, batch_ap
             and kube.jobs()["victim"]["status"].get("failed") == 1
         )
     )
+
+
+def test_a_deleted_running_pod_fails_a_backoff_limit_0_job_at_once(
+    kube: KubeEmulator, batch_api: Any, core_api: Any
+) -> None:
+    """Upstream job_controller.go isPodFailed: a terminating pod that has not succeeded counts as failed when its
+    deletion starts, so with backoffLimit 0 the Job fails (failed: 1) and no replacement pod runs the task again."""
+    # PID 1 without a SIGTERM handler: the pod stays terminating for the whole grace period.
+    rv = core_api.list_namespaced_pod(NS).metadata.resource_version
+    batch_api.create_namespaced_job(NS, job_body("once", "print('ready', flush=True)\nimport time\ntime.sleep(600)",
+                                                 backoffLimit=0))  # fmt: skip
+    _handling(kube, "once")
+    first = pods_of(kube, "once")[0]["metadata"]["name"]
+    core_api.delete_namespaced_pod(first, NS, grace_period_seconds=600)
+    job = kube.wait_for(lambda: (kube.jobs()["once"].get("status") or {}).get("failed") == 1 and kube.jobs()["once"])
+    assert conditions(job)["FailureTarget"]["reason"] == "BackoffLimitExceeded"
+    assert job["status"]["terminating"] == 1 and job["status"]["ready"] == 0 and "active" not in job["status"]
+    assert "Failed" not in conditions(job)  # the terminal condition waits for the terminating pod (1.31+)
+    assert kube.pods()[first]["metadata"]["deletionTimestamp"]  # still terminating: counted failed at once
+    core_api.delete_namespaced_pod(first, NS, grace_period_seconds=0)
+    done = wait_finished(kube, "once")
+    assert done["status"].get("failed") == 1 and conditions(done)["Failed"]["reason"] == "BackoffLimitExceeded"
+    names = {ev["object"].metadata.name for ev in watch.Watch().stream(
+        core_api.list_namespaced_pod, NS, resource_version=rv, timeout_seconds=1, label_selector="job-name=once")}
+    assert names == {first}  # never replaced: the user's task ran once
 
 
 # --- pod logs ------------------------------------------------------------------------------------------------------
