@@ -1,0 +1,103 @@
+"""kannon's node agent (kannon.testing.node) against the real control plane: kube-scheduler binds pods to it, it runs
+them as processes and writes their status as a kubelet does, and the real Job controller reacts to that status.
+Pods ask for kannon's node by its hostname label, so no other Node of the session can take them.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+
+from tests.e2e.upstream.kube import condition, job_manifest, job_pods, kubectl
+from tests.support.procs import wait_until
+
+pytestmark = pytest.mark.upstream
+
+WAIT = 180  # a pod starts a Python interpreter on a loaded 2-core machine; the controllers react in about a second
+PY = sys.executable
+
+
+def on_node(node: str, code: str, **container: Any) -> dict[str, Any]:
+    """A pod spec for kannon's node running ``python -c code``."""
+    main = {"name": "main", "image": "kannon-process", "command": [PY, "-c", code], **container}
+    return {"nodeSelector": {"kubernetes.io/hostname": node}, "containers": [main]}
+
+
+def pod_log(core: Any, name: str, namespace: str, **options: Any) -> str:
+    # Raw: client 36 turns a text/plain answer into the repr of its bytes.
+    return str(core.read_namespaced_pod_log(name, namespace, _preload_content=False, **options).data.decode())
+
+
+def finished(batch: Any, namespace: str, job: str) -> Any:
+    current = batch.read_namespaced_job(job, namespace)
+    return condition(current, "Complete") or condition(current, "Failed")
+
+
+def test_job_runs_to_complete_with_kubelet_status_and_logs(batch: Any, core: Any, namespace: str,
+                                                           kannon_node: str, upstream: Any) -> None:  # fmt: skip
+    code = "import os; print('hello', os.environ['GREETING']); print('line two')"
+    spec = on_node(kannon_node, code, env=[{"name": "GREETING", "value": "from kannon's node"}])
+    batch.create_namespaced_job(namespace, job_manifest("hello", pod_spec=spec))
+    done = wait_until(lambda: finished(batch, namespace, "hello"), WAIT, "the Job to finish", max_delay=0.5)
+    assert done.type == "Complete"
+    assert batch.read_namespaced_job("hello", namespace).status.succeeded == 1
+
+    pod = job_pods(core, namespace, "hello")[0]
+    assert pod.spec.node_name == kannon_node  # bound by kube-scheduler
+    assert pod.status.phase == "Succeeded" and pod.status.start_time is not None
+    assert pod.status.host_ip == "127.0.0.1"
+    state = pod.status.container_statuses[0].state.terminated
+    assert (state.exit_code, state.reason) == (0, "Completed") and state.started_at <= state.finished_at
+    conditions = {c.type: (c.status, c.reason) for c in pod.status.conditions}
+    assert conditions["PodScheduled"][0] == conditions["Initialized"][0] == "True"
+    assert conditions["Ready"] == conditions["ContainersReady"] == ("False", "PodCompleted")
+
+    # pods/log: the API server proxies to the node's HTTPS endpoint (daemonEndpoints.kubeletEndpoint).
+    name = pod.metadata.name
+    assert pod_log(core, name, namespace) == "hello from kannon's node\nline two\n"
+    assert pod_log(core, name, namespace, tail_lines=1) == "line two\n"
+    stamped = pod_log(core, name, namespace, timestamps=True).splitlines()
+    assert [line.split(" ", 1)[1] for line in stamped] == ["hello from kannon's node", "line two"]
+    assert all(line[:4].isdigit() and line.split(" ", 1)[0].endswith("Z") for line in stamped)
+    assert kubectl(upstream, "logs", "-n", namespace, "job/hello").stdout == "hello from kannon's node\nline two\n"
+
+
+def test_failing_pods_count_against_the_backoff_limit(batch: Any, core: Any, namespace: str,
+                                                      kannon_node: str) -> None:  # fmt: skip
+    spec = on_node(kannon_node, "import sys; print('failing', flush=True); sys.exit(3)")
+    batch.create_namespaced_job(namespace, job_manifest("failing", backoffLimit=1, pod_spec=spec))
+    done = wait_until(lambda: finished(batch, namespace, "failing"), WAIT, "the Job to fail", max_delay=0.5)
+    assert (done.type, done.reason) == ("Failed", "BackoffLimitExceeded")
+    assert batch.read_namespaced_job("failing", namespace).status.failed == 2  # the first pod and one retry
+    pods = job_pods(core, namespace, "failing")
+    assert len(pods) == 2
+    for pod in pods:
+        assert pod.status.phase == "Failed"
+        state = pod.status.container_statuses[0].state.terminated
+        assert (state.exit_code, state.reason) == (3, "Error")
+
+
+def test_a_deleted_running_pod_of_a_backoff_limit_0_job_is_counted_failed(batch: Any, core: Any, namespace: str,
+                                                                         kannon_node: str) -> None:  # fmt: skip
+    spec = on_node(kannon_node, "import time; print('running', flush=True); time.sleep(600)")
+    batch.create_namespaced_job(namespace, job_manifest("deleted", backoffLimit=0, pod_spec=spec))
+
+    def running() -> Any:
+        pods = job_pods(core, namespace, "deleted")
+        return pods[0] if pods and pods[0].status.phase == "Running" else None
+
+    pod = wait_until(running, WAIT, "the pod to run on kannon's node", max_delay=0.5)
+    assert pod.status.container_statuses[0].ready and pod.status.container_statuses[0].state.running
+    core.delete_namespaced_pod(pod.metadata.name, namespace)  # graceful (30 s): the node sends SIGTERM
+
+    done = wait_until(lambda: condition(batch.read_namespaced_job("deleted", namespace), "Failed"), WAIT,
+                      "the Job to fail", max_delay=0.5)  # fmt: skip
+    assert done.reason == "BackoffLimitExceeded"
+    status = batch.read_namespaced_job("deleted", namespace).status
+    assert status.failed == 1 and not status.succeeded
+    # No replacement pod: the deleted one was the only pod, and it is gone once its finalizer was removed and
+    # kannon's node finished the deletion.
+    wait_until(lambda: not job_pods(core, namespace, "deleted"), WAIT, "the deleted pod to be removed", max_delay=0.5)
+    assert batch.read_namespaced_job("deleted", namespace).status.failed == 1
