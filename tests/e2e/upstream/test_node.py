@@ -101,3 +101,89 @@ def test_a_deleted_running_pod_of_a_backoff_limit_0_job_is_counted_failed(batch:
     # kannon's node finished the deletion.
     wait_until(lambda: not job_pods(core, namespace, "deleted"), WAIT, "the deleted pod to be removed", max_delay=0.5)
     assert batch.read_namespaced_job("deleted", namespace).status.failed == 1
+
+
+def test_env_from_secrets_and_config_maps_read_through_the_api(batch: Any, core: Any, namespace: str,
+                                                              kannon_node: str) -> None:  # fmt: skip
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "creds"},
+                                              "stringData": {"token": "s3cr3t", "user": "ann"}})  # fmt: skip
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "settings"},
+                                                  "data": {"mode": "fast", "level": "3"}})  # fmt: skip
+    code = "import os; print(*(f'{k}={os.environ.get(k)}' for k in sorted(os.environ) if k.startswith('X_')))"
+    env = [{"name": "X_TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+           {"name": "X_MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
+           {"name": "X_ABSENT", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k", "optional": True}}}]
+    env_from = [{"secretRef": {"name": "creds"}, "prefix": "X_S_"}, {"configMapRef": {"name": "settings"},
+                                                                     "prefix": "X_C_"}]  # fmt: skip
+    spec = on_node(kannon_node, code, env=env, envFrom=env_from)
+    batch.create_namespaced_job(namespace, job_manifest("env", pod_spec=spec))
+    assert wait_until(lambda: finished(batch, namespace, "env"), WAIT, "the Job to finish", max_delay=0.5).type == \
+        "Complete"  # fmt: skip
+    pod = job_pods(core, namespace, "env")[0].metadata.name
+    assert pod_log(core, pod, namespace).split() == [
+        "X_C_level=3", "X_C_mode=fast", "X_MODE=fast", "X_S_token=s3cr3t", "X_S_user=ann", "X_TOKEN=s3cr3t"]
+
+
+def test_a_missing_secret_holds_the_pod_until_it_is_created(batch: Any, core: Any, namespace: str,
+                                                            kannon_node: str) -> None:  # fmt: skip
+    env = [{"name": "X_TOKEN", "valueFrom": {"secretKeyRef": {"name": "later", "key": "token"}}}]
+    spec = on_node(kannon_node, "import os; print(os.environ['X_TOKEN'])", env=env)
+    batch.create_namespaced_job(namespace, job_manifest("later", pod_spec=spec))
+
+    def waiting() -> Any:
+        pods = job_pods(core, namespace, "later")
+        statuses = (pods[0].status.container_statuses or []) if pods else []
+        return statuses and statuses[0].state.waiting and statuses[0].state.waiting.reason == \
+            "CreateContainerConfigError" and statuses[0].state.waiting  # fmt: skip
+
+    assert wait_until(waiting, WAIT, "CreateContainerConfigError", max_delay=0.5).message == 'secret "later" not found'
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "later"}, "stringData": {"token": "now"}})
+    assert wait_until(lambda: finished(batch, namespace, "later"), WAIT, "the Job to finish", max_delay=0.5).type == \
+        "Complete"  # fmt: skip
+    assert pod_log(core, job_pods(core, namespace, "later")[0].metadata.name, namespace) == "now\n"
+
+
+def test_over_the_memory_limit_is_oom_killed(batch: Any, core: Any, namespace: str, kannon_node: str) -> None:
+    from kannon.testing.kube.runtime import _cgroup_base
+    from tests.support.services import service_unavailable
+
+    if _cgroup_base() is None:
+        service_unavailable("no writable memory cgroup here: the process runtime cannot enforce memory limits",
+                            "run as root on a host with cgroup v1's memory controller or a delegated cgroup v2 subtree")
+    code = "import time; b = bytearray(256 * 2**20); time.sleep(60)"
+    spec = on_node(kannon_node, code, resources={"limits": {"memory": "64Mi"}})
+    batch.create_namespaced_job(namespace, job_manifest("oom", backoffLimit=0, pod_spec=spec))
+    done = wait_until(lambda: finished(batch, namespace, "oom"), WAIT, "the Job to fail", max_delay=0.5)
+    assert (done.type, done.reason) == ("Failed", "BackoffLimitExceeded")
+    pod = job_pods(core, namespace, "oom")[0]
+    state = pod.status.container_statuses[0].state.terminated
+    assert (pod.status.phase, state.exit_code, state.reason) == ("Failed", 137, "OOMKilled")
+
+
+def test_kubectl_logs_follow_streams_a_running_pod(batch: Any, core: Any, namespace: str, kannon_node: str,
+                                                  upstream: Any, tmp_path: Any) -> None:  # fmt: skip
+    import os
+    import subprocess
+
+    go = tmp_path / "go"
+    code = (f"import os, time\nprint('first', flush=True)\nwhile not os.path.exists({str(go)!r}): time.sleep(0.05)\n"
+            "print('second', flush=True)")  # fmt: skip
+    batch.create_namespaced_job(namespace, job_manifest("follow", pod_spec=on_node(kannon_node, code)))
+    env = {**os.environ, "KUBECONFIG": str(upstream.kubeconfig)}
+
+    def running() -> Any:
+        pods = job_pods(core, namespace, "follow")
+        return pods[0].metadata.name if pods and pods[0].status.phase == "Running" else None
+
+    pod = wait_until(running, WAIT, "the pod to run", max_delay=0.5)
+    follow = subprocess.Popen(["kubectl", "logs", "-f", "-n", namespace, pod], env=env, stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    try:
+        assert follow.stdout is not None
+        assert follow.stdout.readline() == "first\n"  # streamed while the pod still runs
+        assert follow.poll() is None
+        go.touch()
+        assert follow.stdout.readline() == "second\n"
+        assert follow.wait(WAIT) == 0  # the stream ends when the container does
+    finally:
+        follow.kill()
