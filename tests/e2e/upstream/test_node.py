@@ -187,3 +187,33 @@ def test_kubectl_logs_follow_streams_a_running_pod(batch: Any, core: Any, namesp
         assert follow.wait(WAIT) == 0  # the stream ends when the container does
     finally:
         follow.kill()
+
+
+def test_a_node_coming_back_runs_its_pods_and_finishes_their_deletions(core: Any, namespace: str, upstream: Any,
+                                                                      tmp_path: Any) -> None:  # fmt: skip
+    from kannon.testing.kube.runtime import ProcessRuntime
+    from kannon.testing.node import NodeAgent
+
+    name = f"kannon-node-back-{namespace[-5:]}"
+    tls = (str(upstream.creds.serving_cert), str(upstream.creds.serving_key))
+
+    def agent() -> NodeAgent:
+        return NodeAgent(upstream.api_client(), name, ProcessRuntime(str(tmp_path)), tls=tls)
+
+    with agent():  # registers the Node, then stops: its pods now wait for it
+        pass
+    try:
+        for pod in ("kept", "dropped"):
+            spec = {"nodeName": name, "restartPolicy": "Never", **on_node(name, f"print('{pod} ran')")}
+            core.create_namespaced_pod(namespace, {"metadata": {"name": pod}, "spec": spec})
+        core.delete_namespaced_pod("dropped", namespace)  # bound and not terminal: only its kubelet can finish this
+        assert core.read_namespaced_pod("dropped", namespace).metadata.deletion_timestamp is not None
+
+        with agent():
+            phase = lambda: core.read_namespaced_pod("kept", namespace).status.phase  # noqa: E731
+            wait_until(lambda: phase() == "Succeeded", WAIT, "the pod to run once its node is back", max_delay=0.5)
+            assert pod_log(core, "kept", namespace) == "kept ran\n"
+            wait_until(lambda: "dropped" not in [p.metadata.name for p in core.list_namespaced_pod(namespace).items],
+                       WAIT, "the deleted pod to be removed", max_delay=0.5)  # fmt: skip
+    finally:
+        core.delete_node(name)
