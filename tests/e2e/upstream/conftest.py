@@ -5,7 +5,7 @@ The build (tens of minutes when the machine's cache is cold) runs at collection 
 were selected, so it is outside every test's timeout. Without Go, or when the build fails, the tier is skipped with
 the reason — and under CI=true fails instead (tests/support/services.py).
 
-``kannon_node`` runs kannon's node agent (``python -m kannon.testing.node``, process runtime) for the session: pods
+``kannon_node`` runs kannon's node agent (``python -m kannon.testing.node``, warm process runtime) for the session: pods
 bound to it really run. Controller tests that need a pod in an exact state instead bind it to a bare Node object
 (``node``) and write its status through the pods/status subresource as a kubelet would.
 """
@@ -136,8 +136,11 @@ def kannon_node(upstream: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
     core = client.CoreV1Api(upstream.api_client())
     directory = tmp_path_factory.mktemp("kannon-node")
     log = (directory / "node.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "kannon.testing.node", *upstream.node_flags(), f"--name={NODE_NAME}",
-                             f"--workdir={directory}"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    # Warm process pods (forked from a zygote that imported gokart once): a cold interpreter per pod would put ~1 s
+    # of imports per pod on the master's two cores; the cold path is covered by the node-restart test.
+    command = [sys.executable, "-m", "kannon.testing.node", *upstream.node_flags(), f"--name={NODE_NAME}",
+               f"--workdir={directory}", "--warm-import=gokart", "--warm-import=kannon.child"]
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             preexec_fn=_die_with_parent)  # fmt: skip
     log.close()
 

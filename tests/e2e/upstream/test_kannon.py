@@ -1,5 +1,5 @@
 """kannon itself on the real control plane: ``Kannon(executor=K8sJobExecutor(...))`` runs the quick-start's bullets
-as Jobs that the real Job controller and kube-scheduler handle and kannon's node runs (process runtime), as
+as Jobs that the real Job controller and kube-scheduler handle and kannon's node runs (warm process pods), as
 tests/e2e/k8s/test_k8s_backend_build.py does against the emulator.
 
 Pods are local processes in the test's directory (``workingDir``), so the gokart workspace ./resources is shared with
