@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -39,31 +40,59 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kannon node: --label {item!r} is not KEY=VALUE", file=sys.stderr)
             return 2
         labels[key] = value
+    for option, path in (("--kubeconfig", args.kubeconfig), ("--tls-cert-file", args.tls_cert_file),
+                         ("--tls-private-key-file", args.tls_private_key_file)):  # fmt: skip
+        if path and not os.path.isfile(path):
+            print(f"kannon node: {option} {path}: no such file", file=sys.stderr)
+            return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     from kubernetes import config
+    from kubernetes.client.rest import ApiException
 
     from kannon.testing.node.agent import NodeAgent
 
+    try:
+        api = config.new_client_from_config(config_file=args.kubeconfig)
+    except Exception as e:  # the loader's own errors name the problem; one line, not its traceback
+        print(f"kannon node: --kubeconfig {args.kubeconfig}: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     runtime: Runtime
-    if args.runtime == "docker":
-        runtime = DockerRuntime(args.docker_image)
-    else:
-        runtime = ProcessRuntime(args.workdir or default_workdir(), warm_imports=args.warm_imports)
-    api = config.new_client_from_config(config_file=args.kubeconfig)
+    try:
+        if args.runtime == "docker":
+            runtime = DockerRuntime(args.docker_image)
+        else:
+            runtime = ProcessRuntime(args.workdir or default_workdir(), warm_imports=args.warm_imports)
+    except Exception as e:  # no Docker engine, no SDK
+        print(f"kannon node: the {args.runtime} runtime cannot start: {e}", file=sys.stderr)
+        return 2
     tls = (args.tls_cert_file, args.tls_private_key_file) if args.tls_cert_file else None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     agent = NodeAgent(api, args.name, runtime, allocatable={"cpu": args.cpu, "memory": args.memory},
                       labels=labels, tls=tls, port=args.port)  # fmt: skip
-    agent.start()
+    try:
+        agent.start()
+    except (ApiException, OSError) as e:  # refused (a bad name: 422; no permission: 403) or unreachable
+        detail = f"{e.status} {_message(e.body) or e.reason}" if isinstance(e, ApiException) else str(e)
+        print(f"kannon node: registering Node {args.name!r} failed: {detail}", file=sys.stderr)
+        agent.stop()
+        return 1
     if isinstance(runtime, ProcessRuntime) and args.warm_imports:
         runtime.prewarm([sys.executable])
     print(f"node {args.name} registered; logs served at https://127.0.0.1:{agent.logs.port}", flush=True)
     stop.wait()
     agent.stop()
     return 0
+
+
+def _message(body: object) -> str:
+    """The API server's Status message (e.g. why a Node name is invalid), if the body is one."""
+    try:
+        return str(json.loads(body).get("message") or "") if isinstance(body, (str, bytes)) else ""
+    except (ValueError, AttributeError):
+        return ""
 
 
 if __name__ == "__main__":

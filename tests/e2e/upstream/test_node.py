@@ -217,3 +217,22 @@ def test_a_node_coming_back_runs_its_pods_and_finishes_their_deletions(core: Any
                        WAIT, "the deleted pod to be removed", max_delay=0.5)  # fmt: skip
     finally:
         core.delete_node(name)
+
+
+def test_the_command_names_bad_input_in_one_line(upstream: Any, tmp_path: Any) -> None:
+    import subprocess
+
+    def node(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([PY, "-m", "kannon.testing.node", *args], capture_output=True, text=True, timeout=120)
+
+    missing = node("--kubeconfig", str(tmp_path / "nope"), "--name", "n")
+    assert (missing.returncode, missing.stderr) == (2, f"kannon node: --kubeconfig {tmp_path / 'nope'}: no such file\n")
+    broken = tmp_path / "broken.kubeconfig"
+    broken.write_text("clusters: [\n")
+    garbled = node("--kubeconfig", str(broken), "--name", "n")
+    assert garbled.returncode == 2 and garbled.stderr.count("\n") == 1 and str(broken) in garbled.stderr
+    # The API server refuses a Node name that is no DNS subdomain: 422, its message quoted.
+    refused = node(*upstream.node_flags(), "--name", "Not_A_DNS_Name")
+    assert refused.returncode == 1 and refused.stderr.splitlines()[-1].startswith(
+        "kannon node: registering Node 'Not_A_DNS_Name' failed: 422 Node \"Not_A_DNS_Name\" is invalid")
+    assert "Traceback" not in refused.stderr + garbled.stderr
