@@ -236,3 +236,29 @@ def test_the_command_names_bad_input_in_one_line(upstream: Any, tmp_path: Any) -
     assert refused.returncode == 1 and refused.stderr.splitlines()[-1].startswith(
         "kannon node: registering Node 'Not_A_DNS_Name' failed: 422 Node \"Not_A_DNS_Name\" is invalid")
     assert "Traceback" not in refused.stderr + garbled.stderr
+
+
+def test_an_evicted_pod_keeps_its_disruption_target_and_an_ignore_rule_replaces_it(
+    batch: Any, core: Any, namespace: str, kannon_node: str
+) -> None:
+    # The API server writes DisruptionTarget into the pod's status; the node, writing the terminal status after it
+    # stopped the container, must keep it, or the Job controller counts the pod against backoffLimit: 0.
+    policy = {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}
+    spec = on_node(kannon_node, "import time; print('running', flush=True); time.sleep(600)")
+    batch.create_namespaced_job(namespace, job_manifest("evicted", backoffLimit=0, podFailurePolicy=policy,
+                                                        pod_spec=spec))  # fmt: skip
+
+    def running() -> Any:
+        pods = [p for p in job_pods(core, namespace, "evicted") if p.status.phase == "Running"]
+        return pods[0] if pods else None
+
+    pod = wait_until(running, WAIT, "the pod to run", max_delay=0.5)
+    core.create_namespaced_pod_eviction(pod.metadata.name, namespace, {
+        "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod.metadata.name, "namespace": namespace},
+    })  # fmt: skip
+    replacement = wait_until(lambda: [p for p in job_pods(core, namespace, "evicted")
+                                      if p.metadata.uid != pod.metadata.uid and p.status.phase == "Running"],
+                             WAIT, "a replacement pod running", max_delay=0.5)  # fmt: skip
+    assert len(replacement) == 1
+    job = batch.read_namespaced_job("evicted", namespace)
+    assert not job.status.failed and condition(job, "Failed") is None and condition(job, "FailureTarget") is None
