@@ -30,6 +30,7 @@ log = logging.getLogger("kannon.testing.node")
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_SECONDS = 40  # the kubelet's default; the node-lifecycle controller marks the node Unknown after its grace
 RENEW_SECONDS = 10  # the kubelet renews at a quarter of the duration
+STATUS_EVERY = 30  # renewals between Node status writes (5 min, the kubelet's report frequency when unchanged)
 RESYNC_SECONDS = 2.0  # how often pods waiting for a Secret look again (the kubelet's periodic sync)
 VERSION = "v1.33.13-kannon"
 
@@ -132,7 +133,11 @@ class NodeAgent:
         for _ in range(20):
             current = self.store.request("GET", path)
             assert current is not None, f"node {self.name} vanished while registering"
+            before = {c["type"]: c for c in (current.get("status") or {}).get("conditions") or []}
             current["status"] = self.node_status()
+            for c in current["status"]["conditions"]:  # a condition that did not change keeps its transition time
+                if before.get(c["type"], {}).get("status") == c["status"]:
+                    c["lastTransitionTime"] = before[c["type"]].get("lastTransitionTime", c["lastTransitionTime"])
             try:
                 self.store.request("PUT", path + "/status", current)
                 return
@@ -156,9 +161,13 @@ class NodeAgent:
             self.store.request("PUT", path, lease)
 
     def _lease_loop(self) -> None:
+        renewals = 0
         while not self._stop.wait(RENEW_SECONDS):
+            renewals += 1
             try:
                 self._renew_lease()
+                if renewals % STATUS_EVERY == 0:
+                    self.register()  # the Node's status too, now and then, as kubelet's nodeStatusReportFrequency
             except Exception:  # the API server may be restarting; the next renewal tries again
                 log.warning("renewing the node Lease failed", exc_info=True)
 
