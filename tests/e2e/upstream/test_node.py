@@ -262,3 +262,43 @@ def test_an_evicted_pod_keeps_its_disruption_target_and_an_ignore_rule_replaces_
     assert len(replacement) == 1
     job = batch.read_namespaced_job("evicted", namespace)
     assert not job.status.failed and condition(job, "Failed") is None and condition(job, "FailureTarget") is None
+
+
+def test_deletion_sends_sigterm_then_sigkill_after_the_grace_period(core: Any, namespace: str,
+                                                                    kannon_node: str) -> None:  # fmt: skip
+    import time
+
+    from kubernetes import watch
+
+    polite = ("import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+              "print('up', flush=True)\ntime.sleep(600)")  # fmt: skip
+    stubborn = ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                "print('up', flush=True)\ntime.sleep(600)")  # fmt: skip
+    for name, code in (("polite", polite), ("stubborn", stubborn)):
+        spec = {"restartPolicy": "Never", "terminationGracePeriodSeconds": 3, **on_node(kannon_node, code)}
+        core.create_namespaced_pod(namespace, {"metadata": {"name": name}, "spec": spec})
+
+    def up(name: str) -> bool:
+        pod = core.read_namespaced_pod(name, namespace)
+        return pod.status.phase == "Running" and pod_log(core, name, namespace) == "up\n"
+
+    for name in ("polite", "stubborn"):
+        wait_until(lambda: up(name), WAIT, f"{name} to run", max_delay=0.5)  # noqa: B023 (used at once)
+    start = core.list_namespaced_pod(namespace).metadata.resource_version
+    deleted_at = time.monotonic()
+    for name in ("polite", "stubborn"):
+        core.delete_namespaced_pod(name, namespace)  # the pod's own grace period: 3 s
+    final: dict[str, tuple[Any, float]] = {}
+    for event in watch.Watch().stream(core.list_namespaced_pod, namespace, resource_version=start,
+                                      timeout_seconds=WAIT):  # fmt: skip
+        if event["type"] == "DELETED":
+            final[event["object"].metadata.name] = (event["object"], time.monotonic() - deleted_at)
+        if len(final) == 2:
+            break
+    polite_pod, _ = final["polite"]
+    stubborn_pod, stubborn_after = final["stubborn"]
+    term = polite_pod.status.container_statuses[0].state.terminated
+    assert (polite_pod.status.phase, term.exit_code, term.reason) == ("Succeeded", 0, "Completed")
+    term = stubborn_pod.status.container_statuses[0].state.terminated
+    assert (stubborn_pod.status.phase, term.exit_code, term.reason) == ("Failed", 137, "Error")
+    assert stubborn_after >= 3  # SIGKILL only once the grace period is over
