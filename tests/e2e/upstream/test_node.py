@@ -302,3 +302,21 @@ def test_deletion_sends_sigterm_then_sigkill_after_the_grace_period(core: Any, n
     term = stubborn_pod.status.container_statuses[0].state.terminated
     assert (stubborn_pod.status.phase, term.exit_code, term.reason) == ("Failed", 137, "Error")
     assert stubborn_after >= 3  # SIGKILL only once the grace period is over
+
+
+def test_on_failure_restarts_the_container_in_place(batch: Any, core: Any, namespace: str, kannon_node: str,
+                                                    tmp_path: Any) -> None:  # fmt: skip
+    mark = tmp_path / "tried"
+    code = (f"import pathlib, sys\np = pathlib.Path({str(mark)!r})\nprint('attempt', 2 if p.exists() else 1)\n"
+            "if not p.exists():\n    p.touch()\n    sys.exit(5)")  # fmt: skip
+    spec = {**on_node(kannon_node, code), "restartPolicy": "OnFailure"}
+    batch.create_namespaced_job(namespace, job_manifest("again", pod_spec=spec))
+    assert wait_until(lambda: finished(batch, namespace, "again"), WAIT, "the Job", max_delay=0.5).type == "Complete"
+    pods = job_pods(core, namespace, "again")
+    assert len(pods) == 1  # the same pod, its container restarted
+    status = pods[0].status.container_statuses[0]
+    assert status.restart_count == 1 and status.state.terminated.exit_code == 0
+    assert (status.last_state.terminated.exit_code, status.last_state.terminated.reason) == (5, "Error")
+    name = pods[0].metadata.name
+    assert pod_log(core, name, namespace) == "attempt 2\n"
+    assert pod_log(core, name, namespace, previous=True) == "attempt 1\n"
