@@ -47,16 +47,22 @@ def container_spec(node: str, code: str, **container: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def test_a_job_runs_as_a_container_and_an_over_limit_one_is_oom_killed(batch: Any, core: Any, namespace: str,
-                                                                       docker_node: str) -> None:  # fmt: skip
-    code = "import os; print('in a container', os.path.exists('/.dockerenv'))"
-    batch.create_namespaced_job(namespace, job_manifest("boxed", pod_spec=container_spec(docker_node, code)))
+def test_a_job_runs_as_a_container_with_a_secret_volume_and_an_over_limit_one_is_oom_killed(
+    batch: Any, core: Any, namespace: str, docker_node: str
+) -> None:
+    # A secret volume: the node reads the Secret through the API and bind-mounts its files read-only.
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "creds"}, "stringData": {"token": "s3cr3t"}})
+    code = "import os; print('in a container', os.path.exists('/.dockerenv'), open('/etc/creds/token').read())"
+    spec = container_spec(docker_node, code)
+    spec["volumes"].append({"name": "creds", "secret": {"secretName": "creds"}})
+    spec["containers"][0]["volumeMounts"].append({"name": "creds", "mountPath": "/etc/creds"})
+    batch.create_namespaced_job(namespace, job_manifest("boxed", pod_spec=spec))
     assert wait_until(lambda: finished(batch, namespace, "boxed"), WAIT, "the Job", max_delay=0.5).type == "Complete"
     pod = job_pods(core, namespace, "boxed")[0]
     status = pod.status.container_statuses[0]
     assert status.container_id.startswith("docker://") and status.image_id.startswith("sha256:")
     assert status.state.terminated.exit_code == 0
-    assert pod_log(core, pod.metadata.name, namespace) == "in a container True\n"
+    assert pod_log(core, pod.metadata.name, namespace) == "in a container True s3cr3t\n"
 
     hog = container_spec(docker_node, "b = bytearray(256 * 2**20)", resources={"limits": {"memory": "64Mi"}})
     batch.create_namespaced_job(namespace, job_manifest("hog", backoffLimit=0, pod_spec=hog))
