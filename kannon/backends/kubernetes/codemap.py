@@ -10,6 +10,10 @@ Size: "The data stored in a ConfigMap cannot exceed 1 MiB" (the apiserver counts
 compressed archive must fit (:data:`MAX_BYTES`), else a :class:`BackendError` before anything runs names the
 largest files. Bigger code needs a shared workspace (the default ``code_via="workspace"``).
 
+``code_cache="/var/cache/kannon-code"`` (CLI ``--k8s-code-cache HOSTPATH``) mounts that node directory into every
+child pod as the extraction cache (:func:`mount_cache`): a second task on the same node finds the archive extracted
+and fetches nothing. Without it each pod extracts into its own filesystem once.
+
 Lifetime, as the run's Secret (:mod:`.secret`): created in ``start()`` before any Job (a 403 is a clear
 BackendError), labelled with the run id, owned by the master (pod or Job) in a cluster, deleted in ``close()``; a
 code ConfigMap of the same run under another name (older code, another ``job_prefix``) is swept at ``start()``. The
@@ -41,6 +45,8 @@ log = logging.getLogger("kannon.kubernetes")
 MAX_BYTES = 1024 * 1024  # ConfigMap data + binaryData, decoded (ValidateConfigMap's core.MaxSecretSize)
 MOUNT_DIR = "/var/run/kannon/code"  # where each child pod sees the ConfigMap's files
 VOLUME = "kannon-code"
+CACHE_DIR = "/var/cache/kannon/code"  # where a child pod sees the node's extraction cache (code_cache=)
+CACHE_VOLUME = "kannon-code-cache"
 LABEL_CODE = "kannon.io/code"  # marks the run's code ConfigMaps (the sweep lists by run and this label)
 CODE_VIA = ("workspace", "configmap")
 
@@ -88,6 +94,21 @@ def mount(job: dict[str, Any], name: str, container: str | None) -> None:
     target = next(c for c in pod["containers"] if container is None or c.get("name") == container)
     mounts = [m for m in target.get("volumeMounts") or [] if m.get("name") != VOLUME]
     target["volumeMounts"] = [*mounts, {"name": VOLUME, "mountPath": MOUNT_DIR, "readOnly": True}]
+
+
+def mount_cache(job: dict[str, Any], host_path: str, container: str | None) -> None:
+    """The node's extraction cache: ``host_path`` (a ``hostPath`` volume, created if missing) mounted read-write at
+    :data:`CACHE_DIR` with ``KANNON_CODE_CACHE`` pointing there, so every pod on a node reuses one extraction per
+    archive. The directory must be writable by the container's user (docs/code-shipping.md)."""
+    from kannon.backends.kubernetes.manifest import replace_env
+
+    pod = job["spec"]["template"]["spec"]
+    pod["volumes"] = [v for v in pod.get("volumes") or [] if v.get("name") != CACHE_VOLUME]
+    pod["volumes"].append({"name": CACHE_VOLUME, "hostPath": {"path": host_path, "type": "DirectoryOrCreate"}})
+    target = next(c for c in pod["containers"] if container is None or c.get("name") == container)
+    mounts = [m for m in target.get("volumeMounts") or [] if m.get("name") != CACHE_VOLUME]
+    target["volumeMounts"] = [*mounts, {"name": CACHE_VOLUME, "mountPath": CACHE_DIR}]
+    target["env"] = replace_env(target.get("env") or [], [{"name": "KANNON_CODE_CACHE", "value": CACHE_DIR}])
 
 
 class RunCode:

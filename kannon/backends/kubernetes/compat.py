@@ -77,6 +77,9 @@ def add_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--k8s-code-via", dest="k8s_code_via", choices=("workspace", "configmap"), default="workspace",
                        help="kubernetes, with --ship-code: carry the code archive in the shared workspace (default) "
                        "or, when the pods share none, in a per-run ConfigMap (compressed code up to 1 MiB)")
+    group.add_argument("--k8s-code-cache", dest="k8s_code_cache", metavar="HOSTPATH",
+                       help="kubernetes, with --ship-code: a node directory (hostPath) every child pod shares as its "
+                       "extraction cache, so a second task on a node fetches and extracts nothing")
 
 def from_options(ns: argparse.Namespace) -> K8sJobExecutor:
     return K8sJobExecutor(
@@ -90,4 +93,5 @@ def from_options(ns: argparse.Namespace) -> K8sJobExecutor:
         queue_name=getattr(ns, "k8s_queue", None),
         max_submitted=getattr(ns, "k8s_max_submitted", None),
         code_via=getattr(ns, "k8s_code_via", None) or "workspace",
+        code_cache=getattr(ns, "k8s_code_cache", None),
     )

@@ -88,6 +88,7 @@ class K8sJobExecutor(JobCreator):
         lease_duration: float = 30.0,
         ship_code: bool = False,
         code_via: str = "workspace",
+        code_cache: str | None = None,
         queue_name: str | None = None,
         max_submitted: int | None = None,
     ) -> None:
@@ -98,6 +99,8 @@ class K8sJobExecutor(JobCreator):
         self.code_via = code_via  # "configmap": shipped code travels in the run's ConfigMap (.codemap), see carry_code
         self._code: Archive | None = None  # the archive carry_code() took: its ConfigMap is created in start()
         self._code_map: codemap.RunCode | None = None
+        self.code_cache = code_cache  # a node path: the children's shared extraction cache (codemap.mount_cache)
+        self._shipping = False  # carry_code() was called: this run ships code
         self._init_tracking()
         self.python = python
         self.job_prefix = job_prefix
@@ -271,6 +274,7 @@ class K8sJobExecutor(JobCreator):
     def carry_code(self, archive: Archive) -> str | None:
         """With ``code_via="configmap"``: keep ``archive`` for the run's ConfigMap (:mod:`.codemap`) and return its
         path in the child pods, instead of the workspace upload; None (upload as usual) otherwise."""
+        self._shipping = True
         if self.code_via != "configmap":
             return None
         codemap.check_size(archive)
@@ -301,6 +305,8 @@ class K8sJobExecutor(JobCreator):
         )  # fmt: skip
         if self._code_map is not None:
             codemap.mount(body, self._code_map.name, self.container)
+        if self.code_cache and self._shipping:
+            codemap.mount_cache(body, self.code_cache, self.container)
         admission.label_queue(body, self.queue_name)
         with self._state:
             leftover = self._leftovers.pop(launch.task_id, None)
