@@ -99,6 +99,8 @@ class K8sJobExecutor(JobCreator):
         self.code_via = code_via  # "configmap": shipped code travels in the run's ConfigMap (.codemap), see carry_code
         self._code: Archive | None = None  # the archive carry_code() took: its ConfigMap is created in start()
         self._code_map: codemap.RunCode | None = None
+        if code_cache is not None and not code_cache.startswith("/"):
+            raise BackendError(f"code_cache must be an absolute path on the nodes (a hostPath), not {code_cache!r}")
         self.code_cache = code_cache  # a node path: the children's shared extraction cache (codemap.mount_cache)
         self._shipping = False  # carry_code() was called: this run ships code
         self._init_tracking()
@@ -238,6 +240,7 @@ class K8sJobExecutor(JobCreator):
             self._secret.delete()
         if self._code_map is not None and ours:
             self._code_map.delete()
+        self._code, self._code_map, self._shipping = None, None, False  # the next build says again what it ships
         self._stop.set()
         for w in self._watchers:
             w.stop()
