@@ -167,8 +167,8 @@ def _resource_ref(container: Obj, ref: dict[str, Any]) -> str:
 
 def container_env(pod: Obj, container: Obj, base: dict[str, str], store: Store | None = None) -> dict[str, str]:
     """Compose a container's environment in declaration order, as the kubelet does; raise ConfigError.
-    Secrets are read from ``store`` (kannon.testing.kube.secrets); ConfigMap env sources are not served (only
-    ``configMap`` volumes are): always missing."""
+    Secrets and ConfigMaps are read from ``store``: the emulator's, or a real API server's through
+    kannon.testing.node's ApiStore."""
     try:
         return _container_env(pod, container, base, store)
     except secrets.SecretMissing as exc:
@@ -179,8 +179,7 @@ _ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")  # keys that are no valid 
 
 
 def _config_map(store: Store | None, ns: str, ref: dict[str, Any]) -> dict[str, str] | None:
-    """A ConfigMap's data when the store has it: kannon's node reads ConfigMaps from a real API server
-    (kannon.testing.node); the emulator serves none, so there every ConfigMap is missing."""
+    """A ConfigMap's ``data`` (env sources take no ``binaryData``), None when the store has no such ConfigMap."""
     obj = store.get("configmaps", ns, str(ref.get("name") or "")) if store is not None else None
     return None if obj is None else dict(obj.get("data") or {})
 
