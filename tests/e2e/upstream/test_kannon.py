@@ -9,6 +9,7 @@ the master as a PersistentVolume would be in a cluster.
 from __future__ import annotations
 
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 
 from kannon.backends.kubernetes import K8sJobExecutor
 from kannon.cli import load_target
-from kannon.result import Status
+from kannon.result import KannonBuildError, Status
 from kannon.scheduler import Kannon
 
 pytestmark = pytest.mark.upstream
@@ -24,19 +25,23 @@ pytestmark = pytest.mark.upstream
 REPO = Path(__file__).resolve().parents[3]
 
 
+def template(namespace: str, node: str, workdir: Path) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"namespace": namespace},
+        "spec": {"template": {"spec": {
+            "nodeSelector": {"kubernetes.io/hostname": node},
+            "containers": [{"name": "main", "image": "kannon-process", "workingDir": str(workdir),
+                            "env": [{"name": "PYTHONPATH", "value": str(REPO)}]}]}}},
+    }  # fmt: skip
+
+
 def test_quickstart_runs_on_the_real_control_plane(upstream: Any, batch: Any, namespace: str, kannon_node: str,
                                                    tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("QUICKSTART_BULLET_SECONDS", "0.1")
-    template = {
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"namespace": namespace},
-        "spec": {"template": {"spec": {
-            "nodeSelector": {"kubernetes.io/hostname": kannon_node},
-            "containers": [{"name": "main", "image": "kannon-process", "workingDir": str(tmp_path),
-                            "env": [{"name": "PYTHONPATH", "value": str(REPO)}]}]}}},
-    }  # fmt: skip
-    executor = K8sJobExecutor(template, api_client=upstream.api_client(), python=sys.executable, retry_backoff=0.05)
+    executor = K8sJobExecutor(template(namespace, kannon_node, tmp_path), api_client=upstream.api_client(),
+                              python=sys.executable, retry_backoff=0.05)  # fmt: skip
     root, extra = load_target(f"{REPO}/examples/quickstart/pipeline.py:root")
     result = Kannon(executor=executor, sys_path=extra, env_to_inherit=["QUICKSTART_BULLET_SECONDS"]).build(root)
 
@@ -52,3 +57,59 @@ def test_quickstart_runs_on_the_real_control_plane(upstream: Any, batch: Any, na
     assert len(logs) == 3 and all(p.stat().st_size > 0 for p in logs)
     jobs = batch.list_namespaced_job(namespace).items
     assert len(jobs) == 9 and all(j.status.succeeded == 1 for j in jobs)
+
+
+FAILING = """
+import gokart, luigi, kannon
+
+class RealHog(kannon.TaskOnBullet[str]):
+    kannon_hints = kannon.Hints(memory="300Mi")  # above an interpreter with gokart, far below what run() takes
+
+    def run(self) -> None:
+        hoard = bytearray(1024 * 2**20)
+        self.dump(str(len(hoard)))
+
+class RealRaises(kannon.TaskOnBullet[str]):
+    def run(self) -> None:
+        print("about to fail", flush=True)
+        raise ValueError("broken on purpose")
+
+class RealJoin(gokart.TaskOnKart[str]):
+    def requires(self):
+        return [RealHog(), RealRaises()]
+
+    def run(self) -> None:
+        self.dump("never")
+
+root = RealJoin()
+"""
+
+
+def test_failures_on_the_real_control_plane_are_classified(upstream: Any, namespace: str, kannon_node: str,
+                                                           tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from kannon.testing.kube.runtime import _cgroup_base
+    from tests.support.services import service_unavailable
+
+    if _cgroup_base() is None:
+        service_unavailable("no writable memory cgroup here: the process runtime cannot enforce memory limits",
+                            "run as root on a host with cgroup v1's memory controller or a delegated cgroup v2 subtree")
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / f"real_failing_{uuid.uuid4().hex[:8]}.py"  # modules are imported once per process
+    path.write_text(FAILING)
+    root, extra = load_target(f"{path}:root")
+    executor = K8sJobExecutor(template(namespace, kannon_node, tmp_path), api_client=upstream.api_client(),
+                              python=sys.executable, retry_backoff=0.05)  # fmt: skip
+    with pytest.raises(KannonBuildError) as err:
+        Kannon(executor=executor, sys_path=extra, retries=0).build(root)
+    recs = {r.family: r for r in err.value.result.tasks.values()}
+    hog, raises = recs["RealHog"], recs["RealRaises"]
+    assert hog.status is Status.FAILED and hog.last is not None
+    assert (hog.last.exit_code, hog.last.failure_class) == (137, "OOMKilled")  # the kernel's kill, as the node saw it
+    assert "300Mi" in (hog.reason or "") and "memory" in (hog.reason or "")
+    assert raises.status is Status.FAILED and raises.last is not None
+    assert raises.last.exit_code == 6 and "broken on purpose" in (raises.reason or "")
+    assert any("ValueError: broken on purpose" in line for line in raises.last.log_tail)
+    (log,) = Path(err.value.result.run_dir or "").glob(f"logs/{err.value.result.invocation_id}/RealRaises-*.log")
+    assert "about to fail" in log.read_text()  # collected through pods/log
+    assert recs["RealJoin"].status is Status.UPSTREAM_FAILED
