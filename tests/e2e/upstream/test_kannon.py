@@ -113,3 +113,41 @@ def test_failures_on_the_real_control_plane_are_classified(upstream: Any, namesp
     (log,) = Path(err.value.result.run_dir or "").glob(f"logs/{err.value.result.invocation_id}/RealRaises-*.log")
     assert "about to fail" in log.read_text()  # collected through pods/log
     assert recs["RealJoin"].status is Status.UPSTREAM_FAILED
+
+
+def test_quickstart_as_a_service_account_with_the_rbac_kannon_prints(
+    upstream: Any, core: Any, namespace: str, kannon_node: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Role of ``kannon k8s rbac`` applied with the real kubectl, kannon's master with that ServiceAccount's token:
+    the real RBAC authorizer allows every request the backend makes (the token being no admin's)."""
+    import subprocess
+
+    from kubernetes import client
+
+    from tests.e2e.upstream.kube import kubectl
+
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "kannon-master"}})
+    role = subprocess.run([sys.executable, "-m", "kannon", "k8s", "rbac", "--namespace", namespace,
+                           "--service-account", "kannon-master"], capture_output=True, text=True, check=True).stdout
+    kubectl(upstream, "apply", "-f", "-", stdin=role)
+    token = core.create_namespaced_service_account_token("kannon-master", namespace, {
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}}
+    ).status.token  # fmt: skip
+    config = client.Configuration()
+    config.host, config.ssl_ca_cert = upstream.server, str(upstream.creds.ca)
+    config.api_key = {"authorization": f"Bearer {token}"}
+    master = client.ApiClient(config)
+    with pytest.raises(client.ApiException) as refused:  # the token is no admin's
+        client.CoreV1Api(master).list_node()
+    assert refused.value.status == 403
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QUICKSTART_BULLET_SECONDS", "0.1")
+    executor = K8sJobExecutor(template(namespace, kannon_node, tmp_path), api_client=master, python=sys.executable,
+                              retry_backoff=0.05)  # fmt: skip
+    root, extra = load_target(f"{REPO}/examples/quickstart/pipeline.py:root")
+    result = Kannon(executor=executor, sys_path=extra, env_to_inherit=["QUICKSTART_BULLET_SECONDS"]).build(root)
+    assert result.ok
+    assert root.output().load() == "G(F(E0(D0(C0(B(A(a))))), E1(D1(C1(B(A(a))))), E2(D2(C2(B(A(a)))))))"
+    logs = list(Path(result.run_dir or "").glob(f"logs/{result.invocation_id}/TaskC-*.log"))
+    assert len(logs) == 3 and all(p.stat().st_size > 0 for p in logs)  # pods/log allowed by the Role
