@@ -181,6 +181,7 @@ class NodeAgent:
                 stream = watch.Watch().stream(
                     self._core().list_pod_for_all_namespaces, field_selector=selector,
                     resource_version=listed["metadata"]["resourceVersion"], timeout_seconds=30,
+                    _request_timeout=60,  # a server that vanished without closing the stream must not hang us
                 )  # fmt: skip
                 for event in stream:
                     if self._stop.is_set():
