@@ -3,9 +3,9 @@ to the bucket once per content and every container fetches it from there (docs/c
 
 The containers share the host's network (``--docker-network host``) to reach the moto server on 127.0.0.1, and get
 the AWS variables with ``--env-to-inherit``. They mount the interpreter, venv and kannon checkout, never the project's
-code (tests/support/shipcode.py): a control run without the flag fails. Versioning is on in the bucket, so every PUT
-of an object leaves a version: "a rerun with unchanged code uploads nothing" is asserted on the bucket's versions, not
-on timing.
+code (tests/support/shipcode.py): a control run without the flag fails. An object replaced in the bucket is refused
+by the child. Versioning is on in the bucket, so every PUT of an object leaves a version: "a rerun with unchanged
+code uploads nothing" is asserted on the bucket's versions, not on timing.
 """
 
 from __future__ import annotations
@@ -131,3 +131,11 @@ def test_an_s3_workspace_carries_the_shipped_code_to_the_containers_and_uploads_
     assert output(3) == "hello v2!"
     versions = code_versions(s3)
     assert len(versions) == 2 and (key, version) in versions
+
+    # The child verifies what it fetched: the v2 object replaced in the bucket (by v1's bytes) is refused, exit 3.
+    (key2,) = {k for k, _ in versions} - {key}
+    old = s3.get_object(Bucket=BUCKET, Key=key, VersionId=version)["Body"].read()
+    s3.put_object(Bucket=BUCKET, Key=key2, Body=old)
+    tampered = run(4, "--ship-code")
+    assert tampered.returncode == 1 and "exit code 3" in tampered.stdout, tampered.stdout
+    assert "altered or replaced" in tampered.stdout, tampered.stdout
