@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from kannon.backends.base import BackendError
 from kannon.backends.kubernetes.names import LABEL_RUN, dns_label, label_value
+from kannon.ship_child import CONFIG_MAP_DIR
 
 if TYPE_CHECKING:
     from kannon.backends.kubernetes.api import ApiCaller
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("kannon.kubernetes")
 
 MAX_BYTES = 1024 * 1024  # ConfigMap data + binaryData, decoded (ValidateConfigMap's core.MaxSecretSize)
-MOUNT_DIR = "/var/run/kannon/code"  # where each child pod sees the ConfigMap's files
+MOUNT_DIR = CONFIG_MAP_DIR  # where each child pod sees the ConfigMap's files (the child names it in errors)
 VOLUME = "kannon-code"
 CACHE_DIR = "/var/cache/kannon/code"  # where a child pod sees the node's extraction cache (code_cache=)
 CACHE_VOLUME = "kannon-code-cache"

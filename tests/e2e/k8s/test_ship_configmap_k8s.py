@@ -101,3 +101,34 @@ def test_a_second_master_of_the_run_with_unchanged_code_creates_nothing(kube: Ku
     second.sweep("run-1")
     second.delete()
     assert [c.metadata.name for c in core.list_namespaced_config_map(NS).items] == [other]
+
+
+def test_plan_refuses_code_over_what_a_config_map_holds_as_the_build_does(
+    kube: KubeEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.e2e.test_ship_cli import one_line, run
+
+    project = Project(tmp_path)
+    template = tmp_path / "job.yaml"
+    template.write_text(yaml.safe_dump(job_template(project)))
+    options = ("--backend", "kubernetes", "--job-template", str(template), "--ship-code")
+    monkeypatch.setenv("KUBECONFIG", str(kube.write_kubeconfig(tmp_path / "kubeconfig")))
+    fits = run(project, "plan", *options, "--k8s-code-via", "configmap")
+    assert fits.returncode == 0 and "kannon: would ship code: 4 files" in fits.stderr, fits.stderr
+    (project.src / "shipwired" / "model.bin").write_bytes(os.urandom(1536 * 1024))  # incompressible: > 1 MiB
+    line = one_line(run(project, "plan", *options, "--k8s-code-via", "configmap"))
+    assert "over the 1024.0 KiB a Kubernetes ConfigMap holds" in line and "shipwired/model.bin" in line, line
+    assert run(project, "plan", *options).returncode == 0  # through the workspace: no such limit
+    assert client.CoreV1Api(kube.api_client()).list_namespaced_config_map(NS).items == []
+    assert not project.resources.exists()  # a plan uploads nothing
+
+
+def test_plan_without_a_kubernetes_api_is_one_line_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.e2e.test_ship_cli import one_line, run
+
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    line = one_line(run(Project(tmp_path), "plan", "--backend", "kubernetes", "--ship-code"))
+    assert "no Kubernetes API to talk to" in line and "KUBECONFIG" in line, line
