@@ -167,12 +167,21 @@ def _resource_ref(container: Obj, ref: dict[str, Any]) -> str:
 
 def container_env(pod: Obj, container: Obj, base: dict[str, str], store: Store | None = None) -> dict[str, str]:
     """Compose a container's environment in declaration order, as the kubelet does; raise ConfigError.
-    Secrets are read from ``store`` (kannon.testing.kube.secrets); ConfigMap env sources are not served (only
-    ``configMap`` volumes are): always missing."""
+    Secrets and ConfigMaps are read from ``store``: the emulator's, or a real API server's through
+    kannon.testing.node's ApiStore."""
     try:
         return _container_env(pod, container, base, store)
     except secrets.SecretMissing as exc:
         raise ConfigError(str(exc)) from exc
+
+
+_ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")  # keys that are no valid variable name are skipped
+
+
+def _config_map(store: Store | None, ns: str, ref: dict[str, Any]) -> dict[str, str] | None:
+    """A ConfigMap's ``data`` (env sources take no ``binaryData``), None when the store has no such ConfigMap."""
+    obj = store.get("configmaps", ns, str(ref.get("name") or "")) if store is not None else None
+    return None if obj is None else dict(obj.get("data") or {})
 
 
 def _container_env(pod: Obj, container: Obj, base: dict[str, str], store: Store | None) -> dict[str, str]:
@@ -182,6 +191,11 @@ def _container_env(pod: Obj, container: Obj, base: dict[str, str], store: Store 
     for src in container.get("envFrom") or []:
         if src.get("secretRef") and store is not None:
             env.update(secrets.env_from(store, ns, src["secretRef"], str(src.get("prefix") or "")))
+            continue
+        data = _config_map(store, ns, src["configMapRef"]) if src.get("configMapRef") else None
+        if data is not None:
+            prefix = str(src.get("prefix") or "")
+            env.update({prefix + k: v for k, v in data.items() if _ENV_NAME.fullmatch(prefix + k)})
             continue
         ref = src.get("configMapRef") or src.get("secretRef")
         kind = "configmap" if src.get("configMapRef") else "secret"
@@ -199,6 +213,12 @@ def _container_env(pod: Obj, container: Obj, base: dict[str, str], store: Store 
                 value = secrets.key_ref(store, ns, vf["secretKeyRef"])
                 if value is not None:
                     env[name] = value
+            elif vf.get("configMapKeyRef") and (data := _config_map(store, ns, vf["configMapKeyRef"])) is not None:
+                ref = vf["configMapKeyRef"]
+                if ref.get("key") in data:
+                    env[name] = data[ref["key"]]
+                elif not ref.get("optional"):
+                    raise ConfigError(f"couldn't find key {ref.get('key')} in ConfigMap {ns}/{ref.get('name')}")
             else:
                 ref = vf.get("secretKeyRef") or vf.get("configMapKeyRef") or {}
                 kind = "secret" if vf.get("secretKeyRef") else "configmap"
