@@ -20,14 +20,22 @@ import contextlib
 import json
 import os
 from dataclasses import dataclass, replace
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 RESULT_VERSION = 1
 RESULT_PATH_ENV = "KANNON_RESULT_PATH"  # where the child writes its record (a file; on Kubernetes the container's
 # terminationMessagePath)
 TERMINATION_MESSAGE_MAX = 4096  # bytes the kubelet keeps of a termination message (upstream: 4096 per container)
 
-PEAK_SOURCES = ("cgroup-v2", "cgroup-v1", "rusage")
+PEAK_SOURCES = ("cgroup-v2", "cgroup-v1", "rusage", "oom-limit")
+
+
+class _LaunchLike(Protocol):  # kannon.backends.base.Launch, without importing the backends here
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -163,6 +171,19 @@ def read(path: str | os.PathLike[str]) -> ChildResult | None:
         return None
 
 
+def result_file(run_dir: str | os.PathLike[str], invocation_id: str, launch: _LaunchLike) -> Path:
+    """Where a local or Docker child writes its record: ``<run_dir>/results/<invocation_id>/<task>-<attempt>.json``."""
+    return Path(run_dir) / "results" / (invocation_id or "_") / f"{launch.task_id}-{launch.attempt}.json"
+
+
+def read_for(path: str | os.PathLike[str], launch: _LaunchLike) -> ChildResult | None:
+    """The record at ``path`` if it is this launch's (same task and attempt), else None."""
+    record = read(path)
+    if record is None or record.task != launch.task_id or record.attempt != launch.attempt:
+        return None
+    return record
+
+
 def write_atomic(path: str | os.PathLike[str], r: ChildResult, max_bytes: int | None = None) -> None:
     """Write the record so a reader sees all of it or nothing: a temporary file in the same directory, renamed.
 
@@ -196,6 +217,8 @@ __all__ = [
     "Usage",
     "parse",
     "read",
+    "read_for",
+    "result_file",
     "to_json",
     "write_atomic",
 ]
