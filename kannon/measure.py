@@ -5,7 +5,8 @@
   ``getrusage``: the larger of the child's and its reaped children's peak resident set (``peak_source`` says which).
   A cgroup's peak counts what the kernel charges it, page cache included, which is what its limit is held to.
 * **CPU seconds**: user + system time of the child and of its reaped children (``getrusage``).
-* **Wall seconds**: from the child entrypoint's start (:class:`Meter` creation) to the measurement.
+* **Wall seconds**: from the child process's start (a fork-server spare: from when it was handed the task) to the
+  measurement.
 * **Output bytes**: the size of the task's outputs that are local files (a directory counts its files). An output
   in an object store is not counted: asking for its size is a network round trip per output.
 
@@ -33,6 +34,29 @@ from pathlib import Path
 from kannon.childresult import Usage
 
 OWN_CONTAINER_ENV = "KANNON_OWN_CONTAINER"  # "1": the backend runs this attempt in a container of its own
+# time.monotonic() when a process forked ahead of time (the local fork server's spare) was handed its task
+STARTED_ENV = "KANNON_ATTEMPT_STARTED"
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return time.monotonic()
+
+
+def _process_start() -> float:
+    """When this process started, on the time.monotonic() clock: the interpreter's start and the imports before
+    the child's code runs (a second or more in a container) are part of the attempt's wall time, as their CPU time
+    is part of its CPU time. Linux's /proc/self/stat has it in clock ticks since boot (10 ms resolution)."""
+    now = time.monotonic()
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the ")" ending comm
+        elapsed = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return now
+    return now - max(0.0, elapsed)
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -40,8 +64,9 @@ class Meter:
     """Started when the child starts; :meth:`usage` measures the attempt so far."""
 
     def __init__(self) -> None:
-        self.t0 = time.monotonic()
-        self.own_container = os.environ.pop(OWN_CONTAINER_ENV, "") == "1"  # the task's code has no use for it
+        started = os.environ.pop(STARTED_ENV, None)  # the task's code has no use for these
+        self.own_container = os.environ.pop(OWN_CONTAINER_ENV, "") == "1"
+        self.t0 = _float(started) if started else _process_start()
 
     def usage(self, output_paths: Iterable[str] = (), oom_limit_bytes: int | None = None) -> Usage:
         wall = time.monotonic() - self.t0
