@@ -2,7 +2,8 @@
 
 * **Peak memory** of the task's process tree. From the memory cgroup the child is in — ``memory.peak`` on cgroup
   v2, ``memory.max_usage_in_bytes`` on v1 — only when that cgroup is the attempt's own; else from
-  ``getrusage``: the larger of the child's and its reaped children's peak resident set (``peak_source`` says which).
+  ``getrusage``: the larger of the child's peak resident set (VmHWM, see :func:`_own_peak`) and its reaped
+  children's (``peak_source`` says which).
   A cgroup's peak counts what the kernel charges it, page cache included, which is what its limit is held to.
 * **CPU seconds**: user + system time of the child and of its reaped children (``getrusage``).
 * **Wall seconds**: from the child process's start (a fork-server spare: from when it was handed the task) to the
@@ -74,9 +75,23 @@ class Meter:
         cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
         peak, source = cgroup_peak(self.own_container)
         if peak is None:
-            peak, source = max(me.ru_maxrss, kids.ru_maxrss) * 1024, "rusage"  # Linux reports KiB
+            peak, source = max(_own_peak(me.ru_maxrss), kids.ru_maxrss) * 1024, "rusage"  # Linux reports KiB
         return Usage(peak_rss_bytes=peak, peak_source=source, cpu_seconds=cpu, wall_seconds=wall,
                      output_bytes=local_bytes(output_paths), oom_limit_bytes=oom_limit_bytes)  # fmt: skip
+
+
+def _own_peak(rusage_kib: int) -> int:
+    """This process's peak resident set in KiB. getrusage's own figure also counts the process this one was
+    exec'd from (Linux keeps the larger of the old and the new image's peaks): a child started by a large master
+    would report the master's size. VmHWM in /proc/self/status is the peak of this image alone."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return rusage_kib
 
 
 def cgroup_peak(own_container: bool) -> tuple[int | None, str]:
