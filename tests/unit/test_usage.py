@@ -16,6 +16,7 @@ from kannon.progress import summary_text
 from kannon.scheduler import state as st
 from tests.unit.test_state import Sim, node
 
+
 @pytest.fixture(autouse=True)
 def _answered() -> None:
     Sim._answered = set()
