@@ -65,8 +65,9 @@ class Meter:
     """Started when the child starts; :meth:`usage` measures the attempt so far."""
 
     def __init__(self) -> None:
-        started = os.environ.pop(STARTED_ENV, None)  # the task's code has no use for these
-        self.own_container = os.environ.pop(OWN_CONTAINER_ENV, "") == "1"
+        # Read, not removed: a child that re-executes itself (shipped code, kannon.ship_child) must find them again.
+        started = os.environ.get(STARTED_ENV)
+        self.own_container = os.environ.get(OWN_CONTAINER_ENV, "") == "1"
         self.t0 = _float(started) if started else _process_start()
 
     def usage(self, output_paths: Iterable[str] = (), oom_limit_bytes: int | None = None) -> Usage:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from kubernetes.client import V1Job, V1Pod
 
 log = logging.getLogger("kannon.kubernetes")
+_POD_EVENT_LAG = 2.0  # seconds a Job's end may precede its pod's last watch event before the pod is read
 
 class JobTracker(Executor):
     """Attempt bookkeeping and watch reconciliation shared by :class:`K8sJobExecutor` (which sets these up)."""
@@ -401,7 +402,7 @@ class JobTracker(Executor):
                     self.emit(Started(attempt.launch.key, where=attempt.where))
             tail = self.logs.collect(attempt, pod)
             where = f"pod {pod.metadata.name}" if pod is not None else f"job {attempt.name}"
-            record = self._record(attempt, pod)
+            record = self._record(attempt, pod, complete)
             if complete:
                 self._finish(attempt, Finished(attempt.launch.key, 0, log_tail=tail, where=where, result=record))
                 return
@@ -415,13 +416,18 @@ class JobTracker(Executor):
             why = f"kannon could not read the result of Job {attempt.name}: {e}"
             self._finish(attempt, Finished(attempt.launch.key, None, why, "BackendError", where=f"job {attempt.name}"))
 
-    def _record(self, attempt: Attempt, pod: V1Pod | None) -> ChildResult | None:
+    def _record(self, attempt: Attempt, pod: V1Pod | None, complete: bool) -> ChildResult | None:
         """The child-result record from the task container's termination message. A succeeded Job's pod may come
-        from a watch event older than its container's end (no ``terminated`` state yet): read it once then."""
-        if pod is None:
-            return None
+        from a watch event older than its container's end (no ``terminated`` state yet; the pod's last event
+        travels on the other stream): wait a little for the pod watch to bring it, then read the pod once."""
+        if pod is None or not (complete or kc.pod_started(pod, self.container)):
+            return None  # a container that never ran wrote nothing
+        name, deadline = pod.metadata.name, time.monotonic() + _POD_EVENT_LAG
+        while not kc.pod_final(pod, self.container) and time.monotonic() < deadline:
+            time.sleep(0.02)  # a pool thread; the watch thread updates the cache meanwhile
+            pod = next((p for p in self._pods_of(attempt.name, attempt.uid) if p.metadata.name == name), pod)
         if not kc.pod_final(pod, self.container):
-            pod = next((p for p in self._list_job_pods(attempt.name) if p.metadata.name == pod.metadata.name), pod)
+            pod = next((p for p in self._list_job_pods(attempt.name) if p.metadata.name == name), pod)
         return kc.termination_record(pod, self.container, attempt.launch)
 
     def _finish(self, attempt: Attempt, finished: Finished) -> None:
