@@ -11,6 +11,7 @@ import pytest
 
 from kannon.backends import _memlimit
 from tests.e2e import usagecheck, usagepipe
+from tests.support.procs import events
 from tests.support.procs import kannon as run_kannon
 from tests.support.services import service_unavailable
 
@@ -54,3 +55,17 @@ def test_usage_under_a_memory_hint_is_the_attempts_cgroup_peak(pipeline: Path, m
     by_mb = usagecheck.check_figures(pipeline / "ev.jsonl", ("cgroup-v1", "cgroup-v2"))
     assert all(e["requested_resources"] == {"cpu": "500m", "memory": "1Gi"} for e in by_mb.values())
     assert "/ 1Gi req" in output, output
+
+
+def test_a_failed_attempt_reports_what_it_used(pipeline: Path) -> None:
+    mb = usagepipe.TOUCH_MB[-1]
+    out = run_kannon("build", "usagepipe.py:root", "--workspace", "ws", "--events", "ev.jsonl",
+                     "--env-to-inherit", "USAGEPIPE_FAIL", cwd=pipeline, env={"USAGEPIPE_FAIL": str(mb)},
+                     timeout=600)  # fmt: skip
+    assert out.returncode != 0
+    (failed,) = [e for e in events(pipeline / "ev.jsonl") if e["kind"] == "failed"]
+    assert f"mb={mb}," in failed["params"] and failed["failure_class"] == "TaskFailed"
+    noop = next(e for e in events(pipeline / "ev.jsonl")
+                if e["kind"] == "succeeded" and "mb=0, burn=0.0" in e["params"])  # fmt: skip
+    extra = failed["usage"]["peak_rss_bytes"] - noop["usage"]["peak_rss_bytes"]
+    assert abs(extra - (mb << 20)) <= usagecheck.MEM_TOLERANCE * (mb << 20), failed["usage"]

@@ -34,6 +34,8 @@ class Toucher(kannon.TaskOnBullet[int]):
         start = time.process_time()
         while time.process_time() - start < self.burn:  # CPU time of this process, whatever the machine's load
             pass
+        if os.environ.get("USAGEPIPE_FAIL") == str(self.mb):  # a failing attempt reports what it used as well
+            raise RuntimeError(f"failing after touching {self.mb} MiB")
         self.dump(len(block) >> 20)
 
 
