@@ -1,4 +1,5 @@
-"""The ``kannon`` command: build / plan / backends / report / k8s rbac / run-task (the child entrypoint).
+"""The ``kannon`` command: build / plan / hints suggest / backends / report / k8s rbac / run-task (the child
+entrypoint).
 
 Exit codes of ``kannon build``: 0 success, 1 some task failed, 2 bad input (nothing was launched),
 130 / 143 interrupted by SIGINT / SIGTERM (every child cancelled first).
@@ -101,6 +102,7 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     try:
         spec = get_backend(ns.backend)
         _require_extra(spec)
+        _check_hints_file(ns)
         load_config(ns.config, ns.workspace)
         root, extra = load_target(ns.target)
         executor = spec.from_cli(ns)
@@ -120,6 +122,8 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     )  # fmt: skip
     if ns.config_section:
         options["config_sections"] = ns.config_section
+    if ns.hints:
+        options["hints_file"] = ns.hints
     if shipped is not None:
         options["ship_code"] = shipped
     if ns.wait_for_lease is not None:
@@ -162,6 +166,17 @@ def _say_outputs(ns: argparse.Namespace, observers: list[Any]) -> None:
         print(f"kannon: {what}: {Path(ns.report).absolute()}", file=sys.stderr)
 
 
+def _check_hints_file(ns: argparse.Namespace) -> None:
+    """A bad --hints file is refused before the pipeline is even imported (its families are checked at plan)."""
+    from kannon import hintsfile
+
+    if ns.hints:
+        try:
+            hintsfile.load(ns.hints)
+        except hintsfile.HintsFileError as e:
+            raise CliError(str(e)) from None
+
+
 def _require_extra(spec: Any) -> None:
     from kannon.plugins import missing_extra
 
@@ -177,7 +192,7 @@ def _limits(executor: Any) -> list[str]:
 
 
 def _cmd_plan(ns: argparse.Namespace) -> int:
-    from kannon import importcheck
+    from kannon import hintsfile, importcheck
     from kannon.backends.base import BackendError
     from kannon.plan import PlanError
     from kannon.planview import render_plan
@@ -186,10 +201,11 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
 
     try:
         _require_extra(get_backend(ns.backend))
+        _check_hints_file(ns)
         load_config(ns.config, ns.workspace)
         root, extra = load_target(ns.target)
         executor = get_backend(ns.backend).from_cli(ns) if ns.backend != "local" else None
-        plan = Kannon(executor=executor).plan(root)
+        plan = Kannon(executor=executor, hints_file=ns.hints).plan(root)
         shipped = cliutil.ship_code(ns, extra) if ns.backend != "local" else None
         checked = executor if executor is not None else get_backend("local").from_cli(ns)
         # the dry run refuses what the build would: a bullet module its children cannot import (importcheck)
@@ -206,7 +222,8 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
     except PlanError as e:
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(render_plan(plan, ns.format), end="")
+    origins = hintsfile.origins(plan, hintsfile.load(ns.hints)) if ns.hints else None
+    print(render_plan(plan, ns.format, origins=origins), end="")
     if shipped is not None:  # nothing is uploaded by a plan
         print(f"kannon: would ship {shipped[1].summary().removeprefix('shipped ')} from {shipped[0]}",
               file=sys.stderr)  # fmt: skip
@@ -305,11 +322,14 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
                         "by the local backend; docs/code-shipping.md)")  # fmt: skip
     p.add_argument("--code-root", metavar="DIR", help="directory holding the project's top-level packages (default: "
                                                       "where the target's top-level package was imported from)")
+    p.add_argument("--hints", metavar="FILE", help="INI file of hints per task class, over the code's (file > instance "
+                                                  "> class; `kannon hints suggest --format ini` writes one)")
     p.add_argument("--ship-code-max-mb", type=cliutil.positive_int, default=50, metavar="N",
                    help="refuse to ship more than N MiB of uncompressed code (default: 50)")  # fmt: skip
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from kannon import suggest
     from kannon.plugins import backends
 
     parser = cliutil.OneLineParser(prog="kannon", description="Run a gokart pipeline distributed.")
@@ -347,6 +367,8 @@ def make_parser() -> argparse.ArgumentParser:
         if spec.add_options is not None:
             spec.add_options(p.add_argument_group(f"{name} backend"))
     p.set_defaults(func=_cmd_plan)
+
+    suggest.add_parser(sub)
 
     s = sub.add_parser("backends", help="list installed backends and where they come from")
     s.set_defaults(func=_cmd_backends)

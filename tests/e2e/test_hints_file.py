@@ -1,0 +1,147 @@
+"""Hints files (issue 17): `kannon build --hints FILE` applies them to real children, `kannon plan --hints FILE`
+shows where each value came from, and a bad file is one line and exit 2 before anything launches.
+
+On the local backend a memory hint is the child's memory limit (kannon.backends._memlimit): a child that touches
+300 MB is OOM-killed under a 128Mi limit and runs under 1Gi, so the outcome shows which value the child got.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kannon import hintsfile
+from tests.support.procs import events
+from tests.support.procs import kannon as run_kannon
+
+PIPELINE = """
+    import time
+
+    import luigi
+
+    import kannon
+
+
+    class Toucher(kannon.TaskOnBullet[int]):
+        kannon_hints = kannon.Hints(cpu="250m", memory="128Mi")
+        mb = luigi.IntParameter()
+        hold = luigi.FloatParameter(default=0.0, significant=False)
+
+        def run(self):
+            block = b"\\x01" * (self.mb << 20)  # written, not just reserved: resident memory is what counts
+            deadline = time.monotonic() + self.hold  # the watchdog (if no cgroup is usable) polls: let it see it
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.dump(len(block) >> 20)
+
+
+    class Sink(kannon.TaskOnBullet[int]):
+        def run(self):
+            self.dump(0)
+
+
+    def class_only():
+        return Toucher(mb=300)
+
+
+    def instance_2gi():
+        return Toucher(mb=300, hold=60.0).with_hints(memory="2Gi", retries=0)
+"""
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Path:
+    (tmp_path / "mem.py").write_text(textwrap.dedent(PIPELINE))
+    return tmp_path
+
+
+def _attempts(path: Path) -> list[str]:
+    return [e["kind"] for e in events(path) if e.get("family") == "Toucher" and e["kind"] in ("succeeded", "failed")]
+
+
+def test_a_file_raising_memory_over_the_class_hint_lets_the_child_run(pipeline: Path) -> None:
+    (pipeline / "hints.ini").write_text("[Toucher]\nmemory = 1Gi\n")
+    out = run_kannon("build", "mem.py:class_only", "--workspace", "ws", "--events", "ev.jsonl", "--hints",
+                     "hints.ini", cwd=pipeline)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert _attempts(pipeline / "ev.jsonl") == ["succeeded"]
+
+
+def test_the_file_wins_over_the_instance_hint_and_its_limit_is_what_the_child_gets(pipeline: Path) -> None:
+    # without the file the instance's 2Gi lets the child run (checked first, so the file is what changes)
+    ok = run_kannon("build", "mem.py:instance_2gi", "--workspace", "ws1", "--events", "ok.jsonl", cwd=pipeline)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    (pipeline / "hints.ini").write_text("# from kannon hints suggest\n[Toucher]\nmemory = 128Mi\n")
+    out = run_kannon("build", "mem.py:instance_2gi", "--workspace", "ws2", "--events", "ev.jsonl", "--hints",
+                     "hints.ini", cwd=pipeline)  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    failed = [e for e in events(pipeline / "ev.jsonl") if e["kind"] == "failed"]
+    assert len(failed) == 1 and "memory limit of 128Mi" in failed[0]["reason"], failed
+
+
+def test_plan_shows_where_each_value_came_from(pipeline: Path) -> None:
+    (pipeline / "hints.ini").write_text("[Toucher]\nmemory = 384Mi\n")
+    out = run_kannon("plan", "mem.py:instance_2gi", "--workspace", "ws", "--hints", "hints.ini", cwd=pipeline)
+    assert out.returncode == 0, out.stderr
+    assert "{cpu=250m(class) memory=384Mi(file) retries=0(instance)}" in out.stdout, out.stdout
+    js = run_kannon("plan", "mem.py:class_only", "--workspace", "ws", "--hints", "hints.ini", "--format", "json",
+                    cwd=pipeline)  # fmt: skip
+    node = json.loads(js.stdout)["nodes"][0]
+    assert node["hints"] == "cpu=250m memory=384Mi"
+    assert node["hint_origins"]["memory"] == "file" and node["hint_origins"]["cpu"] == "class"
+    assert node["hint_origins"]["retries"] == "default"
+    plain = run_kannon("plan", "mem.py:class_only", "--workspace", "ws", cwd=pipeline)
+    assert "{cpu=250m memory=128Mi}" in plain.stdout, plain.stdout  # no file: the plan reads as before
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[Toucher]\nmemroy = 1Gi\n", "hints file hints.ini, section [Toucher], key 'memroy': unknown key; use one of"),
+        ("[Toucher]\nmemory = 1 gig\n", "section [Toucher], key 'memory': memory '1 gig' is not a quantity"),
+        ("[Toucher]\ncpu = lots\n", "section [Toucher], key 'cpu': cpu 'lots' is not a quantity"),
+        ("[Toucher]\nretries = two\n", "key 'retries': 'two' is not a whole number"),
+        ("[Touch]\nmemory = 1Gi\n", "section [Touch]: no bullet task class of that name in this pipeline (its "
+                                    "bullet classes: Toucher); fix the section name"),
+        ("[DEFAULT]\nmemory = 1Gi\n", "section [DEFAULT]: no bullet task class"),
+        ("memory = 1Gi\n", "hints file hints.ini is not an INI file"),
+        ("[Toucher]\nmemory = 1Gi\nmemory = 2Gi\n", "hints file hints.ini is not an INI file"),
+        (None, "hints file hints.ini does not exist"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("command", ["build", "plan"])
+def test_a_bad_file_is_one_line_naming_section_and_key_and_nothing_runs(pipeline: Path, text: str | None,
+                                                                        expected: str, command: str) -> None:
+    if text is not None:
+        (pipeline / "hints.ini").write_text(text)
+    out = run_kannon(command, "mem.py:class_only", "--workspace", "ws", "--events", "ev.jsonl", "--hints",
+                     "hints.ini", cwd=pipeline) if command == "build" else run_kannon(
+        command, "mem.py:class_only", "--workspace", "ws", "--hints", "hints.ini", cwd=pipeline)  # fmt: skip
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()], out.stderr  # one line
+    assert expected in out.stderr, out.stderr
+    assert not [e for e in events(pipeline / "ev.jsonl") if e["kind"] == "launched"]
+
+
+def test_the_api_takes_a_hints_file(pipeline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from kannon import Kannon
+
+    monkeypatch.syspath_prepend(str(pipeline))
+    monkeypatch.chdir(pipeline)
+    (pipeline / "hints.ini").write_text("[Toucher]\ncpu = 2\ntimeout = 30\n")
+    mem = __import__("mem")
+    try:
+        plan = Kannon(hints_file=pipeline / "hints.ini").plan(mem.instance_2gi())
+        hints = plan.nodes[plan.root_id].hints
+        assert hints is not None
+        assert (hints.cpu, hints.memory, hints.timeout, hints.retries) == ("2", "2Gi", 30.0, 0)
+        where = hintsfile.origins(plan, hintsfile.load(pipeline / "hints.ini"))[plan.root_id]
+        assert (where["cpu"], where["memory"], where["timeout"], where["gpu"]) == ("file", "instance", "file",
+                                                                                  "default")  # fmt: skip
+    finally:
+        sys.modules.pop("mem", None)
