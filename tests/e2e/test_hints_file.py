@@ -20,6 +20,7 @@ from tests.support.procs import kannon as run_kannon
 PIPELINE = """
     import time
 
+    import gokart
     import luigi
 
     import kannon
@@ -41,6 +42,27 @@ PIPELINE = """
     class Sink(kannon.TaskOnBullet[int]):
         def run(self):
             self.dump(0)
+
+
+    class Worker(kannon.TaskOnBullet[int]):
+        kannon_hints = kannon.Hints(memory="2Gi")  # a guess, far too high
+        mb = luigi.IntParameter()
+
+        def run(self):
+            block = b"\x01" * (self.mb << 20)
+            self.dump(len(block) >> 20)
+
+
+    class Both(gokart.TaskOnKart[int]):
+        def requires(self):
+            return [Worker(mb=50), Worker(mb=200)]
+
+        def run(self):
+            self.dump(sum(self.load()))
+
+
+    def both():
+        return Both()
 
 
     def class_only():
@@ -145,3 +167,26 @@ def test_the_api_takes_a_hints_file(pipeline: Path, monkeypatch: pytest.MonkeyPa
                                                                                   "default")  # fmt: skip
     finally:
         sys.modules.pop("mem", None)
+
+
+def test_right_sizing_loop_from_real_runs(pipeline: Path) -> None:
+    """Run twice, suggest from both logs, apply the suggestion as a file: the third run's children get it."""
+    for n in (1, 2):
+        out = run_kannon("build", "mem.py:both", "--workspace", f"ws{n}", "--events", f"run{n}.jsonl", cwd=pipeline)
+        assert out.returncode == 0, out.stdout + out.stderr
+    sug = run_kannon("hints", "suggest", "run1.jsonl", "run2.jsonl", "--format", "ini", cwd=pipeline)
+    assert sug.returncode == 0, sug.stderr
+    assert "# Worker: 4 samples (2 instances, 2 logs)" in sug.stdout, sug.stdout
+    (pipeline / "hints.ini").write_text(sug.stdout)
+    suggested = hintsfile.load(pipeline / "hints.ini").sections["Worker"]
+    assert suggested.memory_bytes is not None
+    # the largest peak is the 200 MB block plus the interpreter; x 1.2, and far below the guessed 2Gi
+    assert 1.2 * (200 << 20) <= suggested.memory_bytes < 1 << 30, suggested
+    plan = run_kannon("plan", "mem.py:both", "--workspace", "ws3", "--hints", "hints.ini", cwd=pipeline)
+    assert f"memory={suggested.memory}(file)" in plan.stdout, plan.stdout
+    out = run_kannon("build", "mem.py:both", "--workspace", "ws3", "--events", "run3.jsonl", "--hints",
+                     "hints.ini", cwd=pipeline)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    done = [e for e in events(pipeline / "run3.jsonl") if e["kind"] == "succeeded" and e.get("family") == "Worker"]
+    assert len(done) == 2
+    assert all(e["requested_resources"]["memory"] == suggested.memory for e in done), done
