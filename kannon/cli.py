@@ -94,6 +94,7 @@ def load_target(target: str) -> tuple[Any, list[str]]:
 def _cmd_build(ns: argparse.Namespace) -> int:
     from kannon import progress
     from kannon.backends.base import BackendError
+    from kannon.hints import Hints
     from kannon.plan import PlanError
     from kannon.plugins import get_backend
     from kannon.result import KannonBuildError
@@ -103,6 +104,9 @@ def _cmd_build(ns: argparse.Namespace) -> int:
         spec = get_backend(ns.backend)
         _require_extra(spec)
         _check_hints_file(ns)
+        growth = Hints(oom_growth=ns.oom_growth, oom_growth_cap=ns.oom_growth_cap).errors()
+        if growth:
+            raise CliError(f"{growth[0]} (--oom-growth / --oom-growth-cap)")
         load_config(ns.config, ns.workspace)
         root, extra = load_target(ns.target)
         executor = spec.from_cli(ns)
@@ -124,6 +128,8 @@ def _cmd_build(ns: argparse.Namespace) -> int:
         options["config_sections"] = ns.config_section
     if ns.hints:
         options["hints_file"] = ns.hints
+    if ns.oom_growth is not None or ns.oom_growth_cap is not None:
+        options["default_hints"] = Hints(oom_growth=ns.oom_growth, oom_growth_cap=ns.oom_growth_cap)
     if shipped is not None:
         options["ship_code"] = shipped
     if ns.wait_for_lease is not None:
@@ -348,6 +354,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="if another build of the same pipeline is running, wait for it to end (at most SECONDS; "
                         f"{cliutil.LEASE_WAIT_DEFAULT:g} without a value) instead of exiting with code 2")  # fmt: skip
     b.add_argument("--fail-fast", action="store_true", help="cancel everything at the first failure")
+    b.add_argument("--oom-growth", type=float, metavar="FACTOR", help="retry an OOM-killed bullet with memory x "
+                   "FACTOR (at most 3 times, not counted as retries; per class: Hints(oom_growth=...))")
+    b.add_argument("--oom-growth-cap", metavar="QUANTITY", help="never grow memory above this (e.g. 8Gi)")
     b.add_argument("--env-to-inherit", action="append", default=[], metavar="NAME",
                    help="environment variable passed to every child (repeatable)")  # fmt: skip
     b.add_argument("--config-section", action="append", default=[], metavar="NAME",

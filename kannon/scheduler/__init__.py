@@ -64,6 +64,7 @@ class Kannon:
         config_sections: luigi config sections to hand to children besides the ones they need (docs/design.md).
         hints_file: an INI file of hints per task class laid over the code's (file > instance > class;
             kannon.hintsfile, docs/observability.md "Right-sizing"); a bad file raises PlanError before any launch.
+        default_hints: hints for every bullet, under its class's (e.g. ``Hints(oom_growth=1.5)``, kannon.oomgrowth).
 
     The original kannon's keyword arguments (``api_instance``, ``template_job``, ``job_prefix``, ...) still work and
     select the Kubernetes backend, with a DeprecationWarning.
@@ -89,6 +90,7 @@ class Kannon:
         ship_code: bool | tuple[Path, Archive] | None = None,
         config_sections: Sequence[str] = (),
         hints_file: str | os.PathLike[str] | None = None,
+        default_hints: Hints | None = None,
         **legacy: Any,
     ) -> None:
         if executor is not None and not isinstance(executor, Executor):
@@ -142,6 +144,7 @@ class Kannon:
         self.ship_code = ship_code
         self.config_sections = tuple(config_sections)
         self.hints_file = hints_file
+        self.default_hints = default_hints
         self.shipment: Shipment | None = None  # set by build(): what this run ships, once uploaded
         self.import_note: str | None = None  # set by build(): why the plan-time import check was not possible
 
@@ -180,6 +183,10 @@ class Kannon:
 
     def _plan(self, root: luigi.Task, executor: Executor) -> Plan:
         plan = make_plan(root, validate_hints=self._validator(executor))
+        if self.default_hints is not None:
+            for node in plan.nodes.values():
+                if node.placement is Placement.BULLET:
+                    node.hints = self.default_hints.merged(node.hints or Hints())
         if self.hints_file is not None:
             from kannon import hintsfile
 

@@ -126,6 +126,7 @@ def test_plan_shows_where_each_value_came_from(pipeline: Path) -> None:
         ("[Toucher]\nmemory = 1 gig\n", "section [Toucher], key 'memory': memory '1 gig' is not a quantity"),
         ("[Toucher]\ncpu = lots\n", "section [Toucher], key 'cpu': cpu 'lots' is not a quantity"),
         ("[Toucher]\nretries = two\n", "key 'retries': 'two' is not a whole number"),
+        ("[Toucher]\noom_growth = 0.5\n", "key 'oom_growth': oom_growth must be a factor above 1"),
         ("[Touch]\nmemory = 1Gi\n", "section [Touch]: no bullet task class of that name in this pipeline (its "
                                     "bullet classes: Toucher); fix the section name"),
         ("[DEFAULT]\nmemory = 1Gi\n", "section [DEFAULT]: no bullet task class"),
@@ -190,3 +191,10 @@ def test_right_sizing_loop_from_real_runs(pipeline: Path) -> None:
     done = [e for e in events(pipeline / "run3.jsonl") if e["kind"] == "succeeded" and e.get("family") == "Worker"]
     assert len(done) == 2
     assert all(e["requested_resources"]["memory"] == suggested.memory for e in done), done
+
+
+def test_a_bad_oom_growth_flag_is_one_line_and_exit_2(pipeline: Path) -> None:
+    out = run_kannon("build", "mem.py:class_only", "--workspace", "ws", "--oom-growth", "0.9", cwd=pipeline)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.strip() == ("kannon: oom_growth must be a factor above 1 (at most 10) like 1.5, got 0.9 "
+                                  "(--oom-growth / --oom-growth-cap)"), out.stderr  # fmt: skip
