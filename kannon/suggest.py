@@ -10,7 +10,7 @@ The rule, per task class (family):
   a value that really occurred; with fewer than 20 samples that is the largest), times ``--headroom`` (default
   1.2), rounded UP: to a multiple of 16 Mi below 1 Gi, to a multiple of 256 Mi (a quarter Gi) from 1 Gi on;
   printed as ``Gi`` when whole, else ``Mi``. An OOM-killed attempt's peak is the limit it hit, so it pulls the
-  suggestion above that limit.
+  suggestion above that limit (and one killed before it could report adds no cpu figure).
 * cpu: the same percentile of the busy cores, rounded UP to a multiple of 50m below 1 core and of 250m from one
   core on (at least 50m), no headroom: a cpu request is a share, using more is throttled, never killed.
 
@@ -139,7 +139,9 @@ def _sample(d: dict[str, Any]) -> tuple[str, int | None, float | None, int] | No
     peak = peak if isinstance(peak, int) and not isinstance(peak, bool) and peak > 0 else None
     cpu, wall = usage.get("cpu_seconds"), usage.get("wall_seconds")
     cores = None
-    if isinstance(cpu, (int, float)) and isinstance(wall, (int, float)) and wall > 0 and cpu >= 0:
+    if usage.get("peak_source") == "oom-limit":
+        pass  # killed before it could report (the master filled in the limit): its cpu time is unknown, not 0
+    elif isinstance(cpu, (int, float)) and isinstance(wall, (int, float)) and wall > 0 and cpu >= 0:
         cores = float(cpu) / float(wall)
     if peak is None and cores is None:
         return None

@@ -166,6 +166,15 @@ def test_the_api_takes_a_hints_file(pipeline: Path, monkeypatch: pytest.MonkeyPa
         where = hintsfile.origins(plan, hintsfile.load(pipeline / "hints.ini"))[plan.root_id]
         assert (where["cpu"], where["memory"], where["timeout"], where["gpu"]) == ("file", "instance", "file",
                                                                                   "default")  # fmt: skip
+        # a value the backend refuses is refused as in code, naming the file and section
+        from kannon.plan import PlanError
+
+        again = Kannon().plan(mem.instance_2gi())
+        with pytest.raises(PlanError) as refused:
+            hintsfile.apply_to_plan(again, hintsfile.load(pipeline / "hints.ini"),
+                                    lambda family, h: ["cpu '2' is more than the 1 CPU(s)"] if h.cpu == "2" else [])
+        assert refused.value.problems == [f"Toucher: cpu '2' is more than the 1 CPU(s) (with hints file "
+                                          f"{pipeline / 'hints.ini'}, section [Toucher]); fix the file"]  # fmt: skip
     finally:
         sys.modules.pop("mem", None)
 

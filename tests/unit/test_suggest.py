@@ -98,13 +98,17 @@ def test_headroom_and_the_ini_format_round_trip_into_a_hints_file(two_runs: list
 
 
 def test_an_oom_killed_attempt_pushes_the_suggestion_above_its_limit(tmp_path: Path) -> None:
+    killed = {**usage(256, 0.0, 3.0, oom=256 * MI), "peak_source": "oom-limit"}  # no record: the master's figures
     log = write(tmp_path / "oom.jsonl", [
         ev("retried", "Big", "b", usage=usage(256, 0.1, 1.0, oom=256 * MI)),
-        ev("succeeded", "Big", "b", attempt=2, usage=usage(200, 0.1, 1.0)),
+        ev("retried", "Big", "b", attempt=2, usage=killed),
+        ev("succeeded", "Big", "b", attempt=3, usage=usage(200, 0.6, 1.0)),
     ])  # fmt: skip
     text = suggest.run([str(log)])
     assert 'memory="320Mi"' in text  # 256 x 1.2 = 307.2 -> 320Mi, above the limit that killed it
-    assert "1 attempt(s) were OOM-killed" in text
+    assert "2 attempt(s) were OOM-killed" in text
+    # cpu from the two attempts that reported it (0.1 and 0.6 cores): the unknown one is not a 0
+    assert 'cpu="600m"' in text and "cpu = p95 0.600 cores of 2" in text
 
 
 @pytest.mark.parametrize(
