@@ -176,12 +176,21 @@ def result_file(run_dir: str | os.PathLike[str], invocation_id: str, launch: _La
     return Path(run_dir) / "results" / (invocation_id or "_") / f"{launch.task_id}-{launch.attempt}.json"
 
 
-def read_for(path: str | os.PathLike[str], launch: _LaunchLike) -> ChildResult | None:
-    """The record at ``path`` if it is this launch's (same task and attempt), else None."""
-    record = read(path)
+def parse_for(text: str | bytes, launch: _LaunchLike) -> ChildResult | None:
+    """The record in ``text`` if it is this launch's (same task and attempt), else None."""
+    record = parse(text)
     if record is None or record.task != launch.task_id or record.attempt != launch.attempt:
         return None
     return record
+
+
+def read_for(path: str | os.PathLike[str], launch: _LaunchLike) -> ChildResult | None:
+    """The record in the file at ``path`` if it is this launch's (same task and attempt), else None."""
+    try:
+        with open(path, "rb") as f:
+            return parse_for(f.read(64 * 1024), launch)
+    except OSError:
+        return None
 
 
 def write_atomic(path: str | os.PathLike[str], r: ChildResult, max_bytes: int | None = None) -> None:
@@ -216,6 +225,7 @@ __all__ = [
     "Requested",
     "Usage",
     "parse",
+    "parse_for",
     "read",
     "read_for",
     "result_file",

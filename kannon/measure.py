@@ -2,10 +2,12 @@
 
 * **Peak memory** of the task's process tree. From the memory cgroup the child is in — ``memory.peak`` on cgroup
   v2, ``memory.max_usage_in_bytes`` on v1 — only when that cgroup is the attempt's own; else from
-  ``getrusage``: the larger of the child's and its reaped children's peak resident set (``peak_source`` says which).
+  ``getrusage``: the larger of the child's peak resident set (VmHWM, see :func:`_own_peak`) and its reaped
+  children's (``peak_source`` says which).
   A cgroup's peak counts what the kernel charges it, page cache included, which is what its limit is held to.
 * **CPU seconds**: user + system time of the child and of its reaped children (``getrusage``).
-* **Wall seconds**: from the child entrypoint's start (:class:`Meter` creation) to the measurement.
+* **Wall seconds**: from the child process's start (a fork-server spare: from when it was handed the task) to the
+  measurement.
 * **Output bytes**: the size of the task's outputs that are local files (a directory counts its files). An output
   in an object store is not counted: asking for its size is a network round trip per output.
 
@@ -33,6 +35,29 @@ from pathlib import Path
 from kannon.childresult import Usage
 
 OWN_CONTAINER_ENV = "KANNON_OWN_CONTAINER"  # "1": the backend runs this attempt in a container of its own
+# time.monotonic() when a process forked ahead of time (the local fork server's spare) was handed its task
+STARTED_ENV = "KANNON_ATTEMPT_STARTED"
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return time.monotonic()
+
+
+def _process_start() -> float:
+    """When this process started, on the time.monotonic() clock: the interpreter's start and the imports before
+    the child's code runs (a second or more in a container) are part of the attempt's wall time, as their CPU time
+    is part of its CPU time. Linux's /proc/self/stat has it in clock ticks since boot (10 ms resolution)."""
+    now = time.monotonic()
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the ")" ending comm
+        elapsed = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return now
+    return now - max(0.0, elapsed)
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -40,8 +65,9 @@ class Meter:
     """Started when the child starts; :meth:`usage` measures the attempt so far."""
 
     def __init__(self) -> None:
-        self.t0 = time.monotonic()
-        self.own_container = os.environ.pop(OWN_CONTAINER_ENV, "") == "1"  # the task's code has no use for it
+        started = os.environ.pop(STARTED_ENV, None)  # the task's code has no use for these
+        self.own_container = os.environ.pop(OWN_CONTAINER_ENV, "") == "1"
+        self.t0 = _float(started) if started else _process_start()
 
     def usage(self, output_paths: Iterable[str] = (), oom_limit_bytes: int | None = None) -> Usage:
         wall = time.monotonic() - self.t0
@@ -49,9 +75,23 @@ class Meter:
         cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
         peak, source = cgroup_peak(self.own_container)
         if peak is None:
-            peak, source = max(me.ru_maxrss, kids.ru_maxrss) * 1024, "rusage"  # Linux reports KiB
+            peak, source = max(_own_peak(me.ru_maxrss), kids.ru_maxrss) * 1024, "rusage"  # Linux reports KiB
         return Usage(peak_rss_bytes=peak, peak_source=source, cpu_seconds=cpu, wall_seconds=wall,
                      output_bytes=local_bytes(output_paths), oom_limit_bytes=oom_limit_bytes)  # fmt: skip
+
+
+def _own_peak(rusage_kib: int) -> int:
+    """This process's peak resident set in KiB. getrusage's own figure also counts the process this one was
+    exec'd from (Linux keeps the larger of the old and the new image's peaks): a child started by a large master
+    would report the master's size. VmHWM in /proc/self/status is the peak of this image alone."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return rusage_kib
 
 
 def cgroup_peak(own_container: bool) -> tuple[int | None, str]:

@@ -811,6 +811,7 @@ def _spare_main(sock: socket.socket, inherited: list[int]) -> None:
         if not msg or not fds:
             os._exit(0)  # the zygote retired this spare
         sock.send(b"ok")  # the task is ours now: from here on, how it ends is the task's outcome
+        started = time.monotonic()  # the attempt's wall time starts now, not when this spare was forked
         req = json.loads(msg)
         os.dup2(fds[0], 1)
         os.dup2(fds[0], 2)
@@ -822,6 +823,7 @@ def _spare_main(sock: socket.socket, inherited: list[int]) -> None:
         os.environ.clear()
         os.environ.update(req["env"])
         os.environ["KANNON_PARENT_PID"] = str(zygote)
+        os.environ["KANNON_ATTEMPT_STARTED"] = repr(started)  # kannon.measure.STARTED_ENV
         # What `python -m kannon run-task ...` runs, without kannon.cli (whose build command imports the scheduler,
         # which imports this module): the child's entry point is kannon.child.
         from kannon import child
