@@ -62,6 +62,9 @@ class Kannon:
             the root task's top-level package, ``(code_root, ship.Archive)`` a prepared archive; None follows the
             executor's own ``ship_code``. The local backend ignores it (its children run the master's files).
         config_sections: luigi config sections to hand to children besides the ones they need (docs/design.md).
+        hints_file: an INI file of hints per task class laid over the code's (file > instance > class;
+            kannon.hintsfile, docs/observability.md "Right-sizing"); a bad file raises PlanError before any launch.
+        default_hints: hints for every bullet, under its class's (e.g. ``Hints(oom_growth=1.5)``, kannon.oomgrowth).
 
     The original kannon's keyword arguments (``api_instance``, ``template_job``, ``job_prefix``, ...) still work and
     select the Kubernetes backend, with a DeprecationWarning.
@@ -86,6 +89,8 @@ class Kannon:
         wait_for_lease: float | None = None,
         ship_code: bool | tuple[Path, Archive] | None = None,
         config_sections: Sequence[str] = (),
+        hints_file: str | os.PathLike[str] | None = None,
+        default_hints: Hints | None = None,
         **legacy: Any,
     ) -> None:
         if executor is not None and not isinstance(executor, Executor):
@@ -138,12 +143,14 @@ class Kannon:
         self.wait_for_lease = wait_for_lease
         self.ship_code = ship_code
         self.config_sections = tuple(config_sections)
+        self.hints_file = hints_file
+        self.default_hints = default_hints
         self.shipment: Shipment | None = None  # set by build(): what this run ships, once uploaded
         self.import_note: str | None = None  # set by build(): why the plan-time import check was not possible
 
     # -- public -------------------------------------------------------------------------------------------------
     def plan(self, root: luigi.Task) -> Plan:
-        return make_plan(root, validate_hints=self._validator(self._executor()))
+        return self._plan(root, self._executor())
 
     def build(self, root: luigi.Task) -> BuildResult:
         """Run everything ``root`` needs; returns the BuildResult or raises KannonBuildError / Interrupted."""
@@ -158,7 +165,7 @@ class Kannon:
             if not pm.is_registered(obs):
                 pm.register(obs)
         try:
-            plan = make_plan(root, validate_hints=self._validator(executor))
+            plan = self._plan(root, executor)
             _check_master_thread(plan)
             shipped = self._code_to_ship(executor, plan)
             # Every bullet's module must import where its child runs: checked before anything runs (importcheck),
@@ -175,6 +182,18 @@ class Kannon:
             for obs in observers:
                 if pm.is_registered(obs):
                     pm.unregister(obs)
+
+    def _plan(self, root: luigi.Task, executor: Executor) -> Plan:
+        plan = make_plan(root, validate_hints=self._validator(executor))
+        if self.default_hints is not None:
+            for node in plan.nodes.values():
+                if node.placement is Placement.BULLET:
+                    node.hints = self.default_hints.merged(node.hints or Hints())
+        if self.hints_file is not None:
+            from kannon import hintsfile
+
+            hintsfile.apply_to_plan(plan, hintsfile.load(self.hints_file), self._validator(executor))
+        return plan
 
     def _code_to_ship(self, executor: Executor, plan: Plan) -> tuple[Path, Archive] | None:
         """The (code root, archive) this build ships, built but not uploaded; None when it ships nothing."""

@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kannon import usage
+from kannon import oomgrowth, usage
 from kannon.backends.base import Finished, Queued, Started
 from kannon.events import Event, EventKind
 from kannon.hints import Hints
@@ -96,6 +96,7 @@ class RunState:
         self._timers: list[_Timer] = []
         self._seq = itertools.count()
         self._infra_used: dict[str, int] = {}
+        self._grown: dict[str, int] = {}  # OOM growth steps taken per task (kannon.oomgrowth)
         self.cancelled: CancelRun | None = None
         self.started_at: float | None = None
         self.done = False
@@ -316,9 +317,16 @@ class RunState:
             return
         hints = node.hints or Hints()
         allowed = hints.retries if hints.retries is not None else self.policy.retries
-        spent = sum(1 for a in rec.attempts if not a.infra)
+        grown = self._grown.get(uid, 0)
+        spent = sum(1 for a in rec.attempts if not a.infra) - grown  # growth on OOM spends no retries
         delay = None
-        if fin.infra and self._infra_used.get(uid, 0) < self.policy.infra_retries:
+        growth = oomgrowth.grow(hints, grown) if fin.failure_class == "OOMKilled" else None
+        if growth is not None:  # the next attempt gets the grown memory hint (kannon.oomgrowth)
+            node.hints, note = growth
+            self._grown[uid] = grown + 1
+            fin = dataclasses.replace(fin, reason=f"{fin.reason or 'OOMKilled'}; {note}")
+            att.reason, delay = fin.reason, 0.0
+        elif fin.infra and self._infra_used.get(uid, 0) < self.policy.infra_retries:
             self._infra_used[uid] = self._infra_used.get(uid, 0) + 1
             delay = 0.0
         elif fin.infra:  # the free infrastructure budget is spent: this attempt counts like any other
@@ -332,6 +340,8 @@ class RunState:
         rec.status = Status.PENDING
         self._emit("retried", now, node, attempt=att.number, reason=fin.reason, failure_class=fin.failure_class,
                    exit_code=fin.exit_code, log_tail=fin.log_tail, where=att.where)  # fmt: skip
+        if growth is not None:  # the next attempt's events say what it asked for
+            rec.requested_resources = usage.requested_resources(node.hints)
         self._timer(now + delay, "retry", uid)
 
     def _final_failure(self, uid: str, reason: str, failure_class: str | None, now: float) -> None:
