@@ -65,12 +65,17 @@ def _usable_cache_dir(cache_dir: Path | None) -> Path:
     candidate = default_cache_dir()
     try:
         candidate.mkdir(parents=True, exist_ok=True)
-        return candidate
+        if os.access(candidate, os.W_OK | os.X_OK):
+            return candidate
+        if os.environ.get("KANNON_CODE_CACHE"):  # a node cache mounted for us, but not ours to write: say so
+            print(f"kannon: the code cache {candidate} (KANNON_CODE_CACHE) is not writable by uid {os.getuid()}; "
+                  "extracting into a private directory instead (later tasks on this node extract again)",
+                  file=sys.stderr)  # fmt: skip
     except OSError:
-        # Containers often run as a user whose HOME (often "/") is not writable.
-        fallback = Path(tempfile.gettempdir(), f"kannon-code-{os.getuid()}")
-        fallback.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return fallback
+        pass  # containers often run as a user whose HOME (often "/") is not writable
+    fallback = Path(tempfile.gettempdir(), f"kannon-code-{os.getuid()}")
+    fallback.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return fallback
 
 
 def fetch_and_activate(location: str, sha256: str, cache_dir: Path | None = None) -> Path:

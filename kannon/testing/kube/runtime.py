@@ -29,7 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
-from kannon.testing.kube import secrets
+from kannon.testing.kube import configmaps, secrets
 from kannon.testing.kube.errors import ApiError, bad_request
 from kannon.testing.kube.faults import Faults
 from kannon.testing.kube.store import Change, Obj, Store, now_iso
@@ -167,7 +167,8 @@ def _resource_ref(container: Obj, ref: dict[str, Any]) -> str:
 
 def container_env(pod: Obj, container: Obj, base: dict[str, str], store: Store | None = None) -> dict[str, str]:
     """Compose a container's environment in declaration order, as the kubelet does; raise ConfigError.
-    Secrets are read from ``store`` (kannon.testing.kube.secrets); ConfigMaps are not served: always missing."""
+    Secrets are read from ``store`` (kannon.testing.kube.secrets); ConfigMap env sources are not served (only
+    ``configMap`` volumes are): always missing."""
     try:
         return _container_env(pod, container, base, store)
     except secrets.SecretMissing as exc:
@@ -1120,32 +1121,36 @@ class PodWorker:
                 })  # fmt: skip
 
     def _mount_secret_volumes(self, pod: Obj) -> Obj:
-        """The pod as the runtime sees it: each ``secret`` volume written to a private directory (files named by
-        key, kubernetes.io/docs/concepts/configuration/secret/#using-secrets-as-files-from-a-pod) and turned into a
+        """The pod as the runtime sees it: each ``secret`` and ``configMap`` volume written to a private directory
+        (files named by key, kubernetes.io/docs/concepts/configuration/secret/#using-secrets-as-files-from-a-pod,
+        kubernetes.io/docs/concepts/storage/volumes/#configmap; kannon.testing.kube.configmaps) and turned into a
         read-only hostPath the Docker runtime binds at the mount path (the process runtime mounts nothing)."""
         vols = pod["spec"].get("volumes") or []
-        if not any(v.get("secret") for v in vols):
+        if not any(v.get("secret") or v.get("configMap") for v in vols):
             return pod
         out = copy.deepcopy(pod)
         base = Path(self.kubelet.secret_dir) / self.uid
         for vol in out["spec"]["volumes"]:
-            if not vol.get("secret"):
+            if not (vol.get("secret") or vol.get("configMap")):
                 continue
-            files = secrets.volume_files(self.store, self.namespace, vol) or {}
+            files: dict[str, tuple[str | bytes, int]] = dict(
+                (secrets.volume_files(self.store, self.namespace, vol) if vol.get("secret")
+                 else configmaps.volume_files(self.store, self.namespace, vol)) or {})  # fmt: skip
             target = base / vol["name"]
             target.mkdir(parents=True, exist_ok=True, mode=0o700)
             for rel, (content, mode) in files.items():
                 path = target / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(content)
+                path.write_bytes(content if isinstance(content, bytes) else content.encode())
                 path.chmod(mode)
-            vol.pop("secret")
+            vol.pop("secret", None)
+            vol.pop("configMap", None)
             vol["hostPath"] = {"path": str(target)}
         for c in out["spec"]["containers"]:
             for m in c.get("volumeMounts") or []:
                 if any(v["name"] == m["name"] and str(v["hostPath"]["path"]).startswith(str(base))
                        for v in out["spec"]["volumes"] if v.get("hostPath")):  # fmt: skip
-                    m["readOnly"] = True  # secret volumes are always mounted read-only
+                    m["readOnly"] = True  # secret and configMap volumes are always mounted read-only
         return out
 
     def _set_waiting(self, container: Obj, restarts: int, reason: str, message: str) -> None:
@@ -1254,7 +1259,7 @@ class Kubelet:
         store.add_listener(self._on_change)
 
     def _on_change(self, ch: Change) -> None:
-        if ch.resource == secrets.RESOURCE:  # pods waiting for a Secret of this namespace look again
+        if ch.resource in (secrets.RESOURCE, configmaps.RESOURCE):  # pods waiting for one of them look again
             with self._lock:
                 waiting = [p for p in self._workers.values() if p.namespace == ch.obj["metadata"].get("namespace")]
             for p in waiting:
