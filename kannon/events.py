@@ -44,10 +44,11 @@ EventKind = Literal[
     "upstream_failed",
     "run_finished",
     "status",
+    "requested",
 ]
 TASK_KINDS = frozenset(
     {"planned", "skipped_complete", "queued", "launched", "started", "succeeded", "failed", "retried", "cancelled",
-     "upstream_failed", "status"}
+     "upstream_failed", "status", "requested"}
 )  # fmt: skip
 
 
@@ -72,6 +73,7 @@ class Event:
     invocation_id: str | None = None
     status_message: str | None = None  # "status" events only
     progress_percentage: float | None = None  # "status" events only
+    requested_by: str | None = None  # "requested" and "planned": the task whose run() yielded it (dynamic)
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -37,6 +37,7 @@ class Attempt:
     where: str | None = None
     log_tail: tuple[str, ...] = ()
     queued_at: float | None = None  # ready, but waited for a free slot (or for another master task) until launched_at
+    requested: tuple[str, ...] = ()  # dynamic: this attempt stopped at a yield of these incomplete tasks
 
     @property
     def duration(self) -> float | None:
@@ -55,6 +56,8 @@ class TaskRecord:
     deps: tuple[str, ...] = ()
     attempts: list[Attempt] = field(default_factory=list)
     reason: str | None = None
+    requested_by: str | None = None  # dynamic: planned because this task's run() yielded it (or what it needs)
+    requested: tuple[str, ...] = ()  # dynamic: the tasks this task's run() yielded, in the order asked
 
     @property
     def last(self) -> Attempt | None:

@@ -25,7 +25,7 @@ import luigi
 from kannon import importcheck, runner, ship, storage
 from kannon.backends.base import Executor
 from kannon.hints import Hints
-from kannon.plan import Plan, PlanError, make_plan
+from kannon.plan import Plan, PlanError, make_plan, plan_requested
 from kannon.plugins import get_backend, plugin_manager
 from kannon.result import BuildResult, Placement
 from kannon.scheduler import env as child_env
@@ -62,6 +62,8 @@ class Kannon:
             the root task's top-level package, ``(code_root, ship.Archive)`` a prepared archive; None follows the
             executor's own ``ship_code``. The local backend ignores it (its children run the master's files).
         config_sections: luigi config sections to hand to children besides the ones they need (docs/design.md).
+        max_dynamic_runs: how often one task's run() may stop at a ``yield`` of incomplete tasks (dynamic
+            dependencies) and be run again before it fails.
 
     The original kannon's keyword arguments (``api_instance``, ``template_job``, ``job_prefix``, ...) still work and
     select the Kubernetes backend, with a DeprecationWarning.
@@ -86,6 +88,7 @@ class Kannon:
         wait_for_lease: float | None = None,
         ship_code: bool | tuple[Path, Archive] | None = None,
         config_sections: Sequence[str] = (),
+        max_dynamic_runs: int = 100,
         **legacy: Any,
     ) -> None:
         if executor is not None and not isinstance(executor, Executor):
@@ -123,6 +126,8 @@ class Kannon:
             raise ValueError("max_parallel must be at least 1")
         if retries < 0:
             raise ValueError("retries must be >= 0")
+        if max_dynamic_runs < 0:
+            raise ValueError("max_dynamic_runs must be >= 0")
         self.executor = executor
         self.max_parallel = max_parallel
         self.retries = retries
@@ -138,6 +143,7 @@ class Kannon:
         self.wait_for_lease = wait_for_lease
         self.ship_code = ship_code
         self.config_sections = tuple(config_sections)
+        self.max_dynamic_runs = max_dynamic_runs
         self.shipment: Shipment | None = None  # set by build(): what this run ships, once uploaded
         self.import_note: str | None = None  # set by build(): why the plan-time import check was not possible
 
@@ -173,6 +179,17 @@ class Kannon:
             for obs in observers:
                 if pm.is_registered(obs):
                     pm.unregister(obs)
+
+    def plan_requested(self, executor: Executor, tasks: list[luigi.Task]) -> Plan:
+        """Plan the tasks a master task's ``yield`` asked for with the checks of :meth:`build`'s plan: pruning,
+        hints, hand-off, and the import check of new bullets (dynamic dependencies)."""
+        plan = plan_requested(tasks, validate_hints=self._validator(executor))
+        problems, _ = importcheck.check(
+            plan, executor, self.sys_path, self.shipment.archive.data if self.shipment else None,
+            str(self.shipment.code_root) if self.shipment else None)  # fmt: skip
+        if problems:
+            raise PlanError(problems)
+        return plan
 
     def _ship(self, executor: Executor, plan: Plan) -> Shipment | None:
         """Upload the code archive once per content to ``<workspace>/kannon/code/`` (the root task's workspace)."""

@@ -24,7 +24,7 @@ from kannon.plugins import plugin_manager
 from kannon.scheduler import ids, state
 from kannon.scheduler.env import ChildEnv
 from kannon.scheduler.io import Pool
-from kannon.scheduler.master import MasterRunner
+from kannon.scheduler.master import MasterRunner, Planner
 from kannon.scheduler.specs import Specs
 
 log = logging.getLogger("kannon")
@@ -34,13 +34,14 @@ IO_WORKERS = 4
 
 class Loop:
     def __init__(self, machine: state.RunState, executor: base.Executor, plan: Plan, run: base.RunInfo,
-                 specs: Specs, child_env: ChildEnv, print_logs: bool = False) -> None:  # fmt: skip
+                 specs: Specs, child_env: ChildEnv, print_logs: bool = False,
+                 planner: Planner | None = None) -> None:  # fmt: skip
         self.machine, self.executor, self.plan, self.run = machine, executor, plan, run
         self.print_logs = print_logs  # Kannon.follow_logs: child output reaches kannon_task_log observers
         self.specs, self.child_env = specs, child_env
         self._masked = logtail.maskable(run.secrets)  # masked in children's output before anyone sees it
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()  # put() is reentrant: signal handlers use it
-        self.master = MasterRunner(self.post)
+        self.master = MasterRunner(self.post, planner)
         self.io = Pool(IO_WORKERS, "kannon-io")
         self.observers = Pool(1, "kannon-observers")  # one lane: observers see events in order
         self.pm = plugin_manager()

@@ -9,13 +9,13 @@ be tested by feeding events, without threads or an executor.
 An attempt of a bullet goes through three phases, each ended by one event:
 ``preparing`` (the spec is being written: ``Prepared``) -> ``launched`` (the child runs: ``Finished``) ->
 ``confirming`` (the master checks ``complete()``: ``Confirmed``). A master task is ``RunMaster`` ->
-``MasterStarted`` -> ``MasterDone``.
+``MasterStarted`` -> ``MasterDone``, or ``MasterRequested`` when its run() yielded incomplete tasks: they join the
+plan, and the task is pending again until they are complete (dynamic dependencies, see kannon.scheduler.dynamic).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import graphlib
 import heapq
 import itertools
 from collections import deque
@@ -27,6 +27,7 @@ from kannon.events import Event, EventKind
 from kannon.hints import Hints
 from kannon.plan import Node, Plan
 from kannon.result import Attempt, BuildResult, Placement, Status, TaskRecord
+from kannon.scheduler.graph import Readiness
 from kannon.scheduler.messages import (
     NOT_RETRYABLE,
     RECANCEL_DELAY,
@@ -41,6 +42,7 @@ from kannon.scheduler.messages import (
     Launch,
     LaunchFailed,
     MasterDone,
+    MasterRequested,
     MasterStarted,
     Policy,
     Prepare,
@@ -75,14 +77,8 @@ class RunState:
         self.plan, self.policy, self.run_id, self.backend = plan, policy, run_id, backend
         self.invocation_id = invocation_id
         self.records: dict[str, TaskRecord] = {}
-        for node in plan.nodes.values():
-            status = Status.COMPLETE if node.placement is Placement.COMPLETE else Status.PENDING
-            self.records[node.task_id] = TaskRecord(node.task_id, node.family, node.params, node.placement, status,
-                                                    node.deps)  # fmt: skip
-        graph = {n.task_id: [d for d in n.deps if plan.nodes[d].placement is not Placement.COMPLETE]
-                 for n in plan.todo}  # fmt: skip
-        self._sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter(graph)
-        self._sorter.prepare()
+        self._ready = Readiness()  # takes new tasks while the run goes on: a yield in run() adds some
+        self._add_nodes(list(plan.nodes.values()), None)
         self.live: dict[str, _Live] = {}  # key -> attempt in flight
         self._current: dict[str, str] = {}  # task id -> its live key
         self._waiting: deque[str] = deque()  # ready bullets without a slot yet
@@ -106,6 +102,17 @@ class RunState:
             kind: EventKind = "skipped_complete" if node.placement is Placement.COMPLETE else "planned"
             self._emit(kind, now, node, deps=node.deps)
         return self._finish_step(now)
+
+    def _add_nodes(self, nodes: list[Node], requested_by: str | None) -> None:
+        for node in nodes:
+            status = Status.COMPLETE if node.placement is Placement.COMPLETE else Status.PENDING
+            self.records[node.task_id] = TaskRecord(node.task_id, node.family, node.params, node.placement, status,
+                                                    node.deps, requested_by=requested_by)  # fmt: skip
+            if node.placement is Placement.COMPLETE:
+                self._ready.finished.add(node.task_id)
+        for node in nodes:
+            if node.placement is not Placement.COMPLETE:
+                self._ready.add(node.task_id, node.deps)
 
     def step(self, event: StateEvent, now: float) -> list[Action]:
         if self.done:
@@ -139,15 +146,15 @@ class RunState:
         return out
 
     def _active(self) -> bool:
-        # The sorter stays "active" forever once a task failed (its dependents never become ready), so the run
-        # is over when nothing is in flight, waits or is scheduled — not when the sorter says so.
+        # Dependents of a failed task never become ready, so the run is over when nothing is in flight, waits or
+        # is scheduled — not when every task has run.
         return bool(self.live or self.master_running or self._waiting or self._master_fifo or self._timers)
 
     # -- dispatch ----------------------------------------------------------------------------------------------
     def _dispatch(self, now: float) -> None:
         if self.cancelled is not None:
             return
-        for uid in self._sorter.get_ready():
+        for uid in self._ready.take():
             self._fresh.append(uid)
             if self.plan.nodes[uid].placement is Placement.MASTER:
                 self._master_fifo.append(uid)
@@ -263,31 +270,73 @@ class RunState:
     # -- master tasks ------------------------------------------------------------------------------------------
     def _on_MasterStarted(self, ev: MasterStarted, now: float) -> None:
         rec = self.records[ev.task_id]
-        if rec.attempts:
+        if ev.task_id != self.master_running or (rec.attempts and rec.attempts[-1].finished_at is None):
             return
         rec.status = Status.RUNNING
-        rec.attempts.append(Attempt(1, now, started_at=now, where="master",
+        number = len(rec.attempts) + 1  # a run again after a yield is a new attempt (it spends no retries)
+        rec.attempts.append(Attempt(number, now, started_at=now, where="master",
                                     queued_at=self._queued_at.pop(ev.task_id, None)))  # fmt: skip
         node = self.plan.nodes[ev.task_id]
-        self._emit("launched", now, node, attempt=1, where="master")
-        self._emit("started", now, node, attempt=1, where="master")
+        self._emit("launched", now, node, attempt=number, where="master")
+        self._emit("started", now, node, attempt=number, where="master")
+
+    def _master_attempt(self, uid: str, now: float) -> Attempt:
+        rec = self.records[uid]
+        if not rec.attempts or rec.attempts[-1].finished_at is not None:  # stopped before it started
+            rec.attempts.append(Attempt(len(rec.attempts) + 1, now, where="master",
+                                        queued_at=self._queued_at.pop(uid, None)))  # fmt: skip
+        att = rec.attempts[-1]
+        att.finished_at = now
+        return att
 
     def _on_MasterDone(self, ev: MasterDone, now: float) -> None:
         if ev.task_id != self.master_running:
             return
         self.master_running = None
         rec = self.records[ev.task_id]
-        if not rec.attempts:  # stopped before it started: the end is reported all the same
-            rec.attempts.append(Attempt(1, now, where="master", queued_at=self._queued_at.pop(ev.task_id, None)))
-        att = rec.attempts[-1]
-        att.finished_at, att.reason, att.failure_class, att.log_tail = now, ev.reason, ev.failure_class, ev.log_tail
+        att = self._master_attempt(ev.task_id, now)
+        att.reason, att.failure_class, att.log_tail = ev.reason, ev.failure_class, ev.log_tail
         if ev.ok:
             self._succeeded(ev.task_id, now)
         elif ev.failure_class == "Cancelled" or self.cancelled is not None:
             rec.status = Status.CANCELLED
-            self._emit("cancelled", now, self.plan.nodes[ev.task_id], reason=ev.reason, attempt=1)
+            self._emit("cancelled", now, self.plan.nodes[ev.task_id], reason=ev.reason, attempt=att.number)
         else:
             self._final_failure(ev.task_id, ev.reason or "failed", ev.failure_class, now)
+
+    def _on_MasterRequested(self, ev: MasterRequested, now: float) -> None:
+        """luigi's contract: the yielding task goes back to pending; what it asked for is scheduled (new tasks
+        planned like the static DAG, known ones as they are); once all of it is complete the task runs again."""
+        uid = ev.task_id
+        if uid != self.master_running:
+            return
+        self.master_running = None
+        rec = self.records[uid]
+        att = self._master_attempt(uid, now)
+        att.requested = ev.requested
+        att.reason = f"run() yielded {len(ev.requested)} task(s) not all complete; it runs again once they are"
+        self._add_nodes([n for n in ev.plan.nodes.values() if n.task_id not in self.records], uid)
+        for node in ev.plan.nodes.values():
+            if node.task_id not in self.plan.nodes:
+                self.plan.nodes[node.task_id] = node
+                kind: EventKind = "skipped_complete" if node.placement is Placement.COMPLETE else "planned"
+                self._emit(kind, now, node, deps=node.deps, requested_by=uid)
+        rec.requested = tuple(dict.fromkeys((*rec.requested, *ev.requested)))
+        for r in ev.requested:
+            self._emit("requested", now, self.plan.nodes[r], requested_by=uid)
+        if self.cancelled is not None:
+            rec.status = Status.CANCELLED
+            self._emit("cancelled", now, self.plan.nodes[uid], reason=self.cancelled.reason, attempt=att.number)
+            return
+        runs = sum(1 for a in rec.attempts if a.requested)
+        if runs > self.policy.max_dynamic_runs:
+            self._final_failure(uid, f"its run() stopped at a yield of incomplete tasks {runs} times, more than "
+                                f"max_dynamic_runs={self.policy.max_dynamic_runs}; raise it (Kannon(max_dynamic_runs="
+                                "...), kannon build --max-dynamic-runs) if the pipeline really yields that often",
+                                "DynamicLimit", now)  # fmt: skip
+            return
+        rec.status = Status.PENDING
+        self._ready.add(uid, ev.requested)
 
     # -- outcomes ----------------------------------------------------------------------------------------------
     def _succeeded(self, uid: str, now: float) -> None:
@@ -295,7 +344,7 @@ class RunState:
         rec.status = Status.SUCCEEDED
         att = rec.attempts[-1]
         self._emit("succeeded", now, self.plan.nodes[uid], attempt=att.number, where=att.where)
-        self._sorter.done(uid)
+        self._ready.done(uid)
 
     def _attempt_failed(self, uid: str, fin: Finished, now: float) -> None:
         node = self.plan.nodes[uid]
@@ -428,7 +477,8 @@ class RunState:
                            started_at=self.started_at or now, finished_at=now, cancelled=cancelled)  # fmt: skip
 
     def _failed_upstream(self, uid: str, failed: set[str]) -> list[str]:
-        out, seen, stack = [], set(), list(self.plan.nodes[uid].deps)
+        rec = self.records[uid]
+        out, seen, stack = [], set(), [*rec.deps, *rec.requested]
         while stack:
             d = stack.pop()
             if d in seen:
@@ -437,7 +487,7 @@ class RunState:
             if d in failed:
                 out.append(d)
             else:
-                stack.extend(self.plan.nodes[d].deps)
+                stack.extend((*self.records[d].deps, *self.records[d].requested))
         return out
 
 
@@ -455,6 +505,7 @@ __all__ = [
     "Launch",
     "LaunchFailed",
     "MasterDone",
+    "MasterRequested",
     "MasterStarted",
     "Policy",
     "Prepare",
