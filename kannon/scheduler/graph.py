@@ -3,7 +3,9 @@ dependencies while the run goes on — a ``yield`` in run() adds both (dynamic d
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+
+from kannon.result import TaskRecord
 
 
 class Readiness:
@@ -36,3 +38,19 @@ class Readiness:
         """The tasks that became ready since the last call, in the order they did."""
         out, self._ready = self._ready, []
         return out
+
+
+def failed_upstream(records: Mapping[str, TaskRecord], uid: str, failed: set[str]) -> list[str]:
+    """The failed tasks ``uid`` waits for, directly or not, through static and dynamic dependencies."""
+    rec = records[uid]
+    out, seen, stack = [], set(), [*rec.deps, *rec.requested]
+    while stack:
+        d = stack.pop()
+        if d in seen:
+            continue
+        seen.add(d)
+        if d in failed:
+            out.append(d)
+        else:
+            stack.extend((*records[d].deps, *records[d].requested))
+    return out

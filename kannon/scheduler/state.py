@@ -27,7 +27,7 @@ from kannon.events import Event, EventKind
 from kannon.hints import Hints
 from kannon.plan import Node, Plan
 from kannon.result import Attempt, BuildResult, Placement, Status, TaskRecord
-from kannon.scheduler.graph import Readiness
+from kannon.scheduler.graph import Readiness, failed_upstream
 from kannon.scheduler.messages import (
     NOT_RETRYABLE,
     RECANCEL_DELAY,
@@ -315,6 +315,13 @@ class RunState:
         att = self._master_attempt(uid, now)
         att.requested = ev.requested
         att.reason = f"run() yielded {len(ev.requested)} task(s) not all complete; it runs again once they are"
+        runs = sum(1 for a in rec.attempts if a.requested)
+        if runs > self.policy.max_dynamic_runs:
+            self._final_failure(uid, f"its run() stopped at a yield of incomplete tasks {runs} times, more than "
+                                f"max_dynamic_runs={self.policy.max_dynamic_runs}; raise it (Kannon(max_dynamic_runs="
+                                "...), kannon build --max-dynamic-runs) if the pipeline really yields that often",
+                                "DynamicLimit", now)  # fmt: skip
+            return
         self._add_nodes([n for n in ev.plan.nodes.values() if n.task_id not in self.records], uid)
         for node in ev.plan.nodes.values():
             if node.task_id not in self.plan.nodes:
@@ -327,13 +334,6 @@ class RunState:
         if self.cancelled is not None:
             rec.status = Status.CANCELLED
             self._emit("cancelled", now, self.plan.nodes[uid], reason=self.cancelled.reason, attempt=att.number)
-            return
-        runs = sum(1 for a in rec.attempts if a.requested)
-        if runs > self.policy.max_dynamic_runs:
-            self._final_failure(uid, f"its run() stopped at a yield of incomplete tasks {runs} times, more than "
-                                f"max_dynamic_runs={self.policy.max_dynamic_runs}; raise it (Kannon(max_dynamic_runs="
-                                "...), kannon build --max-dynamic-runs) if the pipeline really yields that often",
-                                "DynamicLimit", now)  # fmt: skip
             return
         rec.status = Status.PENDING
         self._ready.add(uid, ev.requested)
@@ -463,7 +463,7 @@ class RunState:
                 rec.status, rec.reason = Status.CANCELLED, self.cancelled.reason
             else:
                 rec.status = Status.UPSTREAM_FAILED
-                blockers = self._failed_upstream(uid, failed)
+                blockers = failed_upstream(self.records, uid, failed)
                 rec.reason = "upstream failed: " + ", ".join(self.records[b].family + " " + b[:8]
                                                              for b in blockers[:3])  # fmt: skip
             kind: EventKind = "cancelled" if rec.status is Status.CANCELLED else "upstream_failed"
@@ -476,42 +476,9 @@ class RunState:
         return BuildResult(run_id=self.run_id, backend=self.backend, tasks=self.records, root_id=self.plan.root_id,
                            started_at=self.started_at or now, finished_at=now, cancelled=cancelled)  # fmt: skip
 
-    def _failed_upstream(self, uid: str, failed: set[str]) -> list[str]:
-        rec = self.records[uid]
-        out, seen, stack = [], set(), [*rec.deps, *rec.requested]
-        while stack:
-            d = stack.pop()
-            if d in seen:
-                continue
-            seen.add(d)
-            if d in failed:
-                out.append(d)
-            else:
-                stack.extend((*self.records[d].deps, *self.records[d].requested))
-        return out
 
-
-__all__ = [
-    "NOT_RETRYABLE",
-    "RECANCEL_DELAY",
-    "Action",
-    "Cancel",
-    "CancelFailed",
-    "CancelRun",
-    "Confirm",
-    "Confirmed",
-    "Done",
-    "Emit",
-    "Launch",
-    "LaunchFailed",
-    "MasterDone",
-    "MasterRequested",
-    "MasterStarted",
-    "Policy",
-    "Prepare",
-    "Prepared",
-    "RunMaster",
-    "RunState",
-    "StateEvent",
-    "Tick",
-]
+__all__ = [  # the messages are re-exported: callers and tests speak to the machine through this module
+    "NOT_RETRYABLE", "RECANCEL_DELAY", "Action", "Cancel", "CancelFailed", "CancelRun", "Confirm", "Confirmed",
+    "Done", "Emit", "Launch", "LaunchFailed", "MasterDone", "MasterRequested", "MasterStarted", "Policy", "Prepare",
+    "Prepared", "RunMaster", "RunState", "StateEvent", "Tick",
+]  # fmt: skip

@@ -42,7 +42,7 @@ class PidBullet(kannon.TaskOnBullet):
             Path(self.hold_file + ".started").write_text(str(os.getpid()))
             while not Path(self.hold_file).exists():
                 time.sleep(0.05)
-        if len(runs(self.runs_dir, self.name)) <= self.fail_times:
+        if self.fail_times and len(runs(self.runs_dir, self.name)) <= self.fail_times:
             raise RuntimeError(f"planned failure of {self.name}")
         self.dump({"name": self.name, "pid": os.getpid()})
 
@@ -120,3 +120,21 @@ class Plain(gokart.TaskOnKart):
 
     def run(self) -> None:
         self.dump("plain")
+
+
+class InMemoryBullet(kannon.TaskOnBullet):
+    def output(self) -> Any:
+        from gokart.conflict_prevention_lock.task_lock import make_task_lock_params
+        from gokart.in_memory.target import make_in_memory_target
+
+        return make_in_memory_target("dyn-in-memory", make_task_lock_params(file_path="dyn-in-memory",
+                                                                           unique_id=self.make_unique_id()))
+
+    def run(self) -> None:
+        self.dump("x")
+
+
+class YieldsInMemory(gokart.TaskOnKart):
+    def run(self) -> Any:
+        yield InMemoryBullet()
+        self.dump("never")
