@@ -138,3 +138,33 @@ class YieldsInMemory(gokart.TaskOnKart):
     def run(self) -> Any:
         yield InMemoryBullet()
         self.dump("never")
+
+
+class InMemoryMaster(gokart.TaskOnKart):
+    """A master task with gokart's process-local target: fine for master consumers, not for a bullet."""
+
+    def output(self) -> Any:
+        from gokart.conflict_prevention_lock.task_lock import make_task_lock_params
+        from gokart.in_memory.target import make_in_memory_target
+
+        return make_in_memory_target("dyn-in-memory-master", make_task_lock_params(
+            file_path="dyn-in-memory-master", unique_id=self.make_unique_id()))  # fmt: skip
+
+    def run(self) -> None:
+        self.dump("in memory")
+
+
+class ConsumesInMemory(kannon.TaskOnBullet):
+    def requires(self) -> Any:
+        return InMemoryMaster()
+
+    def run(self) -> None:
+        self.dump(self.load())
+
+
+class MasterConsumesInMemory(gokart.TaskOnKart):
+    def requires(self) -> Any:
+        return InMemoryMaster()
+
+    def run(self) -> None:
+        self.dump(self.load())
