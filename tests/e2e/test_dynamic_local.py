@@ -16,6 +16,9 @@ import pytest
 import kannon
 from kannon.backends.local import LocalExecutor
 from kannon.events import Event
+from kannon.progress import summary_text
+from kannon.report.data import report_data
+from kannon.report.model import attempt_outcome, fold
 from kannon.result import KannonBuildError, Status
 from tests.support import dyntasks as dt
 from tests.support.procs import events, processes_in, start_kannon, wait_until
@@ -190,3 +193,25 @@ def test_sigterm_while_yielded_bullets_run_cancels_them_and_leaves_nothing_runni
     assert cancelled == ["PidBullet", "PidBullet", "Yielder"]
     # nothing was run again after the cancel: each bullet's body started once, the yielder's once
     assert [len(dt.runs(tmp_path, n)) for n in ["p", "q", "yielder"]] == [1, 1, 1]
+
+
+def test_events_summary_and_report_name_every_dynamic_task_and_who_yielded_it(tmp_path: Path) -> None:
+    root = dt.Yielder(names=["a", "b"], runs_dir=str(tmp_path))
+    result, rec = build(root)
+    yielder = result.root_id
+    planned = {e.task_id: e.requested_by for e in rec.events if e.kind == "planned"}
+    bullets = [t for t, r in result.tasks.items() if r.family == "PidBullet"]
+    assert all(planned[b] == yielder for b in bullets) and planned[yielder] is None
+    # the report folds the same events back: dynamic edges kept apart from requires() edges
+    model = fold(rec.events)
+    folded = model.result()
+    assert folded.root_id == yielder and folded.tasks[yielder].requested == result.tasks[yielder].requested
+    assert {folded.tasks[b].requested_by for b in bullets} == {yielder}
+    assert [attempt_outcome(folded.tasks[yielder], a) for a in folded.tasks[yielder].attempts] == [
+        "yielded", "succeeded"]  # fmt: skip
+    data = {t["id"]: t for t in report_data(model)["tasks"]}
+    assert sorted(data[yielder]["requested"]) == sorted(bullets) and data[yielder]["deps"] == []
+    assert data[bullets[0]]["requested_by"] == yielder
+    assert data[bullets[0]]["layer"] < data[yielder]["layer"]  # drawn upstream of the task that yielded them
+    text = summary_text(folded)
+    assert text.count("yielded by Yielder") == 2
