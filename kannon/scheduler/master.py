@@ -24,10 +24,9 @@ from typing import Any
 
 import luigi
 
-from kannon import runner
+from kannon import dynamic, runner
 from kannon.handoff import unique_id
 from kannon.plan import Node, Plan, PlanError
-from kannon.scheduler import dynamic
 from kannon.scheduler.state import CancelRun, MasterDone, MasterRequested, MasterStarted
 
 log = logging.getLogger("kannon")
@@ -114,7 +113,7 @@ class MasterRunner:
                     runner.run_one(node.task)
             finally:
                 self._interruptible = False
-        except dynamic.DynamicRequest as req:  # before KeyboardInterrupt, which it is (kannon.scheduler.dynamic)
+        except dynamic.DynamicRequest as req:  # before KeyboardInterrupt, which it is (kannon.dynamic)
             return self._requested(node, req.tasks)
         except KeyboardInterrupt:
             return MasterDone(node.task_id, False, "interrupted", "Cancelled")

@@ -10,7 +10,7 @@ An attempt of a bullet goes through three phases, each ended by one event:
 ``preparing`` (the spec is being written: ``Prepared``) -> ``launched`` (the child runs: ``Finished``) ->
 ``confirming`` (the master checks ``complete()``: ``Confirmed``). A master task is ``RunMaster`` ->
 ``MasterStarted`` -> ``MasterDone``, or ``MasterRequested`` when its run() yielded incomplete tasks: they join the
-plan, and the task is pending again until they are complete (dynamic dependencies, see kannon.scheduler.dynamic).
+plan, and the task is pending again until they are complete (dynamic dependencies, see kannon.dynamic).
 """
 
 from __future__ import annotations
