@@ -24,6 +24,7 @@ from typing import Any
 from kannon import exitcodes
 
 log = logging.getLogger("kannon.child")
+_attempt: dict[str, Any] = {}  # the rebuilt task, once there is one (see _write_result)
 
 
 def _say(message: str) -> None:
@@ -120,6 +121,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
+    meter = _start_measuring()
+    code = _main(args)
+    _write_result(meter, args.task_id, args.sha256, code)
+    return code
+
+
+def _main(args: argparse.Namespace) -> int:
     from kannon import secretfile
 
     try:
@@ -252,6 +260,7 @@ def _run(location: str, task_id: str, sha256: str) -> int:
             if hasattr(rebuilt, "_rerun_state"):
                 rebuilt._rerun_state = False
         task: luigi.Task = built[task_id]
+        _attempt["task"] = task  # for the outputs' size in the child-result record
         try:
             handoff.check_requirements(task, doc.get("requires", {}))
         except handoff.IdMismatchError as e:
@@ -277,3 +286,46 @@ def _run(location: str, task_id: str, sha256: str) -> int:
             return exitcodes.OUTPUT_MISSING
     log.info("done %s", handoff.describe(task))
     return exitcodes.OK
+
+
+# -- the child-result record (kannon.childresult, issue 17) ------------------------------------------------------
+def _start_measuring() -> Any:
+    """A meter started with the attempt; the record's path is taken out of the environment the task sees."""
+    from kannon import childresult, measure
+
+    _attempt["path"] = os.environ.pop(childresult.RESULT_PATH_ENV, None)
+    return measure.Meter()
+
+
+def _output_paths() -> list[str]:
+    task = _attempt.get("task")
+    if task is None:
+        return []
+    import luigi.task
+
+    from kannon import runner
+
+    try:
+        return [runner.target_path(t) for t in luigi.task.flatten(task.output())]
+    except Exception:  # output() of a broken task: no size rather than a changed outcome
+        return []
+
+
+def _write_result(meter: Any, task_id: str, sha256: str, code: int) -> None:
+    """Measure the attempt and write its record where the backend asked (nowhere if it did not). Never changes the
+    outcome: a record that cannot be written leaves the master with the exit code, as before records existed."""
+    path = _attempt.get("path")
+    if not path:
+        return
+    from kannon import childresult
+
+    try:
+        attempt = int(os.environ.get("KANNON_ATTEMPT", "1"))
+        outcome = "ok" if code == exitcodes.OK else (exitcodes.failure_class(code) or "NonZeroExit")
+        record = childresult.ChildResult(task=task_id, spec_sha256=sha256, attempt=attempt, outcome=outcome,
+                                         exit_code=code, usage=meter.usage(_output_paths()))  # fmt: skip
+        # The same 4 KiB cut on every backend (a Kubernetes termination message holds no more): a pipeline's
+        # records do not depend on where it runs.
+        childresult.write_atomic(path, record, max_bytes=childresult.TERMINATION_MESSAGE_MAX)
+    except Exception as e:
+        log.warning("kannon: could not write the child-result record to %s: %s", path, exception_text(e))

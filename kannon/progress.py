@@ -27,7 +27,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from kannon import logtail
+from kannon import logtail, usage
 from kannon.events import Event, EventLog
 from kannon.hookspecs import hookimpl
 from kannon.planview import one_line
@@ -174,8 +174,8 @@ def full_log(result: BuildResult, rec: TaskRecord) -> Path | None:
 def summary_text(result: BuildResult, *, max_rows: int | None = 200, tail: int = 20) -> str:
     """The final summary as plain aligned text (CI logs): a headline, a table of tasks, then failure details."""
     rows, hidden = _rows(result, max_rows)
-    header = ("OUTCOME", "TASK", "WHERE", "ATTEMPTS", "DURATION", "REASON")
-    cells = [
+    header: tuple[str, ...] = ("OUTCOME", "TASK", "WHERE", "ATTEMPTS", "DURATION", "REASON")
+    cells: list[tuple[str, ...]] = [
         (
             r.status.value,
             task_text(r, result.tasks),
@@ -186,6 +186,10 @@ def summary_text(result: BuildResult, *, max_rows: int | None = 200, tail: int =
         )
         for r in rows
     ]
+    if any(r.usage is not None for r in rows):  # requested against used (issue 17), before the reason
+        header = (*header[:5], "USED", header[5])
+        cells = [(*c[:5], usage.summary_text(r.usage, r.requested_resources), c[5])
+                 for c, r in zip(cells, rows, strict=True)]  # fmt: skip
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(header)]
     lines = [_headline(result)]
 
@@ -221,6 +225,9 @@ def summary_renderable(result: BuildResult, *, max_rows: int | None = 200, tail:
     table.add_column("where", overflow="fold", ratio=1, max_width=24)
     table.add_column("tries", justify="right", no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
+    used = any(r.usage is not None for r in rows)
+    if used:
+        table.add_column("used", overflow="fold", ratio=2)
     table.add_column("reason", overflow="fold", ratio=2)
     for r in rows:
         table.add_row(
@@ -229,6 +236,7 @@ def summary_renderable(result: BuildResult, *, max_rows: int | None = 200, tail:
             Text(where_text(r, result.backend)),
             str(len(r.attempts)),
             fmt_duration(r.duration),
+            *([Text(usage.summary_text(r.usage, r.requested_resources))] if used else []),
             Text(_reason(r), style="red" if r.status == Status.FAILED else ""),
         )
     parts: list[RenderableType] = [table]

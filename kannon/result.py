@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 from kannon import logtail
+from kannon.childresult import Usage
 
 
 class Status(str, enum.Enum):
@@ -38,6 +39,7 @@ class Attempt:
     log_tail: tuple[str, ...] = ()
     queued_at: float | None = None  # ready, but waited for a free slot (or for another master task) until launched_at
     requested: tuple[str, ...] = ()  # dynamic: this attempt stopped at a yield of these incomplete tasks
+    usage: Usage | None = None  # what the attempt used, from the child's record (bullets; None when it wrote none)
 
     @property
     def duration(self) -> float | None:
@@ -58,6 +60,15 @@ class TaskRecord:
     reason: str | None = None
     requested_by: str | None = None  # dynamic: planned because this task's run() yielded it (or what it needs)
     requested: tuple[str, ...] = ()  # dynamic: the tasks this task's run() yielded, in the order asked
+    requested_resources: dict[str, str] = field(default_factory=dict)  # the hints' cpu/memory, as written
+
+    @property
+    def usage(self) -> Usage | None:
+        """What the last attempt that reported its use used (issue 17); None when no attempt did."""
+        for a in reversed(self.attempts):
+            if a.usage is not None:
+                return a.usage
+        return None
 
     @property
     def last(self) -> Attempt | None:

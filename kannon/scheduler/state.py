@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from kannon import usage
 from kannon.backends.base import Finished, Queued, Started
 from kannon.events import Event, EventKind
 from kannon.hints import Hints
@@ -108,6 +109,8 @@ class RunState:
             status = Status.COMPLETE if node.placement is Placement.COMPLETE else Status.PENDING
             self.records[node.task_id] = TaskRecord(node.task_id, node.family, node.params, node.placement, status,
                                                     node.deps, requested_by=requested_by)  # fmt: skip
+            if node.placement is Placement.BULLET:
+                self.records[node.task_id].requested_resources = usage.requested_resources(node.hints)
             if node.placement is Placement.COMPLETE:
                 self._ready.finished.add(node.task_id)
         for node in nodes:
@@ -242,6 +245,7 @@ class RunState:
         att = self.records[uid].attempts[-1]
         att.finished_at, att.exit_code, att.where = ev.at, ev.exit_code, ev.where or att.where
         att.log_tail = ev.log_tail
+        att.usage = usage.attempt_usage(ev, self.plan.nodes[uid].hints, att.duration)
         self._drop_timers(ev.key)
         if ev.ok:
             live.phase = "confirming"  # the slot is free: the child is gone
@@ -452,6 +456,9 @@ class RunState:
             fields.setdefault("placement", node.placement.value)
             if node.placement is not Placement.COMPLETE:
                 fields.setdefault("backend", self.backend if node.placement is Placement.BULLET else "master")
+            if node.placement is Placement.BULLET:
+                rec = self.records[node.task_id]
+                fields.update(usage.event_fields(kind, rec.last.usage if rec.last else None, rec.requested_resources))
         self._out.append(Emit(Event(kind=kind, run_id=self.run_id, time=now, **fields)))
 
     def _result(self, now: float) -> BuildResult:
