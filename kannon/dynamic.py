@@ -16,6 +16,7 @@ that (``except KeyboardInterrupt: raise``) and turns any other exception into a 
 from __future__ import annotations
 
 import collections.abc
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,6 +32,19 @@ class DynamicRequest(KeyboardInterrupt):
     def __init__(self, tasks: list[luigi.Task]) -> None:
         super().__init__(f"run() yielded {len(tasks)} task(s) that are not all complete")
         self.tasks = tasks
+
+
+def requested_location(requester: luigi.Task, run_id: str, requester_id: str, attempt: int, task_id: str) -> str:
+    """Where a bullet's child writes the spec of a task its run() yielded: the requester's workspace, which master
+    and child share on every backend (the master confirms the child's outputs there), whatever transport the specs
+    themselves use. The master derives the same place from its own task object; it never takes a path from the
+    child."""
+    from kannon import storage
+
+    base = str(getattr(requester, "workspace_directory", "./resources/"))
+    if not storage.is_remote(base):
+        base = os.path.abspath(base)
+    return storage.join(base, "kannon", "specs", run_id, "requested", f"{requester_id}-{attempt}", f"{task_id}.json")
 
 
 def _drive(gen: collections.abc.Generator[Any, Any, Any]) -> collections.abc.Generator[Any, Any, Any]:

@@ -50,11 +50,12 @@ class MasterRunner:
         self._post = post
         self._planner = planner
         # A Queue (not SimpleQueue): its blocking get() lets signal handlers run on an idle main thread.
-        self._jobs: queue.Queue[Node | None] = queue.Queue()
+        self._jobs: queue.Queue[Node | Callable[[], None] | None] = queue.Queue()
         self._interruptible = False
         self.cancel_requested = False
 
-    def submit(self, node: Node) -> None:
+    def submit(self, node: Node | Callable[[], None]) -> None:
+        """A master task to run, or other master-side work for this thread (planning a bullet's yield)."""
         self._jobs.put(node)
 
     def stop(self) -> None:
@@ -86,6 +87,12 @@ class MasterRunner:
             node = self._jobs.get()
             if node is None:
                 return
+            if callable(node):
+                try:
+                    node()
+                except Exception:  # the job reports its own outcome; this is a bug of ours
+                    log.exception("kannon: master-side work failed")
+                continue
             try:
                 self._run(node)
             except Exception:  # a bug of ours; the task's end was reported all the same (finally below)

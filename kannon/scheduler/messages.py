@@ -81,8 +81,18 @@ class MasterRequested:
     plan: Plan
 
 
+@dataclass(frozen=True)
+class BulletRequested:
+    """The answer to ``PlanRequested``: the yielded tasks of a bullet's attempt, planned (or why they could not be)."""
+
+    key: str
+    requested: tuple[str, ...]
+    plan: Plan | None
+    error: str | None = None
+
+
 StateEvent = Tick | CancelRun | Prepared | LaunchFailed | CancelFailed | Confirmed | MasterStarted | MasterDone | \
-    MasterRequested | Started | Queued | Finished  # fmt: skip
+    MasterRequested | BulletRequested | Started | Queued | Finished  # fmt: skip
 
 
 # -- actions out ---------------------------------------------------------------------------------------------
@@ -131,7 +141,18 @@ class Done:
     signum: int | None  # not None: a signal stopped the build
 
 
-Action = Prepare | Launch | Cancel | Confirm | RunMaster | Emit | Done
+@dataclass(frozen=True)
+class PlanRequested:
+    """A bullet's child stopped at a yield of incomplete tasks: read their specs (id, plaintext sha256), rebuild and
+    plan them, then answer ``BulletRequested(key)``."""
+
+    key: str
+    task_id: str
+    attempt: int
+    requested: tuple[tuple[str, str], ...]
+
+
+Action = Prepare | Launch | Cancel | Confirm | RunMaster | PlanRequested | Emit | Done
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kannon import usage
+from kannon import exitcodes, usage
 from kannon.backends.base import Finished, Queued, Started
 from kannon.events import Event, EventKind
 from kannon.hints import Hints
@@ -33,6 +33,7 @@ from kannon.scheduler.messages import (
     NOT_RETRYABLE,
     RECANCEL_DELAY,
     Action,
+    BulletRequested,
     Cancel,
     CancelFailed,
     CancelRun,
@@ -45,6 +46,7 @@ from kannon.scheduler.messages import (
     MasterDone,
     MasterRequested,
     MasterStarted,
+    PlanRequested,
     Policy,
     Prepare,
     Prepared,
@@ -58,7 +60,7 @@ from kannon.scheduler.messages import (
 class _Live:
     task_id: str
     attempt: int
-    phase: Literal["preparing", "launched", "confirming"]
+    phase: Literal["preparing", "launched", "confirming", "planning"]  # planning: its yield (no slot held)
     deadline_hit: bool = False
     queued: bool = False  # waiting in the cluster's admission queue (Queued): no max_parallel slot
 
@@ -184,10 +186,10 @@ class RunState:
         self._fresh.clear()
 
     def _slots_used(self) -> int:
-        return sum(1 for live in self.live.values() if live.phase != "confirming" and not live.queued)
+        return sum(1 for live in self.live.values() if live.phase in ("preparing", "launched") and not live.queued)
 
     def _submitted(self) -> int:
-        return sum(1 for live in self.live.values() if live.phase != "confirming")
+        return sum(1 for live in self.live.values() if live.phase in ("preparing", "launched"))
 
     def _on_Queued(self, ev: Queued, now: float) -> None:
         live = self.live.get(ev.key)
@@ -247,12 +249,38 @@ class RunState:
         att.log_tail = ev.log_tail
         att.usage = usage.attempt_usage(ev, self.plan.nodes[uid].hints, att.duration)
         self._drop_timers(ev.key)
+        if ev.exit_code == exitcodes.REQUESTED and self.cancelled is None:
+            self._bullet_yielded(ev, live, now)
+            return
         if ev.ok:
             live.phase = "confirming"  # the slot is free: the child is gone
             self._out.append(Confirm(ev.key, uid))
             return
         self._drop(ev.key)
         self._attempt_failed(uid, ev, now)
+
+    def _bullet_yielded(self, ev: Finished, live: _Live, now: float) -> None:
+        """The child stopped at a yield of incomplete tasks (dynamic dependencies) and listed them in its record."""
+        record = ev.result
+        if record is None or not record.requested or record.truncated:
+            self._drop(ev.key)
+            self._final_failure(live.task_id, "its run() yielded incomplete tasks, but the child's result record does "
+                                "not list them all (missing, or cut to fit 4 KiB): yield fewer tasks at once",
+                                "DynamicRequest", now)  # fmt: skip
+            return
+        live.phase = "planning"  # the slot is free: the child is gone
+        wanted = tuple((r.task, r.spec_sha256) for r in record.requested)
+        self._out.append(PlanRequested(ev.key, live.task_id, live.attempt, wanted))
+
+    def _on_BulletRequested(self, ev: BulletRequested, now: float) -> None:
+        live = self.live.get(ev.key)
+        if live is None or live.phase != "planning":
+            return
+        self._drop(ev.key)
+        if ev.plan is None:
+            self._final_failure(live.task_id, ev.error or "its yielded tasks could not be planned", "PlanError", now)
+            return
+        self._requested(live.task_id, self.records[live.task_id].attempts[-1], ev.requested, ev.plan, now)
 
     def _on_Confirmed(self, ev: Confirmed, now: float) -> None:
         live = self.live.get(ev.key)
@@ -315,10 +343,12 @@ class RunState:
         if uid != self.master_running:
             return
         self.master_running = None
+        self._requested(uid, self._master_attempt(uid, now), ev.requested, ev.plan, now)
+
+    def _requested(self, uid: str, att: Attempt, requested: tuple[str, ...], plan: Plan, now: float) -> None:
         rec = self.records[uid]
-        att = self._master_attempt(uid, now)
-        att.requested = ev.requested
-        att.reason = f"run() yielded {len(ev.requested)} task(s) not all complete; it runs again once they are"
+        att.requested = requested
+        att.reason = f"run() yielded {len(requested)} task(s) not all complete; it runs again once they are"
         runs = sum(1 for a in rec.attempts if a.requested)
         if runs > self.policy.max_dynamic_runs:
             self._final_failure(uid, f"its run() stopped at a yield of incomplete tasks {runs} times, more than "
@@ -326,21 +356,21 @@ class RunState:
                                 "...), kannon build --max-dynamic-runs) if the pipeline really yields that often",
                                 "DynamicLimit", now)  # fmt: skip
             return
-        self._add_nodes([n for n in ev.plan.nodes.values() if n.task_id not in self.records], uid)
-        for node in ev.plan.nodes.values():
+        self._add_nodes([n for n in plan.nodes.values() if n.task_id not in self.records], uid)
+        for node in plan.nodes.values():
             if node.task_id not in self.plan.nodes:
                 self.plan.nodes[node.task_id] = node
                 kind: EventKind = "skipped_complete" if node.placement is Placement.COMPLETE else "planned"
                 self._emit(kind, now, node, deps=node.deps, requested_by=uid)
-        rec.requested = tuple(dict.fromkeys((*rec.requested, *ev.requested)))
-        for r in ev.requested:
+        rec.requested = tuple(dict.fromkeys((*rec.requested, *requested)))
+        for r in requested:
             self._emit("requested", now, self.plan.nodes[r], requested_by=uid)
         if self.cancelled is not None:
             rec.status = Status.CANCELLED
             self._emit("cancelled", now, self.plan.nodes[uid], reason=self.cancelled.reason, attempt=att.number)
             return
         rec.status = Status.PENDING
-        self._ready.add(uid, ev.requested)
+        self._ready.add(uid, requested)
 
     # -- outcomes ----------------------------------------------------------------------------------------------
     def _succeeded(self, uid: str, now: float) -> None:
@@ -365,7 +395,7 @@ class RunState:
             return
         hints = node.hints or Hints()
         allowed = hints.retries if hints.retries is not None else self.policy.retries
-        spent = sum(1 for a in rec.attempts if not a.infra)
+        spent = sum(1 for a in rec.attempts if not a.infra and not a.requested)  # a stop at a yield is free
         delay = None
         if fin.infra and self._infra_used.get(uid, 0) < self.policy.infra_retries:
             self._infra_used[uid] = self._infra_used.get(uid, 0) + 1
@@ -408,7 +438,7 @@ class RunState:
         self._waiting.clear()
         self._master_fifo.clear()
         for key, live in list(self.live.items()):
-            if live.phase == "preparing":  # nothing was launched for it yet
+            if live.phase in ("preparing", "planning"):  # nothing runs for it (yet, or any more)
                 self._drop(key)
             elif live.phase == "launched":
                 self._out.append(Cancel(key, ev.reason))
@@ -485,7 +515,28 @@ class RunState:
 
 
 __all__ = [  # the messages are re-exported: callers and tests speak to the machine through this module
-    "NOT_RETRYABLE", "RECANCEL_DELAY", "Action", "Cancel", "CancelFailed", "CancelRun", "Confirm", "Confirmed",
-    "Done", "Emit", "Launch", "LaunchFailed", "MasterDone", "MasterRequested", "MasterStarted", "Policy", "Prepare",
-    "Prepared", "RunMaster", "RunState", "StateEvent", "Tick",
+    "NOT_RETRYABLE",
+    "RECANCEL_DELAY",
+    "Action",
+    "BulletRequested",
+    "Cancel",
+    "CancelFailed",
+    "CancelRun",
+    "Confirm",
+    "Confirmed",
+    "Done",
+    "Emit",
+    "Launch",
+    "LaunchFailed",
+    "MasterDone",
+    "MasterRequested",
+    "MasterStarted",
+    "PlanRequested",
+    "Policy",
+    "Prepare",
+    "Prepared",
+    "RunMaster",
+    "RunState",
+    "StateEvent",
+    "Tick",
 ]  # fmt: skip

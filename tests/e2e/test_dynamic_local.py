@@ -215,3 +215,23 @@ def test_events_summary_and_report_name_every_dynamic_task_and_who_yielded_it(tm
     assert data[bullets[0]]["layer"] < data[yielder]["layer"]  # drawn upstream of the task that yielded them
     text = summary_text(folded)
     assert text.count("yielded by Yielder") == 2
+
+
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_a_bullet_that_yields_reports_to_the_master_and_runs_again_in_a_new_child(tmp_path: Path, mode: str) -> None:
+    root = dt.BulletYielder(names=["y1", "y2"], runs_dir=str(tmp_path))
+    rec = Recorder()
+    result = kannon.Kannon(executor=LocalExecutor(mode=mode), observers=[rec], retries=0).build(root)
+    out = root.output().load()
+    master = os.getpid()
+    yielder_pids = dt.runs(tmp_path, "byielder")
+    assert len(yielder_pids) == 2 and master not in yielder_pids  # two children: stopped, then ran to the end
+    assert out["pid"] == yielder_pids[1] and [v["name"] for v in out["values"]] == ["y1", "y2"]
+    assert not {v["pid"] for v in out["values"]} & {master, *yielder_pids}  # each yielded bullet in its own child
+    assert [len(dt.runs(tmp_path, n)) for n in ["y1", "y2"]] == [1, 1]
+    yielder = result.tasks[result.root_id]
+    assert [a.number for a in yielder.attempts] == [1, 2] and yielder.attempts[0].requested  # no retry was spent
+    assert {r.requested_by for r in result.tasks.values() if r.family == "PidBullet"} == {result.root_id}
+    assert launches(rec, "BulletYielder") == 2 and launches(rec, "PidBullet") == 2
+    assert [e.kind for e in rec.events if e.kind in ("retried", "failed")] == []
+    assert list((tmp_path / "resources").rglob("requested/*/*.json")) == []  # the master deleted the child's specs

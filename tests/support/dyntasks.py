@@ -168,3 +168,15 @@ class MasterConsumesInMemory(gokart.TaskOnKart):
 
     def run(self) -> None:
         self.dump(self.load())
+
+
+class BulletYielder(kannon.TaskOnBullet):
+    """A bullet whose run() yields bullets: its child reports them to the master and exits; it runs again after."""
+
+    names = luigi.ListParameter()
+    runs_dir = luigi.Parameter(default="", significant=False)
+
+    def run(self) -> Any:
+        note_run(self.runs_dir, "byielder")
+        targets = yield [PidBullet(name=n, runs_dir=self.runs_dir) for n in self.names]
+        self.dump({"pid": os.getpid(), "values": [t.load() for t in targets]})
