@@ -9,7 +9,9 @@ import signal
 
 import pytest
 
+from kannon import exitcodes
 from kannon.backends.base import Finished
+from kannon.childresult import ChildResult, Requested
 from kannon.plan import Node, Plan
 from kannon.result import Placement, Status
 from kannon.scheduler import state as st
@@ -155,3 +157,55 @@ def test_a_request_from_a_task_that_is_not_running_is_dropped() -> None:
     sim = Sim(node("y", master=True), node("b0"))
     assert request(sim, "b0", ("x",), node("x")) == [] or sim.new(st.Prepare) == []
     assert "x" not in sim.state.records
+
+
+def yielded(key: str, *requested: str, truncated: bool = False) -> Finished:
+    record = ChildResult(task=key.rsplit("-", 1)[0], spec_sha256="0" * 64, attempt=int(key.rsplit("-", 1)[1]),
+                         outcome="Requested", exit_code=exitcodes.REQUESTED,
+                         requested=tuple(Requested(r, "1" * 64) for r in requested), truncated=truncated)  # fmt: skip
+    return Finished(key, exitcodes.REQUESTED, "yielded", "Requested", result=record)
+
+
+def test_a_bullet_that_yields_is_planned_then_launched_again_without_spending_a_retry() -> None:
+    sim = Sim(node("by"), node("other"), retries=0, max_parallel=1)
+    k1 = sim.launch("by")
+    sim.step(yielded(k1, "b1"))
+    (plan_req,) = sim.new(st.PlanRequested)
+    assert (plan_req.key, plan_req.task_id, plan_req.attempt, plan_req.requested) == (k1, "by", 1, (("b1", "1" * 64),))
+    assert [p.task_id for p in sim.new(st.Prepare)] == ["other"]  # its slot is free while the master plans
+    sim.step(st.BulletRequested(k1, ("b1",), fragment(node("b1"))))
+    assert sim.events("requested", "b1")[0].requested_by == "by"
+    sim.succeed(sim.launch("other"))
+    sim.succeed(sim.launch("b1"))
+    k2 = sim.launch("by")
+    assert k2 == "by-2"  # a new attempt; with retries=0 a failure would have ended the task
+    sim.succeed(k2)
+    result = sim.done().result
+    assert result.ok and result.tasks["by"].attempts[0].requested == ("b1",)
+    assert sim.events("retried") == [] and sim.events("failed") == []
+
+
+def test_a_bullet_yield_the_master_cannot_plan_fails_the_bullet() -> None:
+    sim = Sim(node("by"))
+    k1 = sim.launch("by")
+    sim.step(yielded(k1, "b1"))
+    sim.step(st.BulletRequested(k1, ("b1",), None, "its run() yielded tasks that cannot run: InMemoryTarget"))
+    rec = sim.done().result.tasks["by"]
+    assert rec.status is Status.FAILED and "InMemoryTarget" in (rec.reason or "")
+
+
+def test_a_record_cut_short_is_a_failure_not_a_partial_plan() -> None:
+    sim = Sim(node("by"))
+    sim.step(yielded(sim.launch("by"), "b1", truncated=True))
+    assert sim.all(st.PlanRequested) == []
+    assert sim.done().result.tasks["by"].status is Status.FAILED
+
+
+def test_a_cancel_while_the_master_plans_a_bullet_yield_cancels_it() -> None:
+    sim = Sim(node("by"))
+    k1 = sim.launch("by")
+    sim.step(yielded(k1, "b1"))
+    sim.step(st.CancelRun("received SIGTERM", signal.SIGTERM))
+    sim.step(st.BulletRequested(k1, ("b1",), fragment(node("b1"))))  # arrives late: dropped
+    done = sim.done()
+    assert done.result.tasks["by"].status is Status.CANCELLED and "b1" not in done.result.tasks

@@ -32,3 +32,19 @@ def test_a_master_yield_of_bullets_runs_them_in_containers(engine: Any, image: s
     yielder = result.tasks[result.root_id]
     assert [a.where for a in yielder.attempts] == ["master", "master"]
     assert [len(dt.runs(tmp_path, n)) for n in ["yielder", "d1", "d2"]] == [2, 1, 1]
+
+
+def test_a_bullet_that_yields_in_its_container_runs_again_in_a_new_one(
+    engine: Any, image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    root = dt.BulletYielder(names=["c1"], runs_dir=str(tmp_path))
+    result = Kannon(executor=DockerExecutor(image, volumes=python_volumes()), sys_path=[str(REPO)]).build(root)
+    assert [v["name"] for v in root.output().load()["values"]] == ["c1"]
+    yielder = result.tasks[result.root_id]
+    wheres = [a.where or "" for a in yielder.attempts]
+    assert len(wheres) == 2 and all(w.startswith("container kannon-") for w in wheres) and wheres[0] != wheres[1]
+    (bullet,) = [r for r in result.tasks.values() if r.family == "PidBullet"]
+    assert bullet.requested_by == result.root_id
+    assert bullet.last is not None and (bullet.last.where or "").startswith("container kannon-")
+    assert len(dt.runs(tmp_path, "byielder")) == 2 and len(dt.runs(tmp_path, "c1")) == 1
