@@ -192,6 +192,10 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
         executor = get_backend(ns.backend).from_cli(ns) if ns.backend != "local" else None
         plan = Kannon(executor=executor).plan(root)
         shipped = cliutil.ship_code(ns, extra) if ns.backend != "local" else None
+        if shipped is not None and getattr(executor, "code_via", None) == "configmap":
+            from kannon.backends.kubernetes import codemap
+
+            codemap.check_size(shipped[1])  # the build refuses it (carry_code): the dry run says so too
         checked = executor if executor is not None else get_backend("local").from_cli(ns)
         # the dry run refuses what the build would: a bullet module its children cannot import (importcheck)
         try:
@@ -201,7 +205,7 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
             problems, import_note = [], f"imports not checked: {e}"
         if problems:
             raise PlanError(problems)
-    except (CliError, LookupError, ShipError) as e:
+    except (CliError, LookupError, BackendError, ShipError) as e:  # as the build: one line, exit 2
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except PlanError as e:

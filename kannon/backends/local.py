@@ -214,9 +214,12 @@ class LocalExecutor(Executor):
     delivers_secrets = True  # RunInfo.secrets: process environment
 
     def __init__(self, mode: Mode = "fork", max_workers: int | None = None, kill_grace: float = 5.0,
-                 full_env: bool = False) -> None:  # fmt: skip
+                 full_env: bool = False, ship_code: bool = False) -> None:  # fmt: skip
         super().__init__()
         self.full_env = full_env
+        # Accepted so one pipeline script can switch backends; a no-op: local children run the master's own files
+        # (Kannon.build ships nothing for this backend; docs/code-shipping.md).
+        self.ship_code = ship_code
         if mode not in ("fork", "spawn"):
             raise ValueError(f"LocalExecutor mode must be 'fork' or 'spawn', not {mode!r}")
         self.mode: Mode = mode

@@ -166,13 +166,15 @@ class Kannon:
         try:
             plan = make_plan(root, validate_hints=self._validator(executor))
             _check_master_thread(plan)
-            self.shipment = self._ship(executor, plan)
-            # Every bullet's module must import where its child runs: checked before anything runs (importcheck).
+            shipped = self._code_to_ship(executor, plan)
+            # Every bullet's module must import where its child runs: checked before anything runs (importcheck),
+            # and before the archive is uploaded: a refused build leaves nothing behind.
             problems, note = importcheck.check(
-                plan, executor, self.sys_path, self.shipment.archive.data if self.shipment else None,
-                str(self.shipment.code_root) if self.shipment else None)  # fmt: skip
+                plan, executor, self.sys_path, shipped[1].data if shipped else None,
+                str(shipped[0]) if shipped else None)  # fmt: skip
             if problems:
                 raise PlanError(problems)
+            self.shipment = self._upload(executor, plan, *shipped) if shipped else None
             self.import_note = note  # said once the backend is up (scheduler/run.py), not before an early failure
             return execute(self, executor, plan)
         finally:
@@ -191,21 +193,27 @@ class Kannon:
             raise PlanError(problems)
         return plan
 
-    def _ship(self, executor: Executor, plan: Plan) -> Shipment | None:
-        """Upload the code archive once per content to ``<workspace>/kannon/code/`` (the root task's workspace)."""
+    def _code_to_ship(self, executor: Executor, plan: Plan) -> tuple[Path, Archive] | None:
+        """The (code root, archive) this build ships, built but not uploaded; None when it ships nothing."""
         wanted = self.ship_code if self.ship_code is not None else getattr(executor, "ship_code", False)
         if not wanted or executor.name == "local":
             return None
-        root_task = plan.nodes[plan.root_id].task
         if isinstance(wanted, tuple):
-            code_root, archive = wanted
-        else:
-            code_root = ship.code_root_for(type(root_task).__module__)
-            archive = ship.prepare(code_root)
-        workspace = workspace_of(root_task)  # absolute: a child's working directory may differ from ours
-        location = ship.upload(archive, workspace if storage.is_remote(workspace) else os.path.abspath(workspace))
+            return Path(wanted[0]), wanted[1]
+        code_root = ship.code_root_for(type(plan.nodes[plan.root_id].task).__module__)
+        return code_root, ship.prepare(code_root)
+
+    @staticmethod
+    def _upload(executor: Executor, plan: Plan, code_root: Path, archive: Archive) -> Shipment:
+        """Upload the code archive once per content to ``<workspace>/kannon/code/`` (the root task's workspace),
+        unless the backend carries it itself (``carry_code``: Kubernetes' per-run ConfigMap, docs/code-shipping.md)."""
+        carry = getattr(executor, "carry_code", None)
+        location = carry(archive) if carry is not None else None
+        if location is None:
+            workspace = workspace_of(plan.nodes[plan.root_id].task)  # absolute: a child's cwd may differ from ours
+            location = ship.upload(archive, workspace if storage.is_remote(workspace) else os.path.abspath(workspace))
         log.info("kannon: %s from %s, at %s", archive.summary(), code_root, location)  # the run's header says it
-        return Shipment(archive, Path(code_root), location)
+        return Shipment(archive, code_root, location)
 
     @staticmethod
     def _validator(executor: Executor) -> Any:

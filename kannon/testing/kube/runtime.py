@@ -29,7 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
-from kannon.testing.kube import secrets
+from kannon.testing.kube import configmaps, secrets
 from kannon.testing.kube.errors import ApiError, bad_request
 from kannon.testing.kube.faults import Faults
 from kannon.testing.kube.store import Change, Obj, Store, now_iso
@@ -167,11 +167,21 @@ def _resource_ref(container: Obj, ref: dict[str, Any]) -> str:
 
 def container_env(pod: Obj, container: Obj, base: dict[str, str], store: Store | None = None) -> dict[str, str]:
     """Compose a container's environment in declaration order, as the kubelet does; raise ConfigError.
-    Secrets are read from ``store`` (kannon.testing.kube.secrets); ConfigMaps are not served: always missing."""
+    Secrets and ConfigMaps are read from ``store``: the emulator's, or a real API server's through
+    kannon.testing.node's ApiStore."""
     try:
         return _container_env(pod, container, base, store)
     except secrets.SecretMissing as exc:
         raise ConfigError(str(exc)) from exc
+
+
+_ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")  # keys that are no valid variable name are skipped
+
+
+def _config_map(store: Store | None, ns: str, ref: dict[str, Any]) -> dict[str, str] | None:
+    """A ConfigMap's ``data`` (env sources take no ``binaryData``), None when the store has no such ConfigMap."""
+    obj = store.get("configmaps", ns, str(ref.get("name") or "")) if store is not None else None
+    return None if obj is None else dict(obj.get("data") or {})
 
 
 def _container_env(pod: Obj, container: Obj, base: dict[str, str], store: Store | None) -> dict[str, str]:
@@ -181,6 +191,11 @@ def _container_env(pod: Obj, container: Obj, base: dict[str, str], store: Store 
     for src in container.get("envFrom") or []:
         if src.get("secretRef") and store is not None:
             env.update(secrets.env_from(store, ns, src["secretRef"], str(src.get("prefix") or "")))
+            continue
+        data = _config_map(store, ns, src["configMapRef"]) if src.get("configMapRef") else None
+        if data is not None:
+            prefix = str(src.get("prefix") or "")
+            env.update({prefix + k: v for k, v in data.items() if _ENV_NAME.fullmatch(prefix + k)})
             continue
         ref = src.get("configMapRef") or src.get("secretRef")
         kind = "configmap" if src.get("configMapRef") else "secret"
@@ -198,6 +213,12 @@ def _container_env(pod: Obj, container: Obj, base: dict[str, str], store: Store 
                 value = secrets.key_ref(store, ns, vf["secretKeyRef"])
                 if value is not None:
                     env[name] = value
+            elif vf.get("configMapKeyRef") and (data := _config_map(store, ns, vf["configMapKeyRef"])) is not None:
+                ref = vf["configMapKeyRef"]
+                if ref.get("key") in data:
+                    env[name] = data[ref["key"]]
+                elif not ref.get("optional"):
+                    raise ConfigError(f"couldn't find key {ref.get('key')} in ConfigMap {ns}/{ref.get('name')}")
             else:
                 ref = vf.get("secretKeyRef") or vf.get("configMapKeyRef") or {}
                 kind = "secret" if vf.get("secretKeyRef") else "configmap"
@@ -1166,32 +1187,36 @@ class PodWorker:
                 })  # fmt: skip
 
     def _mount_secret_volumes(self, pod: Obj) -> Obj:
-        """The pod as the runtime sees it: each ``secret`` volume written to a private directory (files named by
-        key, kubernetes.io/docs/concepts/configuration/secret/#using-secrets-as-files-from-a-pod) and turned into a
+        """The pod as the runtime sees it: each ``secret`` and ``configMap`` volume written to a private directory
+        (files named by key, kubernetes.io/docs/concepts/configuration/secret/#using-secrets-as-files-from-a-pod,
+        kubernetes.io/docs/concepts/storage/volumes/#configmap; kannon.testing.kube.configmaps) and turned into a
         read-only hostPath the Docker runtime binds at the mount path (the process runtime mounts nothing)."""
         vols = pod["spec"].get("volumes") or []
-        if not any(v.get("secret") for v in vols):
+        if not any(v.get("secret") or v.get("configMap") for v in vols):
             return pod
         out = copy.deepcopy(pod)
         base = Path(self.kubelet.secret_dir) / self.uid
         for vol in out["spec"]["volumes"]:
-            if not vol.get("secret"):
+            if not (vol.get("secret") or vol.get("configMap")):
                 continue
-            files = secrets.volume_files(self.store, self.namespace, vol) or {}
+            files: dict[str, tuple[str | bytes, int]] = dict(
+                (secrets.volume_files(self.store, self.namespace, vol) if vol.get("secret")
+                 else configmaps.volume_files(self.store, self.namespace, vol)) or {})  # fmt: skip
             target = base / vol["name"]
             target.mkdir(parents=True, exist_ok=True, mode=0o700)
             for rel, (content, mode) in files.items():
                 path = target / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(content)
+                path.write_bytes(content if isinstance(content, bytes) else content.encode())
                 path.chmod(mode)
-            vol.pop("secret")
+            vol.pop("secret", None)
+            vol.pop("configMap", None)
             vol["hostPath"] = {"path": str(target)}
         for c in out["spec"]["containers"]:
             for m in c.get("volumeMounts") or []:
                 if any(v["name"] == m["name"] and str(v["hostPath"]["path"]).startswith(str(base))
                        for v in out["spec"]["volumes"] if v.get("hostPath")):  # fmt: skip
-                    m["readOnly"] = True  # secret volumes are always mounted read-only
+                    m["readOnly"] = True  # secret and configMap volumes are always mounted read-only
         return out
 
     def _set_waiting(self, container: Obj, restarts: int, reason: str, message: str) -> None:
@@ -1300,7 +1325,7 @@ class Kubelet:
         store.add_listener(self._on_change)
 
     def _on_change(self, ch: Change) -> None:
-        if ch.resource == secrets.RESOURCE:  # pods waiting for a Secret of this namespace look again
+        if ch.resource in (secrets.RESOURCE, configmaps.RESOURCE):  # pods waiting for one of them look again
             with self._lock:
                 waiting = [p for p in self._workers.values() if p.namespace == ch.obj["metadata"].get("namespace")]
             for p in waiting:

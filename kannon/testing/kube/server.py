@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from kannon.testing.kube import errors, kueue, leases, openapi, secrets, tables
+from kannon.testing.kube import configmaps, errors, kueue, leases, openapi, secrets, tables
 from kannon.testing.kube.controller import delete_job
 from kannon.testing.kube.errors import ApiError, Cause, bad_request
 from kannon.testing.kube.schema import check_fields
@@ -63,6 +63,7 @@ _KINDS = {
     "events": ("v1", "Event"),
     "leases": (leases.GROUP_VERSION, "Lease"),
     "secrets": ("v1", "Secret"),
+    "configmaps": ("v1", "ConfigMap"),
     "workloads": (f"{kueue.GROUP}/{kueue.VERSION}", "Workload"),
     "resourcequotas": ("v1", "ResourceQuota"),
 }
@@ -80,11 +81,11 @@ _ROUTES = [
     (re.compile(r"^/apis/coordination\.k8s\.io/v1/(?P<res>leases)$"), leases.GROUP),
     (
         re.compile(
-            r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>pods|events|secrets)(?:/(?P<name>[^/]+)(?:/(?P<sub>log|status))?)?$"
+            r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>pods|events|secrets|configmaps)(?:/(?P<name>[^/]+)(?:/(?P<sub>log|status))?)?$"
         ),
         "",
     ),
-    (re.compile(r"^/api/v1/(?P<res>pods|events|secrets)$"), ""),
+    (re.compile(r"^/api/v1/(?P<res>pods|events|secrets|configmaps)$"), ""),
     (re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>resourcequotas)(?:/(?P<name>[^/]+))?$"), ""),
     (re.compile(r"^/apis/kueue\.x-k8s\.io/v1beta1/namespaces/(?P<ns>[^/]+)/(?P<res>workloads)(?:/(?P<name>[^/]+))?$"),
      kueue.GROUP),  # read-only: Kueue's controller owns them
@@ -117,6 +118,7 @@ def _discovery_core() -> dict[str, Any]:
             res("pods/status", "Pod", ["get"]),
             res("events", "Event", ["get", "list", "watch"]),
             res("secrets", "Secret", ["create", "delete", "get", "list", "patch", "update", "watch"]),
+            res("configmaps", "ConfigMap", ["create", "delete", "get", "list", "patch", "update", "watch"]),
         ],
     }
 
@@ -444,6 +446,8 @@ class Handler(BaseHTTPRequestHandler):
             self._leases(method, ns, name, raw, query)
         elif res == "secrets" and ns is not None and (method != "GET" or name is not None) and sub is None:
             self._secrets(method, ns, name, raw, query)
+        elif res == "configmaps" and ns is not None and (method != "GET" or name is not None) and sub is None:
+            self._configmaps(method, ns, name, raw, query)
         elif sub == "log":
             self._pod_log(ns or "", name or "", query)
         elif name is None:
@@ -535,6 +539,26 @@ class Handler(BaseHTTPRequestHandler):
                                                                                 raw)))  # fmt: skip
         elif method == "DELETE" and name is not None:
             self._send_json(200, secrets.delete(store, ns, name))
+        else:
+            raise errors.method_not_allowed(method)
+
+    def _configmaps(self, method: str, ns: str, name: str | None, raw: bytes, query: dict[str, str]) -> None:
+        store = self.server.emulator.store
+        body = self._body(raw) if method in ("POST", "PUT") else None
+        warn = _warnings(check_fields(body, "V1ConfigMap", "ConfigMap", query.get("fieldValidation")))
+        if method == "POST" and name is None:
+            dry = query.get("dryRun") == "All"
+            made = configmaps.prepare(body, ns, None) if dry else configmaps.create(store, ns, body)
+            self._send_json(201, made, warn)
+        elif method == "GET" and name is not None:
+            self._send_json(200, store.require(configmaps.RESOURCE, ns, name))
+        elif method == "PUT" and name is not None:
+            self._send_json(200, configmaps.replace(store, ns, name, body), warn)
+        elif method == "PATCH" and name is not None:
+            current = store.require(configmaps.RESOURCE, ns, name)
+            self._send_json(200, configmaps.replace(store, ns, name, self._patched(current, raw)))
+        elif method == "DELETE" and name is not None:
+            self._send_json(200, configmaps.delete(store, ns, name))
         else:
             raise errors.method_not_allowed(method)
 
