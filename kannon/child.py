@@ -215,7 +215,8 @@ def _run(location: str, task_id: str, sha256: str) -> int:
         _say(f"shipped code for task {task_id}: {e}")
         return exitcodes.BAD_SPEC
 
-    os.environ.pop(speccrypt.KEY_ENV, None)  # the task's code and its subprocesses have no use for it
+    # the task's code and its subprocesses have no use for it; kept in memory to seal dynamic requests
+    _attempt["key"] = os.environ.pop(speccrypt.KEY_ENV, None)
     import luigi
 
     from kannon import runner
@@ -271,9 +272,13 @@ def _run(location: str, task_id: str, sha256: str) -> int:
             _say(f"{label}: requires() raised {exception_text(e)}")
             return exitcodes.TASK_FAILED
         log.info("running %s", handoff.describe(task))
+        from kannon import dynamic
+
         try:
-            with status_to_output():
+            with status_to_output(), dynamic.intercept(task):
                 runner.run_one(task)
+        except dynamic.DynamicRequest as req:  # before anything catching KeyboardInterrupt, which it is
+            return _report_requested(doc, task_id, req.tasks)
         except runner.UpstreamMissingError as e:
             _say(str(e))
             return exitcodes.UPSTREAM_MISSING
@@ -324,9 +329,45 @@ def _write_result(meter: Any, task_id: str, sha256: str, code: int) -> None:
         attempt = int(os.environ.get("KANNON_ATTEMPT", "1"))
         outcome = "ok" if code == exitcodes.OK else (exitcodes.failure_class(code) or "NonZeroExit")
         record = childresult.ChildResult(task=task_id, spec_sha256=sha256, attempt=attempt, outcome=outcome,
-                                         exit_code=code, usage=meter.usage(_output_paths()))  # fmt: skip
+                                         exit_code=code, usage=meter.usage(_output_paths()),
+                                         requested=_attempt.get("requested", ()))  # fmt: skip
         # The same 4 KiB cut on every backend (a Kubernetes termination message holds no more): a pipeline's
         # records do not depend on where it runs.
         childresult.write_atomic(path, record, max_bytes=childresult.TERMINATION_MESSAGE_MAX)
     except Exception as e:
         log.warning("kannon: could not write the child-result record to %s: %s", path, exception_text(e))
+
+
+# -- dynamic dependencies (issue 13, docs/design.md "Dynamic dependencies") ---------------------------------------
+def _report_requested(doc: dict[str, Any], task_id: str, tasks: list[Any]) -> int:
+    """run() yielded incomplete tasks: write each one's spec (sealed, next to this task's own spec) and list them in
+    the record by id and plaintext hash; the master plans them and launches this task again."""
+    import hashlib
+
+    from kannon import childresult, dynamic, handoff, speccrypt, storage
+
+    attempt = int(os.environ.get("KANNON_ATTEMPT", "1"))
+    key = _attempt.get("key")
+    names = ", ".join(handoff.describe(t) for t in tasks[:3])
+    if not key or not _attempt.get("path"):
+        _say(f"run() yielded {names}, but the child has no spec key or no result record to report them with "
+             "(a backend from before dynamic dependencies?); make the yielding task a TaskOnKart: master tasks may "
+             "yield")  # fmt: skip
+        return exitcodes.TASK_FAILED
+    encoder = handoff.Encoder()
+    requested = []
+    try:
+        for t in tasks:
+            data = encoder.spec(t, doc["run_id"], doc["config"], doc.get("sys_path", ()), code=doc.get("code"))
+            uid = handoff.unique_id(t)
+            where = dynamic.requested_location(_attempt["task"], doc["run_id"], task_id, attempt, uid)
+            storage.write_bytes(where, speccrypt.seal(data, key))
+            requested.append(childresult.Requested(uid, hashlib.sha256(data).hexdigest()))
+    except handoff.HandoffError as e:
+        _say(f"run() yielded tasks that cannot be handed to the master: {'; '.join(e.problems)}")
+        return exitcodes.TASK_FAILED
+    _attempt["requested"] = tuple(dict.fromkeys(requested))
+    _say(f"run() yielded {len(requested)} task(s) not all complete ({names}); the master schedules them and runs "
+         "this task again")  # fmt: skip
+    return exitcodes.REQUESTED
+

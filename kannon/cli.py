@@ -123,6 +123,7 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     options: dict[str, Any] = dict(
         executor=executor, max_parallel=ns.max_parallel, retries=ns.retries, keep_going=not ns.fail_fast,
         env_to_inherit=ns.env_to_inherit, follow_logs=ns.follow_logs, observers=observers, sys_path=extra,
+        max_dynamic_runs=ns.max_dynamic_runs,
     )  # fmt: skip
     if ns.config_section:
         options["config_sections"] = ns.config_section
@@ -353,6 +354,9 @@ def make_parser() -> argparse.ArgumentParser:
                         "docker and kubernetes)")  # fmt: skip
     b.add_argument("--retries", type=cliutil.non_negative_int, default=0, metavar="N",
                    help="extra attempts per failed bullet (default: 0)")  # fmt: skip
+    b.add_argument("--max-dynamic-runs", type=cliutil.non_negative_int, default=100, metavar="N",
+                   help="how often one task's run() may stop at a yield of incomplete tasks (dynamic dependencies) "
+                        "and run again (default: 100)")  # fmt: skip
     b.add_argument("--wait-for-lease", type=cliutil.non_negative_float, nargs="?", const=cliutil.LEASE_WAIT_DEFAULT,
                    metavar="SECONDS",
                    help="if another build of the same pipeline is running, wait for it to end (at most SECONDS; "

@@ -48,10 +48,11 @@ EventKind = Literal[
     "upstream_failed",
     "run_finished",
     "status",
+    "requested",
 ]
 TASK_KINDS = frozenset(
     {"planned", "skipped_complete", "queued", "launched", "started", "succeeded", "failed", "retried", "cancelled",
-     "upstream_failed", "status"}
+     "upstream_failed", "status", "requested"}
 )  # fmt: skip
 
 
@@ -76,6 +77,7 @@ class Event:
     invocation_id: str | None = None
     status_message: str | None = None  # "status" events only
     progress_percentage: float | None = None  # "status" events only
+    requested_by: str | None = None  # "requested" and "planned": the task whose run() yielded it (dynamic)
     usage: Mapping[str, Any] | None = None  # succeeded/failed/retried of a bullet: kannon.childresult.Usage fields
     requested_resources: Mapping[str, str] | None = None  # the same events: the task's hints ("cpu", "memory")
     schema: int = SCHEMA_VERSION

@@ -87,6 +87,14 @@ def describe(rec: TaskRecord) -> str:
     return clean(f"{name} [{rec.task_id[:8]}]")
 
 
+def task_text(rec: TaskRecord, tasks: dict[str, TaskRecord]) -> str:
+    """describe(), plus who yielded it for a task planned during the run (dynamic dependency)."""
+    if rec.requested_by is None:
+        return describe(rec)
+    by = tasks.get(rec.requested_by)
+    return describe(rec) + " yielded by " + (describe(by) if by is not None else rec.requested_by[:8])
+
+
 def where_text(rec: TaskRecord, backend: str | None) -> str:
     last = rec.last
     if rec.placement == Placement.MASTER:
@@ -170,7 +178,7 @@ def summary_text(result: BuildResult, *, max_rows: int | None = 200, tail: int =
     cells: list[tuple[str, ...]] = [
         (
             r.status.value,
-            describe(r),
+            task_text(r, result.tasks),
             where_text(r, result.backend),
             str(len(r.attempts)),
             fmt_duration(r.duration),
@@ -224,7 +232,7 @@ def summary_renderable(result: BuildResult, *, max_rows: int | None = 200, tail:
     for r in rows:
         table.add_row(
             Text(r.status.value.replace("_", " "), style=_STATUS_STYLE.get(r.status, "")),
-            Text(describe(r)),
+            Text(task_text(r, result.tasks)),
             Text(where_text(r, result.backend)),
             str(len(r.attempts)),
             fmt_duration(r.duration),
@@ -447,6 +455,9 @@ class ProgressObserver:
             return f"kannon: not run {name}: {clean(e.reason or 'something it needs failed')}"
         if e.kind == "status":
             return f"kannon: status {name}: {self.status_text(rec.task_id)}"
+        if e.kind == "requested" and e.requested_by:
+            by = self.model.tasks.get(e.requested_by)
+            return f"kannon: {describe(by) if by else e.requested_by[:8]} yielded {name} (it runs again after)"
         return None
 
     def status_text(self, task_id: str) -> str:
@@ -524,7 +535,7 @@ class ProgressObserver:
                 state = "running" if a.started_at is not None else "waiting"
                 since = a.started_at if a.started_at is not None else a.launched_at
                 cells: list[RenderableType] = [
-                    Text(describe(rec)),
+                    Text(task_text(rec, self.model.tasks)),
                     str(a.number),
                     Text(where_text(rec, self.model.backend)),
                     Text(state, style="yellow" if state == "running" else "grey62"),

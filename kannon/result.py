@@ -38,6 +38,7 @@ class Attempt:
     where: str | None = None
     log_tail: tuple[str, ...] = ()
     queued_at: float | None = None  # ready, but waited for a free slot (or for another master task) until launched_at
+    requested: tuple[str, ...] = ()  # dynamic: this attempt stopped at a yield of these incomplete tasks
     usage: Usage | None = None  # what the attempt used, from the child's record (bullets; None when it wrote none)
 
     @property
@@ -57,6 +58,8 @@ class TaskRecord:
     deps: tuple[str, ...] = ()
     attempts: list[Attempt] = field(default_factory=list)
     reason: str | None = None
+    requested_by: str | None = None  # dynamic: planned because this task's run() yielded it (or what it needs)
+    requested: tuple[str, ...] = ()  # dynamic: the tasks this task's run() yielded, in the order asked
     requested_resources: dict[str, str] = field(default_factory=dict)  # the hints' cpu/memory, as written
 
     @property

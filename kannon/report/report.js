@@ -185,16 +185,19 @@
     for (var i = 1; i < critical.length; i++) critEdge[critical[i - 1] + ">" + critical[i]] = true;
     tasks.forEach(function (t) {
       var to = pos(t);
-      t.deps.forEach(function (d) {
+      function edge(d, dynamic) {
         var dep = byId[d];
         if (!dep) return;
         var from = pos(dep);
         var x1 = from.x + NODE_W, y1 = from.y + NODE_H / 2, x2 = to.x, y2 = to.y + NODE_H / 2;
         var mid = (x1 + x2) / 2;
         var path = sv("path", { d: "M" + x1 + "," + y1 + " C" + mid + "," + y1 + " " + mid + "," + y2 + " " + x2 + "," + y2,
-          "class": "edge" + (critEdge[d + ">" + t.id] ? " critical" : "") });
+          "class": "edge" + (dynamic ? " dynamic" : "") + (critEdge[d + ">" + t.id] ? " critical" : "") });
+        if (dynamic) path.appendChild(sv("title", null, "yielded by run() (dynamic dependency)"));
         edges.appendChild(path);
-      });
+      }
+      t.deps.forEach(function (d) { edge(d, false); });
+      (t.requested || []).forEach(function (d) { edge(d, true); });
     });
     tasks.forEach(function (t) {
       var p = pos(t);
@@ -315,7 +318,7 @@
     host.appendChild(svg);
     legend($("timeline-legend"), [["queued", "queued (ready, no free slot → launched)"], ["waiting", "waiting (launched → started)"], ["succeeded", "ran, succeeded"],
       ["retried", "ran, failed and retried"], ["failed", "ran, failed"], ["running", "still running when the log ends"],
-      ["cancelled", "cancelled"]]);
+      ["cancelled", "cancelled"], ["yielded", "stopped at a yield of incomplete tasks (dynamic), ran again after"]]);
   }
 
   // -- resources (kannon.report.usageview) ---------------------------------------------------------------
@@ -455,6 +458,23 @@
     body.appendChild(el("p", null, STATUS_LABEL[t.status] + " · " + whereOf(t) +
       (t.duration !== null ? " · " + fmtDur(t.duration) : "") + (t.critical ? " · on the critical path" : "")));
     if (t.reason) body.appendChild(el("p", null, "reason: " + t.reason));
+    if (t.requested_by) {
+      var by = byId[t.requested_by];
+      var p = el("p", "dynamic", "yielded by " + (by ? label(by) + " [" + shortId(t.requested_by) + "]" : t.requested_by) +
+        " (dynamic dependency)");
+      p.addEventListener("click", function () { select(t.requested_by); });
+      body.appendChild(p);
+    }
+    if (t.requested && t.requested.length) {
+      body.appendChild(el("h3", null, "yielded by its run() (dynamic)"));
+      var yl = el("ul");
+      t.requested.forEach(function (d) {
+        var li = el("li", null, byId[d] ? label(byId[d]) + " [" + shortId(d) + "] — " + STATUS_LABEL[byId[d].status] : d);
+        li.addEventListener("click", function () { select(d); });
+        yl.appendChild(li);
+      });
+      body.appendChild(yl);
+    }
     if (t.deps.length) {
       body.appendChild(el("h3", null, "needs"));
       var ul = el("ul");
