@@ -124,6 +124,8 @@ def _reason(rec: TaskRecord) -> str:
     reason = rec.reason or (last.reason if last is not None and rec.status != Status.SUCCEEDED else None) or ""
     if rec.status == Status.FAILED and last is not None and last.exit_code is not None:
         reason += f" (exit code {last.exit_code})"
+    if rec.memory_grown:  # said on success too: the next run should ask for this much (kannon hints suggest)
+        reason += f"{'; ' if reason else ''}memory grown {' -> '.join(rec.memory_grown)} (OOM growth)"
     return clean(reason.strip())
 
 

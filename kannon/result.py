@@ -61,6 +61,7 @@ class TaskRecord:
     requested_by: str | None = None  # dynamic: planned because this task's run() yielded it (or what it needs)
     requested: tuple[str, ...] = ()  # dynamic: the tasks this task's run() yielded, in the order asked
     requested_resources: dict[str, str] = field(default_factory=dict)  # the hints' cpu/memory, as written
+    memory_grown: tuple[str, ...] = ()  # OOM growth: the memory hint before the first step, then after each
 
     @property
     def usage(self) -> Usage | None:

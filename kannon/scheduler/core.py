@@ -293,6 +293,7 @@ class RunCore:
         delay = None
         growth = oomgrowth.grow(hints, grown) if fin.failure_class == "OOMKilled" else None
         if growth is not None:  # the next attempt gets the grown memory hint (kannon.oomgrowth)
+            rec.memory_grown = (rec.memory_grown or (hints.memory or "",)) + (growth[0].memory or "",)
             node.hints, note = growth
             self._grown[uid] = grown + 1
             fin = dataclasses.replace(fin, reason=f"{fin.reason or 'OOMKilled'}; {note}")

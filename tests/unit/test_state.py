@@ -368,3 +368,15 @@ def test_without_oom_growth_an_oom_is_an_ordinary_failure() -> None:
     sim.fail(sim.launch("t"), "OOMKilled", code=137)
     assert sim.done().result.tasks["t"].status is Status.FAILED
     assert sim.state.plan.nodes["t"].hints.memory == "100Mi"  # type: ignore[union-attr]
+
+
+def test_a_task_that_grew_on_oom_says_so_in_its_record_and_the_summary() -> None:
+    from kannon.progress import summary_text
+
+    sim = Sim(node("t", memory="200Mi", oom_growth=2.0), retries=0, retry_delay=0.0)
+    sim.fail(sim.launch("t"), "OOMKilled", code=137)
+    sim.succeed(sim.launch("t"))
+    result = sim.done().result
+    rec = result.tasks["t"]
+    assert rec.status is Status.SUCCEEDED and rec.memory_grown == ("200Mi", "400Mi")
+    assert "memory grown 200Mi -> 400Mi (OOM growth)" in summary_text(result)
