@@ -792,6 +792,49 @@ class DockerRuntime:
             self.client.close()
 
 
+# --- termination messages -----------------------------------------------------------------------------------------
+# kubernetes.io/docs/tasks/debug/debug-application/determine-reason-pod-failure/: the kubelet makes a file per
+# container instance, mounts it at terminationMessagePath, and after the exit puts what it holds (its last 4096
+# bytes) in state.terminated.message; with FallbackToLogsOnError, an empty file and a non-zero exit, the log's last
+# 80 lines / 2048 bytes instead.
+TERMINATION_MESSAGE_MAX = 4096  # kubelet: MaxContainerTerminationMessageLength
+FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES = 80, 2048  # MaxContainerTerminationMessageLog{Lines,Length}
+
+
+def termination_file(pod: Obj, env: dict[str, str], path: Path, runtime: str) -> tuple[Obj, dict[str, str], Path]:
+    """Create the container instance's termination message file and put it at the container's
+    terminationMessagePath: the Docker runtime bind-mounts it there (as the kubelet does); a process pod has no
+    mount namespace, so an env value naming that path is pointed at the file instead (its stand-in for the mount)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    path.chmod(0o666)  # the container may run as another user (runAsUser)
+    container = pod["spec"]["containers"][0]
+    target = container.get("terminationMessagePath") or "/dev/termination-log"
+    if runtime == "docker":
+        pod = copy.deepcopy(pod)
+        volume = {"name": "kannon-emu-termination", "hostPath": {"path": str(path)}}
+        pod["spec"].setdefault("volumes", []).append(volume)
+        pod["spec"]["containers"][0].setdefault("volumeMounts", []).append(
+            {"name": volume["name"], "mountPath": target})
+    else:
+        env = {k: (str(path) if v == target else v) for k, v in env.items()}
+    return pod, env, path
+
+
+def termination_message(path: Path, container: Obj, code: int, out: ContainerLog) -> str | None:
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - TERMINATION_MESSAGE_MAX))
+            data = f.read(TERMINATION_MESSAGE_MAX)
+    except OSError:
+        data = b""
+    if not data and code != 0 and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+        with out.cond:
+            lines = [line for _, line in out.lines[-FALLBACK_LOG_LINES:]]
+        data = b"".join(lines)[-FALLBACK_LOG_BYTES:]
+    return data.decode("utf-8", errors="replace") or None
+
+
 # --- kubelet ------------------------------------------------------------------------------------------------------
 
 
@@ -994,6 +1037,8 @@ class PodWorker:
                 return
             out = self.kubelet.new_log(self.uid, cname)
             argv = [expand(a, env) for a in (container.get("command") or []) + (container.get("args") or [])]
+            term_dir = Path(self.kubelet.secret_dir) / self.uid / "termination"
+            run_pod, env, term_file = termination_file(run_pod, env, term_dir / f"{cname}-{restarts}", runtime.name)
             try:
                 handle = runtime.start(run_pod, run_pod["spec"]["containers"][0], argv, env, out)
             except StartError as exc:
@@ -1045,7 +1090,8 @@ class PodWorker:
             reason = "OOMKilled" if oom or disruption == "OOMKilled" else ("Completed" if code == 0 else "Error")
             if disruption == "OOMKilled":
                 code = 137
-            self._terminate(container, restarts, code, reason, None, disruption, handle.container_id, started)
+            message = termination_message(term_file, container, code, out)
+            self._terminate(container, restarts, code, reason, message, disruption, handle.container_id, started)
             if code == 0 or not self._maybe_restart(pod):
                 return
             restarts += 1
