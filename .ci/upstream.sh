@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The upstream tier: build (or reuse the machine's cache of) etcd, kube-apiserver, kube-controller-manager and
-# kube-scheduler from source, then run tests/e2e/upstream against them (the session fixture starts and stops the
-# control plane). A missing Go toolchain or a failed build fails this script with the build's message.
+# kube-scheduler from source, then run tests/e2e/upstream against them (the session fixtures start and stop the
+# control plane and kannon's node, `python -m kannon.testing.node`, which runs the pods bound to it as warm process
+# pods; test_node_docker.py also needs the Docker engine and KANNON_TEST_IMAGE, see .ci/docker-setup.sh). A missing
+# Go toolchain or a failed build fails this script with the build's message.
 #
 # Environment: VENV (the test virtualenv, default ./.venv), KANNON_UPSTREAM_CACHE (default ~/.cache/kannon/upstream),
 # KANNON_UPSTREAM_KUBERNETES / KANNON_UPSTREAM_ETCD (other releases; docs/upstream.md). Extra arguments go to pytest.

@@ -25,6 +25,7 @@ from typing import Any
 from kannon import exitcodes
 
 log = logging.getLogger("kannon.child")
+_attempt: dict[str, Any] = {}  # the rebuilt task, once there is one (see _write_result)
 
 
 def _say(message: str) -> None:
@@ -174,6 +175,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str]) -> int:
     install_sigterm_handler()
     args = parse_args(argv)
+    meter = _start_measuring()
+    code = _main(args)
+    _write_result(meter, args.task_id, args.sha256, code)
+    return code
+
+
+def _main(args: argparse.Namespace) -> int:
     from kannon import secretfile
 
     try:
@@ -261,7 +269,8 @@ def _run(location: str, task_id: str, sha256: str) -> int:
         _say(f"shipped code for task {task_id}: {e}")
         return exitcodes.BAD_SPEC
 
-    os.environ.pop(speccrypt.KEY_ENV, None)  # the task's code and its subprocesses have no use for it
+    # the task's code and its subprocesses have no use for it; kept in memory to seal dynamic requests
+    _attempt["key"] = os.environ.pop(speccrypt.KEY_ENV, None)
     import luigi
 
     from kannon import runner
@@ -306,6 +315,7 @@ def _run(location: str, task_id: str, sha256: str) -> int:
             if hasattr(rebuilt, "_rerun_state"):
                 rebuilt._rerun_state = False
         task: luigi.Task = built[task_id]
+        _attempt["task"] = task  # for the outputs' size in the child-result record
         try:
             handoff.check_requirements(task, doc.get("requires", {}))
         except handoff.IdMismatchError as e:
@@ -316,9 +326,13 @@ def _run(location: str, task_id: str, sha256: str) -> int:
             _say(f"{label}: requires() raised {exception_text(e)}")
             return exitcodes.TASK_FAILED
         log.info("running %s", handoff.describe(task))
+        from kannon import dynamic
+
         try:
-            with status_to_output():
+            with status_to_output(), dynamic.intercept(task):
                 runner.run_one(task)
+        except dynamic.DynamicRequest as req:  # before anything catching KeyboardInterrupt, which it is
+            return _report_requested(doc, task_id, req.tasks)
         except runner.UpstreamMissingError as e:
             _say(str(e))
             return exitcodes.UPSTREAM_MISSING
@@ -331,3 +345,83 @@ def _run(location: str, task_id: str, sha256: str) -> int:
             return exitcodes.OUTPUT_MISSING
     log.info("done %s", handoff.describe(task))
     return exitcodes.OK
+
+
+# -- the child-result record (kannon.childresult, issue 17) ------------------------------------------------------
+def _start_measuring() -> Any:
+    """A meter started with the attempt, and where the record goes (left in the environment: a child that
+    re-executes itself for shipped code must find it again)."""
+    from kannon import childresult, measure
+
+    _attempt["path"] = os.environ.get(childresult.RESULT_PATH_ENV)
+    return measure.Meter()
+
+
+def _output_paths() -> list[str]:
+    task = _attempt.get("task")
+    if task is None:
+        return []
+    import luigi.task
+
+    from kannon import runner
+
+    try:
+        return [runner.target_path(t) for t in luigi.task.flatten(task.output())]
+    except Exception:  # output() of a broken task: no size rather than a changed outcome
+        return []
+
+
+def _write_result(meter: Any, task_id: str, sha256: str, code: int) -> None:
+    """Measure the attempt and write its record where the backend asked (nowhere if it did not). Never changes the
+    outcome: a record that cannot be written leaves the master with the exit code, as before records existed."""
+    path = _attempt.get("path")
+    if not path:
+        return
+    from kannon import childresult
+
+    try:
+        attempt = int(os.environ.get("KANNON_ATTEMPT", "1"))
+        outcome = "ok" if code == exitcodes.OK else (exitcodes.failure_class(code) or "NonZeroExit")
+        record = childresult.ChildResult(task=task_id, spec_sha256=sha256, attempt=attempt, outcome=outcome,
+                                         exit_code=code, usage=meter.usage(_output_paths()),
+                                         requested=_attempt.get("requested", ()))  # fmt: skip
+        # The same 4 KiB cut on every backend (a Kubernetes termination message holds no more): a pipeline's
+        # records do not depend on where it runs.
+        childresult.write_atomic(path, record, max_bytes=childresult.TERMINATION_MESSAGE_MAX)
+    except Exception as e:
+        log.warning("kannon: could not write the child-result record to %s: %s", path, exception_text(e))
+
+
+# -- dynamic dependencies (issue 13, docs/design.md "Dynamic dependencies") ---------------------------------------
+def _report_requested(doc: dict[str, Any], task_id: str, tasks: list[Any]) -> int:
+    """run() yielded incomplete tasks: write each one's spec (sealed, next to this task's own spec) and list them in
+    the record by id and plaintext hash; the master plans them and launches this task again."""
+    import hashlib
+
+    from kannon import childresult, dynamic, handoff, speccrypt, storage
+
+    attempt = int(os.environ.get("KANNON_ATTEMPT", "1"))
+    key = _attempt.get("key")
+    names = ", ".join(handoff.describe(t) for t in tasks[:3])
+    if not key or not _attempt.get("path"):
+        _say(f"run() yielded {names}, but the child has no spec key or no result record to report them with "
+             "(a backend from before dynamic dependencies?); make the yielding task a TaskOnKart: master tasks may "
+             "yield")  # fmt: skip
+        return exitcodes.TASK_FAILED
+    encoder = handoff.Encoder()
+    requested = []
+    try:
+        for t in tasks:
+            data = encoder.spec(t, doc["run_id"], doc["config"], doc.get("sys_path", ()), code=doc.get("code"))
+            uid = handoff.unique_id(t)
+            where = dynamic.requested_location(_attempt["task"], doc["run_id"], task_id, attempt, uid)
+            storage.write_bytes(where, speccrypt.seal(data, key))
+            requested.append(childresult.Requested(uid, hashlib.sha256(data).hexdigest()))
+    except handoff.HandoffError as e:
+        _say(f"run() yielded tasks that cannot be handed to the master: {'; '.join(e.problems)}")
+        return exitcodes.TASK_FAILED
+    _attempt["requested"] = tuple(dict.fromkeys(requested))
+    _say(f"run() yielded {len(requested)} task(s) not all complete ({names}); the master schedules them and runs "
+         "this task again")  # fmt: skip
+    return exitcodes.REQUESTED
+

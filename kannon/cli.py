@@ -1,4 +1,5 @@
-"""The ``kannon`` command: build / plan / backends / report / k8s rbac / run-task (the child entrypoint).
+"""The ``kannon`` command: build / plan / hints suggest / backends / report / k8s rbac / run-task (the child
+entrypoint).
 
 Exit codes of ``kannon build``: 0 success, 1 some task failed, 2 bad input (nothing was launched),
 130 / 143 interrupted by SIGINT / SIGTERM (every child cancelled first).
@@ -93,6 +94,7 @@ def load_target(target: str) -> tuple[Any, list[str]]:
 def _cmd_build(ns: argparse.Namespace) -> int:
     from kannon import progress
     from kannon.backends.base import BackendError
+    from kannon.hints import Hints
     from kannon.plan import PlanError
     from kannon.plugins import get_backend
     from kannon.result import KannonBuildError
@@ -101,6 +103,10 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     try:
         spec = get_backend(ns.backend)
         _require_extra(spec)
+        _check_hints_file(ns)
+        growth = Hints(oom_growth=ns.oom_growth, oom_growth_cap=ns.oom_growth_cap).errors()
+        if growth:
+            raise CliError(f"{growth[0]} (--oom-growth / --oom-growth-cap)")
         load_config(ns.config, ns.workspace)
         root, extra = load_target(ns.target)
         executor = spec.from_cli(ns)
@@ -117,9 +123,14 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     options: dict[str, Any] = dict(
         executor=executor, max_parallel=ns.max_parallel, retries=ns.retries, keep_going=not ns.fail_fast,
         env_to_inherit=ns.env_to_inherit, follow_logs=ns.follow_logs, observers=observers, sys_path=extra,
+        max_dynamic_runs=ns.max_dynamic_runs,
     )  # fmt: skip
     if ns.config_section:
         options["config_sections"] = ns.config_section
+    if ns.hints:
+        options["hints_file"] = ns.hints
+    if ns.oom_growth is not None or ns.oom_growth_cap is not None:
+        options["default_hints"] = Hints(oom_growth=ns.oom_growth, oom_growth_cap=ns.oom_growth_cap)
     if shipped is not None:
         options["ship_code"] = shipped
     if ns.wait_for_lease is not None:
@@ -162,6 +173,17 @@ def _say_outputs(ns: argparse.Namespace, observers: list[Any]) -> None:
         print(f"kannon: {what}: {Path(ns.report).absolute()}", file=sys.stderr)
 
 
+def _check_hints_file(ns: argparse.Namespace) -> None:
+    """A bad --hints file is refused before the pipeline is even imported (its families are checked at plan)."""
+    from kannon import hintsfile
+
+    if ns.hints:
+        try:
+            hintsfile.load(ns.hints)
+        except hintsfile.HintsFileError as e:
+            raise CliError(str(e)) from None
+
+
 def _require_extra(spec: Any) -> None:
     from kannon.plugins import missing_extra
 
@@ -177,7 +199,7 @@ def _limits(executor: Any) -> list[str]:
 
 
 def _cmd_plan(ns: argparse.Namespace) -> int:
-    from kannon import importcheck
+    from kannon import hintsfile, importcheck
     from kannon.backends.base import BackendError
     from kannon.plan import PlanError
     from kannon.planview import render_plan
@@ -186,11 +208,16 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
 
     try:
         _require_extra(get_backend(ns.backend))
+        _check_hints_file(ns)
         load_config(ns.config, ns.workspace)
         root, extra = load_target(ns.target)
         executor = get_backend(ns.backend).from_cli(ns) if ns.backend != "local" else None
-        plan = Kannon(executor=executor).plan(root)
+        plan = Kannon(executor=executor, hints_file=ns.hints).plan(root)
         shipped = cliutil.ship_code(ns, extra) if ns.backend != "local" else None
+        if shipped is not None and getattr(executor, "code_via", None) == "configmap":
+            from kannon.backends.kubernetes import codemap
+
+            codemap.check_size(shipped[1])  # the build refuses it (carry_code): the dry run says so too
         checked = executor if executor is not None else get_backend("local").from_cli(ns)
         # the dry run refuses what the build would: a bullet module its children cannot import (importcheck)
         try:
@@ -200,13 +227,14 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
             problems, import_note = [], f"imports not checked: {e}"
         if problems:
             raise PlanError(problems)
-    except (CliError, LookupError, ShipError) as e:
+    except (CliError, LookupError, BackendError, ShipError) as e:  # as the build: one line, exit 2
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except PlanError as e:
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(render_plan(plan, ns.format), end="")
+    origins = hintsfile.origins(plan, hintsfile.load(ns.hints)) if ns.hints else None
+    print(render_plan(plan, ns.format, origins=origins), end="")
     if shipped is not None:  # nothing is uploaded by a plan
         print(f"kannon: would ship {shipped[1].summary().removeprefix('shipped ')} from {shipped[0]}",
               file=sys.stderr)  # fmt: skip
@@ -305,11 +333,14 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
                         "by the local backend; docs/code-shipping.md)")  # fmt: skip
     p.add_argument("--code-root", metavar="DIR", help="directory holding the project's top-level packages (default: "
                                                       "where the target's top-level package was imported from)")
+    p.add_argument("--hints", metavar="FILE", help="INI file of hints per task class, over the code's (file > instance "
+                                                  "> class; `kannon hints suggest --format ini` writes one)")
     p.add_argument("--ship-code-max-mb", type=cliutil.positive_int, default=50, metavar="N",
                    help="refuse to ship more than N MiB of uncompressed code (default: 50)")  # fmt: skip
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from kannon import suggest
     from kannon.plugins import backends
 
     parser = cliutil.OneLineParser(prog="kannon", description="Run a gokart pipeline distributed.")
@@ -323,11 +354,17 @@ def make_parser() -> argparse.ArgumentParser:
                         "docker and kubernetes)")  # fmt: skip
     b.add_argument("--retries", type=cliutil.non_negative_int, default=0, metavar="N",
                    help="extra attempts per failed bullet (default: 0)")  # fmt: skip
+    b.add_argument("--max-dynamic-runs", type=cliutil.non_negative_int, default=100, metavar="N",
+                   help="how often one task's run() may stop at a yield of incomplete tasks (dynamic dependencies) "
+                        "and run again (default: 100)")  # fmt: skip
     b.add_argument("--wait-for-lease", type=cliutil.non_negative_float, nargs="?", const=cliutil.LEASE_WAIT_DEFAULT,
                    metavar="SECONDS",
                    help="if another build of the same pipeline is running, wait for it to end (at most SECONDS; "
                         f"{cliutil.LEASE_WAIT_DEFAULT:g} without a value) instead of exiting with code 2")  # fmt: skip
     b.add_argument("--fail-fast", action="store_true", help="cancel everything at the first failure")
+    b.add_argument("--oom-growth", type=float, metavar="FACTOR", help="retry an OOM-killed bullet with memory x "
+                   "FACTOR (at most 3 times, not counted as retries; per class: Hints(oom_growth=...))")
+    b.add_argument("--oom-growth-cap", metavar="QUANTITY", help="never grow memory above this (e.g. 8Gi)")
     b.add_argument("--env-to-inherit", action="append", default=[], metavar="NAME",
                    help="environment variable passed to every child (repeatable)")  # fmt: skip
     b.add_argument("--config-section", action="append", default=[], metavar="NAME",
@@ -347,6 +384,8 @@ def make_parser() -> argparse.ArgumentParser:
         if spec.add_options is not None:
             spec.add_options(p.add_argument_group(f"{name} backend"))
     p.set_defaults(func=_cmd_plan)
+
+    suggest.add_parser(sub)
 
     s = sub.add_parser("backends", help="list installed backends and where they come from")
     s.set_defaults(func=_cmd_backends)

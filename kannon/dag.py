@@ -21,13 +21,16 @@ class Walk:
     errors: list[tuple[luigi.Task, BaseException]] = field(default_factory=list)
 
 
-def walk(root: luigi.Task) -> Walk:
-    """Visit every task reachable through requires() once, iteratively (no recursion limit), detecting cycles."""
+def walk(root: luigi.Task | list[luigi.Task]) -> Walk:
+    """Visit every task reachable through requires() once, iteratively (no recursion limit), detecting cycles.
+
+    Several roots (the tasks one ``yield`` of a dynamic dependency asked for) are walked as one graph."""
+    roots = root if isinstance(root, list) else [root]
     result = Walk()
     seen: set[int] = set()
     path: list[luigi.Task] = []
     on_path: set[str] = set()
-    stack: list[tuple[luigi.Task, bool]] = [(root, False)]
+    stack: list[tuple[luigi.Task, bool]] = [(r, False) for r in reversed(roots)]
     while stack:
         task, expanded = stack.pop()
         if expanded:

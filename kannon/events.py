@@ -8,7 +8,11 @@ pipeline and workspace), ``invocation_id`` (on ``run_started``: this build() cal
 ``<run_dir>/logs/<invocation_id>/``); task events add ``task_id``,
 ``family``, ``params`` (short repr), ``placement`` (master | bullet | complete), ``attempt``, ``backend``,
 ``where``, ``reason``, ``failure_class``, ``exit_code``, ``log_tail`` (list of str), ``deps`` (task ids, only on
-``planned``/``skipped_complete``). Consumers must ignore unknown keys; a breaking change bumps ``schema``.
+``planned``/``skipped_complete``). ``succeeded``, ``failed`` and ``retried`` events of a bullet add ``usage`` (what
+the attempt used, from its child-result record: ``peak_rss_bytes``, ``peak_source``, ``cpu_seconds``,
+``wall_seconds``, ``output_bytes``, ``oom_limit_bytes`` — see kannon.childresult.Usage; absent when the child wrote
+no record) and ``requested_resources`` (the task's hints as strings, only those set: ``cpu``, ``memory``).
+Consumers must ignore unknown keys; a breaking change bumps ``schema``.
 
 Kinds: run_started, planned, skipped_complete, queued (ready, but waiting for a free slot, or for the master task
 running before it; ``attempt`` is the one that will launch), launched (handed to the executor or the master thread),
@@ -44,10 +48,11 @@ EventKind = Literal[
     "upstream_failed",
     "run_finished",
     "status",
+    "requested",
 ]
 TASK_KINDS = frozenset(
     {"planned", "skipped_complete", "queued", "launched", "started", "succeeded", "failed", "retried", "cancelled",
-     "upstream_failed", "status"}
+     "upstream_failed", "status", "requested"}
 )  # fmt: skip
 
 
@@ -72,14 +77,19 @@ class Event:
     invocation_id: str | None = None
     status_message: str | None = None  # "status" events only
     progress_percentage: float | None = None  # "status" events only
+    requested_by: str | None = None  # "requested" and "planned": the task whose run() yielded it (dynamic)
+    usage: Mapping[str, Any] | None = None  # succeeded/failed/retried of a bullet: kannon.childresult.Usage fields
+    requested_resources: Mapping[str, str] | None = None  # the same events: the task's hints ("cpu", "memory")
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["log_tail"] = list(self.log_tail)
         d["deps"] = list(self.deps)
-        if self.counts is not None:
-            d["counts"] = dict(self.counts)
+        for name in ("counts", "usage", "requested_resources"):
+            value = getattr(self, name)
+            if value is not None:
+                d[name] = dict(value)
         return {k: v for k, v in d.items() if v not in (None, [], ())}
 
     @classmethod

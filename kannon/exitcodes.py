@@ -16,6 +16,7 @@ TASK_FAILED = 6  # the task's run() raised
 OUTPUT_MISSING = 7  # run() returned but the task is not complete
 IMPORT_FAILED = 8  # a module named in the spec cannot be imported here
 SPEC_KEY = 9  # KANNON_SPEC_KEY is missing, or the sealed spec does not verify with it (kannon.speccrypt)
+REQUESTED = 10  # not a failure: run() yielded incomplete tasks (dynamic dependencies), listed in the child's record
 
 #: the child's last stderr line starting with this prefix is its own one-line explanation
 REASON_PREFIX = "kannon-child: "
@@ -32,6 +33,7 @@ _TEXT = {
     OUTPUT_MISSING: "the task finished but its output is missing",
     IMPORT_FAILED: "the task's module cannot be imported in the child",
     SPEC_KEY: "the spec key is missing from the child's environment or does not open the spec",
+    REQUESTED: "run() yielded incomplete tasks (dynamic dependencies); the master schedules them and runs it again",
     1: "the child crashed (uncaught exception)",
     2: "the child was started with bad arguments",
 }
@@ -45,6 +47,7 @@ CLASS = {
     OUTPUT_MISSING: "OutputMissing",
     IMPORT_FAILED: "ImportFailed",
     SPEC_KEY: "SpecKey",
+    REQUESTED: "Requested",
 }
 
 

@@ -74,6 +74,8 @@ class Hints:
     env: Mapping[str, str] = field(default_factory=dict)
     retries: int | None = None
     timeout: float | None = None
+    oom_growth: float | None = None  # opt-in: an OOM-killed attempt is retried with memory x this (kannon.oomgrowth)
+    oom_growth_cap: str | None = None  # ... never above this memory quantity
 
     def merged(self, override: Hints) -> Hints:
         """``override``'s set fields win; env maps are merged."""
@@ -111,6 +113,16 @@ class Hints:
             isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or self.timeout <= 0
         ):
             problems.append(f"timeout must be a positive number of seconds, got {self.timeout!r}")
+        if self.oom_growth is not None and (
+            isinstance(self.oom_growth, bool) or not isinstance(self.oom_growth, (int, float))
+            or not 1 < self.oom_growth <= 10
+        ):  # fmt: skip
+            problems.append(f"oom_growth must be a factor above 1 (at most 10) like 1.5, got {self.oom_growth!r}")
+        if self.oom_growth_cap is not None:
+            try:
+                parse_memory(self.oom_growth_cap)
+            except (ValueError, AttributeError) as e:
+                problems.append(f"oom_growth_cap: {e}")
         if self.node_selector is not None:
             if not isinstance(self.node_selector, Mapping):
                 problems.append(f"node_selector must be a mapping of label to value, got {self.node_selector!r}")

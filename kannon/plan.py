@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import luigi
+from luigi.task import flatten
 
 from kannon import dag
 from kannon.handoff import Encoder, HandoffError, describe, short_params, unique_id, verify_round_trips
@@ -64,12 +65,36 @@ def make_plan(
             f"the root must be a gokart task instance, got {type(root).__name__} ({root!r:.80}). Pass an instance such "
             "as MyTask(param=...), or a zero-argument function returning one."
         ])  # fmt: skip
+    return _plan([root], validate_hints, verify_handoff, complete_check_threads)
+
+
+def plan_requested(
+    tasks: list[luigi.Task],
+    validate_hints: Callable[[str, Hints], list[str]] | None = None,
+    verify_handoff: bool = True,
+    complete_check_threads: int = 16,
+) -> Plan:
+    """Plan the tasks a ``yield`` in run() asked for (dynamic dependencies) exactly as a static DAG is planned:
+    pruned where complete, placed, hints and hand-off validated. ``root_id`` is the first task's id."""
+    bad = [t for t in tasks if not isinstance(t, luigi.Task)]
+    if bad or not tasks:
+        raise PlanError([f"run() yielded {type(bad[0]).__name__ if bad else 'nothing'}, not a task. A yield in "
+                         "run() must give tasks (or lists/dicts of tasks)."])  # fmt: skip
+    return _plan(list(tasks), validate_hints, verify_handoff, complete_check_threads)
+
+
+def _plan(
+    roots: list[luigi.Task],
+    validate_hints: Callable[[str, Hints], list[str]] | None,
+    verify_handoff: bool,
+    complete_check_threads: int,
+) -> Plan:
     problems: list[str] = []
 
     # 1. Discover every object once (post-order), so unique ids are computed leaves-first: gokart's own recursion
     #    would otherwise exceed Python's recursion limit on deep chains and loop forever on a cycle.
     try:
-        walked = dag.walk(root)
+        walked = dag.walk(roots)
     except dag.CycleError as e:
         raise PlanError([f"requires() forms a cycle: {e}. Break the cycle."]) from e
     for task, error in walked.errors:
@@ -96,9 +121,9 @@ def make_plan(
 
     # 2. From the root, check complete() once per task, level by level (in parallel: on S3/GCS each check is a
     #    network round trip), and never look below a complete task.
-    plan = Plan(root_id=ids[id(root)])
-    frontier = [root]
-    queued = {plan.root_id}
+    plan = Plan(root_id=ids[id(roots[0])])
+    frontier = list({ids[id(r)]: r for r in roots}.values())
+    queued = {ids[id(r)] for r in roots}
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=complete_check_threads, thread_name_prefix="kannon-plan")
     try:
         while frontier:
@@ -129,6 +154,7 @@ def make_plan(
     # 3. Validate what can be validated before launching: hints, and that each bullet survives the hand-off.
     encoder = Encoder()
     encoded: list[Node] = []
+    in_memory: dict[str, bool] = {}  # task id -> has an InMemoryTarget output: one output() call per task
     for node in plan.nodes.values():
         if node.placement is not Placement.BULLET:
             continue
@@ -144,6 +170,7 @@ def make_plan(
             errs = validate_hints(node.family, hints)
         problems.extend(f"{describe(task)}: {err}. Fix its kannon_hints / with_hints()." for err in errs)
         node.hints = hints
+        problems.extend(_in_memory_problems(node, plan, in_memory))
         if verify_handoff:
             try:
                 encoder.encode(task)  # every node of its parameter closure, value round trips checked
@@ -155,6 +182,46 @@ def make_plan(
     if problems:
         raise PlanError(list(dict.fromkeys(problems)))
     return plan
+
+
+def _in_memory_targets(task: luigi.Task) -> list[str]:
+    import gokart
+
+    if isinstance(task, gokart.TaskOnKart) and type(task).output is gokart.TaskOnKart.output:
+        return []  # gokart's default output() is a file target; calling it costs ~1 ms per task on large plans
+    try:
+        from gokart.in_memory.target import InMemoryTarget
+    except ImportError:  # a gokart without in-memory targets
+        return []
+    try:
+        outputs = flatten(task.output())
+    except Exception:
+        return []  # output() errors are reported where the output is needed
+    return [type(t).__name__ for t in outputs if isinstance(t, InMemoryTarget)]
+
+
+def _in_memory_problems(node: Node, plan: Plan, memo: dict[str, bool]) -> list[str]:
+    """gokart's InMemoryTarget lives in one process's memory: a bullet's child can neither publish one to the
+    master nor read one the master holds."""
+
+    def in_memory(n: Node) -> bool:
+        if n.task_id not in memo:
+            memo[n.task_id] = bool(_in_memory_targets(n.task))
+        return memo[n.task_id]
+
+    out = []
+    if in_memory(node):
+        out.append(f"{describe_safe(node.task)}: its output() is a gokart InMemoryTarget, which lives only in the "
+                   "process that writes it, and a bullet runs in its own process. Make it a TaskOnKart (not a "
+                   "TaskOnBullet), or give it a file target (self.make_target).")  # fmt: skip
+    for dep_id in node.deps:
+        dep = plan.nodes[dep_id].task
+        if in_memory(plan.nodes[dep_id]):
+            out.append(f"{describe_safe(node.task)} consumes {describe_safe(dep)}, whose output() is a gokart "
+                       "InMemoryTarget, which lives only in the master's memory and a bullet runs in its own "
+                       "process. Give that task a file target (self.make_target), or make the consumer a TaskOnKart "
+                       "(not a TaskOnBullet).")  # fmt: skip
+    return out
 
 
 def _representatives(nodes: list[Node]) -> list[luigi.Task]:
@@ -234,4 +301,5 @@ def describe_safe(task: luigi.Task) -> str:
         return f"{type(task).__name__}({task.task_id})"
 
 
-__all__ = ["Node", "Plan", "PlanError", "bullet_import_problems", "make_plan", "spawned_import_failures"]
+__all__ = ["Node", "Plan", "PlanError", "bullet_import_problems", "make_plan", "plan_requested",
+           "spawned_import_failures"]  # fmt: skip

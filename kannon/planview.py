@@ -59,35 +59,42 @@ def label(node: PlanNodeLike) -> str:
     return one_line(f"{node.family}({node.params})" if node.params else node.family)
 
 
-def hints_text(node: PlanNodeLike) -> str:
-    """A bullet's hints that are set, e.g. ``memory=256Mi cpu=1 timeout=600s``; env values are never shown."""
+def hints_text(node: PlanNodeLike, origins: Mapping[str, str] | None = None) -> str:
+    """A bullet's hints that are set, e.g. ``memory=256Mi cpu=1 timeout=600s``; env values are never shown.
+
+    With ``origins`` (hint key -> file / instance / class / default, see kannon.hintsfile.origins) each value says
+    where it came from, ``memory=384Mi(file)``, and unset cpu and memory show as ``cpu=(default)``."""
     hints = getattr(node, "hints", None)
-    if hints is None:
+    if hints is None and origins is None:
         return ""
     parts = []
     for name in ("cpu", "memory", "gpu", "image", "retries", "timeout"):
         value = getattr(hints, name, None)
         if value is not None:
-            parts.append(f"{name}={value:g}s" if name == "timeout" else f"{name}={value}")
-    if getattr(hints, "node_selector", None):
+            text = f"{name}={value:g}s" if name == "timeout" else f"{name}={value}"
+            parts.append(text + (f"({origins.get(name, '?')})" if origins is not None else ""))
+        elif origins is not None and name in ("cpu", "memory"):
+            parts.append(f"{name}=(default)")
+    if hints is not None and hints.node_selector:
         parts.append("node_selector=" + ",".join(f"{k}={v}" for k, v in hints.node_selector.items()))
-    if getattr(hints, "tolerations", None):
+    if hints is not None and hints.tolerations:
         parts.append(f"tolerations={len(hints.tolerations)}")
-    if getattr(hints, "env", None):
+    if hints is not None and hints.env:
         parts.append("env=" + ",".join(sorted(hints.env)))  # names only: values may be secrets
     return one_line(" ".join(parts))
 
 
-def render_plan(plan: PlanLike, fmt: str = "text") -> str:
-    """The plan in ``fmt`` (text | dot | mermaid | json); raises ValueError for anything else."""
+def render_plan(plan: PlanLike, fmt: str = "text", origins: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    """The plan in ``fmt`` (text | dot | mermaid | json); raises ValueError for anything else. ``origins`` (task id
+    -> hint key -> origin) adds where each hint came from to the text and json views."""
     if fmt == "text":
-        return _text(plan)
+        return _text(plan, origins)
     if fmt == "dot":
         return _dot(plan)
     if fmt == "mermaid":
         return _mermaid(plan)
     if fmt == "json":
-        return _json(plan)
+        return _json(plan, origins)
     raise ValueError(f"unknown plan format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
@@ -104,7 +111,7 @@ def summary(plan: PlanLike) -> str:
 
 
 # -- text -----------------------------------------------------------------------------------------------------
-def _text(plan: PlanLike) -> str:
+def _text(plan: PlanLike, origins: Mapping[str, Mapping[str, str]] | None = None) -> str:
     """An indented tree from the root; a task shared by several dependents is expanded once, then referenced.
 
     Walked with an explicit stack: a chain of thousands of tasks must not hit Python's recursion limit.
@@ -120,7 +127,8 @@ def _text(plan: PlanLike) -> str:
             lines.append(f"{lead}? [{short_id(task_id)}] (not in plan)")
             continue
         text = f"{lead}{label(node)} [{short_id(task_id)}] {placement_name(node)}"
-        hints = hints_text(node) if placement_name(node) == "bullet" else ""
+        where = origins.get(task_id) if origins is not None else None
+        hints = hints_text(node, where) if placement_name(node) == "bullet" else ""
         if hints:
             text += f" {{{hints}}}"
         if task_id in seen and node.deps:
@@ -196,7 +204,8 @@ def _mermaid(plan: PlanLike) -> str:
 
 
 # -- json -----------------------------------------------------------------------------------------------------
-def plan_dict(plan: PlanLike) -> dict[str, Any]:
+def plan_dict(plan: PlanLike, origins: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
+    where = origins or {}
     return {
         "schema": PLAN_JSON_SCHEMA,
         "root_id": plan.root_id,
@@ -208,11 +217,12 @@ def plan_dict(plan: PlanLike) -> dict[str, Any]:
                 "placement": placement_name(n),
                 "deps": list(n.deps),
                 **({"hints": hints_text(n)} if hints_text(n) else {}),
+                **({"hint_origins": dict(where[n.task_id])} if n.task_id in where else {}),
             }
             for n in plan.nodes.values()
         ],
     }
 
 
-def _json(plan: PlanLike) -> str:
-    return json.dumps(plan_dict(plan), indent=2, ensure_ascii=False) + "\n"
+def _json(plan: PlanLike, origins: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    return json.dumps(plan_dict(plan, origins), indent=2, ensure_ascii=False) + "\n"

@@ -27,7 +27,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from kannon import logtail
+from kannon import logtail, usage
 from kannon.events import Event, EventLog
 from kannon.hookspecs import hookimpl
 from kannon.planview import one_line
@@ -87,6 +87,14 @@ def describe(rec: TaskRecord) -> str:
     return clean(f"{name} [{rec.task_id[:8]}]")
 
 
+def task_text(rec: TaskRecord, tasks: dict[str, TaskRecord]) -> str:
+    """describe(), plus who yielded it for a task planned during the run (dynamic dependency)."""
+    if rec.requested_by is None:
+        return describe(rec)
+    by = tasks.get(rec.requested_by)
+    return describe(rec) + " yielded by " + (describe(by) if by is not None else rec.requested_by[:8])
+
+
 def where_text(rec: TaskRecord, backend: str | None) -> str:
     last = rec.last
     if rec.placement == Placement.MASTER:
@@ -116,6 +124,8 @@ def _reason(rec: TaskRecord) -> str:
     reason = rec.reason or (last.reason if last is not None and rec.status != Status.SUCCEEDED else None) or ""
     if rec.status == Status.FAILED and last is not None and last.exit_code is not None:
         reason += f" (exit code {last.exit_code})"
+    if rec.memory_grown:  # said on success too: the next run should ask for this much (kannon hints suggest)
+        reason += f"{'; ' if reason else ''}memory grown {' -> '.join(rec.memory_grown)} (OOM growth)"
     return clean(reason.strip())
 
 
@@ -166,11 +176,11 @@ def full_log(result: BuildResult, rec: TaskRecord) -> Path | None:
 def summary_text(result: BuildResult, *, max_rows: int | None = 200, tail: int = 20) -> str:
     """The final summary as plain aligned text (CI logs): a headline, a table of tasks, then failure details."""
     rows, hidden = _rows(result, max_rows)
-    header = ("OUTCOME", "TASK", "WHERE", "ATTEMPTS", "DURATION", "REASON")
-    cells = [
+    header: tuple[str, ...] = ("OUTCOME", "TASK", "WHERE", "ATTEMPTS", "DURATION", "REASON")
+    cells: list[tuple[str, ...]] = [
         (
             r.status.value,
-            describe(r),
+            task_text(r, result.tasks),
             where_text(r, result.backend),
             str(len(r.attempts)),
             fmt_duration(r.duration),
@@ -178,6 +188,10 @@ def summary_text(result: BuildResult, *, max_rows: int | None = 200, tail: int =
         )
         for r in rows
     ]
+    if any(r.usage is not None for r in rows):  # requested against used (issue 17), before the reason
+        header = (*header[:5], "USED", header[5])
+        cells = [(*c[:5], usage.summary_text(r.usage, r.requested_resources), c[5])
+                 for c, r in zip(cells, rows, strict=True)]  # fmt: skip
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(header)]
     lines = [_headline(result)]
 
@@ -213,14 +227,18 @@ def summary_renderable(result: BuildResult, *, max_rows: int | None = 200, tail:
     table.add_column("where", overflow="fold", ratio=1, max_width=24)
     table.add_column("tries", justify="right", no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
+    used = any(r.usage is not None for r in rows)
+    if used:
+        table.add_column("used", overflow="fold", ratio=2)
     table.add_column("reason", overflow="fold", ratio=2)
     for r in rows:
         table.add_row(
             Text(r.status.value.replace("_", " "), style=_STATUS_STYLE.get(r.status, "")),
-            Text(describe(r)),
+            Text(task_text(r, result.tasks)),
             Text(where_text(r, result.backend)),
             str(len(r.attempts)),
             fmt_duration(r.duration),
+            *([Text(usage.summary_text(r.usage, r.requested_resources))] if used else []),
             Text(_reason(r), style="red" if r.status == Status.FAILED else ""),
         )
     parts: list[RenderableType] = [table]
@@ -439,6 +457,9 @@ class ProgressObserver:
             return f"kannon: not run {name}: {clean(e.reason or 'something it needs failed')}"
         if e.kind == "status":
             return f"kannon: status {name}: {self.status_text(rec.task_id)}"
+        if e.kind == "requested" and e.requested_by:
+            by = self.model.tasks.get(e.requested_by)
+            return f"kannon: {describe(by) if by else e.requested_by[:8]} yielded {name} (it runs again after)"
         return None
 
     def status_text(self, task_id: str) -> str:
@@ -516,7 +537,7 @@ class ProgressObserver:
                 state = "running" if a.started_at is not None else "waiting"
                 since = a.started_at if a.started_at is not None else a.launched_at
                 cells: list[RenderableType] = [
-                    Text(describe(rec)),
+                    Text(task_text(rec, self.model.tasks)),
                     str(a.number),
                     Text(where_text(rec, self.model.backend)),
                     Text(state, style="yellow" if state == "running" else "grey62"),

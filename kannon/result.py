@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 from kannon import logtail
+from kannon.childresult import Usage
 
 
 class Status(str, enum.Enum):
@@ -37,6 +38,8 @@ class Attempt:
     where: str | None = None
     log_tail: tuple[str, ...] = ()
     queued_at: float | None = None  # ready, but waited for a free slot (or for another master task) until launched_at
+    requested: tuple[str, ...] = ()  # dynamic: this attempt stopped at a yield of these incomplete tasks
+    usage: Usage | None = None  # what the attempt used, from the child's record (bullets; None when it wrote none)
 
     @property
     def duration(self) -> float | None:
@@ -55,6 +58,18 @@ class TaskRecord:
     deps: tuple[str, ...] = ()
     attempts: list[Attempt] = field(default_factory=list)
     reason: str | None = None
+    requested_by: str | None = None  # dynamic: planned because this task's run() yielded it (or what it needs)
+    requested: tuple[str, ...] = ()  # dynamic: the tasks this task's run() yielded, in the order asked
+    requested_resources: dict[str, str] = field(default_factory=dict)  # the hints' cpu/memory, as written
+    memory_grown: tuple[str, ...] = ()  # OOM growth: the memory hint before the first step, then after each
+
+    @property
+    def usage(self) -> Usage | None:
+        """What the last attempt that reported its use used (issue 17); None when no attempt did."""
+        for a in reversed(self.attempts):
+            if a.usage is not None:
+                return a.usage
+        return None
 
     @property
     def last(self) -> Attempt | None:

@@ -30,6 +30,8 @@ from typing import Any, NoReturn
 
 ARCHIVE_SUFFIX = ".tar.gz"
 MARKER = ".kannon-complete"  # written inside the temporary directory before the rename that publishes it
+# Where a Kubernetes child pod sees the run's code ConfigMap (kannon/backends/kubernetes/codemap.py mounts it there).
+CONFIG_MAP_DIR = "/var/run/kannon/code"
 SPEC_KEY = "code"  # the hand-off spec's field: {"location": ..., "sha256": ..., "files": n, "size": n}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -65,12 +67,17 @@ def _usable_cache_dir(cache_dir: Path | None) -> Path:
     candidate = default_cache_dir()
     try:
         candidate.mkdir(parents=True, exist_ok=True)
-        return candidate
+        if os.access(candidate, os.W_OK | os.X_OK):
+            return candidate
+        if os.environ.get("KANNON_CODE_CACHE"):  # a node cache mounted for us, but not ours to write: say so
+            print(f"kannon: the code cache {candidate} (KANNON_CODE_CACHE) is not writable by uid {os.getuid()}; "
+                  "extracting into a private directory instead (later tasks on this node extract again)",
+                  file=sys.stderr)  # fmt: skip
     except OSError:
-        # Containers often run as a user whose HOME (often "/") is not writable.
-        fallback = Path(tempfile.gettempdir(), f"kannon-code-{os.getuid()}")
-        fallback.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return fallback
+        pass  # containers often run as a user whose HOME (often "/") is not writable
+    fallback = Path(tempfile.gettempdir(), f"kannon-code-{os.getuid()}")
+    fallback.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return fallback
 
 
 def fetch_and_activate(location: str, sha256: str, cache_dir: Path | None = None) -> Path:
@@ -159,21 +166,33 @@ def _complete(final: Path, sha: str) -> bool:
         return False
 
 
+def _in_config_map(location: str) -> bool:
+    # The archive came in the run's ConfigMap, not through the workspace: the fix differs (nothing to re-upload).
+    return location.startswith(CONFIG_MAP_DIR + "/")
+
+
 def _fetch(location: str, sha: str) -> bytes:
     from kannon import storage
 
     try:
         data = storage.read_bytes(location)
     except FileNotFoundError as e:
+        if _in_config_map(location):
+            raise ShipError(f"the code archive {location} is not in this container: the run's code ConfigMap "
+                            f"(--k8s-code-via configmap) is not mounted at {CONFIG_MAP_DIR}, or holds other code; "
+                            "rerun the build so the master creates and mounts it again") from e  # fmt: skip
         raise ShipError(f"the code archive {location} does not exist (deleted after the master uploaded it?); "
                         "rerun the build so the master uploads it again") from e  # fmt: skip
     except Exception as e:
         raise ShipError(f"cannot read the code archive {location}: {type(e).__name__}: {e}") from e
     actual = hashlib.sha256(data).hexdigest()
     if actual != sha:
+        redo = ("the master created the run's code ConfigMap; refusing to import from it. Delete that ConfigMap "
+                "(kubectl get configmaps -l kannon.io/run-id=...) and rerun the build" if _in_config_map(location)
+                else "the master uploaded it; refusing to import from it. Delete it and rerun the build (the master "
+                "uploads it again)")  # fmt: skip
         raise ShipError(f"the code archive {location} has sha256 {actual}, not {sha}: it was altered or replaced "
-                        "after the master uploaded it; refusing to import from it. Delete it and rerun the build "
-                        "(the master uploads it again)")  # fmt: skip
+                        f"after {redo}")  # fmt: skip
     return data
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
+from kannon.childresult import ChildResult
 from kannon.hints import Hints
 
 if TYPE_CHECKING:
@@ -95,6 +96,9 @@ class Finished:
     log_tail: tuple[str, ...] = ()
     where: str | None = None
     at: float = field(default_factory=time.time)
+    # The child's own record of the attempt (kannon.childresult), when it wrote one the backend could read: its
+    # outcome, what it used, the dynamic dependencies it requested. None: fall back to the exit code and the log.
+    result: ChildResult | None = None
 
     @property
     def ok(self) -> bool:

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kannon import exitcodes, logtail, secretfile
+from kannon import childresult, exitcodes, logtail, measure, secretfile
 from kannon.backends.base import (
     BackendError,
     Executor,
@@ -573,7 +573,8 @@ class DockerExecutor(Executor):
             # holds none of launch.env's names. Unbuffered by default: without a tty Python block-buffers stdout, and
             # the log would arrive late and out of order with stderr.
             "environment": {"PYTHONUNBUFFERED": "1", **self.environment, **launch.env,
-                            **({secretfile.ENV_VAR: secretfile.CONTAINER_PATH} if secret_file else {})},
+                            **({secretfile.ENV_VAR: secretfile.CONTAINER_PATH} if secret_file else {}),
+                            **self._result_env(launch)},
             "user": self.user,
             "working_dir": workdir,
             "volumes": [b.spec() for b in binds],
@@ -587,6 +588,16 @@ class DockerExecutor(Executor):
             config["network"] = self.network
         config["labels"][LABEL_CONFIG] = config_hash(config)
         return config
+
+    def _result_env(self, launch: Launch) -> dict[str, str]:
+        """The child's record goes to a file in the run directory, which is bind-mounted at the same path; and the
+        container is this attempt's alone, so its memory cgroup's peak is the task's (kannon.measure)."""
+        if self.run is None:
+            return {}
+        path = childresult.result_file(self.run.run_dir, self.run.invocation_id, launch)
+        with contextlib.suppress(OSError):
+            path.unlink()  # a record left by an earlier master of this run must not pass for this attempt's
+        return {childresult.RESULT_PATH_ENV: str(path), measure.OWN_CONTAINER_ENV: "1"}
 
     # -- secrets: a file per container, never its config (kannon.secretfile) -----------------------------------------
     def _secret_values(self, launch: Launch) -> dict[str, str]:
@@ -700,7 +711,8 @@ class DockerExecutor(Executor):
         finished = classify(launch, state, cancelled=h.cancelled, where=h.where,
                             log_tail=tail_lines(launch.log_path), command=h.config["command"][0])  # fmt: skip
         # Classified on the raw lines (the child's reason line is there); reported shaped, as on every backend.
-        return dataclasses.replace(finished, log_tail=logtail.read_tail(launch.log_path))
+        return dataclasses.replace(finished, log_tail=logtail.read_tail(launch.log_path),
+                                   result=_read_result(launch, container.attrs))  # fmt: skip
 
     def _create(self, h: _Handle) -> Any:
         import docker.errors
@@ -916,3 +928,12 @@ def kannon_backends() -> list[BackendSpec]:
 
 
 __all__ = ["Bind", "DockerExecutor", "classify", "hint_problems", "parse_env", "parse_volume", "plan_binds"]
+
+
+def _read_result(launch: Launch, attrs: Mapping[str, Any]) -> childresult.ChildResult | None:
+    """The record at the path the container was given (an adopted container names the master that made it)."""
+    env = (attrs.get("Config") or {}).get("Env") or []
+    prefix = childresult.RESULT_PATH_ENV + "="
+    path = next((e[len(prefix) :] for e in env if isinstance(e, str) and e.startswith(prefix)), None)
+    return childresult.read_for(path, launch) if path else None
+

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import heapq
 import itertools
@@ -46,9 +47,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from kannon import exitcodes, logtail
+from kannon import childresult, exitcodes, logtail
 from kannon.backends import _memlimit
 from kannon.backends.base import (
     Executor,
@@ -115,6 +117,7 @@ class _Child:
     cancelled: bool = False
     finished: bool = False
     memory: _memlimit.ChildLimit | None = None  # the memory hint's enforcement, if it has one
+    result_path: Path | None = None  # where the child writes its record (kannon.childresult)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -211,9 +214,12 @@ class LocalExecutor(Executor):
     delivers_secrets = True  # RunInfo.secrets: process environment
 
     def __init__(self, mode: Mode = "fork", max_workers: int | None = None, kill_grace: float = 5.0,
-                 full_env: bool = False) -> None:  # fmt: skip
+                 full_env: bool = False, ship_code: bool = False) -> None:  # fmt: skip
         super().__init__()
         self.full_env = full_env
+        # Accepted so one pipeline script can switch backends; a no-op: local children run the master's own files
+        # (Kannon.build ships nothing for this backend; docs/code-shipping.md).
+        self.ship_code = ship_code
         if mode not in ("fork", "spawn"):
             raise ValueError(f"LocalExecutor mode must be 'fork' or 'spawn', not {mode!r}")
         self.mode: Mode = mode
@@ -268,7 +274,7 @@ class LocalExecutor(Executor):
             self._children[launch.key] = child
         secrets = self.run.secrets if self.run is not None else {}
         own = dict(os.environ) if self.full_env else base_env()
-        env = {**own, **secrets, **launch.env, **self._memory_env(child)}
+        env = {**own, **secrets, **launch.env, **self._memory_env(child), **self._result_env(child)}
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = launch.log_path.open("ab")
         read_fd, write_fd = os.pipe()
@@ -294,6 +300,15 @@ class LocalExecutor(Executor):
             os.close(write_fd)
         os.set_blocking(read_fd, False)
         self._io.add_reader(read_fd, _Pump(self, child, read_fd, log).on_readable)
+
+    def _result_env(self, child: _Child) -> dict[str, str]:
+        """Where the child writes its record (kannon.childresult): a fresh file per attempt in the run directory."""
+        if self.run is None:
+            return {}
+        child.result_path = childresult.result_file(self.run.run_dir, self.run.invocation_id, child.launch)
+        with contextlib.suppress(OSError):
+            child.result_path.unlink()  # never read an older attempt's record as this one's
+        return {childresult.RESULT_PATH_ENV: str(child.result_path)}
 
     def _wait_popen(self, key: str, proc: subprocess.Popen[bytes]) -> None:
         code = proc.wait()
@@ -360,6 +375,7 @@ class LocalExecutor(Executor):
         raw = tail_lines(launch.log_path)  # the child's own reason line is in here
         tail = logtail.read_tail(launch.log_path)
         where = f"pid {child.pid}" if child.pid else None
+        record = childresult.read_for(child.result_path, launch) if child.result_path is not None else None
         if cancelled:
             event = Finished(launch.key, code, "cancelled", "Cancelled", log_tail=tail, where=where)
         elif code == 0 and reason is None:
@@ -375,6 +391,7 @@ class LocalExecutor(Executor):
                 why = logtail.kannon_import_reason(self.python, no_kannon, "LocalExecutor(python=...)")
                 klass = "KannonNotImportable"
             event = Finished(launch.key, code, why, klass, log_tail=tail, where=where)
+        event = dataclasses.replace(event, result=record)
         if reaped:
             self._forget(child)
         self.emit(event)
@@ -797,6 +814,7 @@ def _spare_main(sock: socket.socket, inherited: list[int]) -> None:
         if not msg or not fds:
             os._exit(0)  # the zygote retired this spare
         sock.send(b"ok")  # the task is ours now: from here on, how it ends is the task's outcome
+        started = time.monotonic()  # the attempt's wall time starts now, not when this spare was forked
         req = json.loads(msg)
         os.dup2(fds[0], 1)
         os.dup2(fds[0], 2)
@@ -808,6 +826,7 @@ def _spare_main(sock: socket.socket, inherited: list[int]) -> None:
         os.environ.clear()
         os.environ.update(req["env"])
         os.environ["KANNON_PARENT_PID"] = str(zygote)
+        os.environ["KANNON_ATTEMPT_STARTED"] = repr(started)  # kannon.measure.STARTED_ENV
         # What `python -m kannon run-task ...` runs, without kannon.cli (whose build command imports the scheduler,
         # which imports this module): the child's entry point is kannon.child.
         from kannon import child

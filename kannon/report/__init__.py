@@ -1,4 +1,5 @@
-"""The run report: one self-contained HTML file (DAG, timeline, failures, totals) built from a run's events.
+"""The run report: one self-contained HTML file (DAG, timeline, failures, totals, resources) built from a run's
+events.
 
 ``kannon build --report FILE.html`` and ``kannon report EVENTS.jsonl -o FILE.html`` both end here. The file
 needs no network: the script and styles are inlined, the graph is drawn as SVG by the inlined script, and a
@@ -21,6 +22,7 @@ from kannon.events import Event, read_events
 from kannon.planview import one_line
 from kannon.report.data import report_data
 from kannon.report.model import fold, last_run, select_run
+from kannon.report.usageview import resources_view
 
 __all__ = ["render_report", "write_report"]
 
@@ -51,8 +53,10 @@ def render_report(events: Iterable[Event], run_id: str | None = None, run: str |
     index in the log or a run id prefix, see :func:`kannon.report.model.select_run`), ``run_id`` by exact run id;
     default: the last run in ``events``. An unknown selection raises ValueError listing the runs. ``context``:
     what the header shows about the run (target, command line, workspace, kannon version)."""
-    model = fold(select_run(events, run) if run is not None else last_run(events, run_id))
+    selected = select_run(events, run) if run is not None else last_run(events, run_id)
+    model = fold(selected)
     data = report_data(model)
+    data["resources"] = resources_view(selected)
     data["context"] = dict(sorted((context or {}).items()))
     script = _asset("report.js")
     style = _asset("report.css")

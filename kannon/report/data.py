@@ -183,7 +183,7 @@ def totals(model: RunModel) -> Totals:
 def report_data(model: RunModel) -> dict[str, Any]:
     """Everything the page draws, as plain JSON-able data; times are seconds since the run started."""
     start = model.started_at if model.started_at is not None else (model.first_time or 0.0)
-    deps = {t: r.deps for t, r in model.tasks.items()}
+    deps = {t: (*r.deps, *r.requested) for t, r in model.tasks.items()}  # dynamic edges are placed like static ones
     lay = layers(deps)
     row = order_layers(deps, lay)
     ys = place(deps, lay, row)
@@ -204,6 +204,8 @@ def report_data(model: RunModel) -> dict[str, Any]:
                 "status": rec.status.value,
                 "reason": rec.reason,
                 "deps": [d for d in rec.deps if d in model.tasks],
+                "requested": [d for d in rec.requested if d in model.tasks],  # dynamic: what its run() yielded
+                "requested_by": rec.requested_by,
                 "layer": lay[task_id],
                 "row": row[task_id],
                 "y": round(ys[task_id], 3),

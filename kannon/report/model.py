@@ -71,6 +71,10 @@ class RunModel:
             self.tasks[e.task_id] = rec
         if e.deps:
             rec.deps = tuple(e.deps)
+        if e.requested_by and e.kind in ("planned", "skipped_complete"):
+            rec.requested_by = e.requested_by  # planned during the run: a yield in that task's run() asked for it
+        if e.kind == "requested" and e.requested_by:
+            self._requested(e)
         if e.family:
             rec.family = e.family
         if e.params is not None:
@@ -83,6 +87,23 @@ class RunModel:
                 self._counts[before.value] -= 1
             self._counts[rec.status.value] = self._counts.get(rec.status.value, 0) + 1
         return rec
+
+    def _requested(self, e: Event) -> None:
+        """The yielding task stopped at its yield (luigi: back to pending) and waits for what it asked for."""
+        assert e.task_id is not None and e.requested_by is not None
+        by = self.tasks.get(e.requested_by)
+        if by is None:
+            return
+        by.requested = tuple(dict.fromkeys((*by.requested, e.task_id)))
+        last = by.last
+        if last is not None:
+            if last.finished_at is None:
+                last.finished_at = e.time
+            last.requested = tuple(dict.fromkeys((*last.requested, e.task_id)))
+        if by.status == Status.RUNNING:
+            self._counts[by.status.value] -= 1
+            by.status = Status.PENDING
+            self._counts[by.status.value] = self._counts.get(by.status.value, 0) + 1
 
     def _attempt(self, rec: TaskRecord, e: Event, create: bool) -> Attempt | None:
         if e.attempt is not None:
@@ -172,7 +193,7 @@ class RunModel:
 
     def root_id(self) -> str:
         """The task nothing depends on (the first such in discovery order): the build's target."""
-        needed = {d for t in self.tasks.values() for d in t.deps}
+        needed = {d for t in self.tasks.values() for d in (*t.deps, *t.requested)}
         for task_id in self.tasks:
             if task_id not in needed:
                 return task_id
@@ -192,13 +213,15 @@ class RunModel:
 
 
 def attempt_outcome(rec: TaskRecord, a: Attempt) -> str:
-    """What became of one attempt: waiting | running | succeeded | failed | retried | cancelled."""
+    """What became of one attempt: waiting | running | succeeded | failed | retried | cancelled | yielded."""
     if a.finished_at is None:
         if rec.status in TERMINAL and rec.status != Status.CANCELLED:
             return "lost"  # the task ended without this attempt reporting back (log cut short)
         return "running" if a.started_at is not None else "waiting"
     if a.failure_class == "Cancelled":
         return "cancelled"
+    if a.requested:
+        return "yielded"  # stopped at a yield of incomplete tasks (dynamic dependencies); runs again after them
     is_last = rec.attempts and rec.attempts[-1] is a
     if is_last and rec.status == Status.SUCCEEDED:
         return "succeeded"

@@ -185,16 +185,19 @@
     for (var i = 1; i < critical.length; i++) critEdge[critical[i - 1] + ">" + critical[i]] = true;
     tasks.forEach(function (t) {
       var to = pos(t);
-      t.deps.forEach(function (d) {
+      function edge(d, dynamic) {
         var dep = byId[d];
         if (!dep) return;
         var from = pos(dep);
         var x1 = from.x + NODE_W, y1 = from.y + NODE_H / 2, x2 = to.x, y2 = to.y + NODE_H / 2;
         var mid = (x1 + x2) / 2;
         var path = sv("path", { d: "M" + x1 + "," + y1 + " C" + mid + "," + y1 + " " + mid + "," + y2 + " " + x2 + "," + y2,
-          "class": "edge" + (critEdge[d + ">" + t.id] ? " critical" : "") });
+          "class": "edge" + (dynamic ? " dynamic" : "") + (critEdge[d + ">" + t.id] ? " critical" : "") });
+        if (dynamic) path.appendChild(sv("title", null, "yielded by run() (dynamic dependency)"));
         edges.appendChild(path);
-      });
+      }
+      t.deps.forEach(function (d) { edge(d, false); });
+      (t.requested || []).forEach(function (d) { edge(d, true); });
     });
     tasks.forEach(function (t) {
       var p = pos(t);
@@ -315,7 +318,93 @@
     host.appendChild(svg);
     legend($("timeline-legend"), [["queued", "queued (ready, no free slot → launched)"], ["waiting", "waiting (launched → started)"], ["succeeded", "ran, succeeded"],
       ["retried", "ran, failed and retried"], ["failed", "ran, failed"], ["running", "still running when the log ends"],
-      ["cancelled", "cancelled"]]);
+      ["cancelled", "cancelled"], ["yielded", "stopped at a yield of incomplete tasks (dynamic), ran again after"]]);
+  }
+
+  // -- resources (kannon.report.usageview) ---------------------------------------------------------------
+  function fmtBytes(n) {
+    if (n === null || n === undefined) return "–";
+    if (n >= 1073741824) return (n / 1073741824).toFixed(2).replace(/\.?0+$/, "") + " GiB";
+    return Math.round(n / 1048576) + " MiB";
+  }
+  function fmtCores(c) { return c === null || c === undefined ? "–" : c.toFixed(2); }
+  function spreadText(s, fmt) { return s ? fmt(s.min) + " / " + fmt(s.median) + " / " + fmt(s.max) : "–"; }
+
+  // A strip from 0 to the larger of use and request: the range min..max used, the median, the request (dashed)
+  // and the memory limit (red) when it differs from the request.
+  function strip(s, request, limit, kind) {
+    var W = 200, H = 18;
+    var top = Math.max(s ? s.max : 0, request || 0, limit || 0) * 1.05 || 1;
+    var x = function (v) { return 2 + (W - 4) * v / top; };
+    var svg = sv("svg", { width: W, height: H, viewBox: "0 0 " + W + " " + H, "class": "strip " + kind, role: "img" });
+    svg.appendChild(sv("rect", { x: 0, y: 7, width: W, height: 4, "class": "strip-bg" }));
+    if (s) {
+      svg.appendChild(sv("rect", { x: x(s.min), y: 4, width: Math.max(2, x(s.max) - x(s.min)), height: 10, rx: 2,
+        "class": "strip-range" }));
+      svg.appendChild(sv("line", { x1: x(s.median), x2: x(s.median), y1: 2, y2: 16, "class": "strip-median" }));
+    }
+    if (request) svg.appendChild(sv("line", { x1: x(request), x2: x(request), y1: 0, y2: H, "class": "strip-request" }));
+    if (limit && limit !== request) svg.appendChild(sv("line", { x1: x(limit), x2: x(limit), y1: 0, y2: H, "class": "strip-limit" }));
+    return svg;
+  }
+
+  function renderResources() {
+    var classes = DATA.resources || [];
+    if (!classes.length) return;
+    $("resources-section").hidden = false;
+    $("resources-note").textContent = "Per task class, over its measured attempts: peak resident memory and busy " +
+      "cores (CPU seconds / wall seconds) as min / median / max, against the request. Over-provisioned: used " +
+      "less than 50 % of the request; at risk: peak memory above 90 % of the limit (or OOM-killed). " +
+      "`kannon hints suggest EVENTS.jsonl` proposes requests from these figures.";
+    legend($("resources-legend"), [["range", "min → max used"], ["median", "median"], ["request", "request"],
+      ["limit", "memory limit (when not the request)"]]);
+    var table = $("resources");
+    var head = el("thead"), hr = el("tr");
+    ["task class", "samples", "peak memory min / median / max", "memory", "request", "cpu cores min / median / max",
+      "cpu", "request", "flags"].forEach(function (h) { hr.appendChild(el("th", null, h)); });
+    head.appendChild(hr);
+    table.appendChild(head);
+    var body = el("tbody");
+    classes.forEach(function (c) {
+      var tr = el("tr");
+      tr.dataset.family = c.family;
+      tr.dataset.over = String(c.over_provisioned);
+      tr.dataset.risk = String(c.at_risk);
+      if (c.at_risk) tr.classList.add("at-risk");
+      else if (c.over_provisioned) tr.classList.add("over");
+      var name = el("td");
+      var det = el("details");
+      det.appendChild(el("summary", "params", c.family));
+      c.attempts.forEach(function (a) {
+        var line = (a.params ? c.family + "(" + a.params + ")" : c.family) + " · attempt " + a.attempt + " " + a.outcome +
+          " · peak " + fmtBytes(a.peak) + " · " + fmtCores(a.cores) + " cores" +
+          (a.requested && Object.keys(a.requested).length ? " · requested " + Object.keys(a.requested).sort().map(function (k) {
+            return k + "=" + a.requested[k]; }).join(" ") : "") +
+          (a.oom ? " · OOM-killed" : a.at_risk ? " · AT RISK" : "") + (a.over.length ? " · over-provisioned (" + a.over.join(", ") + ")" : "");
+        var d = el("div", "kv attempt-usage" + (a.at_risk ? " at-risk" : a.over.length ? " over" : ""), line);
+        d.dataset.taskId = a.task_id;
+        det.appendChild(d);
+      });
+      name.appendChild(det);
+      tr.appendChild(name);
+      tr.appendChild(el("td", "num", c.samples + (c.instances !== c.samples ? " (" + c.instances + " tasks)" : "")));
+      tr.appendChild(el("td", "num mem-spread", spreadText(c.memory, fmtBytes)));
+      var m = el("td");
+      m.appendChild(strip(c.memory, c.memory_request, c.memory_limit, "mem"));
+      tr.appendChild(m);
+      tr.appendChild(el("td", "num mem-request", c.memory_request ? fmtBytes(c.memory_request) : "none"));
+      tr.appendChild(el("td", "num cpu-spread", spreadText(c.cpu, fmtCores)));
+      var cc = el("td");
+      cc.appendChild(strip(c.cpu, c.cpu_request, null, "cpu"));
+      tr.appendChild(cc);
+      tr.appendChild(el("td", "num cpu-request", c.cpu_request ? fmtCores(c.cpu_request) : "none"));
+      var flags = el("td", "flags");
+      if (c.at_risk) flags.appendChild(el("span", "badge at-risk", c.at_risk + " at risk"));
+      if (c.over_provisioned) flags.appendChild(el("span", "badge over", c.over_provisioned + " over-provisioned"));
+      tr.appendChild(flags);
+      body.appendChild(tr);
+    });
+    table.appendChild(body);
   }
 
   // -- task table and details ----------------------------------------------------------------------------
@@ -369,6 +458,23 @@
     body.appendChild(el("p", null, STATUS_LABEL[t.status] + " · " + whereOf(t) +
       (t.duration !== null ? " · " + fmtDur(t.duration) : "") + (t.critical ? " · on the critical path" : "")));
     if (t.reason) body.appendChild(el("p", null, "reason: " + t.reason));
+    if (t.requested_by) {
+      var by = byId[t.requested_by];
+      var p = el("p", "dynamic", "yielded by " + (by ? label(by) + " [" + shortId(t.requested_by) + "]" : t.requested_by) +
+        " (dynamic dependency)");
+      p.addEventListener("click", function () { select(t.requested_by); });
+      body.appendChild(p);
+    }
+    if (t.requested && t.requested.length) {
+      body.appendChild(el("h3", null, "yielded by its run() (dynamic)"));
+      var yl = el("ul");
+      t.requested.forEach(function (d) {
+        var li = el("li", null, byId[d] ? label(byId[d]) + " [" + shortId(d) + "] — " + STATUS_LABEL[byId[d].status] : d);
+        li.addEventListener("click", function () { select(d); });
+        yl.appendChild(li);
+      });
+      body.appendChild(yl);
+    }
     if (t.deps.length) {
       body.appendChild(el("h3", null, "needs"));
       var ul = el("ul");
@@ -403,6 +509,7 @@
     renderFailures();
     renderGraph();
     renderTimeline();
+    renderResources();
     renderTable();
     $("detail-close").addEventListener("click", function () { $("detail").hidden = true; });
     document.addEventListener("keydown", function (ev) { if (ev.key === "Escape") $("detail").hidden = true; });

@@ -159,3 +159,57 @@ def sample_events(
         ev("run_finished", 4.55, reason="ok", counts={"succeeded": 8, "complete": 1})
     evs.sort(key=lambda e: e.time)  # as a log would have them
     return evs
+
+
+MIB = 2**20
+
+
+def resources_events(run_id: str = "run-resources", start: float = START) -> list[Event]:
+    """A measured run for the resources view (issue 17): three bullet classes and a master task.
+
+    Load x3 asks for 4Gi and peaks near 300 MiB (over-provisioned); Train x4 asks for 1Gi, one fold peaks at
+    960 MiB (at risk: above 90 % of its limit); Featurize asks for 512Mi: one day is OOM-killed (at its limit, cpu
+    unknown), the other uses 0.2 of its 0.5 cores (cpu over-provisioned)."""
+    evs: list[Event] = []
+    root = task_id("Summary")
+
+    def ev(kind: str, t: float, tid: str | None = None, **kw: object) -> None:
+        evs.append(Event(kind=kind, run_id=run_id, time=start + t, task_id=tid, **kw))  # type: ignore[arg-type]
+
+    def usage(peak_mib: float, cores: float, wall: float, oom: bool = False) -> dict[str, object]:
+        peak = int(peak_mib * MIB)
+        return {"peak_rss_bytes": peak, "peak_source": "oom-limit" if oom else "cgroup-v1",
+                "cpu_seconds": round(cores * wall, 3), "wall_seconds": wall, "output_bytes": 4096,
+                **({"oom_limit_bytes": peak} if oom else {})}  # fmt: skip
+
+    bullets = [("Load", f"part={i}", {"cpu": "1", "memory": "4Gi"}, peak, cores)
+               for i, (peak, cores) in enumerate([(280, 0.85), (300, 0.9), (310, 0.95)])]  # fmt: skip
+    bullets += [("Train", f"fold={i}", {"cpu": "2", "memory": "1Gi"}, peak, cores)
+                for i, (peak, cores) in enumerate([(610, 1.6), (650, 1.7), (700, 1.8), (960, 1.9)])]  # fmt: skip
+    bullets += [("Featurize", "day=2", {"cpu": "500m", "memory": "512Mi"}, 380, 0.2)]
+    ids = [task_id(f"{f}({p})") for f, p, *_ in bullets]
+    oom_id = task_id("Featurize(day=1)")
+    ev("run_started", 0.0, backend="local")
+    ev("planned", 0.01, root, family="Summary", params="", placement="master", deps=(*ids, oom_id))
+    for tid, (family, params, *_) in zip(ids, bullets, strict=True):
+        ev("planned", 0.01, tid, family=family, params=params, placement="bullet")
+    ev("planned", 0.01, oom_id, family="Featurize", params="day=1", placement="bullet")
+    for i, (tid, (family, params, req, peak, cores)) in enumerate(zip(ids, bullets, strict=True)):
+        t0, wall = 0.1 + 0.2 * i, 2.0 + 0.5 * (i % 3)
+        common: dict[str, object] = {"family": family, "params": params, "placement": "bullet", "attempt": 1}
+        ev("launched", t0, tid, backend="local", **common)
+        ev("started", t0 + 0.1, tid, where=f"pid {4200 + i}", **common)
+        ev("succeeded", t0 + 0.1 + wall, tid, where=f"pid {4200 + i}", usage=usage(peak, cores, wall),
+           requested_resources=req, **common)  # fmt: skip
+    oom = {"family": "Featurize", "params": "day=1", "placement": "bullet", "attempt": 1}
+    ev("launched", 0.3, oom_id, backend="local", **oom)
+    ev("started", 0.4, oom_id, where="pid 4290", **oom)
+    ev("failed", 3.4, oom_id, where="pid 4290", exit_code=137, failure_class="OOMKilled",
+       reason="out of memory: the task was killed at its memory limit of 512Mi by its memory cgroup (exit 137); "
+              "raise `memory` in the task's hints", usage=usage(512, 0.0, 3.0, oom=True),
+       requested_resources={"cpu": "500m", "memory": "512Mi"}, **oom)  # fmt: skip
+    ev("upstream_failed", 3.5, root, family="Summary", params="", placement="master",
+       reason=f"needs Featurize {oom_id[:8]}, which failed")  # fmt: skip
+    ev("run_finished", 3.6, reason="failed", counts={"succeeded": 8, "failed": 1, "upstream_failed": 1})
+    evs.sort(key=lambda e: e.time)
+    return evs

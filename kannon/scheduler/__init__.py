@@ -25,7 +25,7 @@ import luigi
 from kannon import importcheck, runner, ship, storage
 from kannon.backends.base import Executor
 from kannon.hints import Hints
-from kannon.plan import Plan, PlanError, make_plan
+from kannon.plan import Plan, PlanError, make_plan, plan_requested
 from kannon.plugins import get_backend, plugin_manager
 from kannon.result import BuildResult, Placement
 from kannon.scheduler import env as child_env
@@ -62,6 +62,11 @@ class Kannon:
             the root task's top-level package, ``(code_root, ship.Archive)`` a prepared archive; None follows the
             executor's own ``ship_code``. The local backend ignores it (its children run the master's files).
         config_sections: luigi config sections to hand to children besides the ones they need (docs/design.md).
+        hints_file: an INI file of hints per task class laid over the code's (file > instance > class;
+            kannon.hintsfile, docs/observability.md "Right-sizing"); a bad file raises PlanError before any launch.
+        default_hints: hints for every bullet, under its class's (e.g. ``Hints(oom_growth=1.5)``, kannon.oomgrowth).
+        max_dynamic_runs: how often one task's run() may stop at a ``yield`` of incomplete tasks (dynamic
+            dependencies) and be run again before it fails.
 
     The original kannon's keyword arguments (``api_instance``, ``template_job``, ``job_prefix``, ...) still work and
     select the Kubernetes backend, with a DeprecationWarning.
@@ -86,6 +91,9 @@ class Kannon:
         wait_for_lease: float | None = None,
         ship_code: bool | tuple[Path, Archive] | None = None,
         config_sections: Sequence[str] = (),
+        hints_file: str | os.PathLike[str] | None = None,
+        default_hints: Hints | None = None,
+        max_dynamic_runs: int = 100,
         **legacy: Any,
     ) -> None:
         if executor is not None and not isinstance(executor, Executor):
@@ -123,6 +131,8 @@ class Kannon:
             raise ValueError("max_parallel must be at least 1")
         if retries < 0:
             raise ValueError("retries must be >= 0")
+        if max_dynamic_runs < 0:
+            raise ValueError("max_dynamic_runs must be >= 0")
         self.executor = executor
         self.max_parallel = max_parallel
         self.retries = retries
@@ -138,12 +148,15 @@ class Kannon:
         self.wait_for_lease = wait_for_lease
         self.ship_code = ship_code
         self.config_sections = tuple(config_sections)
+        self.hints_file = hints_file
+        self.default_hints = default_hints
+        self.max_dynamic_runs = max_dynamic_runs
         self.shipment: Shipment | None = None  # set by build(): what this run ships, once uploaded
         self.import_note: str | None = None  # set by build(): why the plan-time import check was not possible
 
     # -- public -------------------------------------------------------------------------------------------------
     def plan(self, root: luigi.Task) -> Plan:
-        return make_plan(root, validate_hints=self._validator(self._executor()))
+        return self._plan(root, self._executor())
 
     def build(self, root: luigi.Task) -> BuildResult:
         """Run everything ``root`` needs; returns the BuildResult or raises KannonBuildError / Interrupted."""
@@ -158,15 +171,17 @@ class Kannon:
             if not pm.is_registered(obs):
                 pm.register(obs)
         try:
-            plan = make_plan(root, validate_hints=self._validator(executor))
+            plan = self._plan(root, executor)
             _check_master_thread(plan)
-            self.shipment = self._ship(executor, plan)
-            # Every bullet's module must import where its child runs: checked before anything runs (importcheck).
+            shipped = self._code_to_ship(executor, plan)
+            # Every bullet's module must import where its child runs: checked before anything runs (importcheck),
+            # and before the archive is uploaded: a refused build leaves nothing behind.
             problems, note = importcheck.check(
-                plan, executor, self.sys_path, self.shipment.archive.data if self.shipment else None,
-                str(self.shipment.code_root) if self.shipment else None)  # fmt: skip
+                plan, executor, self.sys_path, shipped[1].data if shipped else None,
+                str(shipped[0]) if shipped else None)  # fmt: skip
             if problems:
                 raise PlanError(problems)
+            self.shipment = self._upload(executor, plan, *shipped) if shipped else None
             self.import_note = note  # said once the backend is up (scheduler/run.py), not before an early failure
             return execute(self, executor, plan)
         finally:
@@ -174,21 +189,53 @@ class Kannon:
                 if pm.is_registered(obs):
                     pm.unregister(obs)
 
-    def _ship(self, executor: Executor, plan: Plan) -> Shipment | None:
-        """Upload the code archive once per content to ``<workspace>/kannon/code/`` (the root task's workspace)."""
+    def plan_requested(self, executor: Executor, tasks: list[luigi.Task]) -> Plan:
+        """Plan the tasks a master task's ``yield`` asked for with the checks of :meth:`build`'s plan: pruning,
+        hints, hand-off, and the import check of new bullets (dynamic dependencies)."""
+        plan = self._overlay_hints(plan_requested(tasks, validate_hints=self._validator(executor)), executor)
+        problems, _ = importcheck.check(
+            plan, executor, self.sys_path, self.shipment.archive.data if self.shipment else None,
+            str(self.shipment.code_root) if self.shipment else None)  # fmt: skip
+        if problems:
+            raise PlanError(problems)
+        return plan
+
+    def _plan(self, root: luigi.Task, executor: Executor) -> Plan:
+        return self._overlay_hints(make_plan(root, validate_hints=self._validator(executor)), executor)
+
+    def _overlay_hints(self, plan: Plan, executor: Executor) -> Plan:
+        """Lay ``default_hints`` under and the hints file over the code's hints, for static and yielded plans."""
+        if self.default_hints is not None:
+            for node in plan.nodes.values():
+                if node.placement is Placement.BULLET:
+                    node.hints = self.default_hints.merged(node.hints or Hints())
+        if self.hints_file is not None:
+            from kannon import hintsfile
+
+            hintsfile.apply_to_plan(plan, hintsfile.load(self.hints_file), self._validator(executor))
+        return plan
+
+    def _code_to_ship(self, executor: Executor, plan: Plan) -> tuple[Path, Archive] | None:
+        """The (code root, archive) this build ships, built but not uploaded; None when it ships nothing."""
         wanted = self.ship_code if self.ship_code is not None else getattr(executor, "ship_code", False)
         if not wanted or executor.name == "local":
             return None
-        root_task = plan.nodes[plan.root_id].task
         if isinstance(wanted, tuple):
-            code_root, archive = wanted
-        else:
-            code_root = ship.code_root_for(type(root_task).__module__)
-            archive = ship.prepare(code_root)
-        workspace = workspace_of(root_task)  # absolute: a child's working directory may differ from ours
-        location = ship.upload(archive, workspace if storage.is_remote(workspace) else os.path.abspath(workspace))
+            return Path(wanted[0]), wanted[1]
+        code_root = ship.code_root_for(type(plan.nodes[plan.root_id].task).__module__)
+        return code_root, ship.prepare(code_root)
+
+    @staticmethod
+    def _upload(executor: Executor, plan: Plan, code_root: Path, archive: Archive) -> Shipment:
+        """Upload the code archive once per content to ``<workspace>/kannon/code/`` (the root task's workspace),
+        unless the backend carries it itself (``carry_code``: Kubernetes' per-run ConfigMap, docs/code-shipping.md)."""
+        carry = getattr(executor, "carry_code", None)
+        location = carry(archive) if carry is not None else None
+        if location is None:
+            workspace = workspace_of(plan.nodes[plan.root_id].task)  # absolute: a child's cwd may differ from ours
+            location = ship.upload(archive, workspace if storage.is_remote(workspace) else os.path.abspath(workspace))
         log.info("kannon: %s from %s, at %s", archive.summary(), code_root, location)  # the run's header says it
-        return Shipment(archive, Path(code_root), location)
+        return Shipment(archive, code_root, location)
 
     @staticmethod
     def _validator(executor: Executor) -> Any:

@@ -27,6 +27,7 @@ from kannon.hints import Hints
 RESERVED = frozenset({
     "KANNON_RUN_ID", "KANNON_INVOCATION_ID", "KANNON_TASK_ID", "KANNON_ATTEMPT", "KANNON_SPEC",
     "KANNON_PARENT_PID", "KANNON_RLIMIT_AS", "KANNON_SECRETS_FILE", "KANNON_SPEC_KEY",
+    "KANNON_RESULT_PATH", "KANNON_OWN_CONTAINER", "KANNON_ATTEMPT_STARTED",  # the child-result record, kannon.measure
 })  # fmt: skip
 
 

@@ -15,16 +15,16 @@ import time
 from functools import partial
 from typing import Any
 
-from kannon import handoff, logtail
+from kannon import dynamic, handoff, logtail, speccrypt, storage
 from kannon.backends import base
 from kannon.events import Event
 from kannon.hints import Hints
-from kannon.plan import Plan
+from kannon.plan import Plan, PlanError
 from kannon.plugins import plugin_manager
 from kannon.scheduler import ids, state
 from kannon.scheduler.env import ChildEnv
 from kannon.scheduler.io import Pool
-from kannon.scheduler.master import MasterRunner
+from kannon.scheduler.master import MasterRunner, Planner
 from kannon.scheduler.specs import Specs
 
 log = logging.getLogger("kannon")
@@ -34,13 +34,15 @@ IO_WORKERS = 4
 
 class Loop:
     def __init__(self, machine: state.RunState, executor: base.Executor, plan: Plan, run: base.RunInfo,
-                 specs: Specs, child_env: ChildEnv, print_logs: bool = False) -> None:  # fmt: skip
+                 specs: Specs, child_env: ChildEnv, print_logs: bool = False,
+                 planner: Planner | None = None) -> None:  # fmt: skip
         self.machine, self.executor, self.plan, self.run = machine, executor, plan, run
         self.print_logs = print_logs  # Kannon.follow_logs: child output reaches kannon_task_log observers
         self.specs, self.child_env = specs, child_env
         self._masked = logtail.maskable(run.secrets)  # masked in children's output before anyone sees it
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()  # put() is reentrant: signal handlers use it
-        self.master = MasterRunner(self.post)
+        self.master = MasterRunner(self.post, planner)
+        self.planner = planner
         self.io = Pool(IO_WORKERS, "kannon-io")
         self.observers = Pool(1, "kannon-observers")  # one lane: observers see events in order
         self.pm = plugin_manager()
@@ -98,6 +100,8 @@ class Loop:
                 self._cancel(a)
             elif isinstance(a, state.Confirm):
                 self.io.submit(partial(self._confirm, a))
+            elif isinstance(a, state.PlanRequested):
+                self.master.submit(partial(self._plan_requested, a))
             elif isinstance(a, state.RunMaster):
                 self.master.submit(self.plan.nodes[a.task_id])
             elif isinstance(a, state.Done):
@@ -162,6 +166,33 @@ class Loop:
         except Exception as e:
             complete, error = False, f"{type(e).__name__}: {e}"
         self.post(state.Confirmed(a.key, complete, error))
+
+    def _plan_requested(self, a: state.PlanRequested) -> None:  # the master runner's thread
+        """Read the specs a bullet's child wrote for the tasks its run() yielded, verify and rebuild them as a
+        child does, and plan them like the static DAG (docs/design.md, "Dynamic dependencies")."""
+        ids = tuple(t for t, _ in a.requested)
+        try:
+            assert self.planner is not None, "a yield answered without a planner"
+            requester = self.plan.nodes[a.task_id].task
+            tasks = []
+            for task_id, sha in a.requested:
+                where = dynamic.requested_location(requester, self.run.run_id, a.task_id, a.attempt, task_id)
+                try:
+                    data = speccrypt.open_sealed(storage.read_bytes(where), self.specs.key)
+                    handoff.verify_hash(data, sha)
+                    doc = handoff.parse_spec(data)
+                    with handoff.fresh_instances():
+                        handoff.import_modules(doc)
+                        tasks.append(handoff.rebuild(doc)[task_id])
+                finally:
+                    storage.delete(where)
+            self.post(state.BulletRequested(a.key, ids, self.planner(tasks)))
+        except PlanError as e:
+            self.post(state.BulletRequested(a.key, ids, None, "its run() yielded tasks that cannot run: " +
+                                            "; ".join(e.problems)))  # fmt: skip
+        except Exception as e:
+            self.post(state.BulletRequested(a.key, ids, None, f"reading the tasks its run() yielded failed: "
+                                            f"{type(e).__name__}: {e}"))  # fmt: skip
 
     def _log_line(self, msg: base.LogLine) -> None:
         uid = self.machine.task_of(msg.key)

@@ -22,9 +22,12 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
-from kannon import runner
-from kannon.plan import Node
-from kannon.scheduler.state import CancelRun, MasterDone, MasterStarted
+import luigi
+
+from kannon import dynamic, runner
+from kannon.handoff import unique_id
+from kannon.plan import Node, Plan, PlanError
+from kannon.scheduler.state import CancelRun, MasterDone, MasterRequested, MasterStarted
 
 log = logging.getLogger("kannon")
 
@@ -38,15 +41,21 @@ def _seam(phase: str) -> None:
         hook(phase)
 
 
+#: plans the tasks a yield asked for, like the static DAG (kannon.plan.plan_requested + the import check)
+Planner = Callable[[list[luigi.Task]], Plan]
+
+
 class MasterRunner:
-    def __init__(self, post: Callable[[object], None]) -> None:
+    def __init__(self, post: Callable[[object], None], planner: Planner | None = None) -> None:
         self._post = post
+        self._planner = planner
         # A Queue (not SimpleQueue): its blocking get() lets signal handlers run on an idle main thread.
-        self._jobs: queue.Queue[Node | None] = queue.Queue()
+        self._jobs: queue.Queue[Node | Callable[[], None] | None] = queue.Queue()
         self._interruptible = False
         self.cancel_requested = False
 
-    def submit(self, node: Node) -> None:
+    def submit(self, node: Node | Callable[[], None]) -> None:
+        """A master task to run, or other master-side work for this thread (planning a bullet's yield)."""
         self._jobs.put(node)
 
     def stop(self) -> None:
@@ -78,6 +87,12 @@ class MasterRunner:
             node = self._jobs.get()
             if node is None:
                 return
+            if callable(node):
+                try:
+                    node()
+                except Exception:  # the job reports its own outcome; this is a bug of ours
+                    log.exception("kannon: master-side work failed")
+                continue
             try:
                 self._run(node)
             except Exception:  # a bug of ours; the task's end was reported all the same (finally below)
@@ -85,7 +100,8 @@ class MasterRunner:
 
     def _run(self, node: Node) -> None:
         self._post(MasterStarted(node.task_id))
-        done = MasterDone(node.task_id, False, "interrupted", "Cancelled")  # if anything below escapes
+        # if anything below escapes:
+        done: MasterDone | MasterRequested = MasterDone(node.task_id, False, "interrupted", "Cancelled")
         try:
             _seam("before")
             done = self._call(node)
@@ -93,16 +109,19 @@ class MasterRunner:
         finally:
             self._post(done)
 
-    def _call(self, node: Node) -> MasterDone:
+    def _call(self, node: Node) -> MasterDone | MasterRequested:
         error: BaseException | None = None
         try:
             try:
                 self._interruptible = True
                 if self.cancel_requested:  # checked after arming: a signal in between still interrupts
                     raise KeyboardInterrupt
-                runner.run_one(node.task)
+                with dynamic.intercept(node.task):
+                    runner.run_one(node.task)
             finally:
                 self._interruptible = False
+        except dynamic.DynamicRequest as req:  # before KeyboardInterrupt, which it is (kannon.dynamic)
+            return self._requested(node, req.tasks)
         except KeyboardInterrupt:
             return MasterDone(node.task_id, False, "interrupted", "Cancelled")
         except BaseException as e:  # SystemExit from a task is its failure, not the master's exit
@@ -110,6 +129,23 @@ class MasterRunner:
         if error is None:
             return MasterDone(node.task_id, True)
         return _failure(node.task_id, error)
+
+
+    def _requested(self, node: Node, tasks: list[luigi.Task]) -> MasterDone | MasterRequested:
+        """Plan what run() asked for (on this thread: complete() checks and the import check may take a while,
+        and the loop must not wait for them)."""
+        if self._planner is None:
+            return MasterDone(node.task_id, False, "run() yielded incomplete tasks, and this runner cannot plan them",
+                              "PlanError")  # fmt: skip
+        try:
+            fragment = self._planner(tasks)
+            requested = tuple(dict.fromkeys(unique_id(t) for t in tasks))
+        except PlanError as e:
+            reason = f"{type(node.task).__name__} yielded tasks that cannot run: " + "; ".join(e.problems)
+            return MasterDone(node.task_id, False, reason, "PlanError")
+        except Exception as e:
+            return _failure(node.task_id, e)
+        return MasterRequested(node.task_id, requested, fragment)
 
 
 def _failure(task_id: str, e: BaseException) -> MasterDone:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from kannon.backends.base import Finished, Queued, Started
 from kannon.events import Event
+from kannon.plan import Plan
 from kannon.result import BuildResult
 
 # Retrying these cannot help: the same spec, code and environment give the same answer.
@@ -69,8 +70,29 @@ class MasterDone:
     log_tail: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class MasterRequested:
+    """A master task's run() yielded tasks that are not all complete (dynamic dependencies): it stopped, and the
+    master planned what it asked for. ``requested``: the unique ids of that yield; ``plan``: them and everything
+    they need, pruned where complete (kannon.plan.plan_requested)."""
+
+    task_id: str
+    requested: tuple[str, ...]
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class BulletRequested:
+    """The answer to ``PlanRequested``: the yielded tasks of a bullet's attempt, planned (or why they could not be)."""
+
+    key: str
+    requested: tuple[str, ...]
+    plan: Plan | None
+    error: str | None = None
+
+
 StateEvent = Tick | CancelRun | Prepared | LaunchFailed | CancelFailed | Confirmed | MasterStarted | MasterDone | \
-    Started | Queued | Finished  # fmt: skip
+    MasterRequested | BulletRequested | Started | Queued | Finished  # fmt: skip
 
 
 # -- actions out ---------------------------------------------------------------------------------------------
@@ -119,7 +141,18 @@ class Done:
     signum: int | None  # not None: a signal stopped the build
 
 
-Action = Prepare | Launch | Cancel | Confirm | RunMaster | Emit | Done
+@dataclass(frozen=True)
+class PlanRequested:
+    """A bullet's child stopped at a yield of incomplete tasks: read their specs (id, plaintext sha256), rebuild and
+    plan them, then answer ``BulletRequested(key)``."""
+
+    key: str
+    task_id: str
+    attempt: int
+    requested: tuple[tuple[str, str], ...]
+
+
+Action = Prepare | Launch | Cancel | Confirm | RunMaster | PlanRequested | Emit | Done
 
 
 @dataclass(frozen=True)
@@ -131,6 +164,7 @@ class Policy:
     retry_delay_max: float = 60.0
     infra_retries: int = 3
     keep_going: bool = True
+    max_dynamic_runs: int = 100  # a task stopped by a yield of incomplete tasks is run again at most this often
 
     def backoff(self, spent: int) -> float:
         """Delay before the retry that follows the ``spent``-th counted failure: doubling, capped."""

@@ -67,12 +67,13 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
     parallel = k.max_parallel or executor.default_parallelism
     policy = Policy(max_parallel=parallel, max_submitted=executor.submit_limit(parallel), retries=k.retries,
                     retry_delay=k.retry_delay, retry_delay_max=k.retry_delay_max, infra_retries=k.infra_retries,
-                    keep_going=k.keep_going)  # fmt: skip
+                    keep_going=k.keep_going, max_dynamic_runs=k.max_dynamic_runs)  # fmt: skip
     machine = RunState(plan, policy, info.run_id, executor.name, info.invocation_id)
     loop = Loop(machine, executor, plan, info, Specs(executor, info.run_id, info.run_dir, k.sys_path, k.shipment,
-                                                    info.secrets[speccrypt.KEY_ENV],
+                                                    info.secrets[speccrypt.KEY_ENV], task_classes=classes,
                                                     config=child_config),
-                child_env, print_logs=k.follow_logs)  # fmt: skip
+                child_env, print_logs=k.follow_logs,
+                planner=lambda tasks: k.plan_requested(executor, tasks))  # fmt: skip
     info.run_dir.mkdir(parents=True, exist_ok=True)
     # Before start(): a backend sweeps or adopts a previous master's children in start(), and only the holder may.
     executor.acquire_lease(info, k.wait_for_lease)

@@ -40,6 +40,7 @@ class Specs:
         if config is None:
             config = handoff.config_for_child(handoff.luigi_config_snapshot(), task_classes, config_sections)
         self.config = {section: dict(options) for section, options in config.items()}
+        self._covered = set(task_classes)  # classes whose config sections self.config holds
         self.encoder = handoff.Encoder(verify_values=False)  # values were verified while planning
         self._done: dict[str, Spec] = {}
         self._lock = threading.Lock()
@@ -55,6 +56,11 @@ class Specs:
             cached = self._done.get(node.task_id)
         if cached is not None:
             return cached, None
+        if type(node.task) not in self._covered:  # planned during the run (a yield in run()): add its sections
+            self._covered.add(type(node.task))
+            extra = handoff.config_for_child(handoff.luigi_config_snapshot(), [type(node.task)])
+            for section, options in extra.items():
+                self.config.setdefault(section, dict(options))
         data = self.encoder.spec(node.task, self.run_id, self.config, self.sys_path, code=self.code,
                                  code_root=self.code_root)  # fmt: skip
         sha = hashlib.sha256(data).hexdigest()

@@ -9,28 +9,27 @@ be tested by feeding events, without threads or an executor.
 An attempt of a bullet goes through three phases, each ended by one event:
 ``preparing`` (the spec is being written: ``Prepared``) -> ``launched`` (the child runs: ``Finished``) ->
 ``confirming`` (the master checks ``complete()``: ``Confirmed``). A master task is ``RunMaster`` ->
-``MasterStarted`` -> ``MasterDone``.
+``MasterStarted`` -> ``MasterDone``, or ``MasterRequested`` when its run() yielded incomplete tasks: they join the
+plan, and the task is pending again until they are complete (dynamic dependencies, see kannon.dynamic). A bullet
+whose child stopped at such a yield (exit 10) goes ``planning`` (``PlanRequested`` -> ``BulletRequested``) instead of
+``confirming``.
+
+The machine is two classes: ``RunCore`` (kannon.scheduler.core: ready set, bullets, retries, timers, cancellation,
+result) and ``RunState`` here, which adds master tasks and dynamic dependencies.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import graphlib
-import heapq
-import itertools
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from kannon.backends.base import Finished, Queued, Started
-from kannon.events import Event, EventKind
-from kannon.hints import Hints
-from kannon.plan import Node, Plan
-from kannon.result import Attempt, BuildResult, Placement, Status, TaskRecord
+from kannon.backends.base import Finished
+from kannon.events import EventKind
+from kannon.plan import Plan
+from kannon.result import Attempt, Placement, Status
+from kannon.scheduler.core import RunCore, _Live
 from kannon.scheduler.messages import (
     NOT_RETRYABLE,
     RECANCEL_DELAY,
     Action,
+    BulletRequested,
     Cancel,
     CancelFailed,
     CancelRun,
@@ -41,7 +40,9 @@ from kannon.scheduler.messages import (
     Launch,
     LaunchFailed,
     MasterDone,
+    MasterRequested,
     MasterStarted,
+    PlanRequested,
     Policy,
     Prepare,
     Prepared,
@@ -51,400 +52,111 @@ from kannon.scheduler.messages import (
 )
 
 
-@dataclass
-class _Live:
-    task_id: str
-    attempt: int
-    phase: Literal["preparing", "launched", "confirming"]
-    deadline_hit: bool = False
-    queued: bool = False  # waiting in the cluster's admission queue (Queued): no max_parallel slot
-
-
-@dataclass(order=True)
-class _Timer:
-    due: float
-    seq: int
-    what: Literal["retry", "deadline", "recancel"] = field(compare=False)
-    ref: str = field(compare=False)  # task id (retry) or key
-
-
-class RunState:
+class RunState(RunCore):
     """One build's scheduling state. Call :meth:`start` once, then :meth:`step` per event."""
-
-    def __init__(self, plan: Plan, policy: Policy, run_id: str, backend: str, invocation_id: str = "") -> None:
-        self.plan, self.policy, self.run_id, self.backend = plan, policy, run_id, backend
-        self.invocation_id = invocation_id
-        self.records: dict[str, TaskRecord] = {}
-        for node in plan.nodes.values():
-            status = Status.COMPLETE if node.placement is Placement.COMPLETE else Status.PENDING
-            self.records[node.task_id] = TaskRecord(node.task_id, node.family, node.params, node.placement, status,
-                                                    node.deps)  # fmt: skip
-        graph = {n.task_id: [d for d in n.deps if plan.nodes[d].placement is not Placement.COMPLETE]
-                 for n in plan.todo}  # fmt: skip
-        self._sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter(graph)
-        self._sorter.prepare()
-        self.live: dict[str, _Live] = {}  # key -> attempt in flight
-        self._current: dict[str, str] = {}  # task id -> its live key
-        self._waiting: deque[str] = deque()  # ready bullets without a slot yet
-        self._master_fifo: deque[str] = deque()
-        self.master_running: str | None = None  # handed to the master runner, MasterDone not yet seen
-        self._fresh: list[str] = []  # made ready since the last dispatch: announced queued if they must wait
-        self._queued_at: dict[str, float] = {}
-        self._timers: list[_Timer] = []
-        self._seq = itertools.count()
-        self._infra_used: dict[str, int] = {}
-        self.cancelled: CancelRun | None = None
-        self.started_at: float | None = None
-        self.done = False
-        self._out: list[Action] = []
-
-    # -- driving ---------------------------------------------------------------------------------------------
-    def start(self, now: float) -> list[Action]:
-        self.started_at = now
-        self._emit("run_started", now, backend=self.backend, invocation_id=self.invocation_id or None)
-        for node in self.plan.nodes.values():
-            kind: EventKind = "skipped_complete" if node.placement is Placement.COMPLETE else "planned"
-            self._emit(kind, now, node, deps=node.deps)
-        return self._finish_step(now)
-
-    def step(self, event: StateEvent, now: float) -> list[Action]:
-        if self.done:
-            return []
-        handler = getattr(self, "_on_" + type(event).__name__)
-        handler(event, now)
-        return self._finish_step(now)
-
-    def next_due(self) -> float | None:
-        """When the caller must send a Tick at the latest (None: only events can move the run on)."""
-        return self._timers[0].due if self._timers else None
-
-    def task_of(self, key: str) -> str | None:
-        live = self.live.get(key)
-        return live.task_id if live is not None else None
-
-    def abort(self, reason: str, now: float) -> BuildResult:
-        """The result when the loop itself broke: everything unfinished is cancelled, with ``reason``."""
-        self.done = True
-        self.cancelled = CancelRun(reason, fatal=True)
-        self._out.clear()
-        return self._result(now)
-
-    def _finish_step(self, now: float) -> list[Action]:
-        self._fire_timers(now)
-        self._dispatch(now)
-        if not self._active():
-            self.done = True
-            self._out.append(Done(self._result(now), self.cancelled.signum if self.cancelled else None))
-        out, self._out = self._out, []
-        return out
-
-    def _active(self) -> bool:
-        # The sorter stays "active" forever once a task failed (its dependents never become ready), so the run
-        # is over when nothing is in flight, waits or is scheduled — not when the sorter says so.
-        return bool(self.live or self.master_running or self._waiting or self._master_fifo or self._timers)
-
-    # -- dispatch ----------------------------------------------------------------------------------------------
-    def _dispatch(self, now: float) -> None:
-        if self.cancelled is not None:
-            return
-        for uid in self._sorter.get_ready():
-            self._fresh.append(uid)
-            if self.plan.nodes[uid].placement is Placement.MASTER:
-                self._master_fifo.append(uid)
-            else:
-                self._waiting.append(uid)
-        if self.master_running is None and self._master_fifo:
-            self.master_running = self._master_fifo.popleft()
-            self._out.append(RunMaster(self.master_running))
-        while self._waiting and self._slots_used() < self.policy.max_parallel and self._submitted() < (
-                self.policy.max_submitted or self.policy.max_parallel):
-            uid = self._waiting.popleft()
-            attempt = len(self.records[uid].attempts) + 1
-            key = f"{uid}-{attempt}"
-            self.live[key] = _Live(uid, attempt, "preparing")
-            self._current[uid] = key
-            self._out.append(Prepare(key, uid))
-        # Ready tasks that could not start at once (parallelism cap, or another master task running) say so, so
-        # the wait for a slot is visible (report, progress) and not mistaken for scheduling or start-up time.
-        for uid in self._fresh:
-            rec = self.records[uid]
-            if rec.status is Status.PENDING and uid not in self._current and uid != self.master_running:
-                self._queued_at[uid] = now
-                self._emit("queued", now, self.plan.nodes[uid], attempt=len(rec.attempts) + 1)
-        self._fresh.clear()
-
-    def _slots_used(self) -> int:
-        return sum(1 for live in self.live.values() if live.phase != "confirming" and not live.queued)
-
-    def _submitted(self) -> int:
-        return sum(1 for live in self.live.values() if live.phase != "confirming")
-
-    def _on_Queued(self, ev: Queued, now: float) -> None:
-        live = self.live.get(ev.key)
-        if live is not None and live.phase == "launched":
-            live.queued = ev.queued
-
-    # -- bullets -------------------------------------------------------------------------------------------------
-    def _on_Prepared(self, ev: Prepared, now: float) -> None:
-        live = self.live.get(ev.key)
-        if live is None or live.phase != "preparing":
-            return  # cancelled meanwhile
-        uid = live.task_id
-        node = self.plan.nodes[uid]
-        if ev.error is not None:
-            self._drop(ev.key)
-            self._final_failure(uid, f"could not write the hand-off spec: {ev.error}", "BadSpec", now)
-            return
-        live.phase = "launched"
-        rec = self.records[uid]
-        rec.status = Status.RUNNING
-        rec.attempts.append(Attempt(live.attempt, now, queued_at=self._queued_at.pop(uid, None)))
-        self._emit("launched", now, node, attempt=live.attempt)
-        self._out.append(Launch(ev.key, uid, live.attempt))
-        timeout = (node.hints or Hints()).timeout
-        if timeout:
-            self._timer(now + timeout, "deadline", ev.key)
-
-    def _on_LaunchFailed(self, ev: LaunchFailed, now: float) -> None:
-        live = self.live.get(ev.key)
-        if live is None or live.phase != "launched":
-            return
-        self._drop(ev.key)
-        self._attempt_failed(live.task_id, Finished(ev.key, None, ev.reason, "LaunchFailed", at=now), now)
-        if ev.backend_error:
-            self._cancel_run(CancelRun(f"backend error: {ev.reason}"), now)
-
-    def _on_Started(self, ev: Started, now: float) -> None:
-        live = self.live.get(ev.key)
-        if live is None or live.phase != "launched":
-            return
-        live.queued = False
-        att = self.records[live.task_id].attempts[-1]
-        att.started_at, att.where = ev.at, ev.where
-        self._emit("started", now, self.plan.nodes[live.task_id], attempt=att.number, where=ev.where)
-
-    def _on_Finished(self, ev: Finished, now: float) -> None:
-        live = self.live.get(ev.key)
-        if live is None or live.phase != "launched":
-            return  # stale: an attempt already accounted for
-        uid = live.task_id
-        if live.deadline_hit and self.cancelled is None:
-            timeout = (self.plan.nodes[uid].hints or Hints()).timeout
-            ev = dataclasses.replace(ev, reason=f"DeadlineExceeded: ran longer than its timeout of {timeout} s; "
-                                     "raise `timeout` in its kannon_hints", failure_class="DeadlineExceeded")
-        att = self.records[uid].attempts[-1]
-        att.finished_at, att.exit_code, att.where = ev.at, ev.exit_code, ev.where or att.where
-        att.log_tail = ev.log_tail
-        self._drop_timers(ev.key)
-        if ev.ok:
-            live.phase = "confirming"  # the slot is free: the child is gone
-            self._out.append(Confirm(ev.key, uid))
-            return
-        self._drop(ev.key)
-        self._attempt_failed(uid, ev, now)
-
-    def _on_Confirmed(self, ev: Confirmed, now: float) -> None:
-        live = self.live.get(ev.key)
-        if live is None or live.phase != "confirming":
-            return
-        self._drop(ev.key)
-        if ev.complete:
-            self._succeeded(live.task_id, now)
-            return
-        reason = (f"the child exited 0 but the output is missing ({ev.error or 'complete() is False'}); a local "
-                  "workspace must be shared with the children (same path), object storage reachable from both")
-        self._attempt_failed(live.task_id, Finished(ev.key, 0, reason, "OutputMissing", at=now), now)
-
-    def _on_CancelFailed(self, ev: CancelFailed, now: float) -> None:
-        live = self.live.get(ev.key)
-        if live is not None and live.phase == "launched":
-            self._timer(now + RECANCEL_DELAY, "recancel", ev.key)
 
     # -- master tasks ------------------------------------------------------------------------------------------
     def _on_MasterStarted(self, ev: MasterStarted, now: float) -> None:
         rec = self.records[ev.task_id]
-        if rec.attempts:
+        if ev.task_id != self.master_running or (rec.attempts and rec.attempts[-1].finished_at is None):
             return
         rec.status = Status.RUNNING
-        rec.attempts.append(Attempt(1, now, started_at=now, where="master",
+        number = len(rec.attempts) + 1  # a run again after a yield is a new attempt (it spends no retries)
+        rec.attempts.append(Attempt(number, now, started_at=now, where="master",
                                     queued_at=self._queued_at.pop(ev.task_id, None)))  # fmt: skip
         node = self.plan.nodes[ev.task_id]
-        self._emit("launched", now, node, attempt=1, where="master")
-        self._emit("started", now, node, attempt=1, where="master")
+        self._emit("launched", now, node, attempt=number, where="master")
+        self._emit("started", now, node, attempt=number, where="master")
+
+    def _master_attempt(self, uid: str, now: float) -> Attempt:
+        rec = self.records[uid]
+        if not rec.attempts or rec.attempts[-1].finished_at is not None:  # stopped before it started
+            rec.attempts.append(Attempt(len(rec.attempts) + 1, now, where="master",
+                                        queued_at=self._queued_at.pop(uid, None)))  # fmt: skip
+        att = rec.attempts[-1]
+        att.finished_at = now
+        return att
 
     def _on_MasterDone(self, ev: MasterDone, now: float) -> None:
         if ev.task_id != self.master_running:
             return
         self.master_running = None
         rec = self.records[ev.task_id]
-        if not rec.attempts:  # stopped before it started: the end is reported all the same
-            rec.attempts.append(Attempt(1, now, where="master", queued_at=self._queued_at.pop(ev.task_id, None)))
-        att = rec.attempts[-1]
-        att.finished_at, att.reason, att.failure_class, att.log_tail = now, ev.reason, ev.failure_class, ev.log_tail
+        att = self._master_attempt(ev.task_id, now)
+        att.reason, att.failure_class, att.log_tail = ev.reason, ev.failure_class, ev.log_tail
         if ev.ok:
             self._succeeded(ev.task_id, now)
         elif ev.failure_class == "Cancelled" or self.cancelled is not None:
             rec.status = Status.CANCELLED
-            self._emit("cancelled", now, self.plan.nodes[ev.task_id], reason=ev.reason, attempt=1)
+            self._emit("cancelled", now, self.plan.nodes[ev.task_id], reason=ev.reason, attempt=att.number)
         else:
             self._final_failure(ev.task_id, ev.reason or "failed", ev.failure_class, now)
 
-    # -- outcomes ----------------------------------------------------------------------------------------------
-    def _succeeded(self, uid: str, now: float) -> None:
-        rec = self.records[uid]
-        rec.status = Status.SUCCEEDED
-        att = rec.attempts[-1]
-        self._emit("succeeded", now, self.plan.nodes[uid], attempt=att.number, where=att.where)
-        self._sorter.done(uid)
-
-    def _attempt_failed(self, uid: str, fin: Finished, now: float) -> None:
-        node = self.plan.nodes[uid]
-        rec = self.records[uid]
-        att = rec.attempts[-1]
-        att.reason, att.failure_class, att.infra = fin.reason, fin.failure_class, fin.infra
-        if fin.log_tail:
-            att.log_tail = fin.log_tail
-        if att.finished_at is None:
-            att.finished_at = fin.at
-        if self.cancelled is not None or fin.failure_class == "Cancelled":
-            rec.status = Status.CANCELLED
-            self._emit("cancelled", now, node, attempt=att.number, reason=fin.reason or "cancelled", where=att.where)
+    def _on_MasterRequested(self, ev: MasterRequested, now: float) -> None:
+        """luigi's contract: the yielding task goes back to pending; what it asked for is scheduled (new tasks
+        planned like the static DAG, known ones as they are); once all of it is complete the task runs again."""
+        uid = ev.task_id
+        if uid != self.master_running:
             return
-        hints = node.hints or Hints()
-        allowed = hints.retries if hints.retries is not None else self.policy.retries
-        spent = sum(1 for a in rec.attempts if not a.infra)
-        delay = None
-        if fin.infra and self._infra_used.get(uid, 0) < self.policy.infra_retries:
-            self._infra_used[uid] = self._infra_used.get(uid, 0) + 1
-            delay = 0.0
-        elif fin.infra:  # the free infrastructure budget is spent: this attempt counts like any other
-            att.infra = False
-            spent += 1
-        if delay is None and spent <= allowed and fin.failure_class not in NOT_RETRYABLE:
-            delay = self.policy.backoff(spent)
-        if delay is None:
-            self._final_failure(uid, fin.reason or "failed", fin.failure_class, now)
+        self.master_running = None
+        self._requested(uid, self._master_attempt(uid, now), ev.requested, ev.plan, now)
+
+    def _requested(self, uid: str, att: Attempt, requested: tuple[str, ...], plan: Plan, now: float) -> None:
+        rec = self.records[uid]
+        att.requested = requested
+        att.reason = f"run() yielded {len(requested)} task(s) not all complete; it runs again once they are"
+        runs = sum(1 for a in rec.attempts if a.requested)
+        if runs > self.policy.max_dynamic_runs:
+            self._final_failure(uid, f"its run() stopped at a yield of incomplete tasks {runs} times, more than "
+                                f"max_dynamic_runs={self.policy.max_dynamic_runs}; raise it (Kannon(max_dynamic_runs="
+                                "...), kannon build --max-dynamic-runs) if the pipeline really yields that often",
+                                "DynamicLimit", now)  # fmt: skip
+            return
+        self._add_nodes([n for n in plan.nodes.values() if n.task_id not in self.records], uid)
+        for node in plan.nodes.values():
+            if node.task_id not in self.plan.nodes:
+                self.plan.nodes[node.task_id] = node
+                kind: EventKind = "skipped_complete" if node.placement is Placement.COMPLETE else "planned"
+                self._emit(kind, now, node, deps=node.deps, requested_by=uid)
+        rec.requested = tuple(dict.fromkeys((*rec.requested, *requested)))
+        for r in requested:
+            self._emit("requested", now, self.plan.nodes[r], requested_by=uid)
+        if self.cancelled is not None:
+            rec.status = Status.CANCELLED
+            self._emit("cancelled", now, self.plan.nodes[uid], reason=self.cancelled.reason, attempt=att.number)
             return
         rec.status = Status.PENDING
-        self._emit("retried", now, node, attempt=att.number, reason=fin.reason, failure_class=fin.failure_class,
-                   exit_code=fin.exit_code, log_tail=fin.log_tail, where=att.where)  # fmt: skip
-        self._timer(now + delay, "retry", uid)
+        self._ready.add(uid, requested)
 
-    def _final_failure(self, uid: str, reason: str, failure_class: str | None, now: float) -> None:
-        node = self.plan.nodes[uid]
-        rec = self.records[uid]
-        rec.status, rec.reason = Status.FAILED, reason
-        att = rec.last
-        self._emit("failed", now, node, attempt=att.number if att else None, reason=reason,
-                   failure_class=failure_class, exit_code=att.exit_code if att else None,
-                   log_tail=att.log_tail if att else (), where=att.where if att else None)  # fmt: skip
-        if not self.policy.keep_going:
-            self._cancel_run(CancelRun(f"{node.family} failed and keep_going is off (fail fast)"), now)
-
-    # -- cancellation ------------------------------------------------------------------------------------------
-    def _on_CancelRun(self, ev: CancelRun, now: float) -> None:
-        self._cancel_run(ev, now)
-
-    def _cancel_run(self, ev: CancelRun, now: float) -> None:
-        if self.cancelled is not None:
-            if (ev.signum is not None and self.cancelled.signum is None) or (ev.fatal and not self.cancelled.fatal):
-                self.cancelled = ev  # a signal or a fatal error outranks a fail-fast cancel for the outcome
+    def _bullet_yielded(self, ev: Finished, live: _Live, now: float) -> None:
+        """The child stopped at a yield of incomplete tasks (dynamic dependencies) and listed them in its record."""
+        record = ev.result
+        if record is None or not record.requested or record.truncated:
+            self._drop(ev.key)
+            self._final_failure(live.task_id, "its run() yielded incomplete tasks, but the child's result record does "
+                                "not list them all (missing, or cut to fit 4 KiB): yield fewer tasks at once",
+                                "DynamicRequest", now)  # fmt: skip
             return
-        self.cancelled = ev
-        self._timers.clear()
-        self._waiting.clear()
-        self._master_fifo.clear()
-        for key, live in list(self.live.items()):
-            if live.phase == "preparing":  # nothing was launched for it yet
-                self._drop(key)
-            elif live.phase == "launched":
-                self._out.append(Cancel(key, ev.reason))
-        # a running master task is interrupted by the signal itself (only user code may be); its MasterDone follows
+        live.phase = "planning"  # the slot is free: the child is gone
+        wanted = tuple((r.task, r.spec_sha256) for r in record.requested)
+        self._out.append(PlanRequested(ev.key, live.task_id, live.attempt, wanted))
 
-    # -- timers ------------------------------------------------------------------------------------------------
-    def _on_Tick(self, ev: Tick, now: float) -> None:
-        pass  # _finish_step fires what is due
-
-    def _timer(self, due: float, what: Literal["retry", "deadline", "recancel"], ref: str) -> None:
-        heapq.heappush(self._timers, _Timer(due, next(self._seq), what, ref))
-
-    def _drop_timers(self, key: str) -> None:
-        self._timers = [t for t in self._timers if t.ref != key]
-        heapq.heapify(self._timers)
-
-    def _fire_timers(self, now: float) -> None:
-        while self._timers and self._timers[0].due <= now:
-            t = heapq.heappop(self._timers)
-            if t.what == "retry":
-                if self.cancelled is None:
-                    self._waiting.appendleft(t.ref)
-                    self._fresh.append(t.ref)
-                continue
-            live = self.live.get(t.ref)
-            if live is None or live.phase != "launched":
-                continue
-            if t.what == "deadline":
-                live.deadline_hit = True
-            timeout = (self.plan.nodes[live.task_id].hints or Hints()).timeout
-            self._out.append(Cancel(t.ref, f"ran longer than its timeout of {timeout} s"))
-
-    def _drop(self, key: str) -> None:
-        live = self.live.pop(key)
-        if self._current.get(live.task_id) == key:
-            del self._current[live.task_id]
-        self._drop_timers(key)
-
-    # -- events and result -------------------------------------------------------------------------------------
-    def _emit(self, kind: EventKind, now: float, node: Node | None = None, **fields: Any) -> None:
-        if node is not None:
-            fields.setdefault("task_id", node.task_id)
-            fields.setdefault("family", node.family)
-            fields.setdefault("params", node.params)
-            fields.setdefault("placement", node.placement.value)
-            if node.placement is not Placement.COMPLETE:
-                fields.setdefault("backend", self.backend if node.placement is Placement.BULLET else "master")
-        self._out.append(Emit(Event(kind=kind, run_id=self.run_id, time=now, **fields)))
-
-    def _result(self, now: float) -> BuildResult:
-        failed = {uid for uid, r in self.records.items() if r.status is Status.FAILED}
-        for uid, rec in self.records.items():  # everything that never ran: downstream of a failure, or cancelled
-            if rec.status not in (Status.PENDING, Status.RUNNING):
-                continue
-            if self.cancelled is not None:
-                rec.status, rec.reason = Status.CANCELLED, self.cancelled.reason
-            else:
-                rec.status = Status.UPSTREAM_FAILED
-                blockers = self._failed_upstream(uid, failed)
-                rec.reason = "upstream failed: " + ", ".join(self.records[b].family + " " + b[:8]
-                                                             for b in blockers[:3])  # fmt: skip
-            kind: EventKind = "cancelled" if rec.status is Status.CANCELLED else "upstream_failed"
-            self._emit(kind, now, self.plan.nodes[uid], reason=rec.reason)
-        if self.cancelled is not None and self.cancelled.fatal:
-            for rec in self.records.values():
-                if rec.status is Status.CANCELLED:
-                    rec.reason = self.cancelled.reason
-        cancelled = self.cancelled is not None and (self.cancelled.signum is not None or self.cancelled.fatal)
-        return BuildResult(run_id=self.run_id, backend=self.backend, tasks=self.records, root_id=self.plan.root_id,
-                           started_at=self.started_at or now, finished_at=now, cancelled=cancelled)  # fmt: skip
-
-    def _failed_upstream(self, uid: str, failed: set[str]) -> list[str]:
-        out, seen, stack = [], set(), list(self.plan.nodes[uid].deps)
-        while stack:
-            d = stack.pop()
-            if d in seen:
-                continue
-            seen.add(d)
-            if d in failed:
-                out.append(d)
-            else:
-                stack.extend(self.plan.nodes[d].deps)
-        return out
+    def _on_BulletRequested(self, ev: BulletRequested, now: float) -> None:
+        live = self.live.get(ev.key)
+        if live is None or live.phase != "planning":
+            return
+        self._drop(ev.key)
+        if ev.plan is None:
+            self._final_failure(live.task_id, ev.error or "its yielded tasks could not be planned", "PlanError", now)
+            return
+        self._requested(live.task_id, self.records[live.task_id].attempts[-1], ev.requested, ev.plan, now)
 
 
-__all__ = [
+__all__ = [  # the messages are re-exported: callers and tests speak to the machine through this module
     "NOT_RETRYABLE",
     "RECANCEL_DELAY",
     "Action",
+    "BulletRequested",
     "Cancel",
     "CancelFailed",
     "CancelRun",
@@ -455,7 +167,9 @@ __all__ = [
     "Launch",
     "LaunchFailed",
     "MasterDone",
+    "MasterRequested",
     "MasterStarted",
+    "PlanRequested",
     "Policy",
     "Prepare",
     "Prepared",
@@ -463,4 +177,4 @@ __all__ = [
     "RunState",
     "StateEvent",
     "Tick",
-]
+]  # fmt: skip

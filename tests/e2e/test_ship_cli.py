@@ -52,3 +52,18 @@ def test_a_code_root_that_is_not_a_directory_is_one_line_and_exit_2(tmp_path: Pa
     project = Project(tmp_path)
     line = one_line(run(project, "build", *DOCKER, "--ship-code", "--code-root", str(tmp_path / "nowhere")))
     assert "--code-root" in line and "nowhere" in line, line
+
+
+def test_a_build_the_import_check_refuses_uploads_no_archive(tmp_path: Path) -> None:
+    # The file target is imported as the top-level module `pipeline` from its own directory (a sys.path addition);
+    # the code root `src` holds the package `shipwired` but cannot provide a top-level `pipeline`: the plan-time
+    # import check refuses the build. Nothing may have been uploaded by then.
+    project = Project(tmp_path)
+    env = {**os.environ, "SHIP_REV": "1", "PYTHONPATH": os.pathsep.join([str(REPO), str(project.src)])}
+    argv = [sys.executable, "-m", "kannon", "build", str(project.src / "shipwired" / "pipeline.py") + ":root",
+            "--workspace", str(project.resources), *DOCKER, "--ship-code", "--code-root", str(project.src)]  # fmt: skip
+    out = subprocess.run(argv, cwd=project.work, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "not in the shipped archive" in out.stdout + out.stderr, out.stdout + out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    assert not (project.resources / "kannon" / "code").exists()  # refused before the upload

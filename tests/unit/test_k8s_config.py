@@ -130,11 +130,16 @@ NEEDED = {
     ("", "secrets", "update"): "replace the run's Secret a crashed master of the same run left (re-attach)",
     ("", "secrets", "list"): "sweep a Secret of the run left under another job_prefix",
     ("", "secrets", "delete"): "remove the run's Secret at the end",
+    ("", "configmaps", "create"): "--k8s-code-via configmap: the run's code archive, mounted into the child pods",
+    ("", "configmaps", "list"): "sweep a code ConfigMap of the run left with older code or another job_prefix",
+    ("", "configmaps", "delete"): "remove the run's code ConfigMap at the end",
 }
 # Renewal happens a third of the lease's duration after it was taken, so a short build may end before it: the
 # update is proven by tests/e2e/k8s/test_lease.py (a superseded holder noticing at its next renewal), not here.
 # Likewise replacing the run's Secret needs a re-attach: tests/e2e/k8s/test_secrets_k8s.py proves it.
-NOT_IN_EVERY_BUILD = {("coordination.k8s.io", "leases", "update"), ("", "secrets", "update")}
+# The code ConfigMap needs --ship-code --k8s-code-via configmap: tests/e2e/k8s/test_ship_configmap_k8s.py proves it.
+NOT_IN_EVERY_BUILD = {("coordination.k8s.io", "leases", "update"), ("", "secrets", "update"),
+                      *(("", "configmaps", v) for v in ("create", "list", "delete"))}  # fmt: skip
 
 
 def role_grants(role: dict[str, Any]) -> set[tuple[str, str, str]]:

@@ -159,7 +159,11 @@ def test_build_job_merges_launch_into_template() -> None:
         {"name": "A", "value": "3"},
         {"name": "KEEP", "value": "k"},
         {"name": "KANNON_SPEC", "value": "spec"},
+        # the child-result record goes to the termination message; the container's cgroup is the attempt's own
+        {"name": "KANNON_RESULT_PATH", "value": "/dev/termination-log"},
+        {"name": "KANNON_OWN_CONTAINER", "value": "1"},
     ]
+    assert (main["terminationMessagePath"], main["terminationMessagePolicy"]) == ("/dev/termination-log", "File")
     assert podspec["containers"][1] == {"name": "sidecar", "image": "repo/side:1"}
     # the template itself is untouched
     assert TEMPLATE["spec"]["template"]["spec"]["containers"][0]["args"] == ["--x"]  # type: ignore[index]

@@ -336,3 +336,47 @@ def test_abort_after_a_loop_failure_cancels_everything_with_the_reason() -> None
     sim.launch("a")
     result = sim.state.abort("kannon's scheduling loop failed: boom", 3.0)
     assert result.cancelled and {r.reason for r in result.tasks.values()} == {"kannon's scheduling loop failed: boom"}
+
+
+def test_oom_growth_retries_with_more_memory_without_spending_retries_at_most_three_times() -> None:
+    sim = Sim(node("t", memory="100Mi", oom_growth=1.5), retries=0, retry_delay=9.0)
+    for memory in ("150Mi", "225Mi", "338Mi"):  # x 1.5 each time, rounded up to a whole Mi
+        sim.fail(sim.launch("t"), "OOMKilled", code=137)
+        assert len(sim.new(st.Prepare)) == 1, "retried at once, though retries=0"
+        assert sim.state.plan.nodes["t"].hints.memory == memory  # type: ignore[union-attr]
+    retried = sim.events("retried")
+    assert "retrying with memory 150Mi = 100Mi x 1.5 (OOM growth step 1 of 3" in retried[0].reason
+    assert retried[2].requested_resources == {"memory": "225Mi"}  # the failed attempt's own request
+    sim.fail(sim.launch("t"), "OOMKilled", code=137)  # a fourth OOM: no growth left, and no retries
+    rec = sim.done().result.tasks["t"]
+    assert rec.status is Status.FAILED and len(rec.attempts) == 4
+
+
+def test_oom_growth_stops_at_the_cap_and_then_spends_ordinary_retries() -> None:
+    sim = Sim(node("t", memory="100Mi", oom_growth=2.0, oom_growth_cap="150Mi"), retries=1, retry_delay=0.0)
+    sim.fail(sim.launch("t"), "OOMKilled", code=137)
+    assert sim.state.plan.nodes["t"].hints.memory == "150Mi"  # type: ignore[union-attr]
+    assert "(the cap)" in sim.events("retried")[0].reason
+    sim.fail(sim.launch("t"), "OOMKilled", code=137)  # at the cap: an ordinary failure, the one retry is spent
+    assert sim.state.plan.nodes["t"].hints.memory == "150Mi"  # type: ignore[union-attr]
+    sim.fail(sim.launch("t"), "OOMKilled", code=137)
+    assert len(sim.done().result.tasks["t"].attempts) == 3
+
+
+def test_without_oom_growth_an_oom_is_an_ordinary_failure() -> None:
+    sim = Sim(node("t", memory="100Mi"), retries=0)
+    sim.fail(sim.launch("t"), "OOMKilled", code=137)
+    assert sim.done().result.tasks["t"].status is Status.FAILED
+    assert sim.state.plan.nodes["t"].hints.memory == "100Mi"  # type: ignore[union-attr]
+
+
+def test_a_task_that_grew_on_oom_says_so_in_its_record_and_the_summary() -> None:
+    from kannon.progress import summary_text
+
+    sim = Sim(node("t", memory="200Mi", oom_growth=2.0), retries=0, retry_delay=0.0)
+    sim.fail(sim.launch("t"), "OOMKilled", code=137)
+    sim.succeed(sim.launch("t"))
+    result = sim.done().result
+    rec = result.tasks["t"]
+    assert rec.status is Status.SUCCEEDED and rec.memory_grown == ("200Mi", "400Mi")
+    assert "memory grown 200Mi -> 400Mi (OOM growth)" in summary_text(result)

@@ -8,9 +8,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kannon import exitcodes, logtail
+from kannon import childresult, exitcodes, logtail
 
 if TYPE_CHECKING:
+    from kannon.backends.base import Launch
+    from kannon.childresult import ChildResult
     from kubernetes.client import V1ContainerStatus, V1Job, V1Pod
 
 #: waiting reasons that never resolve by themselves in a useful time: fail the attempt at once (infra: a retry may
@@ -240,4 +242,13 @@ def classify_pending(pod: V1Pod | None, waited: float) -> Outcome:
             waiting = cs.state.waiting
     what = f" (container waiting: {waiting.reason})" if waiting is not None and waiting.reason else ""
     return Outcome(None, f"{after}{what}; raise the backend's pending_timeout if this is expected", "PendingTimeout")
+
+
+def termination_record(pod: V1Pod | None, container: str | None, launch: Launch) -> ChildResult | None:
+    """The child-result record in the task container's termination message (``state.terminated.message``; the
+    child writes it to ``terminationMessagePath``), if it is this attempt's; else None (the exit code stands)."""
+    cs = container_status(pod, container) if pod is not None else None
+    term = cs.state.terminated if cs is not None and cs.state is not None else None
+    message = term.message if term is not None else None
+    return childresult.parse_for(message, launch) if message else None
 

@@ -74,6 +74,13 @@ def add_options(group: argparse._ArgumentGroup) -> None:
                        help="kubernetes, with a queue: Jobs submitted at once, queued ones included (default: twice "
                        "--max-parallel; --max-parallel then caps the admitted ones)")  # fmt: skip
 
+    group.add_argument("--k8s-code-via", dest="k8s_code_via", choices=("workspace", "configmap"), default="workspace",
+                       help="kubernetes, with --ship-code: carry the code archive in the shared workspace (default) "
+                       "or, when the pods share none, in a per-run ConfigMap (compressed code up to 1 MiB)")
+    group.add_argument("--k8s-code-cache", dest="k8s_code_cache", metavar="HOSTPATH",
+                       help="kubernetes, with --ship-code: a node directory (hostPath) every child pod shares as its "
+                       "extraction cache, so a second task on a node fetches and extracts nothing")
+
 def from_options(ns: argparse.Namespace) -> K8sJobExecutor:
     return K8sJobExecutor(
         template_job=getattr(ns, "k8s_job_template", None),
@@ -85,4 +92,6 @@ def from_options(ns: argparse.Namespace) -> K8sJobExecutor:
         qps=getattr(ns, "k8s_qps", None) or 20.0,
         queue_name=getattr(ns, "k8s_queue", None),
         max_submitted=getattr(ns, "k8s_max_submitted", None),
+        code_via=getattr(ns, "k8s_code_via", None) or "workspace",
+        code_cache=getattr(ns, "k8s_code_cache", None),
     )

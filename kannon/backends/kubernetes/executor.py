@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kannon.backends.base import BackendError, Launch, Report, RunInfo, SpecTransport
-from kannon.backends.kubernetes import admission
+from kannon.backends.kubernetes import admission, codemap
 from kannon.backends.kubernetes import classify as kc
 from kannon.backends.kubernetes.api import ApiCaller, api_status, default_namespace, make_client
 from kannon.backends.kubernetes.attempt import Phase
@@ -43,6 +43,7 @@ from kannon.backends.kubernetes.watch import Watcher, shutdown_response
 from kannon.hints import Hints
 
 if TYPE_CHECKING:
+    from kannon.ship import Archive
     from kubernetes.client import ApiClient
 
 log = logging.getLogger("kannon.kubernetes")
@@ -86,11 +87,22 @@ class K8sJobExecutor(JobCreator):
         retry_backoff: float = 0.2,
         lease_duration: float = 30.0,
         ship_code: bool = False,
+        code_via: str = "workspace",
+        code_cache: str | None = None,
         queue_name: str | None = None,
         max_submitted: int | None = None,
     ) -> None:
         super().__init__()
         self.ship_code = ship_code  # Kannon.build uploads the code archive; the child fetches it (code-shipping.md)
+        if code_via not in codemap.CODE_VIA:
+            raise BackendError(f"code_via must be one of {', '.join(codemap.CODE_VIA)}, not {code_via!r}")
+        self.code_via = code_via  # "configmap": shipped code travels in the run's ConfigMap (.codemap), see carry_code
+        self._code: Archive | None = None  # the archive carry_code() took: its ConfigMap is created in start()
+        self._code_map: codemap.RunCode | None = None
+        if code_cache is not None and not code_cache.startswith("/"):
+            raise BackendError(f"code_cache must be an absolute path on the nodes (a hostPath), not {code_cache!r}")
+        self.code_cache = code_cache  # a node path: the children's shared extraction cache (codemap.mount_cache)
+        self._shipping = False  # carry_code() was called: this run ships code
         self._init_tracking()
         self.python = python
         self.job_prefix = job_prefix
@@ -186,6 +198,12 @@ class K8sJobExecutor(JobCreator):
             self._secret.put(secret_body(self._secret.name, ns, run.run_id, run.secrets, self.owner))
             if self.cleanup_leftovers:
                 self._secret.sweep(run.run_id)
+        if self._code is not None:  # before any Job, as the Secret: a pod naming a missing ConfigMap never starts
+            self._code_map = codemap.RunCode(self.api, self._core, ns,
+                                             codemap.codemap_name(self.job_prefix, run.run_id, self._code.sha256))
+            self._code_map.put(codemap.codemap_body(self._code_map.name, ns, run.run_id, self._code, self.owner))
+            if self.cleanup_leftovers:
+                self._code_map.sweep(run.run_id)
         self._watchers = [jobs, pods]
         for w in self._watchers:
             w.start()
@@ -220,6 +238,9 @@ class K8sJobExecutor(JobCreator):
             self._delete_quietly(name)
         if self._secret is not None and ours:  # a master that took the run over still needs it
             self._secret.delete()
+        if self._code_map is not None and ours:
+            self._code_map.delete()
+        self._code, self._code_map, self._shipping = None, None, False  # the next build says again what it ships
         self._stop.set()
         for w in self._watchers:
             w.stop()
@@ -253,6 +274,16 @@ class K8sJobExecutor(JobCreator):
             return max_parallel
         return max(max_parallel, self.max_submitted or 2 * max_parallel)
 
+    def carry_code(self, archive: Archive) -> str | None:
+        """With ``code_via="configmap"``: keep ``archive`` for the run's ConfigMap (:mod:`.codemap`) and return its
+        path in the child pods, instead of the workspace upload; None (upload as usual) otherwise."""
+        self._shipping = True
+        if self.code_via != "configmap":
+            return None
+        codemap.check_size(archive)
+        self._code = archive
+        return codemap.location(archive)
+
     def spec_transport(self, size: int) -> SpecTransport:
         # Inline specs travel in the pod's env: one env string must stay well under Linux's 128 KiB per-string
         # exec limit, and thousands of Jobs with big env bloat etcd. Larger specs go through the workspace.
@@ -275,6 +306,10 @@ class K8sJobExecutor(JobCreator):
             secrets=self.run.secrets if self.run is not None else {},
             secret_name=self._secret.name if self._secret is not None else None,
         )  # fmt: skip
+        if self._code_map is not None:
+            codemap.mount(body, self._code_map.name, self.container)
+        if self.code_cache and self._shipping:
+            codemap.mount_cache(body, self.code_cache, self.container)
         admission.label_queue(body, self.queue_name)
         with self._state:
             leftover = self._leftovers.pop(launch.task_id, None)

@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kannon import childresult, measure
 from kannon.backends.base import BackendError, Launch
 from kannon.backends.kubernetes.names import (
     ANNOTATION_FAMILY,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("kannon.kubernetes")
 
 SERVICEACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"  # the Kubernetes default, set explicitly
 #: labels the Job controller puts on a Job's pod template; a template copied from an existing Job must lose them
 _CONTROLLER_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid", "job-name",
                       "batch.kubernetes.io/job-name")  # fmt: skip
@@ -269,6 +271,7 @@ def build_job(
         else:
             resources.pop(key, None)
     child_env(target, launch, secrets or {}, secret_name)
+    termination_message(target)
     if hints.node_selector:
         pod_spec["nodeSelector"] = {**(pod_spec.get("nodeSelector") or {}), **hints.node_selector}
     if hints.tolerations:
@@ -291,6 +294,17 @@ def child_env(target: dict[str, Any], launch: Launch, secrets: Mapping[str, str]
         target["env"] = replace_env(target.get("env") or [], env_refs(secret_name, refs))
     if launch.env:
         target["env"] = merge_env(target.get("env") or [], launch.env)
+
+
+def termination_message(target: dict[str, Any]) -> None:
+    """The child writes its record (kannon.childresult) to the container's termination message file, which the
+    kubelet returns as ``state.terminated.message`` (at most 4096 bytes). A path or policy the template set is kept
+    (with FallbackToLogsOnError a failed child that wrote nothing reports its log tail, which is no record). The
+    container is this attempt's alone: its memory cgroup's peak is the task's (kannon.measure)."""
+    path = target.setdefault("terminationMessagePath", TERMINATION_MESSAGE_PATH)
+    target.setdefault("terminationMessagePolicy", "File")
+    target["env"] = merge_env(target.get("env") or [], {childresult.RESULT_PATH_ENV: path,
+                                                         measure.OWN_CONTAINER_ENV: "1"})  # fmt: skip
 
 
 def _summary(pod_spec: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:

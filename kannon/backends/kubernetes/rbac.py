@@ -11,6 +11,8 @@ RBAC_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("coordination.k8s.io", "leases", ("get", "create", "update", "delete")),
     # the run's Secret (.secret): create, replace on re-attach, sweep another name of the run, delete at the end
     ("", "secrets", ("create", "update", "list", "delete")),
+    # the run's code ConfigMap with --ship-code --k8s-code-via configmap (.codemap): create, sweep, delete
+    ("", "configmaps", ("create", "list", "delete")),
 )
 
 #: calls that only add detail and degrade gracefully when refused (403): listed in the output as optional

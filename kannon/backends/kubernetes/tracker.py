@@ -30,9 +30,11 @@ from kannon.backends.kubernetes.names import ANNOTATION_TASK, LABEL_ATTEMPT, LAB
 from kannon.backends.kubernetes.watch import Watcher, shutdown_response
 
 if TYPE_CHECKING:
+    from kannon.childresult import ChildResult
     from kubernetes.client import V1Job, V1Pod
 
 log = logging.getLogger("kannon.kubernetes")
+_POD_EVENT_LAG = 2.0  # seconds a Job's end may precede its pod's last watch event before the pod is read
 
 class JobTracker(Executor):
     """Attempt bookkeeping and watch reconciliation shared by :class:`K8sJobExecutor` (which sets these up)."""
@@ -400,18 +402,33 @@ class JobTracker(Executor):
                     self.emit(Started(attempt.launch.key, where=attempt.where))
             tail = self.logs.collect(attempt, pod)
             where = f"pod {pod.metadata.name}" if pod is not None else f"job {attempt.name}"
+            record = self._record(attempt, pod, complete)
             if complete:
-                self._finish(attempt, Finished(attempt.launch.key, 0, log_tail=tail, where=where))
+                self._finish(attempt, Finished(attempt.launch.key, 0, log_tail=tail, where=where, result=record))
                 return
             outcome = kc.classify_failure(job, pod, self.container, self.python, tail)
             if admission.suspended(job) or attempt.preemptions:  # preempted by its queue (admission.py)
                 outcome = admission.preempted_outcome(terminal[1] if terminal else None)
-            self._finish(attempt, Finished(attempt.launch.key, outcome.exit_code, outcome.reason,
-                                           outcome.failure_class, outcome.infra, tail, where))  # fmt: skip
+            self._finish(attempt, Finished(attempt.launch.key, outcome.exit_code, outcome.reason, outcome.failure_class,
+                                           outcome.infra, tail, where, result=record))  # fmt: skip
         except Exception as e:  # never leave an attempt without its Finished
             log.exception("finishing Job %s failed", attempt.name)
             why = f"kannon could not read the result of Job {attempt.name}: {e}"
             self._finish(attempt, Finished(attempt.launch.key, None, why, "BackendError", where=f"job {attempt.name}"))
+
+    def _record(self, attempt: Attempt, pod: V1Pod | None, complete: bool) -> ChildResult | None:
+        """The child-result record from the task container's termination message. A succeeded Job's pod may come
+        from a watch event older than its container's end (no ``terminated`` state yet; the pod's last event
+        travels on the other stream): wait a little for the pod watch to bring it, then read the pod once."""
+        if pod is None or not (complete or kc.pod_started(pod, self.container)):
+            return None  # a container that never ran wrote nothing
+        name, deadline = pod.metadata.name, time.monotonic() + _POD_EVENT_LAG
+        while not kc.pod_final(pod, self.container) and time.monotonic() < deadline:
+            time.sleep(0.02)  # a pool thread; the watch thread updates the cache meanwhile
+            pod = next((p for p in self._pods_of(attempt.name, attempt.uid) if p.metadata.name == name), pod)
+        if not kc.pod_final(pod, self.container):
+            pod = next((p for p in self._list_job_pods(attempt.name) if p.metadata.name == name), pod)
+        return kc.termination_record(pod, self.container, attempt.launch)
 
     def _finish(self, attempt: Attempt, finished: Finished) -> None:
         """Emit the attempt's one Finished (the caller claimed it with ``end()``)."""

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import http.client
 import os
+import shutil
+import ssl
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +35,7 @@ from kannon.testing.kube.runtime import (
 )
 from kannon.testing.kube.server import EmulatorHTTPServer
 from kannon.testing.kube.store import Obj, Store
+from kannon.testing.kube.tls import Credentials, make_credentials
 
 T = TypeVar("T")
 
@@ -47,6 +53,9 @@ class KubeEmulator:
     starting a fresh interpreter each (podzygote.py says what they then share). None: every pod starts cold.
     ``warm_interpreters``: the interpreters whose zygotes start with the emulator, in the background (default: this
     interpreter); others start at their first pod. ``warm_up()`` waits for them.
+    It serves HTTPS only, with a CA of its own, and answers 401 to any request without its bearer token (``token``)
+    except the health and version endpoints; ``api_client()``, ``write_kubeconfig()``, ``connection()`` and
+    ``ssl_context()`` hand out clients that carry both (docs/emulator.md).
     ``backoff_base``: the Job controller's pod re-creation back-off (real clusters: 10 s doubling, capped at 6 min;
     0 here so tests run fast). ``bookmark_interval``: seconds between watch BOOKMARK events (real: ~1 min).
     """
@@ -103,6 +112,8 @@ class KubeEmulator:
         self.quotas = self.controller.quotas = ResourceQuotas(self.store, self.controller.resync)
         self.kueue = Kueue(self.store)
         self._host, self._port = host, port
+        self.credentials: Credentials = make_credentials([host])
+        self._tls_dir: str | None = None
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
         for ns in sorted(self._fixed_namespaces or {namespace, *SYSTEM_NAMESPACES}):
@@ -117,7 +128,9 @@ class KubeEmulator:
             self._prewarm_thread = self.kubelet.runtime.prewarm(self._prewarm)
         self.controller.start()
         self.kueue.start()
-        self._server = EmulatorHTTPServer((self._host, self._port), self)
+        self._tls_dir = tempfile.mkdtemp(prefix="kannon-emu-ca-")
+        Path(self.ca_file).write_bytes(self.credentials.ca_pem)
+        self._server = EmulatorHTTPServer((self._host, self._port), self, self.credentials.server_context())
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True, name="kube-emulator-http"
         )
@@ -149,6 +162,8 @@ class KubeEmulator:
             self._thread.join(5)
         if self._own_workdir:
             remove_workdir(self.workdir)
+        if self._tls_dir is not None:
+            shutil.rmtree(self._tls_dir, ignore_errors=True)
 
     def __enter__(self) -> KubeEmulator:
         return self.start()
@@ -163,15 +178,53 @@ class KubeEmulator:
         if self._server is None:
             raise RuntimeError("the emulator is not started")
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"https://{host!s}:{port}"
+
+    @property
+    def token(self) -> str:
+        """The bearer token every request (but /healthz, /livez, /readyz, /version) must carry."""
+        return self.credentials.token
+
+    @property
+    def ca_file(self) -> str:
+        """Path of the emulator's CA certificate (PEM), valid while the emulator runs."""
+        if self._tls_dir is None:
+            raise RuntimeError("the emulator is not started")
+        return os.path.join(self._tls_dir, "ca.crt")
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client SSL context that trusts this emulator's CA (for urllib / http.client)."""
+        return self.credentials.client_context()
+
+    def configuration(self) -> Any:
+        """A kubernetes.client.Configuration for this emulator: its URL, its CA and its bearer token."""
+        from kubernetes import client
+
+        cfg = client.Configuration()
+        cfg.host = self.url
+        cfg.ssl_ca_cert = self.ca_file
+        # The prefix goes into the value: clients 36+ look prefixes up under "BearerToken", older ones under
+        # "authorization"; the key "authorization" itself is read by both.
+        cfg.api_key = {"authorization": f"Bearer {self.token}"}
+        return cfg
 
     def api_client(self) -> Any:
         """A new kubernetes.client.ApiClient pointed at this emulator."""
         from kubernetes import client
 
-        cfg = client.Configuration()
-        cfg.host = self.url
-        return client.ApiClient(cfg)
+        return client.ApiClient(self.configuration())
+
+    def connection(self, timeout: float = 30, token: str | None = "") -> http.client.HTTPSConnection:
+        """A raw HTTPS connection to the emulator that sends ``Authorization: Bearer <token>`` with each request.
+
+        ``token``: "" (default) the emulator's own, None sends no Authorization header, anything else that token.
+        """
+        if self._server is None:
+            raise RuntimeError("the emulator is not started")
+        host, port = self._server.server_address[:2]
+        return _BearerConnection(
+            str(host), int(port), self.token if token == "" else token, timeout=timeout, context=self.ssl_context()
+        )
 
     def write_kubeconfig(self, path: str | os.PathLike[str], namespace: str | None = None) -> Path:
         """A kubeconfig whose current context points at this emulator (usable by config.load_kube_config)."""
@@ -179,8 +232,16 @@ class KubeEmulator:
         doc = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": name, "cluster": {"server": self.url}}],
-            "users": [{"name": name, "user": {"token": "kannon-emulator"}}],
+            "clusters": [
+                {
+                    "name": name,
+                    "cluster": {
+                        "server": self.url,
+                        "certificate-authority-data": base64.b64encode(self.credentials.ca_pem).decode(),
+                    },
+                }
+            ],
+            "users": [{"name": name, "user": {"token": self.token}}],
             "contexts": [
                 {"name": name, "context": {"cluster": name, "user": name, "namespace": namespace or self.namespace}}
             ],
@@ -188,6 +249,7 @@ class KubeEmulator:
             "preferences": {},
         }
         p = Path(path)
+        p.touch(0o600)  # it holds the token
         p.write_text(yaml.safe_dump(doc, sort_keys=False))
         return p
 
@@ -261,3 +323,14 @@ class KubeEmulator:
 
     def _delete_job_externally(self, ns: str, name: str, policy: str) -> Obj:
         return copy.deepcopy(delete_job(self.store, ns, name, policy))
+
+
+class _BearerConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, token: str | None, **kw: Any) -> None:
+        super().__init__(host, port, **kw)
+        self._token = token
+
+    def putrequest(self, method: str, url: str, skip_host: bool = False, skip_accept_encoding: bool = False) -> None:
+        super().putrequest(method, url, skip_host, skip_accept_encoding)
+        if self._token is not None:
+            self.putheader("Authorization", f"Bearer {self._token}")

@@ -30,7 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
-from kannon.testing.kube import secrets
+from kannon.testing.kube import configmaps, secrets
 from kannon.testing.kube.errors import ApiError, bad_request
 from kannon.testing.kube.faults import Faults
 from kannon.testing.kube.store import Change, Obj, Store, now_iso
@@ -168,11 +168,21 @@ def _resource_ref(container: Obj, ref: dict[str, Any]) -> str:
 
 def container_env(pod: Obj, container: Obj, base: dict[str, str], store: Store | None = None) -> dict[str, str]:
     """Compose a container's environment in declaration order, as the kubelet does; raise ConfigError.
-    Secrets are read from ``store`` (kannon.testing.kube.secrets); ConfigMaps are not served: always missing."""
+    Secrets and ConfigMaps are read from ``store``: the emulator's, or a real API server's through
+    kannon.testing.node's ApiStore."""
     try:
         return _container_env(pod, container, base, store)
     except secrets.SecretMissing as exc:
         raise ConfigError(str(exc)) from exc
+
+
+_ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")  # keys that are no valid variable name are skipped
+
+
+def _config_map(store: Store | None, ns: str, ref: dict[str, Any]) -> dict[str, str] | None:
+    """A ConfigMap's ``data`` (env sources take no ``binaryData``), None when the store has no such ConfigMap."""
+    obj = store.get("configmaps", ns, str(ref.get("name") or "")) if store is not None else None
+    return None if obj is None else dict(obj.get("data") or {})
 
 
 def _container_env(pod: Obj, container: Obj, base: dict[str, str], store: Store | None) -> dict[str, str]:
@@ -182,6 +192,11 @@ def _container_env(pod: Obj, container: Obj, base: dict[str, str], store: Store 
     for src in container.get("envFrom") or []:
         if src.get("secretRef") and store is not None:
             env.update(secrets.env_from(store, ns, src["secretRef"], str(src.get("prefix") or "")))
+            continue
+        data = _config_map(store, ns, src["configMapRef"]) if src.get("configMapRef") else None
+        if data is not None:
+            prefix = str(src.get("prefix") or "")
+            env.update({prefix + k: v for k, v in data.items() if _ENV_NAME.fullmatch(prefix + k)})
             continue
         ref = src.get("configMapRef") or src.get("secretRef")
         kind = "configmap" if src.get("configMapRef") else "secret"
@@ -199,6 +214,12 @@ def _container_env(pod: Obj, container: Obj, base: dict[str, str], store: Store 
                 value = secrets.key_ref(store, ns, vf["secretKeyRef"])
                 if value is not None:
                     env[name] = value
+            elif vf.get("configMapKeyRef") and (data := _config_map(store, ns, vf["configMapKeyRef"])) is not None:
+                ref = vf["configMapKeyRef"]
+                if ref.get("key") in data:
+                    env[name] = data[ref["key"]]
+                elif not ref.get("optional"):
+                    raise ConfigError(f"couldn't find key {ref.get('key')} in ConfigMap {ns}/{ref.get('name')}")
             else:
                 ref = vf.get("secretKeyRef") or vf.get("configMapKeyRef") or {}
                 kind = "secret" if vf.get("secretKeyRef") else "configmap"
@@ -803,6 +824,49 @@ class DockerRuntime:
             self.client.close()
 
 
+# --- termination messages -----------------------------------------------------------------------------------------
+# kubernetes.io/docs/tasks/debug/debug-application/determine-reason-pod-failure/: the kubelet makes a file per
+# container instance, mounts it at terminationMessagePath, and after the exit puts what it holds (its last 4096
+# bytes) in state.terminated.message; with FallbackToLogsOnError, an empty file and a non-zero exit, the log's last
+# 80 lines / 2048 bytes instead.
+TERMINATION_MESSAGE_MAX = 4096  # kubelet: MaxContainerTerminationMessageLength
+FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES = 80, 2048  # MaxContainerTerminationMessageLog{Lines,Length}
+
+
+def termination_file(pod: Obj, env: dict[str, str], path: Path, runtime: str) -> tuple[Obj, dict[str, str], Path]:
+    """Create the container instance's termination message file and put it at the container's
+    terminationMessagePath: the Docker runtime bind-mounts it there (as the kubelet does); a process pod has no
+    mount namespace, so an env value naming that path is pointed at the file instead (its stand-in for the mount)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    path.chmod(0o666)  # the container may run as another user (runAsUser)
+    container = pod["spec"]["containers"][0]
+    target = container.get("terminationMessagePath") or "/dev/termination-log"
+    if runtime == "docker":
+        pod = copy.deepcopy(pod)
+        volume = {"name": "kannon-emu-termination", "hostPath": {"path": str(path)}}
+        pod["spec"].setdefault("volumes", []).append(volume)
+        pod["spec"]["containers"][0].setdefault("volumeMounts", []).append(
+            {"name": volume["name"], "mountPath": target})
+    else:
+        env = {k: (str(path) if v == target else v) for k, v in env.items()}
+    return pod, env, path
+
+
+def termination_message(path: Path, container: Obj, code: int, out: ContainerLog) -> str | None:
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - TERMINATION_MESSAGE_MAX))
+            data = f.read(TERMINATION_MESSAGE_MAX)
+    except OSError:
+        data = b""
+    if not data and code != 0 and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+        with out.cond:
+            lines = [line for _, line in out.lines[-FALLBACK_LOG_LINES:]]
+        data = b"".join(lines)[-FALLBACK_LOG_BYTES:]
+    return data.decode("utf-8", errors="replace") or None
+
+
 # --- kubelet ------------------------------------------------------------------------------------------------------
 
 
@@ -1005,6 +1069,8 @@ class PodWorker:
                 return
             out = self.kubelet.new_log(self.uid, cname)
             argv = [expand(a, env) for a in (container.get("command") or []) + (container.get("args") or [])]
+            term_dir = Path(self.kubelet.secret_dir) / self.uid / "termination"
+            run_pod, env, term_file = termination_file(run_pod, env, term_dir / f"{cname}-{restarts}", runtime.name)
             try:
                 handle = runtime.start(run_pod, run_pod["spec"]["containers"][0], argv, env, out)
             except StartError as exc:
@@ -1056,7 +1122,8 @@ class PodWorker:
             reason = "OOMKilled" if oom or disruption == "OOMKilled" else ("Completed" if code == 0 else "Error")
             if disruption == "OOMKilled":
                 code = 137
-            self._terminate(container, restarts, code, reason, None, disruption, handle.container_id, started)
+            message = termination_message(term_file, container, code, out)
+            self._terminate(container, restarts, code, reason, message, disruption, handle.container_id, started)
             if code == 0 or not self._maybe_restart(pod):
                 return
             restarts += 1
@@ -1152,32 +1219,36 @@ class PodWorker:
                 })  # fmt: skip
 
     def _mount_secret_volumes(self, pod: Obj) -> Obj:
-        """The pod as the runtime sees it: each ``secret`` volume written to a private directory (files named by
-        key, kubernetes.io/docs/concepts/configuration/secret/#using-secrets-as-files-from-a-pod) and turned into a
+        """The pod as the runtime sees it: each ``secret`` and ``configMap`` volume written to a private directory
+        (files named by key, kubernetes.io/docs/concepts/configuration/secret/#using-secrets-as-files-from-a-pod,
+        kubernetes.io/docs/concepts/storage/volumes/#configmap; kannon.testing.kube.configmaps) and turned into a
         read-only hostPath the Docker runtime binds at the mount path (the process runtime mounts nothing)."""
         vols = pod["spec"].get("volumes") or []
-        if not any(v.get("secret") for v in vols):
+        if not any(v.get("secret") or v.get("configMap") for v in vols):
             return pod
         out = copy.deepcopy(pod)
         base = Path(self.kubelet.secret_dir) / self.uid
         for vol in out["spec"]["volumes"]:
-            if not vol.get("secret"):
+            if not (vol.get("secret") or vol.get("configMap")):
                 continue
-            files = secrets.volume_files(self.store, self.namespace, vol) or {}
+            files: dict[str, tuple[str | bytes, int]] = dict(
+                (secrets.volume_files(self.store, self.namespace, vol) if vol.get("secret")
+                 else configmaps.volume_files(self.store, self.namespace, vol)) or {})  # fmt: skip
             target = base / vol["name"]
             target.mkdir(parents=True, exist_ok=True, mode=0o700)
             for rel, (content, mode) in files.items():
                 path = target / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(content)
+                path.write_bytes(content if isinstance(content, bytes) else content.encode())
                 path.chmod(mode)
-            vol.pop("secret")
+            vol.pop("secret", None)
+            vol.pop("configMap", None)
             vol["hostPath"] = {"path": str(target)}
         for c in out["spec"]["containers"]:
             for m in c.get("volumeMounts") or []:
                 if any(v["name"] == m["name"] and str(v["hostPath"]["path"]).startswith(str(base))
                        for v in out["spec"]["volumes"] if v.get("hostPath")):  # fmt: skip
-                    m["readOnly"] = True  # secret volumes are always mounted read-only
+                    m["readOnly"] = True  # secret and configMap volumes are always mounted read-only
         return out
 
     def _set_waiting(self, container: Obj, restarts: int, reason: str, message: str) -> None:
@@ -1286,7 +1357,7 @@ class Kubelet:
         store.add_listener(self._on_change)
 
     def _on_change(self, ch: Change) -> None:
-        if ch.resource == secrets.RESOURCE:  # pods waiting for a Secret of this namespace look again
+        if ch.resource in (secrets.RESOURCE, configmaps.RESOURCE):  # pods waiting for one of them look again
             with self._lock:
                 waiting = [p for p in self._workers.values() if p.namespace == ch.obj["metadata"].get("namespace")]
             for p in waiting:

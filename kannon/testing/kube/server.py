@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import hmac
 import io
 import json
 import logging
@@ -17,7 +18,9 @@ import queue
 import re
 import select
 import socket
+import ssl
 import struct
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from kannon.testing.kube import errors, kueue, leases, openapi, secrets, tables
+from kannon.testing.kube import configmaps, errors, kueue, leases, openapi, secrets, tables
 from kannon.testing.kube.controller import delete_job
 from kannon.testing.kube.errors import ApiError, Cause, bad_request
 from kannon.testing.kube.schema import check_fields
@@ -51,6 +54,20 @@ VERSION = {
     "platform": "linux/amd64",
 }
 
+# Reachable without a token: the health endpoints (the paths upstream's anonymous-auth conditions are meant for,
+# KEP-4633) and /version, which the default system:public-info-viewer ClusterRole grants to unauthenticated users.
+ANONYMOUS_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
+# What kube-apiserver answers a request whose credentials it cannot authenticate.
+UNAUTHORIZED = {
+    "kind": "Status",
+    "apiVersion": "v1",
+    "metadata": {},
+    "status": "Failure",
+    "message": "Unauthorized",
+    "reason": "Unauthorized",
+    "code": 401,
+}
+
 ORPHAN_WARNING = (
     '299 - "child pods are preserved by default when jobs are deleted; set propagationPolicy=Background to remove '
     'them or set propagationPolicy=Orphan to suppress this warning"'
@@ -63,6 +80,7 @@ _KINDS = {
     "events": ("v1", "Event"),
     "leases": (leases.GROUP_VERSION, "Lease"),
     "secrets": ("v1", "Secret"),
+    "configmaps": ("v1", "ConfigMap"),
     "workloads": (f"{kueue.GROUP}/{kueue.VERSION}", "Workload"),
     "resourcequotas": ("v1", "ResourceQuota"),
 }
@@ -80,11 +98,11 @@ _ROUTES = [
     (re.compile(r"^/apis/coordination\.k8s\.io/v1/(?P<res>leases)$"), leases.GROUP),
     (
         re.compile(
-            r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>pods|events|secrets)(?:/(?P<name>[^/]+)(?:/(?P<sub>log|status))?)?$"
+            r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>pods|events|secrets|configmaps)(?:/(?P<name>[^/]+)(?:/(?P<sub>log|status))?)?$"
         ),
         "",
     ),
-    (re.compile(r"^/api/v1/(?P<res>pods|events|secrets)$"), ""),
+    (re.compile(r"^/api/v1/(?P<res>pods|events|secrets|configmaps)$"), ""),
     (re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>resourcequotas)(?:/(?P<name>[^/]+))?$"), ""),
     (re.compile(r"^/apis/kueue\.x-k8s\.io/v1beta1/namespaces/(?P<ns>[^/]+)/(?P<res>workloads)(?:/(?P<name>[^/]+))?$"),
      kueue.GROUP),  # read-only: Kueue's controller owns them
@@ -117,6 +135,7 @@ def _discovery_core() -> dict[str, Any]:
             res("pods/status", "Pod", ["get"]),
             res("events", "Event", ["get", "list", "watch"]),
             res("secrets", "Secret", ["create", "delete", "get", "list", "patch", "update", "watch"]),
+            res("configmaps", "ConfigMap", ["create", "delete", "get", "list", "patch", "update", "watch"]),
         ],
     }
 
@@ -202,11 +221,25 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr: tuple[str, int], emulator: KubeEmulator) -> None:
+    def __init__(self, addr: tuple[str, int], emulator: KubeEmulator, context: ssl.SSLContext) -> None:
         self.emulator = emulator
+        self.context = context
         self.open_sockets: set[socket.socket] = set()
         self._sock_lock = threading.Lock()
         super().__init__(addr, Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        # The handshake happens on the first read, in the request's own thread: a slow or plain-http client never
+        # holds up the accept loop.
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ssl.SSLError, ConnectionError)):  # e.g. a client speaking plain http, or gone
+            log.debug("%s: %s", client_address, exc)
+            return
+        super().handle_error(request, client_address)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._sock_lock:
@@ -228,6 +261,9 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in separate writes: with Nagle's algorithm the body waits for the client's delayed ACK
+    # (~40 ms on Linux), which made every request cost ~45 ms.
+    disable_nagle_algorithm = True
     server: EmulatorHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -291,10 +327,26 @@ class Handler(BaseHTTPRequestHandler):
         try:
             readable, _, _ = select.select([self.connection], [], [], 0)
             if readable:
-                return bool(self.connection.recv(1, socket.MSG_PEEK) == b"")
+                # A client sends nothing while it reads a stream, so what is readable is its goodbye: a TLS
+                # close_notify (client-go sends one) or a bare EOF, both b"" here, or half a TLS record (wait).
+                timeout = self.connection.gettimeout()
+                self.connection.setblocking(False)
+                try:
+                    return bool(self.connection.recv(1) == b"")
+                except ssl.SSLWantReadError:
+                    return False
+                finally:
+                    self.connection.settimeout(timeout)
         except (OSError, ValueError):
             return True
         return False
+
+    def _authenticated(self, path: str) -> bool:
+        if path in ANONYMOUS_PATHS or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            return True
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        expected = self.server.emulator.token
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected.encode())
 
     def _reset(self) -> None:
         # SO_LINGER 0 makes close() send a TCP RST: the client sees a connection reset, no answer at all.
@@ -313,6 +365,9 @@ class Handler(BaseHTTPRequestHandler):
         emu._record_request(method, path, query)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if not self._authenticated(path):
+            self._send_json(401, UNAUTHORIZED)
+            return
         try:
             fault = emu.faults.take_request_fault(method, path)
             if fault is not None and fault[0] == "hold":
@@ -444,6 +499,8 @@ class Handler(BaseHTTPRequestHandler):
             self._leases(method, ns, name, raw, query)
         elif res == "secrets" and ns is not None and (method != "GET" or name is not None) and sub is None:
             self._secrets(method, ns, name, raw, query)
+        elif res == "configmaps" and ns is not None and (method != "GET" or name is not None) and sub is None:
+            self._configmaps(method, ns, name, raw, query)
         elif sub == "log":
             self._pod_log(ns or "", name or "", query)
         elif name is None:
@@ -535,6 +592,26 @@ class Handler(BaseHTTPRequestHandler):
                                                                                 raw)))  # fmt: skip
         elif method == "DELETE" and name is not None:
             self._send_json(200, secrets.delete(store, ns, name))
+        else:
+            raise errors.method_not_allowed(method)
+
+    def _configmaps(self, method: str, ns: str, name: str | None, raw: bytes, query: dict[str, str]) -> None:
+        store = self.server.emulator.store
+        body = self._body(raw) if method in ("POST", "PUT") else None
+        warn = _warnings(check_fields(body, "V1ConfigMap", "ConfigMap", query.get("fieldValidation")))
+        if method == "POST" and name is None:
+            dry = query.get("dryRun") == "All"
+            made = configmaps.prepare(body, ns, None) if dry else configmaps.create(store, ns, body)
+            self._send_json(201, made, warn)
+        elif method == "GET" and name is not None:
+            self._send_json(200, store.require(configmaps.RESOURCE, ns, name))
+        elif method == "PUT" and name is not None:
+            self._send_json(200, configmaps.replace(store, ns, name, body), warn)
+        elif method == "PATCH" and name is not None:
+            current = store.require(configmaps.RESOURCE, ns, name)
+            self._send_json(200, configmaps.replace(store, ns, name, self._patched(current, raw)))
+        elif method == "DELETE" and name is not None:
+            self._send_json(200, configmaps.delete(store, ns, name))
         else:
             raise errors.method_not_allowed(method)
 

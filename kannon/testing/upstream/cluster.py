@@ -163,7 +163,16 @@ class ControlPlane:
             f"--service-account-issuer={ISSUER}", f"--api-audiences={ISSUER}",
             f"--service-account-key-file={c.sa_pub}", f"--service-account-signing-key-file={c.sa_key}",
             f"--service-cluster-ip-range={SERVICE_CIDR}", f"--cert-dir={self.state_dir / 'pki'}", "--profiling=false",
+            # pods/log is proxied to the node's kubelet endpoint (kannon.testing.node) at its InternalIP, verified
+            # with our CA: kannon's node serves with the 127.0.0.1 serving certificate (`node_flags`).
+            f"--kubelet-certificate-authority={c.ca}", "--kubelet-preferred-address-types=InternalIP",
         ]  # fmt: skip
+
+    def node_flags(self) -> list[str]:
+        """Arguments of ``python -m kannon.testing.node`` for a node of this control plane: the admin's kubeconfig
+        and the serving certificate the API server accepts for the log endpoint on 127.0.0.1."""
+        return [f"--kubeconfig={self.kubeconfig}", f"--tls-cert-file={self.creds.serving_cert}",
+                f"--tls-private-key-file={self.creds.serving_key}"]  # fmt: skip
 
     def _component_flags(self, user: str, port: int) -> list[str]:
         kubeconfig = self.kubeconfig_for(user)

@@ -695,8 +695,7 @@ def test_log_of_waiting_container_is_400(kube: KubeEmulator, core_api: Any) -> N
 
 
 def _raw_get(kube: KubeEmulator, path: str) -> tuple[int, dict[str, str], dict[str, Any]]:
-    host, port = kube.url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn = kube.connection(timeout=10)
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
@@ -731,8 +730,7 @@ def test_fail_requests_statuses_and_retry_after(kube: KubeEmulator, batch_api: A
 
 def test_reset_connections_closes_without_answer(kube: KubeEmulator) -> None:
     kube.faults.reset_connections(1, path_regex="/version")
-    host, port = kube.url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn = kube.connection(timeout=10)
     conn.request("GET", "/version")
     with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):
         conn.getresponse()
@@ -948,7 +946,7 @@ def test_kubeconfig_and_standalone_entry_point(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:")
+        assert url.startswith("https://127.0.0.1:")
         cfg = client.Configuration()
         config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
         assert cfg.host == url

@@ -4,11 +4,9 @@ client cannot send the request (a protobuf body) or hides the answer (a Warning 
 
 from __future__ import annotations
 
-import http.client
 import json
 import sys
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from kubernetes.client.rest import ApiException
@@ -35,8 +33,7 @@ def job(name: str, *, pod_spec: dict[str, Any] | None = None, **spec: Any) -> di
 def raw(kube: KubeEmulator, method: str, path: str, body: bytes | None = None,
         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:  # fmt: skip
     """One HTTP request; (status, headers with all Warning values joined, decoded JSON or text)."""
-    u = urlsplit(kube.url)
-    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=60)
+    conn = kube.connection(timeout=60)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()

@@ -133,3 +133,15 @@ def test_the_emulator_reports_the_release_it_is_checked_against(kubectl: Any) ->
     assert server["gitVersion"].startswith(KUBERNETES + "-")
     client_minor = int(versions["clientVersion"]["minor"].rstrip("+"))
     assert abs(client_minor - int(minor)) <= 1, "kubectl is outside the supported skew of the emulated release"
+
+
+def test_kubectl_verifies_the_emulator_and_sends_its_token(kube: KubeEmulator, kubectl: Any, tmp_path: Path) -> None:
+    """client-go sends the kubeconfig's token only over TLS, and a wrong one is refused: kubectl's own message for a
+    401 is "You must be logged in to the server (...)"."""
+    assert json.loads(kubectl("get", "--raw", "/api/v1/namespaces/default/secrets").stdout)["kind"] == "SecretList"
+    wrong = yaml.safe_load(kube.write_kubeconfig(tmp_path / "wrong").read_text())
+    wrong["users"][0]["user"]["token"] = "not-the-token"
+    (tmp_path / "wrong").write_text(yaml.safe_dump(wrong))
+    out = subprocess.run(["kubectl", "--kubeconfig", str(tmp_path / "wrong"), "--cache-dir", str(tmp_path / "c2"),
+                          "get", "secrets"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode != 0 and "error: You must be logged in to the server" in out.stderr

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 from typing import Any
 
@@ -132,8 +131,7 @@ def test_missing_required_secret_waits_with_config_error_then_starts(
 
 # -- the emulator's own doors (issue 12): loopback, JSON bodies only ------------------------------------
 def raw(kube: KubeEmulator, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, Any]:
-    host, port = kube.url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn = kube.connection(timeout=30)
     try:
         conn.request(method, path, body=body or None, headers=headers)
         resp = conn.getresponse()
@@ -143,7 +141,7 @@ def raw(kube: KubeEmulator, method: str, path: str, headers: dict[str, str], bod
 
 
 def test_it_listens_on_loopback_unless_told_otherwise(kube: KubeEmulator) -> None:
-    assert kube.url.startswith("http://127.0.0.1:")
+    assert kube.url.startswith("https://127.0.0.1:")
 
 
 def test_bodies_that_are_not_json_are_refused(kube: KubeEmulator) -> None:

@@ -117,7 +117,8 @@ def holders(kube: KubeEmulator, needle: str) -> list[str]:
     """``resource/namespace/name`` of every namespaced object (all discoverable resources) that contains needle."""
 
     def get(path: str) -> Any:  # raw JSON over HTTP: what any reader of the API sees
-        with urllib.request.urlopen(kube.url + path, timeout=30) as resp:
+        req = urllib.request.Request(kube.url + path, headers={"Authorization": f"Bearer {kube.token}"})
+        with urllib.request.urlopen(req, timeout=30, context=kube.ssl_context()) as resp:
             return json.loads(resp.read())
 
     groups = ["/api/v1"] + [f"/apis/{g['preferredVersion']['groupVersion']}" for g in get("/apis")["groups"]]

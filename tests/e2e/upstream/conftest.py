@@ -5,13 +5,17 @@ The build (tens of minutes when the machine's cache is cold) runs at collection 
 were selected, so it is outside every test's timeout. Without Go, or when the build fails, the tier is skipped with
 the reason — and under CI=true fails instead (tests/support/services.py).
 
-There is no node agent yet: a pod that must "run" is bound to a Node object a test registers, and the test writes
-the pod's status through the pods/status subresource as a kubelet would.
+``kannon_node`` runs kannon's node agent (``python -m kannon.testing.node``, warm process runtime) for the session: pods
+bound to it really run. Controller tests that need a pod in an exact state instead bind it to a bare Node object
+(``node``) and write its status through the pods/status subresource as a kubelet would.
 """
 
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,3 +122,48 @@ def _ignore_404(call: Any, *args: Any, **kwargs: Any) -> None:
     except ApiException as e:
         if e.status != 404:
             raise
+
+
+NODE_NAME = "kannon-node-0"
+
+
+@pytest.fixture(scope="session")
+def kannon_node(upstream: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """kannon's node agent as its own process (process runtime), registered and Ready; its name. Its log is in the
+    session's temporary directory (printed on a start failure)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(upstream.api_client())
+    directory = tmp_path_factory.mktemp("kannon-node")
+    log = (directory / "node.log").open("wb")
+    # Warm process pods (forked from a zygote that imported gokart once): a cold interpreter per pod would put ~1 s
+    # of imports per pod on the master's two cores; the cold path is covered by the node-restart test.
+    command = [sys.executable, "-m", "kannon.testing.node", *upstream.node_flags(), f"--name={NODE_NAME}",
+               f"--workdir={directory}", "--warm-import=gokart", "--warm-import=kannon.child"]
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            preexec_fn=_die_with_parent)  # fmt: skip
+    log.close()
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"the node agent exited ({proc.returncode}):\n{(directory / 'node.log').read_text()}")
+        try:
+            node = core.read_node(NODE_NAME)
+        except client.ApiException:
+            return False
+        # Admission taints a new Node not-ready until the node-lifecycle controller has seen it Ready.
+        return not node.spec.taints and any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+
+    try:
+        wait_until(ready, 120, "kannon's node to be Ready and untainted", max_delay=0.5)
+        yield NODE_NAME
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        _ignore_404(core.delete_node, NODE_NAME)
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: a killed session leaves no node

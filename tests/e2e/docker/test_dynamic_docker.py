@@ -1,0 +1,50 @@
+"""Dynamic dependencies on the Docker backend (issue 13): a master task's yield of bullets runs each in a container."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kannon.backends.docker import DockerExecutor
+from kannon.result import Status
+from kannon.scheduler import Kannon
+from tests.e2e.docker.support import REPO, python_volumes
+from tests.support import dyntasks as dt
+
+pytestmark = pytest.mark.docker
+
+
+def test_a_master_yield_of_bullets_runs_them_in_containers(engine: Any, image: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # ./resources is mounted into the containers at the same path
+    root = dt.Yielder(names=["d1", "d2"], runs_dir=str(tmp_path))
+    result = Kannon(executor=DockerExecutor(image, volumes=python_volumes()), sys_path=[str(REPO)]).build(root)
+    out = root.output().load()
+    assert out["pid"] == os.getpid() and [v["name"] for v in out["values"]] == ["d1", "d2"]
+    bullets = [r for r in result.tasks.values() if r.family == "PidBullet"]
+    assert len(bullets) == 2 and {r.requested_by for r in bullets} == {result.root_id}
+    for rec in bullets:
+        assert rec.status is Status.SUCCEEDED and len(rec.attempts) == 1
+        assert rec.last is not None and (rec.last.where or "").startswith("container kannon-")
+    yielder = result.tasks[result.root_id]
+    assert [a.where for a in yielder.attempts] == ["master", "master"]
+    assert [len(dt.runs(tmp_path, n)) for n in ["yielder", "d1", "d2"]] == [2, 1, 1]
+
+
+def test_a_bullet_that_yields_in_its_container_runs_again_in_a_new_one(
+    engine: Any, image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    root = dt.BulletYielder(names=["c1"], runs_dir=str(tmp_path))
+    result = Kannon(executor=DockerExecutor(image, volumes=python_volumes()), sys_path=[str(REPO)]).build(root)
+    assert [v["name"] for v in root.output().load()["values"]] == ["c1"]
+    yielder = result.tasks[result.root_id]
+    wheres = [a.where or "" for a in yielder.attempts]
+    assert len(wheres) == 2 and all(w.startswith("container kannon-") for w in wheres) and wheres[0] != wheres[1]
+    (bullet,) = [r for r in result.tasks.values() if r.family == "PidBullet"]
+    assert bullet.requested_by == result.root_id
+    assert bullet.last is not None and (bullet.last.where or "").startswith("container kannon-")
+    assert len(dt.runs(tmp_path, "byielder")) == 2 and len(dt.runs(tmp_path, "c1")) == 1

@@ -1,0 +1,46 @@
+"""Dynamic dependencies on the Kubernetes backend against the emulator (issue 13): a master task's yield of bullets
+runs each in a pod of its own Job."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from kannon.result import Status
+from kannon.scheduler import Kannon
+from kannon.testing import KubeEmulator
+from tests.e2e.k8s.test_k8s_backend_build import executor
+from tests.support import dyntasks as dt
+
+pytestmark = pytest.mark.k8s
+
+
+def test_a_master_yield_of_bullets_runs_them_in_pods(kube: KubeEmulator, tmp_path: Path) -> None:
+    root = dt.Yielder(names=["k1", "k2"], runs_dir=str(tmp_path))
+    result = Kannon(executor=executor(kube, tmp_path)).build(root)
+    out = root.output().load()
+    assert out["pid"] == os.getpid() and [v["name"] for v in out["values"]] == ["k1", "k2"]
+    assert os.getpid() not in [v["pid"] for v in out["values"]]
+    bullets = [r for r in result.tasks.values() if r.family == "PidBullet"]
+    assert len(bullets) == 2 and {r.requested_by for r in bullets} == {result.root_id}
+    for rec in bullets:
+        assert rec.status is Status.SUCCEEDED and len(rec.attempts) == 1
+        assert rec.last is not None and (rec.last.where or "").startswith("pod kannon-pidbullet-")
+    assert len(kube.jobs()) == 2  # one Job per yielded bullet, none for the master task
+    assert [len(dt.runs(tmp_path, n)) for n in ["yielder", "k1", "k2"]] == [2, 1, 1]
+
+
+def test_a_bullet_that_yields_in_its_pod_runs_again_in_a_new_pod(kube: KubeEmulator, tmp_path: Path) -> None:
+    root = dt.BulletYielder(names=["p1"], runs_dir=str(tmp_path))
+    result = Kannon(executor=executor(kube, tmp_path)).build(root)
+    out = root.output().load()
+    assert [v["name"] for v in out["values"]] == ["p1"]
+    yielder = result.tasks[result.root_id]
+    assert [a.number for a in yielder.attempts] == [1, 2] and yielder.attempts[0].requested
+    wheres = [a.where or "" for a in yielder.attempts]
+    assert all(w.startswith("pod kannon-bulletyielder-") for w in wheres) and wheres[0] != wheres[1]
+    (bullet,) = [r for r in result.tasks.values() if r.family == "PidBullet"]
+    assert bullet.requested_by == result.root_id and (bullet.last.where or "").startswith("pod kannon-pidbullet-")
+    assert len(dt.runs(tmp_path, "byielder")) == 2 and len(dt.runs(tmp_path, "p1")) == 1
