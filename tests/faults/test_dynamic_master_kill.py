@@ -1,0 +1,57 @@
+"""Issue 13: the master SIGKILLed while a yielded bullet runs, then rerun — the yielded bullet's run() body executes
+exactly once across both masters.
+
+The bullet commits its output and then keeps its run() open (waiting on a file) when the master is killed: the kill
+lands while the bullet still runs. The child dies with its master on the local backend (nothing of a killed master may
+survive it, tests/faults/test_master_kill.py), so the second master finds the yielded bullet's output committed and
+must treat the yield as satisfied — luigi's contract: a yielded task that is complete never runs again — instead of
+launching it a second time."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.faults.harness import Master, local_leftovers, wait_processes_gone, wait_until, working_dir
+from tests.support import dyntasks as dt
+
+
+def pipeline(tmp_path: Path, hold: Path) -> None:
+    (tmp_path / "pipe.py").write_text(
+        "from tests.support.dyntasks import YieldsHeld\n"
+        f"def root():\n    return YieldsHeld(runs_dir={str(tmp_path)!r}, hold_file={str(hold)!r})\n")  # fmt: skip
+
+
+@pytest.mark.timeout(600)
+def test_master_sigkill_while_a_yielded_bullet_runs_then_rerun_runs_its_body_once(tmp_path: Path) -> None:
+    hold = tmp_path / "hold"
+    pipeline(tmp_path, hold)
+    first = Master(tmp_path, "pipe.py:root", ["--max-parallel", "2"], name="gen1")
+    try:
+        wait_until(lambda: first.proc.poll() is not None or (tmp_path / "hold.dumped").exists(), 300,
+                   "the yielded bullet to commit its output")  # fmt: skip
+        assert first.proc.poll() is None, first.output()
+        child = int((tmp_path / "hold.dumped").read_text())
+        assert dt.runs(tmp_path, "held") == [child]  # the body is running, in a child of its own
+        first.signal(signal.SIGKILL)
+        assert first.wait(timeout=60) == -signal.SIGKILL
+        assert wait_processes_gone([first.marker], 30) == [] and local_leftovers(first) == 0
+    finally:
+        first.stop()
+    assert [e["kind"] for e in first.tail.events if e["kind"] in ("succeeded", "failed")] == []  # killed mid-run
+    hold.write_text("go")  # were the bullet launched again, its body would run to the end, not hang the test
+    second = Master(tmp_path, "pipe.py:root", ["--max-parallel", "2"], name="gen2")
+    try:
+        assert second.wait(timeout=300) == 0, second.output()
+    finally:
+        second.stop()
+    assert dt.runs(tmp_path, "held") == [child]  # exactly once across both masters
+    yielder_runs = dt.runs(tmp_path, "yielder")
+    assert yielder_runs == [first.pid, second.pid]  # stopped at the yield in the first; ran to the end in the second
+    with working_dir(tmp_path):
+        value = dt.YieldsHeld(runs_dir=str(tmp_path), hold_file=str(hold)).output().load()
+    assert value == {"pid": second.pid, "value": {"name": "held", "pid": child}}  # the yield got the first output
+    launched = [e["family"] for e in second.tail.events if e["kind"] == "launched"]
+    assert launched == ["YieldsHeld"]  # the second master never launched the bullet
