@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import Master, local_leftovers, wait_processes_gone, wait_until, working_dir
+from kannon.testing import KubeEmulator
+from tests.faults.harness import (
+    Master,
+    k8s_args,
+    k8s_leftovers,
+    local_leftovers,
+    wait_processes_gone,
+    wait_until,
+    working_dir,
+)
 from tests.support import dyntasks as dt
 
 
@@ -55,3 +64,46 @@ def test_master_sigkill_while_a_yielded_bullet_runs_then_rerun_runs_its_body_onc
     assert value == {"pid": second.pid, "value": {"name": "held", "pid": child}}  # the yield got the first output
     launched = [e["family"] for e in second.tail.events if e["kind"] == "launched"]
     assert launched == ["YieldsHeld"]  # the second master never launched the bullet
+
+
+@pytest.mark.k8s
+@pytest.mark.timeout(900)
+def test_master_sigkill_mid_body_on_kubernetes_adopts_the_yielded_bullets_job(kube: KubeEmulator,
+                                                                              tmp_path: Path) -> None:
+    """On Kubernetes the yielded bullet's Job outlives the killed master: the kill lands in the middle of its body
+    (before the dump), and the second master adopts the running Job by its deterministic name instead of starting the
+    body again."""
+    (tmp_path / "pipe.py").write_text(
+        "from tests.support.dyntasks import Yielder\n"
+        f"def root():\n    return Yielder(names=['kb'], runs_dir={str(tmp_path)!r}, "
+        f"hold_dir={str(tmp_path)!r})\n")  # fmt: skip
+    hold = tmp_path / "kb"
+    args, env = k8s_args(kube, tmp_path)
+    first = Master(tmp_path, "pipe.py:root", args, env, name="gen1")
+    try:
+        wait_until(lambda: first.proc.poll() is not None or (tmp_path / "kb.started").exists(), 300,
+                   "the yielded bullet's body to start in its pod")  # fmt: skip
+        assert first.proc.poll() is None, first.output()
+        first.signal(signal.SIGKILL)
+        assert first.wait(timeout=60) == -signal.SIGKILL
+        run_id = first.tail.run_id
+    finally:
+        first.stop()
+    pod_pid = int((tmp_path / "kb.started").read_text())
+    jobs = [n for n in kube.jobs() if n.startswith("kannon-pidbullet-")]
+    assert len(jobs) == 1  # the yielded bullet's Job outlived its master, its body still running
+    second = Master(tmp_path, "pipe.py:root", args, env, name="gen2")
+    try:
+        assert second.wait_event(lambda e: e["kind"] == "started" and e["family"] == "PidBullet", timeout=300)
+        hold.write_text("go")  # the held body may finish now, in the pod the first master launched
+        assert second.wait(timeout=300) == 0, second.output()
+    finally:
+        second.stop()
+    assert dt.runs(tmp_path, "kb") == [pod_pid]  # exactly once across both masters
+    assert [n for n in kube.jobs() if n.startswith("kannon-pidbullet-")] == jobs  # adopted, not a second Job
+    started = [e for e in second.tail.events if e["kind"] == "started" and e["family"] == "PidBullet"]
+    assert len(started) == 1 and "adopted" in started[0].get("where", "")
+    with working_dir(tmp_path):
+        out = dt.Yielder(names=["kb"], runs_dir=str(tmp_path), hold_dir=str(tmp_path)).output().load()
+    assert out["values"] == [{"name": "kb", "pid": pod_pid}]
+    assert run_id is not None and k8s_leftovers(kube, run_id) == []
