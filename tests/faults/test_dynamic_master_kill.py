@@ -107,3 +107,43 @@ def test_master_sigkill_mid_body_on_kubernetes_adopts_the_yielded_bullets_job(ku
         out = dt.Yielder(names=["kb"], runs_dir=str(tmp_path), hold_dir=str(tmp_path)).output().load()
     assert out["values"] == [{"name": "kb", "pid": pod_pid}]
     assert run_id is not None and k8s_leftovers(kube, run_id) == []
+
+
+@pytest.mark.k8s
+@pytest.mark.timeout(900)
+@pytest.mark.xfail(strict=True, reason="kannon/backends/kubernetes deletes an earlier master's finished Jobs at start "
+                   "and relaunches the task, instead of reading the request of a Job that exited 10 (issue 13)")
+def test_a_job_that_yielded_after_its_master_died_is_read_not_relaunched(kube: KubeEmulator, tmp_path: Path) -> None:
+    """The master is killed while a bullet runs; the bullet then stops at its yield (exit 10, its request written)
+    with no master to read it. The next master should read that request from the finished Job rather than run the
+    yielding body a further time: across both masters its run() starts twice (the yield, then the end)."""
+    (tmp_path / "pipe.py").write_text(
+        "from tests.support.dyntasks import HeldBulletYielder\n"
+        f"def root():\n    return HeldBulletYielder(names=['r1'], runs_dir={str(tmp_path)!r}, "
+        f"hold_file={str(tmp_path / 'h')!r})\n")  # fmt: skip
+    args, env = k8s_args(kube, tmp_path)
+    first = Master(tmp_path, "pipe.py:root", args, env, name="gen1")
+    try:
+        wait_until(lambda: first.proc.poll() is not None or (tmp_path / "h.started").exists(), 300,
+                   "the bullet's body to start in its pod")  # fmt: skip
+        assert first.proc.poll() is None, first.output()
+        first.signal(signal.SIGKILL)
+        assert first.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        first.stop()
+    (tmp_path / "h").write_text("go")  # the orphaned child yields now, and exits 10 with nobody to read it
+
+    def yielded_job_finished() -> bool:
+        return any(c.get("type") == "Failed" and c.get("status") == "True"
+                   for name, job in kube.jobs().items() if name.startswith("kannon-heldbulletyielder-")
+                   for c in job.get("status", {}).get("conditions", []))  # fmt: skip
+
+    wait_until(yielded_job_finished, 300, "the orphaned Job to end at its yield")
+    assert len(dt.runs(tmp_path, "hyielder")) == 1 and dt.runs(tmp_path, "r1") == []
+    second = Master(tmp_path, "pipe.py:root", args, env, name="gen2")
+    try:
+        assert second.wait(timeout=300) == 0, second.output()
+    finally:
+        second.stop()
+    assert len(dt.runs(tmp_path, "r1")) == 1
+    assert len(dt.runs(tmp_path, "hyielder")) == 2  # the yield (first master's pod), then the end: no further yield
