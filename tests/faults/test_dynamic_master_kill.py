@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kannon.testing import KubeEmulator
 from tests.faults.harness import (
     Master,
+    docker_args,
+    docker_leftovers,
     k8s_args,
     k8s_leftovers,
     local_leftovers,
@@ -25,6 +28,7 @@ from tests.faults.harness import (
     working_dir,
 )
 from tests.support import dyntasks as dt
+from tests.support.services import TEST_IMAGE
 
 
 def pipeline(tmp_path: Path, hold: Path) -> None:
@@ -107,6 +111,47 @@ def test_master_sigkill_mid_body_on_kubernetes_adopts_the_yielded_bullets_job(ku
         out = dt.Yielder(names=["kb"], runs_dir=str(tmp_path), hold_dir=str(tmp_path)).output().load()
     assert out["values"] == [{"name": "kb", "pid": pod_pid}]
     assert run_id is not None and k8s_leftovers(kube, run_id) == []
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(900)
+def test_master_sigkill_mid_body_on_docker_adopts_the_yielded_bullets_container(docker_engine: Any,
+                                                                                tmp_path: Path) -> None:
+    """As on Kubernetes: the container outlives the killed master, and the second master adopts it (by its
+    deterministic name) instead of starting the yielded bullet's body again."""
+    (tmp_path / "pipe.py").write_text(
+        "from tests.support.dyntasks import Yielder\n"
+        f"def root():\n    return Yielder(names=['db'], runs_dir={str(tmp_path)!r}, "
+        f"hold_dir={str(tmp_path)!r})\n")  # fmt: skip
+    args = docker_args(TEST_IMAGE)
+    first = Master(tmp_path, "pipe.py:root", args, name="gen1")
+    try:
+        wait_until(lambda: first.proc.poll() is not None or (tmp_path / "db.started").exists(), 300,
+                   "the yielded bullet's body to start in its container")  # fmt: skip
+        assert first.proc.poll() is None, first.output()
+        first.signal(signal.SIGKILL)
+        assert first.wait(timeout=60) == -signal.SIGKILL
+        run_id = first.tail.run_id
+    finally:
+        first.stop()
+    assert run_id is not None
+    body = dt.runs(tmp_path, "db")
+    running = docker_engine.containers.list(filters={"label": f"kannon.io/run-id={run_id}"})
+    assert len(body) == 1 and len(running) == 1  # the yielded bullet's container outlived its master
+    second = Master(tmp_path, "pipe.py:root", args, name="gen2")
+    try:
+        assert second.wait_event(lambda e: e["kind"] == "started" and e["family"] == "PidBullet", timeout=300)
+        (tmp_path / "db").write_text("go")  # the held body may finish now, in the container of the first master
+        assert second.wait(timeout=300) == 0, second.output()
+    finally:
+        second.stop()
+    assert dt.runs(tmp_path, "db") == body  # exactly once across both masters
+    started = [e for e in second.tail.events if e["kind"] == "started" and e["family"] == "PidBullet"]
+    assert len(started) == 1 and "adopted" in started[0].get("where", ""), started
+    with working_dir(tmp_path):
+        out = dt.Yielder(names=["db"], runs_dir=str(tmp_path), hold_dir=str(tmp_path)).output().load()
+    assert [v["name"] for v in out["values"]] == ["db"]
+    assert docker_leftovers(docker_engine, run_id) == []
 
 
 @pytest.mark.k8s
