@@ -5,7 +5,8 @@ The bullet commits its output and then keeps its run() open (waiting on a file) 
 lands while the bullet still runs. The child dies with its master on the local backend (nothing of a killed master may
 survive it, tests/faults/test_master_kill.py), so the second master finds the yielded bullet's output committed and
 must treat the yield as satisfied — luigi's contract: a yielded task that is complete never runs again — instead of
-launching it a second time."""
+launching it a second time. On Kubernetes and Docker the child outlives the master, so the kill lands in the middle of
+the body and the second master must adopt the running Job / container."""
 
 from __future__ import annotations
 
