@@ -193,3 +193,42 @@ def test_a_job_that_yielded_after_its_master_died_is_read_not_relaunched(kube: K
         second.stop()
     assert len(dt.runs(tmp_path, "r1")) == 1
     assert len(dt.runs(tmp_path, "hyielder")) == 2  # the yield (first master's pod), then the end: no further yield
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(900)
+@pytest.mark.xfail(strict=True, reason="kannon/backends/docker.py removes an earlier master's exited containers at "
+                   "start and relaunches the task, instead of reading the request of one that exited 10 (issue 13)")
+def test_a_container_that_yielded_after_its_master_died_is_read_not_relaunched(docker_engine: Any,
+                                                                               tmp_path: Path) -> None:
+    """The Docker twin of the Kubernetes case above."""
+    (tmp_path / "pipe.py").write_text(
+        "from tests.support.dyntasks import HeldBulletYielder\n"
+        f"def root():\n    return HeldBulletYielder(names=['r1'], runs_dir={str(tmp_path)!r}, "
+        f"hold_file={str(tmp_path / 'h')!r})\n")  # fmt: skip
+    args = docker_args(TEST_IMAGE)
+    first = Master(tmp_path, "pipe.py:root", args, name="gen1")
+    try:
+        wait_until(lambda: first.proc.poll() is not None or (tmp_path / "h.started").exists(), 300,
+                   "the bullet's body to start in its container")  # fmt: skip
+        assert first.proc.poll() is None, first.output()
+        first.signal(signal.SIGKILL)
+        assert first.wait(timeout=60) == -signal.SIGKILL
+        run_id = first.tail.run_id
+    finally:
+        first.stop()
+    (tmp_path / "h").write_text("go")  # the orphaned child yields now, and exits 10 with nobody to read it
+
+    def exited_10() -> bool:
+        found = docker_engine.containers.list(all=True, filters={"label": f"kannon.io/run-id={run_id}"})
+        return any(c.status == "exited" and c.attrs["State"]["ExitCode"] == 10 for c in found)
+
+    wait_until(exited_10, 300, "the orphaned container to end at its yield")
+    assert len(dt.runs(tmp_path, "hyielder")) == 1 and dt.runs(tmp_path, "r1") == []
+    second = Master(tmp_path, "pipe.py:root", args, name="gen2")
+    try:
+        assert second.wait(timeout=300) == 0, second.output()
+    finally:
+        second.stop()
+    assert len(dt.runs(tmp_path, "r1")) == 1
+    assert len(dt.runs(tmp_path, "hyielder")) == 2  # the yield (first master's container), then the end
