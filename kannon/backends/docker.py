@@ -468,7 +468,7 @@ class DockerExecutor(Executor):
         running: dict[str, list[Any]] = {}
         for c in self._run_containers(run_id):
             task_id = c.labels.get(LABEL_TASK, "")
-            if c.status == "running" and task_id:
+            if task_id and (c.status == "running" or _yielded(c)):  # a yield its master never read: adopted too
                 running.setdefault(task_id, []).append(c)
             else:
                 self._remove(c)
@@ -751,7 +751,8 @@ class DockerExecutor(Executor):
             container.reload()
         except docker.errors.NotFound:
             return None  # it ended and went in the meantime
-        if container.status == "running" and container.labels.get(LABEL_CONFIG) == config["labels"][LABEL_CONFIG]:
+        if (container.status == "running" or _yielded(container)) and container.labels.get(
+                LABEL_CONFIG) == config["labels"][LABEL_CONFIG]:  # fmt: skip
             return container
         self._stop_and_remove(container)  # ended meanwhile, or started with other code/limits: run afresh
         return None
@@ -937,3 +938,8 @@ def _read_result(launch: Launch, attrs: Mapping[str, Any]) -> childresult.ChildR
     path = next((e[len(prefix) :] for e in env if isinstance(e, str) and e.startswith(prefix)), None)
     return childresult.read_for(path, launch) if path else None
 
+
+def _yielded(container: Any) -> bool:
+    """Did this ended container's child stop at a yield (exit 10; its request is in the run directory)?"""
+    state = (container.attrs or {}).get("State") or {}
+    return container.status == "exited" and state.get("ExitCode") == exitcodes.REQUESTED

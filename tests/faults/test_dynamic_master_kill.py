@@ -157,8 +157,6 @@ def test_master_sigkill_mid_body_on_docker_adopts_the_yielded_bullets_container(
 
 @pytest.mark.k8s
 @pytest.mark.timeout(900)
-@pytest.mark.xfail(strict=True, reason="kannon/backends/kubernetes deletes an earlier master's finished Jobs at start "
-                   "and relaunches the task, instead of reading the request of a Job that exited 10 (issue 13)")
 def test_a_job_that_yielded_after_its_master_died_is_read_not_relaunched(kube: KubeEmulator, tmp_path: Path) -> None:
     """The master is killed while a bullet runs; the bullet then stops at its yield (exit 10, its request written)
     with no master to read it. The next master should read that request from the finished Job rather than run the
@@ -197,8 +195,6 @@ def test_a_job_that_yielded_after_its_master_died_is_read_not_relaunched(kube: K
 
 @pytest.mark.docker
 @pytest.mark.timeout(900)
-@pytest.mark.xfail(strict=True, reason="kannon/backends/docker.py removes an earlier master's exited containers at "
-                   "start and relaunches the task, instead of reading the request of one that exited 10 (issue 13)")
 def test_a_container_that_yielded_after_its_master_died_is_read_not_relaunched(docker_engine: Any,
                                                                                tmp_path: Path) -> None:
     """The Docker twin of the Kubernetes case above."""

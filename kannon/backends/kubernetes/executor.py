@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from kannon import exitcodes
 from kannon.backends.base import BackendError, Launch, Report, RunInfo, SpecTransport
 from kannon.backends.kubernetes import admission, codemap
 from kannon.backends.kubernetes import classify as kc
@@ -189,9 +190,9 @@ class K8sJobExecutor(JobCreator):
                                "pass namespace= / --namespace") from e  # fmt: skip
         finished: list[str] = []
         for job in existing:
-            if kc.job_terminal(job) is not None:
+            if kc.job_terminal(job) is not None and not self._yielded(job):
                 finished.append(job.metadata.name)
-            else:
+            else:  # running, or stopped at a yield its master never read: adopted, so its request is read
                 self._note_leftover(job)
         if run.secrets:  # before any Job: a Job naming a missing Secret would sit in CreateContainerConfigError
             self._secret = RunSecret(self.api, self._core, ns, secret_name(self.job_prefix, run.run_id))
@@ -216,6 +217,13 @@ class K8sJobExecutor(JobCreator):
                      len(self._leftovers), run.run_id)  # fmt: skip
         self._ticker = threading.Thread(target=self._tick, name="kannon-k8s-deadlines", daemon=True)
         self._ticker.start()
+
+    def _yielded(self, job: Any) -> bool:
+        """Did this finished Job's child stop at a yield (exit 10, its request in the termination message)?"""
+        pods = self._pods_of(job.metadata.name, job.metadata.uid)
+        status = kc.container_status(pods[-1], self.container) if pods else None
+        terminated = status.state.terminated if status is not None and status.state is not None else None
+        return terminated is not None and terminated.exit_code == exitcodes.REQUESTED
 
     def close(self) -> None:
         if self._stop.is_set():
