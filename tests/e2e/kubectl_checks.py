@@ -114,3 +114,32 @@ def check_running_bullet(kubectl: Kubectl) -> str:
                                  kubectl("describe", "job", name).stdout), WAIT, "describe's 1 Ready pod",
                max_delay=0.2)  # fmt: skip
     return name
+
+
+BUILD_PIPELINE = """
+import os, time
+import kannon
+
+class KubectlSeen(kannon.TaskOnBullet[str]):
+    def run(self) -> None:
+        print("bullet says hi", flush=True)
+        while not os.path.exists({flag!r}):
+            time.sleep(0.02)
+        self.dump("done")
+
+root = KubectlSeen()
+"""
+
+
+def build_pipeline(flag: Path) -> str:
+    """A pipeline of one bullet that prints ``bullet says hi`` and runs until ``flag`` exists."""
+    return BUILD_PIPELINE.format(flag=str(flag))
+
+
+def check_bullet_of_a_running_build(kubectl: Kubectl, build: subprocess.Popen[str], flag: Path) -> None:
+    """``build`` (``kannon build`` of ``build_pipeline(flag)``) runs: kubectl sees its bullet, then it succeeds."""
+    check_running_bullet(kubectl)
+    assert build.poll() is None, build.communicate()[0]
+    flag.touch()
+    out, _ = build.communicate(timeout=WAIT)
+    assert build.returncode == 0, out

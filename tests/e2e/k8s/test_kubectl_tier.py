@@ -6,7 +6,9 @@ what kubectl prints against upstream v1.33.13."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,16 @@ import yaml
 from kannon.testing import KubeEmulator
 from kannon.testing.upstream.versions import KUBERNETES
 from tests.e2e.k8s.test_k8s_backend import launch_of, make
-from tests.e2e.kubectl_checks import bullet_code, check_apply, check_explain, check_job_lifecycle, check_running_bullet
+from tests.e2e.k8s.test_k8s_backend_build import cli
+from tests.e2e.kubectl_checks import (
+    build_pipeline,
+    bullet_code,
+    check_apply,
+    check_bullet_of_a_running_build,
+    check_explain,
+    check_job_lifecycle,
+    check_running_bullet,
+)
 
 __all__ = ["make"]  # the executor fixture of the backend tests, used here by name
 
@@ -64,6 +75,17 @@ def test_kubectl_sees_a_kannon_bullet_while_it_runs(make: Any, kubectl: Any, tmp
     flag.touch()
     fin = rec.wait_finished(launch.key)
     assert fin.ok and "done" in fin.log_tail
+
+
+def test_kubectl_sees_the_bullet_of_a_running_kannon_build(kube: KubeEmulator, kubectl: Any, tmp_path: Path) -> None:
+    (tmp_path / "waitpipe.py").write_text(build_pipeline(tmp_path / "go"))
+    build = cli(kube, tmp_path, tmp_path / "events.jsonl")
+    try:
+        check_bullet_of_a_running_build(kubectl, build, tmp_path / "go")
+    finally:
+        if build.poll() is None:
+            os.killpg(build.pid, signal.SIGKILL)
+            build.communicate()
 
 
 def test_the_emulator_reports_the_release_it_is_checked_against(kubectl: Any) -> None:

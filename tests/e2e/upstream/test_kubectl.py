@@ -17,17 +17,20 @@ from kannon.testing.upstream import KUBERNETES
 from tests.e2e.k8s.test_k8s_backend import launch_of
 from tests.e2e.kubectl_checks import (
     Kubectl,
+    build_pipeline,
     bullet_code,
     check_apply,
+    check_bullet_of_a_running_build,
     check_explain,
     check_job_lifecycle,
     check_running_bullet,
 )
 from tests.e2e.upstream.kube import condition, job_manifest, kubectl
 from tests.e2e.upstream.test_executor import make
+from tests.e2e.upstream.test_master import Master, master
 from tests.support.procs import wait_until
 
-__all__ = ["make"]  # the executor fixture of the executor tests (kannon's node), used here by name
+__all__ = ["make", "master"]  # fixtures of the executor and master tests (kannon's node), used here by name
 
 pytestmark = pytest.mark.upstream
 
@@ -90,6 +93,13 @@ def test_kubectl_sees_a_kannon_bullet_while_it_runs(make: Any, kubectl_ns: Kubec
     flag.touch()
     fin = rec.wait_finished(launch.key)
     assert fin.ok and "done" in fin.log_tail
+
+
+def test_kubectl_sees_the_bullet_of_a_running_kannon_build(master: Master, kubectl_ns: Kubectl,
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    (tmp_path / "seen.py").write_text(build_pipeline(tmp_path / "go"))
+    build = master.start("events.jsonl", pipeline="seen.py")
+    check_bullet_of_a_running_build(kubectl_ns, build, tmp_path / "go")
 
 
 def test_get_jobs_prints_the_server_side_table(upstream: Any, namespace: str, api_client: Any) -> None:
