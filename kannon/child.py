@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -54,6 +55,58 @@ def _apply_local_limits() -> None:
         except OSError as e:  # running unlimited would hide the problem until Kubernetes OOM-kills the task
             _say(f"cannot enforce the task's memory hint: joining the memory cgroup {cgroup} failed: {e}")
             os._exit(1)
+
+
+_terminating = threading.Lock()
+
+
+def _terminate() -> None:
+    # What SIG_DFL would do, done by hand because PID 1 of a PID namespace (the child in a Kubernetes pod) gets no
+    # default action: the kernel drops a signal its init has no handler for, and the pod then ran until SIGKILL.
+    if not _terminating.acquire(blocking=False):
+        return  # the other path is already ending the process
+    if os.getpgrp() == os.getpid():  # we lead our group: what the task started in it is ours to stop
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpgrp(), signal.SIGTERM)  # reaches us too: _terminating makes that a no-op
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(128 + signal.SIGTERM)  # 143, as a process the signal killed; a container runtime reports the same
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    _terminate()
+
+
+def _watch_wakeup(fd: int) -> None:
+    while True:
+        try:
+            data = os.read(fd, 512)
+        except OSError:
+            return
+        if not data:
+            return
+        if signal.SIGTERM in data:
+            _terminate()
+
+
+def install_sigterm_handler() -> None:
+    """End promptly on SIGTERM (cancel, activeDeadlineSeconds, pod deletion) whatever our PID; see _terminate.
+
+    Python runs a handler in the main thread once it next executes bytecode, and the kernel may hand a process's
+    signal to any thread: a main thread blocked in a C call (the task's sleep(), a long computation) would not see
+    it for as long. The wakeup fd is written by whichever thread received the signal, so a thread reading it acts
+    at once (while an asyncio loop owns the wakeup fd, that loop wakes the main thread instead)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    r, w = os.pipe()  # not inherited by the task's subprocesses (PEP 446)
+    os.set_blocking(w, False)
+    try:
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread: the handler alone
+        os.close(r)
+        os.close(w)
+        return
+    threading.Thread(target=_watch_wakeup, args=(r,), daemon=True, name="kannon-sigterm").start()
 
 
 def _setup_logging() -> None:
@@ -120,6 +173,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str]) -> int:
+    install_sigterm_handler()
     args = parse_args(argv)
     meter = _start_measuring()
     code = _main(args)

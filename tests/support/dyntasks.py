@@ -180,3 +180,46 @@ class BulletYielder(kannon.TaskOnBullet):
         note_run(self.runs_dir, "byielder")
         targets = yield [PidBullet(name=n, runs_dir=self.runs_dir) for n in self.names]
         self.dump({"pid": os.getpid(), "values": [t.load() for t in targets]})
+
+
+class DumpsThenHolds(kannon.TaskOnBullet):
+    """Dumps its output, says so (``<hold_file>.dumped``), then waits for ``hold_file`` before returning: a master
+    killed meanwhile leaves a committed output behind a run() that never returned."""
+
+    name = luigi.Parameter()
+    runs_dir = luigi.Parameter(significant=False)
+    hold_file = luigi.Parameter(significant=False)
+
+    def run(self) -> None:
+        note_run(self.runs_dir, self.name)
+        self.dump({"name": self.name, "pid": os.getpid()})
+        Path(self.hold_file + ".dumped").write_text(str(os.getpid()))
+        while not Path(self.hold_file).exists():
+            time.sleep(0.05)
+
+
+class YieldsHeld(gokart.TaskOnKart):
+    runs_dir = luigi.Parameter(significant=False)
+    hold_file = luigi.Parameter(significant=False)
+
+    def run(self) -> Any:
+        note_run(self.runs_dir, "yielder")
+        target = yield DumpsThenHolds(name="held", runs_dir=self.runs_dir, hold_file=self.hold_file)
+        self.dump({"pid": os.getpid(), "value": target.load()})
+
+
+class HeldBulletYielder(kannon.TaskOnBullet):
+    """A bullet that waits for ``hold_file`` before it yields: a master killed meanwhile leaves a child that then
+    stops at its yield (exit 10) with no master to read its request."""
+
+    names = luigi.ListParameter()
+    runs_dir = luigi.Parameter(significant=False)
+    hold_file = luigi.Parameter(significant=False)
+
+    def run(self) -> Any:
+        note_run(self.runs_dir, "hyielder")
+        Path(self.hold_file + ".started").write_text(str(os.getpid()))
+        while not Path(self.hold_file).exists():
+            time.sleep(0.05)
+        targets = yield [PidBullet(name=n, runs_dir=self.runs_dir) for n in self.names]
+        self.dump({"pid": os.getpid(), "values": [t.load() for t in targets]})

@@ -87,9 +87,10 @@ def disrupted(pod: V1Pod) -> bool:
 def culprit(pods: Iterable[V1Pod], container: str | None) -> V1Pod | None:
     """The pod whose end explains a failed Job.
 
-    A Job can have several pods even with backoffLimit 0: the controller replaces a pod as soon as it is being
-    deleted (preemption) and kills the replacement once the Job has failed. The cause is a disrupted pod, else the
-    first pod that ended; the newest pod only when none has ended yet."""
+    With backoffLimit 0 a Job has one pod: the controller counts a pod that is being deleted (preemption, eviction,
+    kubectl delete pod) as failed at once and does not replace it (upstream isPodFailed). Several pods remain
+    possible (a Job re-adopted from an older kannon, a controller with podReplacementPolicy Failed), so: a disrupted
+    pod, else the first pod that ended; the newest pod only when none has ended yet."""
     ordered = sorted(pods, key=created)
     for pod in ordered:
         if disrupted(pod):

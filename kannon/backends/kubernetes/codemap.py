@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 
 from kannon.backends.base import BackendError
 from kannon.backends.kubernetes.names import LABEL_RUN, dns_label, label_value
+from kannon.backends.kubernetes.runobject import RunObject
 from kannon.ship_child import CONFIG_MAP_DIR
 
 if TYPE_CHECKING:
-    from kannon.backends.kubernetes.api import ApiCaller
     from kannon.ship import Archive
 
 log = logging.getLogger("kannon.kubernetes")
@@ -112,49 +112,8 @@ def mount_cache(job: dict[str, Any], host_path: str, container: str | None) -> N
     target["env"] = replace_env(target.get("env") or [], [{"name": "KANNON_CODE_CACHE", "value": CACHE_DIR}])
 
 
-class RunCode:
-    """The run's code ConfigMap: :meth:`put` once in ``start()``, :meth:`delete` in ``close()``."""
+class RunCode(RunObject):
+    """The run's code ConfigMap: :meth:`put` once in ``start()`` (one of that name, same code, is kept),
+    :meth:`delete` in ``close()``."""
 
-    def __init__(self, api: ApiCaller, core: Any, namespace: str, name: str) -> None:
-        self.api, self.core, self.namespace, self.name = api, core, namespace, name
-        self.created = False  # the run's (created now, or by an earlier master of the run): deleted at close()
-
-    def put(self, body: dict[str, Any]) -> None:
-        """Create it; one of that name exists already (a re-attaching master, same code): nothing is written."""
-        from kubernetes.client.rest import ApiException
-
-        try:
-            self.api.call("create", "configmaps", self.core.create_namespaced_config_map, self.namespace, body)
-        except ApiException as e:
-            if e.status != 409:
-                raise BackendError(f"cannot create the run's code ConfigMap {self.name!r} in namespace "
-                                   f"{self.namespace!r} (HTTP {e.status} {e.reason})") from None  # fmt: skip
-        self.created = True
-
-    def sweep(self, run_id: str) -> None:
-        """Delete this run's code ConfigMaps of another name (older code, another job_prefix); best effort."""
-        try:
-            found = self.api.call("list", "configmaps", self.core.list_namespaced_config_map, self.namespace,
-                                  label_selector=f"{LABEL_RUN}={label_value(run_id)},{LABEL_CODE}")  # fmt: skip
-        except Exception as e:
-            log.warning("could not list the code ConfigMaps left by an earlier master of run %s: %s", run_id, e)
-            return
-        for item in found.items or ():
-            if item.metadata.name != self.name:
-                self._delete(item.metadata.name)
-
-    def delete(self) -> None:
-        if self.created:
-            self._delete(self.name)
-            self.created = False
-
-    def _delete(self, name: str) -> None:
-        from kubernetes.client.rest import ApiException
-
-        try:
-            self.api.call("delete", "configmaps", self.core.delete_namespaced_config_map, name, self.namespace)
-        except ApiException as e:
-            if e.status != 404:
-                log.warning("could not delete the run's code ConfigMap %s: HTTP %s %s", name, e.status, e.reason)
-        except BackendError as e:
-            log.warning("could not delete the run's code ConfigMap %s: %s", name, e)
+    resource, kind, title, selector = "configmaps", "config_map", "code ConfigMap", LABEL_CODE

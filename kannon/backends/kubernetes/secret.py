@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from kannon.backends.base import BackendError
 from kannon.backends.kubernetes.names import LABEL_RUN, dns_label, label_value
+from kannon.backends.kubernetes.runobject import RunObject
 
 if TYPE_CHECKING:
-    from kannon.backends.kubernetes.api import ApiCaller
+    pass
 
 log = logging.getLogger("kannon.kubernetes")
 
@@ -64,56 +65,8 @@ def env_refs(name: str, keys: list[str]) -> list[dict[str, Any]]:
     return [{"name": key, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}} for key in keys]
 
 
-class RunSecret:
-    """The run's Secret: :meth:`put` once in ``start()``, :meth:`delete` in ``close()``."""
+class RunSecret(RunObject):
+    """The run's Secret: :meth:`put` once in ``start()`` (an existing one, a re-attaching master's, is replaced by
+    this run's values), :meth:`delete` in ``close()``."""
 
-    def __init__(self, api: ApiCaller, core: Any, namespace: str, name: str) -> None:
-        self.api, self.core, self.namespace, self.name = api, core, namespace, name
-        self.created = False
-
-    def put(self, body: dict[str, Any]) -> None:
-        """Create it; an existing one (a re-attaching master of the same run) is replaced by this run's values.
-        A 403 becomes the ApiCaller's BackendError naming the verb and ``kannon k8s rbac``."""
-        from kubernetes.client.rest import ApiException
-
-        try:
-            self.api.call("create", "secrets", self.core.create_namespaced_secret, self.namespace, body)
-        except ApiException as e:
-            if e.status != 409:
-                raise BackendError(f"cannot create the run's Secret {self.name!r} in namespace {self.namespace!r} "
-                                   f"(HTTP {e.status} {e.reason})") from None  # fmt: skip
-            try:
-                self.api.call("update", "secrets", self.core.replace_namespaced_secret, self.name, self.namespace,
-                              body)  # fmt: skip
-            except ApiException as e2:  # the body is never echoed: it holds the values
-                raise BackendError(f"cannot replace the run's Secret {self.name!r} in namespace "
-                                   f"{self.namespace!r} (HTTP {e2.status} {e2.reason})") from None  # fmt: skip
-        self.created = True
-
-    def sweep(self, run_id: str) -> None:
-        """Delete Secrets of this run under another name (an earlier master with another job_prefix); best effort."""
-        try:
-            found = self.api.call("list", "secrets", self.core.list_namespaced_secret, self.namespace,
-                                  label_selector=f"{LABEL_RUN}={label_value(run_id)}")  # fmt: skip
-        except Exception as e:
-            log.warning("could not list the Secrets left by an earlier master of run %s: %s", run_id, e)
-            return
-        for item in found.items or ():
-            if item.metadata.name != self.name:
-                self._delete(item.metadata.name)
-
-    def delete(self) -> None:
-        if self.created:
-            self._delete(self.name)
-            self.created = False
-
-    def _delete(self, name: str) -> None:
-        from kubernetes.client.rest import ApiException
-
-        try:
-            self.api.call("delete", "secrets", self.core.delete_namespaced_secret, name, self.namespace)
-        except ApiException as e:
-            if e.status != 404:
-                log.warning("could not delete the run's Secret %s: HTTP %s %s", name, e.status, e.reason)
-        except BackendError as e:
-            log.warning("could not delete the run's Secret %s: %s", name, e)
+    resource, kind, title, replace_existing = "secrets", "secret", "Secret", True

@@ -20,10 +20,10 @@ import base64
 import binascii
 import copy
 import re
-import uuid
 from typing import Any
 
-from kannon.testing.kube.errors import Cause, bad_request, conflict, invalid
+from kannon.testing.kube import objects
+from kannon.testing.kube.errors import Cause, bad_request, invalid
 from kannon.testing.kube.secrets import SecretMissing
 from kannon.testing.kube.store import Store
 from kannon.testing.kube.validation import decode_checks, dns1123_subdomain_errors
@@ -82,36 +82,24 @@ def prepare(body: Any, ns: str, path_name: str | None) -> dict[str, Any]:
 
 
 def create(store: Store, ns: str, body: Any) -> dict[str, Any]:
-    cm = prepare(body, ns, None)
-    cm["metadata"].pop("resourceVersion", None)
-    cm["metadata"]["uid"] = str(uuid.uuid4())
-    return store.create(RESOURCE, cm)
+    return objects.create(store, RESOURCE, prepare(body, ns, None))
 
 
 def replace(store: Store, ns: str, name: str, body: Any) -> dict[str, Any]:
     """PUT (or a patch already applied to the stored object): 409 on a stale resourceVersion."""
     cm = prepare(body, ns, name)
-    expected = cm["metadata"].pop("resourceVersion", None)
-    with store.cond:
-        current = store.require(RESOURCE, ns, name)
-        if expected and expected != current["metadata"]["resourceVersion"]:
-            raise conflict(RESOURCE, name)
+
+    def check(current: dict[str, Any]) -> None:
         if current.get("immutable") and (cm.get("data") != current.get("data") or cm.get("binaryData") !=
                                          current.get("binaryData") or cm.get("immutable") is not True):  # fmt: skip
             raise invalid("ConfigMap", "", name, [Cause("data", "Forbidden: field is immutable when `immutable` is "
                                                         "set", "FieldValueForbidden")])  # fmt: skip
-        for key in ("uid", "creationTimestamp", "generation"):
-            if key in current["metadata"]:
-                cm["metadata"][key] = current["metadata"][key]
-        return store.replace(RESOURCE, cm, expected)
+
+    return objects.replace(store, RESOURCE, ns, name, cm, check)
 
 
 def delete(store: Store, ns: str, name: str) -> dict[str, Any]:
-    with store.cond:
-        current = store.require(RESOURCE, ns, name)
-        store.remove(RESOURCE, ns, name)
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-            "details": {"name": name, "kind": RESOURCE, "uid": current["metadata"]["uid"]}}  # fmt: skip
+    return objects.delete(store, RESOURCE, ns, name)
 
 
 # -- the kubelet's side -------------------------------------------------------------------------------------------

@@ -64,6 +64,12 @@ class _Tracking:
     ttl_scheduled: bool = False
 
 
+def _counts_as_failed(job: Obj, pod: Obj) -> bool:
+    if job["spec"].get("podReplacementPolicy") == "Failed":
+        return False
+    return bool(pod["metadata"].get("deletionTimestamp")) and pod.get("status", {}).get("phase") != "Succeeded"
+
+
 class JobController:
     def __init__(self, store: Store, kubelet: Kubelet, backoff_base: float = 0.0, backoff_cap: float = 360.0) -> None:
         self.store = store
@@ -225,8 +231,13 @@ class JobController:
         tr = self._tracking.setdefault(uid, _Tracking())
         pods = self._pods_of(job)
         for p in pods:
-            # Count pods that finished before their own pod_done event reached us (finalizer-style tracking).
-            if is_terminal(p):
+            # Count pods that finished before their own pod_done event reached us (finalizer-style tracking), and
+            # terminating ones: upstream's isPodFailed (pkg/controller/job/job_controller.go, v1.33/1.34) counts a
+            # pod with a deletionTimestamp that has not succeeded as failed at once ("Count deleted Pods as failures
+            # to account for orphan Pods that never have a chance to reach the Failed phase"), unless
+            # podReplacementPolicy is Failed (the default with a podFailurePolicy). So a running pod of a
+            # backoffLimit-0 Job that is deleted fails the Job (failed: 1) and is never replaced.
+            if is_terminal(p) or _counts_as_failed(job, p):
                 self._count(ns, name, uid, p)
         if job["metadata"].get("deletionTimestamp"):
             self._finalize_deletion(job, pods)

@@ -12,11 +12,11 @@ who may take a Lease over is entirely the clients' business, as upstream.
 from __future__ import annotations
 
 import copy
-import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from kannon.testing.kube.errors import ApiError, Cause, bad_request, conflict, invalid
+from kannon.testing.kube import objects
+from kannon.testing.kube.errors import ApiError, Cause, bad_request, invalid
 from kannon.testing.kube.store import Store
 from kannon.testing.kube.validation import dns1123_subdomain_errors
 
@@ -111,24 +111,12 @@ def prepare(body: Any, ns: str, path_name: str | None) -> dict[str, Any]:
 
 
 def create(store: Store, ns: str, body: Any) -> dict[str, Any]:
-    lease = prepare(body, ns, None)
-    lease["metadata"].pop("resourceVersion", None)
-    lease["metadata"]["uid"] = str(uuid.uuid4())
-    return store.create(RESOURCE, lease)
+    return objects.create(store, RESOURCE, prepare(body, ns, None))
 
 
 def update(store: Store, ns: str, name: str, body: Any) -> dict[str, Any]:
     """PUT: 409 Conflict on a stale resourceVersion; identity fields stay the server's."""
-    lease = prepare(body, ns, name)
-    expected = lease["metadata"].pop("resourceVersion", None)
-    with store.cond:
-        current = store.require(RESOURCE, ns, name)
-        if expected and expected != current["metadata"]["resourceVersion"]:
-            raise conflict(RESOURCE, name)
-        for key in ("uid", "creationTimestamp", "generation"):
-            if key in current["metadata"]:
-                lease["metadata"][key] = current["metadata"][key]
-        return store.replace(RESOURCE, lease, expected)
+    return objects.replace(store, RESOURCE, ns, name, prepare(body, ns, name))
 
 
 def delete(store: Store, ns: str, name: str, options: dict[str, Any]) -> dict[str, Any]:

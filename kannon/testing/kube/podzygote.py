@@ -6,12 +6,14 @@ skipped), then serves start requests on the SOCK_SEQPACKET socket CONTROL_FD: ea
 container's stdout as an attached descriptor:
 
     {"id": N, "mode": "m"|"c"|"script", "target": MOD|CODE|PATH, "args": [...], "env": {...}, "cwd": DIR,
-     "cgroup_procs": PATH|null}
+     "cgroup_procs": PATH|null, "pid_namespace": BOOL}
 
 and is answered ``{"started": N, "pid": PID}`` (or ``{"failed": N, "error": TEXT}``) once the child is in its own
-session (and memory cgroup), so signalling its process group cannot miss it. ``{"exited": PID, "code": CODE}``
-follows when it ends (CODE as ``os.waitstatus_to_exitcode``: negative for a signal). EOF on the socket (the
-emulator closed it, or died) kills every child's process group and ends the zygote: nothing outlives the emulator.
+session (and memory cgroup), so signalling its process group cannot miss it (with "pid_namespace", the
+container's process is PID 1 of a PID namespace of its own, forked by the reported session leader).
+``{"exited": PID, "code": CODE}`` follows when it ends (CODE as ``os.waitstatus_to_exitcode``: negative for a
+signal). EOF on the socket (the emulator closed it, or died) kills every child's process group and ends the
+zygote: nothing outlives the emulator.
 
 Why: on one machine, every process pod's fresh interpreter re-imports gokart (~0.8 s of CPU on the 2-core machine
 this was measured on), which charges what a cluster spends on other nodes to the cores the master runs on. A fork
@@ -94,6 +96,51 @@ def _run(req: dict[str, Any], base_path: list[str]) -> None:
         runpy.run_path(target, run_name="__main__")
 
 
+CLONE_NEWPID = 0x20000000  # <linux/sched.h>
+
+
+def _unshare_pid() -> bool:
+    unshare = getattr(os, "unshare", None)  # Python 3.12+
+    try:
+        if unshare is not None:
+            unshare(CLONE_NEWPID)
+            return True
+        import ctypes
+
+        return int(ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWPID)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _become_pid1(close: list[int]) -> None:
+    """Fork the container's process as PID 1 of a new PID namespace, as a container runtime starts it, so it gets
+    init's signal semantics (the kernel drops a signal PID 1 has no handler for; pid_namespaces(7)). This process
+    stays outside, the session's leader the emulator signals, and ends as PID 1 ends (what `unshare --fork` does).
+    Returns in PID 1, or here when no namespace can be made (not root)."""
+    if not _unshare_pid():
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the group's SIGTERM is for PID 1 only
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        return
+    for fd in close:  # the log ends when PID 1's output does; PID 1 says when it is ready
+        os.close(fd)
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if code < 0:
+        if -code not in (signal.SIGKILL, signal.SIGSTOP):  # those cannot be caught, so need no resetting
+            signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code & 0xFF)
+
+
+def pid1_exec(argv: list[str]) -> None:
+    """``python -I -S podzygote.py --pid1 COMMAND...``: the process runtime's cold path, COMMAND as PID 1 (unshare(1)
+    of util-linux 2.38 cannot report a child that SIGKILL ended: it exits 1)."""
+    _become_pid1([])
+    os.execvp(argv[0], argv)  # noqa: S606 - the container's argv, never a shell
+
+
 def _child(req: dict[str, Any], out_fd: int, ready_w: int, close: list[int], base_path: list[str]) -> None:
     code = 1
     try:
@@ -110,6 +157,8 @@ def _child(req: dict[str, Any], out_fd: int, ready_w: int, close: list[int], bas
                     f.write(str(os.getpid()))
             except OSError:
                 pass  # best effort, as the cold runtime's limits
+        if req.get("pid_namespace"):
+            _become_pid1([out_fd, ready_w])
         os.write(ready_w, b"x")
         os.close(ready_w)
         null = os.open(os.devnull, os.O_RDONLY)
@@ -214,4 +263,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--pid1"]:
+        pid1_exec(sys.argv[2:])
     sys.exit(main(sys.argv))

@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -465,12 +466,12 @@ class _Zygote:
                 self.cond.notify_all()
 
     def start(self, mode: str, target: str, args: list[str], env: dict[str, str], cwd: str, out_fd: int,
-              cgroup_procs: str | None) -> int:  # fmt: skip
+              cgroup_procs: str | None, pid_namespace: bool = False) -> int:  # fmt: skip
         with self._send_lock:
             self._next_id += 1
             rid = self._next_id
             req = {"id": rid, "mode": mode, "target": target, "args": args, "env": env, "cwd": cwd,
-                   "cgroup_procs": cgroup_procs}  # fmt: skip
+                   "cgroup_procs": cgroup_procs, "pid_namespace": pid_namespace}  # fmt: skip
             try:
                 socket.send_fds(self.sock, [json.dumps(req).encode()], [out_fd])
             except OSError as exc:
@@ -531,6 +532,25 @@ class _WarmHandle:
             self.cgroup.remove()
 
 
+# COMMAND as PID 1 of a new PID namespace: podzygote.py forks it and waits, ignoring SIGTERM itself (what
+# `unshare --pid --fork` does). /proc is not remounted: it still shows the node's PIDs.
+_PID1 = [sys.executable, "-I", "-S", str(Path(__file__).with_name("podzygote.py")), "--pid1"]
+
+
+def pid_namespace_default() -> bool:
+    return sys.platform.startswith("linux") and os.geteuid() == 0
+
+
+def _check_executable(name: str, env: dict[str, str], cwd: str) -> None:
+    if not os.path.isdir(cwd):
+        raise StartError(f'chdir to cwd ("{cwd}") set in config.json failed: no such file or directory')
+    found = os.path.join(cwd, name) if "/" in name else shutil.which(name, path=env.get("PATH", os.defpath))
+    if found is None or not os.path.isfile(found):
+        raise StartError(f'exec: "{name}": executable file not found in $PATH: unknown')
+    if not os.access(found, os.X_OK):
+        raise StartError(f'exec: "{name}": permission denied: unknown')
+
+
 class ProcessRuntime:
     """Runs the pod's single container as a local process group: argv = command + args, never a shell.
 
@@ -538,6 +558,10 @@ class ProcessRuntime:
     container whose command is ``python -m/-c/SCRIPT ...`` is then forked from it instead of starting a fresh
     interpreter (see podzygote.py for what differs). Other commands, and interpreters whose zygote fails to start,
     run as fresh processes.
+
+    ``pid_namespace`` (default: when running as root on Linux): each container's process is PID 1 of a PID
+    namespace of its own, as in a real container, so it gets init's signal semantics: SIGTERM is dropped unless
+    the process handles it, and the pod then runs until SIGKILL after the grace period.
     """
 
     name = "process"
@@ -548,8 +572,10 @@ class ProcessRuntime:
         image_env: dict[str, str] | None = None,
         memory_limits: bool = True,
         warm_imports: list[str] | None = None,
+        pid_namespace: bool | None = None,
     ) -> None:
         self.workdir = workdir
+        self.pid_namespace = pid_namespace_default() if pid_namespace is None else pid_namespace
         self.memory_limits = memory_limits
         self._image_env = image_env
         self.warm_imports = warm_imports
@@ -586,9 +612,15 @@ class ProcessRuntime:
             handle = self._start_warm(warm, env, cwd, out, cgroup)
             if handle is not None:
                 return handle
+        run = argv
+        if self.pid_namespace:
+            _check_executable(argv[0], env, cwd)  # the wrapper's own exec failure would look like the container's
+            run = _PID1 + argv
+            if cgroup and cgroup.path:  # join before the wrapper forks PID 1, which then is charged from its start
+                run = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(cgroup.path / "cgroup.procs"), *run]
         try:
             proc = subprocess.Popen(
-                argv,
+                run,
                 env=env,
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
@@ -655,7 +687,7 @@ class ProcessRuntime:
         read_fd, write_fd = os.pipe()
         procs = str(cgroup.path / "cgroup.procs") if cgroup and cgroup.path else None
         try:
-            pid = zygote.start(mode, target, args, env, cwd, write_fd, procs)
+            pid = zygote.start(mode, target, args, env, cwd, write_fd, procs, self.pid_namespace)
         except StartError as exc:
             os.close(read_fd)
             log.warning("%s; starting this container cold", exc)

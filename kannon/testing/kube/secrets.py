@@ -22,10 +22,10 @@ import base64
 import binascii
 import copy
 import re
-import uuid
 from typing import Any
 
-from kannon.testing.kube.errors import Cause, bad_request, conflict, invalid
+from kannon.testing.kube import objects
+from kannon.testing.kube.errors import Cause, bad_request, invalid
 from kannon.testing.kube.store import Store
 from kannon.testing.kube.validation import decode_checks, dns1123_subdomain_errors
 
@@ -87,20 +87,14 @@ def prepare(body: Any, ns: str, path_name: str | None) -> dict[str, Any]:
 
 
 def create(store: Store, ns: str, body: Any) -> dict[str, Any]:
-    secret = prepare(body, ns, None)
-    secret["metadata"].pop("resourceVersion", None)
-    secret["metadata"]["uid"] = str(uuid.uuid4())
-    return store.create(RESOURCE, secret)
+    return objects.create(store, RESOURCE, prepare(body, ns, None))
 
 
 def replace(store: Store, ns: str, name: str, body: Any) -> dict[str, Any]:
     """PUT (or a patch already applied to the stored object): 409 on a stale resourceVersion."""
     secret = prepare(body, ns, name)
-    expected = secret["metadata"].pop("resourceVersion", None)
-    with store.cond:
-        current = store.require(RESOURCE, ns, name)
-        if expected and expected != current["metadata"]["resourceVersion"]:
-            raise conflict(RESOURCE, name)
+
+    def check(current: dict[str, Any]) -> None:
         if current.get("immutable") and (secret.get("data") != current.get("data")
                                          or secret.get("immutable") is not True):  # fmt: skip
             raise invalid("Secret", "", name, [Cause("data", "Forbidden: field is immutable when `immutable` is set",
@@ -108,18 +102,12 @@ def replace(store: Store, ns: str, name: str, body: Any) -> dict[str, Any]:
         if secret.get("type") != current.get("type"):
             raise invalid("Secret", "", name, [Cause("type", f'Invalid value: "{secret.get("type")}": field is '
                                                      "immutable")])  # fmt: skip
-        for key in ("uid", "creationTimestamp", "generation"):
-            if key in current["metadata"]:
-                secret["metadata"][key] = current["metadata"][key]
-        return store.replace(RESOURCE, secret, expected)
+
+    return objects.replace(store, RESOURCE, ns, name, secret, check)
 
 
 def delete(store: Store, ns: str, name: str) -> dict[str, Any]:
-    with store.cond:
-        current = store.require(RESOURCE, ns, name)
-        store.remove(RESOURCE, ns, name)
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-            "details": {"name": name, "kind": RESOURCE, "uid": current["metadata"]["uid"]}}  # fmt: skip
+    return objects.delete(store, RESOURCE, ns, name)
 
 
 # -- the kubelet's side -------------------------------------------------------------------------------------------

@@ -344,7 +344,9 @@ def test_restart_policy_on_failure_restarts_in_place(kube: KubeEmulator, batch_a
 
 
 def test_active_deadline_kills_running_pod(kube: KubeEmulator, batch_api: Any) -> None:
-    batch_api.create_namespaced_job(NS, job_body("slow", "import time; time.sleep(60)", activeDeadlineSeconds=1))
+    # A pod's process is PID 1 (its own PID namespace): it ends on SIGTERM only if it handles it.
+    code = "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(143))\ntime.sleep(60)"
+    batch_api.create_namespaced_job(NS, job_body("slow", code, activeDeadlineSeconds=1))
     done = wait_finished(kube, "slow")
     conds = conditions(done)
     assert conds["Failed"]["reason"] == "DeadlineExceeded" and conds["FailureTarget"]["reason"] == "DeadlineExceeded"
@@ -546,9 +548,19 @@ def test_end_watches_closes_open_streams(kube: KubeEmulator, batch_api: Any) -> 
 # --- delete propagation --------------------------------------------------------------------------------------------
 
 
+HANDLES_SIGTERM = ("import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(143))\n"
+                   "print('ready', flush=True)\ntime.sleep(60)")
+
+
+def _handling(kube: KubeEmulator, job: str) -> None:
+    """Wait until a HANDLES_SIGTERM pod of ``job`` has its handler (a SIGTERM before that would be dropped)."""
+    kube.wait_for(lambda: any("ready" in kube.pod_log(p["metadata"]["name"]) for p in pods_of(kube, job)))
+
+
 def _running_job(kube: KubeEmulator, batch_api: Any, name: str) -> None:
-    batch_api.create_namespaced_job(NS, job_body(name, "import time; time.sleep(60)"))
-    kube.wait_for(lambda: any(p["status"]["phase"] == "Running" for p in pods_of(kube, name)))
+    # Ends on SIGTERM: a pod's process is PID 1 (its own PID namespace), for which the kernel drops an unhandled one.
+    batch_api.create_namespaced_job(NS, job_body(name, HANDLES_SIGTERM))
+    _handling(kube, name)
 
 
 def test_delete_without_policy_orphans_pods_with_warning(kube: KubeEmulator, batch_api: Any) -> None:
@@ -589,7 +601,7 @@ def test_pod_delete_is_graceful_and_job_replaces_it(kube: KubeEmulator, batch_ap
     deleted = core_api.delete_namespaced_pod(first, NS)
     assert deleted.metadata.deletion_timestamp is not None
     # The replacement appears as soon as the old pod is terminating (podReplacementPolicy TerminatingOrFailed); the
-    # deleted pod counts as failed once it is gone.
+    # deleted pod counts as failed at once (upstream isPodFailed: a deletionTimestamp and not Succeeded).
     kube.wait_for(
         lambda: (
             first not in kube.pods()
@@ -597,6 +609,31 @@ def test_pod_delete_is_graceful_and_job_replaces_it(kube: KubeEmulator, batch_ap
             and kube.jobs()["victim"]["status"].get("failed") == 1
         )
     )
+
+
+def test_a_deleted_running_pod_fails_a_backoff_limit_0_job_at_once(
+    kube: KubeEmulator, batch_api: Any, core_api: Any
+) -> None:
+    """Upstream job_controller.go isPodFailed: a terminating pod that has not succeeded counts as failed when its
+    deletion starts, so with backoffLimit 0 the Job fails (failed: 1) and no replacement pod runs the task again."""
+    # PID 1 without a SIGTERM handler: the pod stays terminating for the whole grace period.
+    rv = core_api.list_namespaced_pod(NS).metadata.resource_version
+    batch_api.create_namespaced_job(NS, job_body("once", "print('ready', flush=True)\nimport time\ntime.sleep(600)",
+                                                 backoffLimit=0))  # fmt: skip
+    _handling(kube, "once")
+    first = pods_of(kube, "once")[0]["metadata"]["name"]
+    core_api.delete_namespaced_pod(first, NS, grace_period_seconds=600)
+    job = kube.wait_for(lambda: (kube.jobs()["once"].get("status") or {}).get("failed") == 1 and kube.jobs()["once"])
+    assert conditions(job)["FailureTarget"]["reason"] == "BackoffLimitExceeded"
+    assert job["status"]["terminating"] == 1 and job["status"]["ready"] == 0 and "active" not in job["status"]
+    assert "Failed" not in conditions(job)  # the terminal condition waits for the terminating pod (1.31+)
+    assert kube.pods()[first]["metadata"]["deletionTimestamp"]  # still terminating: counted failed at once
+    core_api.delete_namespaced_pod(first, NS, grace_period_seconds=0)
+    done = wait_finished(kube, "once")
+    assert done["status"].get("failed") == 1 and conditions(done)["Failed"]["reason"] == "BackoffLimitExceeded"
+    names = {ev["object"].metadata.name for ev in watch.Watch().stream(
+        core_api.list_namespaced_pod, NS, resource_version=rv, timeout_seconds=1, label_selector="job-name=once")}
+    assert names == {first}  # never replaced: the user's task ran once
 
 
 # --- pod logs ------------------------------------------------------------------------------------------------------
@@ -851,12 +888,12 @@ def test_garbage_collector_deletes_dependents_of_a_deleted_pod(
 ) -> None:
     _running_job(kube, batch_api, "master")
     master = pods_of(kube, "master")[0]["metadata"]
-    child = job_body("child", "import time; time.sleep(60)")
+    child = job_body("child", HANDLES_SIGTERM)
     child["metadata"]["ownerReferences"] = [
         {"apiVersion": "v1", "kind": "Pod", "name": master["name"], "uid": master["uid"], "blockOwnerDeletion": True}
     ]
     batch_api.create_namespaced_job(NS, child)
-    kube.wait_for(lambda: any(p["status"]["phase"] == "Running" for p in pods_of(kube, "child")))
+    _handling(kube, "child")
     core_api.delete_namespaced_pod(master["name"], NS)
     # The master pod goes, then its dependent Job, then (background) the Job's pods.
     kube.wait_for(lambda: "child" not in kube.jobs() and not pods_of(kube, "child"))
@@ -885,10 +922,9 @@ def _gone(pid: int) -> bool:
 
 def test_stopping_the_emulator_kills_whole_process_groups(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
-    code = (
-        f"import subprocess, sys, time\nc = subprocess.Popen([sys.executable, '-S', '-c', 'import time; "
-        f"time.sleep(120)'])\nopen({str(pids)!r}, 'w').write(f'{{c.pid}}')\ntime.sleep(120)"
-    )
+    # the grandchild writes its PID on the node (/proc is the node's): the pod's PID namespace hides it
+    inner = f"import os, time; open({str(pids)!r}, 'w').write(os.readlink('/proc/self')); time.sleep(120)"
+    code = f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-S', '-c', {inner!r}])\ntime.sleep(120)"
     with KubeEmulator() as kube:
         client.BatchV1Api(kube.api_client()).create_namespaced_job(NS, job_body("sleeper", code))
         kube.wait_for(lambda: pids.exists() and pids.read_text())

@@ -77,7 +77,8 @@ def zygote_of(kube: KubeEmulator) -> _Zygote:
     return zygote
 
 
-SLEEPER = [PY, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(600)"]
+# A pod's process is PID 1 of its own PID namespace; /proc is the node's, so /proc/self names its PID on the node.
+SLEEPER = [PY, "-c", "import os, time; print(os.readlink('/proc/self'), flush=True); time.sleep(600)"]
 
 
 def run_job(kube: KubeEmulator, name: str, command: list[str], workdir: Path, **env: str) -> tuple[int, str]:
@@ -158,8 +159,9 @@ def test_other_commands_start_cold(warm: KubeEmulator, tmp_path: Path) -> None:
 def test_deleting_the_job_kills_the_pods_process_group(warm: KubeEmulator, tmp_path: Path) -> None:
     code = textwrap.dedent(f"""
         import os, subprocess, sys, time
-        child = subprocess.Popen([{PY!r}, "-c", "import time; time.sleep(600)"])
-        print(os.getpid(), child.pid, flush=True)
+        show = "import os, time; print(os.readlink('/proc/self'), flush=True); time.sleep(600)"
+        child = subprocess.Popen([{PY!r}, "-c", show], stdout=subprocess.PIPE, text=True)
+        print(os.readlink("/proc/self"), child.stdout.readline().strip(), flush=True)  # PIDs on the node
         time.sleep(600)
     """)
     create_job(warm, "sleeper", [PY, "-c", code], tmp_path, terminationGracePeriodSeconds=1)
