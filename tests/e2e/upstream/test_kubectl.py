@@ -1,8 +1,12 @@
-"""The real kubectl against the real API server: discovery, OpenAPI-backed apply and explain, server-side tables."""
+"""The real kubectl against the real API server: discovery, OpenAPI-backed apply and explain, server-side tables,
+and the checks the emulator's kubectl tier runs (tests/e2e/kubectl_checks.py) with pods run by kannon's node: a Job's
+get/wait/logs/describe/delete, and a kannon bullet seen while it runs."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,8 +14,23 @@ import yaml
 from kubernetes import client
 
 from kannon.testing.upstream import KUBERNETES
+from tests.e2e.k8s.test_k8s_backend import launch_of
+from tests.e2e.kubectl_checks import (
+    Kubectl,
+    build_pipeline,
+    bullet_code,
+    check_apply,
+    check_bullet_of_a_running_build,
+    check_explain,
+    check_job_lifecycle,
+    check_running_bullet,
+)
 from tests.e2e.upstream.kube import condition, job_manifest, kubectl
+from tests.e2e.upstream.test_executor import make
+from tests.e2e.upstream.test_master import Master, master
 from tests.support.procs import wait_until
+
+__all__ = ["make", "master"]  # fixtures of the executor and master tests (kannon's node), used here by name
 
 pytestmark = pytest.mark.upstream
 
@@ -35,23 +54,52 @@ def test_api_resources_lists_jobs_leases_and_pod_subresources(upstream: Any) -> 
     assert {"pods/status", "pods/binding", "pods/log", "pods/eviction"} <= subresources
 
 
-def test_apply_validates_a_job_against_the_openapi_schema(upstream: Any, namespace: str) -> None:
-    manifest = yaml.safe_dump(job_manifest("applied", suspend=True))
-    first = kubectl(upstream, "apply", "-n", namespace, "-f", "-", stdin=manifest)
-    assert first.stdout.strip() == "job.batch/applied created"
-    again = kubectl(upstream, "apply", "-n", namespace, "-f", "-", stdin=manifest)
-    assert again.stdout.strip() == "job.batch/applied unchanged"
+@pytest.fixture
+def kubectl_ns(upstream: Any, namespace: str) -> Kubectl:
+    """The shared checks' kubectl (tests/e2e/kubectl_checks.py): the admin's, in the test's namespace."""
 
-    bad = job_manifest("misspelled", suspend=True, pod_spec={"restartPolicyy": "Never"})
-    refused = kubectl(upstream, "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(bad), check=False)
-    assert refused.returncode != 0
+    def run(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return kubectl(upstream, "-n", namespace, *args, stdin=stdin, check=check)
+
+    return run
+
+
+def on_node(node: str) -> dict[str, Any]:
+    return {"nodeSelector": {"kubernetes.io/hostname": node}}
+
+
+def test_apply_created_unchanged_configured_and_a_misspelt_field_refused(kubectl_ns: Kubectl,
+                                                                          kannon_node: str) -> None:  # fmt: skip
     # kubectl's default --validate=strict is the server's strict field validation, which names the field.
-    assert 'unknown field "spec.template.spec.restartPolicyy"' in refused.stderr
+    check_apply(kubectl_ns, on_node(kannon_node))
 
 
-def test_explain_reads_field_docs_from_the_server(upstream: Any) -> None:
-    out = kubectl(upstream, "explain", "job.spec.suspend").stdout
-    assert "FIELD: suspend <boolean>" in out
+def test_explain_reads_field_docs_from_the_server(kubectl_ns: Kubectl) -> None:
+    check_explain(kubectl_ns)
+
+
+def test_get_wait_logs_describe_delete_a_job_run_by_kannons_node(kubectl_ns: Kubectl, namespace: str,
+                                                                 kannon_node: str) -> None:  # fmt: skip
+    check_job_lifecycle(kubectl_ns, namespace, on_node(kannon_node))
+
+
+def test_kubectl_sees_a_kannon_bullet_while_it_runs(make: Any, kubectl_ns: Kubectl, tmp_path: Path) -> None:
+    executor, rec = make()
+    flag = tmp_path / "go"
+    launch = launch_of(tmp_path, 1, bullet_code(flag))
+    executor.launch(launch)
+    rec.wait_started(launch.key)
+    check_running_bullet(kubectl_ns)
+    flag.touch()
+    fin = rec.wait_finished(launch.key)
+    assert fin.ok and "done" in fin.log_tail
+
+
+def test_kubectl_sees_the_bullet_of_a_running_kannon_build(master: Master, kubectl_ns: Kubectl,
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    (tmp_path / "seen.py").write_text(build_pipeline(tmp_path / "go"))
+    build = master.start("events.jsonl", pipeline="seen.py")
+    check_bullet_of_a_running_build(kubectl_ns, build, tmp_path / "go")
 
 
 def test_get_jobs_prints_the_server_side_table(upstream: Any, namespace: str, api_client: Any) -> None:
