@@ -24,7 +24,6 @@ import functools
 import hashlib
 import os
 import random
-import signal
 import time
 import uuid
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ import gokart
 import luigi
 
 import kannon
+from tests.support.procs import die_by_sigkill, node_pid
 
 LEDGER_ENV = "KANNON_FAULTS_LEDGER"
 NAP_ENV = "KANNON_FAULTS_NAP"
@@ -79,7 +79,7 @@ class _Ledgered:
         task: Any = self
         nonce = uuid.uuid4().hex
         existed = int(bool(task.output().exists()))
-        append_line(self.ledger, f"start {self.label} {nonce} {existed} {os.getpid()}")
+        append_line(self.ledger, f"start {self.label} {nonce} {existed} {node_pid()}")
         upstream = [task.load(p)["value"] for p in task.requires()]
         nap = self.nap * self._shape().nap_factor[self.label]
         if nap:
@@ -175,11 +175,11 @@ class _TwoOutputs:
     def run(self) -> None:
         task: Any = self
         nonce = uuid.uuid4().hex
-        append_line(self.ledger, f"start {self.name} {nonce} {int(task.output()['a'].exists())} {os.getpid()}")
+        append_line(self.ledger, f"start {self.name} {nonce} {int(task.output()['a'].exists())} {node_pid()}")
         task.dump({"nonce": nonce, "part": "a"}, "a")
         if Path(self.fail_flag).exists() and attempt_number() <= self.fail_attempts:
             if self.how == "sigkill":
-                os.kill(os.getpid(), signal.SIGKILL)
+                die_by_sigkill()
             raise RuntimeError(f"{self.name}: failing after writing only output a")
         task.dump({"nonce": nonce, "part": "b"}, "b")
         append_line(self.ledger, f"done {self.name} {nonce}")
@@ -229,7 +229,7 @@ def announce(directory: str, name: str, attempt: int) -> None:
     """``<name>.<attempt>.pid`` holding this process's pid, written whole (a reader never sees it half-written)."""
     final = Path(directory, f"{name}.{attempt}.pid")
     tmp = final.with_suffix(".tmp")
-    tmp.write_text(str(os.getpid()))
+    tmp.write_text(str(node_pid()))  # the node's pid: the test signals it from outside the pod
     tmp.rename(final)
 
 

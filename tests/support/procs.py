@@ -15,6 +15,24 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def node_pid() -> int:
+    """This process's pid as the machine sees it, which a test can signal. A child running as PID 1 of an emulator
+    pod's own PID namespace gets 1 from os.getpid(); /proc is the node's (not remounted in the pod), so /proc/self
+    still names it by the node's pid."""
+    try:
+        return int(os.readlink("/proc/self"))
+    except (OSError, ValueError):
+        return os.getpid()
+
+
+def die_by_sigkill() -> None:
+    """End this process as SIGKILL does. As PID 1 of a PID namespace the kernel drops a SIGKILL it sends itself
+    (pid_namespaces(7)), so there it exits with what a SIGKILLed container reports: 137."""
+    if os.getpid() == 1:
+        os._exit(128 + 9)
+    os.kill(os.getpid(), 9)
+
+
 def wait_until(predicate: Callable[[], T], timeout: float = 60.0, what: str = "condition", *,
                max_delay: float = 0.2) -> T:  # fmt: skip
     """predicate()'s first truthy value, re-checked with a back-off up to ``max_delay`` seconds (a higher bound when

@@ -227,3 +227,39 @@ def test_the_culprit_of_a_failed_job_is_the_disrupted_or_first_ended_pod_not_the
     assert kw.culprit([pending], "main") is pending and kw.culprit([], "main") is None
     ok = at(pod(terminated(0, "Completed"), phase="Succeeded"), 1, "a")
     assert kw.succeeded([pending, ok]) is ok and kw.succeeded([pending]) is pending
+
+
+def _pod_level(reason: str, message: str, state: V1ContainerState | None = None) -> V1Pod:
+    p = pod(state, reason=reason)
+    assert p.status is not None
+    p.status.message = message
+    return p
+
+
+def test_pod_level_failures_without_a_container_status_have_their_own_reasons() -> None:
+    """Reasons the kubelet writes on the pod itself (pkg/kubelet/lifecycle/predicate.go: admission; the pod's
+    activeDeadlineSeconds; graceful node shutdown), with no or only a killed container: each named, the node's
+    doing retried as infrastructure, the task's own deadline not."""
+    for reason in ("OutOfcpu", "OutOfmemory", "UnexpectedAdmissionError"):
+        out = kw.classify_failure(job(FAILED), _pod_level(reason, f"Pod was rejected: {reason}"), "main")
+        assert (out.failure_class, out.infra) == (reason, True), out
+        assert reason in (out.reason or "") and "rejected" in (out.reason or "")
+    shutdown = kw.classify_failure(job(FAILED), _pod_level(
+        "Terminated", "Pod was terminated in response to imminent node shutdown.", terminated(143)), "main")
+    assert (shutdown.failure_class, shutdown.infra) == ("NodeShutdown", True), shutdown
+    deadline = kw.classify_failure(job(FAILED), _pod_level(
+        "DeadlineExceeded", "Pod was active on the node longer than the specified deadline", terminated(137)), "main")
+    assert (deadline.failure_class, deadline.infra) == ("DeadlineExceeded", False), deadline
+    assert "activeDeadlineSeconds" in (deadline.reason or "") and "memory" not in (deadline.reason or "")
+
+
+def test_exit_137_is_not_called_an_oom_unless_the_kubelet_says_oomkilled() -> None:
+    lost = kw.classify_failure(job(FAILED), pod(terminated(
+        137, "ContainerStatusUnknown", "The container could not be located when the pod was terminated")), "main")
+    assert (lost.failure_class, lost.infra) == ("ContainerStatusUnknown", True), lost
+    assert "out of memory" not in (lost.reason or "") and "not a kill for memory" in (lost.reason or "")
+    killed = kw.classify_failure(job(FAILED), pod(terminated(137, "Error")), "main")
+    assert killed.failure_class == "Killed" and not killed.infra
+    assert "out of memory" not in (killed.reason or "") and "OOMKilled" in (killed.reason or ""), killed.reason
+    oom = kw.classify_failure(job(FAILED), pod(terminated(137, "OOMKilled"), memory="64Mi"), "main")
+    assert oom.failure_class == "OOMKilled" and "64Mi" in (oom.reason or "")

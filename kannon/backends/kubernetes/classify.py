@@ -151,6 +151,31 @@ def fail_fast(pod: V1Pod, python: str = "python") -> Outcome | None:
             )
     return None
 
+# Reasons the kubelet writes on a pod it refused at admission (pkg/kubelet/lifecycle/predicate.go: "OutOf" + the
+# resource, UnexpectedAdmissionError, NodeAffinity, ...): the node's doing, so another attempt may well run.
+_ADMISSION = frozenset({"UnexpectedAdmissionError", "NodeAffinity", "NodeName", "InvalidNodeInfo"})
+_SHUTDOWN = frozenset({"Terminated", "Shutdown"})  # graceful node shutdown (pkg/kubelet/nodeshutdown)
+
+
+def _pod_level(pod: V1Pod, term: Any) -> Outcome | None:
+    """A failure the kubelet wrote on the pod itself, which wins over what its killed container says."""
+    reason = pod.status.reason if pod.status is not None else None
+    message = (pod.status.message if pod.status is not None else None) or reason
+    code = term.exit_code if term is not None else None
+    if reason is None:
+        return None
+    if reason.startswith("OutOf") or reason in _ADMISSION:
+        return Outcome(None, f"the node rejected the pod at admission ({reason}: {message}); kannon tries again",
+                       reason, True)  # fmt: skip
+    if reason in _SHUTDOWN:
+        return Outcome(code, f"the node shut down under the pod ({message}); kannon tries again", "NodeShutdown",
+                       True)  # fmt: skip
+    if reason == "DeadlineExceeded":
+        return Outcome(code, f"the pod ran past the activeDeadlineSeconds of its own spec ({message}); that is the "
+                       "Job template's pod-level deadline, separate from Hints(timeout=...)", "DeadlineExceeded")
+    return None
+
+
 def classify_failure(
     job: V1Job | None, pod: V1Pod | None, container: str | None, python: str = "python",
     log_tail: Sequence[str] = (),
@@ -175,6 +200,9 @@ def classify_failure(
         if pod.status is not None and pod.status.reason == "Evicted":
             return Outcome(None, f"the pod was evicted: {pod.status.message or 'node under resource pressure'}",
                            "Evicted", True)  # fmt: skip
+        pod_level = _pod_level(pod, term)
+        if pod_level is not None:
+            return pod_level
     if job_reason == "DeadlineExceeded":
         limit = job.spec.active_deadline_seconds if job is not None and job.spec is not None else None
         after = f" of {limit} s" if limit else ""
@@ -194,6 +222,11 @@ def classify_failure(
                 "Hints(memory=...) on the task (or the Job template's resources.limits.memory)",
                 "OOMKilled",
             )
+        if term.reason == "ContainerStatusUnknown":  # the kubelet's stand-in (exit 137) for a container it lost
+            lost = term.message or "ContainerStatusUnknown"
+            return Outcome(term.exit_code, f"the container's state was lost with its node ({lost}); the exit code "
+                           "137 is the kubelet's stand-in, not a kill for memory", "ContainerStatusUnknown",
+                           True)  # fmt: skip
         if term.reason in ("StartError", "ContainerCannotRun"):
             return Outcome(
                 term.exit_code,
@@ -206,6 +239,10 @@ def classify_failure(
         if no_kannon is not None:
             return Outcome(code, logtail.kannon_import_reason(python, no_kannon, "K8sJobExecutor(python=...) / "
                                                               "--k8s-python"), "KannonNotImportable")  # fmt: skip
+        if code == 137:  # the kubelet names a memory kill OOMKilled (above): this SIGKILL came from elsewhere
+            return Outcome(code, "killed by SIGKILL (exit code 137), not for memory (the kubelet reports those as "
+                           "OOMKilled): the grace period after a SIGTERM ran out, or something on the node killed "
+                           "it", "Killed")  # fmt: skip
         if code is not None and code != 0:
             return Outcome(code, exitcodes.describe(code, tuple(log_tail)), exitcodes.failure_class(code))
     if job_reason == "BackoffLimitExceeded" or job_reason is None:
