@@ -20,6 +20,7 @@ from kannon.progress import summary_text
 from kannon.report.data import report_data
 from kannon.report.model import attempt_outcome, fold
 from kannon.result import KannonBuildError, Status
+from tests.support import dynscenarios
 from tests.support import dyntasks as dt
 from tests.support.procs import events, processes_in, start_kannon, wait_until
 
@@ -70,15 +71,7 @@ def launches(rec: Recorder, family: str) -> int:
 
 
 def test_a_yield_of_complete_tasks_never_stops_the_task(tmp_path: Path) -> None:
-    for name in "ab":  # made complete by an earlier build
-        build(dt.PidBullet(name=name, runs_dir=str(tmp_path)))
-    luigi.task_register.Register.clear_instance_cache()
-    result, rec = build(dt.Yielder(names=["a", "b"], runs_dir=str(tmp_path)))
-    assert launches(rec, "Yielder") == 1 and launches(rec, "PidBullet") == 0  # exact counts from the events
-    assert [e.kind for e in rec.events if e.kind == "requested"] == []
-    assert [len(dt.runs(tmp_path, n)) for n in ["yielder", "a", "b"]] == [1, 1, 1]
-    assert [v["name"] for v in dt.Yielder(names=["a", "b"], runs_dir=str(tmp_path)).output().load()["values"]] == [
-        "a", "b"]  # fmt: skip
+    dynscenarios.yield_of_complete_tasks(LocalExecutor, tmp_path, "pid ")
 
 
 def test_a_yield_mixing_complete_and_incomplete_tasks_launches_only_the_incomplete(tmp_path: Path) -> None:
@@ -100,23 +93,11 @@ def test_two_yields_in_a_row_stop_twice_and_get_both_outputs(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("retries", [0, 2])
 def test_a_yielded_bullet_that_fails_marks_the_yielder_upstream_failed(tmp_path: Path, retries: int) -> None:
-    root = dt.Yielder(names=["bad", "good"], runs_dir=str(tmp_path), fail_times=99)
-    with pytest.raises(KannonBuildError) as info:
-        build(root, retries=retries, retry_delay=0.0)
-    by_name = {r.params: r for r in info.value.result.tasks.values()}
-    assert by_name["name=bad"].status is Status.FAILED and len(by_name["name=bad"].attempts) == retries + 1
-    assert by_name["name=good"].status is Status.SUCCEEDED
-    yielder = next(r for r in info.value.result.tasks.values() if r.family == "Yielder")
-    assert yielder.status is Status.UPSTREAM_FAILED and "PidBullet" in (yielder.reason or "")
-    assert len(dt.runs(tmp_path, "yielder")) == 1  # never run again
-    assert len(dt.runs(tmp_path, "bad")) == retries + 1
+    dynscenarios.yielded_bullet_fails(LocalExecutor, tmp_path, "pid ", retries)
 
 
 def test_a_yielded_bullet_that_fails_once_is_retried_and_the_yielder_finishes(tmp_path: Path) -> None:
-    root = dt.Yielder(names=["flaky"], runs_dir=str(tmp_path), fail_times=1)
-    _, rec = build(root, retries=1, retry_delay=0.0)
-    assert [v["name"] for v in root.output().load()["values"]] == ["flaky"]
-    assert launches(rec, "PidBullet") == 2 and launches(rec, "Yielder") == 2
+    dynscenarios.yielded_bullet_fails_once(LocalExecutor, tmp_path, "pid ")
 
 
 def test_other_branches_run_while_the_yielded_bullets_run(tmp_path: Path) -> None:
@@ -193,6 +174,10 @@ def test_sigterm_while_yielded_bullets_run_cancels_them_and_leaves_nothing_runni
     assert cancelled == ["PidBullet", "PidBullet", "Yielder"]
     # nothing was run again after the cancel: each bullet's body started once, the yielder's once
     assert [len(dt.runs(tmp_path, n)) for n in ["p", "q", "yielder"]] == [1, 1, 1]
+
+
+def test_a_yielded_bullet_that_itself_yields_runs_each_level_in_its_own_child(tmp_path: Path) -> None:
+    dynscenarios.nested_yield(LocalExecutor, tmp_path, "pid ")
 
 
 def test_events_summary_and_report_name_every_dynamic_task_and_who_yielded_it(tmp_path: Path) -> None:
