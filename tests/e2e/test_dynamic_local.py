@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 from pathlib import Path
 
@@ -20,9 +19,10 @@ from kannon.progress import summary_text
 from kannon.report.data import report_data
 from kannon.report.model import attempt_outcome, fold
 from kannon.result import KannonBuildError, Status
+from tests.faults.harness import Master, find_processes
 from tests.support import dynscenarios
 from tests.support import dyntasks as dt
-from tests.support.procs import events, processes_in, start_kannon, wait_until
+from tests.support.procs import wait_until
 
 
 class Recorder:
@@ -150,30 +150,13 @@ def test_the_same_pipeline_under_gokart_build_gives_the_same_outputs(tmp_path: P
     assert values["kannon-files"] == values["gokart-files"]  # same unique ids, same output paths
 
 
-def test_sigterm_while_yielded_bullets_run_cancels_them_and_leaves_nothing_running(tmp_path: Path) -> None:
-    hold = tmp_path / "hold"
-    hold.mkdir()
-    (tmp_path / "pipe.py").write_text(
-        "from tests.support.dyntasks import Yielder\n"
-        f"def root():\n    return Yielder(names=['p', 'q'], runs_dir={str(tmp_path)!r}, hold_dir={str(hold)!r})\n")
-    proc = start_kannon("build", "pipe.py:root", "--events", "ev.jsonl", cwd=tmp_path)
-    try:
-        wait_until(lambda: proc.poll() is not None or all((hold / f"{n}.started").exists() for n in "pq"), 120,
-                   "both yielded bullets to run")  # fmt: skip
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        child_pids = {int((hold / f"{n}.started").read_text()) for n in "pq"}
-        assert all(pid in processes_in(tmp_path) for pid in child_pids)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 143
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    wait_until(lambda: not processes_in(tmp_path), 30, "every child to be gone")
-    evs = events(tmp_path / "ev.jsonl")
-    cancelled = sorted(e["family"] for e in evs if e["kind"] == "cancelled")
-    assert cancelled == ["PidBullet", "PidBullet", "Yielder"]
-    # nothing was run again after the cancel: each bullet's body started once, the yielder's once
-    assert [len(dt.runs(tmp_path, n)) for n in ["p", "q", "yielder"]] == [1, 1, 1]
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_sigterm_while_yielded_bullets_run_cancels_them_and_leaves_nothing_running(tmp_path: Path, mode: str) -> None:
+    def children(master: Master) -> list[str]:  # spawned children carry the run id, forked ones the master's marker
+        markers = [f"KANNON_RUN_ID={master.tail.run_id}", master.marker]
+        return [f"process {p.pid} ({p.cmdline})" for p in find_processes(markers, exclude=[master.pid])]
+
+    dynscenarios.sigterm_while_yielded_bullets_run(tmp_path, ["--local-mode", mode], None, children)
 
 
 def test_a_yielded_bullet_that_itself_yields_runs_each_level_in_its_own_child(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ tests: each takes a factory of the backend's executor and the prefix of that bac
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import kannon
 from kannon.backends.base import Executor
 from kannon.events import Event
 from kannon.result import KannonBuildError, Status
+from tests.faults.harness import Master, wait_until
 from tests.support import dyntasks as dt
 
 MakeExecutor = Callable[[], Executor]
@@ -121,3 +123,36 @@ def yielded_bullet_fails_once(make: MakeExecutor, runs_dir: Path, where: str, **
     assert len(wheres) == 2 and all(w.startswith(where) for w in wheres) and wheres[0] != wheres[1], wheres
     pids = dt.runs(runs_dir, "flaky")
     assert root.output().load() == {"pid": os.getpid(), "values": [{"name": "flaky", "pid": pids[1]}]}
+
+
+def sigterm_while_yielded_bullets_run(workdir: Path, args: list[str], env: dict[str, str] | None,
+                                      running: Callable[[Master], list[str]]) -> None:  # fmt: skip
+    """SIGTERM to a real ``kannon build`` master while two yielded bullets run: it exits 143, cancels both and the
+    yielder, leaves nothing ``running(master)`` reports (children / containers / Jobs and pods), and runs nothing
+    again."""
+    hold = workdir / "hold"
+    hold.mkdir()
+    (workdir / "pipe.py").write_text(
+        "from tests.support.dyntasks import Yielder\n"
+        f"def root():\n    return Yielder(names=['p', 'q'], runs_dir={str(workdir)!r}, hold_dir={str(hold)!r})\n")
+    master = Master(workdir, "pipe.py:root", args, env, name="sigterm")
+    try:
+        wait_until(lambda: master.proc.poll() is not None or all((hold / f"{n}.started").exists() for n in "pq"),
+                   300, "both yielded bullets to run")  # fmt: skip
+        assert master.proc.poll() is None, master.output()
+        master.tail.poll()
+        seen = running(master)
+        assert master.tail.run_id is not None and len(seen) >= 2, f"the scan is blind to the yielded bullets: {seen}"
+        master.signal(signal.SIGTERM)
+        code = master.wait(timeout=120)
+    finally:
+        master.stop()
+    assert code == 128 + signal.SIGTERM, master.output()
+    assert running(master) == []  # nothing left once the master exited
+    evs = master.tail.events
+    assert sorted(e["family"] for e in evs if e["kind"] == "launched") == ["PidBullet", "PidBullet", "Yielder"]
+    assert sorted(e["family"] for e in evs if e["kind"] == "cancelled") == ["PidBullet", "PidBullet", "Yielder"]
+    assert sorted(e["task_id"] for e in evs if e["kind"] == "requested") == sorted(
+        e["task_id"] for e in evs if e["kind"] == "launched" and e["family"] == "PidBullet")  # fmt: skip
+    # nothing was run again after the cancel: each bullet's body started once, the yielder's once
+    assert [len(dt.runs(workdir, n)) for n in ["p", "q", "yielder"]] == [1, 1, 1]

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from kannon.backends.docker import DockerExecutor
+from kannon.backends.docker import LABEL_RUN, DockerExecutor
 from kannon.result import Status
 from kannon.scheduler import Kannon
 from tests.e2e.docker.support import REPO, python_volumes
+from tests.faults.harness import Master, docker_args
 from tests.support import dynscenarios
 from tests.support import dyntasks as dt
 
@@ -84,3 +85,12 @@ def test_a_yielded_bullet_that_fails_once_in_its_container_is_retried_and_the_yi
 ) -> None:
     monkeypatch.chdir(tmp_path)
     dynscenarios.yielded_bullet_fails_once(docker_executor(image), tmp_path, "container kannon-", **SYS_PATH)
+
+
+def test_sigterm_while_yielded_bullets_run_in_containers_leaves_no_container(engine: Any, image: str,
+                                                                             tmp_path: Path) -> None:  # fmt: skip
+    def containers(master: Master) -> list[str]:
+        found = engine.containers.list(all=True, sparse=True, filters={"label": f"{LABEL_RUN}={master.tail.run_id}"})
+        return [f"container {c.id[:12]}" for c in found]
+
+    dynscenarios.sigterm_while_yielded_bullets_run(tmp_path, docker_args(image), None, containers)

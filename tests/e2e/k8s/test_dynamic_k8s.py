@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from kannon.backends.kubernetes import LABEL_RUN
 from kannon.result import Status
 from kannon.scheduler import Kannon
 from kannon.testing import KubeEmulator
 from tests.e2e.k8s.test_k8s_backend_build import executor
+from tests.faults.harness import Master, k8s_args
 from tests.support import dynscenarios
 from tests.support import dyntasks as dt
 
@@ -66,3 +68,16 @@ def test_a_yielded_bullet_that_fails_in_its_pod_marks_the_yielder_upstream_faile
 def test_a_yielded_bullet_that_fails_once_in_its_pod_is_retried_and_the_yielder_finishes(kube: KubeEmulator,
                                                                                          tmp_path: Path) -> None:
     dynscenarios.yielded_bullet_fails_once(lambda: executor(kube, tmp_path), tmp_path, "pod kannon-pidbullet-")
+
+
+def test_sigterm_while_yielded_bullets_run_in_pods_leaves_no_job_or_pod(kube: KubeEmulator, tmp_path: Path) -> None:
+    def alive(master: Master) -> list[str]:
+        out = [f"job {name}" for name, job in kube.jobs().items()
+               if job["metadata"]["labels"].get(LABEL_RUN) == master.tail.run_id]  # fmt: skip
+        out += [f"pod {name} ({pod['status'].get('phase')})" for name, pod in kube.pods().items()
+                if pod["status"].get("phase") in ("Pending", "Running")]  # fmt: skip
+        return out
+
+    args, env = k8s_args(kube, tmp_path)
+    dynscenarios.sigterm_while_yielded_bullets_run(tmp_path, args, env, alive)
+    assert [n for n in kube.jobs() if n.startswith("kannon-")] == []  # the Jobs were deleted, not just finished
