@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 from pathlib import Path
 
@@ -20,8 +19,10 @@ from kannon.progress import summary_text
 from kannon.report.data import report_data
 from kannon.report.model import attempt_outcome, fold
 from kannon.result import KannonBuildError, Status
+from tests.faults.harness import Master, find_processes
+from tests.support import dynscenarios
 from tests.support import dyntasks as dt
-from tests.support.procs import events, processes_in, start_kannon, wait_until
+from tests.support.procs import wait_until
 
 
 class Recorder:
@@ -70,15 +71,7 @@ def launches(rec: Recorder, family: str) -> int:
 
 
 def test_a_yield_of_complete_tasks_never_stops_the_task(tmp_path: Path) -> None:
-    for name in "ab":  # made complete by an earlier build
-        build(dt.PidBullet(name=name, runs_dir=str(tmp_path)))
-    luigi.task_register.Register.clear_instance_cache()
-    result, rec = build(dt.Yielder(names=["a", "b"], runs_dir=str(tmp_path)))
-    assert launches(rec, "Yielder") == 1 and launches(rec, "PidBullet") == 0  # exact counts from the events
-    assert [e.kind for e in rec.events if e.kind == "requested"] == []
-    assert [len(dt.runs(tmp_path, n)) for n in ["yielder", "a", "b"]] == [1, 1, 1]
-    assert [v["name"] for v in dt.Yielder(names=["a", "b"], runs_dir=str(tmp_path)).output().load()["values"]] == [
-        "a", "b"]  # fmt: skip
+    dynscenarios.yield_of_complete_tasks(LocalExecutor, tmp_path, "pid ")
 
 
 def test_a_yield_mixing_complete_and_incomplete_tasks_launches_only_the_incomplete(tmp_path: Path) -> None:
@@ -100,23 +93,11 @@ def test_two_yields_in_a_row_stop_twice_and_get_both_outputs(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("retries", [0, 2])
 def test_a_yielded_bullet_that_fails_marks_the_yielder_upstream_failed(tmp_path: Path, retries: int) -> None:
-    root = dt.Yielder(names=["bad", "good"], runs_dir=str(tmp_path), fail_times=99)
-    with pytest.raises(KannonBuildError) as info:
-        build(root, retries=retries, retry_delay=0.0)
-    by_name = {r.params: r for r in info.value.result.tasks.values()}
-    assert by_name["name=bad"].status is Status.FAILED and len(by_name["name=bad"].attempts) == retries + 1
-    assert by_name["name=good"].status is Status.SUCCEEDED
-    yielder = next(r for r in info.value.result.tasks.values() if r.family == "Yielder")
-    assert yielder.status is Status.UPSTREAM_FAILED and "PidBullet" in (yielder.reason or "")
-    assert len(dt.runs(tmp_path, "yielder")) == 1  # never run again
-    assert len(dt.runs(tmp_path, "bad")) == retries + 1
+    dynscenarios.yielded_bullet_fails(LocalExecutor, tmp_path, "pid ", retries)
 
 
 def test_a_yielded_bullet_that_fails_once_is_retried_and_the_yielder_finishes(tmp_path: Path) -> None:
-    root = dt.Yielder(names=["flaky"], runs_dir=str(tmp_path), fail_times=1)
-    _, rec = build(root, retries=1, retry_delay=0.0)
-    assert [v["name"] for v in root.output().load()["values"]] == ["flaky"]
-    assert launches(rec, "PidBullet") == 2 and launches(rec, "Yielder") == 2
+    dynscenarios.yielded_bullet_fails_once(LocalExecutor, tmp_path, "pid ")
 
 
 def test_other_branches_run_while_the_yielded_bullets_run(tmp_path: Path) -> None:
@@ -169,30 +150,17 @@ def test_the_same_pipeline_under_gokart_build_gives_the_same_outputs(tmp_path: P
     assert values["kannon-files"] == values["gokart-files"]  # same unique ids, same output paths
 
 
-def test_sigterm_while_yielded_bullets_run_cancels_them_and_leaves_nothing_running(tmp_path: Path) -> None:
-    hold = tmp_path / "hold"
-    hold.mkdir()
-    (tmp_path / "pipe.py").write_text(
-        "from tests.support.dyntasks import Yielder\n"
-        f"def root():\n    return Yielder(names=['p', 'q'], runs_dir={str(tmp_path)!r}, hold_dir={str(hold)!r})\n")
-    proc = start_kannon("build", "pipe.py:root", "--events", "ev.jsonl", cwd=tmp_path)
-    try:
-        wait_until(lambda: proc.poll() is not None or all((hold / f"{n}.started").exists() for n in "pq"), 120,
-                   "both yielded bullets to run")  # fmt: skip
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        child_pids = {int((hold / f"{n}.started").read_text()) for n in "pq"}
-        assert all(pid in processes_in(tmp_path) for pid in child_pids)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 143
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    wait_until(lambda: not processes_in(tmp_path), 30, "every child to be gone")
-    evs = events(tmp_path / "ev.jsonl")
-    cancelled = sorted(e["family"] for e in evs if e["kind"] == "cancelled")
-    assert cancelled == ["PidBullet", "PidBullet", "Yielder"]
-    # nothing was run again after the cancel: each bullet's body started once, the yielder's once
-    assert [len(dt.runs(tmp_path, n)) for n in ["p", "q", "yielder"]] == [1, 1, 1]
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_sigterm_while_yielded_bullets_run_cancels_them_and_leaves_nothing_running(tmp_path: Path, mode: str) -> None:
+    def children(master: Master) -> list[str]:  # spawned children carry the run id, forked ones the master's marker
+        markers = [f"KANNON_RUN_ID={master.tail.run_id}", master.marker]
+        return [f"process {p.pid} ({p.cmdline})" for p in find_processes(markers, exclude=[master.pid])]
+
+    dynscenarios.sigterm_while_yielded_bullets_run(tmp_path, ["--local-mode", mode], None, children)
+
+
+def test_a_yielded_bullet_that_itself_yields_runs_each_level_in_its_own_child(tmp_path: Path) -> None:
+    dynscenarios.nested_yield(LocalExecutor, tmp_path, "pid ")
 
 
 def test_events_summary_and_report_name_every_dynamic_task_and_who_yielded_it(tmp_path: Path) -> None:

@@ -223,3 +223,16 @@ class HeldBulletYielder(kannon.TaskOnBullet):
             time.sleep(0.05)
         targets = yield [PidBullet(name=n, runs_dir=self.runs_dir) for n in self.names]
         self.dump({"pid": os.getpid(), "values": [t.load() for t in targets]})
+
+
+class NestedYielder(gokart.TaskOnKart):
+    """A master task that yields a bullet which itself yields bullets (issue 13's nested case): the master task gets
+    the inner yielder's output, which holds what its own yield returned."""
+
+    names = luigi.ListParameter()
+    runs_dir = luigi.Parameter(default="", significant=False)
+
+    def run(self) -> Any:
+        note_run(self.runs_dir, "nested")
+        target = yield BulletYielder(names=self.names, runs_dir=self.runs_dir)
+        self.dump({"pid": os.getpid(), "value": target.load()})

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from kannon.backends.kubernetes import LABEL_RUN
 from kannon.result import Status
 from kannon.scheduler import Kannon
 from kannon.testing import KubeEmulator
 from tests.e2e.k8s.test_k8s_backend_build import executor
+from tests.faults.harness import Master, k8s_args
+from tests.support import dynscenarios
 from tests.support import dyntasks as dt
 
 pytestmark = pytest.mark.k8s
@@ -44,3 +47,37 @@ def test_a_bullet_that_yields_in_its_pod_runs_again_in_a_new_pod(kube: KubeEmula
     (bullet,) = [r for r in result.tasks.values() if r.family == "PidBullet"]
     assert bullet.requested_by == result.root_id and (bullet.last.where or "").startswith("pod kannon-pidbullet-")
     assert len(dt.runs(tmp_path, "byielder")) == 2 and len(dt.runs(tmp_path, "p1")) == 1
+
+
+def test_a_yielded_bullet_that_itself_yields_runs_each_level_in_its_own_pod(kube: KubeEmulator, tmp_path: Path) -> None:
+    dynscenarios.nested_yield(lambda: executor(kube, tmp_path), tmp_path, "pod kannon-")
+    jobs = sorted(n.split("-")[1] for n in kube.jobs())
+    assert jobs == ["bulletyielder", "bulletyielder", "pidbullet"]  # a Job per launch of a bullet, none for the master
+
+
+def test_a_yield_of_complete_tasks_launches_no_job(kube: KubeEmulator, tmp_path: Path) -> None:
+    dynscenarios.yield_of_complete_tasks(lambda: executor(kube, tmp_path), tmp_path, "pod kannon-pidbullet-")
+    assert len(kube.jobs()) == 2  # the two earlier builds' Jobs: the yield made none
+
+
+def test_a_yielded_bullet_that_fails_in_its_pod_marks_the_yielder_upstream_failed(kube: KubeEmulator,
+                                                                                  tmp_path: Path) -> None:  # fmt: skip
+    dynscenarios.yielded_bullet_fails(lambda: executor(kube, tmp_path), tmp_path, "pod kannon-pidbullet-", 0)
+
+
+def test_a_yielded_bullet_that_fails_once_in_its_pod_is_retried_and_the_yielder_finishes(kube: KubeEmulator,
+                                                                                         tmp_path: Path) -> None:
+    dynscenarios.yielded_bullet_fails_once(lambda: executor(kube, tmp_path), tmp_path, "pod kannon-pidbullet-")
+
+
+def test_sigterm_while_yielded_bullets_run_in_pods_leaves_no_job_or_pod(kube: KubeEmulator, tmp_path: Path) -> None:
+    def alive(master: Master) -> list[str]:
+        out = [f"job {name}" for name, job in kube.jobs().items()
+               if job["metadata"]["labels"].get(LABEL_RUN) == master.tail.run_id]  # fmt: skip
+        out += [f"pod {name} ({pod['status'].get('phase')})" for name, pod in kube.pods().items()
+                if pod["status"].get("phase") in ("Pending", "Running")]  # fmt: skip
+        return out
+
+    args, env = k8s_args(kube, tmp_path)
+    dynscenarios.sigterm_while_yielded_bullets_run(tmp_path, args, env, alive)
+    assert [n for n in kube.jobs() if n.startswith("kannon-")] == []  # the Jobs were deleted, not just finished
