@@ -4,12 +4,14 @@ real API server, Job controller, garbage collector and kube-scheduler, with kann
 
 The node uses the Docker runtime, as the contract tier's emulator self-check does: the tier checks what a cluster
 does by itself (an image that cannot be pulled, the engine's real memory limit, hostPath mounts), which the process
-runtime does not model (it has no images). The very same module runs, unchanged, in a pytest of its own: it reads
-its cluster from the environment at import, as it does for a user's cluster.
+runtime does not model (it has no images). The very same module runs, unchanged, in a pytest of its own (it reads
+its cluster from the environment at import, as it does for a user's cluster), one scenario per test here: the
+scenarios are the module's test functions, read from its source, so a new one runs here without an edit.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -26,14 +28,20 @@ from tests.support.services import docker_engine, require_test_image
 pytestmark = [pytest.mark.upstream, pytest.mark.docker]
 
 REPO = Path(__file__).resolve().parents[3]
+CONTRACT = REPO / "tests" / "e2e" / "k8s" / "test_contract.py"
+SCENARIOS = [f.name for f in ast.parse(CONTRACT.read_text()).body
+             if isinstance(f, ast.FunctionDef) and f.name.startswith("test_")]  # fmt: skip
 
 
-@pytest.fixture
-def contract_node(upstream: Any, core: Any) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def contract_node(upstream: Any) -> Iterator[str]:
     """An in-process node agent with the Docker runtime, Ready and untainted; its name (deleted afterwards)."""
+    from kubernetes import client
+
     from kannon.testing.kube.runtime import DockerRuntime
     from kannon.testing.node import NodeAgent
 
+    core = client.CoreV1Api(upstream.api_client())
     engine = docker_engine()
     require_test_image(engine)
     name = f"kannon-contract-node-{uuid.uuid4().hex[:6]}"
@@ -44,9 +52,14 @@ def contract_node(upstream: Any, core: Any) -> Iterator[str]:
     core.delete_node(name)
 
 
-@pytest.mark.timeout(900)
-def test_contract_tier_passes_against_the_upstream_control_plane(upstream: Any, namespace: str, contract_node: str,
-                                                                 tmp_path: Path) -> None:  # fmt: skip
+def test_every_contract_scenario_is_run_here() -> None:
+    assert len(SCENARIOS) >= 5 and "test_failure_classes" in SCENARIOS
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_contract_scenario_on_the_upstream_control_plane(upstream: Any, namespace: str, contract_node: str,
+                                                         tmp_path: Path, scenario: str) -> None:  # fmt: skip
     shared = tmp_path / "shared"
     shared.mkdir()
     env = {**os.environ, "KANNON_TEST_KUBECONFIG": str(upstream.kubeconfig), "KANNON_TEST_K8S_SHARED": str(shared),
@@ -56,9 +69,9 @@ def test_contract_tier_passes_against_the_upstream_control_plane(upstream: Any, 
            "KANNON_TEST_K8S_NODE_SELECTOR": f"kubernetes.io/hostname={contract_node}",
            "KANNON_TEST_K8S_PENDING": "8", "KANNON_TEST_K8S_TIMEOUT": "300"}  # fmt: skip
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA", "tests/e2e/k8s/test_contract.py"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=850,
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA", f"{CONTRACT}::{scenario}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=550,
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-8000:]
-    assert "5 passed" in out and "skipped" not in out, out[-3000:]
+    assert "1 passed" in out and "skipped" not in out, out[-3000:]
