@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os as _os
+import signal as _signal
+import sys as _sys
 from typing import TYPE_CHECKING, Any
+
+# The child entrypoint as PID 1 of a container: the kernel drops a signal PID 1 has no handler for, and
+# kannon.child installs its own only after luigi and gokart are imported. Until then a SIGTERM (a cancel, a pod
+# deletion) would be lost and the pod would run to its grace period's SIGKILL; end at once instead.
+if _os.getpid() == 1 and _sys.argv[1:2] == ["run-task"]:
+    _signal.signal(_signal.SIGTERM, lambda *_: _os._exit(143))
 
 from kannon.api import BuildError, RemoteError, build
 from kannon.backends.base import Executor

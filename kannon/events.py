@@ -19,7 +19,9 @@ running before it; ``attempt`` is the one that will launch), launched (handed to
 started (really running), succeeded, failed (final), retried (this attempt failed, another follows),
 cancelled, upstream_failed, run_finished (``reason`` = ok | failed | cancelled, plus ``counts``), status (a running
 bullet called ``set_status_message`` and/or ``set_progress_percentage``: ``status_message``,
-``progress_percentage``; it changes no state).
+``progress_percentage``; it changes no state), admission_wait (a launched bullet's Job is held by the cluster's
+admission queue, e.g. Kueue's suspend, or was preempted back into it; ``reason`` says why when the cluster says,
+and the event repeats when it does), admitted (it left the queue; ``waited`` = seconds of that stint).
 """
 
 from __future__ import annotations
@@ -49,10 +51,12 @@ EventKind = Literal[
     "run_finished",
     "status",
     "requested",
+    "admission_wait",
+    "admitted",
 ]
 TASK_KINDS = frozenset(
     {"planned", "skipped_complete", "queued", "launched", "started", "succeeded", "failed", "retried", "cancelled",
-     "upstream_failed", "status", "requested"}
+     "upstream_failed", "status", "requested", "admission_wait", "admitted"}
 )  # fmt: skip
 
 
@@ -78,6 +82,7 @@ class Event:
     status_message: str | None = None  # "status" events only
     progress_percentage: float | None = None  # "status" events only
     requested_by: str | None = None  # "requested" and "planned": the task whose run() yielded it (dynamic)
+    waited: float | None = None  # "admitted" only: seconds this stint in the admission queue lasted
     usage: Mapping[str, Any] | None = None  # succeeded/failed/retried of a bullet: kannon.childresult.Usage fields
     requested_resources: Mapping[str, str] | None = None  # the same events: the task's hints ("cpu", "memory")
     schema: int = SCHEMA_VERSION

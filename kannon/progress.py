@@ -124,6 +124,10 @@ def _reason(rec: TaskRecord) -> str:
     reason = rec.reason or (last.reason if last is not None and rec.status != Status.SUCCEEDED else None) or ""
     if rec.status == Status.FAILED and last is not None and last.exit_code is not None:
         reason += f" (exit code {last.exit_code})"
+    waited = sum(a.admission_wait for a in rec.attempts)
+    if waited > 0:  # an admission queue (Kueue) held it: not a stuck Job, and the next run may wait as long
+        why = next((a.admission_reason for a in reversed(rec.attempts) if a.admission_reason), None)
+        reason += f"{'; ' if reason else ''}waited {fmt_duration(waited)} for admission" + (f" ({why})" if why else "")
     if rec.memory_grown:  # said on success too: the next run should ask for this much (kannon hints suggest)
         reason += f"{'; ' if reason else ''}memory grown {' -> '.join(rec.memory_grown)} (OOM growth)"
     return clean(reason.strip())
@@ -457,6 +461,10 @@ class ProgressObserver:
             return f"kannon: not run {name}: {clean(e.reason or 'something it needs failed')}"
         if e.kind == "status":
             return f"kannon: status {name}: {self.status_text(rec.task_id)}"
+        if e.kind == "admission_wait":
+            return f"kannon: {name} {attempt} waits for admission" + (f": {clean(e.reason)}" if e.reason else "")
+        if e.kind == "admitted":
+            return f"kannon: {name} {attempt} admitted after {fmt_duration(e.waited)}"
         if e.kind == "requested" and e.requested_by:
             by = self.model.tasks.get(e.requested_by)
             return f"kannon: {describe(by) if by else e.requested_by[:8]} yielded {name} (it runs again after)"
@@ -501,6 +509,8 @@ class ProgressObserver:
                 (f"{done}/{len(self.model.tasks)} done", "green"),
                 "  ",
                 (f"{counts.get('running', 0)} running", "yellow"),
+                (f" ({self.model.admission_waiting} waiting for admission)" if self.model.admission_waiting else "",
+                 "grey62"),
                 "  ",
                 (f"{counts.get('pending', 0)} pending", "grey62"),
                 (f" ({self.model.queued} queued for a slot)" if self.model.queued else "", "grey62"),

@@ -40,6 +40,8 @@ class Attempt:
     queued_at: float | None = None  # ready, but waited for a free slot (or for another master task) until launched_at
     requested: tuple[str, ...] = ()  # dynamic: this attempt stopped at a yield of these incomplete tasks
     usage: Usage | None = None  # what the attempt used, from the child's record (bullets; None when it wrote none)
+    admission_wait: float = 0.0  # seconds held in the cluster's admission queue (Kueue), every stint summed
+    admission_reason: str | None = None  # the queue's latest word on why (the Workload's condition message)
 
     @property
     def duration(self) -> float | None:

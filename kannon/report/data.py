@@ -11,7 +11,7 @@ from typing import Any
 
 from kannon.logtail import shape
 from kannon.report.model import RunModel, attempt_outcome
-from kannon.result import Status, TaskRecord
+from kannon.result import Attempt, Status, TaskRecord
 
 DATA_VERSION = 1
 
@@ -143,20 +143,29 @@ class Totals:
     task_time: float  # sum of every attempt's running time (started -> finished), failed attempts included
     waiting_time: float  # sum of launched -> started over every attempt
     queue_time: float  # sum of queued -> launched: ready, but waiting for a free slot (or another master task)
+    admission_time: float  # sum of the time launched bullets were held by the cluster's admission queue
     parallelism: float
     critical_path: float
     critical_tasks: list[str]
+
+
+def _admission(a: Attempt) -> dict[str, Any]:
+    """Only attempts an admission queue (Kueue) held carry these keys: the report stays small at 10,000 tasks."""
+    if not a.admission_wait and not a.admission_reason:
+        return {}
+    return {"admission_wait": round(a.admission_wait, 3), "admission_reason": a.admission_reason}
 
 
 def totals(model: RunModel) -> Totals:
     start = model.started_at if model.started_at is not None else (model.first_time or 0.0)
     end = model.finished_at if model.finished_at is not None else (model.last_time or start)
     wall = max(0.0, end - start)
-    run_time = wait_time = queue_time = 0.0
+    run_time = wait_time = queue_time = admission_time = 0.0
     for rec in model.tasks.values():
         for a in rec.attempts:
             if a.queued_at is not None:
                 queue_time += max(0.0, a.launched_at - a.queued_at)
+            admission_time += a.admission_wait
             began = a.started_at
             if began is None and a.finished_at is not None and attempt_outcome(rec, a) == "succeeded":
                 began = a.launched_at  # it ran, even if no separate "started" was reported (master tasks may not)
@@ -174,6 +183,7 @@ def totals(model: RunModel) -> Totals:
         task_time=run_time,
         waiting_time=wait_time,
         queue_time=queue_time,
+        admission_time=admission_time,
         parallelism=run_time / wall if wall > 0 else 0.0,
         critical_path=cp,
         critical_tasks=cp_tasks,
@@ -224,7 +234,7 @@ def report_data(model: RunModel) -> dict[str, Any]:
                         "failure_class": a.failure_class,
                         "exit_code": a.exit_code,
                         "log_tail": list(shape(a.log_tail)),
-                    }
+                    } | _admission(a)
                     for a in rec.attempts
                 ],
             }
@@ -243,6 +253,7 @@ def report_data(model: RunModel) -> dict[str, Any]:
             "task_time": round(tot.task_time, 3),
             "waiting_time": round(tot.waiting_time, 3),
             "queue_time": round(tot.queue_time, 3),
+            "admission_time": round(tot.admission_time, 3),
             "parallelism": round(tot.parallelism, 3),
             "critical_path": round(tot.critical_path, 3),
             "critical_tasks": tot.critical_tasks,

@@ -39,6 +39,7 @@ class RunModel:
     last_time: float | None = None
     _counts: dict[str, int] = field(default_factory=dict, repr=False)
     _queued: dict[str, float] = field(default_factory=dict, repr=False)  # task -> queued, not launched yet
+    _admission: dict[str, float] = field(default_factory=dict, repr=False)  # task -> in the admission queue since
 
     def apply(self, e: Event) -> TaskRecord | None:
         """Fold one event in; returns the task it concerns (None for run-level events)."""
@@ -125,6 +126,9 @@ class RunModel:
         a = self._attempt(rec, e, create=create)
         if a is None:
             return
+        since = self._admission.pop(rec.task_id, None)
+        if since is not None:  # ended while the admission queue still held it (cancelled, deadline)
+            a.admission_wait += max(0.0, e.time - since)
         a.finished_at = e.time
         a.exit_code = e.exit_code if e.exit_code is not None else a.exit_code
         a.reason = e.reason or a.reason
@@ -156,6 +160,16 @@ class RunModel:
             a.started_at = e.time
             a.where = e.where or a.where
             rec.status = Status.RUNNING
+        elif kind == "admission_wait":
+            a = self._attempt(rec, e, create=True)
+            assert a is not None
+            self._admission.setdefault(rec.task_id, e.time)
+            a.admission_reason = e.reason or a.admission_reason
+        elif kind == "admitted":
+            a = self._attempt(rec, e, create=True)
+            assert a is not None
+            since = self._admission.pop(rec.task_id, e.time)
+            a.admission_wait += e.waited if e.waited is not None else max(0.0, e.time - since)
         elif kind == "retried":
             self._finish(rec, e, create=True)
             self.retries += 1
@@ -182,6 +196,11 @@ class RunModel:
             rec.reason = e.reason or rec.reason
 
     # -- derived views ---------------------------------------------------------------------------------------
+    @property
+    def admission_waiting(self) -> int:
+        """Launched bullets the cluster's admission queue holds right now (Kueue)."""
+        return len(self._admission)
+
     @property
     def queued(self) -> int:
         """Tasks announced ``queued`` (ready, waiting for a slot) and not launched yet."""

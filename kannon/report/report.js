@@ -93,6 +93,7 @@
     add("critical path", fmtDur(run.critical_path) + (run.wall ? " (" + Math.round(100 * run.critical_path / run.wall) + "% of wall)" : ""),
       "heaviest chain of dependent tasks, each counted from first launch to last finish");
     add("waiting time", fmtDur(run.waiting_time), "sum of launched → started over every attempt (scheduling, image pulls, queues)");
+    if (run.admission_time) add("admission wait", fmtDur(run.admission_time), "sum of the time launched bullets were held by the cluster's admission queue (Kueue): waiting for quota, not stuck");
     if (run.queue_time) add("queued time", fmtDur(run.queue_time), "sum of queued → launched: ready, but every slot was busy (max parallel) or another master task was running");
     add("tasks", String(tasks.length), "every task in the plan, including already complete ones");
     add("retries", String(run.retries), "attempts that failed and were tried again");
@@ -290,6 +291,8 @@
         var queued = a.queued !== null && a.queued !== undefined && a.queued < a.launched ? a.queued : null;
         var tip = label(t) + " — " + attemptLine(a) +
           (queued !== null ? "\nqueued for a free slot " + fmtDur(a.launched - queued) + "," : "") +
+          (a.admission_wait ? "\nheld " + fmtDur(a.admission_wait) + " by the admission queue" +
+            (a.admission_reason ? " (" + a.admission_reason + ")" : "") + "," : "") +
           "\nwaiting " + fmtDur(waitEnd - a.launched) + (ran !== null ? ", running " + fmtDur(stop - ran) : "") +
           (a.reason ? "\n" + a.reason : "");
         var by = y + (ROW_H - BAR_H) / 2;

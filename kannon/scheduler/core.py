@@ -47,6 +47,7 @@ class _Live:
     phase: Literal["preparing", "launched", "confirming", "planning"]  # planning: its yield (no slot held)
     deadline_hit: bool = False
     queued: bool = False  # waiting in the cluster's admission queue (Queued): no max_parallel slot
+    queued_since: float | None = None  # when this stint in the admission queue began
 
 
 @dataclass(order=True)
@@ -178,8 +179,26 @@ class RunCore:
 
     def _on_Queued(self, ev: Queued, now: float) -> None:
         live = self.live.get(ev.key)
-        if live is not None and live.phase == "launched":
-            live.queued = ev.queued
+        if live is None or live.phase != "launched":
+            return
+        node, att = self.plan.nodes[live.task_id], self.records[live.task_id].attempts[-1]
+        if ev.queued:
+            fresh = not live.queued
+            if fresh:
+                live.queued, live.queued_since = True, now
+            if fresh or (ev.reason and ev.reason != att.admission_reason):  # the reason often comes a moment later
+                self._emit("admission_wait", now, node, attempt=att.number, reason=ev.reason or None)
+            att.admission_reason = ev.reason or att.admission_reason
+        elif live.queued:
+            waited = self._leave_queue(live, att, now)
+            self._emit("admitted", now, node, attempt=att.number, waited=round(waited, 3))
+
+    @staticmethod
+    def _leave_queue(live: _Live, att: Attempt, now: float) -> float:
+        waited = max(0.0, now - (live.queued_since if live.queued_since is not None else now))
+        att.admission_wait += waited
+        live.queued, live.queued_since = False, None
+        return waited
 
     # -- bullets -------------------------------------------------------------------------------------------------
     def _on_Prepared(self, ev: Prepared, now: float) -> None:
@@ -230,6 +249,8 @@ class RunCore:
             ev = dataclasses.replace(ev, reason=f"DeadlineExceeded: ran longer than its timeout of {timeout} s; "
                                      "raise `timeout` in its kannon_hints", failure_class="DeadlineExceeded")
         att = self.records[uid].attempts[-1]
+        if live.queued:  # ended (cancelled, failed) while still in the admission queue
+            self._leave_queue(live, att, now)
         att.finished_at, att.exit_code, att.where = ev.at, ev.exit_code, ev.where or att.where
         att.log_tail = ev.log_tail
         att.usage = usage.attempt_usage(ev, self.plan.nodes[uid].hints, att.duration)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import threading
 from pathlib import Path
@@ -451,3 +452,51 @@ def test_follow_logs_from_the_python_api_prints_each_child_line(capsys):
     finally:
         pm.unregister(printer)
     assert capsys.readouterr().err == "[TaskC aaaaaaaa] epoch 3 loss=0.1\n[TaskC aaaaaaaa] done\n"
+
+
+def _admission_events(finished: bool) -> list[Event]:
+    """One bullet whose Job Kueue holds 60 s (the reason arrives a moment later), then runs."""
+    t = task_id("Queued")
+    evs = [Event("run_started", "run-q", START, backend="kubernetes"),
+           Event("planned", "run-q", START, task_id=t, family="Queued", placement="bullet"),
+           Event("launched", "run-q", START + 1, task_id=t, family="Queued", placement="bullet", attempt=1),
+           Event("admission_wait", "run-q", START + 2, task_id=t, family="Queued", placement="bullet", attempt=1),
+           Event("admission_wait", "run-q", START + 3, task_id=t, family="Queued", placement="bullet", attempt=1,
+                 reason="insufficient quota for cpu in ClusterQueue team-a")]  # fmt: skip
+    if finished:
+        evs += [Event("admitted", "run-q", START + 62, task_id=t, family="Queued", placement="bullet", attempt=1,
+                      waited=60.0),
+                Event("started", "run-q", START + 63, task_id=t, family="Queued", placement="bullet", attempt=1,
+                      where="pod q-1"),
+                Event("succeeded", "run-q", START + 70, task_id=t, family="Queued", placement="bullet", attempt=1,
+                      where="pod q-1"),
+                Event("run_finished", "run-q", START + 71, reason="ok", counts={"succeeded": 1})]  # fmt: skip
+    return evs
+
+
+def test_admission_waits_reach_the_plain_lines_the_live_view_the_summary_and_the_report() -> None:
+    obs, buf = plain()
+    for e in _admission_events(finished=True):
+        obs.kannon_event(event=e)
+    lines = buf.getvalue()
+    assert "waits for admission: insufficient quota for cpu in ClusterQueue team-a" in lines
+    assert "admitted after 1m00s" in lines
+
+    live = ProgressObserver(Console(file=io.StringIO(), width=160), live=True, clock=lambda: START + 30)
+    for e in _admission_events(finished=False):
+        live.kannon_event(event=e)
+    c = Console(file=io.StringIO(), width=160, record=True)
+    c.print(live.render_live())
+    live.close()
+    assert "1 running (1 waiting for admission)" in c.export_text().splitlines()[0]
+
+    model = fold(_admission_events(finished=True))
+    (att,) = next(iter(model.tasks.values())).attempts
+    assert att.admission_wait == 60.0 and att.admission_reason == "insufficient quota for cpu in ClusterQueue team-a"
+    page = render_report(_admission_events(finished=True))
+    found = re.search(r'<script type="application/json" id="kannon-data">(.*?)</script>', page, re.S)
+    assert found is not None
+    data = json.loads(found.group(1))
+    assert data["run"]["admission_time"] == 60.0
+    (shown,) = data["tasks"][0]["attempts"]
+    assert shown["admission_wait"] == 60.0 and shown["admission_reason"].startswith("insufficient quota")

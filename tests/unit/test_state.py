@@ -380,3 +380,29 @@ def test_a_task_that_grew_on_oom_says_so_in_its_record_and_the_summary() -> None
     rec = result.tasks["t"]
     assert rec.status is Status.SUCCEEDED and rec.memory_grown == ("200Mi", "400Mi")
     assert "memory grown 200Mi -> 400Mi (OOM growth)" in summary_text(result)
+
+
+def test_an_attempt_queued_by_admission_records_each_wait_and_why_in_events_result_and_summary() -> None:
+    """Kueue holds a Job suspended (Queued True), admits it (Queued False), may preempt it back into the queue: the
+    run says how long each task waited for admission and why (issue 11 §1)."""
+    from kannon.backends.base import Queued
+    from kannon.progress import summary_text
+
+    sim = Sim(node("t"), max_parallel=1)
+    key = sim.launch("t")
+    sim.step(Queued(key, True), at=10.0)
+    sim.step(Queued(key, True, "couldn't assign flavors to pod set main: insufficient quota for cpu"), at=11.0)
+    sim.step(Queued(key, False), at=70.0)
+    sim.step(Started(key, "pod p-1"), at=71.0)
+    sim.step(Queued(key, True, "Preempted to accommodate a higher priority Workload"), at=80.0)  # preempted
+    sim.step(Queued(key, False), at=100.0)
+    sim.succeed(key, at=120.0)
+    waits = sim.events("admission_wait")
+    assert [e.reason for e in waits] == [None, "couldn't assign flavors to pod set main: insufficient quota for cpu",
+                                         "Preempted to accommodate a higher priority Workload"]
+    assert [e.waited for e in sim.events("admitted")] == [60.0, 20.0]
+    att = sim.done().result.tasks["t"].attempts[0]
+    assert att.admission_wait == 80.0
+    assert att.admission_reason == "Preempted to accommodate a higher priority Workload"
+    assert "waited 1m20s for admission (Preempted to accommodate a higher priority Workload)" in summary_text(
+        sim.done().result)

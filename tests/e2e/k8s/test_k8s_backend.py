@@ -81,8 +81,9 @@ def make(kube: KubeEmulator, tmp_path: Path) -> Iterator[Callable[..., tuple[K8s
         return executor, rec
 
     yield factory
-    for executor in made:
+    for executor in made:  # as the core ends a run (scheduler/run.py): close, then give the run lease back
         executor.close()
+        executor.release_lease()  # a lease left held keeps renewing against an emulator that is gone
 
 
 def requests(kube: KubeEmulator, method: str, fragment: str, **query: str) -> list[tuple[str, str, dict[str, str]]]:

@@ -219,6 +219,10 @@ def test_lattice_through_a_one_job_quota(admission: str, tmp_path: Path) -> None
         if admission == "kueue":
             driver.join(60)
             assert list(seen["held"].values()) == [True] * 4  # the first layer, all queued for 4x pending_timeout
+            # ... and the result says so: each of the first layer waited at least that long for admission
+            first = [r for r in result.tasks.values() if r.family == "Bullet" and r.params.startswith("name=kueue0")]
+            assert len(first) == 4 and all(r.attempts[0].admission_wait >= 4 * PENDING for r in first), [
+                (r.params, r.attempts[0].admission_wait) for r in first]
         else:
             refused = [e for e in kube.store.snapshot("events", "default").values() if e["reason"] == "FailedCreate"]
             assert refused, "the quota never refused a pod: the test proves nothing"
