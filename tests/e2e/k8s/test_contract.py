@@ -2,8 +2,9 @@
 
 Runs when ``KANNON_TEST_KUBECONFIG`` names a kubeconfig; skipped otherwise (the reason shows with ``pytest -ra``).
 Nothing here knows about the emulator: every check goes through the API (Jobs and pods listed by the run's label).
-The same module is run by ``test_contract_selfcheck.py`` against the emulator's Docker runtime, so it cannot rot
-while no cluster is at hand. Configuration (docs/kubernetes.md, "Contract tier"):
+The suite runs this same module twice more, in a pytest of its own: against the real upstream control plane with
+kannon's node (tests/e2e/upstream/test_contract_upstream.py) and against the emulator
+(``test_contract_selfcheck.py``), both with the Docker runtime. Configuration (docs/kubernetes.md, "Contract tier"):
 
 - ``KANNON_TEST_K8S_SHARED`` (required): a directory of this machine that pods see at the same path (kind
   ``extraMounts``, ``minikube mount``, an NFS export...); mounted into every pod as a ``hostPath`` volume. Each test
@@ -11,6 +12,8 @@ while no cluster is at hand. Configuration (docs/kubernetes.md, "Contract tier")
 - ``KANNON_TEST_K8S_IMAGE`` (default ``kannon-test:latest``): an image with Python, gokart and kannon installed.
 - ``KANNON_TEST_K8S_PYTHON`` (default ``python``): the interpreter in that image.
 - ``KANNON_TEST_K8S_NAMESPACE`` (default: the kubeconfig context's namespace, else ``default``).
+- ``KANNON_TEST_K8S_NODE_SELECTOR`` (default none): ``key=value[,key=value...]``, the pods' ``nodeSelector`` (e.g. the
+  nodes that can see the shared directory).
 - ``KANNON_TEST_K8S_PENDING`` (default 120): seconds before a pod that stays Pending fails (``pending_timeout``);
   the unschedulable scenario waits that long. ``KANNON_TEST_K8S_TIMEOUT`` (default 600): the longest wait for a state.
 - ``KANNON_TEST_K8S_MOUNT_HOST_PYTHON=1``: also mount this machine's interpreter, virtualenv and checkout (hostPath,
@@ -35,8 +38,9 @@ import yaml
 KUBECONFIG = os.environ.get("KANNON_TEST_KUBECONFIG")
 if not KUBECONFIG:
     pytest.skip(
-        "contract tier: KANNON_TEST_KUBECONFIG is not set (the kubeconfig of a real cluster to run the Kubernetes "
-        "scenarios against; see docs/kubernetes.md, 'Contract tier')",
+        "contract tier: KANNON_TEST_KUBECONFIG is not set (the kubeconfig of a real cluster to run these scenarios "
+        "against; docs/kubernetes.md, 'Contract tier'). They run against the upstream control plane in "
+        "tests/e2e/upstream/test_contract_upstream.py",
         allow_module_level=True,
     )
 
@@ -56,6 +60,7 @@ HOST_PYTHON = os.environ.get("KANNON_TEST_K8S_MOUNT_HOST_PYTHON") == "1"
 PYTHON = sys.executable if HOST_PYTHON else os.environ.get("KANNON_TEST_K8S_PYTHON", "python")
 TIMEOUT = float(os.environ.get("KANNON_TEST_K8S_TIMEOUT", "600"))
 PENDING = float(os.environ.get("KANNON_TEST_K8S_PENDING", "120"))  # long enough for a cold image pull
+NODE_SELECTOR = dict(kv.split("=", 1) for kv in os.environ.get("KANNON_TEST_K8S_NODE_SELECTOR", "").split(",") if kv)
 RUN_LABEL = "kannon.io/run-id"
 T = TypeVar("T")
 
@@ -102,8 +107,11 @@ def template(workdir: Path, **env: str) -> dict[str, Any]:
     volume_mounts = [{"name": f"shared{i}", "mountPath": p} for i, p in enumerate(paths)]
     container = {"name": "main", "image": IMAGE, "imagePullPolicy": "IfNotPresent", "workingDir": str(workdir),
                  "env": [{"name": k, "value": v} for k, v in env.items()], "volumeMounts": volume_mounts}  # fmt: skip
+    pod_spec: dict[str, Any] = {"containers": [container], "volumes": volumes}
+    if NODE_SELECTOR:
+        pod_spec["nodeSelector"] = NODE_SELECTOR
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"namespace": NAMESPACE},
-            "spec": {"template": {"spec": {"containers": [container], "volumes": volumes}}}}  # fmt: skip
+            "spec": {"template": {"spec": pod_spec}}}  # fmt: skip
 
 
 def executor(workdir: Path, **kw: Any) -> K8sJobExecutor:

@@ -1,8 +1,9 @@
 """The contract tier (test_contract.py) run against the emulator's Docker runtime, as if it were a cluster.
 
-The contract tier only runs with a real cluster at hand (KANNON_TEST_KUBECONFIG), which CI does not have; this runs
-the very same module in a separate pytest, pointed at an emulator through a kubeconfig, with real containers (real
-images, memory limits, hostPath mounts), so that the tier is known to work before anyone points it at a cluster.
+The contract tier only runs with a cluster at hand (KANNON_TEST_KUBECONFIG); the suite runs the very same module in
+a separate pytest against the upstream control plane (tests/e2e/upstream/test_contract_upstream.py) and, here,
+against an emulator through a kubeconfig, with real containers (real images, memory limits, hostPath mounts): the
+same scenarios, the same assertions, on both implementations.
 """
 
 from __future__ import annotations
