@@ -58,7 +58,7 @@ def check(result: CampaignResult, kills: int) -> None:
 
 @pytest.mark.timeout(900)
 def test_master_sigkill_local_fork(tmp_path: Path, figures: Figures) -> None:
-    seed = campaign_seed()
+    seed = campaign_seed(1288398407)
     print(f"local campaign seed={seed}", file=sys.stderr)
     result = run_campaign(tmp_path, KILLS, seed, ["--max-parallel", "4"], after_kill=local_leftovers)
     record(figures, result, "local")
@@ -68,7 +68,7 @@ def test_master_sigkill_local_fork(tmp_path: Path, figures: Figures) -> None:
 @pytest.mark.k8s
 @pytest.mark.timeout(900)
 def test_master_sigkill_kubernetes_emulator(kube: KubeEmulator, tmp_path: Path, figures: Figures) -> None:
-    seed = campaign_seed()
+    seed = campaign_seed(1288398407)
     print(f"kubernetes campaign seed={seed}", file=sys.stderr)
     args, env = k8s_args(kube, tmp_path)
     result, left = run_campaign_with_leftovers(tmp_path, KILLS, seed, args, lambda rid: k8s_leftovers(kube, rid), env)
@@ -81,7 +81,7 @@ def test_master_sigkill_kubernetes_emulator(kube: KubeEmulator, tmp_path: Path, 
 @pytest.mark.docker
 @pytest.mark.timeout(900)
 def test_master_sigkill_docker(docker_engine: Any, tmp_path: Path, figures: Figures) -> None:
-    seed = campaign_seed()
+    seed = campaign_seed(1288398407)
     print(f"docker campaign seed={seed}", file=sys.stderr)
     result, left = run_campaign_with_leftovers(tmp_path, KILLS, seed, docker_args(IMAGE),
                                                lambda rid: docker_leftovers(docker_engine, rid))  # fmt: skip
