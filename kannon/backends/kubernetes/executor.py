@@ -165,6 +165,7 @@ class K8sJobExecutor(JobCreator):
         self._creator = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="kannon-k8s-create")
         if self.in_cluster and (self.template is None or self.owner_setting == "auto"):
             self._inspect_master_pod()
+        self._verify_owner()
         selector = run_selector(run.run_id)
         ns = self.namespace
         jobs = Watcher(
@@ -394,6 +395,32 @@ class K8sJobExecutor(JobCreator):
         if rv:
             kwargs["resource_version"] = rv
         return self.api.call("watch", resource, fn, self.namespace, **kwargs)
+
+    def _verify_owner(self) -> None:
+        """An ownerReference given by the caller (``owner=`` or 0.1.x's ``master_pod_name``/``master_pod_uid``) must
+        name an object that exists with that uid: the garbage collector deletes a child whose owner is absent at
+        once, so every Job would vanish as it is created. Checked before anything is created (Pods and Jobs, the
+        kinds kannon may read)."""
+        from kubernetes.client.rest import ApiException
+
+        if not isinstance(self.owner_setting, Mapping) or self.owner is None:
+            return
+        kind, name, uid = self.owner.get("kind"), str(self.owner.get("name") or ""), self.owner.get("uid")
+        read = {"Pod": ("pods", self._core.read_namespaced_pod),
+                "Job": ("jobs", self._batch.read_namespaced_job)}.get(str(kind))  # fmt: skip
+        if read is None:
+            return
+        try:
+            found = self.api.call("get", read[0], read[1], name, self.namespace)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            found = None
+        if found is None or found.metadata.uid != uid:
+            now = "does not exist" if found is None else f"has uid {found.metadata.uid}"
+            raise BackendError(f"the owner given for the child Jobs, {kind} {name!r} with uid {uid}, {now} in "
+                               f"namespace {self.namespace!r}: Kubernetes' garbage collector would delete every Job "
+                               "as soon as it is created. Pass the master pod's real name and uid, or owner=None")
 
     def _inspect_master_pod(self) -> None:
         """In a cluster: read the master's own pod for the child template and the ownerReference."""

@@ -560,3 +560,26 @@ def test_example_manifests_are_valid(kube: KubeEmulator, tmp_path: Path) -> None
     claim = yaml.safe_load((examples / "pvc.yaml").read_text())["metadata"]["name"]
     assert {v["persistentVolumeClaim"]["claimName"] for v in child["spec"]["template"]["spec"]["volumes"]} == {claim}
     assert kube.jobs("kannon-demo") == {}
+
+
+def test_an_owner_that_does_not_exist_is_refused_before_any_job(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
+    """The garbage collector deletes a child whose ownerReference names an absent owner (a wrong master_pod_uid, a
+    deleted master pod) at once: kannon checks the owner first and says what is wrong, creating nothing."""
+    batch = client.BatchV1Api(kube.api_client())
+    parked = batch.create_namespaced_job("default", {  # a real object to own the Jobs: suspended, so no pods
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "the-master"},
+        "spec": {"suspend": True, "template": {"spec": {"restartPolicy": "Never", "containers": [
+            {"name": "main", "image": "kannon-test:latest", "command": ["true"]}]}}}})  # fmt: skip
+    real = {"apiVersion": "batch/v1", "kind": "Job", "name": "the-master", "uid": parked.metadata.uid}
+    with pytest.raises(BackendError, match="does not exist in namespace 'default'"):
+        make(owner={**real, "name": "gone"})
+    with pytest.raises(BackendError, match=f"has uid {parked.metadata.uid}.*owner=None"):
+        make(owner={**real, "uid": "0b5e-not-it"})
+    assert [j.metadata.name for j in batch.list_namespaced_job("default").items] == ["the-master"]
+    executor, rec = make(owner=real)  # the real one is used
+    owned_launch = launch_of(tmp_path, 1, "print('owned')")
+    executor.launch(owned_launch)
+    done = rec.wait_finished(owned_launch.key)
+    assert done.ok, done
+    owned = [j for j in batch.list_namespaced_job("default").items if j.metadata.name != "the-master"]
+    assert owned and all(j.metadata.owner_references[0].uid == parked.metadata.uid for j in owned)
