@@ -393,3 +393,21 @@ def test_registered_as_the_kubernetes_backend_with_cli_options(kubeconfig: Path,
     assert isinstance(executor, K8sJobExecutor)
     assert (executor.namespace, executor.job_prefix, executor.pending_timeout, executor.ttl, executor.python) == (
         "cli", "nightly", 60.0, 120, "python3.12")
+
+
+def test_tolerations_the_api_server_would_refuse_are_refused_at_plan_time(kubeconfig: Path) -> None:
+    """ValidateTolerations as kube-apiserver v1.33.13 applies it (the same cases the emulator's fidelity test sends
+    to it): an empty key only with Exists, tolerationSeconds only with NoExecute, a key that is a label name."""
+    executor = K8sJobExecutor(TEMPLATE)
+    ok = [{"operator": "Exists"}, {"key": "e", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30},
+          {"key": "example.com/gpu", "value": "a100", "effect": "NoSchedule"}]  # fmt: skip
+    assert executor.validate("T", Hints(tolerations=ok)) == []
+    cases = {
+        "operator must be Exists when the key is empty": {"operator": "Equal", "value": "x"},
+        "tolerationSeconds needs effect NoExecute": {"key": "b", "effect": "NoSchedule", "tolerationSeconds": 10},
+        "key is not a valid label name": {"key": "bad key!", "operator": "Exists"},
+        "value is not a valid label value": {"key": "v", "value": "not valid!"},
+    }
+    for expected, toleration in cases.items():
+        problems = executor.validate("T", Hints(tolerations=[toleration]))
+        assert any(expected in p for p in problems), (toleration, problems)

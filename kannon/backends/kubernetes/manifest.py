@@ -22,6 +22,7 @@ from kannon.backends.kubernetes.names import (
     ANNOTATION_RUN,
     ANNOTATION_SPEC_HASH,
     ANNOTATION_TASK,
+    LABEL_KEY,
     LABEL_VALUE,
     job_labels,
 )
@@ -357,10 +358,22 @@ def job_error_problems(hints: Hints, gpu_resource: str | None) -> list[str]:
         if not isinstance(t, Mapping):
             continue
         op, effect = t.get("operator", "Equal"), t.get("effect")
+        key, value = str(t.get("key") or ""), str(t.get("value") or "")
         if op not in _TOLERATION_OPERATORS:
             problems.append(f"toleration {dict(t)!r}: operator must be one of {list(_TOLERATION_OPERATORS)}")
         if op == "Exists" and t.get("value"):
             problems.append(f"toleration {dict(t)!r}: operator Exists takes no value")
+        # the API server's ValidateTolerations (pkg/apis/core/validation) refuses these too
+        if not key and op != "Exists":
+            problems.append(f"toleration {dict(t)!r}: operator must be Exists when the key is empty (it then "
+                            "matches every taint)")  # fmt: skip
+        if key and (len(key) > 316 or not LABEL_KEY.match(key)):
+            problems.append(f"toleration {dict(t)!r}: key is not a valid label name")
+        if op in ("Equal", "") and (len(value) > 63 or not LABEL_VALUE.match(value)):
+            problems.append(f"toleration {dict(t)!r}: value is not a valid label value")
+        if t.get("tolerationSeconds") is not None and effect != "NoExecute":
+            problems.append(f"toleration {dict(t)!r}: tolerationSeconds needs effect NoExecute (the time a pod "
+                            "stays on a node that gets the taint)")  # fmt: skip
         if effect is not None and effect not in _TOLERATION_EFFECTS:
             problems.append(f"toleration {dict(t)!r}: effect must be one of {list(_TOLERATION_EFFECTS)}")
         seconds = t.get("tolerationSeconds")

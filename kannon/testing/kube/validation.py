@@ -339,6 +339,38 @@ def validate_pod_spec(spec: dict[str, Any], path: str) -> list[Cause]:
     grace = spec.get("terminationGracePeriodSeconds")
     if isinstance(grace, int) and grace < 0:
         causes.append(Cause(f"{path}.terminationGracePeriodSeconds", f"Invalid value: {grace}: must be >= 0"))
+    for i, t in enumerate(spec.get("tolerations") or []):
+        causes += _validate_toleration(t if isinstance(t, dict) else {}, f"{path}.tolerations[{i}]")
+    return causes
+
+
+_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+def _validate_toleration(t: dict[str, Any], p: str) -> list[Cause]:
+    """ValidateTolerations (pkg/apis/core/validation); messages as kube-apiserver v1.33.13 answers them."""
+    causes: list[Cause] = []
+    key, op, value, effect = (str(t.get(k) or "") for k in ("key", "operator", "value", "effect"))
+    if key:
+        causes += [Cause(f"{p}.key", f'Invalid value: "{key}": {e}') for e in label_key_errors(key)]
+    if not key and op != "Exists":
+        causes.append(Cause(f"{p}.operator", f'Invalid value: "{op}": operator must be Exists when `key` is empty, '
+                            'which means "match all values and all keys"'))  # fmt: skip
+    if t.get("tolerationSeconds") is not None and effect != "NoExecute":
+        causes.append(Cause(f"{p}.effect", f'Invalid value: "{effect}": effect must be \'NoExecute\' when '
+                            "`tolerationSeconds` is set"))  # fmt: skip
+    if op in ("", "Equal"):
+        causes += [Cause(f"{p}.operator", f'Invalid value: "{value}": {e}') for e in label_value_errors(value)]
+    elif op == "Exists":
+        if value:
+            causes.append(Cause(f"{p}.operator", f'Invalid value: "{value}": value must be empty when `operator` is '
+                                "'Exists'"))  # fmt: skip
+    else:
+        causes.append(Cause(f"{p}.operator", f'Unsupported value: "{op}": supported values: "Equal", "Exists"',
+                            "FieldValueNotSupported"))  # fmt: skip
+    if effect and effect not in _EFFECTS:
+        causes.append(Cause(f"{p}.effect", f'Unsupported value: "{effect}": supported values: '
+                            + ", ".join(f'"{e}"' for e in _EFFECTS), "FieldValueNotSupported"))  # fmt: skip
     return causes
 
 

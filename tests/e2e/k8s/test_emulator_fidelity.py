@@ -200,3 +200,30 @@ def test_lease_and_namespace_tables_have_upstream_columns(kube: KubeEmulator) ->
     assert leases["rows"][0]["cells"][:2] == ["holder-lease", "host-1"]
     _, _, namespaces = raw(kube, "GET", "/api/v1/namespaces", headers={"Accept": TABLE})
     assert [c["name"] for c in namespaces["columnDefinitions"]] == ["Name", "Status", "Age"]
+
+
+# -- tolerations (ValidateTolerations, pkg/apis/core/validation) --------------------------------------------------
+# What kube-apiserver v1.33.13 (built here by kannon.testing.upstream) answered for this pod spec, field by field.
+UPSTREAM_TOLERATION_CAUSES = [
+    ("spec.template.spec.tolerations[0].operator", 'Invalid value: "Equal": operator must be Exists when `key` is '
+     'empty, which means "match all values and all keys"'),
+    ("spec.template.spec.tolerations[1].operator", 'Invalid value: "v": value must be empty when `operator` is '
+     "'Exists'"),
+    ("spec.template.spec.tolerations[2].effect", 'Invalid value: "NoSchedule": effect must be \'NoExecute\' when '
+     "`tolerationSeconds` is set"),
+    ("spec.template.spec.tolerations[3].operator", 'Unsupported value: "Maybe": supported values: "Equal", "Exists"'),
+    ("spec.template.spec.tolerations[4].effect", 'Unsupported value: "Sometimes": supported values: "NoSchedule", '
+     '"PreferNoSchedule", "NoExecute"'),
+]  # fmt: skip
+
+
+def test_tolerations_are_refused_as_upstream_refuses_them(batch_api: Any) -> None:
+    tolerations = [{"operator": "Equal", "value": "x"}, {"key": "a", "operator": "Exists", "value": "v"},
+                   {"key": "b", "effect": "NoSchedule", "tolerationSeconds": 10}, {"key": "c", "operator": "Maybe"},
+                   {"key": "d", "effect": "Sometimes"}, {"key": "e", "operator": "Exists", "effect": "NoExecute",
+                                                         "tolerationSeconds": 30}]  # fmt: skip
+    with pytest.raises(ApiException) as err:
+        batch_api.create_namespaced_job(NS, job("tolerations", pod_spec={"tolerations": tolerations}))
+    assert err.value.status == 422
+    causes = [(c["field"], c["message"]) for c in json.loads(err.value.body)["details"]["causes"]]
+    assert causes == UPSTREAM_TOLERATION_CAUSES  # the last toleration is valid: no cause for it
