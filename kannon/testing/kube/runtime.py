@@ -272,9 +272,11 @@ def _exit_code(returncode: int) -> int:
 
 
 class _MemoryCgroup:
-    """A cgroup-v1/v2 memory limit for a process pod, when the host lets us make one (optional, best effort)."""
+    """A process pod's own cgroup-v1/v2 memory cgroup, with its limit if it has one, when the host lets us make one
+    (best effort). Every pod gets one, as every container on a real node does: what the pod's processes use is
+    then the pod's alone (its peak is what a child measures, kannon.measure), not the emulator's whole group's."""
 
-    def __init__(self, limit: int, tag: str) -> None:
+    def __init__(self, limit: int | None, tag: str) -> None:
         self.path: Path | None = None
         self.v2 = False
         base = _cgroup_base()
@@ -283,7 +285,9 @@ class _MemoryCgroup:
         path, self.v2 = base[0] / f"kannon-emu-{tag}", base[1]
         try:
             path.mkdir()
-            if self.v2:
+            if limit is None:
+                pass
+            elif self.v2:
                 (path / "memory.max").write_text(str(limit))
                 (path / "memory.swap.max").write_text("0")
             else:
@@ -605,8 +609,8 @@ class ProcessRuntime:
         cwd = container.get("workingDir") or self.workdir
         limit = (container.get("resources") or {}).get("limits", {}).get("memory")
         cgroup = None
-        if limit is not None and self.memory_limits:
-            cgroup = _MemoryCgroup(int(parse_quantity(limit)), uuid.uuid4().hex[:12])
+        if self.memory_limits:
+            cgroup = _MemoryCgroup(int(parse_quantity(limit)) if limit is not None else None, uuid.uuid4().hex[:12])
         warm = warm_command(argv, env) if self.warm_imports is not None else None
         if warm is not None and os.path.isdir(cwd):
             handle = self._start_warm(warm, env, cwd, out, cgroup)
