@@ -86,7 +86,9 @@ def _watch_wakeup(fd: int) -> None:
             return
         if not data:
             return
-        if signal.SIGTERM in data:
+        # only while SIGTERM is still ours: a task that installed its own handler (to clean up, or to ignore
+        # it) gets its way, and the backend's SIGKILL after the grace period ends it as before
+        if signal.SIGTERM in data and signal.getsignal(signal.SIGTERM) is _on_sigterm:
             _terminate()
 
 

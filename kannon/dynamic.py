@@ -16,6 +16,7 @@ that (``except KeyboardInterrupt: raise``) and turns any other exception into a 
 from __future__ import annotations
 
 import collections.abc
+import inspect
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -67,6 +68,9 @@ def _drive(gen: collections.abc.Generator[Any, Any, Any]) -> collections.abc.Gen
 def intercept(task: luigi.Task) -> Iterator[None]:
     """While inside, ``task.run()`` stops with :class:`DynamicRequest` at its first yield of incomplete tasks."""
     original: Callable[..., Any] = task.run
+    if not inspect.isgeneratorfunction(inspect.unwrap(original)):  # cannot yield: no wrapper frame in its traceback
+        yield
+        return
 
     def run(*args: Any, **kwargs: Any) -> Any:
         out = original(*args, **kwargs)
