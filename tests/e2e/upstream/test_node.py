@@ -320,3 +320,26 @@ def test_on_failure_restarts_the_container_in_place(batch: Any, core: Any, names
     name = pods[0].metadata.name
     assert pod_log(core, name, namespace) == "attempt 2\n"
     assert pod_log(core, name, namespace, previous=True) == "attempt 1\n"
+
+
+def test_init_containers_and_a_native_sidecar_complete_the_job(batch: Any, core: Any, namespace: str,
+                                                               kannon_node: str) -> None:  # fmt: skip
+    # The real API server validates and the real Job controller counts what kannon's kubelet runs: an init
+    # container, a native sidecar (restartPolicy Always, KEP-753) stopped after the app containers, statuses
+    # sorted by name (the sidecar "zz-proxy" handles SIGTERM: as PID 1 it would otherwise wait out the grace period).
+    proxy = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(3600)"
+    spec = on_node(kannon_node, "print('main ran')")
+    spec["containers"].append({"name": "beta", "image": "kannon-process", "command": [PY, "-c", "pass"]})
+    spec["initContainers"] = [
+        {"name": "setup", "image": "kannon-process", "command": [PY, "-c", "print('set up')"]},
+        {"name": "zz-proxy", "image": "kannon-process", "command": [PY, "-c", proxy], "restartPolicy": "Always"},
+    ]
+    batch.create_namespaced_job(namespace, job_manifest("sidecar", pod_spec=spec))
+    done = wait_until(lambda: finished(batch, namespace, "sidecar"), WAIT, "the Job to finish", max_delay=0.5)
+    assert done.type == "Complete"
+    pod = job_pods(core, namespace, "sidecar")[0]
+    assert pod.status.phase == "Succeeded"
+    assert [cs.name for cs in pod.status.container_statuses] == ["beta", "main"]
+    assert [cs.name for cs in pod.status.init_container_statuses] == ["setup", "zz-proxy"]
+    assert all(cs.state.terminated is not None for cs in pod.status.init_container_statuses)
+    assert pod_log(core, pod.metadata.name, namespace, container="setup") == "set up\n"

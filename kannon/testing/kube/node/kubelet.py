@@ -93,7 +93,7 @@ class Kubelet:
             with self._lock:
                 waiting = [p for p in self._workers.values() if p.namespace == ch.obj["metadata"].get("namespace")]
             for p in waiting:
-                p.wake.set()
+                p.poke()
             return
         if ch.resource != "pods":
             return
@@ -177,17 +177,22 @@ class Kubelet:
         """The log to serve, None for "empty" (pod not yet on a node), or ApiError as the kubelet answers."""
         meta = pod["metadata"]
         names = [c["name"] for c in pod["spec"]["containers"]]
+        inits = [c["name"] for c in pod["spec"].get("initContainers") or []]
         if container is None:
             if len(names) != 1:
-                raise bad_request(f"a container name must be specified for pod {meta['name']}, choose one of: {names}")
+                also = f" or one of the init containers: {inits}" if inits else ""
+                raise bad_request(f"a container name must be specified for pod {meta['name']}, choose one of: "
+                                  f"{names}{also}")  # fmt: skip
             container = names[0]
-        if container not in names:
+        if container not in names + inits:
             raise bad_request(f"container {container} is not valid for pod {meta['name']}")
         if not pod["spec"].get("nodeName"):
             return None
         with self._lock:
             logs = list(self._logs.get(meta["uid"], {}).get(container, []))
-        statuses = {cs["name"]: cs for cs in pod.get("status", {}).get("containerStatuses") or []}
+        st = pod.get("status", {})
+        both = [*(st.get("initContainerStatuses") or []), *(st.get("containerStatuses") or [])]
+        statuses = {cs["name"]: cs for cs in both}
         cs = statuses.get(container, {})
         waiting = cs.get("state", {}).get("waiting")
         if previous:
@@ -214,7 +219,7 @@ class Kubelet:
         for w in workers:
             w.thread.join(max(0.1, deadline - time.monotonic()))
         for w in workers:
-            if w.handle is not None:
-                w.handle.cleanup()
+            for handle in w.handles():
+                handle.cleanup()
         self.runtime.close()
         shutil.rmtree(self.secret_dir, ignore_errors=True)

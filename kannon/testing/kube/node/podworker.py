@@ -1,4 +1,11 @@
-"""A pod worker: drives one pod through scheduling, container creation, running and termination on its own thread."""
+"""A pod worker: drives one pod through scheduling, its init containers (native sidecars included), its app
+containers and termination, on its own thread; each container runs on a thread of its own (container.py).
+
+Order as upstream (kubernetes.io/docs/concepts/workloads/pods/init-containers/, .../sidecar-containers/): init
+containers one at a time in spec order, each to completion, a sidecar (``restartPolicy: Always``) only until it
+started; then every app container at once; once they all ended, the sidecars are stopped in reverse order. The
+pod's phase is recomputed from its container statuses at every change (status.pod_phase, the kubelet's getPhase).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kannon.testing.kube import configmaps, secrets
-from kannon.testing.kube.node.env import ConfigError, container_env, expand
-from kannon.testing.kube.node.runtime import ContainerHandle, ImageError, StartError
-from kannon.testing.kube.node.status import NODE_NAME, _cond, set_condition
-from kannon.testing.kube.node.termination import termination_file, termination_message
+from kannon.testing.kube.node.container import APP, INIT, SIDECAR, ContainerRun, ready_conditions
+from kannon.testing.kube.node.runtime import ContainerHandle
+from kannon.testing.kube.node.status import NODE_NAME, TERMINAL, _cond, is_sidecar, pod_phase, put_status, set_condition
 from kannon.testing.kube.store import Obj, Store, now_iso
 from kannon.testing.kube.validation import JOB_NAME_LABEL
 
@@ -36,9 +42,12 @@ class PodWorker:
         self.wake = threading.Event()
         self.kill_requested = False
         self.grace = 30.0
-        self.exited = threading.Event()
         self.finished = False
-        self.handle: ContainerHandle | None = None
+        self.restart_policy = "Never"
+        self.evict_message = "evicted"
+        self.runs: list[ContainerRun] = []
+        self._runs_lock = threading.Lock()
+        self._mount_lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"pod-{namespace}-{name}")
 
     # Called under the store lock: only flag and wake.
@@ -46,6 +55,23 @@ class PodWorker:
         self.grace = min(self.grace, grace) if self.kill_requested else grace
         self.kill_requested = True
         self.wake.set()
+        with self._runs_lock:
+            runs = list(self.runs)
+        for run in runs:
+            if run.kind != SIDECAR:  # sidecars stop after the app containers, as at a normal end
+                run.request_stop(self.grace)
+
+    def poke(self) -> None:
+        """Look again (a Secret or ConfigMap a container waits for may exist now)."""
+        self.wake.set()
+        with self._runs_lock:
+            runs = list(self.runs)
+        for run in runs:
+            run.wake.set()
+
+    def handles(self) -> list[ContainerHandle]:
+        with self._runs_lock:
+            return [r.handle for r in self.runs if r.handle is not None]
 
     @property
     def store(self) -> Store:
@@ -88,8 +114,9 @@ class PodWorker:
             return
         job_name = (pod["metadata"].get("labels") or {}).get(JOB_NAME_LABEL)
         behaviour = self.kubelet.faults.take_pod_behaviour(job_name, self.name)
-        container = pod["spec"]["containers"][0]
-        cname = container["name"]
+        self.restart_policy = pod["spec"].get("restartPolicy") or "Always"
+        inits: list[Obj] = pod["spec"].get("initContainers") or []
+        apps: list[Obj] = pod["spec"]["containers"]
 
         # Scheduler (kubernetes.io/docs/concepts/scheduling-eviction/kube-scheduler/).
         reason = self.kubelet.node.unschedulable_reason(pod["spec"])
@@ -108,160 +135,122 @@ class PodWorker:
             set_condition(p["status"], _cond("PodScheduled", "True"))
 
         pod = self._update(bind) or pod
-
-        def creating(p: Obj) -> None:
-            st = p["status"]
-            st.update({"hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}], "startTime": now_iso()})
-            set_condition(st, _cond("PodReadyToStartContainers", "True"))
-            set_condition(st, _cond("Initialized", "True"))
-            set_condition(
-                st, _cond("Ready", "False", "ContainersNotReady", f"containers with unready status: [{cname}]")
-            )
-            set_condition(
-                st,
-                _cond("ContainersReady", "False", "ContainersNotReady", f"containers with unready status: [{cname}]"),
-            )
-            st["containerStatuses"] = [self._status(container, {"waiting": {"reason": "ContainerCreating"}})]
-
-        self._update(creating)
+        self._update(lambda p: self._creating(p, inits, apps))
         if self.kill_requested:
             return
-
-        runtime = self.kubelet.runtime
-        restarts = 0
-        while True:
-            waiting: tuple[str, str] | None = None
-            retry = False
-            image_id = ""
-            env: dict[str, str] = {}
-            if behaviour in ("ErrImagePull", "ImagePullBackOff"):
-                waiting = ("ErrImagePull", f'Failed to pull image "{container["image"]}": injected by kannon emulator')
-            elif behaviour == "CreateContainerConfigError":
-                waiting = ("CreateContainerConfigError", 'secret "kannon-emulator-missing" not found')
-            else:
-                run_pod = pod
-                try:
-                    run_pod = self._mount_secret_volumes(pod)
-                except secrets.SecretMissing as exc:  # volume setup: the container is not even being created
-                    self._warning_event("FailedMount", str(exc))
-                    waiting, retry = ("ContainerCreating", ""), True
-                try:
-                    image_id = runtime.check_image(container["image"]) if waiting is None else ""
-                    env = container_env(pod, container, runtime.base_env(), self.store) if waiting is None else {}
-                except ImageError as exc:
-                    waiting = ("ErrImagePull", str(exc))
-                    behaviour = "ImagePullBackOff"
-                except ConfigError as exc:
-                    waiting = ("CreateContainerConfigError", str(exc))
-                    retry = True
-            if waiting is not None:
-                self._set_waiting(container, restarts, *waiting)
-                if retry:  # the kubelet retries at each sync: a Secret created later lets the container start
-                    self.wake.wait()
-                    self.wake.clear()
-                    if self.kill_requested or self.kubelet.stopping:
-                        return
-                    continue
-                if behaviour == "ImagePullBackOff":
-                    # The kubelet's image back-off: ErrImagePull first, then ImagePullBackOff.
-                    self.wake.wait(0.2)
-                    self._set_waiting(
-                        container, restarts, "ImagePullBackOff", f'Back-off pulling image "{container["image"]}"'
-                    )
-                self._wait_for_kill()  # Never starts, never fails: the Job does not fail by itself.
-                return
-            out = self.kubelet.new_log(self.uid, cname)
-            argv = [expand(a, env) for a in (container.get("command") or []) + (container.get("args") or [])]
-            term_dir = Path(self.kubelet.secret_dir) / self.uid / "termination"
-            run_pod, env, term_file = termination_file(run_pod, env, term_dir / f"{cname}-{restarts}", runtime.name)
-            try:
-                handle = runtime.start(run_pod, run_pod["spec"]["containers"][0], argv, env, out)
-            except StartError as exc:
-                out.finish()
-                self._terminate(container, restarts, 128, "StartError", str(exc), None, "")
-                if not self._maybe_restart(pod):
-                    return
-                restarts += 1
-                continue
-            self.handle = handle
-            started = now_iso()
-            waiter = threading.Thread(target=self._await_exit, args=(handle,), daemon=True)
-            result: list[tuple[int, bool]] = []
-            self._result = result
-            waiter.start()
-
-            def running(
-                p: Obj,
-                image_id: str = image_id or handle.image_id,
-                cid: str = handle.container_id,
-                started: str = started,
-                restarts: int = restarts,
-            ) -> None:
-                st = p["status"]
-                st["phase"] = "Running"
-                st["podIP"], st["podIPs"] = "127.0.0.1", [{"ip": "127.0.0.1"}]
-                set_condition(st, _cond("Ready", "True"))
-                set_condition(st, _cond("ContainersReady", "True"))
-                cs = self._status(container, {"running": {"startedAt": started}}, restarts, prev=st)
-                cs.update({"ready": True, "started": True, "containerID": cid, "imageID": image_id})
-                st["containerStatuses"] = [cs]
-
-            self._update(running)
-            disruption = None
-            if behaviour in ("OOMKilled", "Evicted", "Preempted"):
-                disruption = behaviour
-                behaviour = None
-                self._disrupt(disruption, handle)
-            # Wait for exit, or for a deletion to ask us to stop it.
-            while not self.exited.is_set():
-                self.wake.wait()
-                self.wake.clear()
-                if (self.kill_requested or self.kubelet.stopping) and not self.exited.is_set():
-                    self._stop_container(handle)
-            waiter.join()
-            code, oom = result[0] if result else (137, False)
-            out.finish()
-            handle.cleanup()
-            reason = "OOMKilled" if oom or disruption == "OOMKilled" else ("Completed" if code == 0 else "Error")
-            if disruption == "OOMKilled":
-                code = 137
-            message = termination_message(term_file, container, code, out)
-            self._terminate(container, restarts, code, reason, message, disruption, handle.container_id, started)
-            if code == 0 or not self._maybe_restart(pod):
-                return
-            restarts += 1
-            self.exited.clear()
-
-    def _await_exit(self, handle: ContainerHandle) -> None:
+        sidecars: list[ContainerRun] = []
         try:
-            self._result.append(handle.wait())
-        finally:
-            self.exited.set()
-            self.wake.set()
-
-    def _stop_container(self, handle: ContainerHandle) -> None:
-        # Graceful termination: SIGTERM, then SIGKILL after the grace period (pod-lifecycle "Termination of Pods").
-        grace = 0.0 if self.kubelet.stopping else self.grace
-        if grace > 0:
-            handle.signal(signal.SIGTERM)
-            if self.exited.wait(grace):
+            for c in inits:
+                if self.kill_requested or self.kubelet.stopping:
+                    return
+                run = self._start(c, SIDECAR if is_sidecar(c) else INIT)
+                if run.kind == SIDECAR:  # not waited for: the next container starts once it started
+                    sidecars.append(run)
+                    while not run.started.is_set() and not (self.kill_requested or self.kubelet.stopping):
+                        self.wake.wait()  # a sidecar that cannot start holds the pod until it is deleted
+                        self.wake.clear()
+                    continue
+                run.done.wait()
+                if run.code != 0:  # failed (its pod's phase says what that means), or stopped before it ended
+                    return
+            if self.kill_requested or self.kubelet.stopping:
                 return
-        handle.signal(signal.SIGKILL)
-        self.exited.wait(10)
+            if inits:
+                self._update(lambda p: set_condition(p["status"], _cond("Initialized", "True")))
+            # The fault injected for this pod is its main (first) container's.
+            runs = [self._start(c, APP, behaviour if i == 0 else None) for i, c in enumerate(apps)]
+            for run in runs:
+                run.done.wait()
+        finally:
+            # Sidecars stop after the app containers ended, in reverse order (KEP-753), each with the grace period.
+            grace = self.grace if self.kill_requested else float(pod["spec"].get("terminationGracePeriodSeconds", 30))
+            for run in reversed(sidecars):
+                run.request_stop(grace)
+                run.done.wait()
 
-    def _disrupt(self, kind: str, handle: ContainerHandle) -> None:
+    def _start(self, container: Obj, kind: str, behaviour: str | None = None) -> ContainerRun:
+        run = ContainerRun(self, container, kind, behaviour)
+        with self._runs_lock:
+            self.runs.append(run)
+        if self.kill_requested and kind != SIDECAR:
+            run.request_stop(self.grace)
+        run.thread.start()
+        return run
+
+    def _creating(self, p: Obj, inits: list[Obj], apps: list[Obj]) -> None:
+        st = p["status"]
+        st.update({"hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}], "startTime": now_iso()})
+        set_condition(st, _cond("PodReadyToStartContainers", "True"))
+        blocking = [c["name"] for c in inits if not is_sidecar(c)] + [c["name"] for c in inits if is_sidecar(c)]
+        if inits:
+            # kubelet: Initialized=False until every init container completed (a sidecar: started).
+            message = f"containers with incomplete status: [{' '.join(blocking)}]"
+            set_condition(st, _cond("Initialized", "False", "ContainersNotInitialized", message))
+        else:
+            set_condition(st, _cond("Initialized", "True"))
+        waiting = "PodInitializing" if inits else "ContainerCreating"
+        for c in inits:
+            put_status(p, "initContainerStatuses", self._waiting(c, "PodInitializing"))
+        for c in apps:
+            put_status(p, "containerStatuses", self._waiting(c, waiting))
+        ready_conditions(p, sorted(c["name"] for c in [*apps, *(c for c in inits if is_sidecar(c))]))
+
+    @staticmethod
+    def _waiting(container: Obj, reason: str) -> dict[str, Any]:
+        return {"name": container["name"], "image": container["image"], "imageID": "", "ready": False,
+                "restartCount": 0, "started": False, "state": {"waiting": {"reason": reason}},
+                "lastState": {}}  # fmt: skip
+
+    def set_status(self, run: ContainerRun, make: Callable[[Obj], dict[str, Any]],
+                   extra: Callable[[Obj], None] | None = None) -> None:  # fmt: skip
+        """Write one container's new status and what follows from it for the pod (phase, conditions, pod IP)."""
+
+        def apply(p: Obj) -> None:
+            st = p["status"]
+            was_terminal = st.get("phase") in TERMINAL
+            put_status(p, run.key, make(p))
+            if extra is not None:
+                extra(p)
+            if was_terminal:
+                return  # a terminal phase is final
+            if st.get("phase") not in TERMINAL:
+                ending = self.kill_requested or self.kubelet.stopping or bool(p["metadata"].get("deletionTimestamp"))
+                st["phase"] = pod_phase(p, terminal=ending)
+            statuses = [*(st.get("initContainerStatuses") or []), *(st.get("containerStatuses") or [])]
+            if "podIP" not in st and any("running" in cs["state"] for cs in statuses):
+                st["podIP"], st["podIPs"] = "127.0.0.1", [{"ip": "127.0.0.1"}]
+            if st["phase"] in TERMINAL:
+                done = "PodCompleted" if st["phase"] == "Succeeded" else "PodFailed"
+                set_condition(st, _cond("Ready", "False", done))
+                set_condition(st, _cond("ContainersReady", "False", done))
+                set_condition(st, _cond("PodReadyToStartContainers", "False"))
+                return
+            # Readiness counts the app containers and the sidecars (no probes here: running is ready).
+            counted = {c["name"] for c in p["spec"].get("initContainers") or [] if is_sidecar(c)}
+            counted |= {c["name"] for c in p["spec"]["containers"]}
+            unready = [cs["name"] for cs in statuses if cs["name"] in counted and "running" not in cs["state"]]
+            ready_conditions(p, sorted(unready))
+
+        self._update(apply)
+
+    def disrupt(self, kind: str, handle: ContainerHandle) -> None:
+        """An injected disruption of the pod's main container (kannon.testing.kube.faults)."""
         if kind == "OOMKilled":
             handle.signal(signal.SIGKILL)
             return
         if kind == "Evicted":
             msg = "The node was low on resource: memory. Threshold quantity: 100Mi, available: 51200Ki. "
-            self._evict_message = msg
+            self.evict_message = msg
             # Node-pressure eviction: the kubelet marks the pod with DisruptionTarget (TerminationByKubelet) and
             # kills it; the pod ends Failed with status.reason Evicted.
             self._update(
                 lambda p: set_condition(p["status"], _cond("DisruptionTarget", "True", "TerminationByKubelet", msg))
             )
             handle.signal(signal.SIGKILL)
+            with self._runs_lock:
+                others = [r for r in self.runs if r.handle is not handle]
+            for run in others:  # the whole pod goes, sidecars included
+                run.request_stop(0)
             return
         # Preemption: the scheduler adds DisruptionTarget (PreemptionByScheduler) and deletes the pod gracefully.
         msg = f"{NODE_NAME}: preempting to accommodate a higher priority pod"
@@ -274,34 +263,7 @@ class PodWorker:
         self._update(preempt)
         handle.signal(signal.SIGKILL)
 
-    def _maybe_restart(self, pod: Obj) -> bool:
-        if pod["spec"].get("restartPolicy") != "OnFailure" or self.kill_requested or self.kubelet.stopping:
-            return False
-        cur = self.store.get("pods", self.namespace, self.name)
-        return cur is not None and not cur["metadata"].get("deletionTimestamp")
-
-    def _status(
-        self, container: Obj, state: dict[str, Any], restarts: int = 0, prev: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        cs: dict[str, Any] = {
-            "name": container["name"],
-            "image": container["image"],
-            "imageID": "",
-            "ready": False,
-            "restartCount": restarts,
-            "started": False,
-            "state": state,
-            "lastState": {},
-        }
-        if prev and prev.get("containerStatuses"):
-            last = prev["containerStatuses"][0]
-            if "terminated" in last.get("state", {}):
-                cs["lastState"] = {"terminated": last["state"]["terminated"]}
-            else:
-                cs["lastState"] = last.get("lastState", {})
-        return cs
-
-    def _warning_event(self, reason: str, message: str) -> None:
+    def warning_event(self, reason: str, message: str) -> None:
         """A core/v1 Event about this pod from the kubelet (``kubectl describe pod`` shows it), counted up on repeat."""
         name = f"{self.name}.{reason.lower()}"
         stamp = now_iso()
@@ -321,7 +283,7 @@ class PodWorker:
                     "lastTimestamp": stamp, "reportingComponent": "kubelet", "reportingInstance": NODE_NAME,
                 })  # fmt: skip
 
-    def _mount_secret_volumes(self, pod: Obj) -> Obj:
+    def mount_secret_volumes(self, pod: Obj) -> Obj:
         """The pod as the runtime sees it: each ``secret`` and ``configMap`` volume written to a private directory
         (files named by key, kubernetes.io/docs/concepts/configuration/secret/#using-secrets-as-files-from-a-pod,
         kubernetes.io/docs/concepts/storage/volumes/#configmap; kannon.testing.kube.configmaps) and turned into a
@@ -329,6 +291,10 @@ class PodWorker:
         vols = pod["spec"].get("volumes") or []
         if not any(v.get("secret") or v.get("configMap") for v in vols):
             return pod
+        with self._mount_lock:  # its containers start on threads of their own
+            return self._mount(pod)
+
+    def _mount(self, pod: Obj) -> Obj:
         out = copy.deepcopy(pod)
         base = Path(self.kubelet.secret_dir) / self.uid
         for vol in out["spec"]["volumes"]:
@@ -347,98 +313,10 @@ class PodWorker:
             vol.pop("secret", None)
             vol.pop("configMap", None)
             vol["hostPath"] = {"path": str(target)}
-        for c in out["spec"]["containers"]:
+        for c in [*(out["spec"].get("initContainers") or []), *out["spec"]["containers"]]:
             for m in c.get("volumeMounts") or []:
                 if any(v["name"] == m["name"] and str(v["hostPath"]["path"]).startswith(str(base))
                        for v in out["spec"]["volumes"] if v.get("hostPath")):  # fmt: skip
                     m["readOnly"] = True  # secret and configMap volumes are always mounted read-only
         return out
 
-    def _set_waiting(self, container: Obj, restarts: int, reason: str, message: str) -> None:
-        def apply(p: Obj) -> None:
-            st = p["status"]
-            state = {"reason": reason, "message": message} if message else {"reason": reason}
-            cs = self._status(container, {"waiting": state}, restarts, prev=st)
-            st["containerStatuses"] = [cs]
-
-        self._update(apply)
-
-    def _terminate(
-        self,
-        container: Obj,
-        restarts: int,
-        code: int,
-        reason: str,
-        message: str | None,
-        disruption: str | None,
-        cid: str,
-        started: str | None = None,
-    ) -> None:
-        finished = now_iso()
-        restart_policy = None
-
-        def apply(p: Obj) -> None:
-            nonlocal restart_policy
-            restart_policy = p["spec"].get("restartPolicy")
-            st = p["status"]
-            term: dict[str, Any] = {
-                "exitCode": code,
-                "reason": reason,
-                "startedAt": started or finished,
-                "finishedAt": finished,
-            }
-            if message:
-                term["message"] = message
-            if cid:
-                term["containerID"] = cid
-            cs = self._status(container, {"terminated": term}, restarts, prev=None)
-            prev_cs = (st.get("containerStatuses") or [{}])[0]
-            cs["lastState"] = prev_cs.get("lastState", {})
-            cs["imageID"] = prev_cs.get("imageID", "")
-            cs["containerID"] = cid or None
-            if not cid:
-                cs.pop("containerID")
-            will_restart = (
-                code != 0
-                and restart_policy == "OnFailure"
-                and not p["metadata"].get("deletionTimestamp")
-                and not self.kill_requested
-            )
-            if will_restart:
-                # CrashLoopBackOff: the pod stays Running and the kubelet restarts the container in place.
-                cs["state"] = {
-                    "waiting": {
-                        "reason": "CrashLoopBackOff",
-                        "message": f"back-off 10s restarting failed container={container['name']}",
-                    }
-                }
-                cs["lastState"] = {"terminated": term}
-                st["containerStatuses"] = [cs]
-                set_condition(
-                    st,
-                    _cond(
-                        "Ready", "False", "ContainersNotReady", f"containers with unready status: [{container['name']}]"
-                    ),
-                )
-                set_condition(
-                    st,
-                    _cond(
-                        "ContainersReady",
-                        "False",
-                        "ContainersNotReady",
-                        f"containers with unready status: [{container['name']}]",
-                    ),
-                )
-                return
-            st["containerStatuses"] = [cs]
-            st["phase"] = "Succeeded" if code == 0 else "Failed"
-            done = "PodCompleted" if code == 0 else "PodFailed"
-            set_condition(st, _cond("Ready", "False", done))
-            set_condition(st, _cond("ContainersReady", "False", done))
-            set_condition(st, _cond("PodReadyToStartContainers", "False"))
-            if disruption == "Evicted":
-                st["reason"] = "Evicted"
-                st["message"] = getattr(self, "_evict_message", "evicted")
-                st["phase"] = "Failed"
-
-        self._update(apply)

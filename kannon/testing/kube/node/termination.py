@@ -16,24 +16,31 @@ TERMINATION_MESSAGE_MAX = 4096  # kubelet: MaxContainerTerminationMessageLength
 FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES = 80, 2048  # MaxContainerTerminationMessageLog{Lines,Length}
 
 
-def termination_file(pod: Obj, env: dict[str, str], path: Path, runtime: str) -> tuple[Obj, dict[str, str], Path]:
-    """Create the container instance's termination message file and put it at the container's
+def termination_file(pod: Obj, name: str, env: dict[str, str], path: Path, runtime: str
+                     ) -> tuple[Obj, Obj, dict[str, str], Path]:  # fmt: skip
+    """Create the instance of container ``name``'s termination message file and put it at the container's
     terminationMessagePath: the Docker runtime bind-mounts it there (as the kubelet does); a process pod has no
-    mount namespace, so an env value naming that path is pointed at the file instead (its stand-in for the mount)."""
+    mount namespace, so an env value naming that path is pointed at the file instead (its stand-in for the mount).
+    Returns the pod and the container as the runtime is to see them."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"")
     path.chmod(0o666)  # the container may run as another user (runAsUser)
-    container = pod["spec"]["containers"][0]
-    target = container.get("terminationMessagePath") or "/dev/termination-log"
     if runtime == "docker":
         pod = copy.deepcopy(pod)
+    container = _named(pod, name)
+    target = container.get("terminationMessagePath") or "/dev/termination-log"
+    if runtime == "docker":
         volume = {"name": "kannon-emu-termination", "hostPath": {"path": str(path)}}
         pod["spec"].setdefault("volumes", []).append(volume)
-        pod["spec"]["containers"][0].setdefault("volumeMounts", []).append(
-            {"name": volume["name"], "mountPath": target})
+        container.setdefault("volumeMounts", []).append({"name": volume["name"], "mountPath": target})
     else:
         env = {k: (str(path) if v == target else v) for k, v in env.items()}
-    return pod, env, path
+    return pod, container, env, path
+
+
+def _named(pod: Obj, name: str) -> Obj:
+    spec = pod["spec"]
+    return next(c for c in [*(spec.get("initContainers") or []), *spec["containers"]] if c["name"] == name)
 
 
 def termination_message(path: Path, container: Obj, code: int, out: ContainerLog) -> str | None:
