@@ -76,6 +76,34 @@ def pod_final(pod: V1Pod, container: str | None) -> bool:
     cs = container_status(pod, container)
     return cs is not None and cs.state is not None and cs.state.terminated is not None
 
+def main_ended(pod: V1Pod, container: str | None) -> bool:
+    """The task's container has ended while the pod runs on: another app container (a sidecar a mesh injected, a
+    log shipper) keeps a pod Running after its main container exited (kubelet getPhase), and so the Job active
+    until its deadline. kannon's pods never restart a container (restartPolicy Never), so the attempt is over."""
+    status, spec = pod.status, pod.spec
+    if status is None or status.phase in ("Succeeded", "Failed") or spec is None or len(spec.containers or ()) < 2:
+        return False  # one container: the pod ends with it, and the Job with the pod
+    cs = container_status(pod, container)
+    return cs is not None and cs.state is not None and cs.state.terminated is not None
+
+
+def init_failure(pod: V1Pod) -> Outcome | None:
+    """An init container that failed (it shows only in ``initContainerStatuses``): the task never ran. A native
+    sidecar (``restartPolicy: Always``) is restarted by the kubelet instead, so it never fails the pod."""
+    status, spec = pod.status, pod.spec
+    sidecars = {c.name for c in (spec.init_containers if spec is not None else None) or ()
+                if getattr(c, "restart_policy", None) == "Always"}  # fmt: skip
+    for cs in (status.init_container_statuses if status is not None else None) or ():
+        term = cs.state.terminated if cs.state is not None else None
+        if term is None or not term.exit_code or cs.name in sidecars:
+            continue
+        why = f"{term.reason}: {term.message.strip()}" if term.message else (term.reason or "Error")
+        return Outcome(None, f"init container {cs.name!r} failed with exit code {term.exit_code} ({why}); the task "
+                       "never ran. Fix the Job template's init container (`kubectl logs POD -c "
+                       f"{cs.name}` shows its output)", "InitContainerFailed")  # fmt: skip
+    return None
+
+
 def created(pod: V1Pod) -> tuple[float, str]:
     ts = pod.metadata.creation_timestamp
     return (ts.timestamp() if hasattr(ts, "timestamp") else 0.0, pod.metadata.name or "")
@@ -212,6 +240,8 @@ def classify_failure(
             "raise the timeout or make the task faster",
             "DeadlineExceeded",
         )
+    if term is None and pod is not None and (init := init_failure(pod)) is not None:
+        return init
     if term is not None:
         if term.reason == "OOMKilled":
             limit = memory_limit(pod, container)

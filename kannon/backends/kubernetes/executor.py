@@ -119,7 +119,10 @@ class K8sJobExecutor(JobCreator):
         self.master_pod_name = master_pod_name or os.environ.get("POD_NAME") or os.environ.get("HOSTNAME")
         self.template: dict[str, Any] | None = None if template_job is None else load_template(template_job)
         if self.template is not None:  # refuse a template that cannot work before anything is planned or launched
-            template_container(self.template["spec"]["template"]["spec"], container, python)
+            target = template_container(self.template["spec"]["template"]["spec"], container, python)
+            # The task's container is found by name from here on: a pod's container statuses are sorted by name,
+            # so with a sidecar the first status may well be the sidecar's.
+            self.container = container or target.get("name")
         # Kueue LocalQueue (label kueue.x-k8s.io/queue-name; default: the template's): Jobs wait suspended in it
         self.queue_name = queue_name or admission.template_queue(self.template)
         self.max_submitted = max_submitted
@@ -131,7 +134,7 @@ class K8sJobExecutor(JobCreator):
                 "or a YAML file path; CLI: --job-template FILE). Inside a cluster kannon copies the master's own pod."
             )
         self.api = ApiCaller(self.namespace, qps=qps, burst=burst, backoff=retry_backoff)
-        self.logs = JobLogs(self.api, self.namespace, container, int(log_lines), self.emit, self._state)
+        self.logs = JobLogs(self.api, self.namespace, self.container, int(log_lines), self.emit, self._state)
         self.owner: dict[str, Any] | None = dict(owner) if isinstance(owner, Mapping) else None
         self._creator: concurrent.futures.ThreadPoolExecutor | None = None
         self._ticker: threading.Thread | None = None
@@ -441,5 +444,6 @@ class K8sJobExecutor(JobCreator):
             return
         if self.template is None:
             self.template = template_from_pod(pod, self.api_client, self.container)
+            self.container = self.logs.container = self.template["spec"]["template"]["spec"]["containers"][0]["name"]
         if self.owner_setting == "auto":
             self.owner = owner_reference(pod)

@@ -298,6 +298,9 @@ class JobTracker(Executor):
             elif pod is not None and (fast := kc.fail_fast(pod, self.python)) is not None:
                 attempt.to(Phase.ENDING)
                 step = lambda: self._fail_and_delete(attempt, fast, pod)  # noqa: E731
+            elif pod is not None and kc.main_ended(pod, self.container):  # a sidecar keeps the pod (and Job) going
+                attempt.to(Phase.ENDING)
+                step = lambda: self._finish_terminal(attempt, ended=pod)  # noqa: E731
         if start_follow:
             self.logs.start_follower(attempt)
         if step is not None and self._pool is not None:
@@ -380,7 +383,9 @@ class JobTracker(Executor):
         self._finish(attempt, Finished(attempt.launch.key, outcome.exit_code, outcome.reason, outcome.failure_class,
                                        outcome.infra, tuple(lines[-20:]), where))  # fmt: skip
 
-    def _finish_terminal(self, attempt: Attempt) -> None:
+    def _finish_terminal(self, attempt: Attempt, ended: V1Pod | None = None) -> None:
+        """Finish an attempt whose Job ended, or whose pod's task container ``ended`` while a sidecar runs on: its
+        exit code decides, and the Job is deleted (else the sidecar would keep it active until its deadline)."""
         try:
             job = attempt.job
             assert job is not None
@@ -389,7 +394,10 @@ class JobTracker(Executor):
             pods = {p.metadata.name: p for p in self._pods_of(attempt.name, attempt.uid)
                     if p.metadata.name not in attempt.stale_pods}  # not a pod a preemption deleted
             pod = kc.succeeded(pods.values()) if complete else kc.culprit(pods.values(), self.container)
-            if pod is None or (not complete and not kc.pod_final(pod, self.container)):
+            if ended is not None:
+                pod, status = ended, kc.container_status(ended, self.container)
+                complete = status is not None and status.state.terminated.exit_code == 0
+            elif pod is None or (not complete and not kc.pod_final(pod, self.container)):
                 # the pods' last states travel on the other stream and may lag: read them once (failures only; for a
                 # success the pod's name is all the log read needs). Cached states of deleted pods are kept.
                 pods.update({p.metadata.name: p for p in self._list_job_pods(attempt.name)
@@ -403,6 +411,8 @@ class JobTracker(Executor):
             tail = self.logs.collect(attempt, pod)
             where = f"pod {pod.metadata.name}" if pod is not None else f"job {attempt.name}"
             record = self._record(attempt, pod, complete)
+            if ended is not None:
+                self._delete_quietly(attempt.name)
             if complete:
                 self._finish(attempt, Finished(attempt.launch.key, 0, log_tail=tail, where=where, result=record))
                 return
