@@ -263,3 +263,34 @@ def test_exit_137_is_not_called_an_oom_unless_the_kubelet_says_oomkilled() -> No
     assert "out of memory" not in (killed.reason or "") and "OOMKilled" in (killed.reason or ""), killed.reason
     oom = kw.classify_failure(job(FAILED), pod(terminated(137, "OOMKilled"), memory="64Mi"), "main")
     assert oom.failure_class == "OOMKilled" and "64Mi" in (oom.reason or "")
+
+
+def test_the_task_container_is_found_by_name_among_sorted_statuses_and_its_end_ends_the_attempt() -> None:
+    # kubelet: containerStatuses sorted by name, so the sidecar's status comes first; a plain sidecar keeps the pod
+    # Running after the task's container exited (getPhase).
+    statuses = [
+        V1ContainerStatus(name="istio-proxy", image="proxy", image_id="", ready=True, restart_count=0,
+                          state=V1ContainerState(running=V1ContainerStateRunning())),
+        V1ContainerStatus(name="main", image="img:1", image_id="", ready=False, restart_count=0,
+                          state=V1ContainerState(terminated=V1ContainerStateTerminated(exit_code=6))),
+    ]  # fmt: skip
+    running = V1Pod(metadata=V1ObjectMeta(name="j-abcde"),
+                    spec=V1PodSpec(containers=[V1Container(name="main"), V1Container(name="istio-proxy")]),
+                    status=V1PodStatus(phase="Running", container_statuses=statuses))  # fmt: skip
+    assert kw.main_ended(running, "main")
+    assert not kw.main_ended(running, "istio-proxy")
+    assert kw.classify_failure(None, running, "main").exit_code == 6
+    single = pod(V1ContainerState(terminated=V1ContainerStateTerminated(exit_code=0)), phase="Running")
+    assert not kw.main_ended(single, "main")  # one container: the pod, and the Job, end with it
+
+
+def test_a_failed_init_container_is_named_with_its_exit_code() -> None:
+    waiting = V1ContainerState(waiting=V1ContainerStateWaiting(reason="PodInitializing"))
+    failed = pod(waiting)
+    failed.spec.init_containers = [V1Container(name="fetch-data")]
+    failed.status.init_container_statuses = [V1ContainerStatus(
+        name="fetch-data", image="img:1", image_id="", ready=False, restart_count=0,
+        state=V1ContainerState(terminated=V1ContainerStateTerminated(exit_code=3, reason="Error")))]  # fmt: skip
+    out = kw.classify_failure(job(("Failed", "True", "BackoffLimitExceeded")), failed, "main")
+    assert (out.failure_class, out.exit_code, out.infra) == ("InitContainerFailed", None, False)
+    assert out.reason is not None and "'fetch-data'" in out.reason and "exit code 3 (Error)" in out.reason
