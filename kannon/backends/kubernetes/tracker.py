@@ -246,6 +246,7 @@ class JobTracker(JobCalls):
             attempt.queue_wait += now - attempt.queued_since
             attempt.queued_since = None
             attempt.since = now  # pending_timeout counts from admission, not from creation
+            attempt.start_check, attempt.start_wait = 0.0, None  # and so does a slow start's diagnosis
             self.emit(Queued(attempt.launch.key, False))
             self._say(attempt, f"kannon: admitted after {attempt.queue_wait:.1f} s queued by admission")
         return False
