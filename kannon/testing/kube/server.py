@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from kannon.testing.kube import configmaps, errors, kueue, leases, openapi, secrets, tables
-from kannon.testing.kube.controller import delete_job
+from kannon.testing.kube.deletion import delete_job
 from kannon.testing.kube.errors import ApiError, Cause, bad_request
 from kannon.testing.kube.schema import check_fields
 from kannon.testing.kube.selectors import parse_field_selector, parse_label_selector
