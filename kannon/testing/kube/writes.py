@@ -20,8 +20,9 @@ from kannon.testing.kube.deletion import delete_job
 from kannon.testing.kube.discovery import KINDS
 from kannon.testing.kube.errors import ApiError, Cause, bad_request
 from kannon.testing.kube.exchange import Exchange, query_bool
+from kannon.testing.kube.jobvalidation import prepare_job, validate_job_update
 from kannon.testing.kube.schema import check_fields
-from kannon.testing.kube.validation import decode_checks, prepare_job, validate_job_update
+from kannon.testing.kube.validation import decode_checks
 
 if TYPE_CHECKING:
     from kannon.testing.kube.emulator import KubeEmulator
