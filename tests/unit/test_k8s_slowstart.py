@@ -174,3 +174,12 @@ def test_the_cli_option_reaches_the_executor(kubeconfig: Path) -> None:
     assert (default.pending_timeout, default.start_timeout) == (300.0, 900.0)
     given = spec.from_cli(parser.parse_args(["--job-template", str(template), "--k8s-start-timeout", "1800"]))
     assert given.start_timeout == 1800.0
+
+
+def test_the_legacy_factory_passes_start_timeout_through(kubeconfig: Path) -> None:
+    from kannon.backends.kubernetes import make_executor
+
+    template = {"apiVersion": "batch/v1", "kind": "Job",
+                "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "x:1"}]}}}}  # fmt: skip
+    executor = make_executor(legacy=True, template_job=template, pending_timeout=60, start_timeout=1200)
+    assert (executor.pending_timeout, executor.start_timeout) == (60.0, 1200.0)
