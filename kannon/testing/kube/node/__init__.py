@@ -8,7 +8,8 @@ ContainersReady / Ready, and DisruptionTarget for disruptions
 
 One part of a node per module: ``kubelet`` (Node: the scheduler's fit check; Kubelet: a worker per pod, logs,
 deletion), ``podworker`` (one pod's lifecycle: init containers, sidecars, app containers), ``container`` (one
-container's run and restarts), ``status`` (phases and conditions), ``env`` (a container's
+container's run and restarts), ``scheduling`` (binding, a cluster autoscaler's scale-up, slow image pulls, and their
+events), ``status`` (phases and conditions), ``env`` (a container's
 environment, Secrets, ConfigMaps, $(VAR)), ``termination`` (termination messages), ``logs`` (container logs),
 ``runtime`` (what a runtime offers the kubelet), ``process_runtime`` and ``warm`` (local processes, cold or forked
 from a zygote, kannon/testing/kube/podzygote.py), ``cgroups`` (their memory cgroups), ``docker_runtime``.

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kannon.testing.kube import configmaps, secrets
+from kannon.testing.kube.node import scheduling
 from kannon.testing.kube.node.container import APP, INIT, SIDECAR, ContainerRun, ready_conditions
 from kannon.testing.kube.node.runtime import ContainerHandle
 from kannon.testing.kube.node.status import NODE_NAME, TERMINAL, _cond, is_sidecar, pod_phase, put_status, set_condition
@@ -118,24 +119,16 @@ class PodWorker:
         inits: list[Obj] = pod["spec"].get("initContainers") or []
         apps: list[Obj] = pod["spec"]["containers"]
 
-        # Scheduler (kubernetes.io/docs/concepts/scheduling-eviction/kube-scheduler/).
-        reason = self.kubelet.node.unschedulable_reason(pod["spec"])
-        if behaviour == "Unschedulable" and reason is None:
-            reason = (
-                "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
-                "1 No preemption victims found for incoming pod."
-            )
-        if reason is not None:
-            self._update(lambda p: set_condition(p["status"], _cond("PodScheduled", "False", "Unschedulable", reason)))
-            self._wait_for_kill()  # A pod that cannot be scheduled stays Pending forever.
-            return
-
-        def bind(p: Obj) -> None:
-            p["spec"]["nodeName"] = NODE_NAME
-            set_condition(p["status"], _cond("PodScheduled", "True"))
-
-        pod = self._update(bind) or pod
+        slow = {s.kind: s for s in self.kubelet.faults.take_slow_starts(job_name, self.name)}
+        bound = scheduling.schedule(self, pod, behaviour, slow.get("scale-up"))
+        if bound is None:
+            return  # never scheduled, or deleted while a node was being added
+        pod = bound
+        # A slow pull (a fault) is the main container's image's, before any container of the pod starts.
+        pull = scheduling.Pull(self.store, pod, apps[0]["image"], slow["pull"]) if "pull" in slow else None
         self._update(lambda p: self._creating(p, inits, apps))
+        if pull is not None and not pull.wait(lambda: self.kill_requested or self.kubelet.stopping):
+            return  # deleted while its image was being pulled
         if self.kill_requested:
             return
         sidecars: list[ContainerRun] = []
