@@ -24,14 +24,14 @@ WAIT = 180.0
 
 @pytest.fixture
 def make(upstream: Any, namespace: str, kannon_node: str,
-         tmp_path: Path) -> Iterator[Callable[[], tuple[ScriptK8sExecutor, Recorder]]]:  # fmt: skip
+         tmp_path: Path) -> Iterator[Callable[..., tuple[ScriptK8sExecutor, Recorder]]]:  # fmt: skip
     made: list[ScriptK8sExecutor] = []
-    pod = {"nodeSelector": {"kubernetes.io/hostname": kannon_node},
-           "containers": [{"name": "main", "image": "kannon-process"}]}
-    template = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"namespace": namespace},
-                "spec": {"template": {"spec": pod}}}
 
-    def factory() -> tuple[ScriptK8sExecutor, Recorder]:
+    def factory(sidecars: list[dict[str, Any]] | None = None) -> tuple[ScriptK8sExecutor, Recorder]:
+        pod = {"nodeSelector": {"kubernetes.io/hostname": kannon_node},
+               "containers": [{"name": "main", "image": "kannon-process"}, *(sidecars or [])]}
+        template = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"namespace": namespace},
+                    "spec": {"template": {"spec": pod}}}
         executor = ScriptK8sExecutor(template, api_client=upstream.api_client(), python=sys.executable,
                                      retry_backoff=0.05)  # fmt: skip
         rec = Recorder(timeout=WAIT)
@@ -68,3 +68,18 @@ def test_cancel_deletes_the_jobs_and_their_pods_stop(make: Any, core: Any, batch
     assert batch.list_namespaced_job(namespace).items == []
     # The garbage collector deletes the pods (gracefully): kannon's node stops them and finishes the deletions.
     wait_until(lambda: not core.list_namespaced_pod(namespace).items, WAIT, "the pods to be gone", max_delay=0.5)
+
+
+def test_a_plain_sidecar_does_not_keep_a_finished_bullet_running(make: Any, batch: Any, namespace: str,
+                                                                 tmp_path: Path) -> None:  # fmt: skip
+    # The real API server's statuses and Job controller: the pod stays Running while the proxy runs (the Job would
+    # stay active), so kannon ends the attempt with the task's container (found by name: "istio-proxy" sorts
+    # first) and deletes the Job.
+    proxy = {"name": "istio-proxy", "image": "kannon-process",
+             "command": [sys.executable, "-c", "import time; time.sleep(3600)"]}  # fmt: skip
+    executor, rec = make(sidecars=[proxy])
+    launch = launch_of(tmp_path, 1, "print('task done')")
+    executor.launch(launch)
+    fin = rec.wait_finished(launch.key)
+    assert fin.ok and fin.log_tail == ("task done",), fin
+    wait_until(lambda: not batch.list_namespaced_job(namespace).items, WAIT, "the Job to be deleted", max_delay=0.5)
