@@ -174,10 +174,9 @@ class PodWorker:
         st = p["status"]
         st.update({"hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}], "startTime": now_iso()})
         set_condition(st, _cond("PodReadyToStartContainers", "True"))
-        blocking = [c["name"] for c in inits if not is_sidecar(c)] + [c["name"] for c in inits if is_sidecar(c)]
         if inits:
             # kubelet: Initialized=False until every init container completed (a sidecar: started).
-            message = f"containers with incomplete status: [{' '.join(blocking)}]"
+            message = f"containers with incomplete status: [{' '.join(c['name'] for c in inits)}]"
             set_condition(st, _cond("Initialized", "False", "ContainersNotInitialized", message))
         else:
             set_condition(st, _cond("Initialized", "True"))
