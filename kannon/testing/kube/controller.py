@@ -17,7 +17,8 @@ from typing import Any
 
 from kannon.testing.kube.deletion import GarbageCollector, TtlAfterFinished, controller_of
 from kannon.testing.kube.jobcontroller import JobController
-from kannon.testing.kube.runtime import Kubelet, is_terminal
+from kannon.testing.kube.node.kubelet import Kubelet
+from kannon.testing.kube.node.status import is_terminal
 from kannon.testing.kube.store import Change, Store
 
 log = logging.getLogger("kannon.testing.kube")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kannon.testing.kube.errors import ApiError
-from kannon.testing.kube.runtime import Kubelet
+from kannon.testing.kube.node.kubelet import Kubelet
 from kannon.testing.kube.store import Obj, Store, now_iso
 
 FINALIZER_ORPHAN = "orphan"

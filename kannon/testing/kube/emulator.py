@@ -24,16 +24,11 @@ from kannon.testing.kube.deletion import delete_job
 from kannon.testing.kube.errors import not_found
 from kannon.testing.kube.faults import Faults
 from kannon.testing.kube.kueue import Kueue
+from kannon.testing.kube.node.docker_runtime import DockerRuntime
+from kannon.testing.kube.node.kubelet import Kubelet, Node
+from kannon.testing.kube.node.process_runtime import ProcessRuntime, default_workdir, remove_workdir
+from kannon.testing.kube.node.runtime import Runtime
 from kannon.testing.kube.quota import ResourceQuotas
-from kannon.testing.kube.runtime import (
-    DockerRuntime,
-    Kubelet,
-    Node,
-    ProcessRuntime,
-    Runtime,
-    default_workdir,
-    remove_workdir,
-)
 from kannon.testing.kube.server import EmulatorHTTPServer
 from kannon.testing.kube.store import Obj, Store
 from kannon.testing.kube.tls import Credentials, make_credentials
