@@ -265,6 +265,8 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
             self._code_map.delete()
         self._code, self._code_map, self._shipping = None, None, False  # the next build says again what it ships
         self._stop.set()
+        with self._pods_changed:
+            self._pods_changed.notify_all()  # a finish step waiting for a pod's last state gives up
         for w in self._watchers:
             w.stop()
         with self._state:

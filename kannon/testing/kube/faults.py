@@ -95,6 +95,7 @@ class Faults:
         self._forbidden: list[tuple[str, str, str | None, str]] = []
         self._pod_rules: list[_PodRule] = []
         self._slow_starts: list[SlowStart] = []
+        self._watch_holds: dict[str, threading.Event] = {}
         self._injected: list[Injected] = []
         self._compact = compact
         self._end_watches = end_watches
@@ -152,6 +153,16 @@ class Faults:
             self._request_rules.append(
                 _RequestRule("hold", n, 0, method, re.compile(path_regex) if path_regex else None, gate=gate)
             )
+        return gate
+
+    def hold_watch(self, resource: str) -> threading.Event:
+        """Deliver nothing (events, bookmarks) on the open and future watches of ``resource`` ("pods", "jobs") until
+        the returned event is set; then everything held follows in order. The API server orders a watch stream, never
+        two streams against each other: a client may see a Job Failed before the pod change that caused it."""
+        gate = threading.Event()
+        with self._lock:
+            self._watch_holds[resource] = gate
+        self._record(Injected("hold_watch", resource))
         return gate
 
     def forbid(self, verb: str, resource: str, namespace: str | None = None, user: str = DEFAULT_USER) -> None:
@@ -221,6 +232,9 @@ class Faults:
             for slow in self._slow_starts:
                 slow.done.set()  # pods held in a slow start go on
             self._slow_starts.clear()
+            for gate in self._watch_holds.values():
+                gate.set()
+            self._watch_holds.clear()
 
     @property
     def injected(self) -> list[Injected]:
@@ -236,6 +250,15 @@ class Faults:
     def _record(self, item: Injected) -> None:
         with self._lock:
             self._injected.append(item)
+
+    def watch_hold(self, resource: str) -> threading.Event | None:
+        """The gate a watch stream of ``resource`` waits on before it sends anything, while one is held."""
+        with self._lock:
+            gate = self._watch_holds.get(resource)
+            if gate is not None and gate.is_set():
+                del self._watch_holds[resource]
+                return None
+            return gate
 
     def take_request_fault(self, method: str, path: str) -> tuple[str, ApiError | threading.Event | None] | None:
         with self._lock:
