@@ -310,7 +310,7 @@ class JobTracker(JobCalls):
                              and p.metadata.name not in attempt.stale_pods})  # fmt: skip
                 pod = kc.succeeded(pods.values()) if complete else kc.culprit(pods.values(), self.container)
             failed_pods = job.status.failed if job.status is not None else None
-            if not complete and failed_pods and (pod is None or not self._explains(pod)):
+            if ended is None and not complete and failed_pods and (pod is None or not self._explains(pod)):
                 # a pod failed, and neither the cache nor a list says how: it was deleted (preemption, eviction)
                 # and its last states are still on their way on the pod stream
                 pod = self._await_pod(attempt, None, self._explains) or pod
