@@ -37,6 +37,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -219,9 +220,12 @@ class LocalExecutor(Executor):
             raise
         finally:
             os.close(write_fd)
-        key = launch.key
-        on_line = (lambda line: self.emit(LogLine(key, line))) if self.run and self.run.follow_logs else None
-        Pump(self._io, read_fd, log, on_line, lambda: self._on_eof(child)).start()
+        follow = bool(self.run and self.run.follow_logs)
+        Pump(self._io, read_fd, log, self._line_emitter(launch.key) if follow else None,
+             lambda: self._on_eof(child)).start()  # fmt: skip
+
+    def _line_emitter(self, key: str) -> Callable[[str], None]:
+        return lambda line: self.emit(LogLine(key, line))
 
     def _result_env(self, child: _Child) -> dict[str, str]:
         """Where the child writes its record (kannon.childresult): a fresh file per attempt in the run directory."""
