@@ -6,8 +6,10 @@ The package, one part per module:
 * :mod:`.api` — the client, and the one caller every request goes through (rate limit, tenacity retries, 403 →
   a BackendError naming the permission); :mod:`.rbac` — the Role those requests need;
 * :mod:`.watch` — list+watch loops; :mod:`.classify` — what a finished or stuck pod means;
-* :mod:`.attempt` — an attempt's state machine; :mod:`.tracker` — watch events → attempt steps; :mod:`.logs` —
-  pod logs; :mod:`.executor` — :class:`K8sJobExecutor`; :mod:`.lease` — the run lease (one master per run);
+* :mod:`.attempt` — an attempt's state machine; :mod:`.tracker` — watch events → attempt steps; :mod:`.jobcalls` —
+  reads and deletes by name; :mod:`.pending` — the pending deadline; :mod:`.create` — create or adopt a Job;
+  :mod:`.logs` — pod logs; :mod:`.ownership` — the master pod and the Jobs' owner; :mod:`.executor` —
+  :class:`K8sJobExecutor`; :mod:`.lease` — the run lease (one master per run);
 * :mod:`.compat` — the factory with kannon 0.1.x's arguments, and the CLI options.
 
 The ``kubernetes`` package and PyYAML are imported inside functions: this package is loaded by the plugin registry

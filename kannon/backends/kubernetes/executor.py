@@ -15,12 +15,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from kannon import exitcodes
 from kannon.backends.base import BackendError, Launch, Report, RunInfo, SpecTransport
-from kannon.backends.kubernetes import admission, codemap
+from kannon.backends.kubernetes import admission, codemap, ownership
 from kannon.backends.kubernetes import classify as kc
 from kannon.backends.kubernetes.api import ApiCaller, api_status, default_namespace, make_client
 from kannon.backends.kubernetes.attempt import Phase
@@ -39,6 +39,7 @@ from kannon.backends.kubernetes.manifest import (
     template_from_pod,
 )
 from kannon.backends.kubernetes.names import job_name, run_selector
+from kannon.backends.kubernetes.pending import PendingDeadlines
 from kannon.backends.kubernetes.secret import RunSecret, secret_body, secret_name
 from kannon.backends.kubernetes.watch import Watcher, shutdown_response
 from kannon.hints import Hints
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kannon.kubernetes")
 
-class K8sJobExecutor(JobCreator):
+class K8sJobExecutor(JobCreator, PendingDeadlines):
     """Run each bullet attempt as a Kubernetes Job (see docs/kubernetes.md).
 
     ``template_job``: a ``V1Job``, a dict in API form, or a YAML file path; in a cluster it may be omitted, and the
@@ -164,8 +165,14 @@ class K8sJobExecutor(JobCreator):
         # creates have their own workers: a create retrying through 429s must not hold up finishing attempts
         self._creator = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="kannon-k8s-create")
         if self.in_cluster and (self.template is None or self.owner_setting == "auto"):
-            self._inspect_master_pod()
-        self._verify_owner()
+            pod = ownership.read_master_pod(self.api, self._core, self.namespace, self.master_pod_name,
+                                            self.template is not None)  # fmt: skip
+            if pod is not None and self.template is None:
+                self.template = template_from_pod(pod, self.api_client, self.container)
+            if pod is not None and self.owner_setting == "auto":
+                self.owner = owner_reference(pod)
+        if isinstance(self.owner_setting, Mapping) and self.owner is not None:
+            ownership.verify_owner(self.api, self._core, self._batch, self.namespace, self.owner)
         selector = run_selector(run.run_id)
         ns = self.namespace
         jobs = Watcher(
@@ -386,60 +393,3 @@ class K8sJobExecutor(JobCreator):
         except Exception as e:
             return e
         return None
-
-    # -- API helpers ------------------------------------------------------------------------------------------
-    def _open_watch(self, resource: str, fn: Callable[..., Any], selector: str, rv: str | None, timeout: int) -> Any:
-        kwargs: dict[str, Any] = {"label_selector": selector, "watch": True, "allow_watch_bookmarks": True,
-                                  "timeout_seconds": timeout, "_preload_content": False,
-                                  "_request_timeout": (10, timeout + 30)}  # fmt: skip
-        if rv:
-            kwargs["resource_version"] = rv
-        return self.api.call("watch", resource, fn, self.namespace, **kwargs)
-
-    def _verify_owner(self) -> None:
-        """An ownerReference given by the caller (``owner=`` or 0.1.x's ``master_pod_name``/``master_pod_uid``) must
-        name an object that exists with that uid: the garbage collector deletes a child whose owner is absent at
-        once, so every Job would vanish as it is created. Checked before anything is created (Pods and Jobs, the
-        kinds kannon may read)."""
-        from kubernetes.client.rest import ApiException
-
-        if not isinstance(self.owner_setting, Mapping) or self.owner is None:
-            return
-        kind, name, uid = self.owner.get("kind"), str(self.owner.get("name") or ""), self.owner.get("uid")
-        read = {"Pod": ("pods", self._core.read_namespaced_pod),
-                "Job": ("jobs", self._batch.read_namespaced_job)}.get(str(kind))  # fmt: skip
-        if read is None:
-            return
-        try:
-            found = self.api.call("get", read[0], read[1], name, self.namespace)
-        except ApiException as e:
-            if e.status != 404:
-                raise
-            found = None
-        if found is None or found.metadata.uid != uid:
-            now = "does not exist" if found is None else f"has uid {found.metadata.uid}"
-            raise BackendError(f"the owner given for the child Jobs, {kind} {name!r} with uid {uid}, {now} in "
-                               f"namespace {self.namespace!r}: Kubernetes' garbage collector would delete every Job "
-                               "as soon as it is created. Pass the master pod's real name and uid, or owner=None")
-
-    def _inspect_master_pod(self) -> None:
-        """In a cluster: read the master's own pod for the child template and the ownerReference."""
-        from kubernetes.client.rest import ApiException
-
-        if not self.master_pod_name:
-            if self.template is None:
-                raise BackendError("in a cluster without a Job template kannon copies the master's pod, but neither "
-                                   "POD_NAME nor HOSTNAME names it; pass template_job= or set POD_NAME via the "
-                                   "downward API")  # fmt: skip
-            return
-        try:
-            pod = self.api.call("get", "pods", self._core.read_namespaced_pod, self.master_pod_name, self.namespace)
-        except ApiException as e:
-            if self.template is None or e.status != 404:
-                raise BackendError(f"cannot read the master pod {self.master_pod_name!r} in namespace "
-                                   f"{self.namespace!r} ({e.status}); pass template_job= instead") from e  # fmt: skip
-            return
-        if self.template is None:
-            self.template = template_from_pod(pod, self.api_client, self.container)
-        if self.owner_setting == "auto":
-            self.owner = owner_reference(pod)

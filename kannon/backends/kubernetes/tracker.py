@@ -2,8 +2,8 @@
 
 Watch threads call ``_on_job`` / ``_on_pod`` (and the re-list variants); ``_evaluate`` turns the latest Job and pod
 state into a step (Started, fail fast, finish); terminal steps that need API calls (pod list, log read, delete) run
-in the pool, never on a watch thread. The pending ticker only compares local clocks. :class:`K8sJobExecutor`
-(:mod:`.executor`) adds construction, launch and cancel on top.
+in the pool, never on a watch thread. The requests by name are :mod:`.jobcalls`; the pending deadline and slow starts
+are :mod:`.pending`; :class:`K8sJobExecutor` (:mod:`.executor`) adds construction, launch and cancel on top.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kannon import logtail
-from kannon.backends.base import BackendError, Executor, Finished, LogLine, Queued, Started, tail_lines
+from kannon.backends.base import BackendError, Finished, LogLine, Queued, Started, tail_lines
 from kannon.backends.kubernetes import admission
 from kannon.backends.kubernetes import classify as kc
-from kannon.backends.kubernetes.api import ApiCaller
 from kannon.backends.kubernetes.attempt import WATCHED, Attempt, Phase
-from kannon.backends.kubernetes.lease import RunLease
+from kannon.backends.kubernetes.jobcalls import JobCalls
 from kannon.backends.kubernetes.logs import JobLogs
 from kannon.backends.kubernetes.names import ANNOTATION_TASK, LABEL_ATTEMPT, LABEL_TASK, job_of_pod, owned_by
 from kannon.backends.kubernetes.watch import Watcher, shutdown_response
@@ -36,14 +35,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("kannon.kubernetes")
 _POD_EVENT_LAG = 2.0  # seconds a Job's end may precede its pod's last watch event before the pod is read
 
-class JobTracker(Executor):
+class JobTracker(JobCalls):
     """Attempt bookkeeping and watch reconciliation shared by :class:`K8sJobExecutor` (which sets these up)."""
 
-    namespace: str
     container: str | None
-    pending_timeout: float
     cleanup_leftovers: bool
-    api: ApiCaller
     api_client: Any
     logs: JobLogs
 
@@ -54,65 +50,16 @@ class JobTracker(Executor):
         self._pods: dict[str, dict[str, V1Pod]] = {}  # job name -> pod name -> last seen state (kept after DELETED)
         self._leftovers: dict[str, V1Job] = {}  # task id -> a running Job of an earlier master of this run
         self._early: dict[str, V1Job] = {}  # job name -> its latest state seen while our create was in flight
-        self._gone: dict[str, threading.Event] = {}  # job name -> set when the watch sees it deleted
+        self._gone = {}
         self._fatal: BackendError | None = None
         self._stop = threading.Event()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._watchers: list[Watcher] = []
-        self._batch: Any = None
-        self._core: Any = None
-        self._run_lease: RunLease | None = None  # None: no lease asked for (direct use), every delete is ours to make
+        self._batch = None
+        self._core = None
+        self._run_lease = None
 
-    # -- API helpers ------------------------------------------------------------------------------------------
-    def _read_job(self, name: str) -> V1Job | None:
-        from kubernetes.client.rest import ApiException
-
-        try:
-            return self.api.call("get", "jobs", self._batch.read_namespaced_job, name, self.namespace)
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
-
-    def _delete(self, name: str, policy: str = "Background") -> bool:
-        """Delete a Job and its pods; False when it was already gone."""
-        from kubernetes import client
-        from kubernetes.client.rest import ApiException
-
-        if self._run_lease is not None and not self._run_lease.held():  # only the lease holder touches the run's Jobs
-            raise BackendError(f"this master no longer holds the run lease {self._run_lease.name}: Job {name} is left "
-                               "to the master that took it over")  # fmt: skip
-        with self._state:
-            self._gone.setdefault(name, threading.Event())
-        try:
-            self.api.call("delete", "jobs", self._batch.delete_namespaced_job, name, self.namespace,
-                          body=client.V1DeleteOptions(propagation_policy=policy))  # fmt: skip
-            return True
-        except ApiException as e:
-            if e.status == 404:
-                return False
-            raise
-
-    def _delete_and_wait(self, name: str, timeout: float = 60.0) -> None:
-        with self._state:
-            gone = self._gone.setdefault(name, threading.Event())
-        if not self._delete(name):
-            with self._state:
-                self._gone.pop(name, None)
-        elif not gone.wait(timeout):
-            raise BackendError(f"Job {name} was not gone {timeout:.0f} s after deleting it (finalizers?)")
-
-    def _delete_quietly(self, name: str) -> None:
-        try:
-            self._delete(name)
-        except Exception as e:  # cleanup is best effort: TTL removes what is left
-            log.warning("could not delete Job %s: %s", name, e)
-
-    def _list_job_pods(self, name: str) -> list[V1Pod]:
-        result = self.api.call("list", "pods", self._core.list_namespaced_pod, self.namespace,
-                               label_selector=f"job-name={name}")  # fmt: skip
-        return list(result.items or [])
-
+    # -- helpers --------------------------------------------------------------------------------------------
     def _submit(self, step: Callable[[], Any]) -> None:
         assert self._pool is not None
         with contextlib.suppress(RuntimeError):  # pool shut down (close() raced a late event): nobody to tell
@@ -247,31 +194,6 @@ class JobTracker(Executor):
         self._finish(attempt, Finished(attempt.launch.key, None, reason, "WatchLost",
                                        log_tail=tail_lines(attempt.launch.log_path), where=f"job {attempt.name}"))
 
-    def _delete_confirmed(self, name: str, timeout: float = 60.0) -> str | None:
-        """Delete a Job by name and read it by name until it is gone; None when confirmed, else why not.
-
-        Foreground propagation keeps the Job until the garbage collector has removed its pods, so its 404 confirms
-        the pods are gone too, without listing them."""
-        import tenacity
-
-        from kubernetes.client.rest import ApiException
-
-        try:
-            self._delete(name, policy="Foreground")
-            present = tenacity.Retrying(
-                retry=tenacity.retry_if_result(lambda job: job is not None),
-                wait=tenacity.wait_exponential(multiplier=0.05, max=1.0),
-                stop=tenacity.stop_after_delay(timeout),
-                retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-            )(self._read_job, name)
-        except BackendError as e:
-            return str(e)
-        except ApiException as e:
-            return f"the API server answered {e.status} {e.reason}"
-        if present is not None:
-            return f"still present {timeout:.0f} s after deleting it (finalizers: {present.metadata.finalizers})"
-        return None
-
     def _evaluate(self, attempt: Attempt) -> None:
         """Decide what the latest Job/pod state means for an attempt (called from watch threads)."""
         start_follow = False
@@ -345,28 +267,6 @@ class JobTracker(Executor):
             if attempt.queued_since is not None and why:
                 self.emit(Queued(attempt.launch.key, True, why))
         self.logs.write_log(attempt, [line], append=True)
-
-    def _tick(self) -> None:
-        """Local deadlines only (no API calls): attempts not started within pending_timeout."""
-        interval = max(0.05, min(1.0, self.pending_timeout / 4))
-        while not self._stop.wait(interval):
-            now = time.monotonic()
-            with self._state:
-                due = [a for a in self._by_key.values()
-                       if a.phase is Phase.PENDING and a.queued_since is None and now - a.since >= self.pending_timeout
-                       and a.end()]  # fmt: skip
-            for a in due:
-                pods = [p for p in self._pods_of(a.name, a.uid) if p.metadata.name not in a.stale_pods]
-                pod = pods[-1] if pods else None
-                self._submit(functools.partial(self._pending_timed_out, a, pod, now - a.since))
-
-    def _pending_timed_out(self, attempt: Attempt, pod: V1Pod | None, waited: float) -> None:
-        outcome = kc.classify_pending(pod, waited)
-        if pod is None and (refused := admission.quota_refusal(self._core, self.namespace, attempt.name)):
-            outcome = kc.Outcome(None, f"not running after {waited:.0f} s: waited for quota capacity that never freed "
-                                 f"({refused}); raise the namespace's ResourceQuota, lower the task's cpu/memory "
-                                 "hints, or raise pending_timeout", "QuotaExceeded")  # fmt: skip
-        self._fail_and_delete(attempt, outcome, pod)
 
     # -- terminal steps (run in the pool) -------------------------------------------------------------------
     def _fail_and_delete(self, attempt: Attempt, outcome: kc.Outcome, pod: V1Pod | None) -> None:

@@ -19,20 +19,16 @@ from typing import Any, TypeVar
 
 import yaml
 
-from kannon.testing.kube.controller import JobController, delete_job
+from kannon.testing.kube.controller import ControllerManager
+from kannon.testing.kube.deletion import delete_job
 from kannon.testing.kube.errors import not_found
 from kannon.testing.kube.faults import Faults
 from kannon.testing.kube.kueue import Kueue
+from kannon.testing.kube.node.docker_runtime import DockerRuntime
+from kannon.testing.kube.node.kubelet import Kubelet, Node
+from kannon.testing.kube.node.process_runtime import ProcessRuntime, default_workdir, remove_workdir
+from kannon.testing.kube.node.runtime import Runtime
 from kannon.testing.kube.quota import ResourceQuotas
-from kannon.testing.kube.runtime import (
-    DockerRuntime,
-    Kubelet,
-    Node,
-    ProcessRuntime,
-    Runtime,
-    default_workdir,
-    remove_workdir,
-)
 from kannon.testing.kube.server import EmulatorHTTPServer
 from kannon.testing.kube.store import Obj, Store
 from kannon.testing.kube.tls import Credentials, make_credentials
@@ -107,9 +103,9 @@ class KubeEmulator:
             rt = DockerRuntime(docker_image, docker_client)
         self.node = Node(node_labels, node_allocatable)
         self.kubelet = Kubelet(self.store, rt, self.faults, self.node)
-        self.controller = JobController(self.store, self.kubelet, backoff_base=backoff_base)
+        self.controller = ControllerManager(self.store, self.kubelet, backoff_base=backoff_base)
         # admission: ResourceQuota on pods and a Kueue-like queue for labelled Jobs (quota.py, kueue.py)
-        self.quotas = self.controller.quotas = ResourceQuotas(self.store, self.controller.resync)
+        self.quotas = self.controller.jobs.quotas = ResourceQuotas(self.store, self.controller.resync)
         self.kueue = Kueue(self.store)
         self._host, self._port = host, port
         self.credentials: Credentials = make_credentials([host])

@@ -31,7 +31,7 @@ from typing import Any
 
 from kubernetes.utils import parse_quantity
 
-from kannon.testing.kube.runtime import _cond, set_condition
+from kannon.testing.kube.node.status import _cond, set_condition
 from kannon.testing.kube.store import Change, Obj, Store
 
 GROUP = "kueue.x-k8s.io"

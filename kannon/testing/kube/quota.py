@@ -20,7 +20,7 @@ from typing import Any
 from kubernetes.utils import parse_quantity
 
 from kannon.testing.kube.errors import ApiError
-from kannon.testing.kube.runtime import is_terminal
+from kannon.testing.kube.node.status import is_terminal
 from kannon.testing.kube.store import Change, Obj, Store, now_iso
 
 #: quota key -> (resource kind in the container, which of requests/limits counts)

@@ -10,7 +10,9 @@ import signal
 import sys
 import threading
 
-from kannon.testing.kube.runtime import DockerRuntime, ProcessRuntime, Runtime, default_workdir
+from kannon.testing.kube.node.docker_runtime import DockerRuntime
+from kannon.testing.kube.node.process_runtime import ProcessRuntime, default_workdir
+from kannon.testing.kube.node.runtime import Runtime
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
 """The node agent: registers a Node, renews its Lease, watches the pods bound to it and hands them to the emulator's
-kubelet (kannon.testing.kube.runtime.Kubelet) through ApiStore; serves their logs (logserver.py).
+kubelet (kannon.testing.kube.node.kubelet.Kubelet) through ApiStore; serves their logs (logserver.py).
 
 What a kubelet does that the emulator's kubelet does not need to (its store deletes a finished pod by itself):
 finishing the deletion of a pod whose containers have stopped (DELETE with grace 0), also for pods that had
@@ -20,7 +20,9 @@ from kubernetes.client.rest import ApiException
 
 from kannon.testing.kube import secrets
 from kannon.testing.kube.faults import Faults
-from kannon.testing.kube.runtime import Kubelet, Node, Runtime, is_terminal
+from kannon.testing.kube.node.kubelet import Kubelet, Node
+from kannon.testing.kube.node.runtime import Runtime
+from kannon.testing.kube.node.status import is_terminal
 from kannon.testing.kube.store import Change, Obj
 from kannon.testing.node.apistore import ApiStore
 from kannon.testing.node.logserver import LogServer

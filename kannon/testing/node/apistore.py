@@ -1,5 +1,5 @@
 """The part of the emulator's Store that its kubelet uses (get, mutate, remove, create, listeners), served by a real
-API server through the official client — so kannon.testing.kube.runtime's Kubelet and PodWorker run unchanged
+API server through the official client — so kannon.testing.kube.node's Kubelet and PodWorker run unchanged
 against it ("one node implementation serves both the emulator and the real control plane").
 
 Objects travel as plain JSON dicts (camelCase, as the API serves them), the shape the emulator's code works on.

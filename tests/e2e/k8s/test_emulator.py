@@ -841,7 +841,7 @@ def test_oom_killed_pod(kube: KubeEmulator) -> None:
 
 
 def test_process_memory_limit_is_a_real_oom_kill(kube: KubeEmulator) -> None:
-    from kannon.testing.kube.runtime import _cgroup_base
+    from kannon.testing.kube.node.cgroups import _cgroup_base
 
     if _cgroup_base() is None:
         service_unavailable("no writable memory cgroup here: the process runtime cannot enforce memory limits",

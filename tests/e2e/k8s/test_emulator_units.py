@@ -9,10 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kannon.testing.kube.errors import ApiError
-from kannon.testing.kube.runtime import expand
+from kannon.testing.kube.exchange import query_bool
+from kannon.testing.kube.jobvalidation import prepare_job
+from kannon.testing.kube.node.env import expand
 from kannon.testing.kube.selectors import parse_field_selector, parse_label_selector
-from kannon.testing.kube.server import json_patch, merge_patch, query_bool
-from kannon.testing.kube.validation import label_key_errors, label_value_errors, parse_quantity, prepare_job
+from kannon.testing.kube.validation import label_key_errors, label_value_errors, parse_quantity
+from kannon.testing.kube.writes import json_patch, merge_patch
 
 pytestmark = pytest.mark.k8s
 

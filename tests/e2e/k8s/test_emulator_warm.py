@@ -20,7 +20,8 @@ from kannon.backends.kubernetes import K8sJobExecutor
 from kannon.cli import load_target
 from kannon.scheduler import Kannon
 from kannon.testing import KubeEmulator
-from kannon.testing.kube.runtime import ProcessRuntime, _Zygote, warm_command
+from kannon.testing.kube.node.process_runtime import ProcessRuntime
+from kannon.testing.kube.node.warm import _Zygote, warm_command
 from tests.e2e.k8s.test_emulator import pods_of, wait_finished
 from tests.support.procs import wait_until
 

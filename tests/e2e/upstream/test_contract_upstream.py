@@ -38,7 +38,7 @@ def contract_node(upstream: Any) -> Iterator[str]:
     """An in-process node agent with the Docker runtime, Ready and untainted; its name (deleted afterwards)."""
     from kubernetes import client
 
-    from kannon.testing.kube.runtime import DockerRuntime
+    from kannon.testing.kube.node.docker_runtime import DockerRuntime
     from kannon.testing.node import NodeAgent
 
     core = client.CoreV1Api(upstream.api_client())

@@ -88,7 +88,7 @@ root = RealJoin()
 def test_failures_on_the_real_control_plane_are_classified(upstream: Any, namespace: str, kannon_node: str,
                                                            tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    from kannon.testing.kube.runtime import _cgroup_base
+    from kannon.testing.kube.node.cgroups import _cgroup_base
     from tests.support.services import service_unavailable
 
     if _cgroup_base() is None:

@@ -144,7 +144,7 @@ def test_a_missing_secret_holds_the_pod_until_it_is_created(batch: Any, core: An
 
 
 def test_over_the_memory_limit_is_oom_killed(batch: Any, core: Any, namespace: str, kannon_node: str) -> None:
-    from kannon.testing.kube.runtime import _cgroup_base
+    from kannon.testing.kube.node.cgroups import _cgroup_base
     from tests.support.services import service_unavailable
 
     if _cgroup_base() is None:
@@ -191,7 +191,7 @@ def test_kubectl_logs_follow_streams_a_running_pod(batch: Any, core: Any, namesp
 
 def test_a_node_coming_back_runs_its_pods_and_finishes_their_deletions(core: Any, namespace: str, upstream: Any,
                                                                       tmp_path: Any) -> None:  # fmt: skip
-    from kannon.testing.kube.runtime import ProcessRuntime
+    from kannon.testing.kube.node.process_runtime import ProcessRuntime
     from kannon.testing.node import NodeAgent
 
     name = f"kannon-node-back-{namespace[-5:]}"

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.upstream, pytest.mark.docker]
 @pytest.fixture
 def docker_node(upstream: Any, core: Any) -> Iterator[str]:
     """An in-process node agent with the Docker runtime, Ready; its name."""
-    from kannon.testing.kube.runtime import DockerRuntime
+    from kannon.testing.kube.node.docker_runtime import DockerRuntime
     from kannon.testing.node import NodeAgent
 
     engine = docker_engine()
