@@ -49,6 +49,13 @@ def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
     sock.send(json.dumps(msg).encode())
 
 
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):  # a closed or broken pipe: nothing left to tell
+            if stream is not None:
+                stream.flush()
+
+
 def _exit_code(value: object) -> int:
     # What the interpreter does with an uncaught SystemExit's argument (or a called function's return value).
     if value is None:
@@ -60,11 +67,7 @@ def _exit_code(value: object) -> int:
 
 
 def _unshare_pid() -> bool:
-    try:
-        unshare = getattr(os, "unshare", None)  # Python 3.12+
-        if unshare is not None:
-            unshare(CLONE_NEWPID)
-            return True
+    try:  # os.unshare is Python 3.12+
         return _LIBC is not None and int(_LIBC.unshare(CLONE_NEWPID)) == 0
     except (OSError, AttributeError):
         return False
@@ -183,10 +186,7 @@ def _program(req: dict[str, Any], out_fd: int, taken: float, base_path: list[str
             with contextlib.suppress(BaseException):
                 shutdown()
         atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(BaseException):  # a closed or broken pipe: nothing left to tell
-            if stream is not None:
-                stream.flush()
+    _flush()
     return code
 
 
@@ -285,10 +285,7 @@ class _Server:
         # Every fd of ours is closed in the spare: a stray copy of some process's output would delay its EOF.
         close = [self.sock.fileno(), self.wake_r, self.wake_w, mine.fileno(), *also_close, *self.reports,
                  *(s.fileno() for _, s in self.spares), *([self.sel.fileno()] if hasattr(self.sel, "fileno") else [])]
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(BaseException):
-                if stream is not None:
-                    stream.flush()
+        _flush()  # nothing buffered here may be written twice
         server = os.getpid()
         pid = os.fork()
         if pid == 0:
@@ -298,7 +295,7 @@ class _Server:
 
     def _retire(self, pid: int, sock: socket.socket) -> None:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)  # reaped as any child is
         sock.close()
 
     def _on_request(self) -> bool:
@@ -405,10 +402,6 @@ def _import(modules: list[str]) -> tuple[list[str], list[str]]:
     return loaded, failed
 
 
-def _terminate(*_: Any) -> None:
-    raise SystemExit(0)
-
-
 def serve(sock: socket.socket, modules: list[str], parent: int | None = None) -> None:
     """Import ``modules``, then serve ``sock`` until EOF, SIGTERM or ``parent``'s death."""
     if parent is not None:
@@ -416,7 +409,7 @@ def serve(sock: socket.socket, modules: list[str], parent: int | None = None) ->
         if os.getppid() != parent:
             return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the client, which ends us through the socket
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwinds to the clean-up below
     base_path = sys.path[1:]  # without the first entry (-c's "", the script's or -m's directory)
     loaded, failed = _import(modules)
     server = _Server(sock, base_path)
