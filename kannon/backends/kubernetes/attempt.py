@@ -9,7 +9,8 @@
 * CREATING: the create call runs in the backend's pool (``launch`` never blocks); no uid yet.
 * PENDING: the Job exists (created or adopted); its pod has not started. The pending deadline counts from here,
   or, for a Job held suspended by an admission queue (Kueue), from its admission; a preempted (re-suspended) Job goes
-  back from RUNNING to PENDING, queued again (:mod:`.admission`).
+  back from RUNNING to PENDING, queued again (:mod:`.admission`). A start that is slow but progressing (an image
+  pull, a cluster scale-up) stays PENDING past the deadline, up to ``start_timeout`` (:mod:`.pending`).
 * RUNNING: the task's container started; ``Started`` was emitted.
 * CANCELLING: kannon deleted the Job (or will, once its create answers); the watch's DELETED ends it.
 * ENDING: one terminal step (finish, fail fast, pending timeout, cancelled, watch lost) owns the attempt.
@@ -73,6 +74,11 @@ class Attempt:
     queue_wait: float = 0.0  # seconds spent queued by admission so far (every admission wait of this attempt)
     preemptions: int = 0
     stale_pods: set[str] = field(default_factory=set)  # pods of an admission that was preempted: not this run's
+    # slow starts (.pending): when the next diagnosis is due past pending_timeout (inf while one runs), and what the
+    # start was last said to wait for (a pull, a scale-up) and when
+    start_check: float = 0.0
+    start_wait: str | None = None
+    start_said: float = 0.0
 
     def to(self, phase: Phase) -> None:
         if phase not in _NEXT[self.phase]:

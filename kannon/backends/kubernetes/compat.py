@@ -61,6 +61,9 @@ def add_options(group: argparse._ArgumentGroup) -> None:
                        help="kubernetes: prefix of the Job names (default: kannon)")  # fmt: skip
     group.add_argument("--pending-timeout", dest="k8s_pending_timeout", type=float, default=300.0, metavar="S",
                        help="kubernetes: fail an attempt whose pod has not started after S seconds (default: 300)")
+    group.add_argument("--k8s-start-timeout", dest="k8s_start_timeout", type=float, default=900.0, metavar="S",
+                       help="kubernetes: a pod still pulling its image or waiting for a node the cluster autoscaler "
+                       "is adding may take up to S seconds in all to start (default: 900; needs list events)")
     group.add_argument("--job-ttl", dest="k8s_job_ttl", type=int, default=3600, metavar="S",
                        help="kubernetes: ttlSecondsAfterFinished of the Jobs (default: 3600)")  # fmt: skip
     group.add_argument("--k8s-python", dest="k8s_python", default="python", metavar="PATH",
@@ -87,6 +90,7 @@ def from_options(ns: argparse.Namespace) -> K8sJobExecutor:
         namespace=getattr(ns, "k8s_namespace", None),
         job_prefix=getattr(ns, "k8s_job_prefix", None) or "kannon",
         pending_timeout=getattr(ns, "k8s_pending_timeout", None) or 300.0,
+        start_timeout=900.0 if getattr(ns, "k8s_start_timeout", None) is None else ns.k8s_start_timeout,
         ttl_seconds_after_finished=getattr(ns, "k8s_job_ttl", 3600),
         python=getattr(ns, "k8s_python", None) or "python",
         qps=getattr(ns, "k8s_qps", None) or 20.0,

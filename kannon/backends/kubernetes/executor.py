@@ -39,7 +39,7 @@ from kannon.backends.kubernetes.manifest import (
     template_from_pod,
 )
 from kannon.backends.kubernetes.names import job_name, run_selector
-from kannon.backends.kubernetes.pending import PendingDeadlines
+from kannon.backends.kubernetes.pending import PendingDeadlines, deadlines
 from kannon.backends.kubernetes.secret import RunSecret, secret_body, secret_name
 from kannon.backends.kubernetes.watch import Watcher, shutdown_response
 from kannon.hints import Hints
@@ -56,9 +56,10 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
     ``template_job``: a ``V1Job``, a dict in API form, or a YAML file path; in a cluster it may be omitted, and the
     master's own pod is copied. ``owner``: ``"auto"`` (in a cluster: the master's Job, else its pod), ``None``, or an
     ownerReference mapping. ``pending_timeout``: seconds an attempt may wait to start before it fails (for a Job
-    held by an admission queue, counted from its admission). ``queue_name``: a Kueue LocalQueue (default: the
-    template's ``kueue.x-k8s.io/queue-name`` label); ``max_submitted``: with a queue, how many Jobs may exist at
-    once, queued ones included (default: twice ``max_parallel``, which then caps the admitted ones).
+    held by an admission queue, counted from its admission). ``start_timeout``: seconds a start that is slow but
+    progressing (an image pull, a cluster scale-up) may wait in all (:mod:`.pending`). ``queue_name``: a Kueue
+    LocalQueue (default: the template's ``kueue.x-k8s.io/queue-name`` label); ``max_submitted``: with a queue, how
+    many Jobs may exist at once, queued ones included (default: twice ``max_parallel``, which caps the admitted).
     """
 
     name = "kubernetes"
@@ -77,6 +78,7 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
         owner: Mapping[str, Any] | str | None = "auto",
         ttl_seconds_after_finished: int | None = 3600,
         pending_timeout: float = 300.0,
+        start_timeout: float = 900.0,
         inline_spec_limit: int = 32 * 1024,
         gpu_resource: str = "nvidia.com/gpu",
         qps: float = 20.0,
@@ -111,7 +113,7 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
         self.container = container
         self.owner_setting = owner
         self.ttl = ttl_seconds_after_finished
-        self.pending_timeout = float(pending_timeout)
+        self.pending_timeout, self.start_timeout = deadlines(pending_timeout, start_timeout)
         self.inline_spec_limit = int(inline_spec_limit)
         self.gpu_resource = gpu_resource
         self.watch_timeout = int(watch_timeout)
@@ -258,6 +260,8 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
             self._code_map.delete()
         self._code, self._code_map, self._shipping = None, None, False  # the next build says again what it ships
         self._stop.set()
+        with self._pods_changed:
+            self._pods_changed.notify_all()  # a finish step waiting for a pod's last state gives up
         for w in self._watchers:
             w.stop()
         with self._state:

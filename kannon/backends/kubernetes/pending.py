@@ -1,17 +1,33 @@
-"""The pending deadline: an attempt whose pod has not started within ``pending_timeout`` fails, with why it did not.
+"""The pending deadline, and slow starts that are not stuck.
 
-The ticker thread compares local clocks only (no API call on it); the diagnosis of an attempt that is due runs in
-the pool. The deadline counts from the Job's creation or adoption, or, for a Job held by an admission queue, from
-its admission (:mod:`.admission`, tracked by :meth:`.tracker.JobTracker._queued`).
+An attempt whose pod has not started within ``pending_timeout`` is diagnosed (:mod:`.slowstart`, from the pod and
+the Events about it):
+
+* a start that is slow but progressing — an image being pulled, a node being added by the cluster autoscaler —
+  keeps waiting, up to ``start_timeout`` in all, and the attempt's log and live view say what for ("pulling image X
+  for 3m05s", "waiting for scale-up: pod triggered scale-up: …"); it is diagnosed again every few seconds, so a
+  scale-up that gives up (``NotTriggerScaleUp``) still fails early. Past ``start_timeout`` it fails as
+  ``StartTimeout`` with what it was still waiting for.
+* a pod that can never start (unschedulable, and the autoscaler will not add a node: ``NotTriggerScaleUp``) fails at
+  ``pending_timeout`` with the autoscaler's message quoted; anything else as before (:func:`.classify.classify_pending`,
+  or ``QuotaExceeded`` when a ResourceQuota refused the pods, :mod:`.admission`).
+
+Reading Events takes ``list events``, an optional permission (``kannon k8s rbac`` prints it as a comment): without
+it no start is known to progress, and the deadline is ``pending_timeout`` as before. The ticker thread compares local
+clocks only; each diagnosis (an API call) runs in the pool. The deadline counts from the Job's creation or adoption,
+or, for a Job held by an admission queue, from its admission (:meth:`.tracker.JobTracker._queued`).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import math
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from kannon.backends.kubernetes import admission
+from kannon.backends.base import BackendError
+from kannon.backends.kubernetes import admission, slowstart
 from kannon.backends.kubernetes import classify as kc
 from kannon.backends.kubernetes.attempt import Attempt, Phase
 from kannon.backends.kubernetes.tracker import JobTracker
@@ -19,30 +35,118 @@ from kannon.backends.kubernetes.tracker import JobTracker
 if TYPE_CHECKING:
     from kubernetes.client import V1Pod
 
+log = logging.getLogger("kannon.kubernetes")
+_SAY_AGAIN = 60.0  # seconds after which a slow start's log line is repeated with its new duration
+
+
+def deadlines(pending_timeout: Any, start_timeout: Any) -> tuple[float, float]:
+    """``(pending_timeout, start_timeout)`` in seconds, checked: positive numbers (``inf``: no deadline); a
+    start_timeout below pending_timeout leaves slow starts no extra time."""
+    out = []
+    for name, value in (("pending_timeout", pending_timeout), ("start_timeout", start_timeout)):
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if not seconds > 0:  # NaN too
+            flag = "--pending-timeout" if name == "pending_timeout" else "--k8s-start-timeout"
+            raise BackendError(f"{name} must be a positive number of seconds, not {value!r} ({flag})")
+        out.append(seconds)
+    return out[0], max(out)
+
 
 class PendingDeadlines(JobTracker):
     """The deadline ticker of :class:`K8sJobExecutor` (started by its ``start``)."""
 
     pending_timeout: float
+    start_timeout: float  # >= pending_timeout (the executor makes it so)
+    _events_denied: bool = False  # list events was refused once: said once, not asked again
+
+    @property
+    def _recheck(self) -> float:
+        """Seconds between two diagnoses of a slow start (each is one events list)."""
+        return min(15.0, max(0.25, self.pending_timeout / 4))
 
     def _tick(self) -> None:
-        """Local deadlines only (no API calls): attempts not started within pending_timeout."""
+        """Local deadlines only (no API calls): attempts not started within pending_timeout, or past a re-check."""
         interval = max(0.05, min(1.0, self.pending_timeout / 4))
         while not self._stop.wait(interval):
             now = time.monotonic()
+            due: list[tuple[Attempt, float]] = []
             with self._state:
-                due = [a for a in self._by_key.values()
-                       if a.phase is Phase.PENDING and a.queued_since is None and now - a.since >= self.pending_timeout
-                       and a.end()]  # fmt: skip
-            for a in due:
-                pods = [p for p in self._pods_of(a.name, a.uid) if p.metadata.name not in a.stale_pods]
-                pod = pods[-1] if pods else None
-                self._submit(functools.partial(self._pending_timed_out, a, pod, now - a.since))
+                for a in self._by_key.values():
+                    waited = now - a.since
+                    if a.phase is not Phase.PENDING or a.queued_since is not None or waited < self.pending_timeout:
+                        continue
+                    if math.isinf(a.start_check) or (now < a.start_check and waited < self.start_timeout):
+                        continue  # a diagnosis runs, or the next one is not due
+                    a.start_check = math.inf
+                    due.append((a, waited))
+            for a, waited in due:
+                self._submit(functools.partial(self._pending_timed_out, a, waited))
 
-    def _pending_timed_out(self, attempt: Attempt, pod: V1Pod | None, waited: float) -> None:
-        outcome = kc.classify_pending(pod, waited)
-        if pod is None and (refused := admission.quota_refusal(self._core, self.namespace, attempt.name)):
-            outcome = kc.Outcome(None, f"not running after {waited:.0f} s: waited for quota capacity that never freed "
-                                 f"({refused}); raise the namespace's ResourceQuota, lower the task's cpu/memory "
-                                 "hints, or raise pending_timeout", "QuotaExceeded")  # fmt: skip
-        self._fail_and_delete(attempt, outcome, pod)
+    def _pending_timed_out(self, attempt: Attempt, waited: float) -> None:
+        """In the pool: keep waiting for a slow start, or fail the attempt with why it did not start."""
+        with self._state:
+            pods = [p for p in self._pods_of(attempt.name, attempt.uid) if p.metadata.name not in attempt.stale_pods]
+        pod = pods[-1] if pods else None
+        try:
+            verdict = slowstart.diagnose(pod, self._events_of(pod) if pod is not None else [], waited)
+        except Exception:  # never leave the attempt without a deadline: classified as without events
+            log.exception("could not diagnose the start of Job %s", attempt.name)
+            verdict = None
+        if isinstance(verdict, slowstart.Waiting) and waited < self.start_timeout:
+            self._still_starting(attempt, verdict, waited)
+            return
+        if isinstance(verdict, slowstart.Waiting):
+            outcome = slowstart.start_timed_out(verdict, waited, self.start_timeout)
+        elif verdict is not None:
+            outcome = verdict
+        else:
+            outcome = kc.classify_pending(pod, waited)
+            if pod is None and (refused := admission.quota_refusal(self._core, self.namespace, attempt.name)):
+                outcome = kc.Outcome(None, f"not running after {waited:.0f} s: waited for quota capacity that never "
+                                     f"freed ({refused}); raise the namespace's ResourceQuota, lower the task's "
+                                     "cpu/memory hints, or raise pending_timeout", "QuotaExceeded")  # fmt: skip
+        with self._state:  # it may have started, or gone back to its queue, while the events were read
+            claimed = attempt.phase is Phase.PENDING and attempt.queued_since is None and attempt.end()
+        if claimed:
+            self._fail_and_delete(attempt, outcome, pod)
+
+    def _still_starting(self, attempt: Attempt, verdict: slowstart.Waiting, waited: float) -> None:
+        """A slow start goes on: say what it waits for (when that changes, and once a minute), check again later."""
+        now = time.monotonic()
+        line = (f"kannon: not started after {waited:.0f} s: {verdict.describe()} (a slow start: kannon waits up to "
+                f"start_timeout, {self.start_timeout:.0f} s)")  # fmt: skip
+        with self._state:
+            if attempt.phase is not Phase.PENDING:
+                return  # it started (or ended) meanwhile: nothing to say
+            attempt.start_check = now + self._recheck
+            say = attempt.start_wait != verdict.what or now - attempt.start_said >= _SAY_AGAIN
+            if say:
+                attempt.start_wait, attempt.start_said = verdict.what, now
+                self._say(attempt, line)
+        if say:
+            log.info("%s %s: %s", attempt.launch.family, attempt.launch.task_id, line.removeprefix("kannon: "))
+            self.logs.write_log(attempt, [line], append=True)
+
+    def _events_of(self, pod: V1Pod) -> list[Any]:
+        """The Events about ``pod`` (field selector ``involvedObject.name``); none when ``list events`` is refused."""
+        from kubernetes.client.rest import ApiException
+
+        if self._events_denied:
+            return []
+        try:
+            found = self.api.call("list", "events", self._core.list_namespaced_event, self.namespace,
+                                  field_selector=f"involvedObject.name={pod.metadata.name}",
+                                  _request_timeout=(5, 10))  # fmt: skip
+        except (BackendError, ApiException, OSError) as e:  # optional: refused, or the API server is unwell
+            if "permission denied" in str(e):
+                self._events_denied = True
+                log.warning("cannot list events (%s): pods that are still pulling their image or waiting for a node "
+                            "fail at pending_timeout like stuck ones; grant the optional `list events` (kannon k8s "
+                            "rbac) to wait for them up to start_timeout", e)  # fmt: skip
+            else:
+                log.debug("cannot list the events of pod %s: %s", pod.metadata.name, e)
+            return []
+        return list(found.items or [])

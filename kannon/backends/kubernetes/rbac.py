@@ -18,7 +18,8 @@ RBAC_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 #: calls that only add detail and degrade gracefully when refused (403): listed in the output as optional
 OPTIONAL_RBAC_RULES: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("kueue.x-k8s.io", "workloads", ("list",), "why a Job waits in a Kueue queue (the Workload's condition message)"),
-    ("", "events", ("list",), "the ResourceQuota message of a Job whose pods were refused, at its pending timeout"),
+    ("", "events", ("list",), "at pending_timeout: the ResourceQuota message of a Job whose pods were refused, and "
+     "whether a pod is still pulling its image or waiting for a scale-up (then it may take up to start_timeout)"),
 )
 
 def render_rbac(namespace: str, service_account: str, name: str = "kannon") -> str:

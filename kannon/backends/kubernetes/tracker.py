@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from kubernetes.client import V1Job, V1Pod
 
 log = logging.getLogger("kannon.kubernetes")
-_POD_EVENT_LAG = 2.0  # seconds a Job's end may precede its pod's last watch event before the pod is read
+# How long a Job's end may precede, on the Job stream, the pod changes that explain it on the pod stream: the API
+# server orders each watch stream, never two against each other, and a deleted pod is in no list.
+_POD_STREAM_LAG = 15.0
 
 class JobTracker(JobCalls):
     """Attempt bookkeeping and watch reconciliation shared by :class:`K8sJobExecutor` (which sets these up)."""
@@ -45,6 +47,7 @@ class JobTracker(JobCalls):
 
     def _init_tracking(self) -> None:
         self._state = threading.RLock()
+        self._pods_changed = threading.Condition(self._state)  # a pod's new state is in the cache (_await_pod)
         self._by_name: dict[str, Attempt] = {}
         self._by_key: dict[str, Attempt] = {}
         self._pods: dict[str, dict[str, V1Pod]] = {}  # job name -> pod name -> last seen state (kept after DELETED)
@@ -148,6 +151,7 @@ class JobTracker(JobCalls):
             if attempt is not None and attempt.phase is Phase.DONE:
                 return None  # late events of a finished attempt: keep nothing
             self._pods.setdefault(name, {})[pod.metadata.name] = pod
+            self._pods_changed.notify_all()
         return name
 
     def _pods_of(self, name: str, uid: str | None = None) -> list[V1Pod]:
@@ -246,6 +250,7 @@ class JobTracker(JobCalls):
             attempt.queue_wait += now - attempt.queued_since
             attempt.queued_since = None
             attempt.since = now  # pending_timeout counts from admission, not from creation
+            attempt.start_check, attempt.start_wait = 0.0, None  # and so does a slow start's diagnosis
             self.emit(Queued(attempt.launch.key, False))
             self._say(attempt, f"kannon: admitted after {attempt.queue_wait:.1f} s queued by admission")
         return False
@@ -296,6 +301,11 @@ class JobTracker(JobCalls):
                              if (attempt.uid is None or owned_by(p, attempt.uid))
                              and p.metadata.name not in attempt.stale_pods})  # fmt: skip
                 pod = kc.succeeded(pods.values()) if complete else kc.culprit(pods.values(), self.container)
+            failed_pods = job.status.failed if job.status is not None else None
+            if not complete and failed_pods and (pod is None or not self._explains(pod)):
+                # a pod failed, and neither the cache nor a list says how: it was deleted (preemption, eviction)
+                # and its last states are still on their way on the pod stream
+                pod = self._await_pod(attempt, None, self._explains) or pod
             if pod is not None and not attempt.started:
                 attempt.pod_name = pod.metadata.name
                 if kc.pod_started(pod, self.container):
@@ -322,13 +332,30 @@ class JobTracker(JobCalls):
         travels on the other stream): wait a little for the pod watch to bring it, then read the pod once."""
         if pod is None or not (complete or kc.pod_started(pod, self.container)):
             return None  # a container that never ran wrote nothing
-        name, deadline = pod.metadata.name, time.monotonic() + _POD_EVENT_LAG
-        while not kc.pod_final(pod, self.container) and time.monotonic() < deadline:
-            time.sleep(0.02)  # a pool thread; the watch thread updates the cache meanwhile
-            pod = next((p for p in self._pods_of(attempt.name, attempt.uid) if p.metadata.name == name), pod)
+        name = pod.metadata.name
+        if not kc.pod_final(pod, self.container):
+            pod = self._await_pod(attempt, name, lambda p: kc.pod_final(p, self.container)) or pod
         if not kc.pod_final(pod, self.container):
             pod = next((p for p in self._list_job_pods(attempt.name) if p.metadata.name == name), pod)
         return kc.termination_record(pod, self.container, attempt.launch)
+
+    def _explains(self, pod: V1Pod) -> bool:
+        return kc.disrupted(pod) or kc.pod_final(pod, self.container)
+
+    def _await_pod(self, attempt: Attempt, name: str | None, explains: Callable[[V1Pod], bool]) -> V1Pod | None:
+        """Wait (a pool thread) up to _POD_STREAM_LAG for the pod stream to bring a state that ``explains`` the end:
+        pod ``name``'s, or with no name the culprit of the attempt's failed Job. None if it does not come."""
+        def found() -> V1Pod | None:
+            pods = [p for p in self._pods_of(attempt.name, attempt.uid)
+                    if p.metadata.name not in attempt.stale_pods and name in (None, p.metadata.name)]  # fmt: skip
+            pod = kc.culprit(pods, self.container) if name is None else next(iter(pods), None)
+            return pod if pod is not None and explains(pod) else None
+
+        deadline = time.monotonic() + _POD_STREAM_LAG
+        with self._pods_changed:
+            while (pod := found()) is None and not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                self._pods_changed.wait(left)
+        return pod
 
     def _finish(self, attempt: Attempt, finished: Finished) -> None:
         """Emit the attempt's one Finished (the caller claimed it with ``end()``)."""

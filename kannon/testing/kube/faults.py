@@ -19,7 +19,10 @@ POD_BEHAVIOURS = (
     "OOMKilled",
     "Evicted",
     "Preempted",
+    "NotTriggerScaleUp",  # unschedulable, and the cluster autoscaler has no node group that would fit it
 )
+#: the slow starts (Faults.slow_image_pull / Faults.scale_up): progressing, not stuck
+SLOW_STARTS = ("pull", "scale-up")
 
 DEFAULT_USER = "system:serviceaccount:default:default"
 
@@ -29,7 +32,7 @@ class Injected:
     """One fault that actually hit something (a request, a pod, the watch cache...)."""
 
     # fail_request / reset_connection / drop_response / hold_request / forbid / pod_behaviour / compact_history /
-    # end_watches / delete_job
+    # end_watches / delete_job / slow_start
     kind: str
     detail: str
     method: str | None = None
@@ -62,6 +65,23 @@ class _PodRule:
     remaining: int | None  # None: every matching pod
 
 
+@dataclass
+class SlowStart:
+    """A start that takes a while but progresses: an image pull, or a node the cluster autoscaler adds. It lasts
+    until ``done`` is set (by the test, or ``seconds`` after it began when given)."""
+
+    kind: str  # "pull" or "scale-up"
+    done: threading.Event
+    seconds: float | None
+    job_regex: re.Pattern[str]
+    remaining: int | None  # None: every matching pod
+
+    def over(self, began: float) -> bool:
+        if self.seconds is not None and time.monotonic() - began >= self.seconds:
+            self.done.set()
+        return self.done.is_set()
+
+
 class Faults:
     def __init__(
         self,
@@ -74,6 +94,8 @@ class Faults:
         self._request_rules: list[_RequestRule] = []
         self._forbidden: list[tuple[str, str, str | None, str]] = []
         self._pod_rules: list[_PodRule] = []
+        self._slow_starts: list[SlowStart] = []
+        self._watch_holds: dict[str, threading.Event] = {}
         self._injected: list[Injected] = []
         self._compact = compact
         self._end_watches = end_watches
@@ -133,6 +155,16 @@ class Faults:
             )
         return gate
 
+    def hold_watch(self, resource: str) -> threading.Event:
+        """Deliver nothing (events, bookmarks) on the open and future watches of ``resource`` ("pods", "jobs") until
+        the returned event is set; then everything held follows in order. The API server orders a watch stream, never
+        two streams against each other: a client may see a Job Failed before the pod change that caused it."""
+        gate = threading.Event()
+        with self._lock:
+            self._watch_holds[resource] = gate
+        self._record(Injected("hold_watch", resource))
+        return gate
+
     def forbid(self, verb: str, resource: str, namespace: str | None = None, user: str = DEFAULT_USER) -> None:
         """403 Forbidden for `verb` on `resource` ("jobs", "pods", "pods/log", ...) until allow() is called."""
         with self._lock:
@@ -148,6 +180,26 @@ class Faults:
             raise ValueError(f"unknown pod behaviour {behaviour!r}; choose one of {', '.join(POD_BEHAVIOURS)}")
         with self._lock:
             self._pod_rules.append(_PodRule(re.compile(job_name_regex), behaviour, times))
+
+    def slow_image_pull(self, job_name_regex: str, seconds: float | None = None,
+                        times: int | None = None) -> threading.Event:  # fmt: skip
+        """Pods of matching Jobs pull their image slowly: the kubelet records ``Pulling image "<image>"`` and the
+        container waits as ``ContainerCreating`` until the returned event is set (or ``seconds`` pass), then
+        ``Pulled`` and it starts (the kubelet's image manager, pkg/kubelet/images/image_manager.go)."""
+        return self._slow("pull", job_name_regex, seconds, times)
+
+    def scale_up(self, job_name_regex: str, seconds: float | None = None, times: int | None = None) -> threading.Event:
+        """Pods of matching Jobs fit no node until the cluster autoscaler has added one: unschedulable
+        (``FailedScheduling``) with the autoscaler's ``TriggeredScaleUp`` event, until the returned event is set (or
+        ``seconds`` pass); then the new node is there and the pod is scheduled (cluster-autoscaler FAQ, "What events
+        are emitted by CA?")."""
+        return self._slow("scale-up", job_name_regex, seconds, times)
+
+    def _slow(self, kind: str, job_name_regex: str, seconds: float | None, times: int | None) -> threading.Event:
+        done = threading.Event()
+        with self._lock:
+            self._slow_starts.append(SlowStart(kind, done, seconds, re.compile(job_name_regex), times))
+        return done
 
     def compact_history(self) -> None:
         """Forget the watch history, so a watch resumed from any earlier resourceVersion gets 410 Gone."""
@@ -177,6 +229,12 @@ class Faults:
             self._request_rules.clear()
             self._forbidden.clear()
             self._pod_rules.clear()
+            for slow in self._slow_starts:
+                slow.done.set()  # pods held in a slow start go on
+            self._slow_starts.clear()
+            for gate in self._watch_holds.values():
+                gate.set()
+            self._watch_holds.clear()
 
     @property
     def injected(self) -> list[Injected]:
@@ -192,6 +250,15 @@ class Faults:
     def _record(self, item: Injected) -> None:
         with self._lock:
             self._injected.append(item)
+
+    def watch_hold(self, resource: str) -> threading.Event | None:
+        """The gate a watch stream of ``resource`` waits on before it sends anything, while one is held."""
+        with self._lock:
+            gate = self._watch_holds.get(resource)
+            if gate is not None and gate.is_set():
+                del self._watch_holds[resource]
+                return None
+            return gate
 
     def take_request_fault(self, method: str, path: str) -> tuple[str, ApiError | threading.Event | None] | None:
         with self._lock:
@@ -237,3 +304,18 @@ class Faults:
                     self._injected.append(Injected("pod_behaviour", f"{rule.behaviour} on pod {pod_name}"))
                     return rule.behaviour
             return None
+
+    def take_slow_starts(self, job_name: str | None, pod_name: str) -> list[SlowStart]:
+        """The slow starts a new pod of ``job_name`` goes through (a scale-up, then a pull, as on a real node)."""
+        if job_name is None:
+            return []
+        taken: list[SlowStart] = []
+        with self._lock:
+            for slow in self._slow_starts:
+                if (slow.remaining is None or slow.remaining > 0) and slow.job_regex.search(job_name) and all(
+                        t.kind != slow.kind for t in taken):  # fmt: skip
+                    if slow.remaining is not None:
+                        slow.remaining -= 1
+                    self._injected.append(Injected("slow_start", f"{slow.kind} on pod {pod_name}"))
+                    taken.append(slow)
+        return sorted(taken, key=lambda t: SLOW_STARTS.index(t.kind), reverse=True)  # scale-up first

@@ -98,6 +98,8 @@ class Reads(Exchange):
                 self._chunk(dump({"type": "ERROR", "object": errors.expired(since or 0, expired_floor)}) + b"\n")
                 self._end_chunked()
                 return
+            while initial and (held := emu.faults.watch_hold(res)) is not None and not emu.stopping:
+                held.wait(0.5)  # a re-watch's replay lags like the stream it replaces (faults.hold_watch)
             for etype, obj in initial:
                 self._chunk(dump({"type": etype, "object": {**obj, "apiVersion": api_version, "kind": kind}}) + b"\n")
             if initial_events and bookmarks:
@@ -107,6 +109,11 @@ class Reads(Exchange):
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     break
+                held = emu.faults.watch_hold(res)
+                if held is not None:  # a lagging stream (faults.hold_watch): nothing goes out, bookmarks included
+                    if not held.wait(0.5) and self._client_gone():
+                        break
+                    continue
                 wait = 0.5
                 if deadline is not None:
                     wait = min(wait, deadline - now)

@@ -222,7 +222,17 @@ FIELDS: dict[str, dict[str, Callable[[dict[str, Any]], str]]] = {
         "status.nominatedNodeName": _get("status.nominatedNodeName"),
     },
     "namespaces": {"metadata.name": _get("metadata.name"), "status.phase": _get("status.phase")},
-    "events": {"metadata.name": _get("metadata.name"), "metadata.namespace": _get("metadata.namespace")},
+    # pkg/registry/core/event/strategy.go ToSelectableFields (kubectl describe pod selects involvedObject.name/uid)
+    "events": {
+        "metadata.name": _get("metadata.name"),
+        "metadata.namespace": _get("metadata.namespace"),
+        **{f"involvedObject.{f}": _get(f"involvedObject.{f}")
+           for f in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")},
+        "reason": _get("reason"),
+        "reportingComponent": _get("reportingComponent"),
+        "source": lambda ev: str((ev.get("source") or {}).get("component") or ev.get("reportingComponent") or ""),
+        "type": _get("type"),
+    },
 }
 
 

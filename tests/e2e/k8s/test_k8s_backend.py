@@ -183,6 +183,30 @@ def test_oom_eviction_and_preemption_are_classified(kube: KubeEmulator, make: An
     assert (preempted.failure_class, preempted.infra) == ("Preempted", True)
 
 
+def test_a_preemption_is_classified_when_the_pod_stream_lags_behind_the_job(
+    kube: KubeEmulator, make: Any, tmp_path: Path
+) -> None:
+    """The API server orders each watch stream, never two against each other: the Job's Failed (the controller counts
+    a deleted pod failed at once) can reach kannon before the pod changes that explain it, and by then the pod is gone
+    from a list. kannon waits for the pod stream instead of calling a preemption BackoffLimitExceeded."""
+    executor, rec = make()
+    launch = launch_of(tmp_path, 1, wait_flag(tmp_path / "never"))
+    name = job_name("kannon", "run1", launch.task_id, 1, "Script")
+    pods_held, jobs_held = kube.faults.hold_watch("pods"), kube.faults.hold_watch("jobs")
+    kube.faults.pod_behaviour(name, "Preempted", times=1)
+    executor.launch(launch)
+    kube.wait_for(lambda: (kube.jobs().get(name, {}).get("status", {}).get("failed") == 1
+                           and not any(p["metadata"]["labels"].get("job-name") == name for p in kube.pods().values())),
+                  timeout=60, message="the Job did not fail with its pod gone")  # fmt: skip
+    lists_before = len([r for r in requests(kube, "GET", "/pods") if "watch" not in r[2]])
+    jobs_held.set()  # kannon hears of the failure now; the pod stream still lags
+    kube.wait_for(lambda: len([r for r in requests(kube, "GET", "/pods") if "watch" not in r[2]]) > lists_before
+                  or bool(rec.finished(launch.key)), timeout=60, message="kannon neither read the pods nor finished")
+    pods_held.set()
+    fin = rec.wait_finished(launch.key)
+    assert (fin.failure_class, fin.infra) == ("Preempted", True), fin
+
+
 @pytest.mark.parametrize(("behaviour", "klass", "infra"), [
     ("ImagePullBackOff", "ImagePull", True), ("ErrImagePull", "ImagePull", True),
     ("CreateContainerConfigError", "ContainerConfig", False)])  # fmt: skip

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kannon.testing.kube import configmaps, secrets
+from kannon.testing.kube.node import scheduling
 from kannon.testing.kube.node.env import ConfigError, container_env, expand
 from kannon.testing.kube.node.runtime import ContainerHandle, ImageError, StartError
 from kannon.testing.kube.node.status import NODE_NAME, _cond, set_condition
@@ -91,23 +92,12 @@ class PodWorker:
         container = pod["spec"]["containers"][0]
         cname = container["name"]
 
-        # Scheduler (kubernetes.io/docs/concepts/scheduling-eviction/kube-scheduler/).
-        reason = self.kubelet.node.unschedulable_reason(pod["spec"])
-        if behaviour == "Unschedulable" and reason is None:
-            reason = (
-                "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
-                "1 No preemption victims found for incoming pod."
-            )
-        if reason is not None:
-            self._update(lambda p: set_condition(p["status"], _cond("PodScheduled", "False", "Unschedulable", reason)))
-            self._wait_for_kill()  # A pod that cannot be scheduled stays Pending forever.
-            return
-
-        def bind(p: Obj) -> None:
-            p["spec"]["nodeName"] = NODE_NAME
-            set_condition(p["status"], _cond("PodScheduled", "True"))
-
-        pod = self._update(bind) or pod
+        slow = {s.kind: s for s in self.kubelet.faults.take_slow_starts(job_name, self.name)}
+        bound = scheduling.schedule(self, pod, behaviour, slow.get("scale-up"))
+        if bound is None:
+            return  # never scheduled, or deleted while a node was being added
+        pod = bound
+        pull = scheduling.Pull(self.store, pod, container["image"], slow["pull"]) if "pull" in slow else None
 
         def creating(p: Obj) -> None:
             st = p["status"]
@@ -124,6 +114,8 @@ class PodWorker:
             st["containerStatuses"] = [self._status(container, {"waiting": {"reason": "ContainerCreating"}})]
 
         self._update(creating)
+        if pull is not None and not pull.wait(lambda: self.kill_requested or self.kubelet.stopping):
+            return  # deleted while its image was being pulled
         if self.kill_requested:
             return
 
