@@ -11,6 +11,6 @@ deletion), ``podworker`` (one pod's lifecycle), ``scheduling`` (binding, a clust
 pulls, and their events), ``status`` (phases and conditions), ``env`` (a container's
 environment, Secrets, ConfigMaps, $(VAR)), ``termination`` (termination messages), ``logs`` (container logs),
 ``runtime`` (what a runtime offers the kubelet), ``process_runtime`` and ``warm`` (local processes, cold or forked
-from a zygote, kannon/testing/kube/podzygote.py), ``cgroups`` (their memory cgroups), ``docker_runtime``.
+from a zygote: kannon's fork server, kannon.forkserver), ``cgroups`` (their memory cgroups), ``docker_runtime``.
 kannon.testing.node runs the same kubelet against a real API server.
 """
