@@ -4,8 +4,9 @@ importing must end it too.
 The kernel drops a signal PID 1 has no handler for (pid_namespaces(7)), and ``child.main`` installs its handler only
 after kannon, luigi and gokart are imported (a second or more in a pod). So ``import kannon`` itself installs a
 minimal one when it is PID 1 running ``run-task``. The process below is PID 1 of its own PID namespace (as the
-emulator's pods are: podzygote --pid1) and sends itself SIGTERM right after ``import kannon``, before anything of
-the child runs: with the early handler it ends with 143 at once; without it the signal is dropped and it goes on.
+emulator's pods are: kannon/forkserver/server.py --pid1) and sends itself SIGTERM right after ``import kannon``,
+before anything of the child runs: with the early handler it ends with 143 at once; without it the signal is
+dropped and it goes on.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 
 import pytest
 
-import kannon.testing.kube.podzygote as podzygote
+from kannon.forkserver import server
 
 if os.geteuid() != 0 and not os.environ.get("CI"):
     pytest.skip("PID namespaces need root (CI runs as root, where this never skips)", allow_module_level=True)
@@ -34,7 +35,7 @@ print("survived")
 
 def _as_pid1(argv: list[str]) -> subprocess.CompletedProcess[str]:
     code = SCRIPT.format(argv=argv)
-    return subprocess.run([sys.executable, "-I", "-S", podzygote.__file__, "--pid1", sys.executable, "-c", code],
+    return subprocess.run([sys.executable, "-I", "-S", server.__file__, "--pid1", sys.executable, "-c", code],
                           capture_output=True, text=True, timeout=120, env={**os.environ})  # fmt: skip
 
 

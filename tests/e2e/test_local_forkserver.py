@@ -83,7 +83,7 @@ class RecordingExecutor(LocalExecutor):
 
     def start(self, run: RunInfo, report: Any) -> None:
         super().start(run, report)
-        self.zygote_pid = self._zygote.pid if self._zygote is not None else None
+        self.zygote_pid = self._forkserver.pid if self._forkserver is not None else None
 
 
 @pytest.mark.parametrize("mode", ["fork", "spawn"])
@@ -158,7 +158,7 @@ def test_a_spare_killed_while_waiting_is_replaced(workdir: Path) -> None:
     ex.start(RunInfo("fs-run", workdir / "run"), events.put)
     try:
         ex.prepare([type(task).__module__])
-        zygote = ex._zygote
+        zygote = ex._forkserver
         assert zygote is not None
         spares = wait_until(lambda: len(_children_of(zygote.pid)) >= 2 and _children_of(zygote.pid), 30,
                             "the fork server to fork its spares")  # fmt: skip

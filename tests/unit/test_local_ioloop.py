@@ -7,11 +7,11 @@ import threading
 
 import pytest
 
-from kannon.backends.local import _IOLoop
+from kannon.backends._ioloop import IOLoop
 
 
 def test_a_failing_callback_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
-    io = _IOLoop()
+    io = IOLoop()
     done = threading.Event()
     got: list[bytes] = []
     r, w = os.pipe()
@@ -38,7 +38,7 @@ def test_a_failing_callback_does_not_stop_the_others(caplog: pytest.LogCaptureFi
 
 
 def test_timers_fire_in_order_and_stop_ends_the_thread() -> None:
-    io = _IOLoop()
+    io = IOLoop()
     fired: list[int] = []
     done = threading.Event()
     io.call_later(0.02, lambda: fired.append(2))

@@ -46,7 +46,7 @@ class KubeEmulator:
     exists). ``namespaces``: a fixed set of namespaces (others answer 404), or None to accept any namespace.
     ``warm_imports`` (process runtime): modules, e.g. ``["gokart", "kannon.child"]``, that one zygote per
     interpreter imports once; pods whose command is ``python -m/-c/SCRIPT ...`` are forked from it instead of
-    starting a fresh interpreter each (podzygote.py says what they then share). None: every pod starts cold.
+    starting a fresh interpreter each (kannon.forkserver says what they then share). None: every pod starts cold.
     ``warm_interpreters``: the interpreters whose zygotes start with the emulator, in the background (default: this
     interpreter); others start at their first pod. ``warm_up()`` waits for them.
     It serves HTTPS only, with a CA of its own, and answers 401 to any request without its bearer token (``token``)

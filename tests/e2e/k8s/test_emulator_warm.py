@@ -175,7 +175,7 @@ def test_deleting_the_job_kills_the_pods_process_group(warm: KubeEmulator, tmp_p
 def test_a_dead_zygote_fails_its_pods_and_is_replaced(warm: KubeEmulator, tmp_path: Path) -> None:
     create_job(warm, "orphaned", SLEEPER, tmp_path)
     pid = int(first_output(warm, "orphaned"))
-    os.kill(zygote_of(warm).proc.pid, signal.SIGKILL)
+    os.kill(zygote_of(warm).server.pid, signal.SIGKILL)
     job = wait_finished(warm, "orphaned", timeout=60)
     assert job["status"].get("failed") == 1
     state = pods_of(warm, "orphaned")[-1]["status"]["containerStatuses"][0]["state"]["terminated"]
@@ -189,7 +189,7 @@ def test_stopping_the_emulator_leaves_no_process(tmp_path: Path) -> None:
     with KubeEmulator(runtime="process", warm_imports=[MARKER]) as kube:
         create_job(kube, "left", SLEEPER, tmp_path)
         pid = int(first_output(kube, "left"))
-        zpid = zygote_of(kube).proc.pid
+        zpid = zygote_of(kube).server.pid
     wait_until(lambda: gone(pid) and gone(zpid), timeout=30, what="the pod and its zygote to be gone")
 
 

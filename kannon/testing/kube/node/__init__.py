@@ -12,6 +12,6 @@ container's run and restarts), ``scheduling`` (binding, a cluster autoscaler's s
 events), ``status`` (phases and conditions), ``env`` (a container's
 environment, Secrets, ConfigMaps, $(VAR)), ``termination`` (termination messages), ``logs`` (container logs),
 ``runtime`` (what a runtime offers the kubelet), ``process_runtime`` and ``warm`` (local processes, cold or forked
-from a zygote, kannon/testing/kube/podzygote.py), ``cgroups`` (their memory cgroups), ``docker_runtime``.
+from a zygote: kannon's fork server, kannon.forkserver), ``cgroups`` (their memory cgroups), ``docker_runtime``.
 kannon.testing.node runs the same kubelet against a real API server.
 """

@@ -13,8 +13,8 @@ import sys
 import tempfile
 import threading
 import uuid
-from pathlib import Path
 
+from kannon.forkserver.client import SCRIPT as forkserver_script
 from kannon.testing.kube.node.cgroups import _MemoryCgroup
 from kannon.testing.kube.node.logs import ContainerLog
 from kannon.testing.kube.node.runtime import ContainerHandle, StartError, _exit_code
@@ -58,9 +58,9 @@ class _ProcessHandle:
             self.cgroup.remove()
 
 
-# COMMAND as PID 1 of a new PID namespace: podzygote.py forks it and waits, ignoring SIGTERM itself (what
-# `unshare --pid --fork` does). /proc is not remounted: it still shows the node's PIDs.
-_PID1 = [sys.executable, "-I", "-S", str(Path(__file__).parent.parent / "podzygote.py"), "--pid1"]
+# COMMAND as PID 1 of a new PID namespace: the fork server's --pid1 forks it and waits, ignoring SIGTERM itself
+# (what `unshare --pid --fork` does). /proc is not remounted: it still shows the node's PIDs.
+_PID1 = [sys.executable, "-I", "-S", forkserver_script, "--pid1"]
 
 
 def pid_namespace_default() -> bool:
@@ -82,7 +82,7 @@ class ProcessRuntime:
 
     ``warm_imports``: modules (e.g. ``["gokart", "kannon.child"]``) a zygote per interpreter imports once; a
     container whose command is ``python -m/-c/SCRIPT ...`` is then forked from it instead of starting a fresh
-    interpreter (see podzygote.py for what differs). Other commands, and interpreters whose zygote fails to start,
+    interpreter (see kannon.forkserver for what differs). Other commands, and interpreters whose zygote fails to start,
     run as fresh processes.
 
     ``pid_namespace`` (default: when running as root on Linux): each container's process is PID 1 of a PID

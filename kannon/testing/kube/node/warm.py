@@ -1,21 +1,19 @@
-"""Warm process pods: the client side of podzygote.py (one pre-imported interpreter per executable, forking one
-process per container)."""
+"""Warm process pods: a kannon fork server (:mod:`kannon.forkserver`, the one the local backend uses) per
+interpreter executable, run by path under it, which imports the warm modules once and forks one process per
+container."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
 import threading
 import uuid
-from pathlib import Path
 from typing import Any
 
+from kannon.forkserver.client import ForkServer
 from kannon.testing.kube.node.cgroups import _MemoryCgroup
 from kannon.testing.kube.node.logs import ContainerLog
 from kannon.testing.kube.node.runtime import StartError, _exit_code
@@ -39,81 +37,55 @@ def warm_command(argv: list[str], env: dict[str, str]) -> tuple[str, str, str, l
 
 
 class _Zygote:
-    """One pre-imported interpreter (kannon/testing/kube/podzygote.py) and the thread reading its reports."""
-
-    SCRIPT = str(Path(__file__).parent.parent / "podzygote.py")
-    BOOT = "import runpy, sys; sys.argv.pop(0); runpy.run_path(sys.argv[0], run_name='__main__')"
+    """One pre-imported interpreter (kannon's fork server, run by path under the pod's interpreter) and the thread
+    reading its reports."""
 
     def __init__(self, exe: str, modules: list[str], env: dict[str, str], cwd: str) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.sock = ours
         self.exe = exe
         self.cond = threading.Condition()
         self.started: dict[int, dict[str, Any]] = {}
         self.exited: dict[int, int] = {}
         self.dead = False
         self._next_id = 0
-        self._send_lock = threading.Lock()
+        self._id_lock = threading.Lock()
         try:
-            self.proc = subprocess.Popen(
-                # Through -c and runpy: run as a script, its directory (with our selectors.py) would shadow stdlib.
-                [exe, "-c", self.BOOT, self.SCRIPT, str(theirs.fileno()), *modules],
-                pass_fds=[theirs.fileno()],
-                env=env,
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # our own Ctrl-C reaches it as EOF on the socket, after the pods are killed
-            )
-        finally:
-            theirs.close()
-        ours.settimeout(120)  # importing gokart on a loaded 2-core machine takes seconds, not minutes
-        try:
-            hello = json.loads(ours.recv(1 << 16) or b"null")
-        except (OSError, ValueError):
-            hello = None
-        ours.settimeout(None)
-        if not isinstance(hello, dict) or "ready" not in hello:
-            self.proc.kill()
-            err = self.proc.communicate()[1].decode(errors="replace").strip()
-            raise StartError(f"warm start of {exe}: the zygote did not start: {err[-500:]}")
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+            self.server = ForkServer.spawn(exe, modules, env, cwd)
+            hello = self.server.hello(timeout=120)  # importing gokart on a loaded 2-core machine takes seconds
+        except (OSError, RuntimeError) as exc:
+            raise StartError(f"warm start of {exe}: {exc}") from exc
         self.loaded: list[str] = hello["loaded"]
         self.failed: list[str] = hello["failed"]
-        self._reader = threading.Thread(target=self._read, daemon=True, name=f"zygote-{self.proc.pid}")
+        self._reader = threading.Thread(target=self._read, daemon=True, name=f"zygote-{self.server.pid}")
         self._reader.start()
 
     def _read(self) -> None:
         while True:
             try:
-                data = self.sock.recv(1 << 16)
+                msg = self.server.recv()
             except OSError:
-                data = b""
+                msg = None
             with self.cond:
-                if not data:
+                if msg is None:
                     self.dead = True
                     self.cond.notify_all()
                     return
-                msg = json.loads(data)
                 if "exited" in msg:
-                    self.exited[msg["exited"]] = msg["code"]
-                else:
-                    self.started[msg.get("started", msg.get("failed"))] = msg
+                    self.exited[int(msg["pid"])] = int(msg["code"])
+                elif "started" in msg or "failed" in msg:
+                    self.started[int(msg["started"] if "started" in msg else msg["failed"])] = msg
                 self.cond.notify_all()
 
     def start(self, mode: str, target: str, args: list[str], env: dict[str, str], cwd: str, out_fd: int,
               cgroup_procs: str | None, pid_namespace: bool = False) -> int:  # fmt: skip
-        with self._send_lock:
+        with self._id_lock:
             self._next_id += 1
             rid = self._next_id
-            req = {"id": rid, "mode": mode, "target": target, "args": args, "env": env, "cwd": cwd,
-                   "cgroup_procs": cgroup_procs, "pid_namespace": pid_namespace}  # fmt: skip
-            try:
-                socket.send_fds(self.sock, [json.dumps(req).encode()], [out_fd])
-            except OSError as exc:
-                raise StartError(f"warm start of {self.exe}: the zygote is gone ({exc})") from exc
+        req = {"op": "run", "id": rid, "mode": mode, "target": target, "args": args, "env": env, "cwd": cwd,
+               "cgroup_procs": cgroup_procs, "pid_namespace": pid_namespace}  # fmt: skip
+        try:
+            self.server.send(req, out_fd)
+        except OSError as exc:
+            raise StartError(f"warm start of {self.exe}: the zygote is gone ({exc})") from exc
         with self.cond:
             self.cond.wait_for(lambda: rid in self.started or self.dead)
             msg = self.started.pop(rid, None)
@@ -124,19 +96,11 @@ class _Zygote:
     def wait(self, pid: int) -> int:
         with self.cond:
             self.cond.wait_for(lambda: pid in self.exited or self.dead)
-            # A zygote that died took its children with it (they were killed, see podzygote.py).
+            # A zygote that died took its children with it (PR_SET_PDEATHSIG, see kannon.forkserver).
             return self.exited.pop(pid, -signal.SIGKILL)
 
     def close(self) -> None:
-        # EOF makes the zygote kill every child's process group and exit.
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.sock.close()
+        self.server.close(timeout=5)  # EOF: the server kills every child's process group and exits
 
 
 class _WarmHandle:

@@ -1,0 +1,435 @@
+"""The fork server: one pre-imported interpreter that forks a process per request (standard library only: the
+emulator runs this file by path under a pod's interpreter, which need not have kannon). The protocol, and what a
+started process gets, are in the package's docstring (``kannon/forkserver/__init__.py``).
+
+Started as ``PYTHON -c BOOT .../kannon/forkserver/server.py FD [--parent PID] [MODULE...]`` (BOOT runs this file
+with runpy, so the file's directory never shadows the standard library), as ``python -m kannon.forkserver.server
+FD ...``, or forked from its client (:func:`serve`); ``server.py --pid1 COMMAND...`` runs COMMAND as PID 1 of a new
+PID namespace (the emulator's cold pods).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import gc
+import importlib
+import io
+import json
+import os
+import runpy
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+import types
+from typing import Any, NoReturn
+
+MAX_MSG = 1 << 22  # a pod's command line and environment: far below what an apiserver accepts in an object
+SPARE_IDLE = 0.1  # forking spares competes for the CPU with what was just started: beyond the first, wait for a lull
+MAX_SPARES = 16
+SPARE_ACK_TIMEOUT = 10.0  # a spare confirms a request at once; only a stuck or dying one takes longer
+BOOT = "import runpy, sys; sys.argv.pop(0); runpy.run_path(sys.argv[0], run_name='__main__')"
+CLONE_NEWPID = 0x20000000  # <linux/sched.h>
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def set_pdeathsig(sig: int) -> None:
+    """Have the kernel send ``sig`` when our parent (the thread that forked us) ends."""
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, sig)
+
+
+def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
+    sock.send(json.dumps(msg).encode())
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):  # a closed or broken pipe: nothing left to tell
+            if stream is not None:
+                stream.flush()
+
+
+def _exit_code(value: object) -> int:
+    # What the interpreter does with an uncaught SystemExit's argument (or a called function's return value).
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value & 0xFF
+    print(value, file=sys.stderr)
+    return 1
+
+
+def _unshare_pid() -> bool:
+    try:  # os.unshare is Python 3.12+
+        return _LIBC is not None and int(_LIBC.unshare(CLONE_NEWPID)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _become_pid1(close: list[int]) -> None:
+    """Fork the program as PID 1 of a new PID namespace, as a container runtime starts it, so it gets init's signal
+    semantics (the kernel drops a signal PID 1 has no handler for; pid_namespaces(7)). This process stays outside,
+    the session's leader the client signals, and ends as PID 1 ends. Returns in PID 1, or here when no namespace
+    can be made (not root)."""
+    if not _unshare_pid():
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the group's SIGTERM is for PID 1 only
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        set_pdeathsig(signal.SIGKILL)  # not inherited across fork
+        return
+    for fd in close:  # the log ends when PID 1's output does; PID 1 says when it is ready
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _mirror(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+
+
+def _mirror(code: int) -> NoReturn:
+    """Exit as ``code`` says (negative: by that signal)."""
+    if code < 0:
+        if -code not in (signal.SIGKILL, signal.SIGSTOP):  # those cannot be caught, so need no resetting
+            signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+        code = 128 - code  # PID 1 of a namespace may not die of its own signal
+    os._exit(code & 0xFF)
+
+
+def pid1_exec(argv: list[str]) -> NoReturn:
+    """``python -I -S server.py --pid1 COMMAND...``: COMMAND as PID 1 (unshare(1) of util-linux 2.38 cannot report
+    a child that SIGKILL ended: it exits 1)."""
+    _become_pid1([])
+    os.execvp(argv[0], argv)  # noqa: S606 - the container's argv, never a shell
+
+
+def _fresh_stdio(env: dict[str, str]) -> None:
+    # New streams on fds 0/1/2 with the buffering the process's environment asks for.
+    unbuffered = bool(env.get("PYTHONUNBUFFERED"))
+    encoding = env.get("PYTHONIOENCODING", "utf-8").split(":")[0] or "utf-8"
+    raw_out = io.FileIO(1, "w", closefd=False)
+    raw_err = io.FileIO(2, "w", closefd=False)
+    out_buf: Any = raw_out if unbuffered else io.BufferedWriter(raw_out)
+    sys.stdout = io.TextIOWrapper(out_buf, encoding=encoding, write_through=unbuffered)
+    sys.stderr = io.TextIOWrapper(raw_err, encoding=encoding, errors="backslashreplace", write_through=True)
+    sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding=encoding)
+
+
+def _run(req: dict[str, Any], base_path: list[str]) -> int:
+    mode, target, args = req["mode"], req["target"], list(req["args"])
+    if mode == "call":
+        module, _, func = target.partition(":")
+        return _exit_code(getattr(importlib.import_module(module), func)(args))
+    pythonpath = [p for p in req["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
+    if mode == "m":
+        first = os.getcwd()
+        sys.argv = ["-m", *args]  # runpy replaces argv[0] with the module's file
+    elif mode == "c":
+        first = ""
+        sys.argv = ["-c", *args]
+    elif mode == "script":
+        first = os.path.dirname(os.path.realpath(target))
+        sys.argv = [target, *args]
+    else:
+        raise ValueError(f"kannon fork server: unknown mode {mode!r}")
+    sys.path[:] = [first, *(os.path.abspath(p) for p in pythonpath), *base_path]
+    importlib.invalidate_caches()
+    if mode == "m":
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+    elif mode == "c":
+        main = types.ModuleType("__main__")
+        sys.modules["__main__"] = main
+        exec(compile(target, "<string>", "exec"), main.__dict__)  # noqa: S102 - the container's own `python -c`
+    else:
+        runpy.run_path(target, run_name="__main__")
+    return 0
+
+
+def _program(req: dict[str, Any], out_fd: int, taken: float, base_path: list[str]) -> int:
+    """The requested program in this (set-up) process; its exit code."""
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(out_fd, 1)
+    os.dup2(out_fd, 2)
+    for fd in {null, out_fd} - {0, 1, 2}:
+        os.close(fd)
+    os.chdir(req["cwd"])
+    env = dict(req["env"])
+    if req.get("started_env"):
+        env[req["started_env"]] = repr(taken)
+    os.environ.clear()
+    os.environ.update(env)
+    fresh = req["mode"] != "call"
+    if fresh:
+        _fresh_stdio(env)
+    else:
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    try:
+        code = _run(req, base_path)
+    except SystemExit as exc:
+        code = _exit_code(exc.code)
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        code = -signal.SIGINT
+    except BaseException:  # the interpreter prints any uncaught exception and exits 1
+        traceback.print_exc()
+        code = 1
+    if fresh:  # what interpreter shutdown does before exiting: wait for non-daemon threads, then atexit callbacks
+        shutdown = getattr(threading, "_shutdown", None)
+        if shutdown is not None:
+            with contextlib.suppress(BaseException):
+                shutdown()
+        atexit._run_exitfuncs()
+    _flush()
+    return code
+
+
+def _spare(sock: socket.socket, server: int, close: list[int], base_path: list[str]) -> NoReturn:
+    """A process forked ahead of its request: wait for it, set up, run the program, exit as it did."""
+    code, report = 128, False
+    try:
+        signal.set_wakeup_fd(-1)
+        for fd in close:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        set_pdeathsig(signal.SIGKILL)
+        if os.getppid() != server:  # the server died before prctl took effect
+            os._exit(128 + signal.SIGKILL)
+        os.setsid()
+        msg, fds, _flags, _addr = socket.recv_fds(sock, MAX_MSG, 1)
+        if not msg or len(fds) != 1:
+            os._exit(0)  # retired by the server
+        taken = time.monotonic()
+        req = json.loads(msg)
+        if req.get("cgroup_procs"):
+            try:
+                with open(req["cgroup_procs"], "w") as f:
+                    f.write(str(os.getpid()))
+            except OSError:
+                pass  # best effort, as a cold process's limits are
+        if req.get("pid_namespace"):
+            _become_pid1([fds[0], sock.fileno()])
+        sock.send(b"ok")  # the request is ours now: from here on, how it ends is the program's outcome
+        report = bool(req.get("report"))
+        if not report:
+            sock.close()
+        code = _program(req, fds[0], taken, base_path)
+    except BaseException:  # set-up failed: say so on whatever stderr there is
+        with contextlib.suppress(BaseException):
+            traceback.print_exc()
+    finally:
+        if report:
+            with contextlib.suppress(BaseException):
+                # Release the output first (the client sees its EOF), then say how it ended.
+                null = os.open(os.devnull, os.O_RDWR)
+                os.dup2(null, 1)
+                os.dup2(null, 2)
+                _send(sock, {"code": code})
+        _mirror(code)
+
+
+class _Server:
+    """The loop. Single-threaded on purpose: it only forks, hands out requests, reaps and reports."""
+
+    def __init__(self, sock: socket.socket, base_path: list[str]) -> None:
+        self.sock, self.base_path = sock, base_path
+        self.children: dict[int, Any] = {}  # pid -> request id
+        self.reports: dict[int, tuple[socket.socket, Any]] = {}  # fd -> a started process's socket, request id
+        self.spares: list[tuple[int, socket.socket]] = []
+        self.want_spares = 0
+        self.idle_since = time.monotonic()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(sock, selectors.EVENT_READ)
+        self.sel.register(self.wake_r, selectors.EVENT_READ)
+
+    def loop(self) -> None:
+        while True:
+            refill = len(self.spares) < self.want_spares
+            timeout = max(0.0, self.idle_since + SPARE_IDLE - time.monotonic()) if refill else None
+            if refill and not self.spares:  # keep one ready at all times: a stream of short requests is never idle
+                timeout = 0.0
+            events = self.sel.select(timeout)
+            if not events:
+                if refill:
+                    self.spares.append(self._fork_spare())
+                continue
+            self.idle_since = time.monotonic()
+            for key, _ in events:
+                if key.fileobj is self.sock:
+                    if not self._on_request():
+                        return
+                elif key.fileobj == self.wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        while os.read(self.wake_r, 512):
+                            pass
+                    self._reap()
+                else:
+                    self._on_report(key.fd)
+
+    def _fork_spare(self, *also_close: int) -> tuple[int, socket.socket]:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # Every fd of ours is closed in the spare: a stray copy of some process's output would delay its EOF.
+        close = [self.sock.fileno(), self.wake_r, self.wake_w, mine.fileno(), *also_close, *self.reports,
+                 *(s.fileno() for _, s in self.spares), *([self.sel.fileno()] if hasattr(self.sel, "fileno") else [])]
+        _flush()  # nothing buffered here may be written twice
+        server = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            _spare(theirs, server, close, self.base_path)
+        theirs.close()
+        return pid, mine
+
+    def _retire(self, pid: int, sock: socket.socket) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # reaped as any child is
+        sock.close()
+
+    def _on_request(self) -> bool:
+        msg, fds, _flags, _addr = socket.recv_fds(self.sock, MAX_MSG, 1)
+        if not msg:
+            return False
+        req = json.loads(msg)
+        if req.get("op") == "run" and len(fds) == 1:
+            pid = self._start(req, fds[0])
+            os.close(fds[0])
+            if pid is None:
+                _send(self.sock, {"failed": req.get("id"), "error": "the fork server could not start a process for it"})
+            else:
+                self.children[pid] = req.get("id")
+                _send(self.sock, {"started": req.get("id"), "pid": pid})
+                if self.want_spares:  # as many spares as processes run at once, up to a bound
+                    self.want_spares = min(MAX_SPARES, max(self.want_spares, len(self.children)))
+            return True
+        for fd in fds:
+            os.close(fd)
+        if req.get("op") == "import":
+            loaded, failed = _import(req.get("modules", []))
+            for pid, sock in self.spares:  # forked before these imports: replace them
+                self._retire(pid, sock)
+            self.spares.clear()
+            self.want_spares = int(req.get("spares", 0))
+            self.idle_since = 0.0  # the client asked now, so it is busy elsewhere: fork them at once
+            _send(self.sock, {"imported": loaded, "failed": failed})
+        else:
+            _send(self.sock, {"failed": req.get("id"), "error": f"not a request with one descriptor: {req.get('op')}"})
+        return True
+
+    def _start(self, req: dict[str, Any], out_fd: int) -> int | None:
+        """Hand the request to a spare that confirms it has it; None if no process could be started."""
+        data = json.dumps(req).encode()
+        for _ in range(len(self.spares) + 3):
+            pid, sock = self.spares.pop(0) if self.spares else self._fork_spare(out_fd)
+            try:
+                socket.send_fds(sock, [data], [out_fd])
+                sock.settimeout(SPARE_ACK_TIMEOUT)
+                ack = sock.recv(16)
+                sock.settimeout(None)
+            except OSError:
+                ack = b""
+            if ack == b"ok":
+                if req.get("report"):
+                    self.reports[sock.fileno()] = (sock, req.get("id"))
+                    self.sel.register(sock, selectors.EVENT_READ)
+                else:
+                    sock.close()
+                return pid
+            # It died while waiting (a stray signal, the OOM killer) or never got going: the request goes to the
+            # next one rather than failing for it.
+            self._retire(pid, sock)
+        return None
+
+    def _on_report(self, fd: int) -> None:
+        sock, rid = self.reports.pop(fd)
+        self.sel.unregister(sock)
+        with contextlib.suppress(OSError, ValueError):
+            data = sock.recv(MAX_MSG)
+            if data:
+                _send(self.sock, {"reported": rid, "code": int(json.loads(data)["code"])})
+        sock.close()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.children:
+                rid = self.children.pop(pid)
+                _send(self.sock, {"exited": rid, "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+            for dead in [s for s in self.spares if s[0] == pid]:  # a spare that died while waiting
+                dead[1].close()
+                self.spares.remove(dead)
+
+    def kill_all(self) -> None:
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        for pid, _sock in self.spares:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        # Reap them before exiting, so that once the client has reaped the server nothing it started is left.
+        for pid in [*self.children, *(pid for pid, _ in self.spares)]:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def _import(modules: list[str]) -> tuple[list[str], list[str]]:
+    loaded, failed = [], []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+            loaded.append(name)
+        except Exception as exc:  # e.g. a module this interpreter does not have
+            failed.append(f"{name}: {exc.__class__.__name__}: {exc}")
+    gc.collect()
+    gc.freeze()  # children's collections then leave the inherited heap alone (no copy-on-write of it)
+    return loaded, failed
+
+
+def serve(sock: socket.socket, modules: list[str], parent: int | None = None) -> None:
+    """Import ``modules``, then serve ``sock`` until EOF, SIGTERM or ``parent``'s death."""
+    if parent is not None:
+        set_pdeathsig(signal.SIGTERM)
+        if os.getppid() != parent:
+            return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the client, which ends us through the socket
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwinds to the clean-up below
+    base_path = sys.path[1:]  # without the first entry (-c's "", the script's or -m's directory)
+    loaded, failed = _import(modules)
+    server = _Server(sock, base_path)
+    try:
+        _send(sock, {"ready": os.getpid(), "loaded": loaded, "failed": failed})
+        server.loop()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the client is gone: end as at EOF
+    finally:
+        server.kill_all()
+
+
+def main(argv: list[str]) -> None:
+    if argv[1:2] == ["--pid1"]:
+        pid1_exec(argv[2:])
+    rest, parent = argv[2:], None
+    if rest[:1] == ["--parent"]:
+        parent, rest = int(rest[1]), rest[2:]
+    serve(socket.socket(fileno=int(argv[1])), rest, parent)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

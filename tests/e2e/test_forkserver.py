@@ -1,0 +1,192 @@
+"""kannon's fork server (kannon.forkserver) on its own, as both its users start it: a fresh interpreter run by
+path (the emulator's warm pods) and forked from the caller (the local backend). Real processes and signals: what
+a started process sees, how its end is reported, that signals reach it, and that nothing outlives the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kannon.forkserver.client import ForkServer
+from tests.support.procs import wait_until
+
+PY = sys.executable
+MARKER = "wave"  # a stdlib module nothing here imports: the server imports it, so a child can tell it is warm
+
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+class Session:
+    """A server and the messages it sent so far (read on the test's thread)."""
+
+    def __init__(self, server: ForkServer, tmp: Path) -> None:
+        self.server, self.tmp = server, tmp
+        self.seen: list[dict[str, Any]] = []
+        self.next_id = 0
+
+    def next(self, pred: Any, timeout: float = 60) -> dict[str, Any]:
+        for msg in self.seen:
+            if pred(msg):
+                self.seen.remove(msg)
+                return msg
+        self.server.sock.settimeout(timeout)
+        try:
+            while True:
+                msg = self.server.recv()
+                assert msg is not None, "the fork server went away"
+                if pred(msg):
+                    return msg
+                self.seen.append(msg)
+        finally:
+            self.server.sock.settimeout(None)
+
+    def run(self, mode: str, target: str, *args: str, **extra: Any) -> tuple[int, int, Path]:
+        """Start a process whose output goes to a file; (request id, pid, output file)."""
+        self.next_id += 1
+        out = self.tmp / f"out-{self.next_id}.txt"
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o644)
+        req = {"op": "run", "id": self.next_id, "mode": mode, "target": target, "args": list(args),
+               "env": {"PATH": os.environ["PATH"], **extra.pop("env", {})}, "cwd": str(self.tmp), **extra}  # fmt: skip
+        try:
+            self.server.send(req, fd)
+        finally:
+            os.close(fd)
+        rid = self.next_id
+        started = self.next(lambda m: m.get("started") == rid or m.get("failed") == rid)
+        assert "pid" in started, started
+        return rid, int(started["pid"]), out
+
+    def exit_code(self, rid: int) -> int:
+        return int(self.next(lambda m: m.get("exited") == rid)["code"])
+
+
+@pytest.fixture(params=["spawned", "forked"])
+def session(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Session]:
+    if request.param == "spawned":
+        server = ForkServer.spawn(PY, [MARKER, "no_such_module_here"], {"PATH": os.environ["PATH"]}, str(tmp_path))
+        hello = server.hello(timeout=60)
+        assert hello["loaded"] == [MARKER] and hello["failed"][0].startswith("no_such_module_here: ModuleNotFound")
+    else:
+        server = ForkServer.start()  # forked from this process (a fresh interpreter if pytest runs other threads)
+        assert "ready" in server.hello(timeout=60)
+        server.send({"op": "import", "modules": [MARKER], "spares": 2})
+    s = Session(server, tmp_path)
+    if request.param == "forked":
+        assert s.next(lambda m: "imported" in m)["imported"] == [MARKER]
+    try:
+        yield s
+    finally:
+        server.close()
+
+
+def test_a_process_sees_its_own_argv_env_cwd_and_the_warm_modules(session: Session) -> None:
+    code = "import json, os, sys; print(json.dumps([sys.argv, os.environ.get('FOO'), os.getcwd(), 'wave' in sys.modules, os.environ.get('T0') is not None]))"  # noqa: E501
+    rid, pid, out = session.run("c", code, "a1", env={"FOO": "bar"}, started_env="T0")
+    assert session.exit_code(rid) == 0
+    assert json.loads(out.read_text()) == [["-c", "a1"], "bar", str(session.tmp), True, True]
+    assert pid != os.getpid() and gone(pid)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [("import sys; sys.exit(3)", 3), ("raise RuntimeError('boom')", 1), ("import os; os._exit(42)", 42),
+     ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", -signal.SIGKILL), ("pass", 0)],
+)  # fmt: skip
+def test_exit_codes_are_reported_as_the_kernel_reports_them(session: Session, code: str, expected: int) -> None:
+    rid, _pid, out = session.run("c", code)
+    assert session.exit_code(rid) == expected
+    if expected == 1:
+        assert "RuntimeError: boom" in out.read_text()
+
+
+def called(args: list[str]) -> int:
+    """What mode "call" runs below, in a process forked from a server forked from this test process."""
+    print("called with", args, flush=True)
+    return 5
+
+
+def test_a_call_reports_its_code_before_it_exits(session: Session) -> None:
+    if session.server.proc is not None:
+        pytest.skip("mode 'call' imports from the server's own sys.path: only a server forked from here has tests")
+    rid, _pid, out = session.run("call", f"{__name__}:called", "x", "y", report=True)
+    assert int(session.next(lambda m: m.get("reported") == rid)["code"]) == 5
+    assert session.exit_code(rid) == 5
+    assert out.read_text() == "called with ['x', 'y']\n"
+
+
+def test_a_signal_to_the_process_group_reaches_the_process(session: Session) -> None:
+    code = textwrap.dedent("""
+        import os, signal, sys
+        signal.signal(signal.SIGTERM, lambda *_: (print("got SIGTERM", flush=True), os._exit(7)))
+        print("ready", flush=True)
+        signal.pause()
+    """)
+    rid, pid, out = session.run("c", code)
+    wait_until(lambda: "ready" in out.read_text(), 60, "the handler to be installed")
+    os.killpg(pid, signal.SIGTERM)  # what both clients do: the process leads its own group
+    assert session.exit_code(rid) == 7
+    assert "got SIGTERM" in out.read_text()
+    rid, pid, out = session.run("c", "import signal; print('ready', flush=True); signal.pause()")
+    wait_until(lambda: "ready" in out.read_text(), 60, "the process to start")
+    os.killpg(pid, signal.SIGTERM)
+    assert session.exit_code(rid) == -signal.SIGTERM
+
+
+def test_the_cgroup_is_joined_before_the_process_is_reported_started(session: Session, tmp_path: Path) -> None:
+    procs = tmp_path / "cgroup.procs"  # a plain file stands for the cgroup's: what is written, and when
+    procs.write_text("")
+    rid, pid, _out = session.run("c", "pass", cgroup_procs=str(procs))
+    assert procs.read_text() == str(pid)
+    assert session.exit_code(rid) == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root (CI runs as root)")
+def test_in_a_pid_namespace_the_process_is_pid_1_with_init_semantics(session: Session) -> None:
+    # The kernel drops a signal PID 1 has no handler for (pid_namespaces(7)): the SIGTERM it sends itself is lost.
+    code = "import os, signal; assert os.getpid() == 1; os.kill(1, signal.SIGTERM); print('survived', flush=True)"
+    rid, _pid, out = session.run("c", code, pid_namespace=True)
+    assert session.exit_code(rid) == 0 and out.read_text() == "survived\n"
+    # SIGKILL from outside ends it, and the reported process ends as PID 1 did
+    rid, pid, out = session.run("c", "import signal; print('ready', flush=True); signal.pause()", pid_namespace=True)
+    wait_until(lambda: "ready" in out.read_text(), 60, "PID 1 to start")
+    os.killpg(pid, signal.SIGKILL)
+    assert session.exit_code(rid) == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "EOF"])
+def test_nothing_outlives_the_server(session: Session, how: str) -> None:
+    code = "import os, subprocess, sys, signal; p = subprocess.Popen([sys.executable, '-c', 'import signal; signal.pause()']); print(os.getpid(), p.pid, flush=True); signal.pause()"  # noqa: E501
+    _rid, pid, out = session.run("c", code)
+    pids = wait_until(lambda: [int(p) for p in out.read_text().split()], 60, "the process and its child")
+    assert pids[0] == pid and not any(gone(p) for p in pids)
+    if how == "SIGKILL":  # no chance to clean up: the process dies with its parent (PR_SET_PDEATHSIG)
+        os.kill(session.server.pid, signal.SIGKILL)
+        wait_until(lambda: gone(pid), 30, "the process to die with the server")
+        os.killpg(pid, signal.SIGKILL)  # what the client does with the group of a process reported dead
+    else:  # the client closed its socket (or died): the server kills every process group it started
+        session.server.close()
+        wait_until(lambda: all(gone(p) for p in pids), 30, "the process group to be killed")
+
+
+def test_the_cold_pid1_wrapper_mirrors_the_exit(tmp_path: Path) -> None:
+    """``server.py --pid1 COMMAND``: the emulator's cold path; without root it simply execs COMMAND."""
+    from kannon.forkserver import server
+
+    done = subprocess.run([PY, "-I", "-S", server.__file__, "--pid1", PY, "-c", "import sys; sys.exit(9)"],
+                          capture_output=True, timeout=60)  # fmt: skip
+    assert done.returncode == 9, done.stderr
