@@ -267,11 +267,21 @@ def test_command_in_the_template_is_refused(kube: KubeEmulator, make: Any, tmp_p
 # -- cancellation ---------------------------------------------------------------------------------------------------
 def test_cancel_and_cancel_all_delete_jobs_and_confirm(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
     executor, rec = make()
-    launches = [launch_of(tmp_path, n, wait_flag(tmp_path / "never")) for n in range(1, 5)]
+    # each script is PID 1 of its pod: like kannon's child it needs a SIGTERM handler, or the kernel drops the
+    # signal and the pod lingers for its 30 s grace period (pid_namespaces(7)) — what upstream does too
+    # (and a signal that lands before the handler is installed, while the interpreter starts, is dropped as well:
+    # the test waits for each script to say it is ready)
+    def script(n: int) -> str:
+        return ("import pathlib, signal, sys\nsignal.signal(signal.SIGTERM, lambda *_: sys.exit(143))\n"
+                f"pathlib.Path({str(tmp_path / f'ready-{n}')!r}).touch()\n" + wait_flag(tmp_path / "never"))
+
+    launches = [launch_of(tmp_path, n, script(n)) for n in range(1, 5)]
     for launch in launches:
         executor.launch(launch)
     for launch in launches:
         rec.wait_started(launch.key)
+    kube.wait_for(lambda: all((tmp_path / f"ready-{n}").exists() for n in range(1, 5)), timeout=60,
+                  message="the scripts did not start")  # fmt: skip
     executor.cancel(launches[0].key)
     fin = rec.wait_finished(launches[0].key)
     assert fin.failure_class == "Cancelled" and fin.exit_code is None
