@@ -110,13 +110,14 @@ def backends() -> dict[str, BackendSpec]:
     return found
 
 
-#: kannon's own backends whose client library is an optional extra: factory module -> (import name, extra)
+#: kannon's own backends whose client library is an optional extra: factory package -> (import name, extra)
 _EXTRAS = {"kannon.backends.docker": ("docker", "docker")}
 
 
 def missing_extra(spec: BackendSpec) -> str | None:
     """What to install for a backend whose client library is missing (None: it can be used)."""
-    need = _EXTRAS.get(getattr(spec.factory, "__module__", ""))
+    factory_module = getattr(spec.factory, "__module__", "")
+    need = next((v for k, v in _EXTRAS.items() if factory_module == k or factory_module.startswith(k + ".")), None)
     if need is None:
         return None
     module, extra = need
