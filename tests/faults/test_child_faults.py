@@ -197,8 +197,7 @@ def test_api_storm_is_survived_without_duplicates(tmp_path: Path, figures: Figur
         kube.wait_for(lambda: len(kube.jobs()) >= 3, timeout=180, message="no Jobs were created")
         with kube._requests_lock:
             compacted_at.append(len(kube.requests))
-        f.compact_history()  # every revision handed out so far is now too old: resuming gets 410 Gone
-        f.end_watches()
+        f.expire_watches()  # every revision handed out so far is now too old: resuming gets 410 Gone
 
     injector = Background(expire_watches)
     result = build(Kannon(executor=k8s_executor(kube, tmp_path), max_parallel=4), tasks["sink"])

@@ -47,6 +47,15 @@ def job_terminal(job: V1Job) -> tuple[str, str | None, str | None] | None:
             return cond.type, cond.reason, cond.message
     return None
 
+def job_ending(job: V1Job) -> bool:
+    """The Job has an interim end condition (FailureTarget / SuccessCriteriaMet, 1.31+): its end is decided, and the
+    terminal condition follows once no pod of it is still terminating."""
+    return any(c.type in ("FailureTarget", "SuccessCriteriaMet") and str(c.status) == "True"
+               for c in (job.status.conditions if job.status else None) or ())  # fmt: skip
+
+def pod_terminal(pod: V1Pod) -> bool:
+    return pod.status is not None and pod.status.phase in ("Succeeded", "Failed")
+
 def container_status(pod: V1Pod, container: str | None) -> V1ContainerStatus | None:
     statuses = (pod.status.container_statuses if pod.status else None) or []
     for cs in statuses:

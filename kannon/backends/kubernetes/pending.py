@@ -78,6 +78,8 @@ class PendingDeadlines(JobTracker):
                     waited = now - a.since
                     if a.phase is not Phase.PENDING or a.queued_since is not None or waited < self.pending_timeout:
                         continue
+                    if self._settling(a):
+                        continue  # its end is decided (or a preemption's pods are going): not a failure to start
                     if math.isinf(a.start_check) or (now < a.start_check and waited < self.start_timeout):
                         continue  # a diagnosis runs, or the next one is not due
                     a.start_check = math.inf
@@ -108,10 +110,31 @@ class PendingDeadlines(JobTracker):
                 outcome = kc.Outcome(None, f"not running after {waited:.0f} s: waited for quota capacity that never "
                                      f"freed ({refused}); raise the namespace's ResourceQuota, lower the task's "
                                      "cpu/memory hints, or raise pending_timeout", "QuotaExceeded")  # fmt: skip
+        if not self._still_pending(attempt):
+            return
         with self._state:  # it may have started, or gone back to its queue, while the events were read
-            claimed = attempt.phase is Phase.PENDING and attempt.queued_since is None and attempt.end()
+            claimed = (attempt.phase is Phase.PENDING and attempt.queued_since is None and not self._settling(attempt)
+                       and attempt.end())  # fmt: skip
         if claimed:
             self._fail_and_delete(attempt, outcome, pod)
+
+    def _still_pending(self, attempt: Attempt) -> bool:
+        """Read the Job once before failing its attempt: the Job stream may lag (it is ordered against nothing else),
+        and a Job that has ended, is ending or went back to its queue meanwhile is not a failure to start. Its watch
+        event follows; until then the deadline is re-armed (the next check is a re-check, not the first)."""
+        try:
+            job = self._read_job(attempt.name)
+        except Exception as e:  # the API is unwell: decide on what the watch told us, as before
+            log.debug("cannot read Job %s before its pending deadline: %s", attempt.name, e)
+            return True
+        if job is not None and job.metadata.uid != attempt.uid:
+            return True  # a Job of the same name that is not this attempt's: as before
+        if job is not None and kc.job_terminal(job) is None and not kc.job_ending(job) and not admission.suspended(job):
+            return True  # (a deleted Job is ended by the watch's DELETED: JobDeleted, not this deadline)
+        with self._state:
+            if attempt.phase is Phase.PENDING:
+                attempt.start_check = time.monotonic() + self._recheck
+        return False
 
     def _still_starting(self, attempt: Attempt, verdict: slowstart.Waiting, waited: float) -> None:
         """A slow start goes on: say what it waits for (when that changes, and once a minute), check again later."""

@@ -51,6 +51,7 @@ class JobTracker(JobCalls):
         self._by_name: dict[str, Attempt] = {}
         self._by_key: dict[str, Attempt] = {}
         self._pods: dict[str, dict[str, V1Pod]] = {}  # job name -> pod name -> last seen state (kept after DELETED)
+        self._pods_deleted: dict[str, set[str]] = {}  # job name -> its pods seen DELETED (or missing from a re-list)
         self._leftovers: dict[str, V1Job] = {}  # task id -> a running Job of an earlier master of this run
         self._early: dict[str, V1Job] = {}  # job name -> its latest state seen while our create was in flight
         self._gone = {}
@@ -142,7 +143,7 @@ class JobTracker(JobCalls):
             if attempt.job is not None or attempt.phase is Phase.CANCELLING:
                 self._deleted(attempt)
 
-    def _remember_pod(self, pod: V1Pod) -> str | None:
+    def _remember_pod(self, pod: V1Pod, deleted: bool = False) -> str | None:
         name = job_of_pod(pod)
         if name is None:
             return None
@@ -151,6 +152,10 @@ class JobTracker(JobCalls):
             if attempt is not None and attempt.phase is Phase.DONE:
                 return None  # late events of a finished attempt: keep nothing
             self._pods.setdefault(name, {})[pod.metadata.name] = pod
+            if deleted:
+                self._pods_deleted.setdefault(name, set()).add(pod.metadata.name)
+                if attempt is not None and pod.metadata.name in attempt.stale_pods and not self._settling(attempt):
+                    attempt.since = max(attempt.since, time.monotonic())  # pending counts from the pods' going
             self._pods_changed.notify_all()
         return name
 
@@ -161,7 +166,7 @@ class JobTracker(JobCalls):
         return sorted(pods, key=kc.created)
 
     def _on_pod(self, kind: str, pod: V1Pod) -> None:
-        name = self._remember_pod(pod)
+        name = self._remember_pod(pod, deleted=kind == "DELETED")
         if name is None:
             return
         with self._state:
@@ -170,6 +175,10 @@ class JobTracker(JobCalls):
             self._evaluate(attempt)
 
     def _on_pod_relist(self, pods: list[V1Pod]) -> None:
+        present = {p.metadata.name for p in pods}
+        with self._state:  # pods deleted while no stream was open
+            for job, cached in self._pods.items():
+                self._pods_deleted.setdefault(job, set()).update(n for n in cached if n not in present)
         for pod in pods:
             self._on_pod("MODIFIED", pod)
 
@@ -258,6 +267,17 @@ class JobTracker(JobCalls):
             self._say(attempt, f"kannon: admitted after {attempt.queue_wait:.1f} s queued by admission")
         return False
 
+    def _settling(self, attempt: Attempt) -> bool:
+        """Under the lock: the attempt is on its way to an end that is not a failure to start, so no pending deadline
+        runs: its Job carries an interim end condition (FailureTarget / SuccessCriteriaMet: the terminal one follows
+        once its pods are gone), or pods that a preemption deleted are still terminating (with the Job controller's
+        tracking finalizer a pod is counted before it goes, and a pod of a backoffLimit-0 Job counted failed ends it).
+        Kueue readmits a preempted Job as soon as ``status.active`` is 0, before either happens."""
+        if attempt.job is not None and kc.job_ending(attempt.job):
+            return True
+        cached, deleted = self._pods.get(attempt.name, {}), self._pods_deleted.get(attempt.name, set())
+        return any(n in cached and n not in deleted and not kc.pod_terminal(cached[n]) for n in attempt.stale_pods)
+
     def _say(self, attempt: Attempt, line: str) -> None:
         """A note of kannon's in the attempt's log (kept ahead of the pod's output) and the live view."""
         attempt.notes.append(line)
@@ -310,7 +330,9 @@ class JobTracker(JobCalls):
                              and p.metadata.name not in attempt.stale_pods})  # fmt: skip
                 pod = kc.succeeded(pods.values()) if complete else kc.culprit(pods.values(), self.container)
             failed_pods = job.status.failed if job.status is not None else None
-            if ended is None and not complete and failed_pods and (pod is None or not self._explains(pod)):
+            preempted = admission.suspended(job) or attempt.preemptions > 0
+            if ended is None and not complete and failed_pods and not preempted and (
+                    pod is None or not self._explains(pod)):  # fmt: skip
                 # a pod failed, and neither the cache nor a list says how: it was deleted (preemption, eviction)
                 # and its last states are still on their way on the pod stream
                 pod = self._await_pod(attempt, None, self._explains) or pod
@@ -327,7 +349,7 @@ class JobTracker(JobCalls):
                 self._finish(attempt, Finished(attempt.launch.key, 0, log_tail=tail, where=where, result=record))
                 return
             outcome = kc.classify_failure(job, pod, self.container, self.python, tail)
-            if admission.suspended(job) or attempt.preemptions:  # preempted by its queue (admission.py)
+            if preempted:  # by its queue (admission.py): the failed pod is the one the preemption deleted
                 outcome = admission.preempted_outcome(terminal[1] if terminal else None)
             self._finish(attempt, Finished(attempt.launch.key, outcome.exit_code, outcome.reason, outcome.failure_class,
                                            outcome.infra, tail, where, result=record))  # fmt: skip
@@ -376,6 +398,7 @@ class JobTracker(JobCalls):
                 attempt.end()
             attempt.to(Phase.DONE)
             self._pods.pop(attempt.name, None)
+            self._pods_deleted.pop(attempt.name, None)
             resp = attempt.follow_resp
         if resp is not None:
             shutdown_response(resp)

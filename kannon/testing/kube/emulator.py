@@ -89,7 +89,8 @@ class KubeEmulator:
         self._fixed_namespaces = None if namespaces is None else {*namespaces, namespace}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._requests_lock = threading.Lock()
-        self.faults = Faults(self.store.compact, self.store.end_watches, self._delete_job_externally, namespace)
+        self.faults = Faults(self.store.compact, self.store.end_watches, self.store.expire_watches,
+                             self._delete_job_externally, namespace)  # fmt: skip
         self._own_workdir = workdir is None
         self.workdir = workdir or default_workdir()
         rt: Runtime

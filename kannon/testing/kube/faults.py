@@ -87,6 +87,7 @@ class Faults:
         self,
         compact: Callable[[], None],
         end_watches: Callable[[], int],
+        expire: Callable[[], int],
         delete_job: Callable[[str, str, str], Any],
         default_namespace: str,
     ) -> None:
@@ -99,6 +100,7 @@ class Faults:
         self._injected: list[Injected] = []
         self._compact = compact
         self._end_watches = end_watches
+        self._expire = expire
         self._delete_job = delete_job
         self._namespace = default_namespace
 
@@ -209,6 +211,15 @@ class Faults:
     def end_watches(self) -> int:
         """Close every open watch stream now (as an apiserver restart or its watch timeout would)."""
         n = self._end_watches()
+        self._record(Injected("end_watches", f"{n} watch streams closed"))
+        return n
+
+    def expire_watches(self) -> int:
+        """Compact the history and close every watch stream in one step, so that no event or bookmark can carry a
+        newer resourceVersion to a stream in between: every watch resumes from a compacted revision and gets 410 Gone
+        (as after an apiserver restart that outlived its watch cache). Returns the number of streams closed."""
+        n = self._expire()
+        self._record(Injected("compact_history", "watch history compacted"))
         self._record(Injected("end_watches", f"{n} watch streams closed"))
         return n
 

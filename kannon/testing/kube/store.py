@@ -259,6 +259,12 @@ class Store:
                 w.close()
             return len(ws)
 
+    def expire_watches(self) -> int:
+        """:meth:`compact` and :meth:`end_watches` under one hold of the lock (faults.expire_watches)."""
+        with self.cond:
+            self.compact()
+            return self.end_watches()
+
     def compact(self) -> None:
         """Forget all history: resuming a watch from any revision handed out so far gets 410 Gone.
 

@@ -55,7 +55,8 @@ class NodeAgent:
         self.labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
                        "kubernetes.io/arch": "amd64", **(labels or {})}  # fmt: skip
         self.allocatable = {"cpu": str(os.cpu_count() or 1), "memory": "16Gi", "pods": "110", **(allocatable or {})}
-        faults = Faults(lambda: None, lambda: 0, lambda *_: None, "default")  # no faults on a real control plane
+        # no faults on a real control plane
+        faults = Faults(lambda: None, lambda: 0, lambda: 0, lambda *_: None, "default")
         self.kubelet = Kubelet(self.store, runtime, faults, Node(self.labels, self.allocatable))
         self.logs = LogServer(self, tls, port)
         self.known: dict[str, Obj] = {}  # uid -> the pod as last seen on the watch

@@ -36,8 +36,7 @@ def _run_two(make: Any, tmp_path: Path) -> tuple[Any, Any, list[Any]]:
 
 
 def _lose_the_watches(kube: KubeEmulator) -> None:
-    kube.faults.compact_history()  # a watch resumed from its resourceVersion now gets 410: it must re-list
-    kube.faults.end_watches()
+    kube.faults.expire_watches()  # a watch resumed from its resourceVersion now gets 410: it must re-list
 
 
 @pytest.mark.parametrize("cause", ["list revoked", "API unreachable"])

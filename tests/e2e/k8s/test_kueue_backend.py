@@ -92,6 +92,36 @@ def test_preempted_job_is_an_infrastructure_failure_not_a_task_failure(
     assert len(requests(kube, "POST", "/jobs")) == 1
 
 
+def test_a_preempted_pod_that_terminates_slowly_is_not_a_pod_that_never_started(
+    kube: KubeEmulator, make: Any, tmp_path: Path
+) -> None:
+    """Kueue readmits a preempted Job as soon as ``status.active`` is 0 (its batch/Job integration), while the deleted
+    pod may take its whole grace period to go; the Job stays FailureTarget (an interim condition) until then, and only
+    then is it Failed (v1.31+). That wait, longer than pending_timeout here, is not a pod that never started."""
+    setup_queue(kube, pods=1, held=False)
+    template = queued_template()
+    pod_spec = {**TEMPLATE["spec"]["template"]["spec"], "terminationGracePeriodSeconds": 6}
+    template["spec"] = {"template": {"spec": pod_spec}}
+    executor, rec = make(template_job=template, pending_timeout=PENDING)
+    ready = tmp_path / "ready"  # SIGTERM is ignored from here on (a pod marked Running may not have got there yet)
+    ignore = ("import signal, pathlib\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+              f"pathlib.Path({str(ready)!r}).touch()\n")
+    launch = launch_of(tmp_path, 1, ignore + wait_flag(tmp_path / "never"))
+    executor.launch(launch)
+    rec.wait_started(launch.key)
+    wait_until(ready.exists, timeout=60)
+    (name,) = kube.jobs()
+    kube.kueue.preempt(name)
+    # readmitted (unsuspended) while the pod still terminates: the window in which the deadline used to fire
+    kube.wait_for(lambda: not kube.jobs()[name]["spec"].get("suspend") and kube.pods(), 30, "not readmitted")
+    fin = rec.wait_finished(launch.key)
+    assert (fin.failure_class, fin.infra) == ("Preempted", True), fin
+    # the Job is Failed only once its pod is terminal (the kubelet removes the object a moment later)
+    phases = [p["status"].get("phase") for p in kube.pods().values()]
+    assert all(ph in ("Failed", "Succeeded") for ph in phases), f"the attempt ended while its pod ran: {phases}"
+    assert len(requests(kube, "POST", "/jobs")) == 1
+
+
 def test_preempted_bullet_reruns_and_succeeds_without_spending_retries(tmp_path: Path) -> None:
     """A build with retries=0: a bullet preempted mid-run goes back to the queue (as a new Job, attempt 2, the only
     possible way with backoffLimit 0) and the build succeeds."""
