@@ -21,6 +21,7 @@ import pytest
 from kannon.events import Event, read_events
 from kannon.report import render_report, write_report
 from kannon.report.sample import START, sample_events
+from kannon.report.scale_sample import scale_events
 from tests.support.services import service_unavailable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,6 +58,7 @@ class Page:
         self.tags = parser.tags
         self.ids_by_kind = parser.ids_by_kind
         self.text = parser.text
+        self.groups = parser.groups
 
 
 class _DomParser(HTMLParser):
@@ -66,12 +68,15 @@ class _DomParser(HTMLParser):
         self.tags: dict[str, int] = defaultdict(int)
         self.ids_by_kind: dict[str, list[str]] = defaultdict(list)
         self.text: list[str] = []
+        self.groups: list[str] = []  # data-group of the graph's group nodes (a big run's graph)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
         self.tags[tag] += 1
         if tag == "body":
             self.body = a
+        if a.get("data-group"):
+            self.groups.append(a["data-group"] or "")
         task = a.get("data-task-id")
         if task:
             cls = (a.get("class") or "").split()
@@ -197,6 +202,38 @@ def test_report_of_a_wide_run_with_retries(chromium: str, tmp_path: Path):
     assert len(page.ids_by_kind["timeline"]) == 45  # all but the already complete Prepare
     assert "4 task(s) needed retries" in "".join(page.text)  # folds 4, 13, 22 and 31 were evicted once
     assert_png(ARTIFACTS / "report-wide-run.png", 1400, 1000)
+
+
+def test_report_of_10000_tasks_is_grouped_and_paged(chromium: str, tmp_path: Path):
+    """Issue 16: a 10,000-task run (3 layers, fan-in 3, retries, failures, dynamic dependencies) renders; the graph
+    shows one node per family and layer, the timeline and the task table one page of rows, failures first. How
+    fast it loads is measured by bench/bench_report.py, not asserted here."""
+    events = scale_events(10_000, "lattice")
+    ids = {e.task_id for e in events if e.task_id}
+    failed = {e.task_id for e in events if e.kind == "failed"}
+    not_run = {e.task_id for e in events if e.kind == "upstream_failed"}
+    assert len(ids) == 10_021 and len(failed) == 10 and not_run  # 10,000 bullets, 20 yielded tasks, the root
+    html_file = write_report(events, tmp_path / "scale-run.html")
+    page = load(chromium, html_file, tmp_path, screenshot=ARTIFACTS / "report-10000-tasks.png")
+    assert page.console == [], "the page logged to the console:\n" + "\n".join(page.console)
+    assert page.body.get("data-rendered") == "ok", page.body
+    assert page.body.get("data-task-count") == "10021"
+    text = "\n".join(page.text)
+    assert "10 failed" in text and f"{len(not_run)} upstream failed" in text and "10021" in text
+    # every failure is listed with its reason, and heads the task table (failures first)
+    assert failed <= set(page.ids_by_kind["div"])
+    assert "Layer1.run raised ValueError: shard 4501 is empty" in text
+    rows = page.ids_by_kind["tr"]
+    assert len(rows) == 500 and set(rows[:10]) == failed
+    # the graph: no node per task but one per (layer, family), with the dynamic edges drawn
+    assert page.ids_by_kind["graph"] == []
+    assert sorted(page.groups) == ["0|Extra", "0|Layer0", "1|Layer0", "1|Layer1", "2|Layer1", "2|Layer2",
+                                   "3|Layer2", "4|Root"]  # fmt: skip
+    assert 'class="edge dynamic"' in page.dom
+    assert page.body.get("data-graph-fits") in ("yes", "pans"), page.body
+    # the timeline: the first page of rows, by first launch
+    assert len(page.ids_by_kind["timeline"]) == 250
+    assert_png(ARTIFACTS / "report-10000-tasks.png", 1400, 1000)
 
 
 def test_the_checks_catch_a_page_whose_script_did_not_run(chromium: str, tmp_path: Path):
