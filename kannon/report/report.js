@@ -241,7 +241,7 @@
   }
 
   // One node per (layer, family): its task count and statuses; an edge wherever a task of one needs a task of the
-  // other. Clicking a group filters the task table to that family.
+  // other. Clicking a group filters the task table to its tasks ("group=LAYER|FAMILY;" in the filter box).
   function renderGroupGraph() {
     var groups = [], byKey = {}, groupOf = {};
     tasks.forEach(function (t) {
@@ -305,7 +305,7 @@
       node.appendChild(sv("rect", { width: NODE_W, height: NODE_H, rx: 5, ry: 5, "class": "st-" + worst }));
       node.appendChild(sv("text", { x: 8, y: 15 }, cut(g.family + " × " + g.tasks, 29)));
       node.appendChild(sv("text", { x: 8, y: 30, "class": "sub" }, cut(parts.join(" · "), 34)));
-      function open() { filterTable("family=" + g.family + ";"); }
+      function open() { filterTable("group=" + g.key + ";"); }
       node.addEventListener("click", open);
       node.addEventListener("keydown", function (ev) { if (ev.key === "Enter") open(); });
       nodes.appendChild(node);
@@ -551,7 +551,7 @@
       return d !== 0 ? d : firstLaunch(a) - firstLaunch(b) || 0;
     });
     sorted.forEach(function (t) {
-      t.search = (label(t) + " " + t.id + " " + t.status + " " + whereOf(t) + " family=" + t.family + ";").toLowerCase();
+      t.search = (label(t) + " " + t.id + " " + t.status + " " + whereOf(t) + " group=" + t.layer + "|" + t.family + ";").toLowerCase();
     });
     table.appendChild(body);
     var more = el("button", "more", "");

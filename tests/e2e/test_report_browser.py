@@ -236,6 +236,51 @@ def test_report_of_10000_tasks_is_grouped_and_paged(chromium: str, tmp_path: Pat
     assert_png(ARTIFACTS / "report-10000-tasks.png", 1400, 1000)
 
 
+# Run after the report's own script on the page (appended to it, so the page's CSP hash covers it): clicks a graph
+# group, filters by a task id, turns the timeline's page, and leaves what it saw on <body data-...>.
+CLICKS = """
+(function () {
+  var b = document.body.dataset, rows = function (sel) { return document.querySelectorAll(sel); };
+  var labels = function () { return Array.prototype.map.call(rows("#tasks tbody tr"), function (r) {
+    return r.cells[1].textContent; }); };
+  document.querySelector('[data-group="1|Layer1"]').dispatchEvent(new MouseEvent("click", { bubbles: true }));
+  b.groupRows = String(labels().length);
+  b.groupOnly = String(labels().every(function (l) { return l.indexOf("Layer1(") === 0; }));
+  b.more = document.querySelector("button.more").textContent;
+  document.querySelector("button.more").click();
+  b.groupRowsAfterMore = String(labels().length);
+  var f = document.getElementById("filter");
+  f.value = "__ID__";
+  f.dispatchEvent(new Event("input"));
+  b.idRows = labels().join("|");
+  var first = rows("#timeline .row")[0].getAttribute("data-task-id");
+  Array.prototype.filter.call(rows(".pager button"), function (x) { return x.textContent === "later ›"; })[0].click();
+  b.page2Rows = String(rows("#timeline .row").length);
+  b.page2Moved = String(rows("#timeline .row")[0].getAttribute("data-task-id") !== first);
+})();
+"""
+
+
+def test_report_of_10000_tasks_pages_and_groups_respond_to_clicks(chromium: str, tmp_path: Path, monkeypatch):
+    import kannon.report as report
+
+    events = scale_events(10_000, "lattice")
+    failed = sorted({e.task_id for e in events if e.kind == "failed" and e.task_id})
+    asset = report._asset
+    monkeypatch.setattr(report, "_asset", lambda name: asset(name) + (
+        CLICKS.replace("__ID__", failed[0][:12]) if name == "report.js" else ""))  # fmt: skip
+    page = load(chromium, write_report(events, tmp_path / "scale-clicks.html"), tmp_path)
+    assert page.console == [], page.console
+    b = page.body
+    assert b.get("data-rendered") == "ok"
+    # the Layer1 group of layer 1 holds 3,315 tasks: the table lists them 500 at a time, and nothing else
+    assert (b.get("data-group-rows"), b.get("data-group-only")) == ("500", "true"), b
+    assert b.get("data-more") == "show 500 more (500 of 3315 shown)" and b.get("data-group-rows-after-more") == "1000"
+    failed_label = next(f"{e.family}({e.params})" for e in events if e.task_id == failed[0])
+    assert b.get("data-id-rows") == failed_label  # a task id finds its task among all 10,021
+    assert (b.get("data-page2-rows"), b.get("data-page2-moved")) == ("250", "true")
+
+
 def test_the_checks_catch_a_page_whose_script_did_not_run(chromium: str, tmp_path: Path):
     """Negative control: a page edited after it was written no longer matches its CSP hash, so the browser
     refuses the script — and the same checks the other tests rely on notice both symptoms."""
