@@ -102,12 +102,19 @@ def live_view(events: list) -> dict[str, object]:  # type: ignore[type-arg]
     obs = ProgressObserver(Console(file=io.StringIO(), force_terminal=True, width=160), live=True)
     c0 = time.process_time()
     obs.kannon_run_start(run=RunInfo(run_id="run-scale", run_dir=Path(".")), backend="kubernetes")
-    for e in events:
+    frame_ms = 0.0
+    for i, e in enumerate(events):
         obs.kannon_event(event=e)
+        if i == len(events) // 2:  # mid-run, ~100 tasks running: what one frame costs (built and drawn)
+            c1, screen = time.process_time(), Console(file=io.StringIO(), force_terminal=True, width=160)
+            for _ in range(20):
+                screen.print(obs.render_live())
+            frame_ms = (time.process_time() - c1) / 20 * 1000
+            c0 += time.process_time() - c1
     obs.close()
     cpu = time.process_time() - c0
     return {"live_view_cpu_s": round(cpu, 2), "per_event_us": round(1e6 * cpu / len(events), 1),
-            "frames_built": obs.frames_built}  # fmt: skip
+            "frames_built": obs.frames_built, "frame_ms": round(frame_ms, 1)}  # fmt: skip
 
 
 def main() -> None:
