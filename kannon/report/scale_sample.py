@@ -4,18 +4,21 @@ The shapes are those of bench/bench_scale.py: ``flat`` is one master task requir
 layers of N/3 bullets, each requiring three tasks of the layer below, joined by one master task. The run is
 simulated on ``slots`` parallel slots, so launches queue and the timeline is as wide as a real one; every 97th
 bullet is retried once (evicted), one in 1,000 fails for good (its dependents are then not run), and every
-500th yields a dynamic dependency from its ``run()`` (stopped, the yielded task runs, then it runs again) — the
-same event kinds and order a real run writes. No randomness: the same arguments give the same events.
+500th yields a dynamic dependency from its ``run()`` (stopped, the yielded task runs, then it runs again); every
+attempt that ends reports what it used against its request (the report's resources view) — the same event kinds
+and order a real run writes. No randomness: the same arguments give the same events.
 """
 
 from __future__ import annotations
 
 import heapq
+from typing import Any
 
 from kannon.events import Event
 from kannon.report.sample import START, task_id
 
 FAIL_EVERY = 1000
+REQUEST = {"cpu": "500m", "memory": "1Gi"}  # every bullet's hints; what each used varies with its index
 RETRY_EVERY = 97
 YIELD_EVERY = 500
 
@@ -43,7 +46,7 @@ def scale_events(n: int = 10_000, shape: str = "lattice", *, slots: int = 100, r
         prev = cur
     root = task_id(f"Root-{shape}-{n}")
 
-    def ev(kind: str, t: float, tid: str, fam: str, params: str, placement: str = "bullet", **kw: object) -> None:
+    def ev(kind: str, t: float, tid: str, fam: str, params: str, placement: str = "bullet", **kw: Any) -> None:
         fields = {"task_id": tid, "family": fam, "params": params, "placement": placement, **kw}
         evs.append(Event(kind, run_id, time=start + t, **fields))  # type: ignore[arg-type]
 
@@ -53,6 +56,13 @@ def scale_events(n: int = 10_000, shape: str = "lattice", *, slots: int = 100, r
     free = [0.05] * slots  # when each slot is next free
     heapq.heapify(free)
     done: dict[str, tuple[float, bool]] = {}  # task -> when it ended, and whether it succeeded
+
+    def used(i: int, wall: float) -> dict[str, Any]:
+        """What an attempt used, as its child-result record says: 200-1000 MiB, 0.05-0.45 cores (some at risk)."""
+        peak = (200 + (i * 37) % 801) * 2**20
+        return {"usage": {"peak_rss_bytes": peak, "peak_source": "cgroup-v2", "wall_seconds": round(wall, 3),
+                          "cpu_seconds": round(wall * (0.05 + (i % 9) * 0.05), 3), "output_bytes": 4096},
+                "requested_resources": REQUEST}  # fmt: skip
 
     def attempt(tid: str, fam: str, params: str, n_: int, ready: float, dur: float) -> float:
         slot = heapq.heappop(free)
@@ -83,22 +93,23 @@ def scale_events(n: int = 10_000, shape: str = "lattice", *, slots: int = 100, r
             ev("planned", end, dyn, "Extra", f"for={i}", requested_by=tid)
             ev("requested", end, dyn, "Extra", f"for={i}", requested_by=tid)
             dyn_end = attempt(dyn, "Extra", f"for={i}", 1, end, 0.5)
-            ev("succeeded", dyn_end, dyn, "Extra", f"for={i}", attempt=1, where=f"pod {run_id}-{dyn[:8]}-1")
+            ev("succeeded", dyn_end, dyn, "Extra", f"for={i}", attempt=1, where=f"pod {run_id}-{dyn[:8]}-1",
+               **used(i, 0.5))  # fmt: skip
             ready, n_ = dyn_end, 2
         if i % RETRY_EVERY == RETRY_EVERY - 1:
             end = attempt(tid, fam, params, n_, ready, dur / 2)
-            ev("retried", end, tid, fam, params, attempt=n_, where=f"{where}-{n_}", exit_code=137,
+            ev("retried", end, tid, fam, params, attempt=n_, where=f"{where}-{n_}", exit_code=137, **used(i, dur / 2),
                failure_class="Evicted", reason="pod evicted (node pressure); retried")  # fmt: skip
             ready, n_ = end, n_ + 1
         end = attempt(tid, fam, params, n_, ready, dur)
         if i % FAIL_EVERY == FAIL_EVERY // 2 + 1:  # not a yielding or retried one: one story per task
-            ev("failed", end, tid, fam, params, attempt=n_, where=f"{where}-{n_}", exit_code=6,
+            ev("failed", end, tid, fam, params, attempt=n_, where=f"{where}-{n_}", exit_code=6, **used(i, dur),
                failure_class="TaskFailed", reason=f"{fam}.run raised ValueError: shard {i} is empty",
                log_tail=("Traceback (most recent call last):", '  File "pipeline.py", line 42, in run',
                          f"    raise ValueError('shard {i} is empty')", f"ValueError: shard {i} is empty"))  # fmt: skip
             done[tid] = (end, False)
         else:
-            ev("succeeded", end, tid, fam, params, attempt=n_, where=f"{where}-{n_}")
+            ev("succeeded", end, tid, fam, params, attempt=n_, where=f"{where}-{n_}", **used(i, dur))
             done[tid] = (end, True)
     last = max((t for t, _ in done.values()), default=0.5)
     failed = not all(ok for _, ok in done.values())

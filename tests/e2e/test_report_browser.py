@@ -233,6 +233,9 @@ def test_report_of_10000_tasks_is_grouped_and_paged(chromium: str, tmp_path: Pat
     assert page.body.get("data-graph-fits") in ("yes", "pans"), page.body
     # the timeline: the first page of rows, by first launch
     assert len(page.ids_by_kind["timeline"]) == 250
+    # the resources view: one row per class; a class's attempts are listed up to 100, the flagged ones first
+    assert "more attempts (at risk and over-provisioned ones are listed first)" in text
+    assert len(page.ids_by_kind["div"]) <= len(failed) + 4 * 100
     assert_png(ARTIFACTS / "report-10000-tasks.png", 1400, 1000)
 
 
