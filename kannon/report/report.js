@@ -54,7 +54,7 @@
 
   // Past these sizes a browser spends seconds laying out SVG and table rows (10,000 tasks took ~19 s): the graph
   // shows one node per family and layer, the timeline and the task table a page of rows at a time.
-  var GRAPH_MAX_NODES = 400, TIMELINE_PAGE = 250, TABLE_PAGE = 500, BLOCKS_MAX = 50, ATTEMPTS_MAX = 100;
+  var GRAPH_MAX_NODES = 400, TIMELINE_PAGE = 250, TABLE_PAGE = 500, BLOCKS_MAX = 50;
 
   var run, tasks, DATA;
   var byId = {};
@@ -505,11 +505,7 @@
       var name = el("td");
       var det = el("details");
       det.appendChild(el("summary", "params", c.family));
-      // a class of thousands lists its flagged attempts first and stops at ATTEMPTS_MAX (the spread covers all)
-      var listed = c.attempts.length <= ATTEMPTS_MAX ? c.attempts : c.attempts.slice().sort(function (a, b) {
-        return (b.at_risk ? 2 : b.over.length ? 1 : 0) - (a.at_risk ? 2 : a.over.length ? 1 : 0);
-      }).slice(0, ATTEMPTS_MAX);
-      listed.forEach(function (a) {
+      c.attempts.forEach(function (a) {
         var line = (a.params ? c.family + "(" + a.params + ")" : c.family) + " · attempt " + a.attempt + " " + a.outcome +
           " · peak " + fmtBytes(a.peak) + " · " + fmtCores(a.cores) + " cores" +
           (a.requested && Object.keys(a.requested).length ? " · requested " + Object.keys(a.requested).sort().map(function (k) {
@@ -519,7 +515,8 @@
         d.dataset.taskId = a.task_id;
         det.appendChild(d);
       });
-      if (c.attempts.length > listed.length) det.appendChild(el("div", "kv", "… and " + (c.attempts.length - listed.length) +
+      // kannon.report.usageview lists at most 100 attempts of a class, the flagged ones first
+      if (c.samples > c.attempts.length) det.appendChild(el("div", "kv", "… and " + (c.samples - c.attempts.length) +
         " more attempts (at risk and over-provisioned ones are listed first)"));
       name.appendChild(det);
       tr.appendChild(name);
