@@ -241,26 +241,49 @@
   }
 
   // One node per (layer, family): its task count and statuses; an edge wherever a task of one needs a task of the
-  // other. Clicking a group filters the task table to its tasks ("group=LAYER|FAMILY;" in the filter box).
-  function renderGroupGraph() {
+  // other. Clicking a group filters the task table to its tasks ("group=LAYER|FAMILY;" in the filter box). When
+  // that is still too many nodes (a long chain of one family is one group per layer), one node per family, drawn
+  // at its first layer; when even the families are too many, no graph (the table has every task).
+  function groupTasks(byFamily) {
     var groups = [], byKey = {}, groupOf = {};
     tasks.forEach(function (t) {
-      var key = t.layer + "|" + t.family, g = byKey[key];
+      var key = byFamily ? t.family : t.layer + "|" + t.family, g = byKey[key];
       if (!g) {
-        g = byKey[key] = { key: key, family: t.family, layer: t.layer, tasks: 0, counts: {}, critical: false, row: t.row };
+        g = byKey[key] = { key: key, family: t.family, layer: t.layer, tasks: 0, counts: {}, critical: false, row: t.row,
+          filter: byFamily ? "family=" + t.family + ";" : "group=" + key + ";" };
         groups.push(g);
       }
       g.tasks++;
       g.counts[t.status] = (g.counts[t.status] || 0) + 1;
       g.critical = g.critical || t.critical;
+      g.layer = Math.min(g.layer, t.layer);
       g.row = Math.min(g.row, t.row);
       groupOf[t.id] = g;
     });
-    var slot = {}, maxLayer = 0, maxRow = 0;
+    return { groups: groups, groupOf: groupOf };
+  }
+
+  function renderGroupGraph() {
+    var grouped = groupTasks(false), how = "family and layer";
+    if (grouped.groups.length > GRAPH_MAX_NODES) {
+      grouped = groupTasks(true);
+      how = "family";
+    }
+    var groups = grouped.groups, groupOf = grouped.groupOf;
+    if (groups.length > GRAPH_MAX_NODES) {
+      $("graph").appendChild(el("p", "kv", tasks.length + " tasks of " + groups.length + " task families: too many to " +
+        "draw as a graph. The task table below lists them all (each task's detail names what it needs)."));
+      return;
+    }
+    // columns: the layers that have a group, in order (a family drawn at layer 9,000 must not be 9,000 columns away)
+    var column = {}, slot = {}, maxLayer = 0, maxRow = 0;
+    groups.forEach(function (g) { column[g.layer] = true; });
+    Object.keys(column).map(Number).sort(function (a, b) { return a - b; }).forEach(function (lv, i) { column[lv] = i; });
     groups.sort(function (a, b) { return a.layer - b.layer || a.row - b.row; });
     groups.forEach(function (g) {
-      g.y = slot[g.layer] = slot[g.layer] === undefined ? 0 : slot[g.layer] + 1;
-      maxLayer = Math.max(maxLayer, g.layer);
+      g.col = column[g.layer];
+      g.y = slot[g.col] = slot[g.col] === undefined ? 0 : slot[g.col] + 1;
+      maxLayer = Math.max(maxLayer, g.col);
       maxRow = Math.max(maxRow, g.y);
     });
     var width = PAD * 2 + (maxLayer + 1) * NODE_W + maxLayer * COL_GAP;
@@ -270,7 +293,7 @@
     var edges = sv("g", { "class": "edges" }), nodes = sv("g", { "class": "nodes" });
     svg.appendChild(edges);
     svg.appendChild(nodes);
-    function pos(g) { return { x: PAD + g.layer * (NODE_W + COL_GAP), y: PAD + g.y * (NODE_H + ROW_GAP) }; }
+    function pos(g) { return { x: PAD + g.col * (NODE_W + COL_GAP), y: PAD + g.y * (NODE_H + ROW_GAP) }; }
     var seen = {};
     tasks.forEach(function (t) {
       function edge(d, dynamic) {
@@ -300,12 +323,13 @@
       });
       var node = sv("g", { "class": "node group st-" + worst + (g.critical ? " critical" : ""), "data-group": g.key,
         transform: "translate(" + p.x + "," + p.y + ")", tabindex: "0" });
-      node.appendChild(sv("title", null, g.family + " × " + g.tasks + " (layer " + g.layer + ")\n" + parts.join(", ") +
+      node.appendChild(sv("title", null, g.family + " × " + g.tasks + " (" + (how === "family" ? "from " : "") + "layer " +
+        g.layer + ")\n" + parts.join(", ") +
         "\nclick: list them in the task table"));
       node.appendChild(sv("rect", { width: NODE_W, height: NODE_H, rx: 5, ry: 5, "class": "st-" + worst }));
       node.appendChild(sv("text", { x: 8, y: 15 }, cut(g.family + " × " + g.tasks, 29)));
       node.appendChild(sv("text", { x: 8, y: 30, "class": "sub" }, cut(parts.join(" · "), 34)));
-      function open() { filterTable("group=" + g.key + ";"); }
+      function open() { filterTable(g.filter); }
       node.addEventListener("click", open);
       node.addEventListener("keydown", function (ev) { if (ev.key === "Enter") open(); });
       nodes.appendChild(node);
@@ -313,7 +337,7 @@
     });
     $("graph").appendChild(svg);
     $("graph-legend").appendChild(el("span", "kv", tasks.length + " tasks shown as " + groups.length +
-      " groups (family and layer); click a group to list its tasks below. "));
+      " groups (" + how + "); click a group to list its tasks below. "));
     legend($("graph-legend"), STATUS_ORDER.filter(function (s) { return run.counts[s]; }).map(function (s) {
       return [s, "worst: " + STATUS_LABEL[s]];
     }).concat([["critical-path", "outlined: holds a critical-path task"]]));
@@ -554,7 +578,8 @@
       return d !== 0 ? d : firstLaunch(a) - firstLaunch(b) || 0;
     });
     sorted.forEach(function (t) {
-      t.search = (label(t) + " " + t.id + " " + t.status + " " + whereOf(t) + " group=" + t.layer + "|" + t.family + ";").toLowerCase();
+      t.search = (label(t) + " " + t.id + " " + t.status + " " + whereOf(t) + " group=" + t.layer + "|" + t.family +
+        "; family=" + t.family + ";").toLowerCase();
     });
     table.appendChild(body);
     var more = el("button", "more", "");

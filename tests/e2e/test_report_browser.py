@@ -239,6 +239,32 @@ def test_report_of_10000_tasks_is_grouped_and_paged(chromium: str, tmp_path: Pat
     assert_png(ARTIFACTS / "report-10000-tasks.png", 1400, 1000)
 
 
+def chain_events(n: int, families: int) -> list[Event]:
+    """A run of one chain of n tasks, each needing the one before, the families cycling through ``families``."""
+    evs = [Event("run_started", "run-chain", time=START, backend="local")]
+    prev: tuple[str, ...] = ()
+    for i in range(n):
+        tid, fam = f"{i:032x}", f"Step{i % families}"
+        common: dict[str, Any] = {"task_id": tid, "family": fam, "params": f"i={i}", "placement": "bullet"}
+        evs.append(Event("planned", "run-chain", time=START, deps=prev, **common))
+        evs.append(Event("launched", "run-chain", time=START + i, attempt=1, **common))
+        evs.append(Event("succeeded", "run-chain", time=START + i + 0.9, attempt=1, **common))
+        prev = (tid,)
+    evs.append(Event("run_finished", "run-chain", time=START + n, reason="ok"))
+    return evs
+
+
+@pytest.mark.parametrize(("families", "groups"), [(1, ["Step0"]), (3, ["Step0", "Step1", "Step2"]), (600, [])])
+def test_a_long_chain_is_grouped_by_family_or_not_drawn(chromium: str, tmp_path: Path, families: int,
+                                                        groups: list[str]):  # fmt: skip
+    """1,200 layers: one group per (layer, family) would be 1,200 nodes, so the graph groups by family; with 600
+    families it is not drawn (the table lists every task)."""
+    page = load(chromium, write_report(chain_events(1_200, families), tmp_path / "chain.html"), tmp_path)
+    assert page.console == [] and page.body.get("data-rendered") == "ok", page.console
+    assert sorted(page.groups) == groups and page.ids_by_kind["graph"] == []
+    assert ("too many to draw as a graph" in "".join(page.text)) == (not groups)
+
+
 # Run after the report's own script on the page (appended to it, so the page's CSP hash covers it): clicks a graph
 # group, filters by a task id, turns the timeline's page, and leaves what it saw on <body data-...>.
 CLICKS = """
