@@ -58,6 +58,7 @@ _STATUS_STYLE = {
 }
 _PREFIX_STYLES = ("cyan", "magenta", "blue", "green", "yellow", "bright_cyan", "bright_magenta", "bright_blue")
 _LINE_STYLE = {"failed": "bold red", "retried": "dark_orange", "run_finished": "bold"}
+_FRAME_SLACK = 0.8  # see ProgressObserver.live_frame
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
 
 
@@ -259,7 +260,8 @@ class ProgressObserver:
     """Live progress on a terminal, plain lines elsewhere, and the final summary.
 
     ``console`` defaults to stderr so stdout stays clean for whatever the user pipes. ``live`` defaults to
-    whether the console is an interactive terminal. ``clock`` is only for tests of the elapsed-time display.
+    whether the console is an interactive terminal. ``clock`` is only for tests of the elapsed-time display,
+    ``frame_clock`` (monotonic seconds) for tests of the redraw rate.
     Call :meth:`close` (or use it as a context manager) if the build can end without ``kannon_run_end``.
     """
 
@@ -275,6 +277,7 @@ class ProgressObserver:
         summary: bool = True,
         clock: Callable[[], float] = time.time,
         notes: Sequence[str] = (),
+        frame_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.console = console or Console(stderr=True)
         self.live_mode = (self.console.is_terminal and not self.console.is_dumb_terminal) if live is None else live
@@ -284,6 +287,11 @@ class ProgressObserver:
         self.max_summary_rows = max_summary_rows
         self.show_summary = summary
         self.clock = clock
+        self.frame_clock = frame_clock
+        # The last live view built and when (frame_clock): rebuilt at most every _FRAME_SLACK / refresh_per_second s.
+        self._frame: RenderableType | None = None
+        self._frame_at = 0.0
+        self.frames_built = 0
         self.notes = [clean(n) for n in notes]  # header lines after "run ... started" (e.g. how hints are enforced)
         self.model = RunModel()
         # Two locks, always taken in this order: _out (serialises output and the live view's start/stop), then
@@ -310,6 +318,7 @@ class ProgressObserver:
                     self.model = RunModel()
                     self._announced_run = self._announced_plan = self._closed = False
                     self._final_line = None
+                    self._frame = None
                 self.model.run_id = self.model.run_id or run.run_id
                 self.model.backend = self.model.backend or backend
                 lines = self._announce_run()
@@ -343,7 +352,8 @@ class ProgressObserver:
             self._emit(lines)
             if event.kind == "run_started":
                 self._start_live()
-            # no redraw per event: rich's refresh thread redraws a few times a second, however busy the run is
+            # no redraw per event: rich's refresh thread redraws a few times a second, however busy the run is, and
+            # the lines printed above the view reuse the last frame (live_frame)
 
     @hookimpl
     def kannon_run_end(self, run: RunInfo, result: BuildResult) -> None:
@@ -482,7 +492,7 @@ class ProgressObserver:
             return
         self._live = Live(
             console=self.console,
-            get_renderable=self.render_live,
+            get_renderable=self.live_frame,
             refresh_per_second=self.refresh_per_second,
             transient=True,
             redirect_stdout=True,
@@ -494,6 +504,21 @@ class ProgressObserver:
         if self._live is not None:
             live, self._live = self._live, None
             live.stop()
+
+    def live_frame(self) -> RenderableType:
+        """The live view as rich draws it: :meth:`render_live` at most ``refresh_per_second / 0.8`` times a second.
+
+        rich redraws the view on its timer and also under every line printed above it (failures, retries,
+        ``--follow-logs`` output): without this a burst of such lines would rebuild it, walking every task, per line.
+        The 0.8 lets rich's timer, which may fire a little early, still get a fresh frame each tick.
+        """
+        with self._lock:
+            now = self.frame_clock()
+            if self._frame is not None and 0.0 <= now - self._frame_at < _FRAME_SLACK / self.refresh_per_second:
+                return self._frame
+            self._frame, self._frame_at = self.render_live(), now
+            self.frames_built += 1
+            return self._frame
 
     def render_live(self) -> RenderableType:
         """What the live view shows right now (also called by rich's refresh thread, hence the lock)."""

@@ -52,6 +52,10 @@
   }
   function firstLaunch(t) { return t.attempts.length ? t.attempts[0].launched : Infinity; }
 
+  // Past these sizes a browser spends seconds laying out SVG and table rows (10,000 tasks took ~19 s): the graph
+  // shows one node per family and layer, the timeline and the task table a page of rows at a time.
+  var GRAPH_MAX_NODES = 400, TIMELINE_PAGE = 250, TABLE_PAGE = 500, BLOCKS_MAX = 50;
+
   var run, tasks, DATA;
   var byId = {};
   var graphNodes = {};
@@ -136,7 +140,9 @@
     if (!failed.length && !retried.length && !upstream.length) return;
     $("failures-section").hidden = false;
     var box = $("failures");
-    failed.forEach(function (t) { box.appendChild(failureBlock(t, true)); });
+    failed.slice(0, BLOCKS_MAX).forEach(function (t) { box.appendChild(failureBlock(t, true)); });
+    if (failed.length > BLOCKS_MAX) box.appendChild(el("p", "kv", "… and " + (failed.length - BLOCKS_MAX) +
+      " more failed task(s): filter the task table below by \"failed\""));
     if (upstream.length) {
       var names = {};
       upstream.forEach(function (t) { names[t.family] = (names[t.family] || 0) + 1; });
@@ -146,11 +152,13 @@
     if (retried.length) {
       var det = el("details");
       det.appendChild(el("summary", null, retried.length + " task(s) needed retries"));
-      retried.forEach(function (t) {
+      retried.slice(0, BLOCKS_MAX).forEach(function (t) {
         var b = failureBlock(t, true);
         b.classList.add("retried");
         det.appendChild(b);
       });
+      if (retried.length > BLOCKS_MAX) det.appendChild(el("p", "kv", "… and " + (retried.length - BLOCKS_MAX) +
+        " more (each task's detail lists its attempts)"));
       box.appendChild(det);
     }
   }
@@ -168,6 +176,7 @@
   }
 
   function renderGraph() {
+    if (tasks.length > GRAPH_MAX_NODES) return renderGroupGraph();
     var maxLayer = 0, maxRow = 0;
     tasks.forEach(function (t) { maxLayer = Math.max(maxLayer, t.layer); maxRow = Math.max(maxRow, t.y); });
     var width = PAD * 2 + (maxLayer + 1) * NODE_W + maxLayer * COL_GAP;
@@ -231,6 +240,109 @@
     }).concat([["critical-path", "outlined: critical path"]]));
   }
 
+  // One node per (layer, family): its task count and statuses; an edge wherever a task of one needs a task of the
+  // other. Clicking a group filters the task table to its tasks ("group=LAYER|FAMILY;" in the filter box). When
+  // that is still too many nodes (a long chain of one family is one group per layer), one node per family, drawn
+  // at its first layer; when even the families are too many, no graph (the table has every task).
+  function groupTasks(byFamily) {
+    var groups = [], byKey = {}, groupOf = {};
+    tasks.forEach(function (t) {
+      var key = byFamily ? t.family : t.layer + "|" + t.family, g = byKey[key];
+      if (!g) {
+        g = byKey[key] = { key: key, family: t.family, layer: t.layer, tasks: 0, counts: {}, critical: false, row: t.row,
+          filter: byFamily ? "family=" + t.family + ";" : "group=" + key + ";" };
+        groups.push(g);
+      }
+      g.tasks++;
+      g.counts[t.status] = (g.counts[t.status] || 0) + 1;
+      g.critical = g.critical || t.critical;
+      g.layer = Math.min(g.layer, t.layer);
+      g.row = Math.min(g.row, t.row);
+      groupOf[t.id] = g;
+    });
+    return { groups: groups, groupOf: groupOf };
+  }
+
+  function renderGroupGraph() {
+    var grouped = groupTasks(false), how = "family and layer";
+    if (grouped.groups.length > GRAPH_MAX_NODES) {
+      grouped = groupTasks(true);
+      how = "family";
+    }
+    var groups = grouped.groups, groupOf = grouped.groupOf;
+    if (groups.length > GRAPH_MAX_NODES) {
+      $("graph").appendChild(el("p", "kv", tasks.length + " tasks of " + groups.length + " task families: too many to " +
+        "draw as a graph. The task table below lists them all (each task's detail names what it needs)."));
+      return;
+    }
+    // columns: the layers that have a group, in order (a family drawn at layer 9,000 must not be 9,000 columns away)
+    var column = {}, slot = {}, maxLayer = 0, maxRow = 0;
+    groups.forEach(function (g) { column[g.layer] = true; });
+    Object.keys(column).map(Number).sort(function (a, b) { return a - b; }).forEach(function (lv, i) { column[lv] = i; });
+    groups.sort(function (a, b) { return a.layer - b.layer || a.row - b.row; });
+    groups.forEach(function (g) {
+      g.col = column[g.layer];
+      g.y = slot[g.col] = slot[g.col] === undefined ? 0 : slot[g.col] + 1;
+      maxLayer = Math.max(maxLayer, g.col);
+      maxRow = Math.max(maxRow, g.y);
+    });
+    var width = PAD * 2 + (maxLayer + 1) * NODE_W + maxLayer * COL_GAP;
+    var height = PAD * 2 + (maxRow + 1) * NODE_H + maxRow * ROW_GAP;
+    var svg = sv("svg", { width: width, height: height, viewBox: "0 0 " + width + " " + height, role: "img",
+      "aria-label": "task graph, grouped by family and layer" });
+    var edges = sv("g", { "class": "edges" }), nodes = sv("g", { "class": "nodes" });
+    svg.appendChild(edges);
+    svg.appendChild(nodes);
+    function pos(g) { return { x: PAD + g.col * (NODE_W + COL_GAP), y: PAD + g.y * (NODE_H + ROW_GAP) }; }
+    var seen = {};
+    tasks.forEach(function (t) {
+      function edge(d, dynamic) {
+        var from = groupOf[d], to = groupOf[t.id];
+        if (!from || from === to) return;
+        var k = from.key + ">" + to.key + (dynamic ? ">d" : "");
+        if (seen[k]) { seen[k].n++; return; }
+        var a = pos(from), b = pos(to);
+        var x1 = a.x + NODE_W, y1 = a.y + NODE_H / 2, x2 = b.x, y2 = b.y + NODE_H / 2, mid = (x1 + x2) / 2;
+        var path = sv("path", { d: "M" + x1 + "," + y1 + " C" + mid + "," + y1 + " " + mid + "," + y2 + " " + x2 + "," + y2,
+          "class": "edge" + (dynamic ? " dynamic" : "") + (from.critical && to.critical ? " critical" : "") });
+        seen[k] = { n: 1, path: path, from: from, to: to, dynamic: dynamic };
+        edges.appendChild(path);
+      }
+      t.deps.forEach(function (d) { edge(d, false); });
+      (t.requested || []).forEach(function (d) { edge(d, true); });
+    });
+    Object.keys(seen).forEach(function (k) {
+      var e = seen[k];
+      e.path.appendChild(sv("title", null, e.n + " edge(s) " + e.from.family + " → " + e.to.family +
+        (e.dynamic ? " (yielded by run(), dynamic)" : "")));
+    });
+    groups.forEach(function (g) {
+      var p = pos(g), worst = STATUS_ORDER.filter(function (s) { return g.counts[s]; })[0];
+      var parts = STATUS_ORDER.filter(function (s) { return g.counts[s]; }).map(function (s) {
+        return g.counts[s] + " " + STATUS_LABEL[s];
+      });
+      var node = sv("g", { "class": "node group st-" + worst + (g.critical ? " critical" : ""), "data-group": g.key,
+        transform: "translate(" + p.x + "," + p.y + ")", tabindex: "0" });
+      node.appendChild(sv("title", null, g.family + " × " + g.tasks + " (" + (how === "family" ? "from " : "") + "layer " +
+        g.layer + ")\n" + parts.join(", ") +
+        "\nclick: list them in the task table"));
+      node.appendChild(sv("rect", { width: NODE_W, height: NODE_H, rx: 5, ry: 5, "class": "st-" + worst }));
+      node.appendChild(sv("text", { x: 8, y: 15 }, cut(g.family + " × " + g.tasks, 29)));
+      node.appendChild(sv("text", { x: 8, y: 30, "class": "sub" }, cut(parts.join(" · "), 34)));
+      function open() { filterTable(g.filter); }
+      node.addEventListener("click", open);
+      node.addEventListener("keydown", function (ev) { if (ev.key === "Enter") open(); });
+      nodes.appendChild(node);
+      graphNodes["group:" + g.key] = node;
+    });
+    $("graph").appendChild(svg);
+    $("graph-legend").appendChild(el("span", "kv", tasks.length + " tasks shown as " + groups.length +
+      " groups (" + how + "); click a group to list its tasks below. "));
+    legend($("graph-legend"), STATUS_ORDER.filter(function (s) { return run.counts[s]; }).map(function (s) {
+      return [s, "worst: " + STATUS_LABEL[s]];
+    }).concat([["critical-path", "outlined: holds a critical-path task"]]));
+  }
+
   // "yes": every node is inside the graph's box; "pans": the box scrolls to the rest; "cut": a node is out of reach.
   function graphFit() {
     var box = $("graph"), outer = box.getBoundingClientRect(), right = 0;
@@ -265,6 +377,48 @@
     });
     end = end || 1;
     var chartW = Math.max(700, (host.clientWidth || 1200) - LABEL_W - 40);
+    var pages = Math.ceil(rows.length / TIMELINE_PAGE);
+    if (pages > 1) {
+      // every page keeps the whole run's time axis, so bars on different pages compare directly
+      var nav = el("div", "pager"), prev = el("button", null, "‹ earlier"), next = el("button", null, "later ›");
+      var info = el("span", "kv"), pick = el("select");
+      prev.type = next.type = "button";
+      pick.setAttribute("aria-label", "timeline page");
+      for (var p = 0; p < pages; p++) {
+        var o = el("option", null, "rows " + (p * TIMELINE_PAGE + 1) + "–" + Math.min(rows.length, (p + 1) * TIMELINE_PAGE) +
+          " (from +" + fmtDur(rows[p * TIMELINE_PAGE].attempts[0].launched) + ")");
+        o.value = String(p);
+        pick.appendChild(o);
+      }
+      info.textContent = " of " + rows.length + " tasks that ran, by first launch ";
+      nav.appendChild(prev);
+      nav.appendChild(pick);
+      nav.appendChild(info);
+      nav.appendChild(next);
+      host.parentNode.insertBefore(nav, host);
+      var page = 0, svgNow = null;
+      var show = function (p) {
+        page = Math.max(0, Math.min(pages - 1, p));
+        pick.value = String(page);
+        prev.disabled = page === 0;
+        next.disabled = page === pages - 1;
+        if (svgNow) host.removeChild(svgNow);
+        svgNow = drawTimeline(rows.slice(page * TIMELINE_PAGE, (page + 1) * TIMELINE_PAGE), end, chartW);
+        host.appendChild(svgNow);
+      };
+      prev.addEventListener("click", function () { show(page - 1); });
+      next.addEventListener("click", function () { show(page + 1); });
+      pick.addEventListener("change", function () { show(Number(pick.value)); });
+      show(0);
+    } else {
+      host.appendChild(drawTimeline(rows, end, chartW));
+    }
+    legend($("timeline-legend"), [["queued", "queued (ready, no free slot → launched)"], ["waiting", "waiting (launched → started)"], ["succeeded", "ran, succeeded"],
+      ["retried", "ran, failed and retried"], ["failed", "ran, failed"], ["running", "still running when the log ends"],
+      ["cancelled", "cancelled"], ["yielded", "stopped at a yield of incomplete tasks (dynamic), ran again after"]]);
+  }
+
+  function drawTimeline(rows, end, chartW) {
     var width = LABEL_W + chartW + PAD;
     var height = AXIS_H + rows.length * ROW_H + PAD;
     var scale = chartW / end;
@@ -318,10 +472,7 @@
       g.addEventListener("click", function () { select(t.id); });
       svg.appendChild(g);
     });
-    host.appendChild(svg);
-    legend($("timeline-legend"), [["queued", "queued (ready, no free slot → launched)"], ["waiting", "waiting (launched → started)"], ["succeeded", "ran, succeeded"],
-      ["retried", "ran, failed and retried"], ["failed", "ran, failed"], ["running", "still running when the log ends"],
-      ["cancelled", "cancelled"], ["yielded", "stopped at a yield of incomplete tasks (dynamic), ran again after"]]);
+    return svg;
   }
 
   // -- resources (kannon.report.usageview) ---------------------------------------------------------------
@@ -388,6 +539,9 @@
         d.dataset.taskId = a.task_id;
         det.appendChild(d);
       });
+      // kannon.report.usageview lists at most 100 attempts of a class, the flagged ones first
+      if (c.samples > c.attempts.length) det.appendChild(el("div", "kv", "… and " + (c.samples - c.attempts.length) +
+        " more attempts (at risk and over-provisioned ones are listed first)"));
       name.appendChild(det);
       tr.appendChild(name);
       tr.appendChild(el("td", "num", c.samples + (c.instances !== c.samples ? " (" + c.instances + " tasks)" : "")));
@@ -424,28 +578,55 @@
       return d !== 0 ? d : firstLaunch(a) - firstLaunch(b) || 0;
     });
     sorted.forEach(function (t) {
-      var tr = el("tr");
-      tr.dataset.taskId = t.id;
-      var st = el("td");
-      st.appendChild(el("span", "swatch fill-" + t.status));
-      st.appendChild(document.createTextNode(STATUS_LABEL[t.status]));
-      tr.appendChild(st);
-      tr.appendChild(el("td", "params", label(t)));
-      tr.appendChild(el("td", null, shortId(t.id)));
-      tr.appendChild(el("td", null, whereOf(t)));
-      tr.appendChild(el("td", "num", t.attempts.length));
-      tr.appendChild(el("td", "num", t.duration !== null ? fmtDur(t.duration) : "–"));
-      var a = lastAttempt(t);
-      tr.appendChild(el("td", null, t.reason || (a && a.outcome !== "succeeded" && a.reason) || ""));
-      tr.dataset.search = (label(t) + " " + t.id + " " + t.status + " " + whereOf(t)).toLowerCase();
-      tr.addEventListener("click", function () { select(t.id); });
-      body.appendChild(tr);
+      t.search = (label(t) + " " + t.id + " " + t.status + " " + whereOf(t) + " group=" + t.layer + "|" + t.family +
+        "; family=" + t.family + ";").toLowerCase();
     });
     table.appendChild(body);
-    $("filter").addEventListener("input", function (ev) {
-      var q = ev.target.value.toLowerCase();
-      Array.prototype.forEach.call(body.rows, function (r) { r.hidden = q && r.dataset.search.indexOf(q) < 0; });
-    });
+    var more = el("button", "more", "");
+    more.type = "button";
+    table.parentNode.parentNode.appendChild(more);
+    var matching = sorted, shown = 0;
+    function showMore() {
+      var frag = document.createDocumentFragment();
+      matching.slice(shown, shown + TABLE_PAGE).forEach(function (t) { frag.appendChild(tableRow(t)); });
+      body.appendChild(frag);
+      shown = Math.min(matching.length, shown + TABLE_PAGE);
+      more.hidden = shown >= matching.length;
+      more.textContent = "show " + Math.min(TABLE_PAGE, matching.length - shown) + " more (" + shown + " of " +
+        matching.length + " shown)";
+    }
+    more.addEventListener("click", showMore);
+    filterTable = function (q) {
+      if ($("filter").value !== q) $("filter").value = q;
+      q = q.toLowerCase();
+      matching = q ? sorted.filter(function (t) { return t.search.indexOf(q) >= 0; }) : sorted;
+      body.textContent = "";
+      shown = 0;
+      showMore();
+      if (q && document.activeElement !== $("filter")) $("tasks-section").scrollIntoView();
+    };
+    $("filter").addEventListener("input", function (ev) { filterTable(ev.target.value); });
+    showMore();
+  }
+
+  var filterTable = function () {};
+
+  function tableRow(t) {
+    var tr = el("tr");
+    tr.dataset.taskId = t.id;
+    var st = el("td");
+    st.appendChild(el("span", "swatch fill-" + t.status));
+    st.appendChild(document.createTextNode(STATUS_LABEL[t.status]));
+    tr.appendChild(st);
+    tr.appendChild(el("td", "params", label(t)));
+    tr.appendChild(el("td", null, shortId(t.id)));
+    tr.appendChild(el("td", null, whereOf(t)));
+    tr.appendChild(el("td", "num", t.attempts.length));
+    tr.appendChild(el("td", "num", t.duration !== null ? fmtDur(t.duration) : "–"));
+    var a = lastAttempt(t);
+    tr.appendChild(el("td", null, t.reason || (a && a.outcome !== "succeeded" && a.reason) || ""));
+    tr.addEventListener("click", function () { select(t.id); });
+    return tr;
   }
 
   function select(id) {
@@ -520,6 +701,8 @@
     // The marker the browser test waits for: set only once everything above has rendered without throwing.
     document.body.dataset.taskCount = String(tasks.length);
     document.body.dataset.rendered = "ok";
+    // milliseconds from navigation start to here (parsing, script, the layouts it forced): bench/bench_report.py
+    if (window.performance && performance.now) document.body.dataset.renderMs = String(Math.round(performance.now()));
   }
 
   try {

@@ -22,6 +22,7 @@ from kannon.hints import parse_cpu, parse_memory
 
 OVER_PROVISIONED = 0.5  # used below this fraction of the request
 AT_RISK = 0.9  # peak above this fraction of the memory limit
+ATTEMPTS_LISTED = 100  # attempts listed per class on the page
 _MEASURED = ("succeeded", "failed", "retried")
 
 
@@ -43,7 +44,9 @@ def _number(value: object) -> float | None:
 
 
 def resources_view(events: Iterable[Any]) -> list[dict[str, Any]]:
-    """Per task class (sorted by name): samples, memory and cpu spread, requests, and the attempts flagged."""
+    """Per task class (sorted by name): samples, memory and cpu spread, requests, and its attempts — at most
+    ``ATTEMPTS_LISTED``, at risk first, then over-provisioned (the spread and the counts cover them all): a class of
+    10,000 measured bullets would otherwise add megabytes to the page for a list nobody reads to the end."""
     by_family: dict[str, list[dict[str, Any]]] = {}
     for e in events:
         if e.kind not in _MEASURED or e.placement not in (None, "bullet"):
@@ -86,9 +89,13 @@ def resources_view(events: Iterable[Any]) -> list[dict[str, Any]]:
             "requested": requests,
             "over_provisioned": sum(1 for s in samples if s["over"]),
             "at_risk": sum(1 for s in samples if s["at_risk"]),
-            "attempts": samples,
+            "attempts": samples if len(samples) <= ATTEMPTS_LISTED else sorted(samples, key=_flag)[:ATTEMPTS_LISTED],
         })  # fmt: skip
     return view
+
+
+def _flag(sample: Mapping[str, Any]) -> int:
+    return 0 if sample["at_risk"] else 1 if sample["over"] else 2
 
 
 def _one(values: list[float | None]) -> float | None:

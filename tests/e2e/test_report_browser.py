@@ -21,6 +21,7 @@ import pytest
 from kannon.events import Event, read_events
 from kannon.report import render_report, write_report
 from kannon.report.sample import START, sample_events
+from kannon.report.scale_sample import scale_events
 from tests.support.services import service_unavailable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,6 +58,7 @@ class Page:
         self.tags = parser.tags
         self.ids_by_kind = parser.ids_by_kind
         self.text = parser.text
+        self.groups = parser.groups
 
 
 class _DomParser(HTMLParser):
@@ -66,12 +68,15 @@ class _DomParser(HTMLParser):
         self.tags: dict[str, int] = defaultdict(int)
         self.ids_by_kind: dict[str, list[str]] = defaultdict(list)
         self.text: list[str] = []
+        self.groups: list[str] = []  # data-group of the graph's group nodes (a big run's graph)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
         self.tags[tag] += 1
         if tag == "body":
             self.body = a
+        if a.get("data-group"):
+            self.groups.append(a["data-group"] or "")
         task = a.get("data-task-id")
         if task:
             cls = (a.get("class") or "").split()
@@ -197,6 +202,112 @@ def test_report_of_a_wide_run_with_retries(chromium: str, tmp_path: Path):
     assert len(page.ids_by_kind["timeline"]) == 45  # all but the already complete Prepare
     assert "4 task(s) needed retries" in "".join(page.text)  # folds 4, 13, 22 and 31 were evicted once
     assert_png(ARTIFACTS / "report-wide-run.png", 1400, 1000)
+
+
+def test_report_of_10000_tasks_is_grouped_and_paged(chromium: str, tmp_path: Path):
+    """Issue 16: a 10,000-task run (3 layers, fan-in 3, retries, failures, dynamic dependencies) renders; the graph
+    shows one node per family and layer, the timeline and the task table one page of rows, failures first. How
+    fast it loads is measured by bench/bench_report.py, not asserted here."""
+    events = scale_events(10_000, "lattice")
+    ids = {e.task_id for e in events if e.task_id}
+    failed = {e.task_id for e in events if e.kind == "failed"}
+    not_run = {e.task_id for e in events if e.kind == "upstream_failed"}
+    assert len(ids) == 10_021 and len(failed) == 10 and not_run  # 10,000 bullets, 20 yielded tasks, the root
+    html_file = write_report(events, tmp_path / "scale-run.html")
+    page = load(chromium, html_file, tmp_path, screenshot=ARTIFACTS / "report-10000-tasks.png")
+    assert page.console == [], "the page logged to the console:\n" + "\n".join(page.console)
+    assert page.body.get("data-rendered") == "ok", page.body
+    assert page.body.get("data-task-count") == "10021"
+    text = "\n".join(page.text)
+    assert "10 failed" in text and f"{len(not_run)} upstream failed" in text and "10021" in text
+    # every failure is listed with its reason, and heads the task table (failures first)
+    assert failed <= set(page.ids_by_kind["div"])
+    assert "Layer1.run raised ValueError: shard 4501 is empty" in text
+    rows = page.ids_by_kind["tr"]
+    assert len(rows) == 500 and set(rows[:10]) == failed
+    # the graph: no node per task but one per (layer, family), with the dynamic edges drawn
+    assert page.ids_by_kind["graph"] == []
+    assert sorted(page.groups) == ["0|Extra", "0|Layer0", "1|Layer0", "1|Layer1", "2|Layer1", "2|Layer2",
+                                   "3|Layer2", "4|Root"]  # fmt: skip
+    assert 'class="edge dynamic"' in page.dom
+    assert page.body.get("data-graph-fits") in ("yes", "pans"), page.body
+    # the timeline: the first page of rows, by first launch
+    assert len(page.ids_by_kind["timeline"]) == 250
+    # the resources view: one row per class; a class's attempts are listed up to 100, the flagged ones first
+    assert "more attempts (at risk and over-provisioned ones are listed first)" in text
+    assert len(page.ids_by_kind["div"]) <= len(failed) + 4 * 100
+    assert_png(ARTIFACTS / "report-10000-tasks.png", 1400, 1000)
+
+
+def chain_events(n: int, families: int) -> list[Event]:
+    """A run of one chain of n tasks, each needing the one before, the families cycling through ``families``."""
+    evs = [Event("run_started", "run-chain", time=START, backend="local")]
+    prev: tuple[str, ...] = ()
+    for i in range(n):
+        tid, fam = f"{i:032x}", f"Step{i % families}"
+        common: dict[str, Any] = {"task_id": tid, "family": fam, "params": f"i={i}", "placement": "bullet"}
+        evs.append(Event("planned", "run-chain", time=START, deps=prev, **common))
+        evs.append(Event("launched", "run-chain", time=START + i, attempt=1, **common))
+        evs.append(Event("succeeded", "run-chain", time=START + i + 0.9, attempt=1, **common))
+        prev = (tid,)
+    evs.append(Event("run_finished", "run-chain", time=START + n, reason="ok"))
+    return evs
+
+
+@pytest.mark.parametrize(("families", "groups"), [(1, ["Step0"]), (3, ["Step0", "Step1", "Step2"]), (600, [])])
+def test_a_long_chain_is_grouped_by_family_or_not_drawn(chromium: str, tmp_path: Path, families: int,
+                                                        groups: list[str]):  # fmt: skip
+    """1,200 layers: one group per (layer, family) would be 1,200 nodes, so the graph groups by family; with 600
+    families it is not drawn (the table lists every task)."""
+    page = load(chromium, write_report(chain_events(1_200, families), tmp_path / "chain.html"), tmp_path)
+    assert page.console == [] and page.body.get("data-rendered") == "ok", page.console
+    assert sorted(page.groups) == groups and page.ids_by_kind["graph"] == []
+    assert ("too many to draw as a graph" in "".join(page.text)) == (not groups)
+
+
+# Run after the report's own script on the page (appended to it, so the page's CSP hash covers it): clicks a graph
+# group, filters by a task id, turns the timeline's page, and leaves what it saw on <body data-...>.
+CLICKS = """
+(function () {
+  var b = document.body.dataset, rows = function (sel) { return document.querySelectorAll(sel); };
+  var labels = function () { return Array.prototype.map.call(rows("#tasks tbody tr"), function (r) {
+    return r.cells[1].textContent; }); };
+  document.querySelector('[data-group="1|Layer1"]').dispatchEvent(new MouseEvent("click", { bubbles: true }));
+  b.groupRows = String(labels().length);
+  b.groupOnly = String(labels().every(function (l) { return l.indexOf("Layer1(") === 0; }));
+  b.more = document.querySelector("button.more").textContent;
+  document.querySelector("button.more").click();
+  b.groupRowsAfterMore = String(labels().length);
+  var f = document.getElementById("filter");
+  f.value = "__ID__";
+  f.dispatchEvent(new Event("input"));
+  b.idRows = labels().join("|");
+  var first = rows("#timeline .row")[0].getAttribute("data-task-id");
+  Array.prototype.filter.call(rows(".pager button"), function (x) { return x.textContent === "later ›"; })[0].click();
+  b.page2Rows = String(rows("#timeline .row").length);
+  b.page2Moved = String(rows("#timeline .row")[0].getAttribute("data-task-id") !== first);
+})();
+"""
+
+
+def test_report_of_10000_tasks_pages_and_groups_respond_to_clicks(chromium: str, tmp_path: Path, monkeypatch):
+    import kannon.report as report
+
+    events = scale_events(10_000, "lattice")
+    failed = sorted({e.task_id for e in events if e.kind == "failed" and e.task_id})
+    asset = report._asset
+    monkeypatch.setattr(report, "_asset", lambda name: asset(name) + (
+        CLICKS.replace("__ID__", failed[0][:12]) if name == "report.js" else ""))  # fmt: skip
+    page = load(chromium, write_report(events, tmp_path / "scale-clicks.html"), tmp_path)
+    assert page.console == [], page.console
+    b = page.body
+    assert b.get("data-rendered") == "ok"
+    # the Layer1 group of layer 1 holds 3,315 tasks: the table lists them 500 at a time, and nothing else
+    assert (b.get("data-group-rows"), b.get("data-group-only")) == ("500", "true"), b
+    assert b.get("data-more") == "show 500 more (500 of 3315 shown)" and b.get("data-group-rows-after-more") == "1000"
+    failed_label = next(f"{e.family}({e.params})" for e in events if e.task_id == failed[0])
+    assert b.get("data-id-rows") == failed_label  # a task id finds its task among all 10,021
+    assert (b.get("data-page2-rows"), b.get("data-page2-moved")) == ("250", "true")
 
 
 def test_the_checks_catch_a_page_whose_script_did_not_run(chromium: str, tmp_path: Path):

@@ -500,3 +500,39 @@ def test_admission_waits_reach_the_plain_lines_the_live_view_the_summary_and_the
     assert data["run"]["admission_time"] == 60.0
     (shown,) = data["tasks"][0]["attempts"]
     assert shown["admission_wait"] == 60.0 and shown["admission_reason"].startswith("insufficient quota")
+
+
+def test_live_view_is_rebuilt_at_a_bounded_rate_whatever_the_event_rate():
+    """Issue 16: a burst of 10,000 events, a third of them lines printed above the live view, while rich's timer
+    redraws it: the view is built at most once per 0.8 / refresh_per_second s of the (fake) frame clock, so the
+    number of builds follows the clock, not the events. (rich itself only asks for a new view on its timer and
+    redraws the last one under a printed line; the bound holds whoever asks.)"""
+    now = [100.0]
+    out = io.StringIO()
+    obs = ProgressObserver(Console(file=out, force_terminal=True, width=160), live=True,
+                           refresh_per_second=4, frame_clock=lambda: now[0], clock=lambda: START + now[0])  # fmt: skip
+    drawn = 0
+    render = obs.render_live
+
+    def counting() -> object:
+        nonlocal drawn
+        drawn += 1
+        return render()
+
+    obs.render_live = counting  # type: ignore[method-assign]
+    obs.kannon_run_start(run=RUN, backend="local")
+    n, step = 2_500, 0.0004  # 10,000 events over 4 s of the frame clock
+    for i in range(n):
+        tid = f"{i:032x}"
+        common = {"task_id": tid, "family": "T", "params": f"i={i}", "placement": "bullet"}
+        obs.kannon_event(event=Event("planned", "run-sample", time=START + now[0], **common))  # type: ignore[arg-type]
+        for kind in ("launched", "started", "retried" if i % 3 else "failed"):
+            now[0] += step
+            obs.kannon_event(event=Event(kind, "run-sample", time=START + now[0], attempt=1, **common))  # type: ignore[arg-type]
+            obs.live_frame()  # as if something asked for the view after every event
+        now[0] += step
+    obs.close()
+    assert out.getvalue().count("kannon: FAILED") == len(range(0, n, 3))  # the lines did go above the view
+    elapsed = n * 4 * step
+    assert 1 <= drawn <= 1 + int(elapsed * 4 / 0.8) + 1, drawn  # the first frame, one per 0.2 s, and the last
+    assert obs.frames_built == drawn

@@ -56,3 +56,17 @@ def test_the_report_carries_the_view_and_a_run_without_usage_has_none() -> None:
     with_usage = data(render_report(resources_events()))
     assert [c["family"] for c in with_usage["resources"]] == ["Featurize", "Load", "Train"]  # type: ignore[index,union-attr]
     assert data(render_report(sample_events()))["resources"] == []
+
+
+def test_a_class_of_thousands_lists_100_attempts_flagged_first_and_its_spread_covers_all():
+    """Issue 16: 10,000 measured bullets; the page lists 100 attempts of a class (at risk, then over-provisioned,
+    then the rest), while the samples, the flags' counts and the spread are over every attempt."""
+    from kannon.report.scale_sample import scale_events
+
+    view = {c["family"]: c for c in resources_view(scale_events(10_000, "lattice"))}
+    layer0 = view["Layer0"]
+    assert layer0["samples"] > 3_333 and len(layer0["attempts"]) == 100  # + its retried and yielding attempts
+    flags = [0 if a["at_risk"] else 1 if a["over"] else 2 for a in layer0["attempts"]]
+    assert flags == sorted(flags) and flags[0] == 0
+    assert layer0["at_risk"] > 100 and layer0["memory"]["max"] == 1000 * 2**20  # over all of them, not the listed
+    assert len(view["Extra"]["attempts"]) == view["Extra"]["samples"] == 20  # a small class lists every attempt
