@@ -158,6 +158,21 @@ def test_the_cli_refuses_a_bad_start_timeout_in_one_line_with_exit_2(tmp_path: P
     assert "start_timeout must be a positive number of seconds, not -5.0 (--k8s-start-timeout)" in out.stderr
 
 
+@pytest.mark.parametrize(("flag", "value", "says"), [
+    ("--pending-timeout", "0", "pending_timeout must be a positive number of seconds, not 0.0 (--pending-timeout)"),
+    ("--pending-timeout", "-1", "pending_timeout must be a positive number of seconds, not -1.0 (--pending-timeout)"),
+    ("--k8s-qps", "0", "qps must be a positive number of requests per second, not 0.0 (--k8s-qps)"),
+    ("--k8s-qps", "nan", "qps must be a positive number of requests per second, not nan (--k8s-qps)"),
+])  # fmt: skip
+def test_the_cli_never_swaps_a_bad_value_for_the_default(tmp_path: Path, flag: str, value: str, says: str) -> None:
+    """A value given on the command line is the user's: 0 is refused as bad input, never read as "unset"."""
+    (tmp_path / "pipe.py").write_text("from tests.support.dyntasks import PidBullet\nroot = PidBullet(name='a')\n")
+    out = run_kannon("plan", "pipe.py:root", "--backend", "kubernetes", flag, value, cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    assert says in out.stderr
+
+
 def test_the_cli_option_reaches_the_executor(kubeconfig: Path) -> None:
     import argparse
 

@@ -114,6 +114,8 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
         self.owner_setting = owner
         self.ttl = ttl_seconds_after_finished
         self.pending_timeout, self.start_timeout = deadlines(pending_timeout, start_timeout)
+        if not (isinstance(qps, (int, float)) and qps > 0):  # NaN too: a rate limit that never admits is a hang
+            raise BackendError(f"qps must be a positive number of requests per second, not {qps!r} (--k8s-qps)")
         self.inline_spec_limit = int(inline_spec_limit)
         self.gpu_resource = gpu_resource
         self.watch_timeout = int(watch_timeout)
