@@ -81,15 +81,7 @@ def workload_reason(api_client: ApiClient, namespace: str, job_uid: str) -> str 
     return None
 
 
-def quota_refusal(core: Any, namespace: str, job_name: str) -> str | None:
-    """The latest ``FailedCreate`` "exceeded quota" message recorded on the Job, if any."""
-    from kubernetes.client.rest import ApiException
-
-    try:
-        events = core.list_namespaced_event(namespace, _request_timeout=(5, 10)).items or []
-    except (ApiException, OSError) as e:
-        log.debug("cannot list events for Job %s: %s", job_name, e)
-        return None
-    refused = [e for e in events if e.involved_object is not None and e.involved_object.name == job_name
-               and e.reason == "FailedCreate" and "exceeded quota" in (e.message or "")]  # fmt: skip
+def quota_refusal(events: list[Any]) -> str | None:
+    """The latest ``FailedCreate`` "exceeded quota" message among a Job's Events, if any."""
+    refused = [e for e in events if e.reason == "FailedCreate" and "exceeded quota" in (e.message or "")]
     return refused[-1].message if refused else None

@@ -24,16 +24,13 @@ import functools
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kannon.backends.base import BackendError
 from kannon.backends.kubernetes import admission, slowstart
 from kannon.backends.kubernetes import classify as kc
 from kannon.backends.kubernetes.attempt import Attempt, Phase
 from kannon.backends.kubernetes.tracker import JobTracker
-
-if TYPE_CHECKING:
-    from kubernetes.client import V1Pod
 
 log = logging.getLogger("kannon.kubernetes")
 _SAY_AGAIN = 60.0  # seconds after which a slow start's log line is repeated with its new duration
@@ -93,7 +90,7 @@ class PendingDeadlines(JobTracker):
             pods = [p for p in self._pods_of(attempt.name, attempt.uid) if p.metadata.name not in attempt.stale_pods]
         pod = pods[-1] if pods else None
         try:
-            verdict = slowstart.diagnose(pod, self._events_of(pod) if pod is not None else [], waited)
+            verdict = slowstart.diagnose(pod, self._events_about(pod.metadata.name) if pod is not None else [], waited)
         except Exception:  # never leave the attempt without a deadline: classified as without events
             log.exception("could not diagnose the start of Job %s", attempt.name)
             verdict = None
@@ -106,7 +103,7 @@ class PendingDeadlines(JobTracker):
             outcome = verdict
         else:
             outcome = kc.classify_pending(pod, waited)
-            if pod is None and (refused := admission.quota_refusal(self._core, self.namespace, attempt.name)):
+            if pod is None and (refused := admission.quota_refusal(self._events_about(attempt.name))):
                 outcome = kc.Outcome(None, f"not running after {waited:.0f} s: waited for quota capacity that never "
                                      f"freed ({refused}); raise the namespace's ResourceQuota, lower the task's "
                                      "cpu/memory hints, or raise pending_timeout", "QuotaExceeded")  # fmt: skip
@@ -153,15 +150,16 @@ class PendingDeadlines(JobTracker):
             log.info("%s %s: %s", attempt.launch.family, attempt.launch.task_id, line.removeprefix("kannon: "))
             self.logs.write_log(attempt, [line], append=True)
 
-    def _events_of(self, pod: V1Pod) -> list[Any]:
-        """The Events about ``pod`` (field selector ``involvedObject.name``); none when ``list events`` is refused."""
+    def _events_about(self, name: str) -> list[Any]:
+        """The Events about the object ``name`` (a pod, or a Job: field selector ``involvedObject.name``, so the cost
+        does not grow with the namespace's events); none when ``list events`` is refused."""
         from kubernetes.client.rest import ApiException
 
         if self._events_denied:
             return []
         try:
             found = self.api.call("list", "events", self._core.list_namespaced_event, self.namespace,
-                                  field_selector=f"involvedObject.name={pod.metadata.name}",
+                                  field_selector=f"involvedObject.name={name}",
                                   _request_timeout=(5, 10))  # fmt: skip
         except (BackendError, ApiException, OSError) as e:  # optional: refused, or the API server is unwell
             if "permission denied" in str(e):
@@ -170,6 +168,6 @@ class PendingDeadlines(JobTracker):
                             "fail at pending_timeout like stuck ones; grant the optional `list events` (kannon k8s "
                             "rbac) to wait for them up to start_timeout", e)  # fmt: skip
             else:
-                log.debug("cannot list the events of pod %s: %s", pod.metadata.name, e)
+                log.debug("cannot list the events of %s: %s", name, e)
             return []
         return list(found.items or [])

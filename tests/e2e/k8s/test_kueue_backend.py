@@ -192,6 +192,9 @@ def test_quota_that_never_frees_fails_at_pending_timeout_with_the_quota_message(
     assert fin.reason is not None and "exceeded quota: compute, requested: pods=1, used: pods=0, limited: pods=0" \
         in fin.reason
     assert len(requests(kube, "POST", "/jobs")) == 1
+    # the Job's Events only (a field selector): the cost of reading them does not grow with the namespace's events
+    listed = requests(kube, "GET", "/events")
+    assert listed and all(r[2].get("fieldSelector", "").startswith("involvedObject.name=") for r in listed), listed
 
 
 def test_queue_name_option_labels_the_jobs(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
