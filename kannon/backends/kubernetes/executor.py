@@ -184,15 +184,15 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
         ns = self.namespace
         jobs: Watcher[raw.Job] = Watcher(
             "jobs", raw.Job,
-            lambda: self.api.call("list", "jobs", self._batch.list_namespaced_job, ns, label_selector=selector,
-                                  _preload_content=False),
+            lambda: self.api.call("list", "jobs", raw.as_json(self._batch.list_namespaced_job), ns,
+                                  label_selector=selector),
             lambda rv, t: self._open_watch("jobs", self._batch.list_namespaced_job, selector, rv, t),
             self._on_job, self._on_job_relist, self._on_fatal, self.watch_timeout,
         )  # fmt: skip
         pods: Watcher[raw.Pod] = Watcher(
             "pods", raw.Pod,
-            lambda: self.api.call("list", "pods", self._core.list_namespaced_pod, ns, label_selector=selector,
-                                  _preload_content=False),
+            lambda: self.api.call("list", "pods", raw.as_json(self._core.list_namespaced_pod), ns,
+                                  label_selector=selector),
             lambda rv, t: self._open_watch("pods", self._core.list_namespaced_pod, selector, rv, t),
             self._on_pod, self._on_pod_relist, self._on_fatal, self.watch_timeout,
         )  # fmt: skip

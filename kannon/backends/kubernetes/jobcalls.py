@@ -16,7 +16,7 @@ from kannon.backends.base import BackendError, Executor
 from kannon.backends.kubernetes import raw
 from kannon.backends.kubernetes.api import ApiCaller
 from kannon.backends.kubernetes.lease import RunLease
-from kannon.backends.kubernetes.raw import read_json, read_list
+from kannon.backends.kubernetes.raw import as_json, list_items
 
 log = logging.getLogger("kannon.kubernetes")
 
@@ -36,17 +36,16 @@ class JobCalls(Executor):
         from kubernetes.client.rest import ApiException
 
         try:
-            return raw.Job(read_json(self.api.call("get", "jobs", self._batch.read_namespaced_job, name, self.namespace,
-                                                   _preload_content=False)))  # fmt: skip
+            return raw.Job(self.api.call("get", "jobs", as_json(self._batch.read_namespaced_job), name, self.namespace))
         except ApiException as e:
             if e.status == 404:
                 return None
             raise
 
     def _list_job_pods(self, name: str) -> list[raw.Pod]:
-        resp = self.api.call("list", "pods", self._core.list_namespaced_pod, self.namespace,
-                             label_selector=f"job-name={name}", _preload_content=False)  # fmt: skip
-        return read_list(resp, raw.Pod)[1]
+        found = self.api.call("list", "pods", as_json(self._core.list_namespaced_pod), self.namespace,
+                              label_selector=f"job-name={name}")  # fmt: skip
+        return list_items(found, raw.Pod)[1]
 
     def _open_watch(self, resource: str, fn: Callable[..., Any], selector: str, rv: str | None, timeout: int) -> Any:
         kwargs: dict[str, Any] = {"label_selector": selector, "watch": True, "allow_watch_bookmarks": True,

@@ -225,8 +225,17 @@ def read_json(resp: Any) -> dict[str, Any]:
     return body
 
 
-def read_list(resp: Any, cls: Callable[[Mapping[str, Any]], T]) -> tuple[str | None, list[T]]:
-    """A list response's ``metadata.resourceVersion`` and its items as views."""
-    body = read_json(resp)
+def as_json(fn: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
+    """Client API method ``fn`` answering its decoded JSON body instead of a model. Pass this to ``ApiCaller.call``,
+    so that a connection lost while the body is read is retried as one lost before the answer would be."""
+
+    def call(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return read_json(fn(*args, _preload_content=False, **kwargs))
+
+    return call
+
+
+def list_items(body: Mapping[str, Any], cls: Callable[[Mapping[str, Any]], T]) -> tuple[str | None, list[T]]:
+    """A list's ``metadata.resourceVersion`` and its items as views."""
     rv = (body.get("metadata") or {}).get("resourceVersion")
     return (None if rv is None else str(rv)), [cls(item) for item in body.get("items") or ()]

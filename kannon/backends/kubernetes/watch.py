@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from kannon.backends.base import BackendError
-from kannon.backends.kubernetes.raw import read_list
+from kannon.backends.kubernetes.raw import list_items
 
 log = logging.getLogger("kannon.kubernetes")
 T = TypeVar("T")
@@ -62,7 +62,7 @@ def backoff_delay(failures: int) -> float:
 class Watcher(Generic[T]):
     """One label-selected list+watch over Jobs or pods of a run, feeding ``on_event(type, obj)``.
 
-    ``list_fn()`` lists (``_preload_content=False``: the raw response); ``watch_fn(rv, timeout)`` opens a watch
+    ``list_fn()`` lists (the decoded JSON list, :func:`.raw.as_json`); ``watch_fn(rv, timeout)`` opens a watch
     stream (``_preload_content=False``). Both are expected to go through the backend's retrying, rate-limited API
     wrapper. Listed items and event objects reach the owner as ``view(the decoded JSON object)`` (:mod:`.raw`), never
     through the client's model deserialisation. ``on_relist(items)`` receives the full current set after a 410, so
@@ -73,7 +73,7 @@ class Watcher(Generic[T]):
         self,
         kind: str,
         view: Callable[[Mapping[str, Any]], T],
-        list_fn: Callable[[], Any],
+        list_fn: Callable[[], Mapping[str, Any]],
         watch_fn: Callable[[str | None, int], Any],
         on_event: Callable[[str, T], None],
         on_relist: Callable[[list[T]], None],
@@ -95,7 +95,7 @@ class Watcher(Generic[T]):
 
     def list(self) -> list[T]:
         """List everything now and remember the resourceVersion to watch from."""
-        self.resource_version, items = read_list(self._list_fn(), self.view)
+        self.resource_version, items = list_items(self._list_fn(), self.view)
         return items
 
     def start(self) -> None:
