@@ -1,6 +1,7 @@
-"""What a finished or stuck pod means: pure functions from the client's ``V1Job`` / ``V1Pod`` models to an
-:class:`Outcome` (exit code, stable failure class, a reason that says what to do, and whether it was the
-infrastructure's fault)."""
+"""What a finished or stuck pod means: pure functions from a Job and a pod to an :class:`Outcome` (exit code, stable
+failure class, a reason that says what to do, and whether it was the infrastructure's fault). The objects are the
+client's ``V1Job`` / ``V1Pod`` models or the :mod:`.raw` views of the API's JSON (what the watches deliver): both
+read alike."""
 
 from __future__ import annotations
 

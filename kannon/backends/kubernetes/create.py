@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from kannon.backends.base import BackendError, Finished, Launch
 from kannon.backends.kubernetes import classify as kc
+from kannon.backends.kubernetes import raw
 from kannon.backends.kubernetes.api import api_status
 from kannon.backends.kubernetes.attempt import Attempt, Phase
 from kannon.backends.kubernetes.manifest import spec_changes
@@ -72,7 +73,9 @@ class JobCreator(JobTracker):
 
         launch, name = attempt.launch, attempt.name
         try:
-            created = self.api.call("create", "jobs", self._batch.create_namespaced_job, self.namespace, body)
+            # the answer's uid is all that is read: a JSON view, not the client's model (raw.py says why)
+            created = raw.Job(self.api.call("create", "jobs", raw.as_json(self._batch.create_namespaced_job),
+                                            self.namespace, body))  # fmt: skip
         except ApiException as e:
             if e.status != 409:
                 reason, message = api_status(e)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from kannon import exitcodes
 from kannon.backends.base import BackendError, Launch, Report, RunInfo, SpecTransport
-from kannon.backends.kubernetes import admission, codemap, ownership
+from kannon.backends.kubernetes import admission, codemap, ownership, raw
 from kannon.backends.kubernetes import classify as kc
 from kannon.backends.kubernetes.api import ApiCaller, api_status, default_namespace, make_client
 from kannon.backends.kubernetes.attempt import Phase
@@ -184,15 +184,17 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
             ownership.verify_owner(self.api, self._core, self._batch, self.namespace, self.owner)
         selector = run_selector(run.run_id)
         ns = self.namespace
-        jobs = Watcher(
-            "jobs", "V1Job", self.api_client,
-            lambda: self.api.call("list", "jobs", self._batch.list_namespaced_job, ns, label_selector=selector),
+        jobs: Watcher[raw.Job] = Watcher(
+            "jobs", raw.Job,
+            lambda: self.api.call("list", "jobs", raw.as_json(self._batch.list_namespaced_job), ns,
+                                  label_selector=selector),
             lambda rv, t: self._open_watch("jobs", self._batch.list_namespaced_job, selector, rv, t),
             self._on_job, self._on_job_relist, self._on_fatal, self.watch_timeout,
         )  # fmt: skip
-        pods = Watcher(
-            "pods", "V1Pod", self.api_client,
-            lambda: self.api.call("list", "pods", self._core.list_namespaced_pod, ns, label_selector=selector),
+        pods: Watcher[raw.Pod] = Watcher(
+            "pods", raw.Pod,
+            lambda: self.api.call("list", "pods", raw.as_json(self._core.list_namespaced_pod), ns,
+                                  label_selector=selector),
             lambda rv, t: self._open_watch("pods", self._core.list_namespaced_pod, selector, rv, t),
             self._on_pod, self._on_pod_relist, self._on_fatal, self.watch_timeout,
         )  # fmt: skip
@@ -208,7 +210,7 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
         finished: list[str] = []
         for job in existing:
             if kc.job_terminal(job) is not None and not self._yielded(job):
-                finished.append(job.metadata.name)
+                finished.append(str(job.metadata.name))
             else:  # running, or stopped at a yield its master never read: adopted, so its request is read
                 self._note_leftover(job)
         if run.secrets:  # before any Job: a Job naming a missing Secret would sit in CreateContainerConfigError

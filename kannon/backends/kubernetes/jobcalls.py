@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kannon.backends.base import BackendError, Executor
+from kannon.backends.kubernetes import raw
 from kannon.backends.kubernetes.api import ApiCaller
 from kannon.backends.kubernetes.lease import RunLease
-
-if TYPE_CHECKING:
-    from kubernetes.client import V1Job, V1Pod
+from kannon.backends.kubernetes.raw import as_json, list_items
 
 log = logging.getLogger("kannon.kubernetes")
 
@@ -33,20 +32,20 @@ class JobCalls(Executor):
     _batch: Any
     _core: Any
 
-    def _read_job(self, name: str) -> V1Job | None:
+    def _read_job(self, name: str) -> raw.Job | None:
         from kubernetes.client.rest import ApiException
 
         try:
-            return self.api.call("get", "jobs", self._batch.read_namespaced_job, name, self.namespace)
+            return raw.Job(self.api.call("get", "jobs", as_json(self._batch.read_namespaced_job), name, self.namespace))
         except ApiException as e:
             if e.status == 404:
                 return None
             raise
 
-    def _list_job_pods(self, name: str) -> list[V1Pod]:
-        result = self.api.call("list", "pods", self._core.list_namespaced_pod, self.namespace,
-                               label_selector=f"job-name={name}")  # fmt: skip
-        return list(result.items or [])
+    def _list_job_pods(self, name: str) -> list[raw.Pod]:
+        found = self.api.call("list", "pods", as_json(self._core.list_namespaced_pod), self.namespace,
+                              label_selector=f"job-name={name}")  # fmt: skip
+        return list_items(found, raw.Pod)[1]
 
     def _open_watch(self, resource: str, fn: Callable[..., Any], selector: str, rv: str | None, timeout: int) -> Any:
         kwargs: dict[str, Any] = {"label_selector": selector, "watch": True, "allow_watch_bookmarks": True,

@@ -78,8 +78,10 @@ class JobLogs:
     def start_follower(self, attempt: Attempt) -> None:
         thread = threading.Thread(target=self.follow, args=(attempt,), daemon=True,
                                   name=f"kannon-k8s-log-{attempt.name}")  # fmt: skip
-        attempt.follower = thread
+        # started before it is published: a finish step on a pool thread may join it as soon as it can see it
+        # (before, it could see it unstarted: "cannot join thread before it is started", the attempt lost)
         thread.start()
+        attempt.follower = thread
 
     def follow(self, attempt: Attempt) -> None:
         """Stream the pod's log live as LogLine events (one follow request per running pod)."""

@@ -26,6 +26,7 @@ from kannon.backends.kubernetes.names import (
     LABEL_VALUE,
     job_labels,
 )
+from kannon.backends.kubernetes.raw import View
 from kannon.backends.kubernetes.secret import env_refs
 from kannon.hints import Hints
 
@@ -327,9 +328,9 @@ def spec_hash(pod_spec: Mapping[str, Any], target: Mapping[str, Any]) -> str:
 
 
 def spec_changes(existing: Any, body: Mapping[str, Any], container: str | None) -> list[str]:
-    """What an existing Job (a client model) runs differently from ``body``, the Job kannon would create now:
-    ``[]`` when it runs the same thing (and may be adopted). Its spec-hash annotation decides when it has one;
-    a Job made before the annotation existed is compared field by field."""
+    """What an existing Job (a :mod:`.raw` view or a client model) runs differently from ``body``, the Job kannon
+    would create now: ``[]`` when it runs the same thing (and may be adopted). Its spec-hash annotation decides when
+    it has one; a Job made before the annotation existed is compared field by field."""
     from kubernetes.client import ApiClient
 
     def parts(job: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -338,7 +339,8 @@ def spec_changes(existing: Any, body: Mapping[str, Any], container: str | None) 
         target = next((c for c in containers if container is None or c.get("name") == container), containers[0])
         return pod, target
 
-    old = ApiClient().sanitize_for_serialization(existing) or {}
+    # a Job read or listed by kannon is a JSON view (.raw) already; a client model is turned back into the API form
+    old = dict(existing.raw) if isinstance(existing, View) else ApiClient().sanitize_for_serialization(existing) or {}
     new_summary, old_summary = _summary(*parts(body)), _summary(*parts(old))
     diff = [key for key, value in new_summary.items() if old_summary.get(key) != value]
     old_hash = ((old.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SPEC_HASH)

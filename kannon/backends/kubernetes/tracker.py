@@ -58,7 +58,7 @@ class JobTracker(JobCalls):
         self._fatal: BackendError | None = None
         self._stop = threading.Event()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._watchers: list[Watcher] = []
+        self._watchers: list[Watcher[Any]] = []
         self._batch = None
         self._core = None
         self._run_lease = None

@@ -13,12 +13,14 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 from kannon.backends.base import BackendError
+from kannon.backends.kubernetes.raw import list_items
 
 log = logging.getLogger("kannon.kubernetes")
+T = TypeVar("T")
 
 def iter_lines(resp: Any) -> Iterator[str]:
     """Newline-delimited lines of a streamed response as they arrive."""
@@ -57,35 +59,28 @@ def backoff_delay(failures: int) -> float:
     state.attempt_number = max(1, failures)
     return float(tenacity.wait_random_exponential(multiplier=0.1, max=10.0)(state))
 
-class _Raw:
-    """What ``ApiClient.deserialize`` reads from a response: ``.data``."""
-
-    def __init__(self, data: str) -> None:
-        self.data = data
-
-class Watcher:
+class Watcher(Generic[T]):
     """One label-selected list+watch over Jobs or pods of a run, feeding ``on_event(type, obj)``.
 
-    ``list_fn()`` returns the client's list model (``items`` + ``metadata.resource_version``); ``watch_fn(rv,
-    timeout)`` opens a watch stream (``_preload_content=False``). Both are expected to go through the backend's
-    retrying, rate-limited API wrapper. ``on_relist(items)`` receives the full current set after a 410, so the
-    owner can notice objects deleted while no stream was open.
+    ``list_fn()`` lists (the decoded JSON list, :func:`.raw.as_json`); ``watch_fn(rv, timeout)`` opens a watch
+    stream (``_preload_content=False``). Both are expected to go through the backend's retrying, rate-limited API
+    wrapper. Listed items and event objects reach the owner as ``view(the decoded JSON object)`` (:mod:`.raw`), never
+    through the client's model deserialisation. ``on_relist(items)`` receives the full current set after a 410, so
+    the owner can notice objects deleted while no stream was open.
     """
 
     def __init__(
         self,
         kind: str,
-        model: str,
-        api_client: Any,
-        list_fn: Callable[[], Any],
+        view: Callable[[Mapping[str, Any]], T],
+        list_fn: Callable[[], Mapping[str, Any]],
         watch_fn: Callable[[str | None, int], Any],
-        on_event: Callable[[str, Any], None],
-        on_relist: Callable[[list[Any]], None],
+        on_event: Callable[[str, T], None],
+        on_relist: Callable[[list[T]], None],
         on_fatal: Callable[[BackendError], None],
         timeout_seconds: int = 300,
     ) -> None:
-        self.kind, self.model = kind, model
-        self._api_client = api_client
+        self.kind, self.view = kind, view
         self._list_fn, self._watch_fn = list_fn, watch_fn
         self._on_event, self._on_relist, self._on_fatal = on_event, on_relist, on_fatal
         self.timeout_seconds = timeout_seconds
@@ -98,11 +93,10 @@ class Watcher:
         self._resp_lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def list(self) -> list[Any]:
+    def list(self) -> list[T]:
         """List everything now and remember the resourceVersion to watch from."""
-        result = self._list_fn()
-        self.resource_version = result.metadata.resource_version if result.metadata else None
-        return list(result.items or [])
+        self.resource_version, items = list_items(self._list_fn(), self.view)
+        return items
 
     def start(self) -> None:
         """Open the first stream here, so a missing ``watch`` permission fails the caller, then keep it in a thread."""
@@ -128,9 +122,6 @@ class Watcher:
             self._resp = resp
         if self._stop.is_set():  # stop() ran while the request was being opened
             shutdown_response(resp)
-
-    def _deserialize(self, obj: dict[str, Any]) -> Any:
-        return self._api_client.deserialize(_Raw(json.dumps(obj)), self.model)
 
     def _run(self) -> None:
         """The thread: follow the stream until stopped. Whatever ends it otherwise is reported, never swallowed."""
@@ -209,7 +200,7 @@ class Watcher:
                 continue
             if kind not in ("ADDED", "MODIFIED", "DELETED"):
                 continue
-            self._on_event(kind, self._deserialize(obj))
+            self._on_event(kind, self.view(obj))
             if rv:
                 self.resource_version = rv
         return got
