@@ -16,6 +16,7 @@ kept: the next build, ``kannon plan`` and the children call ``requires()`` afres
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,15 @@ import luigi
 _lock = threading.Lock()
 #: the tasks given a memo in the active build (None: no build active, nothing is memoised)
 _memoised: list[luigi.Task] | None = None
+
+
+def _forget_in_child() -> None:
+    """A process forked during a build (the local fork server, its children) is not part of that build."""
+    global _lock, _memoised
+    _lock, _memoised = threading.Lock(), None
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gokart
@@ -80,3 +81,14 @@ def test_a_requires_set_on_the_instance_by_the_user_is_left_alone() -> None:
     with reqmemo.once_per_build():
         assert reqmemo.requires(task) == [MemoUp(n=9)]
     assert task.requires() == [MemoUp(n=9)]
+
+
+def test_a_process_forked_during_a_build_memoises_nothing() -> None:
+    with reqmemo.once_per_build():
+        pid = os.fork()
+        if pid == 0:  # the child: requires() is the task's own, as in any child that rebuilds its task
+            task, MemoDown.calls = MemoDown(), 0
+            reqmemo.requires(task)
+            os._exit(0 if "requires" not in vars(task) else 1)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
