@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import luigi
 from luigi.task import flatten
 
+from kannon import reqmemo
+
 
 class CycleError(Exception):
     def __init__(self, path: list[luigi.Task]) -> None:
@@ -45,7 +47,7 @@ def walk(root: luigi.Task | list[luigi.Task]) -> Walk:
             continue
         seen.add(id(task))
         try:
-            deps = list(flatten(task.requires()))
+            deps = list(flatten(reqmemo.requires(task)))  # the build's answer, inside Kannon.build
         except Exception as e:
             result.errors.append((task, e))
             deps = []

@@ -22,7 +22,7 @@ from typing import Any
 
 import luigi
 
-from kannon import importcheck, runner, ship, storage
+from kannon import importcheck, reqmemo, runner, ship, storage
 from kannon.backends.base import Executor
 from kannon.hints import Hints
 from kannon.plan import Plan, PlanError, make_plan, plan_requested
@@ -171,19 +171,21 @@ class Kannon:
             if not pm.is_registered(obs):
                 pm.register(obs)
         try:
-            plan = self._plan(root, executor)
-            _check_master_thread(plan)
-            shipped = self._code_to_ship(executor, plan)
-            # Every bullet's module must import where its child runs: checked before anything runs (importcheck),
-            # and before the archive is uploaded: a refused build leaves nothing behind.
-            problems, note = importcheck.check(
-                plan, executor, self.sys_path, shipped[1].data if shipped else None,
-                str(shipped[0]) if shipped else None)  # fmt: skip
-            if problems:
-                raise PlanError(problems)
-            self.shipment = self._upload(executor, plan, *shipped) if shipped else None
-            self.import_note = note  # said once the backend is up (scheduler/run.py), not before an early failure
-            return execute(self, executor, plan)
+            # requires() of each task once for the whole build: plan, hand-off, runs (kannon.reqmemo)
+            with reqmemo.once_per_build():
+                plan = self._plan(root, executor)
+                _check_master_thread(plan)
+                shipped = self._code_to_ship(executor, plan)
+                # Every bullet's module must import where its child runs: checked before anything runs (importcheck),
+                # and before the archive is uploaded: a refused build leaves nothing behind.
+                problems, note = importcheck.check(
+                    plan, executor, self.sys_path, shipped[1].data if shipped else None,
+                    str(shipped[0]) if shipped else None)  # fmt: skip
+                if problems:
+                    raise PlanError(problems)
+                self.shipment = self._upload(executor, plan, *shipped) if shipped else None
+                self.import_note = note  # said once the backend is up (scheduler/run.py), not before an early failure
+                return execute(self, executor, plan)
         finally:
             for obs in observers:
                 if pm.is_registered(obs):
