@@ -17,8 +17,9 @@ from typing import Any
 
 from kannon.testing.kube.deletion import GarbageCollector, TtlAfterFinished, delete_pod, pods_of
 from kannon.testing.kube.errors import ApiError
-from kannon.testing.kube.node.kubelet import Kubelet, qos_class
+from kannon.testing.kube.node.kubelet import Kubelet
 from kannon.testing.kube.node.status import _cond, is_terminal, set_condition
+from kannon.testing.kube.podresources import qos_class
 from kannon.testing.kube.quota import ResourceQuotas
 from kannon.testing.kube.store import Obj, Store, now_iso
 from kannon.testing.kube.validation import generate_name

@@ -31,6 +31,7 @@ from typing import Any
 
 from kubernetes.utils import parse_quantity
 
+from kannon.testing.kube import podresources
 from kannon.testing.kube.node.status import _cond, set_condition
 from kannon.testing.kube.store import Change, Obj, Store
 
@@ -46,14 +47,9 @@ def pod_set_requests(job: Obj) -> dict[str, Decimal]:
     spec = job["spec"]
     pod_spec = spec["template"]["spec"]
     count = int(spec.get("parallelism", 1) or 1)
-    total = {"cpu": Decimal(0), "memory": Decimal(0), "pods": Decimal(count)}
-    for c in pod_spec.get("containers") or []:
-        res = c.get("resources") or {}
-        asked = {**(res.get("limits") or {}), **(res.get("requests") or {})}
-        for name in ("cpu", "memory"):
-            if name in asked:
-                total[name] += parse_quantity(asked[name]) * count
-    return total
+    asked = podresources.effective(pod_spec)  # Kueue charges the pod's effective requests, init containers included
+    return {"cpu": asked.get("cpu", Decimal(0)) * count, "memory": asked.get("memory", Decimal(0)) * count,
+            "pods": Decimal(count)}
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Any
 
 from kubernetes.utils import parse_quantity
 
+from kannon.testing.kube import podresources
 from kannon.testing.kube.errors import ApiError
 from kannon.testing.kube.node.status import is_terminal
 from kannon.testing.kube.store import Change, Obj, Store, now_iso
@@ -33,13 +34,7 @@ def _usage(pod: Obj, key: str) -> Decimal:
     if key == "pods":
         return Decimal(1)
     res, which = _KEYS[key]
-    total = Decimal(0)
-    for c in pod["spec"].get("containers") or []:
-        r = c.get("resources") or {}
-        value = (r.get(which) or {}).get(res) or ((r.get("limits") or {}).get(res) if which == "requests" else None)
-        if value is not None:
-            total += parse_quantity(value)
-    return total
+    return podresources.effective(pod["spec"], which).get(res, Decimal(0))  # init containers and sidecars included
 
 
 def _fmt(value: Decimal) -> str:

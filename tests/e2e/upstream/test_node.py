@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e import podresource_checks
 from tests.e2e.upstream.kube import condition, job_manifest, job_pods, kubectl
 from tests.support.procs import wait_until
 
@@ -343,3 +344,20 @@ def test_init_containers_and_a_native_sidecar_complete_the_job(batch: Any, core:
     assert [cs.name for cs in pod.status.init_container_statuses] == ["setup", "zz-proxy"]
     assert all(cs.state.terminated is not None for cs in pod.status.init_container_statuses)
     assert pod_log(core, pod.metadata.name, namespace, container="setup") == "set up\n"
+
+
+def _quick(name: str) -> dict[str, Any]:
+    return {"name": name, "image": "kannon-process", "command": [PY, "-c", "pass"]}
+
+
+def test_init_containers_and_sidecars_count_in_the_real_schedulers_fit(batch: Any, core: Any, namespace: str,
+                                                                        kannon_node: str) -> None:  # fmt: skip
+    # What the emulator's scheduler check follows (tests/e2e/k8s/test_emulator_podresources.py), decided here by the
+    # real kube-scheduler against kannon's node (16Gi allocatable).
+    podresource_checks.check_init_containers_count_in_scheduling(batch, core, namespace, _quick,
+                                                                 {"kubernetes.io/hostname": kannon_node})  # fmt: skip
+
+
+def test_qos_class_covers_init_containers_as_the_real_api_server_sets_it(batch: Any, core: Any,
+                                                                          namespace: str) -> None:  # fmt: skip
+    podresource_checks.check_qos_class_covers_init_containers(batch, core, namespace, _quick)

@@ -7,10 +7,9 @@ import tempfile
 import threading
 import time
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any
 
-from kannon.testing.kube import configmaps, secrets
+from kannon.testing.kube import configmaps, podresources, secrets
 from kannon.testing.kube.errors import ApiError, bad_request
 from kannon.testing.kube.faults import Faults
 from kannon.testing.kube.node.logs import ContainerLog
@@ -19,24 +18,6 @@ from kannon.testing.kube.node.runtime import Runtime
 from kannon.testing.kube.node.status import NODE_NAME, is_terminal
 from kannon.testing.kube.store import Change, Obj, Store
 from kannon.testing.kube.validation import parse_quantity
-
-
-def qos_class(spec: Obj) -> str:
-    # kubernetes.io/docs/concepts/workloads/pods/pod-qos/
-    containers = spec.get("containers") or []
-    any_set = False
-    guaranteed = True
-    for c in containers:
-        res = c.get("resources") or {}
-        req, lim = res.get("requests") or {}, res.get("limits") or {}
-        if req or lim:
-            any_set = True
-        for r in ("cpu", "memory"):
-            if r not in lim or str(req.get(r, lim.get(r))) != str(lim[r]):
-                guaranteed = False
-    if guaranteed and containers:
-        return "Guaranteed"
-    return "Burstable" if any_set else "BestEffort"
 
 
 class Node:
@@ -59,10 +40,7 @@ class Node:
                 "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. preemption: 0/1 "
                 "nodes are available: 1 Preemption is not helpful for scheduling."
             )
-        totals: dict[str, Decimal] = {}
-        for c in spec.get("containers") or []:
-            for r, q in ((c.get("resources") or {}).get("requests") or {}).items():
-                totals[r] = totals.get(r, Decimal(0)) + parse_quantity(q)
+        totals = podresources.effective(spec)  # init containers and sidecars count as upstream counts them
         short = [r for r, q in sorted(totals.items()) if q > parse_quantity(self.allocatable.get(r, "0"))]
         if short:
             parts = ", ".join(f"1 Insufficient {r}" for r in short)
