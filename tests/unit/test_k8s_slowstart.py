@@ -15,6 +15,8 @@ from kubernetes.client import (
     CoreV1Event,
     V1Container,
     V1ContainerState,
+    V1ContainerStateRunning,
+    V1ContainerStateTerminated,
     V1ContainerStateWaiting,
     V1ContainerStatus,
     V1EventSource,
@@ -128,6 +130,58 @@ def test_the_autoscalers_latest_word_decides() -> None:
     assert isinstance(slowstart.diagnose(pod(scheduled=False), gave_up[::-1], 60), Outcome)  # order by time
     now_possible = [gave_up[1], event("TriggeredScaleUp", SCALE_UP, 50, component="cluster-autoscaler")]
     assert isinstance(slowstart.diagnose(pod(scheduled=False), now_possible, 60), slowstart.Waiting)
+
+
+def init_pod(*steps: tuple[str, str | None, V1ContainerState | None], restarts: int = 0) -> V1Pod:
+    """A pod behind init containers (name, restartPolicy, state or None before its status): the task's container
+    waits as PodInitializing, as the kubelet reports it."""
+    p = pod("PodInitializing")
+    p.spec.init_containers = [V1Container(name=n, image="busybox", restart_policy=rp) for n, rp, _ in steps]
+    p.status.init_container_statuses = [
+        V1ContainerStatus(name=n, image="busybox", image_id="", ready=False, restart_count=restarts, state=st)
+        for n, _, st in steps if st is not None]  # fmt: skip
+    return p
+
+
+def running(second: int) -> V1ContainerState:
+    return V1ContainerState(running=V1ContainerStateRunning(started_at=T0 + datetime.timedelta(seconds=second)))
+
+
+def exited(code: int) -> V1ContainerState:
+    return V1ContainerState(terminated=V1ContainerStateTerminated(exit_code=code, reason="Completed"))
+
+
+def test_a_running_init_container_is_a_slow_start_that_names_it() -> None:
+    # The pod stays Pending while its init containers run, one at a time (kubelet getPhase); a running one is the
+    # template's own set-up step at work, not a stuck pod, whatever the events say.
+    p = init_pod(("fetch", None, running(10)))
+    verdict = slowstart.diagnose(p, [], 300)
+    assert isinstance(verdict, slowstart.Waiting) and verdict.kind == "init"
+    assert verdict.describe(T0 + datetime.timedelta(seconds=190)) == "init container 'fetch' running for 3m00s"
+    # the second of two, the first done; a native sidecar started before it runs beside it and is not the step
+    p = init_pod(("proxy", "Always", running(1)), ("setup", None, exited(0)), ("fetch", None, running(20)))
+    verdict = slowstart.diagnose(p, [], 300)
+    assert isinstance(verdict, slowstart.Waiting) and verdict.what == "init container 'fetch' running"
+    out = slowstart.start_timed_out(verdict, 901, 900)
+    assert "still init container 'fetch' running" in (out.reason or "") and "kubectl logs POD -c NAME" in (
+        out.reason or "")  # fmt: skip
+
+
+def test_an_init_container_that_is_not_running_is_not_a_slow_start_and_is_named() -> None:
+    from kannon.backends.kubernetes.classify import classify_pending
+
+    crashing = init_pod(("setup", None, exited(0)),
+                        ("fetch", None, V1ContainerState(waiting=V1ContainerStateWaiting(reason="CrashLoopBackOff"))),
+                        restarts=4)  # fmt: skip
+    assert slowstart.diagnose(crashing, [], 300) is None
+    out = classify_pending(crashing, 300)
+    assert out.failure_class == "PendingTimeout" and out.reason is not None
+    assert "init container 'fetch' (waiting: CrashLoopBackOff, 4 restarts)" in out.reason
+    assert "kubectl logs POD -c fetch" in out.reason
+    assert "'fetch' (not started)" in (classify_pending(init_pod(("fetch", None, None)), 300).reason or "")
+    # every init container done: the task's own container is what waits, as before
+    done = init_pod(("setup", None, exited(0)))
+    assert "(container waiting: PodInitializing)" in (classify_pending(done, 300).reason or "")
 
 
 def test_start_timeout_reason_says_what_it_still_waited_for() -> None:

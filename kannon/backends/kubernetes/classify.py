@@ -313,6 +313,21 @@ def classify_pending(pod: V1Pod | None, waited: float) -> Outcome:
             "tolerations, or add capacity; the deadline is the backend's pending_timeout.",
             "Unschedulable",
         )
+    from kannon.backends.kubernetes.slowstart import init_step  # slowstart builds on this module
+
+    step = init_step(pod)
+    if step is not None:  # the task's container waits behind this one: say which, and how to see why
+        name, cs = step
+        state = cs.state if cs is not None else None
+        if state is not None and state.waiting is not None:
+            doing = f"waiting: {state.waiting.reason}" + (f", {cs.restart_count} restarts" if cs.restart_count else "")
+        elif state is not None and state.terminated is not None:
+            doing = f"exited {state.terminated.exit_code}, restarting"
+        else:
+            doing = "not started"
+        return Outcome(None, f"{after}: the task's container waits for init container {name!r} ({doing}); see "
+                       f"`kubectl logs POD -c {name}`, fix the Job template's init container, or raise the backend's "
+                       "pending_timeout if this is expected", "PendingTimeout")  # fmt: skip
     waiting = None
     for cs in (pod.status.container_statuses if pod.status else None) or ():
         if cs.state is not None and cs.state.waiting is not None:

@@ -10,6 +10,10 @@ Pure functions from the pod and the core/v1 Events about it (``list events``, op
   - a node being added: the cluster autoscaler records ``TriggeredScaleUp`` (``pod triggered scale-up: [{<group>
     1->2 (max: 10)}]``) on an unschedulable pod it scales a node group up for (cluster-autoscaler FAQ, "What events
     are emitted by CA?"; processors/status/eventing_scale_up_processor.go).
+  - an init container of the Job template at work: the pod stays ``Pending`` while its init containers run, one at a
+    time (kubelet ``getPhase``; kubernetes.io/docs/concepts/workloads/pods/init-containers/), and the task's
+    container waits as ``PodInitializing``; a running init container (not a native sidecar, which runs beside the
+    next one) is the user's own set-up step, e.g. a download, so its pod is not stuck.
 * **never** (:class:`~.classify.Outcome`): the autoscaler's latest word on an unschedulable pod is
   ``NotTriggerScaleUp`` (``pod didn't trigger scale-up: <reasons>``: no node group could make it fit), so it fails
   at ``pending_timeout`` with that message quoted.
@@ -46,7 +50,7 @@ _IMAGE = re.compile(r'image "([^"]+)"')
 class Waiting:
     """A start that is slow but progressing: what it waits for, and since when (the cluster's clock)."""
 
-    kind: str  # "pull" or "scale-up"
+    kind: str  # "pull", "scale-up" or "init"
     what: str  # "pulling image busybox:1.36", "waiting for scale-up: pod triggered scale-up: [...]"
     since: datetime.datetime | None = None
 
@@ -118,6 +122,9 @@ def diagnose(pod: V1Pod | None, events: Sequence[Any], waited: float) -> Waiting
     waiting = _waiting_reasons(pod)
     if any(r in IMAGE_PULL_REASONS or r in CONFIG_REASONS for r in waiting):
         return None  # fail_fast's case, not a slow start
+    step = init_step(pod)
+    if step is not None and step[1] is not None and step[1].state is not None and step[1].state.running is not None:
+        return Waiting("init", f"init container {step[0]!r} running", step[1].state.running.started_at)
     if waiting and not all(r in CREATING for r in waiting):
         return None
     latest: dict[str, Any] = {}  # image -> its latest pull event
@@ -132,6 +139,22 @@ def diagnose(pod: V1Pod | None, events: Sequence[Any], waited: float) -> Waiting
     return None
 
 
+def init_step(pod: V1Pod) -> tuple[str, Any] | None:
+    """The init container the pod's start has reached, as (name, its status or None before it has one): the first
+    regular one that has not exited 0. None when every regular init container is done (or there are none). Native
+    sidecars (``restartPolicy: Always``) are skipped: they keep running beside the next step."""
+    spec, status = pod.spec, pod.status
+    statuses = {cs.name: cs for cs in (status.init_container_statuses if status is not None else None) or ()}
+    for c in (spec.init_containers if spec is not None else None) or ():
+        if c.restart_policy == "Always":
+            continue
+        cs = statuses.get(c.name)
+        term = cs.state.terminated if cs is not None and cs.state is not None else None
+        if term is None or term.exit_code != 0:
+            return c.name, cs
+    return None
+
+
 def _first(event: Any) -> datetime.datetime | None:
     ts = event.first_timestamp
     if isinstance(ts, datetime.datetime):
@@ -141,7 +164,9 @@ def _first(event: Any) -> datetime.datetime | None:
 
 def start_timed_out(waiting: Waiting, waited: float, start_timeout: float) -> Outcome:
     """A slow start that went on past ``start_timeout``: a failure that says what it was still waiting for."""
+    fix = {"pull": "use a smaller or pre-pulled image", "scale-up": "check the node group",
+           "init": "check the Job template's init container (`kubectl logs POD -c NAME`)"}[waiting.kind]  # fmt: skip
     return Outcome(None, f"not running after {waited:.0f} s, still {waiting.describe()}: slow starts (image pulls, "
-                   f"cluster scale-up) may take up to the backend's start_timeout ({start_timeout:.0f} s); raise it "
-                   "(K8sJobExecutor(start_timeout=...) / --k8s-start-timeout), use a smaller or pre-pulled image, or "
-                   "check the node group", "StartTimeout")  # fmt: skip
+                   "cluster scale-up, init containers) may take up to the backend's start_timeout "
+                   f"({start_timeout:.0f} s); raise it (K8sJobExecutor(start_timeout=...) / --k8s-start-timeout), or "
+                   f"{fix}", "StartTimeout")  # fmt: skip

@@ -146,3 +146,35 @@ def test_without_list_events_a_slow_pull_fails_at_pending_timeout_as_before(
         fin = rec.wait_finished(launch.key)
     assert fin.failure_class == "PendingTimeout" and "ContainerCreating" in (fin.reason or ""), fin
     assert any("cannot list events" in r.getMessage() and "list events" in r.getMessage() for r in caplog.records)
+
+
+def init_running(kube: KubeEmulator) -> bool:
+    return any((cs.get("state") or {}).get("running") for p in kube.pods().values()
+               for cs in p["status"].get("initContainerStatuses") or ())  # fmt: skip
+
+
+def test_an_init_container_at_work_past_pending_timeout_is_a_slow_start_not_a_stuck_pod(
+    kube: KubeEmulator, make: Any, tmp_path: Path
+) -> None:
+    """The Job template's init container (a download, say) runs longer than pending_timeout: the pod is Pending and
+    the task's container waits as PodInitializing meanwhile (kubelet getPhase), which is progress, not a stuck pod.
+    The init container waits for a file the test writes once kannon has said what it waits for."""
+    import sys
+
+    from tests.e2e.k8s.test_k8s_sidecars import template
+
+    release = tmp_path / "release"
+    fetch = {"name": "fetch", "image": IMAGE, "command": [sys.executable, "-S", "-c",
+             f"import os, time\nwhile not os.path.exists({str(release)!r}): time.sleep(0.05)"]}  # fmt: skip
+    executor, rec = make(template_job=template(init=[fetch]), pending_timeout=PENDING, start_timeout=300,
+                         follow=True)  # fmt: skip
+    launch = launch_of(tmp_path, 1, "print('ran', flush=True)")
+    launch_once(kube, executor, launch, lambda: init_running(kube), "the init container did not start")
+    wait_until(lambda: said(rec, launch.key, "init container 'fetch' running for"), timeout=60)
+    assert rec.finished() == [] and rec.started() == []
+    release.write_text("go")
+    fin = rec.wait_finished(launch.key)
+    assert fin.ok, fin
+    lines = launch.log_path.read_text().splitlines()
+    assert lines[-1] == "ran" and "init container 'fetch' running" in lines[0], lines
+    assert len(requests(kube, "POST", "/jobs")) == 1  # the same Job: no retry, no second attempt
