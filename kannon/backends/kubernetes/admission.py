@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kannon.backends.kubernetes.classify import Outcome
-    from kubernetes.client import ApiClient, V1Job
+    from kubernetes.client import V1Job
 
 log = logging.getLogger("kannon.kubernetes")
 
@@ -60,19 +60,10 @@ def preempted_outcome(reason: str | None) -> Outcome:
         "task's retries", "Preempted", infra=True)  # fmt: skip
 
 
-def workload_reason(api_client: ApiClient, namespace: str, job_uid: str) -> str | None:
-    """Why a queued Job waits: its Workload's QuotaReserved/Evicted message; None when unreadable (RBAC) or none."""
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    try:
-        found = client.CustomObjectsApi(api_client).list_namespaced_custom_object(
-            *WORKLOADS[:2], namespace, WORKLOADS[2], label_selector=f"kueue.x-k8s.io/job-uid={job_uid}",
-            _request_timeout=(5, 10))  # fmt: skip
-    except (ApiException, OSError, ValueError) as e:  # optional: no RBAC for workloads, or no Kueue at all
-        log.debug("cannot read the Workload of Job uid %s: %s", job_uid, e)
-        return None
-    for wl in found.get("items") or []:
+def workload_reason(workloads: Mapping[str, Any]) -> str | None:
+    """Why a queued Job waits, from the list of its Workloads: the QuotaReserved/Evicted message; None while there is
+    none yet (Kueue creates the Workload, and then decides, after the Job exists)."""
+    for wl in workloads.get("items") or []:
         conds = {c.get("type"): c for c in (wl.get("status") or {}).get("conditions") or []}
         for ctype in ("Evicted", "QuotaReserved"):
             c = conds.get(ctype)

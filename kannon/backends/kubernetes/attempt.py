@@ -22,6 +22,7 @@ Every transition happens under the executor's lock; :meth:`Attempt.to` refuses a
 from __future__ import annotations
 
 import enum
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,10 @@ class Attempt:
     queued_since: float | None = None  # monotonic time the Job was last seen suspended by admission; None: not queued
     queue_wait: float = 0.0  # seconds spent queued by admission so far (every admission wait of this attempt)
     preemptions: int = 0
+    # why the queue holds it (the Workload's message), and when it is read again while unknown (inf: not again)
+    queue_why: str | None = None
+    queue_check: float = math.inf
+    queue_reads: int = 0
     stale_pods: set[str] = field(default_factory=set)  # pods of an admission that was preempted: not this run's
     # slow starts (.pending): when the next diagnosis is due past pending_timeout (inf while one runs), and what the
     # start was last said to wait for (a pull, a scale-up) and when

@@ -15,7 +15,9 @@ the Events about it):
 Reading Events takes ``list events``, an optional permission (``kannon k8s rbac`` prints it as a comment): without
 it no start is known to progress, and the deadline is ``pending_timeout`` as before. The ticker thread compares local
 clocks only; each diagnosis (an API call) runs in the pool. The deadline counts from the Job's creation or adoption,
-or, for a Job held by an admission queue, from its admission (:meth:`.tracker.JobTracker._queued`).
+or, for a Job held by an admission queue, from its admission (:meth:`.tracker.JobTracker._queued`). While such a
+Job waits and its Workload has no message yet (Kueue writes it after the Job exists), the ticker has the Workload
+read again a few times, backing off, so the attempt's log says why it waits.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ import math
 import time
 from typing import Any
 
-from kannon.backends.base import BackendError
+from kannon.backends.base import BackendError, Queued
 from kannon.backends.kubernetes import admission, slowstart
 from kannon.backends.kubernetes import classify as kc
 from kannon.backends.kubernetes.attempt import Attempt, Phase
-from kannon.backends.kubernetes.tracker import JobTracker
+from kannon.backends.kubernetes.tracker import QUEUE_REREAD, JobTracker
 
 log = logging.getLogger("kannon.kubernetes")
 _SAY_AGAIN = 60.0  # seconds after which a slow start's log line is repeated with its new duration
@@ -70,9 +72,13 @@ class PendingDeadlines(JobTracker):
         while not self._stop.wait(interval):
             now = time.monotonic()
             due: list[tuple[Attempt, float]] = []
+            reread: list[Attempt] = []
             with self._state:
                 for a in self._by_key.values():
                     waited = now - a.since
+                    if a.phase is Phase.PENDING and a.queued_since is not None and now >= a.queue_check:
+                        a.queue_check = math.inf  # one read at a time; _reread_queued arms the next
+                        reread.append(a)
                     if a.phase is not Phase.PENDING or a.queued_since is not None or waited < self.pending_timeout:
                         continue
                     if self._settling(a):
@@ -83,6 +89,26 @@ class PendingDeadlines(JobTracker):
                     due.append((a, waited))
             for a, waited in due:
                 self._submit(functools.partial(self._pending_timed_out, a, waited))
+            for a in reread:
+                self._submit(functools.partial(self._reread_queued, a))
+
+    def _reread_queued(self, attempt: Attempt) -> None:
+        """In the pool: read a queued Job's Workload again while Kueue has not said why it waits; say it once known."""
+        why = self._queue_reason(attempt)
+        with self._state:
+            if attempt.phase is not Phase.PENDING or attempt.queued_since is None or attempt.queue_why is not None:
+                return  # admitted or ended meanwhile, or already said
+            if why is None:
+                attempt.queue_reads += 1
+                if attempt.queue_reads < len(QUEUE_REREAD) and not self._workloads_unreadable:
+                    attempt.queue_check = time.monotonic() + QUEUE_REREAD[attempt.queue_reads]
+                return
+            attempt.queue_why = why
+            line = f"kannon: Job {attempt.name} queued by admission: {why}"
+            self._say(attempt, line)
+            self.emit(Queued(attempt.launch.key, True, why))
+        log.info("%s", line.removeprefix("kannon: "))
+        self.logs.write_log(attempt, [line], append=True)
 
     def _pending_timed_out(self, attempt: Attempt, waited: float) -> None:
         """In the pool: keep waiting for a slow start, or fail the attempt with why it did not start."""

@@ -36,6 +36,9 @@ log = logging.getLogger("kannon.kubernetes")
 # How long a Job's end may precede, on the Job stream, the pod changes that explain it on the pod stream: the API
 # server orders each watch stream, never two against each other, and a deleted pod is in no list.
 _POD_STREAM_LAG = 15.0
+# Seconds between reads of a queued Job's Workload while it has no message yet (then none: a read per queued Job is
+# not repeated for the whole wait, which at scale would crowd the API's rate limit).
+QUEUE_REREAD = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 class JobTracker(JobCalls):
     """Attempt bookkeeping and watch reconciliation shared by :class:`K8sJobExecutor` (which sets these up)."""
@@ -44,6 +47,7 @@ class JobTracker(JobCalls):
     cleanup_leftovers: bool
     api_client: Any
     logs: JobLogs
+    _workloads_unreadable: bool = False  # list workloads was refused (or no Kueue): not asked again
 
     def _init_tracking(self) -> None:
         self._state = threading.RLock()
@@ -285,16 +289,41 @@ class JobTracker(JobCalls):
             self.emit(LogLine(attempt.launch.key, line))
 
     def _note_queued(self, attempt: Attempt, preemptions: int) -> None:
-        """Say why an attempt waits in the queue (the Workload's message when readable) in its log (pool)."""
-        why = admission.workload_reason(self.api_client, self.namespace, attempt.uid or "") if attempt.uid else None
+        """Say why an attempt waits in the queue in its log (pool). Kueue creates the Workload, and then decides,
+        after the Job exists: without a message yet, the ticker reads it again a few times (:mod:`.pending`)."""
+        why = self._queue_reason(attempt)
         what = "preempted and requeued" if preemptions else "queued by admission"
         line = f"kannon: Job {attempt.name} {what} (spec.suspend=true)" + (f": {why}" if why else "")
         log.info("%s", line.removeprefix("kannon: "))
         with self._state:
             self._say(attempt, line)
+            attempt.queue_why, attempt.queue_reads = why, 0
             if attempt.queued_since is not None and why:
                 self.emit(Queued(attempt.launch.key, True, why))
+            elif attempt.queued_since is not None and not self._workloads_unreadable:
+                attempt.queue_check = time.monotonic() + QUEUE_REREAD[0]
         self.logs.write_log(attempt, [line], append=True)
+
+    def _queue_reason(self, attempt: Attempt) -> str | None:
+        """The Workload's message for a queued attempt (pool); None while there is none, or when Workloads cannot be
+        read (an optional permission, or no Kueue): then they are not asked for again."""
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        if attempt.uid is None or self._workloads_unreadable:
+            return None
+        try:
+            found = self.api.call("list", "workloads.kueue.x-k8s.io",
+                                  client.CustomObjectsApi(self.api_client).list_namespaced_custom_object,
+                                  *admission.WORKLOADS[:2], self.namespace, admission.WORKLOADS[2],
+                                  label_selector=f"kueue.x-k8s.io/job-uid={attempt.uid}",
+                                  _request_timeout=(5, 10))  # fmt: skip
+        except (BackendError, ApiException, OSError, ValueError) as e:
+            if "permission denied" in str(e) or getattr(e, "status", None) == 404:
+                self._workloads_unreadable = True
+            log.debug("cannot read the Workload of Job %s: %s", attempt.name, e)
+            return None
+        return admission.workload_reason(found)
 
     # -- terminal steps (run in the pool) -------------------------------------------------------------------
     def _fail_and_delete(self, attempt: Attempt, outcome: kc.Outcome, pod: V1Pod | None) -> None:

@@ -86,6 +86,8 @@ class Kueue:
         self._lock = threading.RLock()
         self._queue: queue.Queue[tuple[str, str, str] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="kube-kueue")
+        self._running = threading.Event()  # cleared by pause(): the controller is late, as a busy Kueue can be
+        self._running.set()
         store.add_listener(self._on_change)
 
     # -- test controls ---------------------------------------------------------------------------------------
@@ -130,6 +132,13 @@ class Kueue:
         self.store.mutate("workloads", namespace, entry.name, evict)
         self._set_suspend(namespace, job, True)
 
+    def pause(self) -> None:
+        """Hold the controller back (the webhook still suspends): Jobs wait without a Workload until ``resume``."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
     def workload_of(self, job: str, namespace: str = "default") -> Obj | None:
         with self._lock:
             entry = self._entries.get((namespace, job))
@@ -151,6 +160,7 @@ class Kueue:
         self._thread.start()
 
     def stop(self) -> None:
+        self._running.set()
         self._queue.put(None)
         self._thread.join(10)
 
@@ -161,6 +171,7 @@ class Kueue:
 
     def _loop(self) -> None:
         while (item := self._queue.get()) is not None:
+            self._running.wait()
             kind, ns, name = item
             if kind == "DELETED":
                 self._forget(ns, name)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from kannon.backends.base import Queued
 from kannon.backends.kubernetes import K8sJobExecutor
 from kannon.backends.kubernetes.admission import QUEUE_LABEL
 from kannon.backends.kubernetes.names import LABEL_ATTEMPT
@@ -57,9 +58,10 @@ def test_queue_waits_beyond_pending_timeout_are_not_failures(kube: KubeEmulator,
     wait_queued_longer_than(kube, names, 4 * PENDING)
     assert rec.finished() == [] and rec.started() == [], "a queued Job was treated as stuck"
     assert not kube.pods()
+    # Kueue writes the Workload's message after the Job exists: kannon says it once known (awaited, not assumed)
+    wait_until(lambda: "ClusterQueue cq is inactive" in launches[0].log_path.read_text(), timeout=30)
     log = launches[0].log_path.read_text()
     assert "queued by admission" in log and "LocalQueue" not in log  # the Workload's message: ClusterQueue held
-    assert "ClusterQueue cq is inactive" in log
     assert any("queued by admission" in line for line in rec.lines(launches[0].key))  # the live view's lines
     kube.kueue.hold("cq", False)
     for launch in launches:
@@ -72,6 +74,35 @@ def test_queue_waits_beyond_pending_timeout_are_not_failures(kube: KubeEmulator,
         assert waited >= 4 * PENDING
     assert len(requests(kube, "POST", "/jobs")) == 3  # one Job per task: no duplicate, no retry
     assert all(j["metadata"]["labels"][LABEL_ATTEMPT] == "1" for j in kube.jobs().values())
+
+
+def test_a_queued_job_whose_workload_comes_late_still_says_why_it_waits(
+    kube: KubeEmulator, make: Any, tmp_path: Path
+) -> None:
+    """Kueue creates a Job's Workload, and then decides, after the Job exists (its job controller reconciles the
+    Job; a busy Kueue can take seconds): the first look finds no message. kannon reads the Workload again until it
+    has one, and says it in the attempt's log, the live view and the Queued event."""
+    setup_queue(kube, pods=1, held=True)
+    kube.kueue.pause()
+    executor, rec = make(template_job=queued_template(), pending_timeout=PENDING, follow=True)
+    launch = launch_of(tmp_path, 1, "print('ran', flush=True)")
+    executor.launch(launch)
+    rec.wait_for(lambda: any("queued by admission" in line for line in rec.lines(launch.key)))
+    wait_until(lambda: launch.log_path.is_file() and "queued by admission" in launch.log_path.read_text(), timeout=30)
+    assert kube.kueue.workload_of(kube.wait_for(lambda: next(iter(kube.jobs()), None), 30)) is None
+    first = launch.log_path.read_text()
+    assert "queued by admission (spec.suspend=true)\n" in first and "inactive" not in first, first
+    kube.kueue.resume()
+    wait_until(lambda: "ClusterQueue cq is inactive" in launch.log_path.read_text(), timeout=30)
+    rec.wait_for(lambda: any("ClusterQueue cq is inactive" in line for line in rec.lines(launch.key)))
+    rec.wait_for(lambda: any(q.queued and q.reason and "ClusterQueue cq is inactive" in q.reason
+                             for q in rec.of(Queued, launch.key)))  # fmt: skip
+    assert rec.finished() == [] and rec.started() == []
+    kube.kueue.hold("cq", False)
+    fin = rec.wait_finished(launch.key)
+    assert fin.ok, fin
+    lines = launch.log_path.read_text().splitlines()
+    assert lines[-1] == "ran" and sum("ClusterQueue cq is inactive" in ln for ln in lines) == 1, lines
 
 
 def test_preempted_job_is_an_infrastructure_failure_not_a_task_failure(
