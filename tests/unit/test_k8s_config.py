@@ -251,6 +251,26 @@ def test_token_bucket_allows_a_burst_then_paces_to_the_rate() -> None:
     assert bucket.take() > 0
 
 
+def test_token_bucket_reserves_each_callers_turn_so_it_sleeps_once() -> None:
+    """Callers that arrive together (the clock does not move while they wait, as for a pool of threads) each get
+    their own turn, one sleep each, in arrival order; none wakes to find its token taken by another."""
+    clock = FakeClock()
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        assert len(sleeps) < 50, "a caller woke without its token and slept again"
+
+    bucket = TokenBucket(rate=10, burst=3, clock=clock, sleep=sleep)
+    waits = [bucket.take() for _ in range(8)]
+    assert waits == pytest.approx([0, 0, 0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    assert sleeps == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])  # one sleep per waiting caller
+    clock.now += 0.5  # they have all had their turn: the balance is back to zero, then refills to the burst
+    assert bucket.take() == pytest.approx(0.1)
+    clock.now += 10
+    assert [bucket.take() for _ in range(3)] == [0, 0, 0]
+
+
 def http_error(status: int, reason: str, message: str, headers: dict[str, str] | None = None) -> ApiException:
     body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
                        "reason": reason, "code": status}).encode()

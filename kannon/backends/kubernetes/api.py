@@ -38,19 +38,19 @@ class TokenBucket:
         self._lock = threading.Lock()
 
     def take(self) -> float:
-        """Take one token, waiting as long as needed; returns the time waited."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-                self._last = now
-                if self._tokens >= 1 - 1e-9:  # tolerance: float refill math must not spin on 0.9999999
-                    self._tokens = max(0.0, self._tokens - 1)
-                    return waited
-                need = (1 - self._tokens) / self.rate
-            self._sleep(need)
-            waited += need
+        """Take one token, waiting as long as needed; returns the time waited. The token is reserved at the call
+        (the balance may go below zero), so each caller sleeps once, for its own turn: concurrent waiters neither
+        wake each other to race for one token (a pool of waiting threads did, ~16 wake-ups per request) nor
+        overtake one another."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate) - 1
+            self._last = now
+            # tolerance: float refill math must not make a caller wait for 0.0000001 of a token
+            wait = -self._tokens / self.rate if self._tokens < -1e-9 else 0.0
+        if wait > 0:
+            self._sleep(wait)
+        return wait
 
 def api_status(e: BaseException) -> tuple[str, str]:
     """``(reason, message)`` from an ApiException's Status body."""
