@@ -154,14 +154,17 @@ class RunCore:
         if self.master_running is None and self._master_fifo:
             self.master_running = self._master_fifo.popleft()
             self._out.append(RunMaster(self.master_running))
-        while self._waiting and self._slots_used() < self.policy.max_parallel and self._submitted() < (
-                self.policy.max_submitted or self.policy.max_parallel):
-            uid = self._waiting.popleft()
-            attempt = len(self.records[uid].attempts) + 1
-            key = f"{uid}-{attempt}"
-            self.live[key] = _Live(uid, attempt, "preparing")
-            self._current[uid] = key
-            self._out.append(Prepare(key, uid))
+        if self._waiting:  # counted once per step, not once per launch: at 500 in flight that was O(n^2) a burst
+            used, submitted = self._slots_used(), self._submitted()
+            cap = self.policy.max_submitted or self.policy.max_parallel
+            while self._waiting and used < self.policy.max_parallel and submitted < cap:
+                used, submitted = used + 1, submitted + 1  # the Prepare below takes a slot, and counts as submitted
+                uid = self._waiting.popleft()
+                attempt = len(self.records[uid].attempts) + 1
+                key = f"{uid}-{attempt}"
+                self.live[key] = _Live(uid, attempt, "preparing")
+                self._current[uid] = key
+                self._out.append(Prepare(key, uid))
         # Ready tasks that could not start at once (parallelism cap, or another master task running) say so, so
         # the wait for a slot is visible (report, progress) and not mistaken for scheduling or start-up time.
         for uid in self._fresh:
