@@ -101,7 +101,11 @@ class JobTracker(JobCalls):
                     if left.metadata.name == name:
                         del self._leftovers[task]
                 self._early.pop(name, None)
-                if attempt is not None and attempt.uid == job.metadata.uid:
+                if attempt is None:  # a Job no attempt tracks (an earlier master's) is gone: so is what its pods left
+                    self._pods.pop(name, None)
+                    self._pods_deleted.pop(name, None)
+                    self._done.add(name)  # its pods' late DELETED events are not cached again
+                elif attempt.uid == job.metadata.uid:
                     self._deleted(attempt)
                 return
             if attempt is not None and attempt.uid is None:
