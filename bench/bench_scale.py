@@ -113,6 +113,28 @@ class _ThreadProfiles:
         return stats
 
 
+def _print_allocations(snapshot: Any, traced: tuple[int, int], top: int = 25) -> None:
+    """The top allocation sites still held (by line, then by traceback), to stderr (stdout carries the result)."""
+    out = sys.stderr
+    snapshot = snapshot.filter_traces([tracemalloc_filter(False, "<frozen importlib._bootstrap*>"),
+                                       tracemalloc_filter(False, "<unknown>")])  # fmt: skip
+    print(f"tracemalloc: held {traced[0] / 1e6:.1f} MB, peak {traced[1] / 1e6:.1f} MB", file=out)
+    for key in ("lineno", "traceback"):
+        print(f"-- top {top} by {key}", file=out)
+        for stat in snapshot.statistics(key)[:top]:
+            print(f"{stat.size / 1024:10.1f} KiB {stat.count:8d} blocks  {stat.traceback[0]}", file=out)
+            if key == "traceback":
+                for line in stat.traceback.format(limit=12, most_recent_first=True)[2:]:
+                    print(f"        {line}", file=out)
+    out.flush()
+
+
+def tracemalloc_filter(inclusive: bool, pattern: str) -> Any:
+    import tracemalloc
+
+    return tracemalloc.Filter(inclusive, pattern)
+
+
 def master_main(kubeconfig: str, shape: str, count: int, parallel: int, profile_out: str | None) -> dict[str, Any]:
     import _dags
     from kubernetes import config
@@ -133,6 +155,11 @@ def master_main(kubeconfig: str, shape: str, count: int, parallel: int, profile_
     executor = K8sJobExecutor(template, api_client=config.new_client_from_config(kubeconfig), python=sys.executable)
     kannon = Kannon(executor=executor, max_parallel=parallel, sys_path=[str(BENCH)])
     profiles = _ThreadProfiles() if profile_out else None
+    trace = int(os.environ.get("KANNON_BENCH_TRACEMALLOC", "0") or 0)
+    if trace:
+        import tracemalloc
+
+        tracemalloc.start(trace)
     cpu0, t0 = _cpu(resource.RUSAGE_SELF), time.perf_counter()
     if profiles is not None:
         with profiles:
@@ -140,6 +167,9 @@ def master_main(kubeconfig: str, shape: str, count: int, parallel: int, profile_
     else:
         result = kannon.build(root)
     wall, cpu = time.perf_counter() - t0, _cpu(resource.RUSAGE_SELF) - cpu0
+    if trace:  # what is still held once build() returned (the executor and the result are still referenced)
+        _print_allocations(tracemalloc.take_snapshot(), tracemalloc.get_traced_memory())
+        tracemalloc.stop()
     if not result.ok:
         raise SystemExit(f"the build failed: {result}")
     if profiles is not None and profile_out:
@@ -166,6 +196,8 @@ def k8s_run(shape: str, count: int, parallel: int, profile_out: str | None = Non
                 raise RuntimeError("the emulator did not start")
             argv = [sys.executable, me, "_master", kubeconfig, shape, str(count), str(parallel), profile_out or ""]
             proc = subprocess.run(argv, cwd=ws, env=_env(), capture_output=True, text=True, timeout=7200)
+            if os.environ.get("KANNON_BENCH_TRACEMALLOC") and proc.returncode == 0:
+                print(proc.stderr, file=sys.stderr, flush=True)
             if proc.returncode != 0:
                 raise RuntimeError(f"master failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
             master = json.loads(proc.stdout.strip().splitlines()[-1])

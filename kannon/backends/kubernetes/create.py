@@ -171,6 +171,7 @@ class JobCreator(JobTracker):
         with self._state:
             self._by_name[name] = attempt
             self._by_key[launch.key] = attempt
+            self._done.discard(name)
         self.track(launch.key)
         return attempt
 

@@ -275,6 +275,8 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
             w.stop()
         with self._state:
             followers = [(a.follower, a.follow_resp) for a in self._by_key.values() if a.follower is not None]
+            followers += [(t, None) for t in self._followers]
+            self._followers = []
         for thread, resp in followers:
             if resp is not None:
                 shutdown_response(resp)

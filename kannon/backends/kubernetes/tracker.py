@@ -56,6 +56,10 @@ class JobTracker(JobCalls):
         self._by_key: dict[str, Attempt] = {}
         self._pods: dict[str, dict[str, V1Pod]] = {}  # job name -> pod name -> last seen state (kept after DELETED)
         self._pods_deleted: dict[str, set[str]] = {}  # job name -> its pods seen DELETED (or missing from a re-list)
+        # names of the Jobs of finished attempts: their late events are ignored. A finished attempt is dropped from
+        # _by_name/_by_key (with its Job's and pods' last states), so that a run keeps nothing big per finished task
+        self._done: set[str] = set()
+        self._followers: list[threading.Thread] = []  # log followers of finished attempts, maybe still winding down
         self._leftovers: dict[str, V1Job] = {}  # task id -> a running Job of an earlier master of this run
         self._early: dict[str, V1Job] = {}  # job name -> its latest state seen while our create was in flight
         self._gone = {}
@@ -97,7 +101,11 @@ class JobTracker(JobCalls):
                     if left.metadata.name == name:
                         del self._leftovers[task]
                 self._early.pop(name, None)
-                if attempt is not None and attempt.uid == job.metadata.uid:
+                if attempt is None:  # a Job no attempt tracks (an earlier master's) is gone: so is what its pods left
+                    self._pods.pop(name, None)
+                    self._pods_deleted.pop(name, None)
+                    self._done.add(name)  # its pods' late DELETED events are not cached again
+                elif attempt.uid == job.metadata.uid:
                     self._deleted(attempt)
                 return
             if attempt is not None and attempt.uid is None:
@@ -107,6 +115,8 @@ class JobTracker(JobCalls):
                 return
             if attempt is not None and attempt.uid != job.metadata.uid:
                 return  # an earlier Job of the same name (a previous master's attempt), not this attempt's
+            if attempt is None and name in self._done:
+                return  # a late event of a finished attempt's Job
             if attempt is None:
                 left_task = (job.metadata.annotations or {}).get(ANNOTATION_TASK)
                 if left_task and left_task in self._leftovers and kc.job_terminal(job) is not None:
@@ -153,7 +163,7 @@ class JobTracker(JobCalls):
             return None
         with self._state:
             attempt = self._by_name.get(name)
-            if attempt is not None and attempt.phase is Phase.DONE:
+            if (attempt is None and name in self._done) or (attempt is not None and attempt.phase is Phase.DONE):
                 return None  # late events of a finished attempt: keep nothing
             self._pods.setdefault(name, {})[pod.metadata.name] = pod
             if deleted:
@@ -418,6 +428,20 @@ class JobTracker(JobCalls):
                 self._pods_changed.wait(left)
         return pod
 
+    def _forget(self, attempt: Attempt) -> None:
+        """Drop a finished attempt from the tracking maps, with its Job's last state and the follow response (the
+        caller holds the lock). Only its Job's name stays, so that late events of that Job are ignored."""
+        if self._by_name.get(attempt.name) is attempt:
+            del self._by_name[attempt.name]
+        if self._by_key.get(attempt.launch.key) is attempt:
+            del self._by_key[attempt.launch.key]
+        self._done.add(attempt.name)
+        self._early.pop(attempt.name, None)
+        attempt.job, attempt.follow_resp = None, None
+        if attempt.follower is not None:  # close() still joins it if it has not ended yet
+            self._followers = [t for t in self._followers if t.is_alive()]
+            self._followers.append(attempt.follower)
+
     def _finish(self, attempt: Attempt, finished: Finished) -> None:
         """Emit the attempt's one Finished (the caller claimed it with ``end()``)."""
         with self._state:
@@ -429,6 +453,7 @@ class JobTracker(JobCalls):
             self._pods.pop(attempt.name, None)
             self._pods_deleted.pop(attempt.name, None)
             resp = attempt.follow_resp
+            self._forget(attempt)
         if resp is not None:
             shutdown_response(resp)
         # Classified on the raw tail (the child's reason line is there); reported shaped, as on every backend.

@@ -72,6 +72,22 @@ def test_quickstart_dag_on_kubernetes(kube: KubeEmulator, tmp_path: Path, monkey
         assert job["spec"]["template"]["spec"]["containers"][0]["command"][:3] == [PY, "-m", "kannon"]
 
 
+def test_finished_attempts_leave_nothing_in_the_executors_tracking(kube: KubeEmulator, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #16 (peak RSS at 10,000 bullets): a finished attempt keeps no Job or pod state in the master (only its
+    Job's name, to ignore late events); what users see (result, log files) is unchanged."""
+    monkeypatch.setenv("QUICKSTART_BULLET_SECONDS", "0.1")
+    root, extra = load_target(f"{REPO}/examples/quickstart/pipeline.py:root")
+    ex = executor(kube, tmp_path)
+    result = Kannon(executor=ex, sys_path=extra, env_to_inherit=["QUICKSTART_BULLET_SECONDS"]).build(root)
+    assert result.ok
+    bullets = [r for r in result.tasks.values() if r.placement.value == "bullet"]
+    assert len(bullets) == 9 and all(r.last is not None and r.last.where for r in bullets)
+    assert ex._by_key == {} and ex._by_name == {} and ex._early == {}
+    assert ex._pods == {} and ex._pods_deleted == {}  # late pod events of finished Jobs are not cached either
+    assert len(ex._done) == 9
+
+
 FAILING = """
 import gokart, luigi, kannon
 
