@@ -1,261 +1,35 @@
-"""Watching a run: the live console display, plain progress lines for CI logs, the final summary, the event log.
-
-Both observers are plain objects with ``@kannon.hookimpl`` methods; the core registers them with
-``plugin_manager().register(obj)`` for the duration of a build:
-
-* :class:`ProgressObserver` — on a terminal, a rich live view (counts, running tasks with where and for how long,
-  retries) with ``--follow-logs`` output scrolling above it; elsewhere one greppable line per state change. At
-  the end, a summary table of every task, failures first with their reason and log tail.
-* :class:`EventLogObserver` — ``--events FILE``: every event as one JSON line (schema in :mod:`kannon.events`).
-"""
+"""The console observer: a rich live view of the run on a terminal (with ``--follow-logs`` output scrolling above
+it), one greppable line per state change elsewhere, and the summary at the end."""
 
 from __future__ import annotations
 
-import json
-import re
-import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING
 
-from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from kannon import logtail, usage
-from kannon.events import Event, EventLog
+from kannon.events import Event
 from kannon.hookspecs import hookimpl
-from kannon.planview import one_line
+from kannon.progress.summary import summary_renderable, summary_text
+from kannon.progress.text import clean, describe, fmt_duration, task_text, where_text
 from kannon.report.model import RunModel
 from kannon.result import BuildResult, Placement, Status, TaskRecord
 
 if TYPE_CHECKING:
     from kannon.backends.base import RunInfo
 
-# Summary order: what needs attention first.
-STATUS_ORDER = (
-    Status.FAILED,
-    Status.UPSTREAM_FAILED,
-    Status.CANCELLED,
-    Status.RUNNING,
-    Status.PENDING,
-    Status.SUCCEEDED,
-    Status.COMPLETE,
-)
-_STATUS_STYLE = {
-    Status.FAILED: "bold red",
-    Status.UPSTREAM_FAILED: "dark_orange",
-    Status.CANCELLED: "grey50",
-    Status.RUNNING: "yellow",
-    Status.PENDING: "grey62",
-    Status.SUCCEEDED: "green",
-    Status.COMPLETE: "grey50",
-}
+# --follow-logs prefixes: a colour per task label (by its crc32), so interleaved lines tell tasks apart.
 _PREFIX_STYLES = ("cyan", "magenta", "blue", "green", "yellow", "bright_cyan", "bright_magenta", "bright_blue")
 _LINE_STYLE = {"failed": "bold red", "retried": "dark_orange", "run_finished": "bold"}
 _FRAME_SLACK = 0.8  # see ProgressObserver.live_frame
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
 
 
-def clean(text: str) -> str:
-    """One printable line: ANSI escape sequences dropped, other control characters shown as spaces.
-
-    Task params and child output are not ours; raw escapes could rewrite the terminal or the live view.
-    """
-    return one_line(_ANSI.sub("", text))
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    m, s = divmod(round(seconds), 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m"
-
-
-def describe(rec: TaskRecord) -> str:
-    """``TaskC(param=c0) [ab12cd34]`` — the same short form in every line kannon prints about a task."""
-    name = f"{rec.family}({rec.params})" if rec.params else rec.family
-    return clean(f"{name} [{rec.task_id[:8]}]")
-
-
-def task_text(rec: TaskRecord, tasks: dict[str, TaskRecord]) -> str:
-    """describe(), plus who yielded it for a task planned during the run (dynamic dependency)."""
-    if rec.requested_by is None:
-        return describe(rec)
-    by = tasks.get(rec.requested_by)
-    return describe(rec) + " yielded by " + (describe(by) if by is not None else rec.requested_by[:8])
-
-
-def where_text(rec: TaskRecord, backend: str | None) -> str:
-    last = rec.last
-    if rec.placement == Placement.MASTER:
-        place = "master"
-    elif rec.placement == Placement.COMPLETE:
-        return "complete"
-    else:
-        place = backend or "bullet"
-    if last is not None and last.where and last.where != place:
-        place += f" ({clean(last.where)})"
-    return place
-
-
-# -- the summary ------------------------------------------------------------------------------------------------
-def _ordered(result: BuildResult) -> list[TaskRecord]:
-    """Failures first; within an outcome, in the order the tasks were launched (a readable chronology)."""
-    rank = {s: i for i, s in enumerate(STATUS_ORDER)}
-
-    def key(t: TaskRecord) -> tuple[int, float]:
-        return rank.get(t.status, len(rank)), t.attempts[0].launched_at if t.attempts else float("inf")
-
-    return sorted(result.tasks.values(), key=key)
-
-
-def _reason(rec: TaskRecord) -> str:
-    last = rec.last
-    reason = rec.reason or (last.reason if last is not None and rec.status != Status.SUCCEEDED else None) or ""
-    if rec.status == Status.FAILED and last is not None and last.exit_code is not None:
-        reason += f" (exit code {last.exit_code})"
-    waited = sum(a.admission_wait for a in rec.attempts)
-    if waited > 0:  # an admission queue (Kueue) held it: not a stuck Job, and the next run may wait as long
-        why = next((a.admission_reason for a in reversed(rec.attempts) if a.admission_reason), None)
-        reason += f"{'; ' if reason else ''}waited {fmt_duration(waited)} for admission" + (f" ({why})" if why else "")
-    if rec.memory_grown:  # said on success too: the next run should ask for this much (kannon hints suggest)
-        reason += f"{'; ' if reason else ''}memory grown {' -> '.join(rec.memory_grown)} (OOM growth)"
-    return clean(reason.strip())
-
-
-def _rows(result: BuildResult, max_rows: int | None) -> tuple[list[TaskRecord], int]:
-    """Rows to show: every task that needs attention, then the rest up to ``max_rows``; and how many were left."""
-    rows = _ordered(result)
-    if max_rows is None or len(rows) <= max_rows:
-        return rows, 0
-    attention = [r for r in rows if r.status not in (Status.SUCCEEDED, Status.COMPLETE)]
-    rest = [r for r in rows if r.status in (Status.SUCCEEDED, Status.COMPLETE)]
-    keep = max(0, max_rows - len(attention))
-    return attention + rest[:keep], len(rest) - keep
-
-
-def _headline(result: BuildResult) -> str:
-    counts = result.counts()
-    parts = [f"{counts[s.value]} {s.value.replace('_', ' ')}" for s in STATUS_ORDER if counts.get(s.value)]
-    outcome = "cancelled" if result.cancelled else ("ok" if result.ok else "FAILED")
-    wall = f" in {fmt_duration(result.wall_time)}" if result.wall_time is not None else ""
-    return f"kannon: run {result.run_id} {outcome}{wall} on {result.backend}: {', '.join(parts) or 'no tasks'}"
-
-
-def _failure_details(result: BuildResult, tail: int) -> list[str]:
-    lines: list[str] = []
-    for rec in result.failed:
-        last = rec.last
-        lines.append(f"FAILED {describe(rec)} on {where_text(rec, result.backend)}, {len(rec.attempts)} attempt(s)")
-        lines.append(f"  reason: {_reason(rec) or 'unknown'}")
-        for a in rec.attempts[:-1]:
-            lines.append(f"  attempt {a.number} failed before: {clean(a.reason or a.failure_class or 'unknown')}")
-        log = logtail.shape(last.log_tail)[-tail:] if last is not None else ()
-        if log:
-            lines.append("  log:")
-            lines.extend("    | " + clean(line) for line in log)
-        path = full_log(result, rec)
-        if path is not None:
-            lines.append(f"  full log: {path}")
-    return lines
-
-
-def full_log(result: BuildResult, rec: TaskRecord) -> Path | None:
-    """The full log of a task's last attempt, if this machine has it (the run directory is local)."""
-    if not result.run_dir or rec.last is None:
-        return None
-    return logtail.find_logs(result.run_dir, rec.family, rec.task_id).get(rec.last.number)
-
-
-def summary_text(result: BuildResult, *, max_rows: int | None = 200, tail: int = 20) -> str:
-    """The final summary as plain aligned text (CI logs): a headline, a table of tasks, then failure details."""
-    rows, hidden = _rows(result, max_rows)
-    header: tuple[str, ...] = ("OUTCOME", "TASK", "WHERE", "ATTEMPTS", "DURATION", "REASON")
-    cells: list[tuple[str, ...]] = [
-        (
-            r.status.value,
-            task_text(r, result.tasks),
-            where_text(r, result.backend),
-            str(len(r.attempts)),
-            fmt_duration(r.duration),
-            _reason(r),
-        )
-        for r in rows
-    ]
-    if any(r.usage is not None for r in rows):  # requested against used (issue 17), before the reason
-        header = (*header[:5], "USED", header[5])
-        cells = [(*c[:5], usage.summary_text(r.usage, r.requested_resources), c[5])
-                 for c, r in zip(cells, rows, strict=True)]  # fmt: skip
-    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(header)]
-    lines = [_headline(result)]
-
-    def fmt(row: tuple[str, ...]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-
-    lines.append(fmt(header))
-    lines.extend(fmt(c) for c in cells)
-    if hidden:
-        lines.append(f"... and {hidden} more succeeded/complete task(s) (see --events / --report for all)")
-    details = _failure_details(result, tail)
-    if details:
-        lines.append("")
-        lines.extend(details)
-    return "\n".join(lines) + "\n"
-
-
-def summary_renderable(result: BuildResult, *, max_rows: int | None = 200, tail: int = 20) -> RenderableType:
-    """The final summary for a terminal: a rich Table, then failure details."""
-    rows, hidden = _rows(result, max_rows)
-    ok = result.ok
-    # A light box and short headers: on an 80-column terminal the task and reason columns need the room.
-    table = Table(
-        title=_headline(result),
-        title_style="bold green" if ok else "bold red",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-    )
-    table.add_column("outcome", no_wrap=True, min_width=9)
-    table.add_column("task", overflow="fold", ratio=3)
-    table.add_column("where", overflow="fold", ratio=1, max_width=24)
-    table.add_column("tries", justify="right", no_wrap=True)
-    table.add_column("time", justify="right", no_wrap=True)
-    used = any(r.usage is not None for r in rows)
-    if used:
-        table.add_column("used", overflow="fold", ratio=2)
-    table.add_column("reason", overflow="fold", ratio=2)
-    for r in rows:
-        table.add_row(
-            Text(r.status.value.replace("_", " "), style=_STATUS_STYLE.get(r.status, "")),
-            Text(task_text(r, result.tasks)),
-            Text(where_text(r, result.backend)),
-            str(len(r.attempts)),
-            fmt_duration(r.duration),
-            *([Text(usage.summary_text(r.usage, r.requested_resources))] if used else []),
-            Text(_reason(r), style="red" if r.status == Status.FAILED else ""),
-        )
-    parts: list[RenderableType] = [table]
-    if hidden:
-        parts.append(Text(f"... and {hidden} more succeeded/complete task(s) (see --events / --report for all)"))
-    details = _failure_details(result, tail)
-    if details:
-        parts.append(Text("\n".join(details), style="red"))
-    return Group(*parts)
-
-
-# -- the observers ----------------------------------------------------------------------------------------------
 class ProgressObserver:
     """Live progress on a terminal, plain lines elsewhere, and the final summary.
 
@@ -585,126 +359,3 @@ class ProgressObserver:
             if len(running) > self.max_running_rows:
                 parts.append(Text(f"... and {len(running) - self.max_running_rows} more running", style="dim"))
             return Group(*parts)
-
-
-class LogPrinter:
-    """Prints every line a child writes as ``[Family 1a2b3c4d] line`` (stderr by default).
-
-    ``Kannon(follow_logs=True)`` through the Python API registers one (see :func:`log_printers`); the CLI's
-    ProgressObserver prints the lines itself, above its live view.
-    """
-
-    def __init__(self, stream: IO[str] | None = None) -> None:
-        self.stream = stream
-        self._lock = threading.Lock()
-
-    @hookimpl
-    def kannon_task_log(self, task_id: str, label: str, line: str) -> None:
-        stream = self.stream or sys.stderr  # looked up per line: pytest and users may swap sys.stderr
-        with self._lock:
-            stream.write(f"[{clean(label)}] {clean(line.rstrip(chr(13) + chr(10)))}\n")
-            stream.flush()
-
-
-def log_printers(observers: Sequence[object], follow_logs: bool) -> list[object]:
-    """What ``Kannon.build`` registers besides ``observers`` so that ``follow_logs=True`` prints each child's
-    output: a LogPrinter, unless one of ``observers`` already prints log lines (a ProgressObserver following logs,
-    or a LogPrinter)."""
-    if not follow_logs:
-        return []
-    for obs in observers:
-        if isinstance(obs, LogPrinter) or (isinstance(obs, ProgressObserver) and obs.follow_logs):
-            return []
-    return [LogPrinter()]
-
-
-class EventLogObserver:
-    """``--events FILE``: appends every event as a JSON line, flushed per line (a killed run leaves a valid log).
-
-    The file is opened on the first event and closed at the end of the run; an event arriving after that (a
-    late cancellation) reopens it rather than being lost.
-    """
-
-    def __init__(self, path: str | Path, context: Mapping[str, str] | None = None) -> None:
-        self.path = Path(path)
-        self.context = dict(context or {})
-        self._log: EventLog | None = None
-        self._lock = threading.Lock()
-
-    @hookimpl
-    def kannon_event(self, event: Event) -> None:
-        with self._lock:
-            if self._log is None and event.kind == "run_started" and self.context:
-                # The run's context (target, command line, ...) rides on run_started as an extra key (readers
-                # ignore unknown keys; `kannon report` puts it in the report's header).
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                with self.path.open("a", encoding="utf-8") as f:
-                    f.write(json.dumps({**event.to_dict(), "context": self.context}, ensure_ascii=False,
-                                       sort_keys=True) + "\n")  # fmt: skip
-                self._log = EventLog(self.path)
-                return
-            if self._log is None:
-                self._log = EventLog(self.path)
-            self._log.write(event)
-
-    @hookimpl
-    def kannon_run_end(self, run: RunInfo, result: BuildResult) -> None:
-        self.close()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._log is not None:
-                self._log.close()
-                self._log = None
-
-
-_DID_SOMETHING = frozenset({"launched", "failed", "cancelled", "upstream_failed"})
-
-
-class ReportObserver:
-    """``--report FILE.html``: keeps the run's events and writes the HTML report when the run ends.
-
-    The report is written from exactly the events an event log would hold, so ``kannon report EVENTS.jsonl``
-    gives the same page. :meth:`close` writes whatever was seen if the run ended without ``kannon_run_end``.
-    """
-
-    def __init__(self, path: str | Path, context: Mapping[str, str] | None = None) -> None:
-        self.path = Path(path)
-        self.context = dict(context or {})
-        self.events: list[Event] = []
-        self.written: Path | None = None
-        #: the run had nothing to do, so the report of the last run that did something was left in place
-        self.kept_previous = False
-        self._lock = threading.Lock()
-
-    @hookimpl
-    def kannon_run_start(self, run: RunInfo, backend: str) -> None:
-        with self._lock:
-            if self.written is not None:  # reused for another build: that build gets its own report
-                self.events.clear()
-                self.written = None
-
-    @hookimpl
-    def kannon_event(self, event: Event) -> None:
-        with self._lock:
-            self.events.append(event)
-
-    @hookimpl
-    def kannon_run_end(self, run: RunInfo, result: BuildResult) -> None:
-        self.write()
-
-    def write(self) -> Path:
-        from kannon.report import write_report  # reads the page template: only when a report is wanted
-
-        with self._lock:
-            events = list(self.events)
-        if self.path.is_file() and not any(e.kind in _DID_SOMETHING for e in events):
-            self.kept_previous = True  # an empty report would replace the one worth reading
-            self.written = self.path
-            return self.path
-        self.written = write_report(events, self.path, context=self.context)
-        return self.written
-
-    def close(self) -> None:
-        if self.written is None and self.events:
-            self.write()
