@@ -5,7 +5,8 @@
 # its own venv .venv-py3.X with kannon[test] and the example plugin, and runs the tiers every supported Python must
 # pass: tests/unit, the local-backend end-to-end tests (tests/e2e/test_local*.py) and the Kubernetes-emulator tier
 # (tests/e2e/k8s); Docker and browser tests run on the main Python only (the test image bind-mounts that one venv).
-# Extra arguments replace those paths (e.g. `bash .ci/test-python.sh 3.13 tests/unit`).
+# Extra arguments replace those paths (e.g. `bash .ci/test-python.sh 3.13 tests/unit`). KANNON_K8S_CLIENT (e.g.
+# 'kubernetes>=35,<36') installs that client instead of the newest one kannon allows.
 #
 # No such interpreter: exit 3 with the reason under CI=true (a CI machine that lost one cannot pass by skipping),
 # else a notice and exit 0.
@@ -52,7 +53,18 @@ fi
 start=$(date +%s)
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e ".[test]" -e tests/plugin_example
+# KANNON_K8S_CLIENT: another requirement for the kubernetes client (scripts/test.sh gives the oldest Python 35.x).
+"$VENV/bin/python" -m pip install -q -e ".[test]" -e tests/plugin_example ${KANNON_K8S_CLIENT:+"$KANNON_K8S_CLIENT"}
+if [ -n "${KANNON_K8S_CLIENT:-}" ]; then
+    "$VENV/bin/python" - "$KANNON_K8S_CLIENT" <<'PY'
+import sys
+from importlib.metadata import version
+from packaging.requirements import Requirement
+req, have = Requirement(sys.argv[1]), version("kubernetes")
+print("test-python: kubernetes", have)
+assert req.specifier.contains(have), f"kubernetes {have} installed, {req} asked"
+PY
+fi
 installed=$(date +%s)
 echo "test-python: $("$VENV/bin/python" -V) in $VENV (from $PY), installed in $((installed - start)) s"
 
