@@ -7,10 +7,26 @@ import inspect
 import logging
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 EXIT_BAD_INPUT = 2
+
+# git's shortest abbreviation: a shorter number is always a position, never an id prefix
+MIN_ID_PREFIX = 4
+
+
+def position(which: str, is_id_prefix: Callable[[str], bool]) -> int | None:
+    """``which`` (a ``--run`` value) as a position (1-based; negative from the end), or None: an id prefix.
+
+    Run ids are hex, so a prefix can be all digits ("957166"): a number of MIN_ID_PREFIX digits or more is read as an
+    id prefix when one matches, else as a position."""
+    if not which.lstrip("-").isdigit():
+        return None
+    if which.startswith("-") or len(which) < MIN_ID_PREFIX or not is_id_prefix(which):
+        return int(which)
+    return None
 
 
 def candidates(module: Any) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kannon import exitcodes
+from kannon import cliutil, exitcodes
 
 #: the child's own log records: "2026-12-03 12:15:09,885 ERROR gokart.worker: ..." (kannon.child._setup_logging)
 _LIB_LOG = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ (luigi|gokart|kannon)[\w.-]*: ")
@@ -309,12 +309,16 @@ def pick_run(runs: Sequence[RunLogs], which: str | None) -> RunLogs:
         raise LookupError("no task logs found")
     if which is None:
         return runs[-1]
-    with contextlib.suppress(ValueError):
-        n = int(which)
+
+    def named(prefix: str) -> list[RunLogs]:
+        return [r for r in runs if r.run_id.startswith(prefix) or r.invocation_id.startswith(prefix)]
+
+    n = cliutil.position(which, lambda prefix: bool(named(prefix)))
+    if n is not None:
         if n == 0 or abs(n) > len(runs):
             raise LookupError(f"--run {n}: there are {len(runs)} run(s) with logs")
         return runs[n - 1 if n > 0 else n]
-    matches = [r for r in runs if r.run_id.startswith(which) or (r.invocation_id and r.invocation_id.startswith(which))]
+    matches = named(which)
     if not matches:
         raise LookupError(f"no run with logs has an id starting with {which!r}")
     return matches[-1]

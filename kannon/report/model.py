@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from kannon import cliutil
 from kannon.events import Event
 from kannon.result import Attempt, BuildResult, Placement, Status, TaskRecord
 
@@ -307,8 +308,8 @@ def select_run(events: Iterable[Event], which: str | None = None) -> list[Event]
     if which is None:
         return segs[-1].events
     listing = "; ".join(f"{s.index}: {s.run_id}" for s in segs)
-    if which.lstrip("-").isdigit():
-        n = int(which)
+    n = cliutil.position(which, lambda prefix: any(s.run_id.startswith(prefix) for s in segs))
+    if n is not None:
         if n == 0 or abs(n) > len(segs):
             raise ValueError(f"the event log holds {len(segs)} run(s) ({listing}); there is no run {which}")
         return segs[n - 1 if n > 0 else n].events

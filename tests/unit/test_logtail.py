@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import traceback
 
+import pytest
+
 from kannon import exitcodes
 from kannon.logtail import OUTPUT_HEADER, shape
 
@@ -72,3 +74,24 @@ def test_logs_are_found_in_the_per_invocation_layout_and_the_flat_one(tmp_path) 
     assert pick_log(pick_run(found, "20261203T1201"), "T[01234567]", None) == paths[1]  # an invocation id prefix
     assert pick_log(pick_run(found, "1"), "T", None) == paths[0]
     assert find_logs(runs / "run2", "T", uid) == {1: paths[2], 2: paths[3]}  # the newest of each attempt
+
+
+def test_a_run_id_prefix_of_digits_only_picks_that_run_not_an_index(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Run ids are hex (a digest): a prefix such as ``957166`` is all digits ~6% of the time and must still name the
+    run by its id, not "the 957166th run" (found by a CI run whose workspace path hashed that way)."""
+    import os
+
+    from kannon.logtail import pick_run, run_logs
+
+    runs = tmp_path / "kannon" / "runs"
+    for i, rid in enumerate(["957166ab12cd", "1234abcdef01"]):
+        p = runs / rid / "logs" / "T-0123456789ab-1.log"
+        p.parent.mkdir(parents=True)
+        p.write_text(f"log {i}\n")
+        os.utime(p, (1_000_000 + i, 1_000_000 + i))
+    found = run_logs([runs])
+    assert pick_run(found, "957166").run_id == "957166ab12cd"
+    assert pick_run(found, "1234").run_id == "1234abcdef01"
+    assert pick_run(found, "1").run_id == "957166ab12cd" and pick_run(found, "-1").run_id == "1234abcdef01"
+    with pytest.raises(LookupError, match="there are 2 run"):
+        pick_run(found, "5555")

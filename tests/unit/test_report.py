@@ -122,6 +122,19 @@ def test_runs_of_an_appended_log_and_selecting_one():
         select_run(log, "zzz")
 
 
+def test_a_run_id_prefix_of_digits_only_picks_that_run_not_an_index():
+    # run ids are hex: ~6% of 6-character prefixes are all digits ("957166"); such a prefix named a run by its id,
+    # yet was read as "the 957166th run". A number shorter than 4 digits (git's shortest abbreviation) is a position.
+    first = sample_events("957166ab12cd")
+    second = sample_events("0123456789ab", fail=False, start=START + 100)
+    log = first + second
+    assert select_run(log, "957166") == first and select_run(log, "9571") == first
+    assert select_run(log, "0123") == second
+    assert select_run(log, "1") == first and select_run(log, "2") == second and select_run(log, "-2") == first
+    with pytest.raises(ValueError, match="there is no run 5555"):
+        select_run(log, "5555")  # neither an id prefix nor a position
+
+
 def test_a_run_cut_short_and_events_before_any_run_started():
     cut = [e for e in sample_events("run-cut") if e.kind != "run_finished"]
     headless = sample_events("run-old", start=START - 100)[3:]  # a truncated log: its run_started is gone
