@@ -2,7 +2,8 @@
 # One more supported Python for scripts/test.sh: `bash .ci/test-python.sh 3.12 [pytest args]`.
 #
 # Finds a CPython 3.X (KANNON_PYTHON_3_X, else python3.X on PATH, else the newest ~/.pyenv/versions/3.X.*), makes
-# its own venv .venv-py3.X with kannon[test] and the example plugin, and runs the tiers every supported Python must
+# its own venv .venv-py3.X with kannon[test] and the example plugin (.ci/venv.sh: by uv when UV names it or uv is
+# on PATH, else pip), and runs the tiers every supported Python must
 # pass: tests/unit, the local-backend end-to-end tests (tests/e2e/test_local*.py) and the Kubernetes-emulator tier
 # (tests/e2e/k8s); Docker and browser tests run on the main Python only (the test image bind-mounts that one venv).
 # Extra arguments replace those paths (e.g. `bash .ci/test-python.sh 3.13 tests/unit`). KANNON_K8S_CLIENT (e.g.
@@ -51,10 +52,9 @@ if [ -x "$VENV/bin/python" ] && [ "$(version_of "$VENV/bin/python")" != "$VERSIO
     rm -rf "$VENV"  # made by another interpreter (e.g. a moved pyenv version)
 fi
 start=$(date +%s)
-[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --upgrade pip
-# KANNON_K8S_CLIENT: another requirement for the kubernetes client (scripts/test.sh gives the oldest Python 35.x).
-"$VENV/bin/python" -m pip install -q -e ".[test]" -e tests/plugin_example ${KANNON_K8S_CLIENT:+"$KANNON_K8S_CLIENT"}
+. .ci/venv.sh
+# KANNON_K8S_CLIENT: another requirement for the kubernetes client (.ci/matrix.sh gives the oldest Python 35.x).
+make_test_venv "$PY" "$VENV" ${KANNON_K8S_CLIENT:+"$KANNON_K8S_CLIENT"}
 if [ -n "${KANNON_K8S_CLIENT:-}" ]; then
     "$VENV/bin/python" - "$KANNON_K8S_CLIENT" <<'PY'
 import sys
@@ -66,7 +66,7 @@ assert req.specifier.contains(have), f"kubernetes {have} installed, {req} asked"
 PY
 fi
 installed=$(date +%s)
-echo "test-python: $("$VENV/bin/python" -V) in $VENV (from $PY), installed in $((installed - start)) s"
+echo "test-python: $("$VENV/bin/python" -V) in $VENV (from $PY), installed in $((installed - start)) s${UV:+ by uv}"
 
 if [ $# -eq 0 ]; then
     set -- -m "not docker and not browser" tests/unit tests/e2e/test_local*.py tests/e2e/k8s

@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
 # Set up everything the test suite needs on a fresh machine, then run all of it. This is the README's test command
-# and exactly what CI (.ci/run) runs. Extra arguments go to pytest on the main Python and skip steps 5 and 6; the
-# upstream control plane is then built first (e.g. `bash scripts/test.sh -k local`).
+# and exactly what CI (.ci/run) runs. Extra arguments go to pytest on the main Python instead of steps 3-5: no
+# other Python, and the upstream control plane is built first, in the foreground (`bash scripts/test.sh -k local`).
 #
 #   1. a virtualenv .venv-test (KANNON_VENV) with kannon[test] and the example third-party plugin
 #      (tests/plugin_example) — its own venv, so the plugin's "example" backend and --example-tag never show up in
-#      the .venv you run kannon from
+#      the .venv you run kannon from; installed by uv (.ci/venv.sh; pip when uv cannot be had)
 #   2. services: a Docker engine and the local test image (.ci/docker-setup.sh; root), headless Chromium
-#   3. ruff + mypy --strict; the upstream Kubernetes control plane (kannon.testing.upstream build: compiled from
-#      source once per machine, 13-16 min cold on 2 cores, then reused from ~/.cache/kannon/upstream) for
-#      tests/e2e/upstream. The build starts here in the background at nice 19 and soaks up the CPU the tests leave
-#      idle (they mostly wait on processes, pods and containers); its output goes to .upstream-build.log
+#   3. ruff + mypy --strict; then two background jobs beside the tests, each in its own session and log:
+#      - the upstream Kubernetes control plane (kannon.testing.upstream build: compiled from source once per
+#        machine, 13-16 min cold on 2 cores, then reused from ~/.cache/kannon/upstream) for tests/e2e/upstream, at
+#        nice 19 so that it soaks up the CPU the tests leave idle; log .upstream-build.log
+#      - every other supported Python (KANNON_PYTHONS, default 3.10 3.11 3.12 3.13 less the main one), one after
+#        another, each in its own .venv-py3.X (.ci/test-python.sh; a missing interpreter fails under CI=true):
+#        tests/unit and the local-backend e2e tests on each, the Kubernetes-emulator tier on the oldest too (with
+#        the other supported client major, 35.x); log .ci-matrix.log, printed after step 4. The tests mostly wait
+#        on processes, pods and containers, so two suites side by side take little more than one (issue 19)
 #   4. pytest, the whole suite (unit, e2e, faults) but the upstream tier on the main Python (PYTHON, default python3)
-#   5. every other supported Python (KANNON_PYTHONS, default 3.10 3.11 3.12 3.13 less the main one), each in its
-#      own .venv-py3.X (.ci/test-python.sh; a missing interpreter fails under CI=true): tests/unit and the
-#      local-backend e2e tests on each; the Kubernetes-emulator tier on the oldest too (with the other supported
-#      client major, 35.x)
-#   6. the upstream tier (tests/e2e/upstream) on the main Python, once the build is done; a failed build fails here
-#      with its log
+#   5. waits for the other Pythons, then runs the upstream tier (tests/e2e/upstream) on the main Python once the
+#      build is done; a failed build fails here with its log
 # It ends with the time each part took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,9 +41,7 @@ summary() {
     step "time taken"
     printf '%s\n' "${TIMES[@]}"
 }
-BUILD_PID=
-stop_build() { [ -z "$BUILD_PID" ] || kill -- "-$BUILD_PID" 2>/dev/null || true; }
-trap 'stop_build; summary' EXIT
+trap summary EXIT
 
 MAIN=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 case " $SUPPORTED " in
@@ -51,10 +50,12 @@ case " $SUPPORTED " in
 esac
 
 step "python environment ($VENV, Python $MAIN)"
+. .ci/venv.sh
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e ".[test]" -e tests/plugin_example
-took "main venv: install (Python $MAIN)"
+UV=${UV-$(uv_for "$VENV")}
+export UV
+make_test_venv "$PYTHON" "$VENV"
+took "main venv: install (Python $MAIN${UV:+, uv})"
 
 step "services"
 if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null 2>&1; then
@@ -85,14 +86,34 @@ if [ $# -gt 0 ]; then
     exit "$rc"
 fi
 
+# Background jobs, each in its own session so that one signal stops all it started (go and its compilers, pytest
+# and its children); a run that ends early, failed or interrupted, stops them.
+BG_PIDS=()
+stop_background() {
+    local pid
+    for pid in "${BG_PIDS[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
+    BG_PIDS=()
+}
+trap 'stop_background; summary' EXIT
+
 step "upstream Kubernetes control plane: building (or reusing its cache) in the background, log .upstream-build.log"
 BUILD_LOG=$ROOT/.upstream-build.log
-build_start=$(date +%s)
 rm -f "$BUILD_LOG.rc"
-# Its own session, so that a failing run stops the whole build (go and its compilers) with one signal.
-setsid bash -c 'nice -n 19 "$1" -m kannon.testing.upstream build >"$2" 2>&1; echo "$? $(( $(date +%s) - $3 ))" >"$2.rc"' \
-    build "$VENV/bin/python" "$BUILD_LOG" "$build_start" &
-BUILD_PID=$!
+setsid bash -c 'start=$(date +%s); nice -n 19 "$1" -m kannon.testing.upstream build >"$2" 2>&1
+                echo "$? $(( $(date +%s) - start ))" >"$2.rc"' build "$VENV/bin/python" "$BUILD_LOG" &
+BG_PIDS+=($!)
+
+OTHERS=()
+for version in ${KANNON_PYTHONS:-$SUPPORTED}; do
+    [ "$version" = "$MAIN" ] || OTHERS+=("$version")
+done
+MATRIX_LOG=$ROOT/.ci-matrix.log
+rm -f "$MATRIX_LOG.rc"
+if [ ${#OTHERS[@]} -gt 0 ]; then
+    step "Python ${OTHERS[*]}: in the background, one after another (.ci/matrix.sh), log .ci-matrix.log"
+    setsid bash .ci/matrix.sh "$MATRIX_LOG.rc" "${OTHERS[@]}" >"$MATRIX_LOG" 2>&1 &
+    BG_PIDS+=($!)
+fi
 
 step "tests (Python $MAIN, the whole suite but the upstream tier)"
 set +e
@@ -103,38 +124,23 @@ took "Python $MAIN: whole suite but the upstream tier"
 if [ "$rc" = 5 ]; then echo "pytest collected no tests: that is a failure"; exit 1; fi
 [ "$rc" = 0 ] || exit "$rc"
 
-# The rest of the matrix. Every supported Python runs tests/unit (which imports every kannon module on it) and the
-# local-backend e2e tests, where the interpreter matters most (the child entrypoint, fork and spawn, signals,
-# resource limits). The Kubernetes-emulator tier runs on the main Python (step 4, client 36.x) and on the oldest
-# other one with the other client major kannon supports (35.x): the client's major is what changes that tier's
-# code paths. A third or fourth run of it cost ~7 min each of a budget of 75 (issue 19); the newest Python runs its
-# end-to-end builds (tests/e2e/k8s/test_k8s_backend_build.py: quick-start, SIGKILL and re-attach, duplicate master,
-# S3 workspace; ~1 min) as a smoke test of the client and TLS on it.
-OTHERS=()
-for version in ${KANNON_PYTHONS:-$SUPPORTED}; do
-    [ "$version" = "$MAIN" ] || OTHERS+=("$version")
-done
-failed=()
-for i in "${!OTHERS[@]}"; do
-    version=${OTHERS[$i]}
-    if [ "$i" = 0 ]; then
-        step "Python $version, kubernetes client 35.x: unit, local-backend e2e and Kubernetes-emulator tiers (.venv-py$version)"
-        KANNON_K8S_CLIENT='kubernetes>=35,<36' bash .ci/test-python.sh "$version" || failed+=("$version")
-        took "Python $version, kubernetes 35.x: install + unit, local e2e, Kubernetes emulator"
-    else
-        smoke=()
-        [ "$i" != $(( ${#OTHERS[@]} - 1 )) ] || smoke=(tests/e2e/k8s/test_k8s_backend_build.py)
-        step "Python $version: unit and local-backend e2e tiers ${smoke[*]} (.venv-py$version)"
-        bash .ci/test-python.sh "$version" -m "not docker and not browser" tests/unit tests/e2e/test_local*.py \
-            "${smoke[@]}" || failed+=("$version")
-        took "Python $version: install + unit, local e2e${smoke:+, Kubernetes builds smoke}"
-    fi
-done
-if [ ${#failed[@]} -gt 0 ]; then echo "failed on Python ${failed[*]}"; exit 1; fi
+if [ ${#OTHERS[@]} -gt 0 ]; then
+    step "Python ${OTHERS[*]}: waiting for them (log .ci-matrix.log, below)"
+    wait "${BG_PIDS[1]}" || true
+    cat "$MATRIX_LOG"
+    took "waiting for Python ${OTHERS[*]} (ran beside the main suite)"
+    failed=()
+    while read -r version vrc seconds what; do
+        TIMES+=("$(printf '%5d s  (beside) Python %s: %s' "$seconds" "$version" "$what")")
+        [ "$vrc" = 0 ] || failed+=("$version")
+    done <"$MATRIX_LOG.rc"
+    ran=$(wc -l <"$MATRIX_LOG.rc")
+    if [ "$ran" != ${#OTHERS[@]} ]; then echo "the other Pythons did not all run (${ran} of ${#OTHERS[@]})"; exit 1; fi
+    if [ ${#failed[@]} -gt 0 ]; then echo "failed on Python ${failed[*]} (log above)"; exit 1; fi
+fi
 
 step "upstream Kubernetes control plane: waiting for the background build"
-wait "$BUILD_PID" || true
-BUILD_PID=
+wait "${BG_PIDS[0]}" || true
 read -r build_rc build_wall <"$BUILD_LOG.rc" || { build_rc=1; build_wall=?; }
 cat "$BUILD_LOG"
 took "waiting for the upstream build (its own wall: ${build_wall} s at nice 19, beside the tests)"
