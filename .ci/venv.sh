@@ -12,7 +12,9 @@ make_test_venv() {
     shift 2
     [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
     if [ -n "$uv" ]; then
-        "$uv" pip install -q --python "$venv/bin/python" -e ".[test]" -e tests/plugin_example "$@"
+        # --compile-bytecode, as pip does: the Docker tests mount the venv read-only, and without its .pyc files
+        # every container compiles gokart and pandas afresh (minutes of CPU, and ~100 MB more memory per import).
+        "$uv" pip install -q --compile-bytecode --python "$venv/bin/python" -e ".[test]" -e tests/plugin_example "$@"
     else
         "$venv/bin/python" -m pip install -q --upgrade pip
         "$venv/bin/python" -m pip install -q -e ".[test]" -e tests/plugin_example "$@"
