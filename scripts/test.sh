@@ -108,7 +108,7 @@ for version in ${KANNON_PYTHONS:-$SUPPORTED}; do
     [ "$version" = "$MAIN" ] || OTHERS+=("$version")
 done
 MATRIX_LOG=$ROOT/.ci-matrix.log
-rm -f "$MATRIX_LOG.rc"
+: >"$MATRIX_LOG.rc"  # one line per Python as each ends: an empty file says none did
 if [ ${#OTHERS[@]} -gt 0 ]; then
     step "Python ${OTHERS[*]}: in the background, one after another (.ci/matrix.sh), log .ci-matrix.log"
     setsid bash .ci/matrix.sh "$MATRIX_LOG.rc" "${OTHERS[@]}" >"$MATRIX_LOG" 2>&1 &
