@@ -42,10 +42,9 @@ def check_figures(events_path: Path, peak_source: str | tuple[str, ...]) -> dict
     # burn, and little more. (Another child's start-up, a no-op's, is no baseline: two children's differ by more
     # than the tolerance on a loaded machine — 2.26 s against 1.57 s seen in CI.)
     own = json.loads((events_path.parent / usagepipe.CPU_DIR / f"0-{usagepipe.BURN_SECONDS}.json").read_text())
-    assert own["after"] - own["before"] >= usagepipe.BURN_SECONDS, own
     burned = u["cpu_seconds"] - own["before"]
     assert abs(burned - usagepipe.BURN_SECONDS) <= CPU_TOLERANCE * usagepipe.BURN_SECONDS, (
-        f"{usagepipe.BURN_SECONDS} s burned: reported cpu {u['cpu_seconds']} - the child's own before run() "
+        f"{usagepipe.BURN_SECONDS} s burned: reported cpu {u['cpu_seconds']} - the child's own before the burn "
         f"{own['before']:.3f} = {burned:.3f}")
     assert u["wall_seconds"] >= usagepipe.BURN_SECONDS  # one thread burning N CPU seconds takes N s at least
     assert all(e["usage"]["output_bytes"] > 0 for e in by.values())  # each dumped a pickle

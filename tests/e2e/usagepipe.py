@@ -16,10 +16,10 @@ import luigi
 import kannon
 
 TOUCH_MB = (50, 300)  # MiB written (resident), beyond what a no-op bullet uses
-# CPU seconds of busy work; the check allows 20 % of it (0.4 s) over the burning child's own CPU before run().
+# CPU seconds of busy work; the check allows 20 % of it (0.4 s) over the burning child's own CPU before the burn.
 BURN_SECONDS = 2.0
 SECRET = "p4ss-never-in-a-record"  # a parameter value that must appear in no child-result record
-CPU_DIR = "usagepipe-cpu"  # beside the module: each Toucher's own CPU seconds around run()'s burn
+CPU_DIR = "usagepipe-cpu"  # beside the module: each Toucher's own CPU seconds before its burn
 
 
 def _hints() -> kannon.Hints:
@@ -38,21 +38,21 @@ class Toucher(kannon.TaskOnBullet[int]):
         start = time.process_time()
         while time.process_time() - start < self.burn:  # CPU time of this process, whatever the machine's load
             pass
-        _record_cpu(self.mb, self.burn, start, time.process_time())
+        _record_cpu(self.mb, self.burn, start)
         if os.environ.get("USAGEPIPE_FAIL") == str(self.mb):  # a failing attempt reports what it used as well
             raise RuntimeError(f"failing after touching {self.mb} MiB")
         self.dump(len(block) >> 20)
 
 
-def _record_cpu(mb: int, burn: float, before: float, after: float) -> None:
-    """This process's CPU seconds before and after the burn, beside this module (the test's directory, shared with
+def _record_cpu(mb: int, burn: float, before: float) -> None:
+    """This process's CPU seconds before the burn, beside this module (the test's directory, shared with
     every backend's children): the CPU a child spends before run() (interpreter, imports, rebuild) varies by half a
     second and more between two children on a loaded machine, so the check compares the reported figure with this
     very process's own, not with another child's."""
     directory = Path(__file__).parent / CPU_DIR
     directory.mkdir(exist_ok=True)
     tmp = directory / f".{mb}-{burn}.{os.getpid()}"
-    tmp.write_text(json.dumps({"before": before, "after": after}))
+    tmp.write_text(json.dumps({"before": before}))
     tmp.replace(directory / f"{mb}-{burn}.json")  # whole: the attempt that succeeds writes last
 
 
