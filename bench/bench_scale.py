@@ -1,7 +1,7 @@
 """Scale of one master (issue #16): per-task master CPU, API requests, peak RSS and wall, N = 100 .. 10,000 bullets.
 
     python bench/bench_scale.py [--sizes 100,1000] [--long] [--parallel 100,500] [--shapes flat,lattice]
-                                [--only k8s,local,child] [--profile N] [--profile-out FILE]
+                                [--only k8s,local,child] [--profile N] [--profile-out FILE] [--py-spy N]
 
 Three processes per Kubernetes measurement, so that nothing else is charged to the master: this orchestrator; the
 emulator (``_emulator``: ``KubeEmulator`` with warm process pods, forked from a zygote that imported gokart and
@@ -9,7 +9,9 @@ kannon.child once, ready before any master starts; it counts the API requests an
 zygote, the pods' CPU); and the master (``_master``: ``Kannon(executor=K8sJobExecutor(...)).build(root)`` with every
 default, the run Lease and the client-side rate limit included). The master reports its process CPU time
 (``getrusage(RUSAGE_SELF)``: every thread of the process, not only the main one) around ``build()`` only (imports
-excluded), and its peak RSS (``ru_maxrss``, the whole process).
+excluded), and its peak RSS (``ru_maxrss``, the whole process). That CPU is also split exactly by thread
+(``thread_cpu_ms_per_task``: each thread's ``time.thread_time()`` when it ends, summed by thread name: the main
+thread, the scheduling loop, the two watches, the Job creates, the log followers, the pools).
 
 Shapes: ``flat`` = one master task requiring N independent no-op bullets (bench/_dags.py ``noop_root``);
 ``lattice`` = 3 layers of N/3 bullets, each requiring three of the layer below (``layers_root``, PLAN_LENGTH=3).
@@ -24,7 +26,10 @@ emulator's warm pods (above) and on the local fork server (``getrusage(RUSAGE_CH
 server was reaped, by difference between 200 and 20 bullets, so the fork server's own start is excluded).
 ``--profile N``: the master of one flat run of N bullets under cProfile in every thread (``threading.setprofile``
 starts a ``cProfile.Profile(time.thread_time)`` in each new thread: CPU time, not wall), merged; prints the top
-functions by own and cumulative time.
+functions by own and cumulative time. ``--py-spy N``: the same run's master sampled by py-spy (``pip install
+py-spy``; 200 Hz, ``--gil``: the thread holding the GIL, so sleeping and blocked threads are not counted), which does
+not inflate call-heavy code as cProfile does; prints the frames' inclusive shares, the raw stacks go to
+``--py-spy-out``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import json
 import os
 import platform
 import pstats
+import re
 import resource
 import subprocess
 import sys
@@ -135,6 +141,39 @@ def tracemalloc_filter(inclusive: bool, pattern: str) -> Any:
     return tracemalloc.Filter(inclusive, pattern)
 
 
+class _ThreadCpu:
+    """Each thread's own CPU (``time.thread_time`` at its end), summed by name with the trailing number dropped, so
+    that the master's CPU splits exactly (no profiler's inflation) between the loop, the watches, the pools ..."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._run = threading.Thread.run
+
+    def __enter__(self) -> _ThreadCpu:
+        me, run = self, self._run
+
+        def measured(thread: threading.Thread) -> None:
+            try:
+                run(thread)
+            finally:
+                me.add(thread.name, time.thread_time())
+
+        threading.Thread.run = measured  # type: ignore[method-assign,assignment]
+        self._main0 = time.thread_time()
+        return self
+
+    def add(self, name: str, cpu: float) -> None:
+        key = re.sub(r"(-log)-.*$", r"\1", name.split(" (")[0])  # one log follower per pod, named after its Job
+        key = key.rstrip("0123456789_").rstrip("-") or name
+        with self._lock:
+            self.by_name[key] = self.by_name.get(key, 0.0) + cpu
+
+    def __exit__(self, *_: Any) -> None:
+        self.add("main", time.thread_time() - self._main0)
+        threading.Thread.run = self._run  # type: ignore[method-assign]
+
+
 def master_main(kubeconfig: str, shape: str, count: int, parallel: int, profile_out: str | None) -> dict[str, Any]:
     import _dags
     from kubernetes import config
@@ -160,13 +199,17 @@ def master_main(kubeconfig: str, shape: str, count: int, parallel: int, profile_
         import tracemalloc
 
         tracemalloc.start(trace)
+    threads = _ThreadCpu()
     cpu0, t0 = _cpu(resource.RUSAGE_SELF), time.perf_counter()
-    if profiles is not None:
-        with profiles:
+    with threads:
+        if profiles is not None:
+            with profiles:
+                result = kannon.build(root)
+        else:
             result = kannon.build(root)
-    else:
-        result = kannon.build(root)
     wall, cpu = time.perf_counter() - t0, _cpu(resource.RUSAGE_SELF) - cpu0
+    # threads still running when build() returned (none, unless one hangs) are not in the split: the rest says so
+    threads.by_name["(not attributed)"] = cpu - sum(threads.by_name.values())
     if trace:  # what is still held once build() returned (the executor and the result are still referenced)
         _print_allocations(tracemalloc.take_snapshot(), tracemalloc.get_traced_memory())
         tracemalloc.stop()
@@ -176,7 +219,8 @@ def master_main(kubeconfig: str, shape: str, count: int, parallel: int, profile_
         profiles.stats().dump_stats(profile_out)
     bullets = sum(1 for r in result.tasks.values() if r.placement.value == "bullet")
     return {"wall_s": wall, "master_cpu_s": cpu, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "bullets": bullets, "threads_profiled": len(profiles.profiles) if profiles else 0}  # fmt: skip
+            "bullets": bullets, "threads_profiled": len(profiles.profiles) if profiles else 0,
+            "thread_cpu_s": threads.by_name}  # fmt: skip
 
 
 # -- the orchestrator -----------------------------------------------------------------------------------------------
@@ -184,7 +228,8 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return bench_local._env(extra)
 
 
-def k8s_run(shape: str, count: int, parallel: int, profile_out: str | None = None) -> dict[str, Any]:
+def k8s_run(shape: str, count: int, parallel: int, profile_out: str | None = None,
+            spy_out: str | None = None) -> dict[str, Any]:
     me = str(Path(__file__).resolve())
     with tempfile.TemporaryDirectory(prefix="kannon-bench-scale-") as ws:
         kubeconfig = str(Path(ws) / "kubeconfig")
@@ -195,12 +240,14 @@ def k8s_run(shape: str, count: int, parallel: int, profile_out: str | None = Non
             if emu.stdout.readline().strip() != "ready":
                 raise RuntimeError("the emulator did not start")
             argv = [sys.executable, me, "_master", kubeconfig, shape, str(count), str(parallel), profile_out or ""]
+            if spy_out:  # sampled: no cProfile inflation of call-heavy code; --gil: the thread running Python only
+                argv = ["py-spy", "record", "--gil", "-r", "200", "-f", "raw", "-o", spy_out, "--", *argv]
             proc = subprocess.run(argv, cwd=ws, env=_env(), capture_output=True, text=True, timeout=7200)
             if os.environ.get("KANNON_BENCH_TRACEMALLOC") and proc.returncode == 0:
                 print(proc.stderr, file=sys.stderr, flush=True)
             if proc.returncode != 0:
                 raise RuntimeError(f"master failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-            master = json.loads(proc.stdout.strip().splitlines()[-1])
+            master = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])  # py-spy prints too
         finally:
             out, _ = emu.communicate("", timeout=600)
         emulator = json.loads(out.strip().splitlines()[-1])
@@ -221,6 +268,8 @@ def per_task(run: dict[str, Any], zero: dict[str, Any], count: int, parallel: in
         "pods_cpu_s": round(pods_cpu, 2), "warm_pod_cpu_ms_per_task": round(1000 * pods_cpu / n, 1),
         "emulator_cpu_ms_per_task": round(1000 * (run["emulator_cpu_s"] - zero["emulator_cpu_s"]) / n, 2),
         "wall_over_pods_cpu_floor": round(run["wall_s"] / floor, 2) if floor > 0 else None,
+        "thread_cpu_ms_per_task": {k: round(1000 * (v - zero["thread_cpu_s"].get(k, 0.0)) / n, 2)
+                                   for k, v in sorted(run["thread_cpu_s"].items(), key=lambda kv: -kv[1])},
         "targets": {"master_cpu_ms_per_task": 5.0, "api_requests_per_task": 2.1, "maxrss_mb_at_10000": 300},
     }  # fmt: skip
 
@@ -235,6 +284,24 @@ def bench_k8s(sizes: list[int], parallels: list[int], shapes: list[str]) -> None
         for count in sizes:
             for parallel in parallels:
                 emit(per_task(k8s_run(shape, count, parallel), zero, count, parallel, shape))
+
+
+def spy(count: int, parallel: int, out: str, top: int = 40) -> None:
+    """One flat run of ``count`` bullets with the master under py-spy; inclusive CPU shares of its frames."""
+    run = k8s_run("flat", count, parallel, spy_out=out)
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in Path(out).read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        total += int(n)
+        for frame in set(stack.split(";")):
+            inclusive[frame] = inclusive.get(frame, 0) + int(n)
+    emit({"bench": "py-spy", "bullets": run["bullets"], "master_cpu_s": round(run["master_cpu_s"], 2),
+          "wall_s": round(run["wall_s"], 2), "samples": total, "raw": out})  # fmt: skip
+    for frame, samples in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"{100 * samples / max(total, 1):5.1f} %  {frame}")
 
 
 def profile(count: int, parallel: int, out: str, top: int = 30) -> None:
@@ -321,6 +388,8 @@ def main() -> int:
     p.add_argument("--profile", type=int, default=0, help="profile the master of one flat run of N bullets")
     p.add_argument("--profile-parallel", type=int, default=100)
     p.add_argument("--profile-out", default=str(Path(tempfile.gettempdir()) / "kannon-master.prof"))
+    p.add_argument("--py-spy", type=int, default=0, help="sample the master of one flat run of N bullets (py-spy)")
+    p.add_argument("--py-spy-out", default=str(Path(tempfile.gettempdir()) / "kannon-master.spy.txt"))
     ns = p.parse_args()
     sizes = [int(s) for s in ns.sizes.split(",") if s] + ([10000] if ns.long else [])
     only = set(ns.only.split(","))
@@ -335,6 +404,8 @@ def main() -> int:
         bench_child()
     if ns.profile:
         profile(ns.profile, ns.profile_parallel, ns.profile_out)
+    if ns.py_spy:
+        spy(ns.py_spy, ns.profile_parallel, ns.py_spy_out)
     emit({"bench": "machine", "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]})
     return 0
 
