@@ -32,7 +32,7 @@ def controller_of(obj: Obj) -> dict[str, Any] | None:
 def pods_of(store: Store, job: Obj) -> list[Obj]:
     """The pods ``job`` controls (its dependents), terminating ones included."""
     uid = job["metadata"]["uid"]
-    items, _ = store.list_objects("pods", job["metadata"]["namespace"])
+    items = store.by_index("pods", "owner", uid, job["metadata"]["namespace"])
     return [p for p in items if (controller_of(p) or {}).get("uid") == uid]
 
 
@@ -92,8 +92,7 @@ class GarbageCollector:
         # still has another owner only loses the dangling reference. Owners may be Jobs or Pods (e.g. a master pod
         # owning the Jobs it launched).
         for resource in ("pods", "jobs"):
-            items, _ = self.store.list_objects(resource, ns)
-            for obj in items:
+            for obj in self.store.by_index(resource, "owner", owner_uid, ns):
                 refs = obj["metadata"].get("ownerReferences") or []
                 if not any(r.get("uid") == owner_uid for r in refs) or obj["metadata"].get("deletionTimestamp"):
                     continue

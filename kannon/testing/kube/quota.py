@@ -114,8 +114,7 @@ def record_event(store: Store, obj: Obj, etype: str, reason: str, message: str, 
     meta = obj["metadata"]
     ns = meta["namespace"]
     with store.cond:
-        events, _ = store.list_objects("events", ns)
-        for ev in events:
+        for ev in store.by_index("events", "involved", meta["uid"], ns):
             inv = ev["involvedObject"]
             if inv.get("uid") == meta["uid"] and ev.get("reason") == reason and ev.get("message") == message:
 
