@@ -335,6 +335,56 @@ def test_persistent_5xx_becomes_a_backend_error_after_bounded_attempts() -> None
     assert len(clock.slept) == 3
 
 
+def test_once_the_api_server_stayed_away_past_the_retry_window_later_calls_try_once() -> None:
+    """Seen: the API server went away under a run of 100 running bullets; the lost watch ended every attempt with a
+    delete by name, and each delete spent the whole retry window again (8 attempts, ~60 s; 8 at a time), so the
+    master needed ~13 minutes to end, a SIGTERM included. After one call has spent the window without reaching the
+    server, later calls try once and fail at once; a call that gets through restores the full retries."""
+    clock = FakeClock()
+    api = caller(clock, attempts=5)
+    tries: list[str] = []
+
+    def refused() -> None:
+        tries.append("delete")
+        raise urllib3.exceptions.ProtocolError("Connection refused")
+
+    with pytest.raises(BackendError, match="cannot reach the Kubernetes API for delete jobs after 5 attempts"):
+        api.call("delete", "jobs", refused)
+    assert len(tries) == 5
+    slept = len(clock.slept)
+    for _ in range(3):
+        with pytest.raises(BackendError, match="unreachable for the last .* tried once"):
+            api.call("delete", "jobs", refused)
+    assert len(tries) == 8 and len(clock.slept) == slept  # one try each, no backoff
+    assert api.call("get", "jobs", lambda: "ok") == "ok"  # it is back
+    tries.clear()
+    with pytest.raises(BackendError, match="after 5 attempts"):
+        api.call("delete", "jobs", refused)
+    assert len(tries) == 5
+
+
+def test_persistent_5xx_counts_as_away_but_429_does_not() -> None:
+    clock = FakeClock()
+    api = caller(clock, attempts=3)
+    tries: list[int] = []
+
+    def fails(status: int) -> None:
+        tries.append(status)
+        raise http_error(status, "x", "y")
+
+    with pytest.raises(BackendError):
+        api.call("list", "jobs", fails, 429)  # overload: slow down, not gone
+    with pytest.raises(BackendError):
+        api.call("list", "jobs", fails, 429)
+    assert tries == [429] * 6
+    tries.clear()
+    with pytest.raises(BackendError):
+        api.call("list", "jobs", fails, 503)
+    with pytest.raises(BackendError, match="tried once"):
+        api.call("list", "jobs", fails, 503)
+    assert tries == [503] * 4
+
+
 # -- construction -------------------------------------------------------------------------------------------
 def test_outside_a_cluster_without_kubeconfig_the_error_says_what_to_set(no_kubeconfig: None) -> None:
     with pytest.raises(BackendError, match="KUBECONFIG.*api_client"):

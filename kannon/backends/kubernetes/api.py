@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from kannon.backends.base import BackendError
 from kannon.backends.kubernetes.manifest import SERVICEACCOUNT_DIR
@@ -23,6 +23,7 @@ log = logging.getLogger("kannon.kubernetes")
 T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+SERVER_FAILING = frozenset({500, 502, 503, 504})
 
 class TokenBucket:
     """Client-side rate limit: ``rate`` requests/s on average, bursts up to ``burst``. Thread-safe."""
@@ -97,8 +98,13 @@ class ApiCaller:
         self.bucket = TokenBucket(qps, burst, clock=clock, sleep=sleep)
         self._sleep = sleep
         self.attempts, self.max_delay, self.backoff = attempts, max_delay, backoff
+        self._clock = clock
         self.calls = 0
         self.retries = 0
+        # When a call spent its whole retry window without the API server answering (unreachable, or 5xx), until
+        # a call gets through: later calls try once. Cleanup after the server went away (a delete per running Job)
+        # would otherwise spend the window once per call, minutes per dozen Jobs, a SIGTERM's included.
+        self._away_since: float | None = None
 
     def _wait(self, state: Any) -> float:
         import tenacity
@@ -113,10 +119,12 @@ class ApiCaller:
 
         from kubernetes.client.rest import ApiException
 
+        away = self._away_since
+        attempts = 1 if away is not None else self.attempts
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(retryable),
             wait=self._wait,
-            stop=tenacity.stop_after_attempt(self.attempts) | tenacity.stop_after_delay(self.max_delay),
+            stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_after_delay(self.max_delay),
             reraise=True,
             before_sleep=self._note_retry,
             sleep=self._sleep,
@@ -126,8 +134,29 @@ class ApiCaller:
                 with attempt:
                     self.bucket.take()
                     self.calls += 1
-                    return fn(*args, **kwargs)
-        except ApiException as e:
+                    result = fn(*args, **kwargs)
+                    self._away_since = None
+                    return result
+        except Exception as e:
+            if isinstance(e, ApiException) and e.status not in SERVER_FAILING:
+                self._away_since = None  # it answered (a 404, a 409, a 429 "slow down"): not away
+            elif retryable(e):  # unreachable or 5xx for the whole retry window, or for the one try while away
+                if away is None:
+                    self._away_since = self._clock()
+                else:
+                    what = getattr(e, "status", None) or type(e).__name__
+                    raise BackendError(
+                        f"the Kubernetes API is unreachable for the last {self._clock() - away:.0f} s (a call spent "
+                        f"its {self.attempts} attempts without an answer); {verb} {resource} was tried once: "
+                        f"{what}: {api_status(e)[1] or e}") from e  # fmt: skip
+            self._raise(verb, resource, e)
+        raise AssertionError("unreachable")  # pragma: no cover - Retrying either returns or raises
+
+    def _raise(self, verb: str, resource: str, e: Exception) -> NoReturn:
+        """The error a call that failed for good raises: a BackendError naming what to do, or ``e`` itself."""
+        from kubernetes.client.rest import ApiException
+
+        if isinstance(e, ApiException):
             if e.status == 403:
                 raise BackendError(self.forbidden(verb, resource, api_status(e)[1])) from e
             if e.status == 401:
@@ -136,13 +165,11 @@ class ApiCaller:
             if e.status in RETRYABLE_STATUS:
                 raise BackendError(f"the Kubernetes API kept failing on {verb} {resource} (HTTP {e.status}, "
                                    f"{self.attempts} attempts): {api_status(e)[1] or e.reason}") from e  # fmt: skip
-            raise
-        except Exception as e:
-            if retryable(e):
-                raise BackendError(f"cannot reach the Kubernetes API for {verb} {resource} after {self.attempts} "
-                                   f"attempts: {type(e).__name__}: {e}") from e  # fmt: skip
-            raise
-        raise AssertionError("unreachable")  # pragma: no cover - Retrying either returns or raises
+            raise e
+        if retryable(e):
+            raise BackendError(f"cannot reach the Kubernetes API for {verb} {resource} after {self.attempts} "
+                               f"attempts: {type(e).__name__}: {e}") from e  # fmt: skip
+        raise e
 
     def _note_retry(self, state: Any) -> None:
         self.retries += 1

@@ -64,6 +64,33 @@ def test_a_watch_that_cannot_relist_ends_its_attempts_cleans_up_and_stops_launch
     assert executor.live_keys() == []
 
 
+def test_an_api_server_gone_for_good_costs_one_retry_window_not_one_per_job(
+    kube: KubeEmulator, make: Any, tmp_path: Path
+) -> None:
+    """Seen on a 10,000-bullet benchmark whose emulator died: the watch was lost, each of the 100 running attempts
+    was ended with a delete by name, and every delete spent the API caller's whole retry window again (8 attempts,
+    up to 60 s, 8 at a time): the master took minutes to end, SIGTERM or not. Once one call spent the window, the
+    others are tried once: here, exactly one DELETE per Job, and each attempt's reason names the Job left and why."""
+    executor, rec = make()
+    launches = [launch_of(tmp_path, n, wait_flag(tmp_path / "never")) for n in range(4)]
+    for launch in launches:
+        executor.launch(launch)
+    for launch in launches:
+        rec.wait_started(launch.key)
+    names = set(kube.jobs())
+    before = len(kb.requests(kube, "DELETE", "/jobs/"))
+    kube.faults.fail_requests(100_000, 503)  # every request, of every kind, from now on
+    _lose_the_watches(kube)
+    for launch in launches:
+        fin = rec.wait_finished(launch.key)
+        assert fin.failure_class == "WatchLost", fin
+        assert fin.reason is not None and "left running" in fin.reason and "tried once" in fin.reason, fin.reason
+        assert fin.where is not None and fin.where.removeprefix("job ") in names
+    deletes = kb.requests(kube, "DELETE", "/jobs/")[before:]
+    assert len(deletes) == len(names), deletes  # before: 8 attempts for each Job
+    kube.faults.clear()
+
+
 def test_list_and_watch_revoked_mid_run_still_deletes_every_job_by_name(
     kube: KubeEmulator, make: Any, tmp_path: Path
 ) -> None:
