@@ -23,7 +23,7 @@ log = logging.getLogger("kannon.kubernetes")
 T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-SERVER_FAILING = frozenset({500, 502, 503, 504})
+SERVER_FAILING = RETRYABLE_STATUS - {429}  # the server answers, but not with what was asked: "away" if it lasts
 
 class TokenBucket:
     """Client-side rate limit: ``rate`` requests/s on average, bursts up to ``burst``. Thread-safe."""

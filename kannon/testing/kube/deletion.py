@@ -92,9 +92,9 @@ class GarbageCollector:
         # still has another owner only loses the dangling reference. Owners may be Jobs or Pods (e.g. a master pod
         # owning the Jobs it launched).
         for resource in ("pods", "jobs"):
-            for obj in self.store.by_index(resource, "owner", owner_uid, ns):
+            for obj in self.store.by_index(resource, "owner", owner_uid, ns):  # each has owner_uid among its owners
                 refs = obj["metadata"].get("ownerReferences") or []
-                if not any(r.get("uid") == owner_uid for r in refs) or obj["metadata"].get("deletionTimestamp"):
+                if obj["metadata"].get("deletionTimestamp"):
                     continue
                 name = obj["metadata"]["name"]
                 if all(r.get("uid") == owner_uid for r in refs):

@@ -114,9 +114,8 @@ def record_event(store: Store, obj: Obj, etype: str, reason: str, message: str, 
     meta = obj["metadata"]
     ns = meta["namespace"]
     with store.cond:
-        for ev in store.by_index("events", "involved", meta["uid"], ns):
-            inv = ev["involvedObject"]
-            if inv.get("uid") == meta["uid"] and ev.get("reason") == reason and ev.get("message") == message:
+        for ev in store.by_index("events", "involved", meta["uid"], ns):  # the events about this very object
+            if ev.get("reason") == reason and ev.get("message") == message:
 
                 def bump(e: Obj) -> Obj:
                     e["count"] = int(e.get("count", 1)) + 1
