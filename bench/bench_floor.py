@@ -41,22 +41,21 @@ SPEC = "x" * 1300  # an inline spec of a no-op bullet: ~1.3 KB of base64 in the 
 
 
 def job_body(i: int) -> dict[str, Any]:
-    labels = {"kannon.io/run-id": "45f195f8594c", "kannon.io/task-id": f"{i:032x}", "kannon.io/family": "NoOpBullet",
-              "kannon.io/attempt": "1", "app.kubernetes.io/managed-by": "kannon"}  # fmt: skip
-    env = [{"name": "PYTHONPATH", "value": "/work/main:/work/main/bench"},
-           {"name": "KANNON_SPEC_KEY", "valueFrom": {"secretKeyRef": {"name": "kannon-run-env", "key": "K"}}},
-           {"name": "KANNON_RUN_ID", "value": "45f195f8594c"}, {"name": "KANNON_TASK_ID", "value": f"{i:032x}"},
-           {"name": "KANNON_ATTEMPT", "value": "1"}, {"name": "KANNON_SPEC", "value": SPEC},
-           {"name": "KANNON_RESULT_PATH", "value": "/dev/termination-log"}]  # fmt: skip
-    container = {"name": "main", "image": "kannon:bench", "env": env,
-                 "command": [sys.executable, "-m", "kannon", "run-task", "--spec", "env:KANNON_SPEC",
-                             "--task-id", f"{i:032x}", "--sha256", "0" * 64]}  # fmt: skip
-    return {"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": f"kannon-noopbullet-{i:012x}-1", "namespace": "default", "labels": labels,
-                         "annotations": {**labels, "kannon.io/spec-hash": "0" * 32}},
-            "spec": {"suspend": True, "backoffLimit": 0, "ttlSecondsAfterFinished": 3600,
-                     "template": {"metadata": {"labels": dict(labels)},
-                                  "spec": {"restartPolicy": "Never", "containers": [container]}}}}  # fmt: skip
+    """The Job kannon's executor sends for a no-op bullet (``manifest.build_job``), held suspended so that no pod
+    runs: only the emulator's serving is measured beside the caller."""
+    from kannon.backends.base import Launch
+    from kannon.backends.kubernetes.manifest import build_job
+    from kannon.hints import Hints
+
+    task_id = f"{i:032x}"
+    launch = Launch(f"{task_id}-1", "45f195f8594c", task_id, "NoOpBullet", 1,
+                    ("run-task", "--spec", "env:KANNON_SPEC", "--task-id", task_id, "--sha256", "0" * 64),
+                    {"KANNON_SPEC": SPEC, "KANNON_RUN_ID": "45f195f8594c"}, Hints(), Path("/dev/null"))  # fmt: skip
+    template = {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "kannon:bench"}]}}}}
+    body = build_job(template, launch, name=f"kannon-noopbullet-{i:012x}-1", namespace="default",
+                     python=sys.executable, secrets={"KANNON_SPEC_KEY": "k"}, secret_name="kannon-run-env")  # fmt: skip
+    body["spec"]["suspend"] = True
+    return body
 
 
 def per_call(fn: Any, items: list[Any]) -> float:
