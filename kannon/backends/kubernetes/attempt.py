@@ -68,6 +68,7 @@ class Attempt:
     replaced: str | None = None  # why an existing Job of the same task was deleted instead of adopted
     pod_name: str | None = None  # the pod that started (set once)
     follower: threading.Thread | None = None
+    follow_at: float = math.inf  # monotonic time its log is followed from if it still runs (.pending's ticker)
     follow_resp: Any = None
     followed_to_end: bool = False
     notes: list[str] = field(default_factory=list)

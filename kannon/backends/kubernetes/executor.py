@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 log = logging.getLogger("kannon.kubernetes")
+_FOLLOW_ALL_BELOW_TTL = 10  # seconds of ttl_seconds_after_finished under which every pod's log is followed at once
 
 class K8sJobExecutor(JobCreator, PendingDeadlines):
     """Run each bullet attempt as a Kubernetes Job (see docs/kubernetes.md).
@@ -60,6 +61,8 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
     progressing (an image pull, a cluster scale-up) may wait in all (:mod:`.pending`). ``queue_name``: a Kueue
     LocalQueue (default: the template's ``kueue.x-k8s.io/queue-name`` label); ``max_submitted``: with a queue, how
     many Jobs may exist at once, queued ones included (default: twice ``max_parallel``, which caps the admitted).
+    ``log_follow_after``: seconds a pod runs before its log is streamed live (0: from its start); the log of a pod
+    that ends sooner is read once at its end, and its lines reach the run then.
     """
 
     name = "kubernetes"
@@ -85,6 +88,7 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
         burst: int = 40,
         watch_timeout: int = 300,
         log_lines: int = 10000,
+        log_follow_after: float = 1.0,
         in_cluster: bool | None = None,
         master_pod_name: str | None = None,
         cleanup_leftovers: bool = True,
@@ -113,6 +117,10 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
         self.container = container
         self.owner_setting = owner
         self.ttl = ttl_seconds_after_finished
+        if not (isinstance(log_follow_after, (int, float)) and log_follow_after >= 0):  # NaN too
+            raise BackendError(f"log_follow_after must be a number of seconds >= 0, not {log_follow_after!r}")
+        # a Job deleted within seconds of its end may take its pod's log along before a read at the end: follow all
+        self.follow_after = float(log_follow_after) if self.ttl is None or self.ttl >= _FOLLOW_ALL_BELOW_TTL else 0.0
         self.pending_timeout, self.start_timeout = deadlines(pending_timeout, start_timeout)
         if not (isinstance(qps, (int, float)) and qps > 0):  # NaN too: a rate limit that never admits is a hang
             raise BackendError(f"qps must be a positive number of requests per second, not {qps!r} (--k8s-qps)")

@@ -1,5 +1,6 @@
-"""An attempt's log: followed live (``LogLine`` events) when the run asks for it, else read once when it ends,
-and written to ``Launch.log_path`` either way."""
+"""An attempt's log: followed live (``LogLine`` events) when the run asks for it and the pod runs past the tracker's
+``follow_after``, else read once when it ends (its lines emitted then when the run asks for them), and written to
+``Launch.log_path`` either way."""
 
 from __future__ import annotations
 
@@ -28,10 +29,12 @@ class JobLogs:
         self.emit, self._lock = emit, lock
         self.core: Any = None  # CoreV1Api, set when the executor starts
 
-    def collect(self, attempt: Attempt, pod: V1Pod | None) -> tuple[str, ...]:
-        """The attempt's log: from the live follower if it read to the end, else one read of the pod log."""
-        if attempt.follower is not None:
-            attempt.follower.join(10.0)
+    def collect(self, attempt: Attempt, pod: V1Pod | None, live: bool = False) -> tuple[str, ...]:
+        """The attempt's log: from the live follower if it read to the end, else one read of the pod log. ``live``
+        (the run follows logs): a pod that ended before it was followed has its lines emitted now, before its end."""
+        follower = attempt.follower
+        if follower is not None:
+            follower.join(10.0)
             if attempt.followed_to_end:
                 return tail_lines(attempt.launch.log_path)
         if pod is None:
@@ -40,6 +43,9 @@ class JobLogs:
         text = self.read_log(pod)
         lines = text.splitlines() if text is not None else ["kannon: the pod's log could not be read"]
         self.write_log(attempt, [*attempt.notes, *lines])
+        if live and follower is None:
+            for line in lines:
+                self.emit(LogLine(attempt.launch.key, line))
         return tuple(lines[-20:])
 
     def read_log(self, pod: V1Pod) -> str | None:

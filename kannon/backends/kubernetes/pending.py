@@ -68,13 +68,16 @@ class PendingDeadlines(JobTracker):
 
     def _tick(self) -> None:
         """Local deadlines only (no API calls): attempts not started within pending_timeout, or past a re-check."""
-        interval = max(0.05, min(1.0, self.pending_timeout / 4))
+        interval = max(0.05, min(1.0, self.pending_timeout / 4, self.follow_after / 2 if self.follow_after > 0 else 1))
         while not self._stop.wait(interval):
             now = time.monotonic()
             due: list[tuple[Attempt, float]] = []
             reread: list[Attempt] = []
             with self._state:
                 for a in self._by_key.values():
+                    if a.phase is Phase.RUNNING and now >= a.follow_at:  # it still runs: worth following live
+                        a.follow_at = math.inf
+                        self.logs.start_follower(a)  # under the lock: a finish step sees it, or it never starts
                     waited = now - a.since
                     if a.phase is Phase.PENDING and a.queued_since is not None and now >= a.queue_check:
                         a.queue_check = math.inf  # one read at a time; _reread_queued arms the next

@@ -47,6 +47,10 @@ class JobTracker(JobCalls):
     cleanup_leftovers: bool
     api_client: Any
     logs: JobLogs
+    # Seconds a pod runs before its log is followed live; one that ends sooner has its log read once at its end, its
+    # lines reaching the run then (before its Finished). A follower is a thread and a stream per pod: most of the
+    # master's per-task cost for short bullets, which gain nothing from being followed (docs/scale.md).
+    follow_after: float = 1.0
     _workloads_unreadable: bool = False  # list workloads was refused (or no Kueue): not asked again
 
     def _init_tracking(self) -> None:
@@ -223,7 +227,6 @@ class JobTracker(JobCalls):
 
     def _evaluate(self, attempt: Attempt) -> None:
         """Decide what the latest Job/pod state means for an attempt (called from watch threads)."""
-        start_follow = False
         step: Callable[[], None] | None = None
         with self._state:
             if attempt.phase not in WATCHED:
@@ -237,7 +240,10 @@ class JobTracker(JobCalls):
             if running and attempt.phase is Phase.PENDING:
                 attempt.to(Phase.RUNNING)
                 attempt.pod_name = running[0].metadata.name
-                start_follow = bool(self.run and self.run.follow_logs)
+                if self.run is not None and self.run.follow_logs and self.follow_after > 0:
+                    attempt.follow_at = time.monotonic() + self.follow_after  # the ticker starts it if it still runs
+                elif self.run is not None and self.run.follow_logs:
+                    self.logs.start_follower(attempt)  # under the lock: a finish step sees it, or it never starts
                 # under the lock, so that no Finished (emitted after taking it) can overtake this Started
                 self.emit(Started(attempt.launch.key, where=attempt.where))
             job = attempt.job
@@ -250,8 +256,6 @@ class JobTracker(JobCalls):
             elif pod is not None and kc.main_ended(pod, self.container):  # a sidecar keeps the pod (and Job) going
                 attempt.to(Phase.ENDING)
                 step = lambda: self._finish_terminal(attempt, ended=pod)  # noqa: E731
-        if start_follow:
-            self.logs.start_follower(attempt)
         if step is not None and self._pool is not None:
             self._submit(step)
 
@@ -379,7 +383,7 @@ class JobTracker(JobCalls):
                 attempt.pod_name = pod.metadata.name
                 if kc.pod_started(pod, self.container):
                     self.emit(Started(attempt.launch.key, where=attempt.where))
-            tail = self.logs.collect(attempt, pod)
+            tail = self.logs.collect(attempt, pod, live=self.run is not None and self.run.follow_logs)
             where = f"pod {pod.metadata.name}" if pod is not None else f"job {attempt.name}"
             record = self._record(attempt, pod, complete)
             if ended is not None:

@@ -147,8 +147,9 @@ def test_api_requests_per_task_do_not_grow_with_duration(kube: KubeEmulator, mak
     assert setup == 4  # list pods, list jobs, watch jobs, watch pods
 
 
-def test_follow_logs_streams_lines_live(kube: KubeEmulator, make: Any, tmp_path: Path) -> None:
-    executor, rec = make(follow=True)
+@pytest.mark.parametrize("after", [None, 0.0])  # the default (followed once it ran 1 s), and from its start
+def test_follow_logs_streams_lines_live(kube: KubeEmulator, make: Any, tmp_path: Path, after: float | None) -> None:
+    executor, rec = make(follow=True, **({} if after is None else {"log_follow_after": after}))
     flag = tmp_path / "second-half"
     launch = launch_of(tmp_path, 1, "print('first', flush=True)\n" + wait_flag(flag, "print('second')"))
     executor.launch(launch)
@@ -160,6 +161,36 @@ def test_follow_logs_streams_lines_live(kube: KubeEmulator, make: Any, tmp_path:
     assert fin.ok and fin.log_tail == ("first", "second")
     assert launch.log_path.read_text() == "first\nsecond\n"
     assert len(requests(kube, "GET", "/log")) == 1  # the follow request replaced the final read
+    assert requests(kube, "GET", "/log")[0][2].get("follow") == "True"  # the official client sends a Python bool
+
+
+def test_a_pod_that_ends_before_it_is_followed_has_its_lines_read_once_at_its_end(
+        kube: KubeEmulator, make: Any, tmp_path: Path) -> None:  # fmt: skip
+    """A follower (a thread and a stream) per pod is most of the master's cost for short bullets: a pod that ends
+    within log_follow_after is not followed; its log is read once, and its lines still reach the run, before its
+    Finished (a bullet's status lines travel in them)."""
+    executor, rec = make(follow=True, log_follow_after=3600)
+    launch = launch_of(tmp_path, 1, "for i in range(3): print('line', i)")
+    executor.launch(launch)
+    fin = rec.wait_finished(launch.key)
+    assert fin.ok and rec.lines(launch.key) == ["line 0", "line 1", "line 2"]
+    kinds = [type(e).__name__ for e in rec.events if e.key == launch.key]
+    assert kinds == ["Started", "LogLine", "LogLine", "LogLine", "Finished"]
+    assert launch.log_path.read_text() == "line 0\nline 1\nline 2\n"
+    (read,) = requests(kube, "GET", "/log")
+    assert "follow" not in read[2]
+    assert executor._followers == [] and executor.live_keys() == []
+
+
+def test_log_follow_after_is_checked_and_a_short_job_ttl_follows_every_pod(kube: KubeEmulator) -> None:
+    with pytest.raises(BackendError, match="log_follow_after must be a number of seconds >= 0, not -1"):
+        K8sJobExecutor(TEMPLATE, api_client=kube.api_client(), python=PY, log_follow_after=-1)
+    with pytest.raises(BackendError, match="log_follow_after"):
+        K8sJobExecutor(TEMPLATE, api_client=kube.api_client(), python=PY, log_follow_after=float("nan"))
+    assert K8sJobExecutor(TEMPLATE, api_client=kube.api_client(), python=PY).follow_after == 1.0
+    # a Job deleted seconds after its end may take the pod's log along before a read at its end could run
+    short = K8sJobExecutor(TEMPLATE, api_client=kube.api_client(), python=PY, ttl_seconds_after_finished=5)
+    assert short.follow_after == 0.0
 
 
 # -- classified failures ------------------------------------------------------------------------------------------
