@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from kannon import exitcodes
+from kannon import exitcodes, speccrypt  # speccrypt: loaded with the entry point (fork server, warm pod image)
 
 log = logging.getLogger("kannon.child")
 _attempt: dict[str, Any] = {}  # the rebuilt task, once there is one (see _write_result)
@@ -240,7 +240,6 @@ def _run(location: str, task_id: str, sha256: str) -> int:
     except (OSError, ValueError) as e:
         _say(f"bad spec at {location}: cannot read it ({exception_text(e)})")
         return exitcodes.BAD_SPEC
-    from kannon import speccrypt
 
     try:  # sealed with the run's key (kannon.speccrypt): open it before reading a byte of it
         data = speccrypt.open_sealed(data, os.environ.get(speccrypt.KEY_ENV))
@@ -400,7 +399,7 @@ def _report_requested(doc: dict[str, Any], task_id: str, tasks: list[Any]) -> in
     the record by id and plaintext hash; the master plans them and launches this task again."""
     import hashlib
 
-    from kannon import childresult, dynamic, handoff, speccrypt, storage
+    from kannon import childresult, dynamic, handoff, storage
 
     attempt = int(os.environ.get("KANNON_ATTEMPT", "1"))
     key = _attempt.get("key")
