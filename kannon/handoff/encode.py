@@ -13,7 +13,7 @@ from luigi.task import flatten
 
 from kannon.handoff.spec import SPEC_VERSION
 from kannon.handoff.tasks import _params_of, _task_list, constructor_value, describe, unique_id
-from kannon.handoff_values import HandoffError, encode_value
+from kannon.handoff_values import HandoffError, Parsed, encode_value
 
 
 class Encoder:
@@ -25,7 +25,7 @@ class Encoder:
         self.verify_values = verify_values
         # (id(param), text) -> (param, parsed value): most tasks share most parameter texts (every TaskOnKart
         # setting, typically), and parse() is a function of the text.
-        self._parsed: dict[tuple[int, str], tuple[luigi.Parameter, Any]] = {}
+        self._parsed: Parsed = {}
 
     def encode(self, task: luigi.Task) -> str:
         """Encode ``task`` and everything reachable through its task-valued parameters; returns its id.
