@@ -217,6 +217,8 @@ def test_the_cli_refuses_a_bad_start_timeout_in_one_line_with_exit_2(tmp_path: P
     ("--pending-timeout", "-1", "pending_timeout must be a positive number of seconds, not -1.0 (--pending-timeout)"),
     ("--k8s-qps", "0", "qps must be a positive number of requests per second, not 0.0 (--k8s-qps)"),
     ("--k8s-qps", "nan", "qps must be a positive number of requests per second, not nan (--k8s-qps)"),
+    ("--k8s-log-follow-after", "-1", "log_follow_after must be a number of seconds >= 0, not -1.0 "
+                                     "(--k8s-log-follow-after)"),
 ])  # fmt: skip
 def test_the_cli_never_swaps_a_bad_value_for_the_default(tmp_path: Path, flag: str, value: str, says: str) -> None:
     """A value given on the command line is the user's: 0 is refused as bad input, never read as "unset"."""
@@ -241,8 +243,10 @@ def test_the_cli_option_reaches_the_executor(kubeconfig: Path) -> None:
                         '[{"name": "main", "image": "x:1"}]}}}}')  # fmt: skip
     default = spec.from_cli(parser.parse_args(["--job-template", str(template)]))
     assert (default.pending_timeout, default.start_timeout) == (300.0, 900.0)
-    given = spec.from_cli(parser.parse_args(["--job-template", str(template), "--k8s-start-timeout", "1800"]))
-    assert given.start_timeout == 1800.0
+    assert default.follow_after == 1.0
+    given = spec.from_cli(parser.parse_args(["--job-template", str(template), "--k8s-start-timeout", "1800",
+                                             "--k8s-log-follow-after", "0"]))  # fmt: skip
+    assert given.start_timeout == 1800.0 and given.follow_after == 0.0  # 0 is a value, not "unset"
 
 
 def test_the_legacy_factory_passes_start_timeout_through(kubeconfig: Path) -> None:

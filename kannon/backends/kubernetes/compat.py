@@ -64,6 +64,9 @@ def add_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--k8s-start-timeout", dest="k8s_start_timeout", type=float, default=900.0, metavar="S",
                        help="kubernetes: a pod still pulling its image or waiting for a node the cluster autoscaler "
                        "is adding may take up to S seconds in all to start (default: 900; needs list events)")
+    group.add_argument("--k8s-log-follow-after", dest="k8s_log_follow_after", type=float, default=1.0, metavar="S",
+                       help="kubernetes: stream a pod's log once it has run S seconds; a pod that ends sooner is read "
+                       "once at its end (default: 1; 0: every pod from its start)")  # fmt: skip
     group.add_argument("--job-ttl", dest="k8s_job_ttl", type=int, default=3600, metavar="S",
                        help="kubernetes: ttlSecondsAfterFinished of the Jobs (default: 3600)")  # fmt: skip
     group.add_argument("--k8s-python", dest="k8s_python", default="python", metavar="PATH",
@@ -95,6 +98,7 @@ def from_options(ns: argparse.Namespace) -> K8sJobExecutor:
         ttl_seconds_after_finished=getattr(ns, "k8s_job_ttl", 3600),
         python=getattr(ns, "k8s_python", None) or "python",
         qps=20.0 if getattr(ns, "k8s_qps", None) is None else ns.k8s_qps,
+        log_follow_after=1.0 if getattr(ns, "k8s_log_follow_after", None) is None else ns.k8s_log_follow_after,
         queue_name=getattr(ns, "k8s_queue", None),
         max_submitted=getattr(ns, "k8s_max_submitted", None),
         code_via=getattr(ns, "k8s_code_via", None) or "workspace",

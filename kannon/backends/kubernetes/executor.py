@@ -118,7 +118,8 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
         self.owner_setting = owner
         self.ttl = ttl_seconds_after_finished
         if not (isinstance(log_follow_after, (int, float)) and log_follow_after >= 0):  # NaN too
-            raise BackendError(f"log_follow_after must be a number of seconds >= 0, not {log_follow_after!r}")
+            raise BackendError(f"log_follow_after must be a number of seconds >= 0, not {log_follow_after!r} "
+                               "(--k8s-log-follow-after)")  # fmt: skip
         # a Job deleted within seconds of its end may take its pod's log along before a read at the end: follow all
         self.follow_after = float(log_follow_after) if self.ttl is None or self.ttl >= _FOLLOW_ALL_BELOW_TTL else 0.0
         self.pending_timeout, self.start_timeout = deadlines(pending_timeout, start_timeout)

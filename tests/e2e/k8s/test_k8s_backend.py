@@ -183,7 +183,7 @@ def test_a_pod_that_ends_before_it_is_followed_has_its_lines_read_once_at_its_en
 
 
 def test_log_follow_after_is_checked_and_a_short_job_ttl_follows_every_pod(kube: KubeEmulator) -> None:
-    with pytest.raises(BackendError, match="log_follow_after must be a number of seconds >= 0, not -1"):
+    with pytest.raises(BackendError, match="log_follow_after must be a number of seconds >= 0, not -1 "):
         K8sJobExecutor(TEMPLATE, api_client=kube.api_client(), python=PY, log_follow_after=-1)
     with pytest.raises(BackendError, match="log_follow_after"):
         K8sJobExecutor(TEMPLATE, api_client=kube.api_client(), python=PY, log_follow_after=float("nan"))
