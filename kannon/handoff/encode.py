@@ -23,8 +23,8 @@ class Encoder:
         self.nodes: dict[str, dict[str, Any]] = {}
         self.edges: dict[str, tuple[str, ...]] = {}  # node -> task-valued parameter references
         self.verify_values = verify_values
-        # (id(param), text) -> (param, parsed value): most tasks share most parameter texts (every TaskOnKart
-        # setting, typically), and parse() is a function of the text.
+        # (id(param), text) -> (param, parsed value, encoded value): most tasks share most parameter texts (every
+        # TaskOnKart setting, typically), and parse() is a function of the text (handoff_values.encode_value).
         self._parsed: Parsed = {}
 
     def encode(self, task: luigi.Task) -> str:
