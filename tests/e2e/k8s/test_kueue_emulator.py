@@ -20,10 +20,18 @@ pytestmark = pytest.mark.k8s
 QUEUE = {"kueue.x-k8s.io/queue-name": "user-queue"}
 
 
-def gated(name: str, gate: Path, **kw: Any) -> dict[str, Any]:
-    """A Job whose container runs until the file ``gate`` exists (the test decides when it finishes)."""
+def gated(name: str, gate: Path, grace: int | None = None, **kw: Any) -> dict[str, Any]:
+    """A Job whose container runs until the file ``gate`` exists (the test decides when it finishes).
+
+    ``grace``: the pod's terminationGracePeriodSeconds. Its container is a plain Python as PID 1 of its PID namespace,
+    which ignores SIGTERM as init does (pid_namespaces(7)) once it runs, and dies of one that comes while it starts:
+    how long a deletion takes depends on when it comes, up to the 30 s default. A test that deletes a running pod
+    and then waits for what follows sets it short, so nothing depends on that timing."""
     code = f"import os,time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.05)"
-    return job_body(name, code, **kw)
+    body = job_body(name, code, **kw)
+    if grace is not None:
+        body["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = grace
+    return body
 
 
 def workload(kube: KubeEmulator, job: str) -> dict[str, Any]:
@@ -92,7 +100,7 @@ def test_preemption_resuspends_deletes_pods_and_requeues(
     re-admitted, and completes."""
     kube.kueue.add_cluster_queue("cq", pods=1)
     kube.kueue.add_local_queue(NS, "user-queue", "cq")
-    batch_api.create_namespaced_job(NS, gated("p", tmp_path / "go", labels=QUEUE, backoffLimit=backoff_limit))
+    batch_api.create_namespaced_job(NS, gated("p", tmp_path / "go", grace=1, labels=QUEUE, backoffLimit=backoff_limit))
     kube.wait_for(lambda: any(p["status"].get("phase") == "Running" for p in pods_of(kube, "p")))
     kube.kueue.hold("cq")
     kube.kueue.preempt("p")
