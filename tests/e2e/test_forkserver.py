@@ -132,7 +132,9 @@ def test_a_call_reports_its_code_before_it_exits(session: Session) -> None:
 def test_a_signal_to_the_process_group_reaches_the_process(session: Session) -> None:
     code = textwrap.dedent("""
         import os, signal, sys
-        signal.signal(signal.SIGTERM, lambda *_: (print("got SIGTERM", flush=True), os._exit(7)))
+        # os.write, not print: the signal may land while print("ready") still holds stdout's buffer lock (its bytes
+        # already in the file), and a print in the handler would then raise "reentrant call" and exit 1
+        signal.signal(signal.SIGTERM, lambda *_: (os.write(1, b"got SIGTERM\\n"), os._exit(7)))
         print("ready", flush=True)
         signal.pause()
     """)
