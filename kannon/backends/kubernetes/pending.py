@@ -67,7 +67,8 @@ class PendingDeadlines(JobTracker):
         return min(15.0, max(0.25, self.pending_timeout / 4))
 
     def _tick(self) -> None:
-        """Local deadlines only (no API calls): attempts not started within pending_timeout, or past a re-check."""
+        """Local deadlines only (no API calls): attempts not started within pending_timeout, or past a re-check;
+        and running pods past ``follow_after``, whose log followers it starts."""
         interval = max(0.05, min(1.0, self.pending_timeout / 4, self.follow_after / 2 if self.follow_after > 0 else 1))
         while not self._stop.wait(interval):
             now = time.monotonic()

@@ -240,10 +240,11 @@ class JobTracker(JobCalls):
             if running and attempt.phase is Phase.PENDING:
                 attempt.to(Phase.RUNNING)
                 attempt.pod_name = running[0].metadata.name
-                if self.run is not None and self.run.follow_logs and self.follow_after > 0:
-                    attempt.follow_at = time.monotonic() + self.follow_after  # the ticker starts it if it still runs
-                elif self.run is not None and self.run.follow_logs:
-                    self.logs.start_follower(attempt)  # under the lock: a finish step sees it, or it never starts
+                if self.run is not None and self.run.follow_logs:
+                    if self.follow_after > 0:  # the ticker starts it if the pod still runs then
+                        attempt.follow_at = time.monotonic() + self.follow_after
+                    else:  # under the lock: a finish step sees it, or it never starts
+                        self.logs.start_follower(attempt)
                 # under the lock, so that no Finished (emitted after taking it) can overtake this Started
                 self.emit(Started(attempt.launch.key, where=attempt.where))
             job = attempt.job
