@@ -47,7 +47,7 @@ ORIGINAL_PYTHON = "/root/.pyenv/versions/3.11.7/bin/python"  # kannon 0.1.4 requ
 
 # Process pods: "cold" starts a fresh interpreter per pod; "warm" forks each from a zygote per interpreter that
 # imported these once (KubeEmulator(warm_imports=...)); both kannons get the same list.
-WARM: dict[str, list[str] | None] = {"cold": None, "warm": ["gokart", "kannon.child"]}
+WARM: dict[str, list[str] | None] = {"cold": None, "warm": ["gokart", "kannon.childwarm:warm_up"]}
 
 NOOP = '''
 import gokart

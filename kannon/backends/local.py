@@ -64,9 +64,9 @@ log = logging.getLogger("kannon.local")
 Mode = Literal["fork", "spawn"]
 _FORCE_EOF_AFTER = 5.0  # a grandchild may hold the output pipe open after the child exited
 _MAX_SPARES = 16
-# What every child imports anyway, once in the fork server (gokart.build imports multiprocessing.synchronize on
-# first use; kannon.child is the child's entry point).
-_WARM = ["multiprocessing.synchronize", "kannon.child"]
+# What every child does anyway, once in the fork server: gokart.build imports multiprocessing.synchronize on first
+# use; kannon.childwarm imports the child's entry point and runs one private no-op build there.
+_WARM = ["multiprocessing.synchronize", "kannon.childwarm:warm_up"]
 
 
 #: What a child gets of the master's environment by default (issue 12: as on Kubernetes, a child sees only what it

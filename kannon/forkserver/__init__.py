@@ -11,6 +11,7 @@ The protocol: one AF_UNIX SOCK_SEQPACKET socket; every datagram is one JSON obje
 descriptor (SCM_RIGHTS). No pickle, no shell. Client to server::
 
     {"op": "import", "modules": [MOD...], "spares": N}     import more; keep N processes forked ahead of time
+                                                           ("MOD:FUNC" also calls FUNC() once, e.g. to warm up)
     {"op": "run", "id": ID, "mode": "m"|"c"|"script"|"call", "target": MOD|CODE|PATH|"MOD:FUNC", "args": [...],
      "env": {...}, "cwd": DIR, "cgroup_procs": PATH|null, "pid_namespace": BOOL, "report": BOOL,
      "started_env": NAME|null}                            + the process's stdout/stderr as the attached descriptor

@@ -390,10 +390,15 @@ class _Server:
 
 
 def _import(modules: list[str]) -> tuple[list[str], list[str]]:
+    """Import each ``MOD``; a ``MOD:FUNC`` entry also calls ``FUNC()`` once, to warm what importing alone does not
+    (kannon.childwarm). In order: a call may use what the entries before it imported."""
     loaded, failed = [], []
     for name in modules:
+        module, _, func = name.partition(":")
         try:
-            importlib.import_module(name)
+            imported = importlib.import_module(module)
+            if func:
+                getattr(imported, func)()
             loaded.append(name)
         except Exception as exc:  # e.g. a module this interpreter does not have
             failed.append(f"{name}: {exc.__class__.__name__}: {exc}")

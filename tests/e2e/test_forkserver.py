@@ -192,3 +192,40 @@ def test_the_cold_pid1_wrapper_mirrors_the_exit(tmp_path: Path) -> None:
     done = subprocess.run([PY, "-I", "-S", server.__file__, "--pid1", PY, "-c", "import sys; sys.exit(9)"],
                           capture_output=True, timeout=60)  # fmt: skip
     assert done.returncode == 9, done.stderr
+
+
+@pytest.mark.parametrize("how", ["spawned", "forked"])
+def test_a_module_colon_function_entry_is_imported_then_called_once_before_any_process_is_forked(
+    tmp_path: Path, how: str
+) -> None:
+    """``MOD:FUNC`` (kannon.childwarm:warm_up): what the call leaves behind is in every process forked after it, and
+    a call that raises is reported like an import that fails, without ending the server."""
+    (tmp_path / "warmmod.py").write_text("calls = 0\n\ndef warm():\n    global calls\n    calls += 1\n\n"
+                                         "def broken():\n    raise ValueError('no warm-up here')\n")  # fmt: skip
+    entries = ["warmmod:warm", "warmmod:broken", "warmmod:no_such_function"]
+    if how == "spawned":
+        server = ForkServer.spawn(PY, entries, {"PATH": os.environ["PATH"], "PYTHONPATH": str(tmp_path)},
+                                  str(tmp_path))  # fmt: skip
+        done = server.hello(timeout=60)
+    else:
+        sys.path.insert(0, str(tmp_path))
+        try:
+            server = ForkServer.start()
+            assert "ready" in server.hello(timeout=60)
+            server.send({"op": "import", "modules": entries, "spares": 1})
+            s = Session(server, tmp_path)
+            done = s.next(lambda m: "imported" in m)
+            done["loaded"] = done.pop("imported")
+        finally:
+            sys.path.remove(str(tmp_path))
+    s = Session(server, tmp_path)
+    try:
+        assert done["loaded"] == ["warmmod:warm"]
+        assert [f.split(": ")[:2] for f in done["failed"]] == [["warmmod:broken", "ValueError"],
+                                                               ["warmmod:no_such_function", "AttributeError"]]
+        rid, _pid, out = s.run("c", "import warmmod; print(warmmod.calls)")
+        assert s.exit_code(rid) == 0
+        assert out.read_text().strip() == "1"
+    finally:
+        server.close()
+        sys.modules.pop("warmmod", None)

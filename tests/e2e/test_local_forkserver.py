@@ -7,6 +7,7 @@ import hashlib
 import os
 import queue
 import signal
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ MODULE = """
         def run(self):
             with open("/proc/self/cmdline", "rb") as f:
                 cmdline = f.read().replace(b"\\0", b" ").decode()
-            self.dump({"pid": os.getpid(), "ppid": os.getppid(), "cmdline": cmdline})
+            self.dump({"pid": os.getpid(), "ppid": os.getppid(), "cmdline": cmdline,
+                       "warmed": "kannon.childwarm" in sys.modules})
 
     class HardExit(kannon.TaskOnBullet):
         # ends its process without returning to kannon: no early report, only the reaped status
@@ -92,6 +94,8 @@ def test_a_fork_mode_child_is_forked_by_the_fork_server_a_spawn_mode_child_is_a_
 ) -> None:
     import fs_tasks
 
+    # the child can tell the fork server ran kannon.childwarm only if this process (the master) never imported it
+    assert "kannon.childwarm" not in sys.modules
     ex = RecordingExecutor(mode=mode)  # type: ignore[arg-type]
     task = fs_tasks.WhoAmI(name=mode)
     assert kannon.Kannon(executor=ex, sys_path=[str(workdir)]).build(task).ok
@@ -101,9 +105,11 @@ def test_a_fork_mode_child_is_forked_by_the_fork_server_a_spawn_mode_child_is_a_
         assert ex.zygote_pid is not None and ex.zygote_pid != os.getpid()
         assert child["ppid"] == ex.zygote_pid, "the child's parent is not the fork server"
         assert "run-task" not in child["cmdline"], "the child was exec'd, not forked from a warm process"
+        assert child["warmed"], "the fork server did not run kannon.childwarm.warm_up"
     else:
         assert ex.zygote_pid is None
         assert child["ppid"] == os.getpid() and "-m kannon run-task" in child["cmdline"]
+        assert not child["warmed"]
 
 
 def test_many_parallel_bullets_each_log_only_their_own_output_and_nothing_is_left(workdir: Path) -> None:

@@ -44,7 +44,8 @@ class KubeEmulator:
     ``runtime="process"`` runs each pod's container as a local process group; ``runtime="docker"`` runs it on the
     local Docker engine (``docker_image`` then replaces every pod's image, handy when only a locally built image
     exists). ``namespaces``: a fixed set of namespaces (others answer 404), or None to accept any namespace.
-    ``warm_imports`` (process runtime): modules, e.g. ``["gokart", "kannon.child"]``, that one zygote per
+    ``warm_imports`` (process runtime): modules, e.g. ``["gokart", "kannon.childwarm:warm_up"]`` (``MOD:FUNC``
+    also calls FUNC once), that one zygote per
     interpreter imports once; pods whose command is ``python -m/-c/SCRIPT ...`` are forked from it instead of
     starting a fresh interpreter each (kannon.forkserver says what they then share). None: every pod starts cold.
     ``warm_interpreters``: the interpreters whose zygotes start with the emulator, in the background (default: this

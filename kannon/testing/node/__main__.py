@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runtime", choices=("process", "docker"), default="process")
     p.add_argument("--workdir", help="process runtime: the containers' working directory when the pod sets none")
     p.add_argument("--warm-import", action="append", dest="warm_imports", metavar="MODULE",
-                   help="process runtime: modules a zygote pre-imports; python -m pods fork from it (repeatable)")
+                   help="process runtime: modules a zygote pre-imports (MOD:FUNC also calls FUNC once); python -m "
+                        "pods fork from it (repeatable)")
     p.add_argument("--docker-image", help="docker runtime: run every pod with this image instead of its own")
     p.add_argument("--cpu", default=str(os.cpu_count() or 1), help="allocatable cpu (default: this machine's)")
     p.add_argument("--memory", default="16Gi", help="allocatable memory (default: 16Gi)")

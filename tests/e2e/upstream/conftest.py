@@ -139,7 +139,7 @@ def kannon_node(upstream: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
     # Warm process pods (forked from a zygote that imported gokart once): a cold interpreter per pod would put ~1 s
     # of imports per pod on the master's two cores; the cold path is covered by the node-restart test.
     command = [sys.executable, "-m", "kannon.testing.node", *upstream.node_flags(), f"--name={NODE_NAME}",
-               f"--workdir={directory}", "--warm-import=gokart", "--warm-import=kannon.child"]
+               f"--workdir={directory}", "--warm-import=gokart", "--warm-import=kannon.childwarm:warm_up"]
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             preexec_fn=_die_with_parent)  # fmt: skip
     log.close()

@@ -80,10 +80,10 @@ def _check_executable(name: str, env: dict[str, str], cwd: str) -> None:
 class ProcessRuntime:
     """Runs the pod's single container as a local process group: argv = command + args, never a shell.
 
-    ``warm_imports``: modules (e.g. ``["gokart", "kannon.child"]``) a zygote per interpreter imports once; a
-    container whose command is ``python -m/-c/SCRIPT ...`` is then forked from it instead of starting a fresh
-    interpreter (see kannon.forkserver for what differs). Other commands, and interpreters whose zygote fails to start,
-    run as fresh processes.
+    ``warm_imports``: modules (e.g. ``["gokart", "kannon.childwarm:warm_up"]``; ``MOD:FUNC`` also calls FUNC once)
+    a zygote per interpreter imports once; a container whose command is ``python -m/-c/SCRIPT ...`` is then forked
+    from it instead of starting a fresh interpreter (see kannon.forkserver for what differs). Other commands, and
+    interpreters whose zygote fails to start, run as fresh processes.
 
     ``pid_namespace`` (default: when running as root on Linux): each container's process is PID 1 of a PID
     namespace of its own, as in a real container, so it gets init's signal semantics: SIGTERM is dropped unless
