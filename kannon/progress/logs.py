@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import IO
 
 from kannon.hookspecs import hookimpl
-from kannon.progress.console import ProgressObserver
 from kannon.progress.text import clean
 
 
@@ -37,7 +36,12 @@ def log_printers(observers: Sequence[object], follow_logs: bool) -> list[object]
     or a LogPrinter)."""
     if not follow_logs:
         return []
+    # an observer that is a ProgressObserver has imported its module (and rich): no need to import them here
+    console = sys.modules.get("kannon.progress.console")
+    progress_observer = getattr(console, "ProgressObserver", None)
     for obs in observers:
-        if isinstance(obs, LogPrinter) or (isinstance(obs, ProgressObserver) and obs.follow_logs):
+        if isinstance(obs, LogPrinter) or (
+            progress_observer is not None and isinstance(obs, progress_observer) and obs.follow_logs
+        ):
             return []
     return [LogPrinter()]

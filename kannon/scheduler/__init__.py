@@ -162,7 +162,7 @@ class Kannon:
         """Run everything ``root`` needs; returns the BuildResult or raises KannonBuildError / Interrupted."""
         runner.quiet_luigi()
         executor = self._executor()
-        from kannon.progress import log_printers
+        from kannon.progress.logs import log_printers  # not kannon.progress's console view: rich is slow to import
 
         pm = plugin_manager()
         # follow_logs from the API prints child output too (the CLI passes its own printing observer).

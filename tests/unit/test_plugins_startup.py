@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("kubernetes", "docker", "yaml")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_loading_the_plugins_imports_no_backend_dependency() -> None:
@@ -24,3 +26,28 @@ def test_loading_the_plugins_imports_no_backend_dependency() -> None:
     assert {"local", "docker", "kubernetes"} <= set(out["plugins"])
     heavy = [m for m in out["new"] if m.split(".")[0] in HEAVY]
     assert heavy == [], f"loading the plugins imported {heavy}"
+
+
+def test_a_build_through_the_python_api_imports_no_console_library(tmp_path: Path) -> None:
+    """rich draws the CLI's live view and summary; a build from Python has neither, and importing rich took ~50 ms
+    (~100 ms on a loaded machine) of the quick-start's wall time. With ``follow_logs`` the API prints child lines
+    through a plain LogPrinter."""
+    code = (
+        "import json, sys\n"
+        "import kannon\n"
+        "from kannon.backends.local import LocalExecutor\n"
+        "from tests.support.tasks import Bullet, Leaf\n"
+        f"ws = {str(tmp_path)!r}\n"
+        "ok = []\n"
+        "for follow in (False, True):\n"
+        "    task = Bullet(name=f'api-{follow}', parents=[Leaf(name='l', workspace_directory=ws)],\n"
+        "                  workspace_directory=ws)\n"
+        "    ok.append(kannon.Kannon(executor=LocalExecutor(), follow_logs=follow).build(task).ok)\n"
+        "print(json.dumps({'ok': ok, 'console': sorted(m for m in sys.modules if m.split('.')[0] == 'rich'\n"
+        "                                              or m == 'kannon.progress.console')}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["ok"] == [True, True]
+    assert out["console"] == []
