@@ -23,7 +23,9 @@ N = 0 bullets (the root task only) and subtracted: ``per_task = (X(N) - X(0)) / 
 ``luigi.build(workers=2)`` on the same DAG, each a whole process (interpreter start and imports included), runs
 interleaved. ``child``: a warm child's own CPU around a no-op ``run()``: the CPU of all children per bullet on the
 emulator's warm pods (above) and on the local fork server (``getrusage(RUSAGE_CHILDREN)`` of a master after its fork
-server was reaped, by difference between 200 and 20 bullets, so the fork server's own start is excluded).
+server was reaped, by difference between 200 and 20 bullets, so the fork server's own start is excluded); and on
+both, ``child_self_cpu_ms_per_task``: the CPU each child measured itself for its child-result record, so without
+the runtime around it (the fork, the exit after the record, the emulator pod's PID-namespace wrapper).
 ``--profile N``: the master of one flat run of N bullets under cProfile in every thread (``threading.setprofile``
 starts a ``cProfile.Profile(time.thread_time)`` in each new thread: CPU time, not wall), merged; prints the top
 functions by own and cumulative time. ``--py-spy N``: the same run's master sampled by py-spy (``pip install
@@ -57,12 +59,24 @@ sys.path[:0] = [str(REPO), str(BENCH)]
 
 import bench_local  # noqa: E402
 
-WARM_IMPORTS = ["gokart", "kannon.child"]
+WARM_IMPORTS = ["gokart", "kannon.childwarm:warm_up"]
 
 
 def _cpu(who: int) -> float:
     r = resource.getrusage(who)
     return r.ru_utime + r.ru_stime
+
+
+def _children_self_cpu_s(result: Any) -> float:
+    """The bullets' own CPU as each child measured it for its record (``Usage.cpu_seconds``: its process since it
+    was forked or started, and what it reaped), so without what the runtime around it costs: the local fork
+    server's fork and the exit after the record, the emulator pod's PID-namespace wrapper process."""
+    total = 0.0
+    for r in result.tasks.values():
+        usage = r.usage if r.placement.value == "bullet" else None
+        if usage is not None:
+            total += usage.cpu_seconds
+    return total
 
 
 def emit(row: dict[str, Any]) -> dict[str, Any]:
@@ -224,7 +238,19 @@ def master_main(kubeconfig: str, shape: str, count: int, parallel: int, profile_
     if trace:
         import tracemalloc
 
+        from kannon import runner
+
         tracemalloc.start(trace)
+        dump_to = os.environ.get("KANNON_BENCH_TRACEMALLOC_OUT")
+        if dump_to:  # also what is held when the root's own build starts: the peak comes inside it, at the end
+            run_one = runner.run_one
+
+            def snapshot_then_run(task: Any) -> None:
+                if task is root:
+                    tracemalloc.take_snapshot().dump(dump_to + ".before-root")
+                run_one(task)
+
+            runner.run_one = snapshot_then_run  # type: ignore[assignment]
     threads = _ThreadCpu()
     rss = _RssSampler()
     cpu0, t0 = _cpu(resource.RUSAGE_SELF), time.perf_counter()
@@ -242,7 +268,10 @@ def master_main(kubeconfig: str, shape: str, count: int, parallel: int, profile_
     # threads still running when build() returned (none, unless one hangs) are not in the split: the rest says so
     threads.by_name["(not attributed)"] = cpu - sum(threads.by_name.values())
     if trace:  # what is still held once build() returned (the executor and the result are still referenced)
-        _print_allocations(tracemalloc.take_snapshot(), tracemalloc.get_traced_memory())
+        snapshot = tracemalloc.take_snapshot()
+        if os.environ.get("KANNON_BENCH_TRACEMALLOC_OUT"):
+            snapshot.dump(os.environ["KANNON_BENCH_TRACEMALLOC_OUT"] + ".end")
+        _print_allocations(snapshot, tracemalloc.get_traced_memory())
         tracemalloc.stop()
     if not result.ok:
         raise SystemExit(f"the build failed: {result}")
@@ -250,7 +279,8 @@ def master_main(kubeconfig: str, shape: str, count: int, parallel: int, profile_
         profiles.stats().dump_stats(profile_out)
     bullets = sum(1 for r in result.tasks.values() if r.placement.value == "bullet")
     return {"wall_s": wall, "master_cpu_s": cpu, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "bullets": bullets, "threads_profiled": len(profiles.profiles) if profiles else 0,
+            "bullets": bullets, "children_self_cpu_s": _children_self_cpu_s(result),
+            "threads_profiled": len(profiles.profiles) if profiles else 0,
             "thread_cpu_s": threads.by_name, **rss.summary(wall)}  # fmt: skip
 
 
@@ -298,6 +328,7 @@ def per_task(run: dict[str, Any], zero: dict[str, Any], count: int, parallel: in
         "maxrss_mb": round(run["maxrss_mb"]), "maxrss_mb_at_n0": round(zero["maxrss_mb"]),
         "rss_peak_at_fraction_of_wall": run["rss_peak_at_fraction_of_wall"], "rss_at_end_mb": run["rss_at_end_mb"],
         "pods_cpu_s": round(pods_cpu, 2), "warm_pod_cpu_ms_per_task": round(1000 * pods_cpu / n, 1),
+        "child_self_cpu_ms_per_task": round(1000 * run["children_self_cpu_s"] / n, 1) if n else None,
         "emulator_cpu_ms_per_task": round(1000 * (run["emulator_cpu_s"] - zero["emulator_cpu_s"]) / n, 2),
         "wall_over_pods_cpu_floor": round(run["wall_s"] / floor, 2) if floor > 0 else None,
         "thread_cpu_ms_per_task": {k: round(1000 * (v - zero["thread_cpu_s"].get(k, 0.0)) / n, 2)
@@ -362,6 +393,7 @@ def _local_children(count: int) -> dict[str, Any]:
     return {
         "master_cpu_s": _cpu(resource.RUSAGE_SELF) - self0,
         "children_cpu_s": _cpu(resource.RUSAGE_CHILDREN) - kids0,
+        "children_self_cpu_s": _children_self_cpu_s(result),
     }
 
 
@@ -395,6 +427,7 @@ def bench_child(big: int = 200, small: int = 20) -> None:
     d = big - small
     emit({"bench": "local_fork_child", "bullets": [small, big],
           "child_cpu_ms_per_task": round(1000 * (runs[big]["children_cpu_s"] - runs[small]["children_cpu_s"]) / d, 1),
+          "child_self_cpu_ms_per_task": round(1000 * runs[big]["children_self_cpu_s"] / big, 1),
           "master_cpu_ms_per_task": round(1000 * (runs[big]["master_cpu_s"] - runs[small]["master_cpu_s"]) / d, 2),
           "target_child_cpu_ms": 50})  # fmt: skip
 
