@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--warm-imports",
         metavar="MODULES",
-        help="process runtime: comma-separated modules (e.g. gokart,kannon.child) a zygote per interpreter imports "
-        "once; python pods are forked from it instead of starting cold",
+        help="process runtime: comma-separated modules (e.g. gokart,kannon.childwarm:warm_up; MOD:FUNC also calls "
+        "FUNC once) a zygote per interpreter imports once; python pods are forked from it instead of starting cold",
     )
     args = parser.parse_args(argv)
 
