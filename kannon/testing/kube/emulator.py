@@ -45,9 +45,9 @@ class KubeEmulator:
     local Docker engine (``docker_image`` then replaces every pod's image, handy when only a locally built image
     exists). ``namespaces``: a fixed set of namespaces (others answer 404), or None to accept any namespace.
     ``warm_imports`` (process runtime): modules, e.g. ``["gokart", "kannon.childwarm:warm_up"]`` (``MOD:FUNC``
-    also calls FUNC once), that one zygote per
-    interpreter imports once; pods whose command is ``python -m/-c/SCRIPT ...`` are forked from it instead of
-    starting a fresh interpreter each (kannon.forkserver says what they then share). None: every pod starts cold.
+    also calls FUNC once), that one zygote per interpreter imports once; pods whose command is
+    ``python -m/-c/SCRIPT ...`` are forked from it instead of starting a fresh interpreter each (kannon.forkserver
+    says what they then share). None: every pod starts cold.
     ``warm_interpreters``: the interpreters whose zygotes start with the emulator, in the background (default: this
     interpreter); others start at their first pod. ``warm_up()`` waits for them.
     It serves HTTPS only, with a CA of its own, and answers 401 to any request without its bearer token (``token``)
