@@ -15,8 +15,9 @@ The observers are plain objects with ``@kannon.hookimpl`` methods; the core regi
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kannon import lazy
 
 if TYPE_CHECKING:
     from kannon.progress.console import ProgressObserver
@@ -50,10 +51,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy.attributes(__name__, _HOME)

@@ -17,33 +17,48 @@ to the engine.
 
 from __future__ import annotations
 
-from kannon.backends.docker.classify import classify
-from kannon.backends.docker.config import (
-    LABEL_ATTEMPT,
-    LABEL_CONFIG,
-    LABEL_FAMILY,
-    LABEL_MANAGED,
-    LABEL_RUN,
-    LABEL_TASK,
-    Bind,
-    config_hash,
-    container_name,
-    engine_address,
-    hint_problems,
-    parse_env,
-    parse_volume,
-    plan_binds,
-    resource_kwargs,
-    secrets_owner,
-)
-from kannon.backends.docker.executor import DockerExecutor
-from kannon.backends.docker.options import add_options, from_options
+from typing import TYPE_CHECKING
+
+from kannon import lazy
+from kannon.backends.docker.classify import classify  # eager: importing the submodule would bind its name here
 from kannon.hookspecs import hookimpl
-from kannon.plugins import BackendSpec
+
+if TYPE_CHECKING:
+    from kannon.backends.docker.config import (
+        LABEL_ATTEMPT,
+        LABEL_CONFIG,
+        LABEL_FAMILY,
+        LABEL_MANAGED,
+        LABEL_RUN,
+        LABEL_TASK,
+        Bind,
+        config_hash,
+        container_name,
+        engine_address,
+        hint_problems,
+        parse_env,
+        parse_volume,
+        plan_binds,
+        resource_kwargs,
+        secrets_owner,
+    )
+    from kannon.backends.docker.executor import DockerExecutor
+    from kannon.backends.docker.options import add_options, from_options
+    from kannon.plugins import BackendSpec
+
+_CONFIG = ("LABEL_ATTEMPT", "LABEL_CONFIG", "LABEL_FAMILY", "LABEL_MANAGED", "LABEL_RUN", "LABEL_TASK", "Bind",
+           "config_hash", "container_name", "engine_address", "hint_problems", "parse_env", "parse_volume",
+           "plan_binds", "resource_kwargs", "secrets_owner")  # fmt: skip
+__getattr__ = lazy.attributes(__name__, {"DockerExecutor": "executor", "add_options": "options",
+                                         "from_options": "options", **dict.fromkeys(_CONFIG, "config")})  # fmt: skip
 
 
 @hookimpl
 def kannon_backends() -> list[BackendSpec]:
+    from kannon.backends.docker.executor import DockerExecutor
+    from kannon.backends.docker.options import add_options, from_options
+    from kannon.plugins import BackendSpec
+
     return [
         BackendSpec(
             name="docker",

@@ -12,47 +12,61 @@ The package, one part per module:
   :class:`K8sJobExecutor`; :mod:`.lease` — the run lease (one master per run);
 * :mod:`.compat` — the factory with kannon 0.1.x's arguments, and the CLI options.
 
-The ``kubernetes`` package and PyYAML are imported inside functions: this package is loaded by the plugin registry
-on every ``kannon`` start and every build, whichever backend is used (tests/unit/test_plugins_startup.py checks it).
+This package is loaded by the plugin registry on every ``kannon`` start and every build, whichever backend is used:
+its names load on first use (kannon.lazy), and the ``kubernetes`` package and PyYAML are imported inside functions
+(tests/unit/test_plugins_startup.py checks both).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kannon.backends.kubernetes.api import ApiCaller, TokenBucket, api_status
-from kannon.backends.kubernetes.compat import add_options, from_options, make_executor
-from kannon.backends.kubernetes.executor import K8sJobExecutor
-from kannon.backends.kubernetes.manifest import (
-    build_job,
-    job_error_problems,
-    load_template,
-    owner_reference,
-    template_from_pod,
-)
-from kannon.backends.kubernetes.names import (
-    ANNOTATION_FAMILY,
-    ANNOTATION_KEY,
-    ANNOTATION_RUN,
-    ANNOTATION_SPEC_HASH,
-    ANNOTATION_TASK,
-    LABEL_ATTEMPT,
-    LABEL_FAMILY,
-    LABEL_RUN,
-    LABEL_TASK,
-    job_name,
-    job_of_pod,
-    label_value,
-    run_selector,
-)
-from kannon.backends.kubernetes.rbac import RBAC_RULES, render_rbac
+from kannon import lazy
 from kannon.hookspecs import hookimpl
 
 if TYPE_CHECKING:
+    from kannon.backends.kubernetes.api import ApiCaller, TokenBucket, api_status
+    from kannon.backends.kubernetes.compat import make_executor
+    from kannon.backends.kubernetes.executor import K8sJobExecutor
+    from kannon.backends.kubernetes.manifest import (
+        build_job,
+        job_error_problems,
+        load_template,
+        owner_reference,
+        template_from_pod,
+    )
+    from kannon.backends.kubernetes.names import (
+        ANNOTATION_FAMILY,
+        ANNOTATION_KEY,
+        ANNOTATION_RUN,
+        ANNOTATION_SPEC_HASH,
+        ANNOTATION_TASK,
+        LABEL_ATTEMPT,
+        LABEL_FAMILY,
+        LABEL_RUN,
+        LABEL_TASK,
+        job_name,
+        job_of_pod,
+        label_value,
+        run_selector,
+    )
+    from kannon.backends.kubernetes.rbac import RBAC_RULES, render_rbac
     from kannon.plugins import BackendSpec
+
+_NAMES = ("ANNOTATION_FAMILY", "ANNOTATION_KEY", "ANNOTATION_RUN", "ANNOTATION_SPEC_HASH", "ANNOTATION_TASK",
+          "LABEL_ATTEMPT", "LABEL_FAMILY", "LABEL_RUN", "LABEL_TASK", "job_name", "job_of_pod", "label_value",
+          "run_selector")  # fmt: skip
+__getattr__ = lazy.attributes(__name__, {
+    "ApiCaller": "api", "TokenBucket": "api", "api_status": "api", "make_executor": "compat",
+    "K8sJobExecutor": "executor", "build_job": "manifest", "job_error_problems": "manifest",
+    "load_template": "manifest", "owner_reference": "manifest", "template_from_pod": "manifest",
+    "RBAC_RULES": "rbac", "render_rbac": "rbac", **dict.fromkeys(_NAMES, "names"),
+})  # fmt: skip
+
 
 @hookimpl
 def kannon_backends() -> list[BackendSpec]:
+    from kannon.backends.kubernetes.compat import add_options, from_options, make_executor
     from kannon.plugins import BackendSpec
 
     return [
@@ -64,6 +78,7 @@ def kannon_backends() -> list[BackendSpec]:
             from_options=from_options,
         )
     ]
+
 
 __all__ = [
     "ANNOTATION_FAMILY",
