@@ -56,8 +56,9 @@ def plugin_manager() -> pluggy.PluginManager:
     (``kannon backends`` shows it; asking for a backend it would have provided raises it).
 
     Every build calls this (observer hooks such as ``kannon_event`` must reach every installed plugin), so it is
-    on the start-up path: the built-in backend modules keep their heavy imports inside functions, and the
-    distributions' metadata is only read when a backend's source is asked for.
+    on the start-up path: the built-in backend packages load their modules on first use (kannon.lazy) and keep
+    their heavy imports inside functions, and the distributions' metadata is only read when a backend's source is
+    asked for.
     """
     global _pm
     with _lock:

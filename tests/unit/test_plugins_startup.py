@@ -40,9 +40,9 @@ def test_a_backend_package_still_offers_its_names_and_its_backend() -> None:
         "import kannon.backends.kubernetes as k8s\n"
         "from kannon.plugins import backends\n"
         "found = backends()\n"
+        "names = [K8sJobExecutor.__name__, LABEL_RUN, DockerExecutor.__name__, parse_env.__name__]\n"
         "print(json.dumps({'k8s': found['kubernetes'].factory.__module__, 'docker': found['docker'].factory.__name__,\n"
-        "                  'names': [K8sJobExecutor.__name__, LABEL_RUN, DockerExecutor.__name__, parse_env.__name__],\n"
-        "                  'missing': not hasattr(k8s, 'no_such_name')}))\n"
+        "                  'names': names, 'missing': not hasattr(k8s, 'no_such_name')}))\n"
     )
     out = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
     assert out == {"k8s": "kannon.backends.kubernetes.compat", "docker": "DockerExecutor",
