@@ -235,13 +235,13 @@ def master_main(kubeconfig: str, shape: str, count: int, parallel: int, profile_
     kannon = Kannon(executor=executor, max_parallel=parallel, sys_path=[str(BENCH)])
     profiles = _ThreadProfiles() if profile_out else None
     trace = int(os.environ.get("KANNON_BENCH_TRACEMALLOC", "0") or 0)
+    dump_to = os.environ.get("KANNON_BENCH_TRACEMALLOC_OUT")
     if trace:
         import tracemalloc
 
         from kannon import runner
 
         tracemalloc.start(trace)
-        dump_to = os.environ.get("KANNON_BENCH_TRACEMALLOC_OUT")
         if dump_to:  # also what is held when the root's own build starts: the peak comes inside it, at the end
             run_one = runner.run_one
 
@@ -269,8 +269,8 @@ def master_main(kubeconfig: str, shape: str, count: int, parallel: int, profile_
     threads.by_name["(not attributed)"] = cpu - sum(threads.by_name.values())
     if trace:  # what is still held once build() returned (the executor and the result are still referenced)
         snapshot = tracemalloc.take_snapshot()
-        if os.environ.get("KANNON_BENCH_TRACEMALLOC_OUT"):
-            snapshot.dump(os.environ["KANNON_BENCH_TRACEMALLOC_OUT"] + ".end")
+        if dump_to:
+            snapshot.dump(dump_to + ".end")
         _print_allocations(snapshot, tracemalloc.get_traced_memory())
         tracemalloc.stop()
     if not result.ok:
