@@ -46,11 +46,16 @@ def quiet_luigi() -> None:
 
 
 def missing_requirements(task: luigi.Task) -> list[luigi.Task]:
+    """The requirements of ``task`` that are not complete, firing luigi's dependency events for the complete ones as
+    luigi's worker does when it schedules them (``run_one`` keeps the worker from checking them again)."""
     missing = []
     for dep in flatten(task.requires()):
         if getattr(dep, "_rerun_state", False):
             dep._rerun_state = False  # `rerun` belongs to the run that plans the task, not to a consumer
-        if not dep.complete():
+        if dep.complete():
+            task.trigger_event(luigi.Event.DEPENDENCY_DISCOVERED, task, dep)
+            dep.trigger_event(luigi.Event.DEPENDENCY_PRESENT, dep)
+        else:
             missing.append(dep)
     return missing
 
@@ -130,15 +135,58 @@ def run_one(task: luigi.Task) -> None:
             f"{describe(task)} cannot run: upstream output missing for {names}. kannon never recomputes upstream "
             "tasks here; rerun the pipeline so the master rebuilds them."
         )
-    if isinstance(task, gokart.TaskOnKart):
-        _gokart_build(task)
-    else:
-        _luigi_build(task)
+    with _scheduled_alone(task), _handlers_kept():
+        if isinstance(task, gokart.TaskOnKart):
+            _gokart_build(task)
+        else:
+            _luigi_build(task)
     if not task.complete():
         if isinstance(task, luigi.ExternalTask) or type(task).run is luigi.Task.run:
             outputs = ", ".join(target_path(t) for t in flatten(task.output()))
             raise OutputMissingError(f"{describe(task)} is an external input that does not exist: {outputs}")
         raise OutputMissingError(_incomplete_reason(task))
+
+
+def _no_requirements() -> list[luigi.Task]:
+    return []
+
+
+@contextmanager
+def _scheduled_alone(task: luigi.Task) -> Iterator[None]:
+    """Let luigi's worker see no requirements: ``missing_requirements`` has just checked them all.
+
+    The worker would check each one's ``complete()`` again when scheduling and once more before running (a stat,
+    or a HEAD request on an object store, per requirement and pass) and keep a scheduler record of each until the
+    next build: for a task with 10,000 requirements, 20,000 checks and ~50 MB. Only luigi's scheduling calls
+    ``deps()``; ``requires()``, ``input()`` and gokart's ids are unchanged. Like ``kannon.reqmemo``'s memo, this
+    lives on the instance for the build only."""
+    own = "deps" in vars(task)
+    if not own:
+        task.deps = _no_requirements
+    try:
+        yield
+    finally:
+        if not own:
+            del task.deps
+
+
+@contextmanager
+def _handlers_kept() -> Iterator[None]:
+    """Drop the event handler each ``gokart.build`` call adds to TaskOnKart and never removes: a master running many
+    tasks kept one per task (with the exceptions it collected), each run on every later failure. Handlers the
+    task's own code registers meanwhile stay."""
+    callbacks = luigi.Task._event_callbacks
+    saved = {(cls, event): set(cbs) for cls, events in callbacks.items() for event, cbs in events.items()}
+    try:
+        yield
+    finally:
+        for cls, events in list(callbacks.items()):
+            for event, cbs in list(events.items()):
+                cbs -= {cb for cb in cbs - saved.get((cls, event), set()) if cb.__module__ == "gokart.build"}
+                if not cbs and (cls, event) not in saved:
+                    del events[event]
+            if not events and not any(c is cls for c, _ in saved):
+                del callbacks[cls]
 
 
 def _gokart_build(task: gokart.TaskOnKart[Any]) -> None:

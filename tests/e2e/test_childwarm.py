@@ -72,6 +72,9 @@ SNAPSHOT = """
                         != [logging.NOTSET, [], True, False]},
             "disable": m.disable, "luigi_logging_configured": luigi.setup_logging.InterfaceLogging._configured,
             "threads": [t.name for t in threading.enumerate()],
+            # gokart.build registers a FAILURE handler on TaskOnKart per call and never removes it
+            "event_handlers": {c.__qualname__: {e: sorted(map(repr, cbs)) for e, cbs in events.items()}
+                               for c, events in luigi.Task._event_callbacks.items()},
             "cwd": sorted(os.listdir(".")),
             "tmp": sorted(n for n in os.listdir(tempfile.gettempdir()) if n.startswith("kannon-warm-up-")),
             "environ": dict(os.environ),
@@ -82,9 +85,9 @@ SNAPSHOT = """
 
 def test_warm_up_leaves_the_process_as_it_found_it(tmp_path: Path) -> None:
     """A child forked after the warm-up must see the process a child saw before it: the same task registry and
-    instance cache, logging, signal handlers (luigi's worker installs one for SIGUSR1), random states, threads and
-    files. The process's own config names a workspace and a lock server the warm-up must not use: a child's build
-    would, this one is private (redis on port 1 refuses at once)."""
+    instance cache, event handlers, logging, signal handlers (luigi's worker installs one for SIGUSR1), random
+    states, threads and files. The process's own config names a workspace and a lock server the warm-up must not
+    use: a child's build would, this one is private (redis on port 1 refuses at once)."""
     (tmp_path / "luigi.cfg").write_text(
         f"[TaskOnKart]\nworkspace_directory = {tmp_path / 'configured-ws'}\nredis_host = 127.0.0.1\nredis_port = 1\n"
     )
