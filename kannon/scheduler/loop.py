@@ -129,7 +129,7 @@ class Loop:
 
     def _launch(self, a: state.Launch) -> None:
         node = self.plan.nodes[a.task_id]
-        spec = self.specs.get(a.task_id)
+        spec = self.specs.take(a.task_id)
         assert spec is not None, "Launch before Prepared"
         hints = node.hints or Hints()
         own = {"KANNON_RUN_ID": self.run.run_id, "KANNON_INVOCATION_ID": self.run.invocation_id,

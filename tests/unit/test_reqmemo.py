@@ -92,3 +92,16 @@ def test_a_process_forked_during_a_build_memoises_nothing() -> None:
             os._exit(0 if "requires" not in vars(task) else 1)
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+class MemoNothing(gokart.TaskOnKart[int]):
+    def requires(self) -> dict[str, list[MemoUp]]:
+        return {"ups": []}
+
+
+def test_a_requires_that_names_no_task_is_not_memoised() -> None:
+    """Nothing to construct again, so nothing to keep: a memo on each leaf of a 10,000-task fan-out held ~4 MB."""
+    leaf, empty = MemoUp(n=7), MemoNothing()
+    with reqmemo.once_per_build():
+        assert reqmemo.requires(leaf) == [] and reqmemo.requires(empty) == {"ups": []}
+        assert "requires" not in vars(leaf) and "requires" not in vars(empty)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import luigi
 
-from kannon import handoff, speccrypt
+from kannon import handoff, speccrypt, storage
 from kannon.backends.local import LocalExecutor
 from kannon.plan import make_plan
 from kannon.scheduler.specs import Specs
@@ -70,3 +70,23 @@ def test_the_next_master_of_a_run_sweeps_the_spec_files_a_crashed_one_left(tmp_p
     assert Path(spec.location).exists()  # the crashed master never ran its cleanup
     assert Specs(LocalExecutor(), "run", tmp_path / "run", [], None, None, [Bullet]).sweep() == 1
     assert not Path(spec.location).exists() and not list((tmp_path / "run").glob("specs*/*"))
+
+
+class _InlineLocal(LocalExecutor):
+    def spec_transport(self, size: int) -> str:
+        return "inline"
+
+
+def test_an_inline_spec_is_not_kept_past_its_launch_and_a_retry_encodes_the_same_one(tmp_path: Path) -> None:
+    """The text of an inline spec travels in the Job; kept for retries, 10,000 of them held 7 MB to the run's end."""
+    plan = make_plan(Bullet(name="inline", workspace_directory=str(tmp_path / "ws")))
+    node = plan.nodes[plan.root_id]
+    specs = Specs(_InlineLocal(), "run", tmp_path / "run", [], None, None, [Bullet])
+    first, _ = specs.encode(node)
+    assert first.env and specs.take(node.task_id) == first
+    assert specs.take(node.task_id) is None  # nothing held once launched
+    retry, _ = specs.encode(node)
+    assert retry.sha256 == first.sha256 and retry.location == first.location
+    key = speccrypt.run_key(tmp_path / "run")
+    inline = [storage.decode_inline(spec.env["KANNON_SPEC"]) for spec in (first, retry)]
+    assert speccrypt.open_sealed(inline[0], key) == speccrypt.open_sealed(inline[1], key)
