@@ -237,13 +237,25 @@ def _spare(sock: socket.socket, server: int, close: list[int], base_path: list[s
         _mirror(code)
 
 
+class _Handoff:
+    """A request handed to a spare that has not confirmed it yet (its socket is watched for the answer)."""
+
+    def __init__(self, pid: int, sock: socket.socket, req: dict[str, Any], out_fd: int, tries: int) -> None:
+        self.pid, self.sock, self.req, self.out_fd, self.tries = pid, sock, req, out_fd, tries
+        self.deadline = time.monotonic() + SPARE_ACK_TIMEOUT
+        self.exit_status: int | None = None  # reaped before its answer was read: reported right after "started"
+
+
 class _Server:
-    """The loop. Single-threaded on purpose: it only forks, hands out requests, reaps and reports."""
+    """The loop. Single-threaded on purpose: it only forks, hands out requests, reaps and reports. It never waits for
+    one process: a spare's confirmation arrives on the selector, so requests that come together start side by side
+    (a spare's set-up -- joining a cgroup, forking PID 1 -- takes milliseconds that would otherwise add up)."""
 
     def __init__(self, sock: socket.socket, base_path: list[str]) -> None:
         self.sock, self.base_path = sock, base_path
         self.children: dict[int, Any] = {}  # pid -> request id
         self.reports: dict[int, tuple[socket.socket, Any]] = {}  # fd -> a started process's socket, request id
+        self.handoffs: dict[int, _Handoff] = {}  # fd of a spare's socket -> the request it was handed
         self.spares: list[tuple[int, socket.socket]] = []
         self.want_spares = 0
         self.idle_since = time.monotonic()
@@ -256,18 +268,17 @@ class _Server:
         self.sel.register(sock, selectors.EVENT_READ)
         self.sel.register(self.wake_r, selectors.EVENT_READ)
 
+    def _timeout(self) -> float | None:
+        now, timeouts = time.monotonic(), [h.deadline for h in self.handoffs.values()]
+        if len(self.spares) < self.want_spares:  # keep one ready at all times: a stream of short requests is never
+            timeouts.append(self.idle_since + SPARE_IDLE if self.spares else now)  # idle
+        return max(0.0, min(timeouts) - now) if timeouts else None
+
     def loop(self) -> None:
         while True:
-            refill = len(self.spares) < self.want_spares
-            timeout = max(0.0, self.idle_since + SPARE_IDLE - time.monotonic()) if refill else None
-            if refill and not self.spares:  # keep one ready at all times: a stream of short requests is never idle
-                timeout = 0.0
-            events = self.sel.select(timeout)
-            if not events:
-                if refill:
-                    self.spares.append(self._fork_spare())
-                continue
-            self.idle_since = time.monotonic()
+            events = self.sel.select(self._timeout())
+            if events:
+                self.idle_since = time.monotonic()
             for key, _ in events:
                 if key.fileobj is self.sock:
                     if not self._on_request():
@@ -277,14 +288,24 @@ class _Server:
                         while os.read(self.wake_r, 512):
                             pass
                     self._reap()
-                else:
+                elif key.fd in self.handoffs:
+                    self._on_answer(self.handoffs[key.fd])
+                elif key.fd in self.reports:
                     self._on_report(key.fd)
+            # After the batch: a retry may reuse the descriptor number of a socket that is in it.
+            now = time.monotonic()
+            for h in [h for h in self.handoffs.values() if h.deadline <= now]:
+                self._failed_handoff(h)
+            if not events and len(self.spares) < self.want_spares and (
+                    not self.spares or now >= self.idle_since + SPARE_IDLE):  # fmt: skip
+                self.spares.append(self._fork_spare())
 
     def _fork_spare(self, *also_close: int) -> tuple[int, socket.socket]:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # Every fd of ours is closed in the spare: a stray copy of some process's output would delay its EOF.
         close = [self.sock.fileno(), self.wake_r, self.wake_w, mine.fileno(), *also_close, *self.reports,
-                 *(s.fileno() for _, s in self.spares), *([self.sel.fileno()] if hasattr(self.sel, "fileno") else [])]
+                 *self.handoffs, *(h.out_fd for h in self.handoffs.values()), *(s.fileno() for _, s in self.spares),
+                 *([self.sel.fileno()] if hasattr(self.sel, "fileno") else [])]  # fmt: skip
         _flush()  # nothing buffered here may be written twice
         server = os.getpid()
         pid = os.fork()
@@ -304,15 +325,7 @@ class _Server:
             return False
         req = json.loads(msg)
         if req.get("op") == "run" and len(fds) == 1:
-            pid = self._start(req, fds[0])
-            os.close(fds[0])
-            if pid is None:
-                _send(self.sock, {"failed": req.get("id"), "error": "the fork server could not start a process for it"})
-            else:
-                self.children[pid] = req.get("id")
-                _send(self.sock, {"started": req.get("id"), "pid": pid})
-                if self.want_spares:  # as many spares as processes run at once, up to a bound
-                    self.want_spares = min(MAX_SPARES, max(self.want_spares, len(self.children)))
+            self._hand(req, fds[0], len(self.spares) + 3)
             return True
         for fd in fds:
             os.close(fd)
@@ -328,29 +341,55 @@ class _Server:
             _send(self.sock, {"failed": req.get("id"), "error": f"not a request with one descriptor: {req.get('op')}"})
         return True
 
-    def _start(self, req: dict[str, Any], out_fd: int) -> int | None:
-        """Hand the request to a spare that confirms it has it; None if no process could be started."""
-        data = json.dumps(req).encode()
-        for _ in range(len(self.spares) + 3):
+    def _hand(self, req: dict[str, Any], out_fd: int, tries: int) -> None:
+        """Hand the request to a spare (forked now if none is ready); its answer comes through the loop."""
+        while tries > 0:
+            tries -= 1
             pid, sock = self.spares.pop(0) if self.spares else self._fork_spare(out_fd)
             try:
-                socket.send_fds(sock, [data], [out_fd])
-                sock.settimeout(SPARE_ACK_TIMEOUT)
-                ack = sock.recv(16)
-                sock.settimeout(None)
+                socket.send_fds(sock, [json.dumps(req).encode()], [out_fd])
             except OSError:
-                ack = b""
-            if ack == b"ok":
-                if req.get("report"):
-                    self.reports[sock.fileno()] = (sock, req.get("id"))
-                    self.sel.register(sock, selectors.EVENT_READ)
-                else:
-                    sock.close()
-                return pid
-            # It died while waiting (a stray signal, the OOM killer) or never got going: the request goes to the
-            # next one rather than failing for it.
-            self._retire(pid, sock)
-        return None
+                self._retire(pid, sock)
+                continue
+            self.handoffs[sock.fileno()] = _Handoff(pid, sock, req, out_fd, tries)
+            self.sel.register(sock, selectors.EVENT_READ)
+            return
+        os.close(out_fd)
+        _send(self.sock, {"failed": req.get("id"), "error": "the fork server could not start a process for it"})
+
+    def _on_answer(self, h: _Handoff) -> None:
+        answer = b""
+        with contextlib.suppress(OSError):
+            answer = h.sock.recv(16)
+        if answer != b"ok":
+            self._failed_handoff(h)
+            return
+        del self.handoffs[h.sock.fileno()]
+        os.close(h.out_fd)
+        rid = h.req.get("id")
+        _send(self.sock, {"started": rid, "pid": h.pid})
+        if h.req.get("report"):
+            self.reports[h.sock.fileno()] = (h.sock, rid)  # stays registered: its report comes next
+        else:
+            self.sel.unregister(h.sock)
+            h.sock.close()
+        if h.exit_status is None:
+            self.children[h.pid] = rid
+        else:
+            _send(self.sock, {"exited": rid, "pid": h.pid, "code": os.waitstatus_to_exitcode(h.exit_status)})
+        if self.want_spares:  # as many spares as processes run at once, up to a bound
+            self.want_spares = min(MAX_SPARES, max(self.want_spares, len(self.children)))
+
+    def _failed_handoff(self, h: _Handoff) -> None:
+        # It died while waiting (a stray signal, the OOM killer) or never got going: the request goes to the next
+        # one rather than failing for it.
+        del self.handoffs[h.sock.fileno()]
+        self.sel.unregister(h.sock)
+        if h.exit_status is None:  # not yet reaped: still ours to kill
+            self._retire(h.pid, h.sock)
+        else:
+            h.sock.close()
+        self._hand(h.req, h.out_fd, h.tries)
 
     def _on_report(self, fd: int) -> None:
         sock, rid = self.reports.pop(fd)
@@ -372,19 +411,22 @@ class _Server:
             if pid in self.children:
                 rid = self.children.pop(pid)
                 _send(self.sock, {"exited": rid, "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+            for h in self.handoffs.values():  # ended before its answer was read (the answer may still be queued)
+                if h.pid == pid:
+                    h.exit_status = status
             for dead in [s for s in self.spares if s[0] == pid]:  # a spare that died while waiting
                 dead[1].close()
                 self.spares.remove(dead)
 
     def kill_all(self) -> None:
-        for pid in self.children:
+        for pid in [*self.children, *(h.pid for h in self.handoffs.values())]:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         for pid, _sock in self.spares:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         # Reap them before exiting, so that once the client has reaped the server nothing it started is left.
-        for pid in [*self.children, *(pid for pid, _ in self.spares)]:
+        for pid in [*self.children, *(h.pid for h in self.handoffs.values()), *(pid for pid, _ in self.spares)]:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
 

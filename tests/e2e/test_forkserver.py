@@ -55,8 +55,8 @@ class Session:
         finally:
             self.server.sock.settimeout(None)
 
-    def run(self, mode: str, target: str, *args: str, **extra: Any) -> tuple[int, int, Path]:
-        """Start a process whose output goes to a file; (request id, pid, output file)."""
+    def send(self, mode: str, target: str, *args: str, **extra: Any) -> tuple[int, Path]:
+        """Ask for a process whose output goes to a file; (request id, output file)."""
         self.next_id += 1
         out = self.tmp / f"out-{self.next_id}.txt"
         fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o644)
@@ -66,10 +66,17 @@ class Session:
             self.server.send(req, fd)
         finally:
             os.close(fd)
-        rid = self.next_id
+        return self.next_id, out
+
+    def started(self, rid: int) -> int:
         started = self.next(lambda m: m.get("started") == rid or m.get("failed") == rid)
         assert "pid" in started, started
-        return rid, int(started["pid"]), out
+        return int(started["pid"])
+
+    def run(self, mode: str, target: str, *args: str, **extra: Any) -> tuple[int, int, Path]:
+        """Start a process whose output goes to a file; (request id, pid, output file)."""
+        rid, out = self.send(mode, target, *args, **extra)
+        return rid, self.started(rid), out
 
     def exit_code(self, rid: int) -> int:
         return int(self.next(lambda m: m.get("exited") == rid)["code"])
@@ -155,6 +162,25 @@ def test_the_cgroup_is_joined_before_the_process_is_reported_started(session: Se
     rid, pid, _out = session.run("c", "pass", cgroup_procs=str(procs))
     assert procs.read_text() == str(pid)
     assert session.exit_code(rid) == 0
+
+
+def test_a_process_still_setting_up_does_not_hold_up_the_next_start(session: Session, tmp_path: Path) -> None:
+    """Each request is handed to its process without waiting for the ones before it to confirm: pods that start
+    together on the emulator's node start side by side, not one after the other. The first process here blocks
+    joining its "cgroup" (a FIFO nobody reads yet) until the second one has been reported started."""
+    fifo = tmp_path / "cgroup.procs"
+    os.mkfifo(fifo)
+    blocked, _ = session.send("c", "pass", cgroup_procs=str(fifo))
+    rid, _pid, _out = session.run("c", "pass")
+    assert session.exit_code(rid) == 0
+    assert not [m for m in session.seen if blocked in (m.get("started"), m.get("failed"))], session.seen
+    reader = os.open(fifo, os.O_RDONLY)  # lets the first process's write through
+    try:
+        joined = os.read(reader, 64).decode()
+    finally:
+        os.close(reader)
+    assert session.started(blocked) == int(joined)
+    assert session.exit_code(blocked) == 0
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root (CI runs as root)")
