@@ -18,7 +18,7 @@ from kannon.forkserver.client import SCRIPT as forkserver_script
 from kannon.testing.kube.node.cgroups import _MemoryCgroup
 from kannon.testing.kube.node.logs import ContainerLog
 from kannon.testing.kube.node.runtime import ContainerHandle, StartError, _exit_code
-from kannon.testing.kube.node.warm import _WarmHandle, _Zygote, warm_command
+from kannon.testing.kube.node.warm import SPARES, _WarmHandle, _Zygote, warm_command
 from kannon.testing.kube.store import Obj
 from kannon.testing.kube.validation import parse_quantity
 
@@ -192,7 +192,8 @@ class ProcessRuntime:
                     return z
                 z.close()
             try:
-                z = _Zygote(exe, list(self.warm_imports or ()), self.base_env(), self.workdir)
+                spares = SPARES if self.pid_namespace else 0
+                z = _Zygote(exe, list(self.warm_imports or ()), self.base_env(), self.workdir, spares)
             except (StartError, OSError) as exc:
                 log.warning("process pods of %s start cold: %s", exe, exc)
                 z = None
