@@ -22,7 +22,8 @@ Server to client::
     {"imported": [MOD...], "failed": [...]}                                  answers "import"
     {"started": ID, "pid": PID} | {"failed": ID, "error": TEXT}            answers "run"
     {"reported": ID, "code": CODE}    with "report": the process's own word, sent just before it exits
-    {"exited": ID, "pid": PID, "code": CODE}                                 reaped
+    {"ended": ID, "pid": PID, "code": CODE}   with "pid_namespace": PID 1 ended (reaped by PID), before PID exits
+    {"exited": ID, "pid": PID, "code": CODE}                                 reaped (after its other messages)
 
 CODE is as ``os.waitstatus_to_exitcode``: negative for a signal. A started process leads its own session, so the
 client signals it with ``killpg(PID)`` and reaches everything it started; it has ``PR_SET_PDEATHSIG`` SIGKILL (the

@@ -73,11 +73,12 @@ def _unshare_pid() -> bool:
         return False
 
 
-def _become_pid1(close: list[int]) -> None:
+def _become_pid1(close: list[int], tell: socket.socket | None = None) -> None:
     """Fork the program as PID 1 of a new PID namespace, as a container runtime starts it, so it gets init's signal
     semantics (the kernel drops a signal PID 1 has no handler for; pid_namespaces(7)). This process stays outside,
-    the session's leader the client signals, and ends as PID 1 ends. Returns in PID 1, or here when no namespace
-    can be made (not root)."""
+    the session's leader the client signals, and ends as PID 1 ends, after telling ``tell`` how PID 1 ended: the
+    container's end is known before this copy of the server is torn down. Returns in PID 1, or here when no
+    namespace can be made (not root)."""
     if not _unshare_pid():
         return
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the group's SIGTERM is for PID 1 only
@@ -89,7 +90,11 @@ def _become_pid1(close: list[int]) -> None:
     for fd in close:  # the log ends when PID 1's output does; PID 1 says when it is ready
         with contextlib.suppress(OSError):
             os.close(fd)
-    _mirror(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if tell is not None:
+        with contextlib.suppress(OSError):
+            _send(tell, {"ended": code})
+    _mirror(code)
 
 
 def _mirror(code: int) -> NoReturn:
@@ -217,7 +222,7 @@ def _spare(sock: socket.socket, server: int, close: list[int], base_path: list[s
             except OSError:
                 pass  # best effort, as a cold process's limits are
         if req.get("pid_namespace"):
-            _become_pid1([fds[0], sock.fileno()])
+            _become_pid1([fds[0]], sock)
         sock.send(b"ok")  # the request is ours now: from here on, how it ends is the program's outcome
         report = bool(req.get("report"))
         if not report:
@@ -254,7 +259,8 @@ class _Server:
     def __init__(self, sock: socket.socket, base_path: list[str]) -> None:
         self.sock, self.base_path = sock, base_path
         self.children: dict[int, Any] = {}  # pid -> request id
-        self.reports: dict[int, tuple[socket.socket, Any]] = {}  # fd -> a started process's socket, request id
+        # fd -> a started process's socket, request id, pid: kept until EOF for its report or (PID namespace) its end
+        self.reports: dict[int, tuple[socket.socket, Any, int]] = {}
         self.handoffs: dict[int, _Handoff] = {}  # fd of a spare's socket -> the request it was handed
         self.spares: list[tuple[int, socket.socket]] = []
         self.want_spares = 0
@@ -368,14 +374,15 @@ class _Server:
         os.close(h.out_fd)
         rid = h.req.get("id")
         _send(self.sock, {"started": rid, "pid": h.pid})
-        if h.req.get("report"):
-            self.reports[h.sock.fileno()] = (h.sock, rid)  # stays registered: its report comes next
+        if h.req.get("report") or h.req.get("pid_namespace"):
+            self.reports[h.sock.fileno()] = (h.sock, rid, h.pid)  # stays registered: its report or end comes next
         else:
             self.sel.unregister(h.sock)
             h.sock.close()
         if h.exit_status is None:
             self.children[h.pid] = rid
         else:
+            self._drain(h.pid)
             _send(self.sock, {"exited": rid, "pid": h.pid, "code": os.waitstatus_to_exitcode(h.exit_status)})
         if self.want_spares:  # as many spares as processes run at once, up to a bound
             self.want_spares = min(MAX_SPARES, max(self.want_spares, len(self.children)))
@@ -391,14 +398,34 @@ class _Server:
             h.sock.close()
         self._hand(h.req, h.out_fd, h.tries)
 
-    def _on_report(self, fd: int) -> None:
-        sock, rid = self.reports.pop(fd)
-        self.sel.unregister(sock)
-        with contextlib.suppress(OSError, ValueError):
-            data = sock.recv(MAX_MSG)
-            if data:
-                _send(self.sock, {"reported": rid, "code": int(json.loads(data)["code"])})
-        sock.close()
+    def _on_report(self, fd: int) -> bool:
+        """Pass on what a started process says: its report, or PID 1's end from the process that reaped it; at EOF
+        (they have all exited) forget it. False when nothing (more) is waiting."""
+        sock, rid, pid = self.reports[fd]
+        try:
+            data = sock.recv(MAX_MSG, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            del self.reports[fd]
+            self.sel.unregister(sock)
+            sock.close()
+            return False
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            msg = json.loads(data)
+            if "ended" in msg:
+                _send(self.sock, {"ended": rid, "pid": pid, "code": int(msg["ended"])})
+            else:
+                _send(self.sock, {"reported": rid, "code": int(msg["code"])})
+        return True
+
+    def _drain(self, pid: int) -> None:
+        # What a reaped process said goes out before its "exited", whichever the selector saw first.
+        for fd in [fd for fd, (_s, _r, p) in self.reports.items() if p == pid]:
+            while self._on_report(fd):
+                pass
 
     def _reap(self) -> None:
         while True:
@@ -410,6 +437,7 @@ class _Server:
                 return
             if pid in self.children:
                 rid = self.children.pop(pid)
+                self._drain(pid)
                 _send(self.sock, {"exited": rid, "pid": pid, "code": os.waitstatus_to_exitcode(status)})
             for h in self.handoffs.values():  # ended before its answer was read (the answer may still be queued)
                 if h.pid == pid:

@@ -196,6 +196,17 @@ def test_in_a_pid_namespace_the_process_is_pid_1_with_init_semantics(session: Se
     assert session.exit_code(rid) == -signal.SIGKILL
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root (CI runs as root)")
+@pytest.mark.parametrize(("code", "expected"), [("import sys; sys.exit(3)", 3), ("pass", 0)])
+def test_pid_1s_end_is_reported_as_soon_as_it_is_reaped(session: Session, code: str, expected: int) -> None:
+    # The container's end is PID 1's: "ended" comes when the reported process has reaped it, before that process's
+    # own exit (the tear-down of a copy of the whole server, milliseconds on a loaded machine) and its "exited".
+    rid, pid, _out = session.run("c", f"import os; os.getpid() == 1 or os._exit(99); {code}", pid_namespace=True)
+    assert session.exit_code(rid) == expected
+    ended = [m for m in session.seen if m.get("ended") == rid]
+    assert ended == [{"ended": rid, "pid": pid, "code": expected}], session.seen
+
+
 @pytest.mark.parametrize("how", ["SIGKILL", "EOF"])
 def test_nothing_outlives_the_server(session: Session, how: str) -> None:
     code = "import os, subprocess, sys, signal; p = subprocess.Popen([sys.executable, '-c', 'import signal; signal.pause()']); print(os.getpid(), p.pid, flush=True); signal.pause()"  # noqa: E501

@@ -158,13 +158,13 @@ class ContainerRun:
             waiter.join()
             code, oom = self._result[0] if self._result else (137, False)
             out.finish()
-            handle.cleanup()
             reason = "OOMKilled" if oom or self.disruption == "OOMKilled" else ("Completed" if code == 0 else "Error")
             if self.disruption == "OOMKilled":
                 code = 137
             message = termination_message(term_file, container, code, out)
             restart = self._restarts_after(code)
             self._terminate(restarts, code, reason, message, handle.container_id, started, restart)
+            handle.cleanup()  # after the status, as a kubelet removes a container after reporting its end
             self.code = code
             if not restart:
                 return

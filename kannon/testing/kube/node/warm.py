@@ -53,7 +53,9 @@ class _Zygote:
         self.exe = exe
         self.cond = threading.Condition()
         self.started: dict[int, dict[str, Any]] = {}
-        self.exited: dict[int, int] = {}
+        self.exited: dict[int, int] = {}  # pid -> how its container ended (PID 1's end, else the process's)
+        self.ended: set[int] = set()  # PID 1 ended, the reported process not reaped yet
+        self.reaped: set[int] = set()  # reaped, its handle not cleaned up yet
         self.dead = False
         self._next_id = 0
         self._id_lock = threading.Lock()
@@ -87,8 +89,15 @@ class _Zygote:
                     self.dead = True
                     self.cond.notify_all()
                     return
-                if "exited" in msg:
+                if "ended" in msg:  # the container ended; its wrapper (the reported process) exits next
                     self.exited[int(msg["pid"])] = int(msg["code"])
+                    self.ended.add(int(msg["pid"]))
+                elif "exited" in msg:
+                    pid = int(msg["pid"])
+                    if pid not in self.ended:
+                        self.exited[pid] = int(msg["code"])
+                    self.ended.discard(pid)
+                    self.reaped.add(pid)
                 elif "started" in msg or "failed" in msg:
                     self.started[int(msg["started"] if "started" in msg else msg["failed"])] = msg
                 self.cond.notify_all()
@@ -117,6 +126,12 @@ class _Zygote:
             # A zygote that died took its children with it (PR_SET_PDEATHSIG, see kannon.forkserver).
             return self.exited.pop(pid, -signal.SIGKILL)
 
+    def wait_reaped(self, pid: int, timeout: float) -> None:
+        """Until ``pid`` itself is gone (its cgroup can then be removed), at most ``timeout`` seconds."""
+        with self.cond:
+            self.cond.wait_for(lambda: pid in self.reaped or self.dead, timeout)
+            self.reaped.discard(pid)
+
     def close(self) -> None:
         self.server.close(timeout=5)  # EOF: the server kills every child's process group and exits
 
@@ -128,6 +143,7 @@ class _WarmHandle:
         self.container_id = f"emulator://{uuid.uuid4().hex}"
         self.image_id = ""
         self.cgroup = cgroup
+        self._cleaned = False
         self._reader = threading.Thread(target=self._pump, args=(read_fd, out), daemon=True, name=f"log-{pid}")
         self._reader.start()
 
@@ -148,5 +164,7 @@ class _WarmHandle:
 
     def cleanup(self) -> None:
         self.signal(signal.SIGKILL)
-        if self.cgroup:
+        if self.cgroup and not self._cleaned:
+            self._cleaned = True
+            self.zygote.wait_reaped(self.pid, 10)  # killed now if it still ran: only the reap is left
             self.cgroup.remove()
