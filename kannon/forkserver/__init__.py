@@ -10,11 +10,14 @@ of one that already imported it starts in milliseconds.
 The protocol: one AF_UNIX SOCK_SEQPACKET socket; every datagram is one JSON object, and a request may carry one
 descriptor (SCM_RIGHTS). No pickle, no shell. Client to server::
 
-    {"op": "import", "modules": [MOD...], "spares": N}     import more; keep N processes forked ahead of time
-                                                           ("MOD:FUNC" also calls FUNC() once, e.g. to warm up)
+    {"op": "import", "modules": [MOD...], "spares": N,     import more; keep N processes forked ahead of time
+     "spare_cgroups": DIR|null}                            ("MOD:FUNC" also calls FUNC() once, e.g. to warm up),
+                                                           each in a new cgroup under DIR (DIR/kannon-spare-PID)
     {"op": "run", "id": ID, "mode": "m"|"c"|"script"|"call", "target": MOD|CODE|PATH|"MOD:FUNC", "args": [...],
      "env": {...}, "cwd": DIR, "cgroup_procs": PATH|null, "pid_namespace": BOOL, "report": BOOL,
      "started_env": NAME|null}                            + the process's stdout/stderr as the attached descriptor
+     or, instead of cgroup_procs, "cgroup": {"path": CGROUP, "files": [[NAME, VALUE]...]}: be in CGROUP (a spare's
+     own cgroup renamed, or CGROUP made and joined) with those files written (its limits), before it is started
 
 Server to client::
 

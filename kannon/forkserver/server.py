@@ -195,8 +195,45 @@ def _program(req: dict[str, Any], out_fd: int, taken: float, base_path: list[str
     return code
 
 
-def _spare(sock: socket.socket, server: int, close: list[int], base_path: list[str]) -> NoReturn:
-    """A process forked ahead of its request: wait for it, set up, run the program, exit as it did."""
+def _own_cgroup(parent: str) -> str | None:
+    """Join a new cgroup under ``parent`` (best effort): moving a process into a cgroup waits for an RCU grace
+    period on cgroup v1, which a spare pays while it waits rather than when its request comes."""
+    path = os.path.join(parent, f"kannon-spare-{os.getpid()}")
+    try:
+        os.mkdir(path)
+        with open(os.path.join(path, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+        return path
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+        return None
+
+
+def _take_cgroup(spec: dict[str, Any], own: str | None) -> None:
+    """Be in cgroup ``spec["path"]`` with ``spec["files"]`` (its limits) written: our own cgroup renamed when it has
+    the same parent (cgroup v1 renames; the process stays where it is), else that cgroup made and joined."""
+    path = spec["path"]
+    try:
+        if own is None or os.path.dirname(own) != os.path.dirname(path):
+            raise OSError("no cgroup of our own there")
+        os.rename(own, path)
+    except OSError:
+        try:
+            os.makedirs(path, exist_ok=True)
+            with open(os.path.join(path, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        except OSError:
+            return  # best effort, as a cold process's limits are
+    for name, value in spec.get("files") or ():
+        with contextlib.suppress(OSError), open(os.path.join(path, name), "w") as f:
+            f.write(value)
+
+
+def _spare(sock: socket.socket, server: int, close: list[int], base_path: list[str],
+           cgroups: str | None = None) -> NoReturn:  # fmt: skip
+    """A process forked ahead of its request: wait for it (in a cgroup of its own under ``cgroups``), set up, run
+    the program, exit as it did."""
     code, report = 128, False
     try:
         signal.set_wakeup_fd(-1)
@@ -210,12 +247,15 @@ def _spare(sock: socket.socket, server: int, close: list[int], base_path: list[s
         if os.getppid() != server:  # the server died before prctl took effect
             os._exit(128 + signal.SIGKILL)
         os.setsid()
+        own = _own_cgroup(cgroups) if cgroups else None
         msg, fds, _flags, _addr = socket.recv_fds(sock, MAX_MSG, 1)
         if not msg or len(fds) != 1:
             os._exit(0)  # retired by the server
         taken = time.monotonic()
         req = json.loads(msg)
-        if req.get("cgroup_procs"):
+        if req.get("cgroup"):
+            _take_cgroup(req["cgroup"], own)
+        elif req.get("cgroup_procs"):
             try:
                 with open(req["cgroup_procs"], "w") as f:
                     f.write(str(os.getpid()))
@@ -264,6 +304,7 @@ class _Server:
         self.handoffs: dict[int, _Handoff] = {}  # fd of a spare's socket -> the request it was handed
         self.spares: list[tuple[int, socket.socket]] = []
         self.want_spares = 0
+        self.spare_cgroups: str | None = None  # where spares make a cgroup of their own ("import"'s spare_cgroups)
         self.idle_since = time.monotonic()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -316,7 +357,7 @@ class _Server:
         server = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _spare(theirs, server, close, self.base_path)
+            _spare(theirs, server, close, self.base_path, self.spare_cgroups)
         theirs.close()
         return pid, mine
 
@@ -341,6 +382,7 @@ class _Server:
                 self._retire(pid, sock)
             self.spares.clear()
             self.want_spares = int(req.get("spares", 0))
+            self.spare_cgroups = req.get("spare_cgroups") or None
             self.idle_since = 0.0  # the client asked now, so it is busy elsewhere: fork them at once
             _send(self.sock, {"imported": loaded, "failed": failed})
         else:
@@ -445,6 +487,13 @@ class _Server:
             for dead in [s for s in self.spares if s[0] == pid]:  # a spare that died while waiting
                 dead[1].close()
                 self.spares.remove(dead)
+            self._forget_cgroup(pid)
+
+    def _forget_cgroup(self, pid: int) -> None:
+        # The cgroup a reaped spare made for itself, unless a request took it (renamed).
+        if self.spare_cgroups:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(self.spare_cgroups, f"kannon-spare-{pid}"))
 
     def kill_all(self) -> None:
         for pid in [*self.children, *(h.pid for h in self.handoffs.values())]:
@@ -457,6 +506,7 @@ class _Server:
         for pid in [*self.children, *(h.pid for h in self.handoffs.values()), *(pid for pid, _ in self.spares)]:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
+            self._forget_cgroup(pid)
 
 
 def _import(modules: list[str]) -> tuple[list[str], list[str]]:

@@ -183,6 +183,34 @@ def test_a_process_still_setting_up_does_not_hold_up_the_next_start(session: Ses
     assert session.exit_code(blocked) == 0
 
 
+def test_a_spare_joins_a_cgroup_of_its_own_ahead_and_a_request_gets_it_renamed(tmp_path: Path) -> None:
+    """Moving a process into a cgroup waits for an RCU grace period on cgroup v1 (1-20 ms on a loaded machine):
+    a spare does it while it waits, in a cgroup of its own, and a request's cgroup is that one renamed, with the
+    request's files (its limits) written, before the program runs. Plain directories stand for cgroups here."""
+    parent = tmp_path / "memory"
+    parent.mkdir()
+    server = ForkServer.spawn(PY, [MARKER], {"PATH": os.environ["PATH"]}, str(tmp_path))
+    try:
+        server.hello(timeout=60)
+        server.send({"op": "import", "modules": [], "spares": 1, "spare_cgroups": str(parent)})
+        s = Session(server, tmp_path)
+        s.next(lambda m: "imported" in m)
+        own = wait_until(lambda: [d for d in parent.iterdir() if (d / "cgroup.procs").exists()], 60, "a spare's")[0]
+        spare = int((own / "cgroup.procs").read_text())
+        pod = parent / "pod-cgroup"
+        rid, pid, _out = s.run("c", "pass", cgroup={"path": str(pod), "files": [["memory.limit_in_bytes", "123"]]})
+        assert s.exit_code(rid) == 0
+        assert pid == spare and not own.exists()
+        assert (pod / "cgroup.procs").read_text() == str(pid) and (pod / "memory.limit_in_bytes").read_text() == "123"
+        # without a spare of its own (another parent): the request's cgroup is made and joined at once
+        other = tmp_path / "elsewhere"
+        other.mkdir()
+        rid, pid, _out = s.run("c", "pass", cgroup={"path": str(other / "pod"), "files": []})
+        assert s.exit_code(rid) == 0 and (other / "pod" / "cgroup.procs").read_text() == str(pid)
+    finally:
+        server.close()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root (CI runs as root)")
 def test_in_a_pid_namespace_the_process_is_pid_1_with_init_semantics(session: Session) -> None:
     # The kernel drops a signal PID 1 has no handler for (pid_namespaces(7)): the SIGTERM it sends itself is lost.

@@ -267,6 +267,31 @@ def test_a_warm_pod_starts_from_a_process_forked_ahead_and_runs_in_one_forked_fo
         assert parent in ahead and pid not in ahead
 
 
+def test_a_warm_pods_memory_limit_is_a_real_oom_kill_in_a_cgroup_of_its_own(tmp_path: Path) -> None:
+    # Its cgroup is a spare's own, renamed and given the pod's limit (kannon.forkserver's "cgroup"); the spares'
+    # cgroups go with the zygote.
+    from kannon.testing.kube.node.cgroups import _cgroup_base
+
+    base = _cgroup_base()
+    if base is None or os.geteuid() != 0:
+        pytest.skip("no writable memory cgroup here, or no PID namespaces (then no spares)")
+    hog = "b = []\nwhile True: b.append(bytearray(16 * 1024 * 1024))"
+    ctr = {"name": "main", "image": "python:3", "command": [PY, "-c", hog], "workingDir": str(tmp_path),
+           "resources": {"limits": {"memory": "64Mi"}}}  # fmt: skip
+    body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "hog"},
+            "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [ctr]}}}}
+    with KubeEmulator(runtime="process", warm_imports=[MARKER]) as kube:
+        kube.warm_up()
+        zpid = zygote_of(kube).server.pid
+        spares = wait_until(lambda: {base[0] / f"kannon-spare-{p}" for p in children(zpid)
+                                     if (base[0] / f"kannon-spare-{p}").is_dir()}, 60, "the spares' cgroups")
+        client.BatchV1Api(kube.api_client()).create_namespaced_job("default", body)
+        wait_finished(kube, "hog", timeout=120)
+        term = pods_of(kube, "hog")[0]["status"]["containerStatuses"][0]["state"]["terminated"]
+        assert (term["exitCode"], term["reason"]) == (137, "OOMKilled")
+    assert not any(d.exists() for d in spares)
+
+
 def test_zygotes_start_with_the_emulator_or_at_their_first_pod(tmp_path: Path) -> None:
     with KubeEmulator(runtime="process", warm_imports=[MARKER]) as kube:
         kube.warm_up()

@@ -14,28 +14,53 @@ class _MemoryCgroup:
     (best effort). Every pod gets one, as every container on a real node does: what the pod's processes use is
     then the pod's alone (its peak is what a child measures, kannon.measure), not the emulator's whole group's."""
 
-    def __init__(self, limit: int | None, tag: str) -> None:
+    def __init__(self, limit: int | None, tag: str, make: bool = True) -> None:
+        """``make=False``: only planned (:meth:`spec`), for a warm process that makes it itself (kannon.forkserver's
+        ``cgroup``: a spare's own cgroup renamed, without the wait of moving a process); :meth:`made` after it."""
         self.path: Path | None = None
+        self.planned: Path | None = None
         self.v2 = False
+        self.limit = limit
         base = _cgroup_base()
         if base is None:
             return
-        path, self.v2 = base[0] / f"kannon-emu-{tag}", base[1]
+        self.planned, self.v2 = base[0] / f"kannon-emu-{tag}", base[1]
+        if make:
+            self.make()
+
+    def files(self) -> list[tuple[str, str]]:
+        """The limit files to write, in order (memsw may not go below the memory limit)."""
+        if self.limit is None:
+            return []
+        if self.v2:
+            return [("memory.max", str(self.limit)), ("memory.swap.max", "0")]
+        return [("memory.limit_in_bytes", str(self.limit)), ("memory.memsw.limit_in_bytes", str(self.limit))]
+
+    def make(self) -> None:
+        path = self.planned
+        if path is None or self.path is not None:
+            return
         try:
             path.mkdir()
-            if limit is None:
-                pass
-            elif self.v2:
-                (path / "memory.max").write_text(str(limit))
-                (path / "memory.swap.max").write_text("0")
-            else:
-                (path / "memory.limit_in_bytes").write_text(str(limit))
-                with contextlib.suppress(OSError):
-                    (path / "memory.memsw.limit_in_bytes").write_text(str(limit))
+            for name, value in self.files():
+                if name == "memory.memsw.limit_in_bytes":  # absent without swap accounting
+                    with contextlib.suppress(OSError):
+                        (path / name).write_text(value)
+                else:
+                    (path / name).write_text(value)
             self.path = path
         except OSError:
             with contextlib.suppress(OSError):
                 path.rmdir()
+
+    def spec(self) -> dict[str, object] | None:
+        """The forkserver's ``cgroup`` request for this (planned) cgroup."""
+        return None if self.planned is None else {"path": str(self.planned), "files": [list(f) for f in self.files()]}
+
+    def made(self) -> None:
+        """A process made it from :meth:`spec` (or did not, best effort)."""
+        if self.planned is not None and self.planned.is_dir():
+            self.path = self.planned
 
     def add(self, pid: int) -> None:
         if self.path is not None:

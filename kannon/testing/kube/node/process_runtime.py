@@ -15,7 +15,7 @@ import threading
 import uuid
 
 from kannon.forkserver.client import SCRIPT as forkserver_script
-from kannon.testing.kube.node.cgroups import _MemoryCgroup
+from kannon.testing.kube.node.cgroups import _cgroup_base, _MemoryCgroup
 from kannon.testing.kube.node.logs import ContainerLog
 from kannon.testing.kube.node.runtime import ContainerHandle, StartError, _exit_code
 from kannon.testing.kube.node.warm import SPARES, _WarmHandle, _Zygote, warm_command
@@ -130,14 +130,18 @@ class ProcessRuntime:
             raise StartError("no command specified")
         cwd = container.get("workingDir") or self.workdir
         limit = (container.get("resources") or {}).get("limits", {}).get("memory")
-        cgroup = None
-        if self.memory_limits:
-            cgroup = _MemoryCgroup(int(parse_quantity(limit)) if limit is not None else None, uuid.uuid4().hex[:12])
         warm = warm_command(argv, env) if self.warm_imports is not None else None
-        if warm is not None and os.path.isdir(cwd):
+        warm = warm if warm is not None and os.path.isdir(cwd) else None
+        cgroup = None
+        if self.memory_limits:  # a warm process makes its own (cheaper: see _MemoryCgroup)
+            cgroup = _MemoryCgroup(int(parse_quantity(limit)) if limit is not None else None, uuid.uuid4().hex[:12],
+                                   make=warm is None)  # fmt: skip
+        if warm is not None:
             handle = self._start_warm(warm, env, cwd, out, cgroup)
             if handle is not None:
                 return handle
+            if cgroup is not None:
+                cgroup.make()
         run = argv
         if self.pid_namespace:
             _check_executable(argv[0], env, cwd)  # the wrapper's own exec failure would look like the container's
@@ -193,7 +197,9 @@ class ProcessRuntime:
                 z.close()
             try:
                 spares = SPARES if self.pid_namespace else 0
-                z = _Zygote(exe, list(self.warm_imports or ()), self.base_env(), self.workdir, spares)
+                base = _cgroup_base() if self.memory_limits else None
+                z = _Zygote(exe, list(self.warm_imports or ()), self.base_env(), self.workdir, spares,
+                            str(base[0]) if base else None)  # fmt: skip
             except (StartError, OSError) as exc:
                 log.warning("process pods of %s start cold: %s", exe, exc)
                 z = None
@@ -212,15 +218,17 @@ class ProcessRuntime:
         if zygote is None:
             return None
         read_fd, write_fd = os.pipe()
-        procs = str(cgroup.path / "cgroup.procs") if cgroup and cgroup.path else None
         try:
-            pid = zygote.start(mode, target, args, env, cwd, write_fd, procs, self.pid_namespace)
+            pid = zygote.start(mode, target, args, env, cwd, write_fd, cgroup.spec() if cgroup else None,
+                               self.pid_namespace)  # fmt: skip
         except StartError as exc:
             os.close(read_fd)
             log.warning("%s; starting this container cold", exc)
             return None
         finally:
             os.close(write_fd)
+        if cgroup is not None:
+            cgroup.made()
         return _WarmHandle(zygote, pid, read_fd, out, cgroup)
 
     def close(self) -> None:

@@ -49,7 +49,8 @@ class _Zygote:
     reached its spare, so its process start -- what a child measures its wall time from (kannon.measure) -- is the
     pod's. Without one, the program would be the spare itself, started long before its pod."""
 
-    def __init__(self, exe: str, modules: list[str], env: dict[str, str], cwd: str, spares: int = 0) -> None:
+    def __init__(self, exe: str, modules: list[str], env: dict[str, str], cwd: str, spares: int = 0,
+                 spare_cgroups: str | None = None) -> None:  # fmt: skip
         self.exe = exe
         self.cond = threading.Condition()
         self.started: dict[int, dict[str, Any]] = {}
@@ -66,7 +67,7 @@ class _Zygote:
             raise StartError(f"warm start of {exe}: {exc}") from exc
         if spares:  # answered before the reader thread runs: the answer is read here
             try:
-                self.server.send({"op": "import", "modules": [], "spares": spares})
+                self.server.send({"op": "import", "modules": [], "spares": spares, "spare_cgroups": spare_cgroups})
                 self.server.sock.settimeout(120)
                 self.server.recv()
                 self.server.sock.settimeout(None)
@@ -103,12 +104,12 @@ class _Zygote:
                 self.cond.notify_all()
 
     def start(self, mode: str, target: str, args: list[str], env: dict[str, str], cwd: str, out_fd: int,
-              cgroup_procs: str | None, pid_namespace: bool = False) -> int:  # fmt: skip
+              cgroup: dict[str, object] | None, pid_namespace: bool = False) -> int:  # fmt: skip
         with self._id_lock:
             self._next_id += 1
             rid = self._next_id
         req = {"op": "run", "id": rid, "mode": mode, "target": target, "args": args, "env": env, "cwd": cwd,
-               "cgroup_procs": cgroup_procs, "pid_namespace": pid_namespace}  # fmt: skip
+               "cgroup": cgroup, "pid_namespace": pid_namespace}  # fmt: skip
         try:
             self.server.send(req, out_fd)
         except OSError as exc:
