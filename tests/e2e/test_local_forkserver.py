@@ -19,7 +19,7 @@ from kannon import handoff, storage
 from kannon.backends.base import Finished, Launch, RunInfo, Started
 from kannon.backends.local import LocalExecutor
 from kannon.hints import Hints
-from tests.support.procs import processes_in, wait_until
+from tests.support.procs import children_of, processes_in, wait_until
 from tests.support.tasks import Bullet, Join
 
 MODULE = """
@@ -62,20 +62,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     return tmp_path
-
-
-def _children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z" and int(fields[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 class RecordingExecutor(LocalExecutor):
@@ -166,7 +152,7 @@ def test_a_spare_killed_while_waiting_is_replaced(workdir: Path) -> None:
         ex.prepare([type(task).__module__])
         zygote = ex._forkserver
         assert zygote is not None
-        spares = wait_until(lambda: len(_children_of(zygote.pid)) >= 2 and _children_of(zygote.pid), 30,
+        spares = wait_until(lambda: len(children_of(zygote.pid)) >= 2 and children_of(zygote.pid), 30,
                             "the fork server to fork its spares")  # fmt: skip
         # Kill them while the fork server cannot notice, and queue the request before it can: it may hand the
         # task to a dead spare (or notice the deaths first); either way the task must not pay for it.
@@ -174,7 +160,7 @@ def test_a_spare_killed_while_waiting_is_replaced(workdir: Path) -> None:
         try:
             for pid in spares:
                 os.kill(pid, signal.SIGKILL)
-            wait_until(lambda: not set(spares) & set(_children_of(zygote.pid)), 10, "the spares to die")
+            wait_until(lambda: not set(spares) & set(children_of(zygote.pid)), 10, "the spares to die")
             ex.launch(launch)
         finally:
             os.kill(zygote.pid, signal.SIGCONT)

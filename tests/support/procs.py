@@ -67,6 +67,21 @@ def processes_in(directory: Path) -> list[int]:
     return found
 
 
+def children_of(pid: int) -> list[int]:
+    """The live (not zombie) processes whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z" and int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
 def events(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []

@@ -23,7 +23,7 @@ from kannon.testing import KubeEmulator
 from kannon.testing.kube.node.process_runtime import ProcessRuntime
 from kannon.testing.kube.node.warm import _Zygote, warm_command
 from tests.e2e.k8s.test_emulator import pods_of, wait_finished
-from tests.support.procs import wait_until
+from tests.support.procs import children_of, wait_until
 
 pytestmark = pytest.mark.k8s
 
@@ -237,21 +237,6 @@ def test_bare_python_resolves_through_the_pods_path(tmp_path: Path) -> None:
     assert warm_command(["python3", "-c", "pass"], {"PATH": str(tmp_path / "missing")}) is None
 
 
-def children(pid: int) -> set[int]:
-    """The live processes whose parent is ``pid``."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.add(int(entry))
-    return found
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root (CI runs as root)")
 def test_a_warm_pod_starts_from_a_process_forked_ahead_and_runs_in_one_forked_for_it(tmp_path: Path) -> None:
     # A pod's start does not wait for the zygote to fork (its spares are ready, as the local backend's are), yet
@@ -259,7 +244,7 @@ def test_a_warm_pod_starts_from_a_process_forked_ahead_and_runs_in_one_forked_fo
     # wall time from, kannon.measure) is the pod's, not the spare's.
     with KubeEmulator(runtime="process", warm_imports=[MARKER]) as kube:
         kube.warm_up()
-        ahead = wait_until(lambda: children(zygote_of(kube).server.pid), 60, "the zygote's spares")
+        ahead = wait_until(lambda: set(children_of(zygote_of(kube).server.pid)), 60, "the zygote's spares")
         create_job(kube, "sleeper", SLEEPER, tmp_path)
         pid = int(first_output(kube, "sleeper"))
         with open(f"/proc/{pid}/stat") as f:
@@ -283,7 +268,7 @@ def test_a_warm_pods_memory_limit_is_a_real_oom_kill_in_a_cgroup_of_its_own(tmp_
     with KubeEmulator(runtime="process", warm_imports=[MARKER]) as kube:
         kube.warm_up()
         zpid = zygote_of(kube).server.pid
-        spares = wait_until(lambda: {base[0] / f"kannon-spare-{p}" for p in children(zpid)
+        spares = wait_until(lambda: {base[0] / f"kannon-spare-{p}" for p in children_of(zpid)
                                      if (base[0] / f"kannon-spare-{p}").is_dir()}, 60, "the spares' cgroups")
         client.BatchV1Api(kube.api_client()).create_namespaced_job("default", body)
         wait_finished(kube, "hog", timeout=120)
