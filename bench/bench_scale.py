@@ -11,7 +11,8 @@ default, the run Lease and the client-side rate limit included). The master repo
 (``getrusage(RUSAGE_SELF)``: every thread of the process, not only the main one) around ``build()`` only (imports
 excluded), and its peak RSS (``ru_maxrss``, the whole process). That CPU is also split exactly by thread
 (``thread_cpu_ms_per_task``: each thread's ``time.thread_time()`` when it ends, summed by thread name: the main
-thread, the scheduling loop, the two watches, the Job creates, the log followers, the pools).
+thread, the scheduling loop, the two watches, the Job creates, the log followers, the pools), and the cyclic garbage
+collector's share of it by generation (``gc_ms_per_task``).
 
 Shapes: ``flat`` = one master task requiring N independent no-op bullets (bench/_dags.py ``noop_root``);
 ``lattice`` = 3 layers of N/3 bullets, each requiring three of the layer below (``layers_root``, PLAN_LENGTH=3).
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import json
 import os
@@ -188,6 +190,29 @@ class _ThreadCpu:
         threading.Thread.run = self._run  # type: ignore[method-assign]
 
 
+class _GcTimer:
+    """Seconds the cyclic garbage collector ran in the master, by generation (``gc.callbacks``): a collection runs
+    on whichever thread allocated last, so the thread split above spreads it; this says how much of the CPU it is."""
+
+    def __init__(self) -> None:
+        self.by_generation: dict[str, float] = {}
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            key = f"gen{info['generation']}"
+            self.by_generation[key] = self.by_generation.get(key, 0.0) + time.perf_counter() - self._started
+
+    def __enter__(self) -> _GcTimer:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 class _RssSampler(threading.Thread):
     """The master's resident set every 0.1 s (``/proc/self/statm``): when in the build its peak comes, which
     ``ru_maxrss`` does not say (the plan, the launches, or the root's own ``gokart.build`` at the end). Its own CPU
@@ -253,8 +278,9 @@ def master_main(kubeconfig: str, shape: str, count: int, parallel: int, profile_
             runner.run_one = snapshot_then_run  # type: ignore[assignment]
     threads = _ThreadCpu()
     rss = _RssSampler()
+    gc_time = _GcTimer()
     cpu0, t0 = _cpu(resource.RUSAGE_SELF), time.perf_counter()
-    with threads:
+    with threads, gc_time:
         rss.start()
         if profiles is not None:
             with profiles:
@@ -281,7 +307,7 @@ def master_main(kubeconfig: str, shape: str, count: int, parallel: int, profile_
     return {"wall_s": wall, "master_cpu_s": cpu, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "bullets": bullets, "children_self_cpu_s": _children_self_cpu_s(result),
             "threads_profiled": len(profiles.profiles) if profiles else 0,
-            "thread_cpu_s": threads.by_name, **rss.summary(wall)}  # fmt: skip
+            "thread_cpu_s": threads.by_name, "gc_s": gc_time.by_generation, **rss.summary(wall)}  # fmt: skip
 
 
 # -- the orchestrator -----------------------------------------------------------------------------------------------
@@ -302,7 +328,7 @@ def k8s_run(shape: str, count: int, parallel: int, profile_out: str | None = Non
                 raise RuntimeError("the emulator did not start")
             argv = [sys.executable, me, "_master", kubeconfig, shape, str(count), str(parallel), profile_out or ""]
             if spy_out:  # sampled: no cProfile inflation of call-heavy code; --gil: the thread running Python only
-                argv = ["py-spy", "record", "--gil", "-r", "200", "-f", "raw", "-o", spy_out, "--", *argv]
+                argv = ["py-spy", "record", "--gil", "--threads", "-r", "200", "-f", "raw", "-o", spy_out, "--", *argv]
             proc = subprocess.run(argv, cwd=ws, env=_env(), capture_output=True, text=True, timeout=7200)
             if os.environ.get("KANNON_BENCH_TRACEMALLOC") and proc.returncode == 0:
                 print(proc.stderr, file=sys.stderr, flush=True)
@@ -333,6 +359,8 @@ def per_task(run: dict[str, Any], zero: dict[str, Any], count: int, parallel: in
         "wall_over_pods_cpu_floor": round(run["wall_s"] / floor, 2) if floor > 0 else None,
         "thread_cpu_ms_per_task": {k: round(1000 * (v - zero["thread_cpu_s"].get(k, 0.0)) / n, 2)
                                    for k, v in sorted(run["thread_cpu_s"].items(), key=lambda kv: -kv[1])},
+        "gc_ms_per_task": {k: round(1000 * (v - zero["gc_s"].get(k, 0.0)) / n, 3)
+                           for k, v in sorted(run["gc_s"].items())},
         "targets": {"master_cpu_ms_per_task": 5.0, "api_requests_per_task": 2.1, "maxrss_mb_at_10000": 300},
     }  # fmt: skip
 

@@ -89,9 +89,12 @@ class Loop:
             self._carry(self.machine.step(msg, time.time()))
 
     def _carry(self, actions: list[state.Action]) -> None:
+        events = [a.event for a in actions if isinstance(a, state.Emit)]
+        if events:  # one hand-off per step, not per event: each wakes the observer lane's thread
+            self.observers.submit(partial(self._notify_events, events))
         for a in actions:
             if isinstance(a, state.Emit):
-                self.observers.submit(partial(self._notify_event, a.event))
+                continue
             elif isinstance(a, state.Prepare):
                 self._prepare(a)
             elif isinstance(a, state.Launch):
@@ -210,6 +213,10 @@ class Loop:
             self.notify("kannon_task_log", task_id=uid, label=label, line=line)
 
     # -- observer lane -----------------------------------------------------------------------------------------
+    def _notify_events(self, events: list[Event]) -> None:
+        for event in events:
+            self._notify_event(event)
+
     def _notify_event(self, event: Event) -> None:
         hook = self.pm.hook
         self._call_hook("kannon_event", {"event": event})

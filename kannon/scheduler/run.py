@@ -3,10 +3,13 @@ close and release — in that order, whatever fails half-way."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,35 +81,8 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
     # Before start(): a backend sweeps or adopts a previous master's children in start(), and only the holder may.
     executor.acquire_lease(info, k.wait_for_lease)
     try:
-        loop.specs.sweep()  # a crashed master's spec files (now ours to delete)
-        with loop.master.signals():  # from here on a signal cancels the run (and interrupts only user code)
-            try:
-                # may fork the local zygote: no threads of ours exist yet (the pools start lazily, below)
-                executor.start(info, loop.post)
-                loop.notify("kannon_run_start", run=info, backend=executor.name)
-                executor.prepare(plan.bullet_modules())
-                if k.import_note:  # the plan-time import check was not possible (importcheck)
-                    log.warning("kannon: %s", k.import_note)
-                thread = threading.Thread(target=loop.run_guarded, name="kannon-loop", daemon=True)
-                thread.start()
-                loop.master.serve()
-                thread.join()
-            finally:
-                try:
-                    executor.close()
-                except Exception:
-                    log.exception("closing the %s backend failed", executor.name)
-        done = loop.done
-        assert done is not None
-        result = done.result
-        result.run_dir, result.invocation_id = str(info.run_dir), info.invocation_id
-        result.finished_at = time.time()
-        outcome = "cancelled" if result.cancelled else ("ok" if result.ok else "failed")
-        loop.notify("kannon_event", event=Event(kind="run_finished", run_id=info.run_id, reason=outcome,
-                                                counts=result.counts()))  # fmt: skip
-        loop.notify("kannon_run_end", run=info, result=result)
-        if not loop.observers.drain(OBSERVER_DRAIN):
-            log.warning("kannon: observers still busy %.0f s after the run ended; not waiting for them", OBSERVER_DRAIN)
+        with planned_heap_frozen():
+            return _run(k, executor, loop, info)
     finally:
         loop.io.close()
         loop.observers.close()
@@ -115,6 +91,57 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
         except Exception:
             log.exception("deleting the run's spec files failed")
         executor.release_lease()
+
+
+@contextmanager
+def planned_heap_frozen() -> Iterator[None]:
+    """Leave what exists when the run starts out of the cyclic garbage collector's full passes until it ends.
+
+    The plan (every task, its parameters, the hand-off's nodes) lives for the whole run, yet each full collection
+    walked all of it: the collector's share of the master's CPU per task grew with the DAG's size. ``gc.freeze()``
+    sets it aside, ``gc.unfreeze()`` gives it back. A process that froze objects itself (a pre-fork server, a build
+    inside a master task) is left as it is: unfreezing would undo its freeze."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def _run(k: Kannon, executor: Executor, loop: Loop, info: RunInfo) -> BuildResult:
+    plan = loop.plan
+    loop.specs.sweep()  # a crashed master's spec files (now ours to delete)
+    with loop.master.signals():  # from here on a signal cancels the run (and interrupts only user code)
+        try:
+            # may fork the local zygote: no threads of ours exist yet (the pools start lazily, below)
+            executor.start(info, loop.post)
+            loop.notify("kannon_run_start", run=info, backend=executor.name)
+            executor.prepare(plan.bullet_modules())
+            if k.import_note:  # the plan-time import check was not possible (importcheck)
+                log.warning("kannon: %s", k.import_note)
+            thread = threading.Thread(target=loop.run_guarded, name="kannon-loop", daemon=True)
+            thread.start()
+            loop.master.serve()
+            thread.join()
+        finally:
+            try:
+                executor.close()
+            except Exception:
+                log.exception("closing the %s backend failed", executor.name)
+    done = loop.done
+    assert done is not None
+    result = done.result
+    result.run_dir, result.invocation_id = str(info.run_dir), info.invocation_id
+    result.finished_at = time.time()
+    outcome = "cancelled" if result.cancelled else ("ok" if result.ok else "failed")
+    loop.notify("kannon_event", event=Event(kind="run_finished", run_id=info.run_id, reason=outcome,
+                                            counts=result.counts()))  # fmt: skip
+    loop.notify("kannon_run_end", run=info, result=result)
+    if not loop.observers.drain(OBSERVER_DRAIN):
+        log.warning("kannon: observers still busy %.0f s after the run ended; not waiting for them", OBSERVER_DRAIN)
     if done.signum is not None:
         raise Interrupted(done.signum, result)
     if not result.ok:

@@ -418,3 +418,32 @@ def test_run_id_covers_the_workspace_and_every_build_has_its_own_invocation(tmp_
     assert first.invocation_id != again.invocation_id
     for inv in (first.invocation_id, again.invocation_id):  # sortable by start time: UTC stamp first
         assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", inv), inv
+
+
+def test_the_planned_heap_is_out_of_the_collectors_full_passes_during_the_run_only() -> None:
+    import gc
+
+    top, tasks = diamond()
+    seen: list[int] = []
+    fake = FakeExecutor(ids(*tasks), lambda launch, ex: (seen.append(gc.get_freeze_count()), ex.ok(launch))[1])
+    assert gc.get_freeze_count() == 0
+    Kannon(executor=fake).build(top)
+    # while bullets launch, every object that existed when the run started (the plan's tasks among them) is frozen
+    assert len(seen) == 3 and min(seen) >= len(tasks)
+    assert gc.get_freeze_count() == 0  # and given back to the collector when build() returns
+
+
+def test_a_heap_frozen_by_the_caller_stays_as_the_caller_froze_it() -> None:
+    import gc
+
+    top, tasks = diamond()
+    seen: list[int] = []
+    fake = FakeExecutor(ids(*tasks), lambda launch, ex: (seen.append(gc.get_freeze_count()), ex.ok(launch))[1])
+    gc.freeze()  # a pre-fork server's, or an outer build's
+    try:
+        frozen = gc.get_freeze_count()
+        Kannon(executor=fake).build(top)
+        # not frozen again (that would add every object since) nor unfrozen (0); frozen objects may be freed
+        assert len(seen) == 3 and all(0 < n <= frozen for n in [*seen, gc.get_freeze_count()])
+    finally:
+        gc.unfreeze()
