@@ -93,15 +93,20 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
         executor.release_lease()
 
 
+# Objects frozen before anyone could freeze any: none, except on some interpreters (Python 3.12.1 starts with a few
+# hundred). More than this when a build starts means someone froze the heap on purpose.
+_FROZEN_AT_IMPORT = gc.get_freeze_count()
+
+
 @contextmanager
 def planned_heap_frozen() -> Iterator[None]:
     """Leave what exists when the run starts out of the cyclic garbage collector's full passes until it ends.
 
     The plan (every task, its parameters, the hand-off's nodes) lives for the whole run, yet each full collection
     walked all of it: the collector's share of the master's CPU per task grew with the DAG's size. ``gc.freeze()``
-    sets it aside, ``gc.unfreeze()`` gives it back. A process that froze objects itself (a pre-fork server, a build
-    inside a master task) is left as it is: unfreezing would undo its freeze."""
-    if gc.get_freeze_count():
+    sets it aside, ``gc.unfreeze()`` gives it back. A heap already frozen on purpose (a pre-fork server, a build
+    inside a master task, a build in another thread) is left as it is: unfreezing would undo that freeze."""
+    if gc.get_freeze_count() > _FROZEN_AT_IMPORT:
         yield
         return
     gc.freeze()

@@ -426,11 +426,11 @@ def test_the_planned_heap_is_out_of_the_collectors_full_passes_during_the_run_on
     top, tasks = diamond()
     seen: list[int] = []
     fake = FakeExecutor(ids(*tasks), lambda launch, ex: (seen.append(gc.get_freeze_count()), ex.ok(launch))[1])
-    assert gc.get_freeze_count() == 0
+    before = gc.get_freeze_count()  # 0, or the few hundred Python 3.12.1 starts with
     Kannon(executor=fake).build(top)
     # while bullets launch, every object that existed when the run started (the plan's tasks among them) is frozen
-    assert len(seen) == 3 and min(seen) >= len(tasks)
-    assert gc.get_freeze_count() == 0  # and given back to the collector when build() returns
+    assert len(seen) == 3 and min(seen) >= before + len(tasks)
+    assert gc.get_freeze_count() <= before  # and given back to the collector when build() returns
 
 
 def test_a_heap_frozen_by_the_caller_stays_as_the_caller_froze_it() -> None:
