@@ -93,9 +93,7 @@ class Loop:
         if events:  # one hand-off per step, not per event: each wakes the observer lane's thread
             self.observers.submit(partial(self._notify_events, events))
         for a in actions:
-            if isinstance(a, state.Emit):
-                continue
-            elif isinstance(a, state.Prepare):
+            if isinstance(a, state.Prepare):
                 self._prepare(a)
             elif isinstance(a, state.Launch):
                 self._launch(a)
