@@ -223,13 +223,21 @@ class _RssSampler(threading.Thread):
         self.stop = threading.Event()
         self.samples: list[tuple[float, float]] = []
         self.page = os.sysconf("SC_PAGE_SIZE")
+        self.t0 = time.perf_counter()
+        self.root_span: list[float] = []  # when the root's own build started and ended (seconds from t0)
+
+    def mark_root(self) -> None:
+        self.root_span.append(time.perf_counter() - self.t0)
+        self.samples.append((self.root_span[-1], self._resident()))
+
+    def _resident(self) -> float:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * self.page / 2**20
 
     def run(self) -> None:
-        t0 = time.perf_counter()
+        t0 = self.t0
         while True:
-            with open("/proc/self/statm", "rb") as f:
-                resident = int(f.read().split()[1]) * self.page
-            self.samples.append((time.perf_counter() - t0, resident / 2**20))
+            self.samples.append((time.perf_counter() - t0, self._resident()))
             if self.stop.wait(0.1):
                 return
 
@@ -238,8 +246,15 @@ class _RssSampler(threading.Thread):
         # the resident set along the run: linear growth is per-task records, a step at the end the root's own build
         along = {f: round(next((r for t, r in self.samples if wall and t / wall >= f), self.samples[-1][1]))
                  for f in (0.1, 0.5, 0.9, 0.98)}  # fmt: skip
+        # the peak by phase: the run's own records and launches, the root's build in the master (the user's code:
+        # NoOpRoot loads every input), what kannon does once the root finished (the result, the report)
+        start, end = [*self.root_span, wall, wall][:2]
+        phases = {"before_root": [r for t, r in self.samples if t < start],
+                  "root": [r for t, r in self.samples if start <= t <= end],
+                  "after_root": [r for t, r in self.samples if t > end]}  # fmt: skip
         return {"rss_peak_mb": round(peak), "rss_peak_at_fraction_of_wall": round(at / wall, 3) if wall else 0.0,
-                "rss_at_end_mb": round(self.samples[-1][1]), "rss_mb_at_fraction_of_wall": along}  # fmt: skip
+                "rss_at_end_mb": round(self.samples[-1][1]), "rss_mb_at_fraction_of_wall": along,
+                "rss_peak_mb_by_phase": {k: round(max(v)) for k, v in phases.items() if v}}  # fmt: skip
 
 
 def master_main(kubeconfig: str, shape: str, count: int, parallel: int, profile_out: str | None) -> dict[str, Any]:
@@ -264,23 +279,30 @@ def master_main(kubeconfig: str, shape: str, count: int, parallel: int, profile_
     profiles = _ThreadProfiles() if profile_out else None
     trace = int(os.environ.get("KANNON_BENCH_TRACEMALLOC", "0") or 0)
     dump_to = os.environ.get("KANNON_BENCH_TRACEMALLOC_OUT")
+    rss = _RssSampler()
+    from kannon import runner
+
+    run_one = runner.run_one
+
+    def marked_run(task: Any) -> None:
+        if task is not root:
+            return run_one(task)
+        if trace and dump_to:  # what is held when the root's own build starts (garbage included, then without)
+            tracemalloc.take_snapshot().dump(dump_to + ".before-root")
+            gc.collect()
+            tracemalloc.take_snapshot().dump(dump_to + ".before-root-collected")
+        rss.mark_root()
+        try:
+            run_one(task)
+        finally:
+            rss.mark_root()
+
+    runner.run_one = marked_run  # type: ignore[assignment]
     if trace:
         import tracemalloc
 
-        from kannon import runner
-
         tracemalloc.start(trace)
-        if dump_to:  # also what is held when the root's own build starts: the peak comes inside it, at the end
-            run_one = runner.run_one
-
-            def snapshot_then_run(task: Any) -> None:
-                if task is root:
-                    tracemalloc.take_snapshot().dump(dump_to + ".before-root")
-                run_one(task)
-
-            runner.run_one = snapshot_then_run  # type: ignore[assignment]
     threads = _ThreadCpu()
-    rss = _RssSampler()
     gc_time = _GcTimer()
     cpu0, t0 = _cpu(resource.RUSAGE_SELF), time.perf_counter()
     with threads, gc_time:
@@ -357,6 +379,7 @@ def per_task(run: dict[str, Any], zero: dict[str, Any], count: int, parallel: in
         "maxrss_mb": round(run["maxrss_mb"]), "maxrss_mb_at_n0": round(zero["maxrss_mb"]),
         "rss_peak_at_fraction_of_wall": run["rss_peak_at_fraction_of_wall"], "rss_at_end_mb": run["rss_at_end_mb"],
         "rss_mb_at_fraction_of_wall": run["rss_mb_at_fraction_of_wall"],
+        "rss_peak_mb_by_phase": run.get("rss_peak_mb_by_phase"),
         "pods_cpu_s": round(pods_cpu, 2), "warm_pod_cpu_ms_per_task": round(1000 * pods_cpu / n, 1),
         "child_self_cpu_ms_per_task": round(1000 * run["children_self_cpu_s"] / n, 1) if n else None,
         "emulator_cpu_ms_per_task": round(1000 * (run["emulator_cpu_s"] - zero["emulator_cpu_s"]) / n, 2),
