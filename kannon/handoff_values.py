@@ -5,6 +5,7 @@ keys, None). Anything else is refused with the task, the parameter and the fix n
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,17 +21,22 @@ class HandoffError(Exception):
 
 
 
-#: what :func:`encode_value` caches: (id(param), text) -> (param, parsed value, the encoded value)
-Parsed = dict[tuple[int, str], tuple[luigi.Parameter, Any, dict[str, Any]]]
+#: what :func:`encode_value` caches: (id(param), text) -> (param, parsed value, the encoded value), least recently
+#: used first
+Parsed = OrderedDict[tuple[int, str], tuple[luigi.Parameter, Any, dict[str, Any]]]
+#: texts :func:`encode_value` remembers: the shared ones (a TaskOnKart setting, a date every task gets) stay, being
+#: used; a parameter whose text differs in every task (an index) would otherwise keep ~0.35 KB per task to the end
+PARSED_MAX = 4096
 
 
 def encode_value(where: str, name: str, param: luigi.Parameter, value: Any, parsed: Parsed) -> dict[str, Any]:
     """``{"v": text}`` when the parameter's own text reproduces the value exactly, else ``{"j": typed JSON}``.
 
-    ``parsed`` caches (id(param), text) -> (param, parsed value, encoded value): most tasks share most parameter
-    texts (every TaskOnKart setting, typically), and parse() is a function of the text. Tasks that share a text
-    share its encoded value too, one dict for all (spec nodes are only read, never changed): an encoder keeps the
-    nodes of a whole build, and these dicts were 2.9 of the 5.4 KB it kept per bullet at 1,000 bullets."""
+    ``parsed`` caches (id(param), text) -> (param, parsed value, encoded value), the PARSED_MAX last used: most
+    tasks share most parameter texts (every TaskOnKart setting, typically), and parse() is a function of the text.
+    Tasks that share a text share its encoded value too, one dict for all (spec nodes are only read, never changed):
+    an encoder keeps the nodes of a whole build, and these dicts were 2.9 of the 5.4 KB it kept per bullet at 1,000
+    bullets."""
     try:
         text = param.serialize(value)
     except Exception as e:
@@ -52,6 +58,7 @@ def encode_value(where: str, name: str, param: luigi.Parameter, value: Any, pars
         # decided on every encode (verify_values or not): the route, "v" or "j", depends on the check
         cached = parsed.get((id(param), text))
         if cached is not None and cached[0] is param and same(cached[1], value):
+            parsed.move_to_end((id(param), text))
             return cached[2]
         try:
             back = param.normalize(param.parse(text))
@@ -64,6 +71,8 @@ def encode_value(where: str, name: str, param: luigi.Parameter, value: Any, pars
             if same(back, value) and text_back == text:
                 encoded = {"v": text}
                 parsed[(id(param), text)] = (param, back, encoded)
+                if len(parsed) > PARSED_MAX:
+                    parsed.popitem(last=False)
                 return encoded
             why = f"its text {text[:80]!r} would arrive as {back!r:.80} ({type(back).__name__})"
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -22,10 +23,11 @@ class Encoder:
     def __init__(self, verify_values: bool = True) -> None:
         self.nodes: dict[str, dict[str, Any]] = {}
         self.edges: dict[str, tuple[str, ...]] = {}  # node -> task-valued parameter references
+        self._referenced: set[str] = set()  # nodes some node's edges name: kept by release()
         self.verify_values = verify_values
         # (id(param), text) -> (param, parsed value, encoded value): most tasks share most parameter texts (every
         # TaskOnKart setting, typically), and parse() is a function of the text (handoff_values.encode_value).
-        self._parsed: Parsed = {}
+        self._parsed: Parsed = OrderedDict()
 
     def encode(self, task: luigi.Task) -> str:
         """Encode ``task`` and everything reachable through its task-valued parameters; returns its id.
@@ -51,9 +53,17 @@ class Encoder:
                 continue
             self.nodes[uid] = node
             self.edges[uid] = tuple(unique_id(t) for t in refs)
+            self._referenced.update(self.edges[uid])
         if problems:
             raise HandoffError(*problems)
         return unique_id(task)
+
+    def release(self, uid: str) -> None:
+        """Forget ``uid``'s node (its spec is written) unless another node's parameter is that task: a build's
+        encoder otherwise holds a node per task to the end (0.5 KB each); encoding it again gives the same node."""
+        if uid not in self._referenced:
+            self.nodes.pop(uid, None)
+            self.edges.pop(uid, None)
 
     def closure(self, uid: str) -> list[str]:
         seen: dict[str, None] = {}

@@ -16,7 +16,7 @@ from kannon.ship import Shipment
 WRITTEN = "specs.written"  # in the run directory: every spec location this run wrote, one per line
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Spec:
     location: str
     sha256: str
@@ -68,6 +68,7 @@ class Specs:
                 self.config.setdefault(section, dict(options))
         data = self.encoder.spec(node.task, self.run_id, self.config, self.sys_path, code=self.code,
                                  code_root=self.code_root)  # fmt: skip
+        self.encoder.release(node.task_id)  # a retry encodes it again, to the same bytes
         sha = hashlib.sha256(data).hexdigest()
         data = speccrypt.seal(data, self.key)
         transport = self.executor.spec_transport(len(data))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import warnings
+from pathlib import Path
 
 import gokart
 import luigi
@@ -173,3 +174,49 @@ def test_an_encoder_keeps_little_per_task_when_tasks_share_their_settings() -> N
     assert all(nodes[1]["params"][name] is nodes[-1]["params"][name] for name in shared)
     assert [node["params"]["n"] for node in nodes[:3]] == [{"v": "0"}, {"v": "1"}, {"v": "2"}]
     assert per_task < 3000, f"{per_task:.0f} bytes kept per encoded task"  # 1.7-2.1 KB (3.10-3.13); 5.4 KB before
+
+
+def test_an_encoder_forgets_a_written_node_unless_a_task_parameter_names_it() -> None:
+    """After its spec is written a node is only needed by specs naming it through a task parameter: released, a
+    build's encoder keeps nothing per task (10,000 nodes were 5 MB held to the run's end). A retry encodes again."""
+    encoder = handoff.Encoder()
+    shared = _chain(3)
+    top, lone = HandoffChainStep(n=9, parent=shared), HandoffManyOf(n=7)
+    first = [encoder.spec(t, "run", {}) for t in (top, lone)]
+    for uid in (handoff.unique_id(top), handoff.unique_id(lone), handoff.unique_id(shared)):
+        encoder.release(uid)
+    assert handoff.unique_id(top) not in encoder.nodes and handoff.unique_id(lone) not in encoder.nodes
+    assert handoff.unique_id(shared) in encoder.nodes, "top's parent parameter names it: another spec may need it"
+    assert [encoder.spec(t, "run", {}) for t in (top, lone)] == first
+
+
+def test_specs_keep_no_node_of_a_task_whose_spec_is_written(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from kannon.backends.local import LocalExecutor
+    from kannon.plan import make_plan
+    from kannon.scheduler.specs import Specs
+
+    monkeypatch.chdir(tmp_path)
+    plan = make_plan(HandoffManyOf(n=3))
+    specs = Specs(LocalExecutor(), "run", tmp_path / "run", [], None, None, [HandoffManyOf])
+    spec, _ = specs.encode(plan.nodes[plan.root_id])
+    assert specs.encoder.nodes == {} and specs.encoder.edges == {}
+    assert Path(spec.location).exists()
+
+
+def test_the_value_memo_keeps_the_texts_in_use_and_no_more(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A parameter whose text differs in every task (an index) would otherwise leave an entry per task for the whole
+    build; the settings every task shares stay (one encoded value for all), being used by each task."""
+    from kannon import handoff_values
+
+    monkeypatch.setattr(handoff_values, "PARSED_MAX", 40)
+    encoder = handoff.Encoder()
+    tasks = [HandoffManyOf(n=i) for i in range(300)]
+    for task in tasks:
+        encoder.encode(task)
+    assert len(encoder._parsed) <= 40
+    nodes = [encoder.nodes[handoff.unique_id(t)] for t in tasks]
+    shared = [name for name in nodes[0]["params"] if name != "n"]
+    assert len(shared) > 15 and all(nodes[1]["params"][name] is nodes[-1]["params"][name] for name in shared)
+    assert [node["params"]["n"] for node in nodes[:2]] == [{"v": "0"}, {"v": "1"}]
+    again = handoff.Encoder()  # evicted texts encode as before
+    assert [again.nodes[again.encode(t)] for t in tasks[:3]] == nodes[:3]
