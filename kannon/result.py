@@ -25,7 +25,7 @@ class Placement(str, enum.Enum):
     COMPLETE = "complete"  # pruned at plan time
 
 
-@dataclass
+@dataclass(slots=True)  # one per attempt of every task, held to the end of the run
 class Attempt:
     number: int
     launched_at: float
@@ -50,7 +50,7 @@ class Attempt:
         return self.finished_at - (self.started_at or self.launched_at)
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskRecord:
     task_id: str
     family: str

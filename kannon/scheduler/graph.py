@@ -19,10 +19,13 @@ class Readiness:
         """``uid`` waits for ``deps`` (those not finished); with none left it is ready at once. Adding a task
         again (run() yielded more) replaces what it waits for."""
         waits = dict.fromkeys(d for d in deps if d not in self.finished)
-        self._waits[uid] = waits
+        for d in self._waits.pop(uid, {}):
+            self._dependents.get(d, {}).pop(uid, None)
         for d in waits:
             self._dependents.setdefault(d, {})[uid] = None
-        if not waits:
+        if waits:
+            self._waits[uid] = waits
+        else:  # ready: nothing kept for it (an empty dict per task, to the run's end, at 10,000 tasks)
             self._ready.append(uid)
 
     def done(self, uid: str) -> None:
@@ -32,6 +35,7 @@ class Readiness:
             if waits is not None and uid in waits:
                 del waits[uid]
                 if not waits:
+                    del self._waits[dependent]
                     self._ready.append(dependent)
 
     def take(self) -> list[str]:
