@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 import luigi
 from luigi.task import flatten
 
-from kannon import dag
+from kannon import dag, instcache
 from kannon.handoff import Encoder, HandoffError, describe, short_params, unique_id, verify_round_trips
 from kannon.hints import Hints
 from kannon.result import Placement
 from kannon.task import TaskOnBullet
 
 
-@dataclass
+@dataclass(slots=True)  # one per task of the plan
 class Node:
     task_id: str
     task: luigi.Task
@@ -65,7 +65,9 @@ def make_plan(
             f"the root must be a gokart task instance, got {type(root).__name__} ({root!r:.80}). Pass an instance such "
             "as MyTask(param=...), or a zero-argument function returning one."
         ])  # fmt: skip
-    return _plan([root], validate_hints, verify_handoff, complete_check_threads)
+    plan = _plan([root], validate_hints, verify_handoff, complete_check_threads)
+    instcache.share_key_pairs()  # every task of the plan is constructed now; held for the whole run
+    return plan
 
 
 def plan_requested(

@@ -1,0 +1,38 @@
+"""luigi's instance cache, made to hold each parameter's (name, value) pair once instead of once per task.
+
+``Register.__call__`` keys every task it constructs by ``(class, ((name, value), ...))``: ~20 pairs per gokart task
+(its TaskOnKart settings), nearly all equal across the tasks of a build, each a tuple of its own. Those pairs are
+held only by the key, and were 1.1 KB of the ~10 KB a task of a 10,000-task plan costs the master. Keys rebuilt
+from shared pairs are equal to the old ones and hash the same, so every lookup luigi makes finds what it found
+before: the same instance for the same parameters, as luigi promises.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from luigi import task_register
+
+_CACHE = "_Register__instance_cache"  # luigi's name-mangled class attribute (kannon.handoff.fresh_instances too)
+
+
+def share_key_pairs() -> int:
+    """Rebuild the instance cache's keys from one copy of each equal (name, value) pair; returns the pairs
+    dropped. A cache of another shape than luigi 3's (disabled, or keyed otherwise) is left as it is."""
+    cache = getattr(task_register.Register, _CACHE, None)
+    if not isinstance(cache, dict) or not cache:
+        return 0
+    one: dict[Any, Any] = {}
+    rebuilt: dict[Any, Any] = {}
+    dropped = 0
+    for key, task in cache.items():
+        if not (isinstance(key, tuple) and len(key) == 2 and isinstance(key[1], tuple)):
+            return 0
+        pairs = []
+        for pair in key[1]:
+            kept = one.setdefault(pair, pair)  # hashable: luigi hashed the key before caching under it
+            dropped += kept is not pair
+            pairs.append(kept)
+        rebuilt[(key[0], tuple(pairs))] = task
+    setattr(task_register.Register, _CACHE, rebuilt)
+    return dropped
