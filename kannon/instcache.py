@@ -18,14 +18,18 @@ _CACHE = "_Register__instance_cache"  # luigi's name-mangled class attribute (ka
 
 def share_key_pairs() -> int:
     """Rebuild the instance cache's keys from one copy of each equal (name, value) pair; returns the pairs
-    dropped. A cache of another shape than luigi 3's (disabled, or keyed otherwise) is left as it is."""
+    dropped. A cache of another shape than luigi 3's (disabled, or keyed otherwise) is left as it is, and so is one
+    that changed meanwhile (a task constructed by a value's ``__hash__``, or by another thread, though not
+    atomically: luigi's cache is not thread-safe either): swapping it would lose that entry, and luigi would then
+    build a second instance for the same parameters."""
     cache = getattr(task_register.Register, _CACHE, None)
     if not isinstance(cache, dict) or not cache:
         return 0
+    items = list(cache.items())  # a copy: hashing a value below runs user code, which may construct tasks
     one: dict[Any, Any] = {}
     rebuilt: dict[Any, Any] = {}
     dropped = 0
-    for key, task in cache.items():
+    for key, task in items:
         if not (isinstance(key, tuple) and len(key) == 2 and isinstance(key[1], tuple)):
             return 0
         pairs = []
@@ -34,5 +38,8 @@ def share_key_pairs() -> int:
             dropped += kept is not pair
             pairs.append(kept)
         rebuilt[(key[0], tuple(pairs))] = task
+    now: Any = getattr(task_register.Register, _CACHE, None)
+    if now is not cache or len(now) != len(items):
+        return 0
     setattr(task_register.Register, _CACHE, rebuilt)
     return dropped

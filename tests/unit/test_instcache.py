@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import luigi
@@ -47,6 +48,39 @@ def test_luigi_still_returns_the_same_instance_for_the_same_parameters_and_pairs
         assert by_task[id(other)]["tags"] == ("c",) and by_task[id(tasks[0])]["n"] == 0
         later = CachedLeaf(n=99)  # the cache goes on working for tasks constructed afterwards
         assert CachedLeaf(n=99) is later
+
+
+class _ConstructsOnHash:
+    """A parameter value whose ``__hash__`` constructs a task once armed: the cache changes during the rebuild, as
+    when another thread constructs one."""
+
+    armed = False
+    made: list[luigi.Task] = []
+
+    def __hash__(self) -> int:
+        if _ConstructsOnHash.armed:
+            _ConstructsOnHash.armed = False
+            _ConstructsOnHash.made.append(CachedLeaf(n=12345))
+        return 7
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ConstructsOnHash)
+
+
+class CachedAny(kannon.TaskOnBullet[int]):
+    value = luigi.Parameter()
+
+
+def test_a_cache_that_changes_while_it_is_rebuilt_is_left_as_it_is() -> None:
+    with handoff.fresh_instances(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # luigi warns that the value is not a string
+        odd = CachedAny(value=_ConstructsOnHash())
+        tasks = [CachedLeaf(n=i) for i in range(5)]
+        _ConstructsOnHash.armed = True
+        assert instcache.share_key_pairs() == 0
+        assert _ConstructsOnHash.made, "the value's __hash__ ran during the rebuild"
+        assert CachedLeaf(n=12345) is _ConstructsOnHash.made[0], "the task constructed meanwhile is still cached"
+        assert CachedAny(value=_ConstructsOnHash()) is odd and CachedLeaf(n=2) is tasks[2]
 
 
 def test_a_disabled_or_empty_cache_is_left_alone() -> None:
