@@ -1,4 +1,5 @@
-"""luigi's instance cache, made to hold each parameter's (name, value) pair once instead of once per task.
+"""luigi's instance cache: a fresh one for a rebuild, and its keys made to hold each parameter's (name, value)
+pair once instead of once per task.
 
 ``Register.__call__`` keys every task it constructs by ``(class, ((name, value), ...))``: ~20 pairs per gokart task
 (its TaskOnKart settings), nearly all equal across the tasks of a build, each a tuple of its own. Those pairs are
@@ -9,11 +10,25 @@ before: the same instance for the same parameters, as luigi promises.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from luigi import task_register
 
-_CACHE = "_Register__instance_cache"  # luigi's name-mangled class attribute (kannon.handoff.fresh_instances too)
+_CACHE = "_Register__instance_cache"  # luigi's name-mangled class attribute
+
+
+@contextmanager
+def fresh_instances() -> Iterator[None]:
+    """Construct tasks in a new, empty luigi instance cache, so a rebuild cannot return the master's own objects
+    (luigi's cache ignores insignificant parameters), while requires() inside the rebuild still shares instances."""
+    saved = getattr(task_register.Register, _CACHE)
+    setattr(task_register.Register, _CACHE, {})
+    try:
+        yield
+    finally:
+        setattr(task_register.Register, _CACHE, saved)
 
 
 def share_key_pairs() -> int:

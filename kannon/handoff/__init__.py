@@ -32,7 +32,6 @@ from kannon.handoff.encode import Encoder, import_roots
 from kannon.handoff.rebuild import (
     check_constructed,
     check_requirements,
-    fresh_instances,
     rebuild,
     verify_round_trip,
     verify_round_trips,
@@ -48,6 +47,7 @@ from kannon.handoff.spec import (
 )
 from kannon.handoff.tasks import constructor_value, describe, is_public, short_params, unique_id
 from kannon.handoff_values import HandoffError  # part of this package's interface: the master's "cannot hand off"
+from kannon.instcache import fresh_instances
 
 __all__ = [
     "CHILD_SECTIONS",

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import luigi
-from luigi import task_register
 from luigi.task import flatten
 
 from kannon.handoff.spec import IdMismatchError, SpecError
 from kannon.handoff.tasks import _params_of, constructor_value, describe, is_public, unique_id
 from kannon.handoff_values import HandoffError, from_json, to_json
+from kannon.instcache import fresh_instances
 
 if TYPE_CHECKING:
     from kannon.handoff.encode import Encoder
@@ -29,18 +28,6 @@ def _resolve_class(module: str, qualname: str) -> type:
     if not (isinstance(obj, type) and issubclass(obj, luigi.Task)):
         raise SpecError(f"{module}.{qualname} is not a luigi/gokart task class; refusing to call it")
     return obj
-
-
-@contextmanager
-def fresh_instances() -> Iterator[None]:
-    """Construct tasks in a new, empty luigi instance cache, so a rebuild cannot return the master's own objects
-    (luigi's cache ignores insignificant parameters), while requires() inside the rebuild still shares instances."""
-    saved = task_register.Register._Register__instance_cache
-    task_register.Register._Register__instance_cache = {}
-    try:
-        yield
-    finally:
-        task_register.Register._Register__instance_cache = saved
 
 
 def rebuild(doc: Mapping[str, Any], verify: bool = True) -> dict[str, luigi.Task]:
