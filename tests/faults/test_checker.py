@@ -76,9 +76,13 @@ def test_process_scan_finds_a_marked_process_and_skips_others() -> None:
     import sys
 
     marker = f"KANNON_FAULTS_MARKER=scan-{os.getpid()}"
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE,
+    # Popen returns once exec has begun, but the kernel fills /proc/PID/environ in only when the new program's
+    # stack is set up, a moment later: wait for a line from the child so the scan sees it as it will stay.
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             env={**os.environ, "KANNON_FAULTS_MARKER": marker.split("=", 1)[1]})  # fmt: skip
     try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
         assert [p.pid for p in find_processes([marker])] == [proc.pid]
         assert find_processes([marker + "-other"]) == []
     finally:
