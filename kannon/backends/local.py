@@ -269,8 +269,8 @@ class LocalExecutor(Executor):
         with child.lock:
             child.pid = pid
             cancelled = child.cancelled
-        if cancelled:  # cancel() arrived before the pid
-            self._signal(child, signal.SIGTERM)
+        if cancelled:  # cancel() arrived before the pid: deliver all of it now
+            self._terminate(child)
         self._arm_watchdog(child)
         self.emit(Started(key, f"pid {pid}"))
 
@@ -396,9 +396,13 @@ class LocalExecutor(Executor):
             child.cancelled = True
             has_pid = child.pid is not None
         if has_pid:
-            self._signal(child, signal.SIGTERM)
-            if self._io is not None:
-                self._io.call_later(self.kill_grace, lambda: self._signal(child, signal.SIGKILL))
+            self._terminate(child)
+
+    def _terminate(self, child: _Child) -> None:
+        """SIGTERM now, SIGKILL after the grace period unless it has been reaped by then."""
+        self._signal(child, signal.SIGTERM)
+        if self._io is not None:
+            self._io.call_later(self.kill_grace, lambda: self._signal(child, signal.SIGKILL))
 
     def _signal(self, child: _Child, sig: int, even_if_finished: bool = False) -> None:
         if child.pid is None or child.reaped or (child.finished and not even_if_finished):

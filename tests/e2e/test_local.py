@@ -305,6 +305,42 @@ def test_a_child_that_ignores_sigterm_is_sigkilled_after_the_grace_period(tmp_pa
     assert not processes_in(tmp_path)
 
 
+def test_a_cancel_that_comes_before_the_pid_still_sigkills_after_the_grace_period(tmp_path: Path) -> None:
+    """The fork server tells the child's pid on the I/O thread; a cancel() before that is delivered when it comes.
+    It must be the whole cancel -- SIGTERM, then SIGKILL after the grace -- or a child that ignores SIGTERM runs on
+    and the run never ends (seen once in CI, where the test above raced the "started" message)."""
+    import threading
+
+    from tests.support.tasks import Stubborn
+
+    task = Stubborn(name="early", flag_dir=str(tmp_path))
+    spec, sha, uid = _spec_for(task, tmp_path)
+    launch = Launch(key="k1", run_id="early", task_id=uid, family="Stubborn", attempt=1,
+                    child_args=handoff.child_args(str(spec), uid, sha), env={}, hints=Hints(),
+                    log_path=tmp_path / "run" / "k1.log")  # fmt: skip
+    events = Recorder(timeout=60)
+    ex = LocalExecutor(mode="fork", kill_grace=2.0)
+    ex.start(RunInfo("early", tmp_path / "run"), events)
+    entered, gate = threading.Event(), threading.Event()
+    try:
+        ex.prepare([type(task).__module__])
+        assert ex._io is not None
+        # Hold the I/O thread, so the server's "started" (the pid) waits until the cancel has been asked for.
+        ex._io.call_later(0, lambda: (entered.set(), gate.wait(120)))
+        assert entered.wait(60)
+        ex.launch(launch)
+        wait_until(lambda: (tmp_path / "early.running").exists(), 120, "the child to install its SIGTERM handler")
+        ex.cancel("k1")
+        gate.set()
+        finished = events.wait_finished("k1")
+    finally:
+        gate.set()
+        ex.close()
+    assert (tmp_path / "early.sigterm").exists(), "the cancel's SIGTERM never reached the child"
+    assert finished.exit_code == 128 + signal.SIGKILL, finished
+    assert not processes_in(tmp_path)
+
+
 def test_child_refuses_to_recompute_missing_upstream(tmp_path: Path) -> None:
     task = Bullet(name="needs", parents=[Leaf(name="never-built")])
     spec, sha, uid = _spec_for(task, tmp_path)
