@@ -7,12 +7,16 @@ and silence logging process-wide; this wrapper refuses instead and keeps logging
 from __future__ import annotations
 
 import logging
+import queue
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import gokart
 import luigi
+from gokart import worker as gokart_worker
 from gokart.build import GokartBuildError
 from luigi.task import flatten
 
@@ -189,11 +193,75 @@ def _handlers_kept() -> Iterator[None]:
                 del callbacks[cls]
 
 
+# -- gokart.build's worker, for tasks that run in this process ----------------------------------------------------
+class _InProcessQueue(queue.Queue):  # type: ignore[type-arg]
+    def close(self) -> None:
+        pass
+
+
+class _InProcessWorker(gokart_worker.Worker):  # type: ignore[misc]  # gokart is untyped
+    """gokart's worker, unchanged, but when it runs its tasks in this process (one worker process, no forced
+    multiprocessing: every kannon build) it starts no thread: results go through a plain queue instead of a
+    ``multiprocessing.Queue`` (whose feeder thread starts on the first result), and no keep-alive thread pings the
+    in-process local scheduler, which has nothing to say back. Two thread starts per build were a third of a no-op
+    bullet's wall time in ``gokart.build`` on a busy machine (each waits until the new thread has run)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_process = not (self._config.force_multiprocessing or self.worker_processes > 1)
+        if self._in_process:
+            self._task_result_queue.close()
+            self._task_result_queue: Any = _InProcessQueue()
+
+    def __enter__(self) -> Any:
+        return self if self._in_process else super().__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return False if self._in_process else super().__exit__(*exc)
+
+
+_factory_lock = threading.Lock()
+_factory_users = 0
+_stock_factory: Any = None
+
+
+@contextmanager
+def _in_process_workers() -> Iterator[None]:
+    """gokart.build names its factory as a module global: swap in one making :class:`_InProcessWorker` while a
+    kannon build runs (counted, so overlapping builds on several threads put the original back once)."""
+    global _factory_users, _stock_factory
+    module = sys.modules["gokart.build"]  # ``gokart.build`` the attribute is the function
+    if not hasattr(module, "WorkerSchedulerFactory"):  # another gokart: leave it as it is
+        yield
+        return
+    with _factory_lock:
+        if _factory_users == 0:
+            _stock_factory = module.WorkerSchedulerFactory
+            setattr(module, "WorkerSchedulerFactory", _in_process_factory(_stock_factory))  # noqa: B010
+        _factory_users += 1
+    try:
+        yield
+    finally:
+        with _factory_lock:
+            _factory_users -= 1
+            if _factory_users == 0:
+                setattr(module, "WorkerSchedulerFactory", _stock_factory)  # noqa: B010
+
+
+def _in_process_factory(stock: Any) -> Any:
+    class Factory(stock):  # type: ignore[misc]
+        def create_worker(self, scheduler: Any, worker_processes: int, assistant: bool = False) -> Any:
+            return _InProcessWorker(scheduler=scheduler, worker_processes=worker_processes, assistant=assistant)
+
+    return Factory
+
+
 def _gokart_build(task: gokart.TaskOnKart[Any]) -> None:
     try:
         # reset_register=False keeps user classes registered (dynamic deps, later lookups); NOTSET keeps
         # gokart from calling logging.disable() on the whole process.
-        gokart.build(task, return_value=False, reset_register=False, log_level=logging.NOTSET)
+        with _in_process_workers():
+            gokart.build(task, return_value=False, reset_register=False, log_level=logging.NOTSET)
     except GokartBuildError as e:
         if _collected is not None:
             for uid, excs in e.raised_exceptions.items():

@@ -122,3 +122,50 @@ def test_builds_leave_luigis_event_handlers_as_they_were(tmp_path: Path) -> None
     with pytest.raises(runner.TaskRaisedError):
         runner.run_one(RunnerFails(workspace_directory=str(tmp_path)))
     assert handlers() == before
+
+
+class RunnerNested(gokart.TaskOnKart[int]):
+    """Runs its own gokart.build(workers=2) of a root with two leaves: luigi forks a process per task then, and
+    their results come back through a multiprocessing queue."""
+
+    def run(self) -> None:
+        inner = RunnerRoot(n=3, workspace_directory=self.workspace_directory)
+        self.dump(gokart.build(inner, reset_register=False, workers=2, log_level=logging.NOTSET))
+
+
+def _thread_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    import threading
+
+    started: list[str] = []
+    original = threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        started.append(self.name)
+        original(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    return started
+
+
+def test_a_task_run_in_this_process_starts_no_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """gokart.build started two threads per task (luigi's keep-alive pinger, the result queue's feeder), each start
+    waiting until the new thread had run; a task run in this process needs neither. Outcomes stay gokart's: a
+    value, a failure with its exception."""
+    import sys
+
+    module = sys.modules["gokart.build"]
+    stock = module.WorkerSchedulerFactory
+    started = _thread_starts(monkeypatch)
+    root = _ready_root(tmp_path, 2)
+    runner.run_one(root)
+    assert root.output().load() == 1
+    with pytest.raises(runner.TaskRaisedError, match="ValueError: boom"):
+        runner.run_one(RunnerFails(workspace_directory=str(tmp_path)))
+    assert started == []
+    assert module.WorkerSchedulerFactory is stock  # put back after each build, raised or not
+
+
+def test_a_tasks_own_multiprocess_build_still_gets_gokarts_worker(tmp_path: Path) -> None:
+    task = RunnerNested(workspace_directory=str(tmp_path))
+    runner.run_one(task)
+    assert task.output().load() == 0 + 1 + 2
