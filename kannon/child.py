@@ -26,6 +26,8 @@ from kannon import exitcodes, speccrypt  # speccrypt: loaded with the entry poin
 
 log = logging.getLogger("kannon.child")
 _attempt: dict[str, Any] = {}  # the rebuilt task, once there is one (see _write_result)
+SIGTERM_THREAD = "kannon-sigterm"
+_wakeup: list[int] = []  # the write end of the SIGTERM thread's pipe, once it runs (a reused process keeps both)
 
 
 def _say(message: str) -> None:
@@ -100,6 +102,10 @@ def install_sigterm_handler() -> None:
     it for as long. The wakeup fd is written by whichever thread received the signal, so a thread reading it acts
     at once (while an asyncio loop owns the wakeup fd, that loop wakes the main thread instead)."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if _wakeup and any(t.name == SIGTERM_THREAD for t in threading.enumerate()):  # a reused process: still there
+        with contextlib.suppress(ValueError):
+            signal.set_wakeup_fd(_wakeup[0], warn_on_full_buffer=False)
+        return
     r, w = os.pipe()  # not inherited by the task's subprocesses (PEP 446)
     os.set_blocking(w, False)
     try:
@@ -108,7 +114,8 @@ def install_sigterm_handler() -> None:
         os.close(r)
         os.close(w)
         return
-    threading.Thread(target=_watch_wakeup, args=(r,), daemon=True, name="kannon-sigterm").start()
+    _wakeup[:] = [w]
+    threading.Thread(target=_watch_wakeup, args=(r,), daemon=True, name=SIGTERM_THREAD).start()
 
 
 def _setup_logging() -> None:
@@ -175,6 +182,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str]) -> int:
+    _attempt.clear()  # a reused process (LocalExecutor(reuse_processes=True)) ran another bullet before
     install_sigterm_handler()
     args = parse_args(argv)
     meter = _start_measuring()

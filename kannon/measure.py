@@ -37,6 +37,8 @@ from kannon.childresult import Usage
 OWN_CONTAINER_ENV = "KANNON_OWN_CONTAINER"  # "1": the backend runs this attempt in a container of its own
 # time.monotonic() when a process forked ahead of time (the local fork server's spare) was handed its task
 STARTED_ENV = "KANNON_ATTEMPT_STARTED"
+# the CPU seconds the process had used when it was handed its task (a reused process: its earlier bullets' share)
+STARTED_CPU_ENV = "KANNON_ATTEMPT_CPU0"
 
 
 def _float(text: str) -> float:
@@ -69,11 +71,15 @@ class Meter:
         started = os.environ.get(STARTED_ENV)
         self.own_container = os.environ.get(OWN_CONTAINER_ENV, "") == "1"
         self.t0 = _float(started) if started else _process_start()
+        try:
+            self.cpu0 = float(os.environ.get(STARTED_CPU_ENV, "0"))
+        except ValueError:
+            self.cpu0 = 0.0
 
     def usage(self, output_paths: Iterable[str] = (), oom_limit_bytes: int | None = None) -> Usage:
         wall = time.monotonic() - self.t0
         me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+        cpu = max(0.0, me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime - self.cpu0)
         peak, source = cgroup_peak(self.own_container)
         if peak is None:
             peak, source = max(_own_peak(me.ru_maxrss), kids.ru_maxrss) * 1024, "rusage"  # Linux reports KiB

@@ -46,6 +46,7 @@ from kannon import childresult, exitcodes, logtail, measure
 from kannon.backends import _memlimit
 from kannon.backends._ioloop import IOLoop, Pump
 from kannon.backends.base import (
+    BackendError,
     Executor,
     Finished,
     Launch,
@@ -55,6 +56,7 @@ from kannon.backends.base import (
     Started,
     tail_lines,
 )
+from kannon.child import SIGTERM_THREAD
 from kannon.forkserver.client import ForkServer
 from kannon.hints import Hints
 from kannon.hookspecs import hookimpl
@@ -102,6 +104,7 @@ class _Child:
     finished: bool = False
     memory: _memlimit.ChildLimit | None = None  # the memory hint's enforcement, if it has one
     result_path: Path | None = None  # where the child writes its record (kannon.childresult)
+    reused: bool = False  # runs in a process that may serve the next bullet: signalled through the fork server
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -109,20 +112,29 @@ class LocalExecutor(Executor):
     """Run bullets as local processes. ``mode="fork"`` (fast) or ``"spawn"`` (a fresh interpreter per task).
 
     A child's environment is :func:`base_env` < the run's secrets (env_to_inherit) < ``Launch.env``; with
-    ``full_env=True`` the master's whole environment instead of :func:`base_env`."""
+    ``full_env=True`` the master's whole environment instead of :func:`base_env`.
+
+    ``reuse_processes=True`` (fork mode; docs/local.md, "Reused processes"): a process whose bullet succeeded and
+    left nothing behind (no thread, no process) runs a later bullet instead of exiting, with its signal handlers,
+    ``sys.path`` and environment put back. Module-level state of the task's code is shared between the bullets it
+    serves, as in luigi's own worker; bullets with a memory hint always get a fresh process."""
 
     name = "local"
     delivers_secrets = True  # RunInfo.secrets: process environment
 
     def __init__(self, mode: Mode = "fork", max_workers: int | None = None, kill_grace: float = 5.0,
-                 full_env: bool = False, ship_code: bool = False) -> None:  # fmt: skip
+                 full_env: bool = False, ship_code: bool = False, reuse_processes: bool = False) -> None:  # fmt: skip
         super().__init__()
         self.full_env = full_env
+        self.reuse_processes = reuse_processes
         # Accepted so one pipeline script can switch backends; a no-op: local children run the master's own files
         # (Kannon.build ships nothing for this backend; docs/code-shipping.md).
         self.ship_code = ship_code
         if mode not in ("fork", "spawn"):
             raise ValueError(f"LocalExecutor mode must be 'fork' or 'spawn', not {mode!r}")
+        if reuse_processes and mode != "fork":
+            raise ValueError("LocalExecutor(reuse_processes=True) needs mode='fork': a spawned interpreter is never "
+                             "reused")  # fmt: skip
         self.mode: Mode = mode
         self.python = sys.executable
         self.default_parallelism = max_workers or os.cpu_count() or 1
@@ -192,7 +204,9 @@ class LocalExecutor(Executor):
             self._children[launch.key] = child
         secrets = self.run.secrets if self.run is not None else {}
         own = dict(os.environ) if self.full_env else base_env()
-        env = {**own, **secrets, **launch.env, **self._memory_env(child), **self._result_env(child)}
+        memory = self._memory_env(child)
+        env = {**own, **secrets, **launch.env, **memory, **self._result_env(child)}
+        child.reused = self._forkserver is not None and self.reuse_processes and not memory
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = launch.log_path.open("ab")
         read_fd, write_fd = os.pipe()
@@ -200,10 +214,12 @@ class LocalExecutor(Executor):
             if self._forkserver is not None:
                 # kannon.child.main in a process forked ahead of time, which tells when it took the task and how
                 # it ended before tearing down (kannon.forkserver.server's protocol)
+                reuse = {"reuse": True, "keep_threads": [SIGTERM_THREAD],
+                         "started_cpu_env": measure.STARTED_CPU_ENV} if child.reused else {}  # fmt: skip
                 self._forkserver.send(
                     {"op": "run", "id": launch.key, "mode": "call", "target": "kannon.child:main",
                      "args": list(launch.child_args[1:]), "env": env, "cwd": os.getcwd(), "report": True,
-                     "started_env": measure.STARTED_ENV},
+                     "started_env": measure.STARTED_ENV, **reuse},
                     fd=write_fd,
                 )  # fmt: skip
             else:
@@ -257,8 +273,8 @@ class LocalExecutor(Executor):
             pass  # a module that failed to import there fails in the child, which reports it properly
         elif "started" in msg:
             self._on_pid(msg["started"], int(msg["pid"]))
-        elif "reported" in msg:  # the child's own word, sent just before it exits
-            self._on_exit(msg["reported"], _exit_code(int(msg["code"])), reaped=False)
+        elif "reported" in msg:  # the child's own word, sent just before it exits (or, reused, waits for more)
+            self._on_exit(msg["reported"], _exit_code(int(msg["code"])), reaped=False, released=bool(msg.get("again")))
         elif "exited" in msg:
             self._on_exit(msg["exited"], _exit_code(int(msg["code"])))
         elif "failed" in msg:
@@ -279,16 +295,20 @@ class LocalExecutor(Executor):
             child.eof = True
         self._maybe_finish(child)
 
-    def _on_exit(self, key: str, code: int | None, reason: str | None = None, reaped: bool = True) -> None:
+    def _on_exit(self, key: str, code: int | None, reason: str | None = None, reaped: bool = True,
+                 released: bool = False) -> None:  # fmt: skip
+        """``reaped``: the process is gone; ``released``: it lives on to serve another bullet, no longer this one's."""
         child = self._children.get(key)
         if child is None:
             return
         with child.lock:
             if child.exit_code is None and child.reason is None:  # the first word stands (report, then reap)
                 child.exit_code, child.reason = code, reason
-            child.reaped = child.reaped or reaped
+            child.reaped = child.reaped or reaped or released
             pid = child.pid
-        if reaped:
+        if released and self._io is not None:
+            self._io.call_later(_FORCE_EOF_AFTER, lambda: self._on_eof(child))
+        elif reaped:
             if pid is not None:
                 # Leftover processes of the task's group would keep its pipe open (and keep running): end them.
                 with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -407,6 +427,12 @@ class LocalExecutor(Executor):
     def _signal(self, child: _Child, sig: int, even_if_finished: bool = False) -> None:
         if child.pid is None or child.reaped or (child.finished and not even_if_finished):
             return
+        server = self._forkserver
+        if child.reused and server is not None:
+            # The server knows whether the process still runs this bullet or has moved on to another.
+            with contextlib.suppress(OSError):
+                server.send({"op": "signal", "id": child.launch.key, "signal": int(sig)})
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, sig)
 
@@ -435,10 +461,18 @@ def _add_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--local-full-env", dest="local_full_env", action="store_true",
                        help="local backend: give children the master's whole environment (default: PATH, HOME, "
                             "locale, TMPDIR, VIRTUAL_ENV, PYTHONPATH, plus --env-to-inherit and hints)")  # fmt: skip
+    group.add_argument("--local-reuse-processes", dest="local_reuse_processes", action="store_true",
+                       help="local backend, fork mode: a process whose bullet succeeded and left no thread or "
+                            "process behind runs a later bullet instead of exiting (faster for many small "
+                            "bullets; module-level state is then shared between them: docs/local.md)")  # fmt: skip
 
 
 def _from_options(ns: argparse.Namespace) -> Executor:
-    return LocalExecutor(mode=getattr(ns, "local_mode", "fork"), full_env=bool(getattr(ns, "local_full_env", False)))
+    mode: Mode = getattr(ns, "local_mode", "fork")
+    reuse = bool(getattr(ns, "local_reuse_processes", False))
+    if reuse and mode != "fork":
+        raise BackendError("--local-reuse-processes needs --local-mode fork: a spawned interpreter is never reused")
+    return LocalExecutor(mode=mode, full_env=bool(getattr(ns, "local_full_env", False)), reuse_processes=reuse)
 
 
 @hookimpl

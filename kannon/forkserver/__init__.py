@@ -15,9 +15,13 @@ descriptor (SCM_RIGHTS). No pickle, no shell. Client to server::
                                                            each in a new cgroup under DIR (DIR/kannon-spare-PID)
     {"op": "run", "id": ID, "mode": "m"|"c"|"script"|"call", "target": MOD|CODE|PATH|"MOD:FUNC", "args": [...],
      "env": {...}, "cwd": DIR, "cgroup_procs": PATH|null, "pid_namespace": BOOL, "report": BOOL,
-     "started_env": NAME|null}                            + the process's stdout/stderr as the attached descriptor
+     "started_env": NAME|null, "started_cpu_env": NAME|null,
+     "reuse": BOOL, "keep_threads": [NAME...]}            + the process's stdout/stderr as the attached descriptor
      or, instead of cgroup_procs, "cgroup": {"path": CGROUP, "files": [[NAME, VALUE]...]}: be in CGROUP (a spare's
      own cgroup renamed, or CGROUP made and joined) with those files written (its limits), before it is started
+
+    {"op": "signal", "id": ID, "signal": N}   killpg(SIGNAL) the process group of request ID, only while it runs
+                                              (no answer; a reused process may be running another request)
 
 Server to client::
 
@@ -25,6 +29,7 @@ Server to client::
     {"imported": [MOD...], "failed": [...]}                                  answers "import"
     {"started": ID, "pid": PID} | {"failed": ID, "error": TEXT}            answers "run"
     {"reported": ID, "code": CODE}    with "report": the process's own word, sent just before it exits
+    {"reported": ID, "code": 0, "again": true}   with "reuse": it ran cleanly and waits for another request
     {"ended": ID, "pid": PID, "code": CODE}   with "pid_namespace": PID 1 ended (reaped by PID), before PID exits
     {"exited": ID, "pid": PID, "code": CODE}                                 reaped (after its other messages)
 
@@ -44,6 +49,15 @@ shares with its siblings, unlike a fresh one: the modules the server imported (u
 the hash seed and options read at start-up (PYTHONWARNINGS, ...). Mode ``call`` calls ``FUNC(args)`` and exits with
 its return value, in the server's own sys.path, sys.argv and stdio objects (on the new descriptors), without
 interpreter shutdown: for a server forked from the program that uses it (the local backend).
+
+**Reuse** (``"reuse": true``, mode ``call`` with ``report``, no cgroup, no PID namespace; the local backend's
+``reuse_processes``): after a program that returned 0 the process puts back its signal handlers, wakeup fd and
+``sys.path``, checks that no thread but the main one and ``keep_threads`` runs and that no process of its own is
+left (it is their subreaper, so orphans count), and if so releases its stdio, says ``again`` and waits for the
+next reuse request; otherwise it exits as it would have. Each reused request starts with the peak resident set
+reset (``/proc/self/clear_refs``) and ``started_cpu_env`` set to the CPU seconds used so far, so what a request
+measures is its own. A signal for a request goes through the server (``signal`` above), which knows whether the
+process still runs it.
 
 Ending: EOF on the socket (the client closed it, or died), SIGTERM, or with ``--parent`` that process's death
 (PR_SET_PDEATHSIG): the server SIGKILLs every process group it started and its spares, reaps them, and exits.

@@ -36,6 +36,7 @@ SPARE_ACK_TIMEOUT = 10.0  # a spare confirms a request at once; only a stuck or 
 BOOT = "import runpy, sys; sys.argv.pop(0); runpy.run_path(sys.argv[0], run_name='__main__')"
 CLONE_NEWPID = 0x20000000  # <linux/sched.h>
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
@@ -168,6 +169,8 @@ def _program(req: dict[str, Any], out_fd: int, taken: float, base_path: list[str
     env = dict(req["env"])
     if req.get("started_env"):
         env[req["started_env"]] = repr(taken)
+    if req.get("started_cpu_env"):  # what this process had used before (a reused one: its earlier requests)
+        env[req["started_cpu_env"]] = repr(_cpu_seconds())
     os.environ.clear()
     os.environ.update(env)
     fresh = req["mode"] != "call"
@@ -233,7 +236,7 @@ def _take_cgroup(spec: dict[str, Any], own: str | None) -> None:
 def _spare(sock: socket.socket, server: int, close: list[int], base_path: list[str],
            cgroups: str | None = None) -> NoReturn:  # fmt: skip
     """A process forked ahead of its request: wait for it (in a cgroup of its own under ``cgroups``), set up, run
-    the program, exit as it did."""
+    the program, exit as it did -- or, for a ``reuse`` request that ended cleanly, wait for the next one."""
     code, report = 128, False
     try:
         signal.set_wakeup_fd(-1)
@@ -248,38 +251,103 @@ def _spare(sock: socket.socket, server: int, close: list[int], base_path: list[s
             os._exit(128 + signal.SIGKILL)
         os.setsid()
         own = _own_cgroup(cgroups) if cgroups else None
-        msg, fds, _flags, _addr = socket.recv_fds(sock, MAX_MSG, 1)
-        if not msg or len(fds) != 1:
-            os._exit(0)  # retired by the server
-        taken = time.monotonic()
-        req = json.loads(msg)
-        if req.get("cgroup"):
-            _take_cgroup(req["cgroup"], own)
-        elif req.get("cgroup_procs"):
-            try:
-                with open(req["cgroup_procs"], "w") as f:
-                    f.write(str(os.getpid()))
-            except OSError:
-                pass  # best effort, as a cold process's limits are
-        if req.get("pid_namespace"):
-            _become_pid1([fds[0]], sock)
-        sock.send(b"ok")  # the request is ours now: from here on, how it ends is the program's outcome
-        report = bool(req.get("report"))
-        if not report:
-            sock.close()
-        code = _program(req, fds[0], taken, base_path)
+        served = 0
+        while True:
+            msg, fds, _flags, _addr = socket.recv_fds(sock, MAX_MSG, 1)
+            if not msg or len(fds) != 1:
+                os._exit(0)  # retired by the server
+            taken = time.monotonic()
+            req = json.loads(msg)
+            if served == 0:  # a reused process is handed only requests without these (the server sees to it)
+                if req.get("cgroup"):
+                    _take_cgroup(req["cgroup"], own)
+                elif req.get("cgroup_procs"):
+                    try:
+                        with open(req["cgroup_procs"], "w") as f:
+                            f.write(str(os.getpid()))
+                    except OSError:
+                        pass  # best effort, as a cold process's limits are
+                if req.get("pid_namespace"):
+                    _become_pid1([fds[0]], sock)
+            clean = _Clean(req) if _reusable(req) and own is None else None  # a cgroup's peak is not resettable
+            sock.send(b"ok")  # the request is ours now: from here on, how it ends is the program's outcome
+            report = bool(req.get("report"))
+            if not report:
+                sock.close()
+            code = _program(req, fds[0], taken, base_path)
+            if clean is None or code != 0 or not clean.restore():
+                break
+            _release_stdio()
+            _send(sock, {"code": code, "again": True})  # and wait for the next request
+            report, served = False, served + 1
     except BaseException:  # set-up failed: say so on whatever stderr there is
         with contextlib.suppress(BaseException):
             traceback.print_exc()
     finally:
         if report:
             with contextlib.suppress(BaseException):
-                # Release the output first (the client sees its EOF), then say how it ended.
-                null = os.open(os.devnull, os.O_RDWR)
-                os.dup2(null, 1)
-                os.dup2(null, 2)
+                _release_stdio()  # the client sees its output's EOF first, then how it ended
                 _send(sock, {"code": code})
         _mirror(code)
+
+
+def _release_stdio() -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.close(null)
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _reusable(req: dict[str, Any]) -> bool:
+    return bool(req.get("reuse") and req.get("report") and req.get("mode") == "call"
+                and not req.get("cgroup") and not req.get("cgroup_procs") and not req.get("pid_namespace"))  # fmt: skip
+
+
+class _Clean:
+    """What a reused process must look like again after a request: taken before it, checked and put back after.
+
+    Put back: signal handlers and the wakeup fd, ``sys.path``, the peak resident set (so the next request's peak is
+    its own). Checked, and the process retired (it exits as it would have) if not so: no thread but the main one
+    and those the request names (``keep_threads``), no process of its own left (it is their subreaper, so orphans
+    of the program count too)."""
+
+    def __init__(self, req: dict[str, Any]) -> None:
+        if _LIBC is not None:
+            _LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1)
+        self.keep = set(req.get("keep_threads") or ())
+        self.handlers = {s: signal.getsignal(s) for s in _catchable()}
+        self.path = list(sys.path)
+        with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM, the peak a child measures itself by
+
+    def restore(self) -> bool:
+        signal.set_wakeup_fd(-1)
+        for signum, handler in self.handlers.items():
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                if signal.getsignal(signum) is not handler and handler is not None:
+                    signal.signal(signum, handler)
+        sys.path[:] = self.path
+        if any(t is not threading.main_thread() and t.name not in self.keep for t in threading.enumerate()):
+            return False
+        while True:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return True  # none left
+            if pid == 0:
+                return False  # one still runs
+
+
+def _catchable() -> list[signal.Signals]:
+    return [s for s in signal.valid_signals() if isinstance(s, signal.Signals)
+            and s not in (signal.SIGKILL, signal.SIGSTOP)]  # fmt: skip
 
 
 class _Handoff:
@@ -303,6 +371,7 @@ class _Server:
         self.reports: dict[int, tuple[socket.socket, Any, int]] = {}
         self.handoffs: dict[int, _Handoff] = {}  # fd of a spare's socket -> the request it was handed
         self.spares: list[tuple[int, socket.socket]] = []
+        self.reusable: list[tuple[int, socket.socket]] = []  # served a "reuse" request cleanly; wait for another
         self.want_spares = 0
         self.spare_cgroups: str | None = None  # where spares make a cgroup of their own ("import"'s spare_cgroups)
         self.idle_since = time.monotonic()
@@ -372,10 +441,15 @@ class _Server:
             return False
         req = json.loads(msg)
         if req.get("op") == "run" and len(fds) == 1:
-            self._hand(req, fds[0], len(self.spares) + 3)
+            self._hand(req, fds[0], len(self.spares) + len(self.reusable) + 3)
             return True
         for fd in fds:
             os.close(fd)
+        if req.get("op") == "signal":  # only while that request runs: its process may serve another one next
+            for pid in [pid for pid, rid in self.children.items() if rid == req.get("id")]:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, int(req["signal"]))
+            return True
         if req.get("op") == "import":
             loaded, failed = _import(req.get("modules", []))
             for pid, sock in self.spares:  # forked before these imports: replace them
@@ -393,7 +467,10 @@ class _Server:
         """Hand the request to a spare (forked now if none is ready); its answer comes through the loop."""
         while tries > 0:
             tries -= 1
-            pid, sock = self.spares.pop(0) if self.spares else self._fork_spare(out_fd)
+            if _reusable(req) and self.reusable:
+                pid, sock = self.reusable.pop()  # the most recently used: its pages are the warmest
+            else:
+                pid, sock = self.spares.pop(0) if self.spares else self._fork_spare(out_fd)
             try:
                 socket.send_fds(sock, [json.dumps(req).encode()], [out_fd])
             except OSError:
@@ -459,6 +536,15 @@ class _Server:
             msg = json.loads(data)
             if "ended" in msg:
                 _send(self.sock, {"ended": rid, "pid": pid, "code": int(msg["ended"])})
+            elif msg.get("again") and self.children.get(pid) == rid:
+                # Done, and waiting for another request: no longer this request's process.
+                _send(self.sock, {"reported": rid, "code": int(msg["code"]), "again": True})
+                del self.reports[fd], self.children[pid]
+                self.sel.unregister(sock)
+                self.reusable.append((pid, sock))
+                while len(self.reusable) > MAX_SPARES:
+                    self._retire(*self.reusable.pop(0))
+                return False
             else:
                 _send(self.sock, {"reported": rid, "code": int(msg["code"])})
         return True
@@ -466,7 +552,7 @@ class _Server:
     def _drain(self, pid: int) -> None:
         # What a reaped process said goes out before its "exited", whichever the selector saw first.
         for fd in [fd for fd, (_s, _r, p) in self.reports.items() if p == pid]:
-            while self._on_report(fd):
+            while fd in self.reports and self._on_report(fd):
                 pass
 
     def _reap(self) -> None:
@@ -484,9 +570,10 @@ class _Server:
             for h in self.handoffs.values():  # ended before its answer was read (the answer may still be queued)
                 if h.pid == pid:
                     h.exit_status = status
-            for dead in [s for s in self.spares if s[0] == pid]:  # a spare that died while waiting
-                dead[1].close()
-                self.spares.remove(dead)
+            for pool in (self.spares, self.reusable):
+                for dead in [s for s in pool if s[0] == pid]:  # died while waiting
+                    dead[1].close()
+                    pool.remove(dead)
             self._forget_cgroup(pid)
 
     def _forget_cgroup(self, pid: int) -> None:
@@ -499,11 +586,15 @@ class _Server:
         for pid in [*self.children, *(h.pid for h in self.handoffs.values())]:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+        for pid, _sock in self.reusable:  # what their requests started is in their groups
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
         for pid, _sock in self.spares:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         # Reap them before exiting, so that once the client has reaped the server nothing it started is left.
-        for pid in [*self.children, *(h.pid for h in self.handoffs.values()), *(pid for pid, _ in self.spares)]:
+        for pid in [*self.children, *(h.pid for h in self.handoffs.values()),
+                    *(pid for pid, _ in [*self.spares, *self.reusable])]:  # fmt: skip
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
             self._forget_cgroup(pid)

@@ -175,3 +175,47 @@ class AwaitsEvent(gokart.TaskOnKart[str]):
             assert time.monotonic() < deadline, f"no {self.kind} event of a {self.family} while this master task ran"
             time.sleep(0.05)  # polls a file (no change notification); the deadline bounds it
         self.dump(f"saw {self.kind} {self.family}")
+
+
+class Probe(kannon.TaskOnBullet[dict[str, Any]]):
+    """Notes what its process looks like when it starts -- pid, an environment variable, ``sys.path[0]``, whether
+    SIGUSR2 has its default action -- and dumps that; then leaves behind what ``leave`` says: ``dirty`` (that
+    variable, a sys.path entry and a SIGUSR2 handler: what a reused process must undo), ``thread`` (a thread still
+    running), ``process`` (a sleeping child process, its pid in <flag_dir>/<name>.leftover), ``fail``, ``cpu``
+    (0.3 s of CPU) or ``memory`` (200 MiB touched)."""
+
+    name = luigi.Parameter()
+    leave = luigi.Parameter(default="")
+    flag_dir = luigi.Parameter(default="", significant=False)
+    after = gokart.ListTaskInstanceParameter(default=[])
+
+    def requires(self):  # type: ignore[no-untyped-def]
+        return self.after
+
+    def run(self) -> None:
+        import subprocess
+        import sys
+        import threading
+
+        seen = {"pid": os.getpid(), "env": os.environ.get("KANNON_PROBE_LEAK"), "path0": sys.path[0],
+                "sigusr2_default": signal.getsignal(signal.SIGUSR2) is signal.SIG_DFL}  # fmt: skip
+        if self.leave == "dirty":
+            os.environ["KANNON_PROBE_LEAK"] = "1"
+            sys.path.insert(0, "/kannon-probe-leak")
+            signal.signal(signal.SIGUSR2, lambda *_: None)
+        elif self.leave == "thread":
+            threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+        elif self.leave == "process":
+            proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+            Path(self.flag_dir, f"{self.name}.leftover").write_text(str(proc.pid))
+        elif self.leave == "fail":
+            raise RuntimeError("the probe fails")
+        elif self.leave == "cpu":
+            start = time.process_time()
+            while time.process_time() - start < 0.3:
+                pass
+        elif self.leave == "memory":
+            block = bytearray(200 << 20)
+            for i in range(0, len(block), 4096):
+                block[i] = 1
+        self.dump(seen)
