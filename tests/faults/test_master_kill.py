@@ -65,6 +65,17 @@ def test_master_sigkill_local_fork(tmp_path: Path, figures: Figures) -> None:
     check(result, KILLS)
 
 
+@pytest.mark.timeout(900)
+def test_master_sigkill_local_fork_with_reused_processes(tmp_path: Path, figures: Figures) -> None:
+    """Processes waiting for their next bullet are the fork server's children too: none outlives a killed master."""
+    seed = campaign_seed(2114650261)
+    print(f"local (reused processes) campaign seed={seed}", file=sys.stderr)
+    result = run_campaign(tmp_path, KILLS, seed, ["--max-parallel", "4", "--local-reuse-processes"],
+                          after_kill=local_leftovers)  # fmt: skip
+    record(figures, result, "local, reused processes")
+    check(result, KILLS)
+
+
 @pytest.mark.k8s
 @pytest.mark.timeout(900)
 def test_master_sigkill_kubernetes_emulator(kube: KubeEmulator, tmp_path: Path, figures: Figures) -> None:
