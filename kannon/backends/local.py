@@ -66,6 +66,9 @@ log = logging.getLogger("kannon.local")
 Mode = Literal["fork", "spawn"]
 _FORCE_EOF_AFTER = 5.0  # a grandchild may hold the output pipe open after the child exited
 _MAX_SPARES = 16
+# Bullets one reused process runs at most before it exits and a fresh one takes over (reuse_processes=True): what
+# a leak in the task's code can grow to stays bounded, as with a web server's worker recycling.
+REUSE_MAX = 1000
 # What every child does anyway, once in the fork server: gokart.build imports multiprocessing.synchronize on first
 # use; kannon.childwarm imports the child's entry point and runs one private no-op build there.
 _WARM = ["multiprocessing.synchronize", "kannon.childwarm:warm_up"]
@@ -214,7 +217,7 @@ class LocalExecutor(Executor):
             if self._forkserver is not None:
                 # kannon.child.main in a process forked ahead of time, which tells when it took the task and how
                 # it ended before tearing down (kannon.forkserver.server's protocol)
-                reuse = {"reuse": True, "keep_threads": [SIGTERM_THREAD],
+                reuse = {"reuse": True, "keep_threads": [SIGTERM_THREAD], "reuse_max": REUSE_MAX,
                          "started_cpu_env": measure.STARTED_CPU_ENV} if child.reused else {}  # fmt: skip
                 self._forkserver.send(
                     {"op": "run", "id": launch.key, "mode": "call", "target": "kannon.child:main",

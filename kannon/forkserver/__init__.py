@@ -16,7 +16,8 @@ descriptor (SCM_RIGHTS). No pickle, no shell. Client to server::
     {"op": "run", "id": ID, "mode": "m"|"c"|"script"|"call", "target": MOD|CODE|PATH|"MOD:FUNC", "args": [...],
      "env": {...}, "cwd": DIR, "cgroup_procs": PATH|null, "pid_namespace": BOOL, "report": BOOL,
      "started_env": NAME|null, "started_cpu_env": NAME|null,
-     "reuse": BOOL, "keep_threads": [NAME...]}            + the process's stdout/stderr as the attached descriptor
+     "reuse": BOOL, "keep_threads": [NAME...], "reuse_max": N}
+                                                          + the process's stdout/stderr as the attached descriptor
      or, instead of cgroup_procs, "cgroup": {"path": CGROUP, "files": [[NAME, VALUE]...]}: be in CGROUP (a spare's
      own cgroup renamed, or CGROUP made and joined) with those files written (its limits), before it is started
 
@@ -54,10 +55,10 @@ interpreter shutdown: for a server forked from the program that uses it (the loc
 ``reuse_processes``): after a program that returned 0 the process puts back its signal handlers, wakeup fd and
 ``sys.path``, checks that no thread but the main one and ``keep_threads`` runs and that no process of its own is
 left (it is their subreaper, so orphans count), and if so releases its stdio, says ``again`` and waits for the
-next reuse request; otherwise it exits as it would have. Each reused request starts with the peak resident set
-reset (``/proc/self/clear_refs``) and ``started_cpu_env`` set to the CPU seconds used so far, so what a request
-measures is its own. A signal for a request goes through the server (``signal`` above), which knows whether the
-process still runs it.
+next reuse request; otherwise, or once it has served ``reuse_max`` requests, it exits as it would have. Each
+reused request starts with the peak resident set reset (``/proc/self/clear_refs``) and ``started_cpu_env`` set
+to the CPU seconds used so far, so what a request measures is its own. A signal for a request goes through the
+server (``signal`` above), which knows whether the process still runs it.
 
 Ending: EOF on the socket (the client closed it, or died), SIGTERM, or with ``--parent`` that process's death
 (PR_SET_PDEATHSIG): the server SIGKILLs every process group it started and its spares, reaps them, and exits.

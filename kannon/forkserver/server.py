@@ -275,7 +275,8 @@ def _spare(sock: socket.socket, server: int, close: list[int], base_path: list[s
             if not report:
                 sock.close()
             code = _program(req, fds[0], taken, base_path)
-            if clean is None or code != 0 or not clean.restore():
+            limit = int(req.get("reuse_max") or 0)  # requests a process serves at most (0: no bound)
+            if clean is None or code != 0 or not clean.restore() or 0 < limit <= served + 1:
                 break
             _release_stdio()
             _send(sock, {"code": code, "again": True})  # and wait for the next request

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from kannon import handoff, storage
+from kannon.backends import local
 from kannon.backends.base import Finished, Launch, RunInfo
 from kannon.backends.local import LocalExecutor
 from kannon.forkserver.client import ForkServer
@@ -119,6 +120,18 @@ def test_each_bullet_reports_its_own_cpu_and_peak_memory(driver: Driver, tmp_pat
     assert usage["idle1"].cpu_seconds < 0.2, "the earlier bullet's CPU counted again"
     assert usage["big"].peak_rss_bytes is not None and usage["idle2"].peak_rss_bytes is not None
     assert usage["big"].peak_rss_bytes - usage["idle2"].peak_rss_bytes > 150 << 20, "the earlier bullet's peak"
+
+
+def test_a_process_is_retired_after_its_quota_of_bullets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "REUSE_MAX", 2)
+    d = Driver(tmp_path, reuse_processes=True)
+    try:
+        for name in ("a", "b", "c", "d"):
+            assert d.run(probe(tmp_path, name)).exit_code == 0
+        pids = [d.pid(f"k{i}") for i in range(1, 5)]
+    finally:
+        d.close()
+    assert pids[0] == pids[1] != pids[2] == pids[3], pids
 
 
 def test_a_bullet_with_a_memory_hint_gets_a_fresh_process(driver: Driver, tmp_path: Path) -> None:
