@@ -99,6 +99,7 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     from kannon.plugins import get_backend
     from kannon.result import KannonBuildError
     from kannon.scheduler import Interrupted, Kannon
+    from kannon.speccrypt import SpecKeyError
 
     try:
         spec = get_backend(ns.backend)
@@ -141,7 +142,7 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     kannon = Kannon(**options)
     try:
         kannon.build(root)
-    except (PlanError, BackendError) as e:
+    except (PlanError, BackendError, SpecKeyError) as e:
         print(f"kannon: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KannonBuildError:

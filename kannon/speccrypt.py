@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
 import secrets
 import zlib
@@ -38,18 +39,38 @@ def new_key() -> str:
 
 
 def run_key(run_dir: Path) -> str:
-    """The run's key: read from ``run_dir/spec.key``, or drawn and written there (0600, created exclusively)."""
+    """The run's key: read from ``run_dir/spec.key``, or drawn and written there (0600).
+
+    The file appears whole or not at all -- written under a name of its own, then hard-linked into place, which
+    fails if another master of the run got there first (its key is then read) -- so a master started at the same
+    moment never reads an empty key."""
     path = run_dir / KEY_FILE
     run_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        key = new_key()
+        tmp = run_dir / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(key)
+            os.link(tmp, path)
+            return key
+        except FileExistsError:
+            pass  # another master's key is in place
+        except OSError:  # a file system without hard links: create it in place (empty for a moment)
+            with contextlib.suppress(FileExistsError):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="ascii") as f:
+                    f.write(key)
+                return key
+        finally:
+            tmp.unlink(missing_ok=True)
+    key = path.read_text(encoding="ascii").strip()
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_text(encoding="ascii").strip()
         _decode_key(key)  # a damaged file fails here, in the master, not in every child
-        return key
-    key = new_key()
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(key)
+    except SpecKeyError as e:
+        raise SpecKeyError(f"the run's spec key {path} is damaged ({e}); delete it (the run's specs are written "
+                           "again with a new key) and rerun") from e  # fmt: skip
     return key
 
 

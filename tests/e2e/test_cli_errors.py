@@ -197,3 +197,14 @@ def test_a_held_run_lease_is_one_line_naming_the_holder(pipeline: Path, flag: li
     assert line.startswith("kannon: another build of this pipeline holds its run lease: host h1 pid 4242 "
                            "(invocation 20261203T120102Z-3fa9c1) since 2026-12-03 12:01:02Z")  # fmt: skip
     assert ("--wait-for-lease" in line) == (not flag)  # the way out, unless already waiting
+
+
+def test_a_damaged_run_key_is_one_line_naming_the_file_and_the_fix(pipeline: Path) -> None:
+    first = run_kannon("build", "ok.py:root", "--workspace", "ws", cwd=pipeline)
+    assert first.returncode == 0, first.stderr[-3000:]
+    [key] = list((pipeline / "ws").rglob("spec.key"))
+    key.write_text("")  # e.g. left by an older kannon killed between creating and writing it
+    for output in (pipeline / "ws").rglob("T_*.pkl"):
+        output.unlink()  # so the rerun has work to do
+    line = one_line(run_kannon("build", "ok.py:root", "--workspace", "ws", cwd=pipeline))
+    assert str(key) in line and "delete it" in line, line

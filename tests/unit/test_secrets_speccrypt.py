@@ -81,3 +81,44 @@ def test_a_process_that_imported_the_child_entry_point_opens_a_sealed_spec_witho
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_master_drawing_the_key_never_shows_another_an_empty_key_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two masters of one run started at the same moment: the one that creates spec.key must not let the other
+    read it before the key is in it (CI: the second master died with "KANNON_SPEC_KEY must hold 32 bytes, not 0"
+    and a traceback instead of waiting its turn for the lease). The first is held just after drawing its key."""
+    import threading
+
+    drawn, go = threading.Event(), threading.Event()
+    real = speccrypt.new_key
+    held: list[str] = []
+
+    def slow_new_key() -> str:
+        key = real()
+        if threading.current_thread().name == "first":
+            drawn.set()
+            assert go.wait(60)
+        return key
+
+    monkeypatch.setattr(speccrypt, "new_key", slow_new_key)
+    first = threading.Thread(target=lambda: held.append(speccrypt.run_key(tmp_path / "run")), name="first")
+    first.start()
+    try:
+        assert drawn.wait(60)
+        second = speccrypt.run_key(tmp_path / "run")
+    finally:
+        go.set()
+        first.join(60)
+    assert held == [second]  # both seal with the one key in the file
+    assert (tmp_path / "run" / speccrypt.KEY_FILE).read_text() == second
+    assert [p.name for p in (tmp_path / "run").iterdir()] == [speccrypt.KEY_FILE]  # no temporary file left
+
+
+def test_a_damaged_key_file_is_named_with_its_fix(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / speccrypt.KEY_FILE).write_text("")
+    with pytest.raises(speccrypt.SpecKeyError) as e:
+        speccrypt.run_key(tmp_path / "run")
+    assert str(tmp_path / "run" / speccrypt.KEY_FILE) in str(e.value) and "delete it" in str(e.value)
