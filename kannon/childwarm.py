@@ -21,6 +21,8 @@ import tempfile
 import threading
 from collections.abc import Iterator
 
+from kannon.forkserver.server import catchable_signals
+
 
 def warm_up() -> None:
     """Import the child path and run one private no-op ``gokart.build``, leaving the process as it found it."""
@@ -62,7 +64,7 @@ def _kept_state() -> Iterator[None]:
     loggers = [logging.getLogger(), *(lg for lg in manager.loggerDict.values() if isinstance(lg, logging.Logger))]
     saved_loggers = [(lg, lg.level, list(lg.handlers), lg.propagate, lg.disabled) for lg in loggers]
     saved_disable, saved_configured = manager.disable, luigi.setup_logging.InterfaceLogging._configured
-    saved_signals = {s: signal.getsignal(s) for s in _catchable()}
+    saved_signals = {s: signal.getsignal(s) for s in catchable_signals()}
     saved_random = random.getstate()
     numpy = sys.modules.get("numpy")
     saved_numpy = numpy.random.get_state() if numpy is not None else None
@@ -85,8 +87,3 @@ def _kept_state() -> Iterator[None]:
             numpy.random.set_state(saved_numpy)
         for t in set(threading.enumerate()) - threads:  # luigi's keep-alive thread is stopped when its worker ends
             t.join(timeout=5)
-
-
-def _catchable() -> list[signal.Signals]:
-    return [s for s in signal.valid_signals() if isinstance(s, signal.Signals)
-            and s not in (signal.SIGKILL, signal.SIGSTOP)]  # fmt: skip

@@ -49,19 +49,15 @@ def run_key(run_dir: Path) -> str:
     if not path.exists():
         key = new_key()
         tmp = run_dir / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write(key)
+            _write_new(tmp, key)
             os.link(tmp, path)
             return key
         except FileExistsError:
             pass  # another master's key is in place
         except OSError:  # a file system without hard links: create it in place (empty for a moment)
             with contextlib.suppress(FileExistsError):
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w", encoding="ascii") as f:
-                    f.write(key)
+                _write_new(path, key)
                 return key
         finally:
             tmp.unlink(missing_ok=True)
@@ -72,6 +68,13 @@ def run_key(run_dir: Path) -> str:
         raise SpecKeyError(f"the run's spec key {path} is damaged ({e}); delete it (the run's specs are written "
                            "again with a new key) and rerun") from e  # fmt: skip
     return key
+
+
+def _write_new(path: Path, key: str) -> None:
+    """``key`` into a file that must not exist yet, readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(key)
 
 
 def _decode_key(key: str) -> bytes:

@@ -117,7 +117,7 @@ class LocalExecutor(Executor):
     A child's environment is :func:`base_env` < the run's secrets (env_to_inherit) < ``Launch.env``; with
     ``full_env=True`` the master's whole environment instead of :func:`base_env`.
 
-    ``reuse_processes=True`` (fork mode; docs/local.md, "Reused processes"): a process whose bullet succeeded and
+    ``reuse_processes=True`` (fork mode; docs/design.md, "Reused processes"): a process whose bullet succeeded and
     left nothing behind (no thread, no process) runs a later bullet instead of exiting, with its signal handlers,
     ``sys.path`` and environment put back. Module-level state of the task's code is shared between the bullets it
     serves, as in luigi's own worker; bullets with a memory hint always get a fresh process."""
@@ -467,7 +467,7 @@ def _add_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--local-reuse-processes", dest="local_reuse_processes", action="store_true",
                        help="local backend, fork mode: a process whose bullet succeeded and left no thread or "
                             "process behind runs a later bullet instead of exiting (faster for many small "
-                            "bullets; module-level state is then shared between them: docs/local.md)")  # fmt: skip
+                            "bullets; module-level state is then shared between them: docs/design.md)")  # fmt: skip
 
 
 def _from_options(ns: argparse.Namespace) -> Executor:

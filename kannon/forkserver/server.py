@@ -323,7 +323,7 @@ class _Clean:
         if _LIBC is not None:
             _LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1)
         self.keep = set(req.get("keep_threads") or ())
-        self.handlers = {s: signal.getsignal(s) for s in _catchable()}
+        self.handlers = {s: signal.getsignal(s) for s in catchable_signals()}
         self.path = list(sys.path)
         with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM, the peak a child measures itself by
@@ -346,7 +346,8 @@ class _Clean:
                 return False  # one still runs
 
 
-def _catchable() -> list[signal.Signals]:
+def catchable_signals() -> list[signal.Signals]:
+    """Every signal a handler can be installed for (kannon.childwarm puts them back the same way)."""
     return [s for s in signal.valid_signals() if isinstance(s, signal.Signals)
             and s not in (signal.SIGKILL, signal.SIGSTOP)]  # fmt: skip
 
