@@ -423,6 +423,7 @@ def make_parser() -> argparse.ArgumentParser:
     rb.set_defaults(func=_cmd_rbac)
 
     sub.add_parser("run-task", help="run one handed-off task (used by every backend)", add_help=False)
+    sub.add_parser("run-pack", help="run the handed-off tasks in KANNON_PACK side by side (a pack)", add_help=False)
     return parser
 
 
@@ -430,6 +431,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["run-task"]:
         return _cmd_run_task(args[1:])  # the child path stays lean: no plugin loading, no parser for backends
+    if args[:1] == ["run-pack"]:
+        from kannon.pack import runner as pack_runner  # as lean as run-task's path: the members fork from it
+
+        return pack_runner.main(args[1:])
     try:
         return _main(args)
     except KeyboardInterrupt:  # e.g. during start-up, while gokart or the user's module imports
