@@ -196,6 +196,12 @@ class Executor(ABC):
     def launch(self, launch: Launch) -> None:
         """Start the child. Must not block on the child; report Started/Finished later."""
 
+    def flush(self) -> list[tuple[str, Exception]]:
+        """Called by the core when it has nothing more to hand over for now (before it waits): a backend whose
+        ``launch`` holds launches back to start several together (kannon.pack) starts them here. Returns the keys
+        that could not be launched, each with why (as ``launch`` would have raised it)."""
+        return []
+
     @abstractmethod
     def cancel(self, key: str) -> None:
         """Ask the child of ``key`` to stop; a Finished(failure_class="Cancelled") follows."""

@@ -74,6 +74,8 @@ class Loop:
     def _run(self) -> None:
         self._carry(self.machine.start(time.time()))
         while self.done is None:
+            if self._q.empty():  # nothing more comes at once: a backend that holds launches back starts them now
+                self._flush()
             due = self.machine.next_due()
             try:
                 msg = self._q.get(timeout=None if due is None else max(0.0, due - time.time()))
@@ -147,6 +149,11 @@ class Loop:
         except Exception as e:
             reason = f"the {self.executor.name} backend could not launch it: {type(e).__name__}: {e}"
             self.post(state.LaunchFailed(a.key, reason, isinstance(e, base.BackendError)))
+
+    def _flush(self) -> None:
+        for key, e in self.executor.flush():
+            reason = f"the {self.executor.name} backend could not launch it: {type(e).__name__}: {e}"
+            self.post(state.LaunchFailed(key, reason, isinstance(e, base.BackendError)))
 
     def _env(self, hints: Hints, own: dict[str, str]) -> dict[str, str]:
         env = self.child_env.for_launch(hints, own)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from kannon import handoff, logtail, speccrypt
 from kannon.backends.base import Executor, RunInfo
 from kannon.events import Event
+from kannon.pack.packer import pack_executor
 from kannon.plan import Plan
 from kannon.result import BuildResult, KannonBuildError
 from kannon.scheduler import ids
@@ -67,6 +68,8 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
         log.warning("kannon: the %s backend does not declare that it delivers secrets safely "
                     "(Executor.delivers_secrets): the run's inherited values and spec key travel in each launch's "
                     "environment", executor.name)  # fmt: skip
+    planner = executor  # plan-time questions (dynamic dependencies' hints) go to the backend itself
+    executor = pack_executor(executor, getattr(executor, "pack_size", 1))
     parallel = k.max_parallel or executor.default_parallelism
     policy = Policy(max_parallel=parallel, max_submitted=executor.submit_limit(parallel), retries=k.retries,
                     retry_delay=k.retry_delay, retry_delay_max=k.retry_delay_max, infra_retries=k.infra_retries,
@@ -76,7 +79,7 @@ def execute(k: Kannon, executor: Executor, plan: Plan) -> BuildResult:
                                                     info.secrets[speccrypt.KEY_ENV], task_classes=classes,
                                                     config=child_config),
                 child_env, print_logs=k.follow_logs,
-                planner=lambda tasks: k.plan_requested(executor, tasks))  # fmt: skip
+                planner=lambda tasks: k.plan_requested(planner, tasks))  # fmt: skip
     info.run_dir.mkdir(parents=True, exist_ok=True)
     # Before start(): a backend sweeps or adopts a previous master's children in start(), and only the holder may.
     executor.acquire_lease(info, k.wait_for_lease)

@@ -1,0 +1,147 @@
+"""kannon.pack.Packer's own bookkeeping, around an in-memory inner executor (the pods' side is tested on the
+emulator, tests/e2e/k8s/test_k8s_packs.py): which launches share a child, how evenly, and what a cancel or a
+failed launch does to launches still held back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kannon.backends.base import BackendError, Executor, ExecutorEvent, Finished, Launch, RunInfo, Started
+from kannon.hints import Hints
+from kannon.pack import protocol
+from kannon.pack.packer import LABEL_PACK, Packer, pack_executor
+
+
+class Inner(Executor):
+    name = "fake"
+    delivers_secrets = True
+
+    def __init__(self, limit: int = 8, fail: Exception | None = None) -> None:
+        super().__init__()
+        self.limit, self.fail = limit, fail
+        self.launched: list[Launch] = []
+        self.cancelled: list[str] = []
+
+    def pack_limit(self, hints: Hints) -> int:
+        return 1 if hints.gpu else self.limit
+
+    def launch(self, launch: Launch) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.launched.append(launch)
+
+    def cancel(self, key: str) -> None:
+        self.cancelled.append(key)
+
+
+def _launch(tmp_path: Path, n: int, hints: Hints | None = None) -> Launch:
+    return Launch(key=f"t{n}-1", run_id="run", task_id=f"{n:032x}", family="Task", attempt=1,
+                  child_args=("run-task", "--spec", "env:KANNON_SPEC", "--task-id", f"{n:032x}", "--sha256", "0"),
+                  env={"KANNON_TASK_ID": f"{n:032x}", "KANNON_SPEC": f"spec-{n}", "SHARED": "yes"},
+                  hints=hints or Hints(), log_path=tmp_path / f"Task-{n}-1.log")  # fmt: skip
+
+
+def _started(inner: Inner, packer: Packer, tmp_path: Path) -> list[ExecutorEvent]:
+    events: list[ExecutorEvent] = []
+    packer.start(RunInfo("run", tmp_path), events.append)
+    return events
+
+
+def test_ten_ready_launches_with_a_limit_of_eight_make_two_packs_of_five(tmp_path: Path) -> None:
+    inner = Inner(limit=8)
+    packer = Packer(inner, size=8)
+    _started(inner, packer, tmp_path)
+    for n in range(10):
+        packer.launch(_launch(tmp_path, n))
+    assert inner.launched == []  # held back until the core has handed over everything ready
+    assert packer.flush() == []
+    assert [len(protocol.decode(p.env[protocol.PACK_ENV])) for p in inner.launched] == [5, 5]
+    first = inner.launched[0]
+    assert first.child_args == ("run-pack",) and first.labels[LABEL_PACK] == "5"
+    assert first.env["SHARED"] == "yes" and "KANNON_SPEC" not in first.env  # only what differs is per member
+    members = protocol.decode(first.env[protocol.PACK_ENV])
+    assert [m.env["KANNON_SPEC"] for m in members] == [f"spec-{n}" for n in range(5)]
+    assert members[0].args[0] == "run-task"
+    assert first.hints == Hints()  # the members': the executor sizes the pod by labels[LABEL_PACK]
+
+
+def test_a_lone_launch_and_unpackable_ones_go_to_the_inner_executor_unchanged(tmp_path: Path) -> None:
+    inner = Inner()
+    packer = Packer(inner, size=4)
+    _started(inner, packer, tmp_path)
+    alone = _launch(tmp_path, 0)
+    gpus = [_launch(tmp_path, n, Hints(gpu=1)) for n in (1, 2)]
+    other = _launch(tmp_path, 3, Hints(cpu=2))  # other hints than the first: a group of its own
+    for launch in (alone, *gpus, other):
+        packer.launch(launch)
+    packer.flush()
+    assert sorted(inner.launched, key=lambda x: x.key) == sorted([alone, *gpus, other], key=lambda x: x.key)
+
+
+def test_members_get_the_packs_start_and_a_cancel_of_a_held_back_launch_ends_it_at_once(tmp_path: Path) -> None:
+    inner = Inner()
+    packer = Packer(inner, size=4)
+    events = _started(inner, packer, tmp_path)
+    for n in range(3):
+        packer.launch(_launch(tmp_path, n))
+    packer.cancel("t2-1")  # still held back: nothing was started for it
+    assert [(e.key, e.failure_class) for e in events if isinstance(e, Finished)] == [("t2-1", "Cancelled")]
+    packer.flush()
+    (pack,) = inner.launched
+    packer._on_inner(Started(pack.key, "pod p"))
+    assert [(e.key, e.where) for e in events if isinstance(e, Started)] == [("t0-1", "pod p"), ("t1-1", "pod p")]
+    packer.cancel("t0-1")
+    assert inner.cancelled == []  # a pod cannot stop one member
+    packer.cancel("t1-1")
+    assert inner.cancelled == [pack.key]  # all its members are cancelled: the pack goes
+
+
+def test_a_pack_split_from_its_log_gives_each_member_its_own_outcome(tmp_path: Path) -> None:
+    inner = Inner()
+    packer = Packer(inner, size=4)
+    events = _started(inner, packer, tmp_path)
+    for n in range(3):
+        packer.launch(_launch(tmp_path, n))
+    packer.flush()
+    (pack,) = inner.launched
+    pack.log_path.write_bytes(b"".join([
+        protocol.member_line(0, b"hello from 0\n"), protocol.member_line(1, b"kannon-child: the task raised\n"),
+        protocol.end_line(0, 0, None), protocol.end_line(1, 6, None), b"runner: member 2 lost\n",
+    ]))  # fmt: skip
+    packer._on_inner(Finished(pack.key, 137, "killed", "OOMKilled", where="pod p"))
+    done = {e.key: e for e in events if isinstance(e, Finished)}
+    assert done["t0-1"].ok and done["t0-1"].where == "pod p"
+    assert (done["t1-1"].exit_code, done["t1-1"].failure_class) == (6, "TaskFailed")
+    assert done["t1-1"].reason == "the task raised"
+    assert (done["t2-1"].exit_code, done["t2-1"].failure_class) == (137, "OOMKilled")  # the pack's outcome
+    assert (tmp_path / "Task-0-1.log").read_text() == "hello from 0\n"
+    assert "runner: member 2 lost" in (tmp_path / "Task-2-1.log").read_text()
+    assert packer.live_keys() == []
+
+
+def test_a_failed_pack_launch_fails_each_member_with_the_same_error(tmp_path: Path) -> None:
+    inner = Inner(fail=BackendError("no permission"))
+    packer = Packer(inner, size=4)
+    _started(inner, packer, tmp_path)
+    for n in range(2):
+        packer.launch(_launch(tmp_path, n))
+    failures = packer.flush()
+    assert [(k, str(e)) for k, e in failures] == [("t0-1", "no permission"), ("t1-1", "no permission")]
+    assert packer.live_keys() == []
+
+
+def test_packing_is_off_for_size_one_and_for_backends_that_cannot_pack(tmp_path: Path) -> None:
+    inner = Inner()
+    assert pack_executor(inner, 1) is inner
+    assert isinstance(pack_executor(inner, 2), Packer)
+
+    class Plain(Executor):
+        def launch(self, launch: Launch) -> None: ...
+        def cancel(self, key: str) -> None: ...
+
+    plain = Plain()
+    assert pack_executor(plain, 8) is plain
+    with pytest.raises(ValueError, match="only run-task"):
+        Packer(inner, 2).launch(Launch("k", "r", "0" * 32, "F", 1, ("other",), {}, Hints(), tmp_path / "x"))
