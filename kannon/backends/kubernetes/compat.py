@@ -80,6 +80,10 @@ def add_options(group: argparse._ArgumentGroup) -> None:
                        help="kubernetes, with a queue: Jobs submitted at once, queued ones included (default: twice "
                        "--max-parallel; --max-parallel then caps the admitted ones)")  # fmt: skip
 
+    group.add_argument("--k8s-pack", dest="k8s_pack", type=int, metavar="N",
+                       help="kubernetes: up to N bullets that are ready together, with the same declared size "
+                       "(hints or template; at most 1 CPU and 2 GiB in all), share one Job's pod side by side "
+                       "(default: 8; 1: a pod per bullet)")
     group.add_argument("--k8s-code-via", dest="k8s_code_via", choices=("workspace", "configmap"), default="workspace",
                        help="kubernetes, with --ship-code: carry the code archive in the shared workspace (default) "
                        "or, when the pods share none, in a per-run ConfigMap (compressed code up to 1 MiB)")
@@ -103,4 +107,5 @@ def from_options(ns: argparse.Namespace) -> K8sJobExecutor:
         max_submitted=getattr(ns, "k8s_max_submitted", None),
         code_via=getattr(ns, "k8s_code_via", None) or "workspace",
         code_cache=getattr(ns, "k8s_code_cache", None),
+        **({} if getattr(ns, "k8s_pack", None) is None else {"pack": ns.k8s_pack}),
     )

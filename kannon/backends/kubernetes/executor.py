@@ -28,6 +28,7 @@ from kannon.backends.kubernetes.create import JobCreator
 from kannon.backends.kubernetes.lease import RunLease, holder_identity, lease_name
 from kannon.backends.kubernetes.logs import JobLogs
 from kannon.backends.kubernetes.manifest import (
+    SCALED_RESOURCES,
     build_job,
     cpu_quantity,
     job_error_problems,
@@ -42,13 +43,17 @@ from kannon.backends.kubernetes.names import job_name, run_selector
 from kannon.backends.kubernetes.pending import PendingDeadlines, deadlines
 from kannon.backends.kubernetes.secret import RunSecret, secret_body, secret_name
 from kannon.backends.kubernetes.watch import Watcher, shutdown_response
-from kannon.hints import Hints
+from kannon.hints import Hints, parse_cpu, parse_memory
+from kannon.pack.packer import LABEL_PACK
 
 if TYPE_CHECKING:
     from kannon.ship import Archive
     from kubernetes.client import ApiClient
 
 log = logging.getLogger("kannon.kubernetes")
+PACK_DEFAULT = 8  # bullets per pod at most, when they are ready together and small (pack_limit)
+PACK_CPU = 1.0  # cores a pack's pod may request in all (its members' summed); more runs as separate pods
+PACK_MEMORY = 2 * 2**30  # bytes, likewise
 _FOLLOW_ALL_BELOW_TTL = 10  # seconds of ttl_seconds_after_finished under which every pod's log is followed at once
 
 class K8sJobExecutor(JobCreator, PendingDeadlines):
@@ -62,7 +67,10 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
     LocalQueue (default: the template's ``kueue.x-k8s.io/queue-name`` label); ``max_submitted``: with a queue, how
     many Jobs may exist at once, queued ones included (default: twice ``max_parallel``, which caps the admitted).
     ``log_follow_after``: seconds a pod runs before its log is streamed live (0: from its start); the log of a pod
-    that ends sooner is read once at its end, and its lines reach the run then.
+    that ends sooner is read once at its end, and its lines reach the run then. ``pack``: up to this many bullets
+    that are ready together, with the same hints and a declared size (cpu and memory, from the hints or the
+    template), share one Job's pod, side by side (kannon.pack; their resources summed, at most ``PACK_CPU`` cores
+    and ``PACK_MEMORY`` in all; never GPU bullets); 1: a pod per bullet.
     """
 
     name = "kubernetes"
@@ -99,8 +107,12 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
         code_cache: str | None = None,
         queue_name: str | None = None,
         max_submitted: int | None = None,
+        pack: int = PACK_DEFAULT,
     ) -> None:
         super().__init__()
+        if not (isinstance(pack, int) and pack >= 1):
+            raise BackendError(f"pack must be a whole number of bullets per pod >= 1, not {pack!r} (--k8s-pack)")
+        self.pack_size = pack  # bullets one pod may run side by side (kannon.pack; 1: one pod per bullet)
         self.ship_code = ship_code  # Kannon.build uploads the code archive; the child fetches it (code-shipping.md)
         if code_via not in codemap.CODE_VIA:
             raise BackendError(f"code_via must be one of {', '.join(codemap.CODE_VIA)}, not {code_via!r}")
@@ -217,9 +229,12 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
             raise BackendError(f"namespace {ns!r} does not exist ({api_status(e)[1] or e.reason}): create it, or "
                                "pass namespace= / --namespace") from e  # fmt: skip
         finished: list[str] = []
+        packs: list[str] = []
         for job in existing:
             if kc.job_terminal(job) is not None and not self._yielded(job):
                 finished.append(str(job.metadata.name))
+            elif LABEL_PACK in (job.metadata.labels or {}):  # never adopted: its members are launched again
+                packs.append(str(job.metadata.name))
             else:  # running, or stopped at a yield its master never read: adopted, so its request is read
                 self._note_leftover(job)
         if run.secrets:  # before any Job: a Job naming a missing Secret would sit in CreateContainerConfigError
@@ -236,6 +251,13 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
         self._watchers = [jobs, pods]
         for w in self._watchers:
             w.start()
+        if packs:  # before any launch: a member of a running pack and its new attempt would write the same output
+            log.info("deleting %d running pack Job(s) of an earlier master of run %s", len(packs), run.run_id)
+            for name in packs:  # Foreground: gone means its pod is gone too, not merely the Job object
+                why = self._delete_confirmed(name)
+                if why is not None:
+                    raise BackendError(f"the pack Job {name} of an earlier master of this run is still there ({why}); "
+                                       "delete it (kubectl delete job) and build again")  # fmt: skip
         if finished and self.cleanup_leftovers:
             log.info("deleting %d finished Job(s) left by an earlier master of run %s", len(finished), run.run_id)
             for name in finished:
@@ -329,6 +351,34 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
         # exec limit, and thousands of Jobs with big env bloat etcd. Larger specs go through the workspace.
         return "inline" if size <= self.inline_spec_limit else "workspace"
 
+    # -- packs (kannon.pack.Packable) -------------------------------------------------------------------------
+    def pack_limit(self, hints: Hints) -> int:
+        """How many bullets with ``hints`` one pod runs side by side: ``pack``, fewer when their summed cpu or
+        memory (the hints', else the template's) would pass ``PACK_CPU`` / ``PACK_MEMORY``. 1 (never packed) when
+        either is not declared -- a pod of unknown size could not be bounded -- and for bullets needing any other
+        resource (a GPU is not shared)."""
+        if self.pack_size <= 1 or hints.gpu:
+            return 1
+        resources = self._template_resources()
+        declared = {**resources.get("limits", {}), **resources.get("requests", {})}
+        if set(declared) - SCALED_RESOURCES:
+            return 1
+        cpu = hints.cpu if hints.cpu is not None else declared.get("cpu")
+        memory = hints.memory if hints.memory is not None else declared.get("memory")
+        if cpu is None or memory is None:
+            return 1
+        cores, size = parse_cpu(cpu), parse_memory(memory)
+        limit = min(self.pack_size, int(PACK_CPU // cores) if cores else self.pack_size,
+                    PACK_MEMORY // size if size else self.pack_size)  # fmt: skip
+        return max(1, limit)
+
+    def _template_resources(self) -> dict[str, dict[str, Any]]:
+        if self.template is None:
+            return {}
+        target = template_container(self.template["spec"]["template"]["spec"], self.container, self.python)
+        resources = target.get("resources") or {}
+        return {k: dict(resources.get(k) or {}) for k in ("requests", "limits")}
+
     # -- launch ---------------------------------------------------------------------------------------------
     def launch(self, launch: Launch) -> None:
         """Register the attempt and hand its creation to the pool: no API call on the caller's thread."""
@@ -345,6 +395,7 @@ class K8sJobExecutor(JobCreator, PendingDeadlines):
             owner=self.owner, ttl_seconds=self.ttl, gpu_resource=self.gpu_resource, command=self.command(launch),
             secrets=self.run.secrets if self.run is not None else {},
             secret_name=self._secret.name if self._secret is not None else None,
+            members=int(launch.labels.get(LABEL_PACK, 1)),
         )  # fmt: skip
         if self._code_map is not None:
             codemap.mount(body, self._code_map.name, self.container)

@@ -177,6 +177,10 @@ def replace_env(current: list[dict[str, Any]], entries: list[dict[str, Any]]) ->
             out.append(entry)
     return out
 
+#: resources a pack's pod holds for all its members (multiplied); a bullet needing any other is never packed
+SCALED_RESOURCES = frozenset({"cpu", "memory", "ephemeral-storage"})
+
+
 def build_job(
     template: Mapping[str, Any],
     launch: Launch,
@@ -191,6 +195,7 @@ def build_job(
     ttl_seconds: int | None = 3600,
     gpu_resource: str = "nvidia.com/gpu",
     command: list[str] | None = None,
+    members: int = 1,
 ) -> dict[str, Any]:
     """The Job body for one attempt: the template with kannon's name, labels, command, hints and env merged in.
 
@@ -267,6 +272,11 @@ def build_job(
         else:
             limits.pop(gpu_resource, None)
             requests.pop(gpu_resource, None)
+    if members > 1:  # a pack (kannon.pack): its pod holds the members' resources, summed
+        for values in (requests, limits):
+            for res in SCALED_RESOURCES & set(values):
+                total = _quantity(values[res], res, "'500m' or '512Mi'") * members
+                values[res] = f"{max(1, math.ceil(total * 1000))}m" if res == "cpu" else str(math.ceil(total))
     for key, values in (("requests", requests), ("limits", limits)):
         if values:
             resources[key] = values
