@@ -275,7 +275,9 @@ def master_main(kubeconfig: str, shape: str, count: int, parallel: int, profile_
     container = {"name": "main", "image": "kannon:bench", "workingDir": os.getcwd(), "env": env_list}
     template = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"namespace": "default"},
                 "spec": {"template": {"spec": {"containers": [container]}}}}  # fmt: skip
-    executor = K8sJobExecutor(template, api_client=config.new_client_from_config(kubeconfig), python=sys.executable)
+    pack = os.environ.get("KANNON_BENCH_PACK")  # --pack: the executor's own default unless given
+    executor = K8sJobExecutor(template, api_client=config.new_client_from_config(kubeconfig), python=sys.executable,
+                              **({"pack": int(pack)} if pack else {}))  # fmt: skip
     kannon = Kannon(executor=executor, max_parallel=parallel, sys_path=[str(BENCH)])
     profiles = _ThreadProfiles() if profile_out else None
     trace = int(os.environ.get("KANNON_BENCH_TRACEMALLOC", "0") or 0)
@@ -374,6 +376,7 @@ def per_task(run: dict[str, Any], zero: dict[str, Any], count: int, parallel: in
     req, req0 = run["requests"], zero["requests"]
     return {
         "bench": "k8s_scale", "shape": shape, "bullets": n, "max_parallel": parallel,
+        "pack": int(os.environ.get("KANNON_BENCH_PACK") or 0) or "default",
         "wall_s": round(run["wall_s"], 2), "master_cpu_s": round(run["master_cpu_s"], 2),
         "master_cpu_ms_per_task": round(1000 * (run["master_cpu_s"] - zero["master_cpu_s"]) / n, 2),
         "api_requests": req, "api_requests_per_task": round((req["total"] - req0["total"]) / n, 3),
@@ -510,12 +513,16 @@ def main() -> int:
     p.add_argument("--shapes", default="flat,lattice")
     p.add_argument("--only", default="k8s,local,child")
     p.add_argument("--local-reps", type=int, default=3)
+    p.add_argument("--pack", type=int, default=0,
+                   help="K8sJobExecutor(pack=N): bullets per pod (default: the executor's default)")
     p.add_argument("--profile", type=int, default=0, help="profile the master of one flat run of N bullets")
     p.add_argument("--profile-parallel", type=int, default=100)
     p.add_argument("--profile-out", default=str(Path(tempfile.gettempdir()) / "kannon-master.prof"))
     p.add_argument("--py-spy", type=int, default=0, help="sample the master of one flat run of N bullets (py-spy)")
     p.add_argument("--py-spy-out", default=str(Path(tempfile.gettempdir()) / "kannon-master.spy.txt"))
     ns = p.parse_args()
+    if ns.pack:
+        os.environ["KANNON_BENCH_PACK"] = str(ns.pack)
     sizes = [int(s) for s in ns.sizes.split(",") if s] + ([10000] if ns.long else [])
     only = set(ns.only.split(","))
     bench_local.warm_up()
