@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import math
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,8 @@ log = logging.getLogger("kannon.pack")
 LABEL_PACK = "kannon.io/pack"
 #: seconds close() waits for packs whose members all ended to end by themselves (their runner is exiting)
 DRAIN_SECONDS = 10.0
+#: seconds a pack runs before a member that ends is reported at once rather than with the others (_member_ended)
+EARLY_AFTER = 10.0
 #: the pack's ``Launch.family``: Job names read ``<prefix>-pack-...`` in ``kubectl get jobs``
 PACK_FAMILY = "pack"
 
@@ -69,6 +72,9 @@ class _Pack:
     cancelled: set[str] = field(default_factory=set)
     done: set[int] = field(default_factory=set)  # members whose Finished was emitted (at their end line, live)
     where: str | None = None  # the pack's pod, from its Started
+    started: float | None = None  # time.monotonic() at its Started
+    waiting: set[int] = field(default_factory=set)  # ended (end line seen), reported at the pack's end or EARLY_AFTER
+    timer: threading.Timer | None = None
 
 
 class Packer(Executor):
@@ -122,6 +128,9 @@ class Packer(Executor):
         with self._pack_ended:
             self._pack_ended.wait_for(lambda: not any(len(e.done) == len(e.members) for e in self._packs.values()),
                                       timeout=DRAIN_SECONDS)  # fmt: skip
+            timers = [e.timer for e in self._packs.values() if e.timer is not None]
+        for timer in timers:
+            timer.cancel()
         self.inner.close()
 
     # -- launch ---------------------------------------------------------------------------------------------
@@ -234,7 +243,7 @@ class Packer(Executor):
         if entry is None:
             self.emit(event)
         elif isinstance(event, Started):
-            entry.where = event.where
+            entry.where, entry.started = event.where, time.monotonic()
             for m in entry.members:
                 self.emit(Started(m.key, event.where, event.at))
         elif isinstance(event, Queued):
@@ -245,11 +254,37 @@ class Packer(Executor):
             if index is not None and index < len(entry.members):
                 self.emit(LogLine(entry.members[index].key, text))
             elif index is None and (end := protocol.parse_end(event.line)) is not None:
-                # a member ended while the pod runs on (its log is followed): its slot and its dependents need not
-                # wait for the slowest member. The log file holds its lines: they all come before its end line.
-                self._finish_members(entry, None, only=end[0])
+                self._member_ended(entry, end[0])
         else:
+            with self._plock:
+                timer, entry.timer = entry.timer, None
+            if timer is not None:
+                timer.cancel()
             self._finish_members(entry, event)
+
+    def _member_ended(self, entry: _Pack, index: int) -> None:
+        """A member's end line came while its pod runs on (the log is followed). In a pack that has run
+        EARLY_AFTER seconds, the member is finished at once: its slot and its dependents need not wait for the
+        slowest member. In a younger one it is reported with the others at the pack's end, or at EARLY_AFTER:
+        members that end together free their slots together, and the launches that follow fill a pack again."""
+        now = time.monotonic()
+        ran = now - entry.started if entry.started is not None else 0.0
+        if ran >= EARLY_AFTER:
+            self._finish_members(entry, None, only=index)
+            return
+        with self._plock:
+            entry.waiting.add(index)
+            if entry.timer is not None or entry.launch.key not in self._packs:
+                return
+            entry.timer = threading.Timer(EARLY_AFTER - ran, self._release, (entry,))
+            entry.timer.daemon = True
+            entry.timer.start()
+
+    def _release(self, entry: _Pack) -> None:
+        with self._plock:
+            waiting, entry.timer = sorted(entry.waiting), None
+        for index in waiting:  # the log file holds their lines: they all come before their end lines
+            self._finish_members(entry, None, only=index)
 
     def _finish_members(self, entry: _Pack, pack: Finished | None, only: int | None = None) -> None:
         """Emit the members' Finished: all not yet done at the pack's end (``pack``), or member ``only`` at its

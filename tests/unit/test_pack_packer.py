@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kannon.backends.base import BackendError, Executor, ExecutorEvent, Finished, Launch, RunInfo, Started
+from kannon.backends.base import BackendError, Executor, ExecutorEvent, Finished, Launch, LogLine, RunInfo, Started
 from kannon.hints import Hints
+from kannon.pack import packer as packer_module
 from kannon.pack import protocol
 from kannon.pack.packer import LABEL_PACK, Packer, pack_executor
 
@@ -145,3 +146,39 @@ def test_packing_is_off_for_size_one_and_for_backends_that_cannot_pack(tmp_path:
     assert pack_executor(plain, 8) is plain
     with pytest.raises(ValueError, match="only run-task"):
         Packer(inner, 2).launch(Launch("k", "r", "0" * 32, "F", 1, ("other",), {}, Hints(), tmp_path / "x"))
+
+
+def _pack_of_two(tmp_path: Path) -> tuple[Packer, Inner, list[ExecutorEvent], Launch]:
+    inner = Inner()
+    packer = Packer(inner, size=4)
+    events = _started(inner, packer, tmp_path)
+    for n in range(2):
+        packer.launch(_launch(tmp_path, n))
+    packer.flush()
+    (pack,) = inner.launched
+    packer._on_inner(Started(pack.key, "pod p"))
+    pack.log_path.write_bytes(protocol.member_line(0, b"zero\n") + protocol.end_line(0, 0, None))
+    return packer, inner, events, pack
+
+
+def test_in_a_young_pack_a_member_that_ends_is_reported_with_the_others(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Members that end together free their slots together, so the launches that follow fill a pack again."""
+    monkeypatch.setattr(packer_module, "EARLY_AFTER", 3600.0)
+    packer, _inner, events, pack = _pack_of_two(tmp_path)
+    packer._on_inner(LogLine(pack.key, protocol.end_line(0, 0, None).decode().rstrip("\n")))
+    assert not [e for e in events if isinstance(e, Finished)]
+    with pack.log_path.open("ab") as f:
+        f.write(protocol.member_line(1, b"one\n") + protocol.end_line(1, 0, None))
+    packer._on_inner(Finished(pack.key, 0, where="pod p"))
+    assert sorted(e.key for e in events if isinstance(e, Finished) and e.ok) == ["t0-1", "t1-1"]
+
+
+def test_in_a_pack_that_ran_long_a_member_that_ends_is_finished_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setattr(packer_module, "EARLY_AFTER", 0.0)
+    packer, _inner, events, pack = _pack_of_two(tmp_path)
+    packer._on_inner(LogLine(pack.key, protocol.end_line(0, 0, None).decode().rstrip("\n")))
+    assert [(e.key, e.where) for e in events if isinstance(e, Finished)] == [("t0-1", "pod p")]
+    assert (tmp_path / "Task-0-1.log").read_text() == "zero\n"
+    assert packer.live_keys() == ["t1-1"]

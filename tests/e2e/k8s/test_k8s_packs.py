@@ -162,8 +162,9 @@ def test_ctrl_c_deletes_the_pack_and_leaves_no_pod(kube: KubeEmulator, tmp_path:
 def test_a_member_that_ends_first_is_done_while_its_pod_runs_on(kube: KubeEmulator, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """A pack must not hold a finished member's slot (and its dependents) until its slowest member ends: once the
-    pod's log is followed, a member's end line finishes it. Here the slow member waits for a file that only the
-    fast member's reported success creates: without that, the run would wait until the slow one gives up."""
+    pod's log is followed and the pack has run ``EARLY_AFTER`` (10 s), a member's end line finishes it. Here the
+    slow member waits for a file that only the fast member's reported success creates: without that, the run
+    would wait until the slow one gives up (120 s)."""
     monkeypatch.chdir(tmp_path)
     flag = tmp_path / "fast-is-done"
     fast, slow = Bullet(name="fast"), Bullet(name="slow", wait_file=str(flag))
