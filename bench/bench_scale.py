@@ -272,7 +272,11 @@ def master_main(kubeconfig: str, shape: str, count: int, parallel: int, profile_
         os.environ.update(PLAN_LENGTH="3", PLAN_BRANCHES=str(count // 3))
         root = _dags.layers_root() if count else _dags.noop_root()
     env_list = [{"name": "PYTHONPATH", "value": os.pathsep.join([str(REPO), str(BENCH)])}]
-    container = {"name": "main", "image": "kannon:bench", "workingDir": os.getcwd(), "env": env_list}
+    # The bullets' declared size, as a namespace's LimitRange gives every pod in most clusters: what lets kannon pack
+    # several into one pod (K8sJobExecutor pack_limit); --pack 1 measures one pod per bullet.
+    size = {"requests": {"cpu": "100m", "memory": "128Mi"}}
+    container = {"name": "main", "image": "kannon:bench", "workingDir": os.getcwd(), "env": env_list,
+                 "resources": size}  # fmt: skip
     template = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"namespace": "default"},
                 "spec": {"template": {"spec": {"containers": [container]}}}}  # fmt: skip
     pack = os.environ.get("KANNON_BENCH_PACK")  # --pack: the executor's own default unless given
