@@ -96,6 +96,7 @@ class Packer(Executor):
         self._pack_of: dict[str, _Pack] = {}  # a member's key -> its pack
         self._plock = threading.Lock()
         self._pack_ended = threading.Condition(self._plock)
+        self._holding = 0  # threads handing over members' Finished (_finish_members)
 
     delivers_secrets = True  # checked in __init__: the inner executor does
 
@@ -143,6 +144,8 @@ class Packer(Executor):
 
     def flush(self) -> list[tuple[str, Exception]]:
         with self._plock:
+            if self._holding:  # members' Finished are being handed over: the last one brings the loop back
+                return []
             buffered, self._buffered = self._buffered, []
         failures: list[tuple[str, Exception]] = []
         for group in self._groups(buffered):
@@ -270,7 +273,7 @@ class Packer(Executor):
         now = time.monotonic()
         ran = now - entry.started if entry.started is not None else 0.0
         if ran >= EARLY_AFTER:
-            self._finish_members(entry, None, only=index)
+            self._finish_members(entry, None, [index])
             return
         with self._plock:
             entry.waiting.add(index)
@@ -283,19 +286,12 @@ class Packer(Executor):
     def _release(self, entry: _Pack) -> None:
         with self._plock:
             waiting, entry.timer = sorted(entry.waiting), None
-        for index in waiting:  # the log file holds their lines: they all come before their end lines
-            self._finish_members(entry, None, only=index)
+        self._finish_members(entry, None, waiting)  # the log file holds their lines: all come before their end
 
-    def _finish_members(self, entry: _Pack, pack: Finished | None, only: int | None = None) -> None:
-        """Emit the members' Finished: all not yet done at the pack's end (``pack``), or member ``only`` at its
-        end line."""
+    def _finish_members(self, entry: _Pack, pack: Finished | None, indexes: list[int] | None = None) -> None:
+        """Emit the Finished of the members not yet done: at the pack's end (``pack``) all of them, else those of
+        ``indexes`` whose end line is in the pack's log file."""
         members = entry.members
-        with self._plock:
-            todo = [i for i in (range(len(members)) if only is None else [only])
-                    if i < len(members) and i not in entry.done]  # fmt: skip
-            entry.done.update(todo)
-        if not todo:
-            return
         try:  # split on "\n" only (kannon.pack.protocol says why)
             lines = entry.launch.log_path.read_text(encoding="utf-8", errors="replace").split("\n")
         except OSError:
@@ -303,17 +299,31 @@ class Packer(Executor):
         if lines and not lines[-1]:
             lines.pop()
         own, ends, runner = protocol.split(lines, len(members))
+        with self._plock:
+            wanted = range(len(members)) if indexes is None else indexes
+            todo = [i for i in wanted if i < len(members) and i not in entry.done and (pack is not None or i in ends)]
+            entry.done.update(todo)
+            self._holding += 1
+        events = []
         for i in todo:
-            if pack is None and i not in ends:
-                continue  # cannot be: its end line was read from this file
             member = members[i]
             try:
                 _write_log(member.log_path, [*own[i], *([] if i in ends else runner)])
             except OSError as e:
                 log.warning("could not write the log of %s: %s", member.key, e)
             where = pack.where if pack is not None else entry.where
-            self.emit(self._member_finished(member, ends.get(i), pack, tuple(own[i][-20:]),
-                                            member.key in entry.cancelled, where))  # fmt: skip
+            events.append(self._member_finished(member, ends.get(i), pack, tuple(own[i][-20:]),
+                                                member.key in entry.cancelled, where))  # fmt: skip
+        # The loop may take the first of these before the last is handed over; until then flush() launches
+        # nothing, so that what the freed slots start is packed together. The last one wakes the loop again.
+        try:
+            for event in events[:-1]:
+                self.emit(event)
+        finally:
+            with self._plock:
+                self._holding -= 1
+        if events:
+            self.emit(events[-1])
 
     def _member_finished(self, member: Launch, end: protocol.MemberEnd | None, pack: Finished | None,
                          raw: tuple[str, ...], cancelled: bool, where: str | None) -> Finished:  # fmt: skip

@@ -182,3 +182,29 @@ def test_in_a_pack_that_ran_long_a_member_that_ends_is_finished_at_once(
     assert [(e.key, e.where) for e in events if isinstance(e, Finished)] == [("t0-1", "pod p")]
     assert (tmp_path / "Task-0-1.log").read_text() == "zero\n"
     assert packer.live_keys() == ["t1-1"]
+
+
+def test_while_a_packs_members_are_handed_over_nothing_is_launched(tmp_path: Path) -> None:
+    """The loop may take the first member's Finished, and the launch it frees, before the last is handed over: that
+    launch waits for the others, so the next bullets ready together are packed together (a race seen on the real
+    control plane: seven pods for the quick-start's three levels of three)."""
+    inner = Inner()
+    packer = Packer(inner, size=4)
+    seen: list[int] = []
+
+    def report(event: ExecutorEvent) -> None:  # the loop: a freed slot launches the next bullet, then it is idle
+        if isinstance(event, Finished):
+            n = 10 + int(event.key[1])
+            packer.launch(_launch(tmp_path, n))
+            assert packer.flush() == []
+            seen.append(len(inner.launched))
+
+    packer.start(RunInfo("run", tmp_path), report)
+    for n in range(2):
+        packer.launch(_launch(tmp_path, n))
+    packer.flush()
+    (pack,) = inner.launched
+    pack.log_path.write_bytes(protocol.end_line(0, 0, None) + protocol.end_line(1, 0, None))
+    packer._on_inner(Finished(pack.key, 0, where="pod p"))
+    assert seen[0] == 1  # the launch freed by the first member was held back
+    assert len(inner.launched) == 2 and inner.launched[1].labels[LABEL_PACK] == "2"  # both, in one pack

@@ -59,6 +59,40 @@ def test_quickstart_runs_on_the_real_control_plane(upstream: Any, batch: Any, na
     assert len(jobs) == 9 and all(j.status.succeeded == 1 for j in jobs)
 
 
+def test_ready_bullets_share_pods_on_the_real_control_plane(upstream: Any, batch: Any, core: Any, namespace: str,
+                                                             kannon_node: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Packs (docs/kubernetes.md) as the real Job controller, scheduler, API server log proxy and kannon's node run
+    them: the quick-start's three branches, each level ready together, with a declared size (100m, 64Mi)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QUICKSTART_BULLET_SECONDS", "0.1")
+    body = template(namespace, kannon_node, tmp_path)
+    body["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "100m", "memory": "64Mi"}}
+    executor = K8sJobExecutor(body, api_client=upstream.api_client(), python=sys.executable, retry_backoff=0.05)
+    root, extra = load_target(f"{REPO}/examples/quickstart/pipeline.py:root")
+    result = Kannon(executor=executor, sys_path=extra, env_to_inherit=["QUICKSTART_BULLET_SECONDS"]).build(root)
+
+    assert result.ok, result
+    assert root.output().load() == "G(F(E0(D0(C0(B(A(a))))), E1(D1(C1(B(A(a))))), E2(D2(C2(B(A(a)))))))"
+    jobs = batch.list_namespaced_job(namespace).items
+    # C0-2 ready together, then D0-2 (their pack ends at once), then E0-2: three pods of three
+    assert len(jobs) == 3 and all(j.metadata.labels["kannon.io/pack"] == "3" for j in jobs), jobs
+    assert all(j.status.succeeded == 1 for j in jobs)
+    for job in jobs:
+        container = job.spec.template.spec.containers[0]
+        assert container.command[-1] == "run-pack"
+        assert container.resources.requests == {"cpu": "300m", "memory": str(3 * 64 * 2**20)}
+    pods = core.list_namespaced_pod(namespace).items
+    assert {p.spec.node_name for p in pods} == {kannon_node}
+    bullets = [r for r in result.tasks.values() if r.placement.value == "bullet"]
+    assert len(bullets) == 9 and len({r.last.where for r in bullets if r.last is not None}) == 3
+    # each task's own log, split from its pod's log (read through the API server's proxy to the node)
+    logs = Path(result.run_dir or "") / "logs" / result.invocation_id
+    for rec in bullets:
+        text = (logs / f"{rec.family}-{rec.task_id[:12]}-1.log").read_text()
+        assert f"[{rec.task_id}]" in text and text.count("kannon.child: running") == 1, text
+
+
 FAILING = """
 import gokart, luigi, kannon
 
