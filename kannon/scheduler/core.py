@@ -39,12 +39,15 @@ from kannon.scheduler.messages import (
     Tick,
 )
 
+_Phase = Literal["preparing", "launched", "confirming", "planning", "gone"]
+
 
 @dataclass
 class _Live:
     task_id: str
     attempt: int
-    phase: Literal["preparing", "launched", "confirming", "planning"]  # planning: its yield (no slot held)
+    # planning: its yield (no slot held); gone: dropped from RunCore.live. Changed only by RunCore._set_live.
+    phase: _Phase
     deadline_hit: bool = False
     queued: bool = False  # waiting in the cluster's admission queue (Queued): no max_parallel slot
     queued_since: float | None = None  # when this stint in the admission queue began
@@ -68,6 +71,10 @@ class RunCore:
         self._ready = Readiness()  # takes new tasks while the run goes on: a yield in run() adds some
         self._add_nodes(list(plan.nodes.values()), None)
         self.live: dict[str, _Live] = {}  # key -> attempt in flight
+        # Of those, the ones holding a max_parallel slot (preparing or launched, not queued by admission) and the
+        # submitted ones (preparing or launched): kept as they change (_set_live, _drop), not summed per step.
+        self._used = 0
+        self._in_flight = 0
         self._current: dict[str, str] = {}  # task id -> its live key
         self._waiting: deque[str] = deque()  # ready bullets without a slot yet
         self._master_fifo: deque[str] = deque()
@@ -163,6 +170,7 @@ class RunCore:
                 attempt = len(self.records[uid].attempts) + 1
                 key = f"{uid}-{attempt}"
                 self.live[key] = _Live(uid, attempt, "preparing")
+                self._used, self._in_flight = self._used + 1, self._in_flight + 1
                 self._current[uid] = key
                 self._out.append(Prepare(key, uid))
         # Ready tasks that could not start at once (parallelism cap, or another master task running) say so, so
@@ -175,10 +183,28 @@ class RunCore:
         self._fresh.clear()
 
     def _slots_used(self) -> int:
-        return sum(1 for live in self.live.values() if live.phase in ("preparing", "launched") and not live.queued)
+        return self._used
 
     def _submitted(self) -> int:
-        return sum(1 for live in self.live.values() if live.phase in ("preparing", "launched"))
+        return self._in_flight
+
+    @staticmethod
+    def _counts(live: _Live) -> tuple[int, int]:
+        """What one live attempt adds to (_used, _in_flight)."""
+        if live.phase not in ("preparing", "launched"):
+            return 0, 0
+        return (0 if live.queued else 1), 1
+
+    def _set_live(self, live: _Live, phase: _Phase | None = None, queued: bool | None = None) -> None:
+        """Change a live attempt's phase or admission state: the only way to, so the counts stay exact."""
+        used, in_flight = self._counts(live)
+        if phase is not None:
+            live.phase = phase
+        if queued is not None:
+            live.queued = queued
+        now_used, now_in_flight = self._counts(live)
+        self._used += now_used - used
+        self._in_flight += now_in_flight - in_flight
 
     def _on_Queued(self, ev: Queued, now: float) -> None:
         live = self.live.get(ev.key)
@@ -188,7 +214,8 @@ class RunCore:
         if ev.queued:
             fresh = not live.queued
             if fresh:
-                live.queued, live.queued_since = True, now
+                self._set_live(live, queued=True)
+                live.queued_since = now
             if fresh or (ev.reason and ev.reason != att.admission_reason):  # the reason often comes a moment later
                 self._emit("admission_wait", now, node, attempt=att.number, reason=ev.reason or None)
             att.admission_reason = ev.reason or att.admission_reason
@@ -196,11 +223,11 @@ class RunCore:
             waited = self._leave_queue(live, att, now)
             self._emit("admitted", now, node, attempt=att.number, waited=round(waited, 3))
 
-    @staticmethod
-    def _leave_queue(live: _Live, att: Attempt, now: float) -> float:
+    def _leave_queue(self, live: _Live, att: Attempt, now: float) -> float:
         waited = max(0.0, now - (live.queued_since if live.queued_since is not None else now))
         att.admission_wait += waited
-        live.queued, live.queued_since = False, None
+        self._set_live(live, queued=False)
+        live.queued_since = None
         return waited
 
     # -- bullets -------------------------------------------------------------------------------------------------
@@ -214,7 +241,7 @@ class RunCore:
             self._drop(ev.key)
             self._final_failure(uid, f"could not write the hand-off spec: {ev.error}", "BadSpec", now)
             return
-        live.phase = "launched"
+        self._set_live(live, phase="launched")
         rec = self.records[uid]
         rec.status = Status.RUNNING
         rec.attempts.append(Attempt(live.attempt, now, queued_at=self._queued_at.pop(uid, None)))
@@ -237,7 +264,7 @@ class RunCore:
         live = self.live.get(ev.key)
         if live is None or live.phase != "launched":
             return
-        live.queued = False
+        self._set_live(live, queued=False)
         att = self.records[live.task_id].attempts[-1]
         att.started_at, att.where = ev.at, ev.where
         self._emit("started", now, self.plan.nodes[live.task_id], attempt=att.number, where=ev.where)
@@ -262,7 +289,7 @@ class RunCore:
             self._bullet_yielded(ev, live, now)
             return
         if ev.ok:
-            live.phase = "confirming"  # the slot is free: the child is gone
+            self._set_live(live, phase="confirming")  # the slot is free: the child is gone
             self._out.append(Confirm(ev.key, uid))
             return
         self._drop(ev.key)
@@ -400,6 +427,7 @@ class RunCore:
 
     def _drop(self, key: str) -> None:
         live = self.live.pop(key)
+        self._set_live(live, phase="gone")  # its slot and submission, if it held them
         if self._current.get(live.task_id) == key:
             del self._current[live.task_id]
         self._drop_timers(key)

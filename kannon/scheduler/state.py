@@ -137,7 +137,7 @@ class RunState(RunCore):
                                 "not list them all (missing, or cut to fit 4 KiB): yield fewer tasks at once",
                                 "DynamicRequest", now)  # fmt: skip
             return
-        live.phase = "planning"  # the slot is free: the child is gone
+        self._set_live(live, phase="planning")  # the slot is free: the child is gone
         wanted = tuple((r.task, r.spec_sha256) for r in record.requested)
         self._out.append(PlanRequested(ev.key, live.task_id, live.attempt, wanted))
 

@@ -22,6 +22,16 @@ def node(name: str, *deps: str, master: bool = False, **hints: Any) -> Node:
                 None if master else Hints(**hints))  # fmt: skip
 
 
+def slot_counts(state: st.RunState) -> tuple[int, int]:
+    return state._slots_used(), state._submitted()
+
+
+def recounted(state: st.RunState) -> tuple[int, int]:
+    """The slot counts as the machine kept them before they were counters: summed over the live attempts."""
+    busy = [live for live in state.live.values() if live.phase in ("preparing", "launched")]
+    return sum(1 for live in busy if not live.queued), len(busy)
+
+
 class Sim:
     """Drives a RunState and keeps every action it returned, with the time it was returned at."""
 
@@ -34,6 +44,7 @@ class Sim:
 
     def _keep(self, actions: list[st.Action]) -> list[st.Action]:
         self.log.extend((self.now, a) for a in actions)
+        assert slot_counts(self.state) == recounted(self.state)  # after every step of every scenario
         return actions
 
     def step(self, event: Any, at: float | None = None) -> list[st.Action]:
@@ -406,3 +417,45 @@ def test_an_attempt_queued_by_admission_records_each_wait_and_why_in_events_resu
     assert att.admission_reason == "Preempted to accommodate a higher priority Workload"
     assert "waited 1m20s for admission (Preempted to accommodate a higher priority Workload)" in summary_text(
         sim.done().result)
+
+
+def test_the_slot_counters_match_the_live_attempts_through_queue_retry_cancel_and_confirm() -> None:
+    """The max_parallel / max_submitted counts are counters kept at every phase and admission change: they must
+    equal the sums over the live attempts after each step (Sim checks that), and take effect as slots."""
+    from kannon.backends.base import Queued
+
+    sim = Sim(*(node(f"t{i}", retries=1) for i in range(5)), node("root", *(f"t{i}" for i in range(5))),
+              max_parallel=2, max_submitted=3, retry_delay=1.0, keep_going=True)  # fmt: skip
+    assert slot_counts(sim.state) == (2, 2)  # two preparing
+    a, b = sim.launch("t0"), sim.launch("t1")
+    assert slot_counts(sim.state) == (2, 2)
+    sim.step(Queued(a, True), at=1.0)  # a's slot frees; the submission cap lets one more in
+    assert slot_counts(sim.state) == (2, 3) and len(sim.new(st.Prepare)) == 1
+    sim.step(Queued(a, True, "no quota"), at=1.5)  # the reason only: nothing changes
+    assert slot_counts(sim.state) == (2, 3)
+    c = sim.launch("t2")
+    sim.step(Started(a, "pod a"), at=2.0)  # started while queued: admitted, holds a slot again
+    assert slot_counts(sim.state) == (3, 3)
+    sim.step(Queued(a, True), at=2.5)
+    sim.step(Queued(a, False), at=3.0)
+    assert slot_counts(sim.state) == (3, 3)
+    sim.step(Queued(b, True), at=3.5)
+    sim.fail(b, at=4.0)  # failed while queued: its retry waits for the timer
+    assert slot_counts(sim.state) == (2, 2)
+    sim.step(Finished(c, 0, at=4.5), at=4.5)  # confirming frees its slot: t3 takes it
+    assert slot_counts(sim.state) == (2, 2) and [p.task_id for p in sim.new(st.Prepare)] == ["t3"]
+    sim.step(st.Confirmed(c, True))
+    t3 = sim.launch("t3")
+    sim.tick(6.0)  # b's retry is due, but both slots are taken
+    assert slot_counts(sim.state) == (2, 2) and not sim.new(st.Prepare)
+    sim.step(Queued(t3, True), at=6.5)  # t3 waits for admission: the retry takes its slot, within max_submitted
+    assert slot_counts(sim.state) == (2, 3) and [p.task_id for p in sim.new(st.Prepare)] == ["t1"]
+    d = sim.new(st.Prepare)[0].key
+    sim.step(st.Prepared(d, "cannot write"))  # a spec that cannot be written drops its attempt; t4 comes in
+    assert slot_counts(sim.state) == (2, 3) and [p.task_id for p in sim.new(st.Prepare)] == ["t4"]
+    sim.step(st.CancelRun("stop"), at=7.0)  # t4, still preparing, is dropped; a and t3 are cancelled
+    assert slot_counts(sim.state) == (1, 2)
+    sim.step(Finished(t3, None, "cancelled", "Cancelled", at=8.0), at=8.0)  # ended while queued
+    assert slot_counts(sim.state) == (1, 1)
+    sim.step(Finished(a, None, "cancelled", "Cancelled", at=9.0), at=9.0)
+    assert slot_counts(sim.state) == (0, 0) and not sim.state.live and sim.done()

@@ -43,7 +43,8 @@ def job_terminal(job: V1Job) -> tuple[str, str | None, str | None] | None:
     """``(type, reason, message)`` of a Job's terminal condition (Complete/Failed with status True), else None.
 
     SuccessCriteriaMet / FailureTarget (1.31+) come earlier but are not terminal: pods may still be running."""
-    for cond in (job.status.conditions if job.status else None) or ():
+    status = job.status  # read once: on a JSON view every read builds a view (raw.py), ~20 calls per task
+    for cond in (status.conditions if status else None) or ():
         if cond.type in ("Complete", "Failed") and str(cond.status) == "True":
             return cond.type, cond.reason, cond.message
     return None
@@ -58,7 +59,8 @@ def pod_terminal(pod: V1Pod) -> bool:
     return pod.status is not None and pod.status.phase in ("Succeeded", "Failed")
 
 def container_status(pod: V1Pod, container: str | None) -> V1ContainerStatus | None:
-    statuses = (pod.status.container_statuses if pod.status else None) or []
+    status = pod.status
+    statuses = (status.container_statuses if status else None) or []
     for cs in statuses:
         if container is None or cs.name == container:
             return cs
@@ -66,14 +68,16 @@ def container_status(pod: V1Pod, container: str | None) -> V1ContainerStatus | N
 
 def pod_started(pod: V1Pod, container: str | None) -> bool:
     """The task's container has really started (it runs or ran)."""
-    if pod.status is not None and pod.status.phase == "Running":
+    status = pod.status
+    if status is not None and status.phase == "Running":
         return True
     cs = container_status(pod, container)
-    if cs is None or cs.state is None:
+    state = cs.state if cs is not None else None
+    if state is None:
         return False
-    if cs.state.running is not None:
+    if state.running is not None:
         return True
-    term = cs.state.terminated
+    term = state.terminated
     return term is not None and term.reason not in ("StartError", "ContainerCannotRun")
 
 def pod_final(pod: V1Pod, container: str | None) -> bool:

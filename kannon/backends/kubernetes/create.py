@@ -46,18 +46,19 @@ class JobCreator(JobTracker):
                      replace: str | None = None) -> None:  # fmt: skip
         """In the creator pool: adopt or create the attempt's Job (after deleting ``replace``, a changed Job of an
         earlier master); whatever goes wrong ends the attempt."""
-        import tenacity
-
         try:
             if leftover is not None:
                 self._adopt(attempt, leftover, why="left running by an earlier master")
                 return
             if replace is not None:
                 self._delete_and_wait(replace)
-            for retry in tenacity.Retrying(retry=tenacity.retry_if_exception_type(_Again),
-                                           stop=tenacity.stop_after_attempt(3), reraise=True):  # fmt: skip
-                with retry:
+            for tries_left in reversed(range(3)):  # a plain loop: a tenacity one cost ~20 us per create
+                try:
                     self._create(attempt, body)
+                    break
+                except _Again:
+                    if not tries_left:
+                        raise
         except Exception as e:
             if isinstance(e, BackendError) and self._fatal is None:
                 self._fatal = e  # unusable as configured (permission, namespace): the next launch() says so

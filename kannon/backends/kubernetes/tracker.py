@@ -181,7 +181,9 @@ class JobTracker(JobCalls):
         """The pods of Job ``name`` (of the Job with ``uid`` only: an earlier Job of that name had pods too)."""
         with self._state:
             pods = [p for p in self._pods.get(name, {}).values() if uid is None or owned_by(p, uid)]
-        return sorted(pods, key=kc.created)
+        if len(pods) > 1:  # sorting one pod still parses its timestamp, once per watch event
+            pods.sort(key=kc.created)
+        return pods
 
     def _on_pod(self, kind: str, pod: V1Pod) -> None:
         name = self._remember_pod(pod, deleted=kind == "DELETED")
@@ -231,13 +233,16 @@ class JobTracker(JobCalls):
         with self._state:
             if attempt.phase not in WATCHED:
                 return  # creating (its answer evaluates), cancelling (DELETED ends it), or owned by a step
-            if self._queued(attempt):
+            job = attempt.job
+            terminal = kc.job_terminal(job) if job is not None else None  # read once for both
+            if self._queued(attempt, terminal):
                 return  # held by an admission queue: no pod, and no pending deadline yet
             pods = [p for p in self._pods_of(attempt.name, attempt.uid) if p.metadata.name not in attempt.stale_pods
                     and not (attempt.preemptions and p.metadata.deletion_timestamp)]  # fmt: skip
-            running = [p for p in pods if kc.pod_started(p, self.container)]
             pod = pods[-1] if pods else None
-            if running and attempt.phase is Phase.PENDING:
+            # which pods started matters only to a pending attempt (most events come after its start)
+            running = [p for p in pods if kc.pod_started(p, self.container)] if attempt.phase is Phase.PENDING else []
+            if running:
                 attempt.to(Phase.RUNNING)
                 attempt.pod_name = running[0].metadata.name
                 if self.run is not None and self.run.follow_logs:
@@ -247,8 +252,7 @@ class JobTracker(JobCalls):
                         self.logs.start_follower(attempt)
                 # under the lock, so that no Finished (emitted after taking it) can overtake this Started
                 self.emit(Started(attempt.launch.key, where=attempt.where))
-            job = attempt.job
-            if job is not None and kc.job_terminal(job) is not None:
+            if terminal is not None:
                 attempt.to(Phase.ENDING)
                 step = lambda: self._finish_terminal(attempt)  # noqa: E731
             elif pod is not None and (fast := kc.fail_fast(pod, self.python)) is not None:
@@ -260,11 +264,12 @@ class JobTracker(JobCalls):
         if step is not None and self._pool is not None:
             self._submit(step)
 
-    def _queued(self, attempt: Attempt) -> bool:
-        """Track admission (under the lock): True while the Job is held suspended by a queue (:mod:`.admission`)."""
+    def _queued(self, attempt: Attempt, terminal: tuple[str, str | None, str | None] | None) -> bool:
+        """Track admission (under the lock): True while the Job is held suspended by a queue (:mod:`.admission`).
+        ``terminal``: the Job's terminal condition (``kc.job_terminal``)."""
         job = attempt.job
         now = time.monotonic()
-        if job is not None and kc.job_terminal(job) is not None:
+        if terminal is not None:
             return False  # finished: whatever it waited for is over
         if admission.suspended(job):
             if attempt.queued_since is None:
