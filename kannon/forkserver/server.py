@@ -27,6 +27,7 @@ import threading
 import time
 import traceback
 import types
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 MAX_MSG = 1 << 22  # a pod's command line and environment: far below what an apiserver accepts in an object
@@ -44,6 +45,18 @@ def set_pdeathsig(sig: int) -> None:
     """Have the kernel send ``sig`` when our parent (the thread that forked us) ends."""
     if _LIBC is not None:
         _LIBC.prctl(PR_SET_PDEATHSIG, sig)
+
+
+def reaped() -> Iterator[tuple[int, int]]:
+    """(pid, wait status) of every child that has ended, without blocking (waitpid(-1, WNOHANG) until none)."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, status
 
 
 def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
@@ -558,13 +571,7 @@ class _Server:
                 pass
 
     def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reaped():
             if pid in self.children:
                 rid = self.children.pop(pid)
                 self._drain(pid)

@@ -23,7 +23,7 @@ from typing import BinaryIO, NoReturn
 
 from kannon.childresult import RESULT_PATH_ENV
 from kannon.exitcodes import REASON_PREFIX
-from kannon.forkserver.server import set_pdeathsig
+from kannon.forkserver.server import reaped, set_pdeathsig
 from kannon.measure import OWN_CONTAINER_ENV
 from kannon.pack.protocol import PACK_ENV, Member, PackError, decode, end_line, member_line
 
@@ -207,13 +207,7 @@ class _Pack:
                 self.out = None
 
     def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reaped():
             i = self.pids.pop(pid, None)
             if i is None:
                 continue  # an orphan that PID 1 inherited: reaped, nothing to report

@@ -17,18 +17,10 @@ from typing import Any
 import pytest
 
 from kannon.forkserver.client import ForkServer
-from tests.support.procs import wait_until
+from tests.support.procs import gone, wait_until
 
 PY = sys.executable
 MARKER = "wave"  # a stdlib module nothing here imports: the server imports it, so a child can tell it is warm
-
-
-def gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 class Session:

@@ -15,7 +15,7 @@ import pytest
 
 from kannon import childresult, exitcodes, handoff, storage
 from kannon.pack.protocol import PACK_ENV, Member, MemberEnd, encode, split
-from tests.support.procs import children_of, wait_until
+from tests.support.procs import children_of, gone, wait_until
 from tests.support.tasks import Bullet
 
 TIMEOUT = 180  # for a whole pack on a loaded 2-core machine; a healthy one takes a second or two
@@ -68,14 +68,6 @@ def pid_of(tmp_path: Path, name: str) -> int:
 
 def wait_for_pid(tmp_path: Path, name: str) -> int:
     return wait_until(lambda: pid_of(tmp_path, name), 120, f"{name}'s run() to start")
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_three_bullets_run_side_by_side_each_reported_on_its_own(tmp_path: Path) -> None:

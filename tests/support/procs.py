@@ -48,6 +48,14 @@ def wait_until(predicate: Callable[[], T], timeout: float = 60.0, what: str = "c
         time.sleep(delay)  # back-off between checks of a condition, not a wait for a guessed duration
         delay = min(delay * 2, max_delay)
 
+def gone(pid: int) -> bool:
+    """The process runs no more: it does not exist, or it is a zombie waiting for its parent to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
 
 def processes_in(directory: Path) -> list[int]:
     """Pids (other than ours) whose working directory is ``directory`` or below: a run's master and children."""

@@ -23,7 +23,7 @@ from kannon.testing import KubeEmulator
 from kannon.testing.kube.node.process_runtime import ProcessRuntime
 from kannon.testing.kube.node.warm import _Zygote, warm_command
 from tests.e2e.k8s.test_emulator import pods_of, wait_finished
-from tests.support.procs import children_of, wait_until
+from tests.support.procs import children_of, gone, wait_until
 
 pytestmark = pytest.mark.k8s
 
@@ -42,14 +42,6 @@ def warm() -> Iterator[KubeEmulator]:
 def cold() -> Iterator[KubeEmulator]:
     with KubeEmulator(runtime="process", bookmark_interval=0.3) as emulator:
         yield emulator
-
-
-def gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def create_job(kube: KubeEmulator, name: str, command: list[str], workdir: Path,

@@ -25,7 +25,7 @@ from kannon.cli import load_target
 from kannon.result import KannonBuildError
 from kannon.scheduler import Kannon
 from kannon.testing import KubeEmulator
-from tests.support.procs import wait_until
+from tests.support.procs import gone, wait_until
 
 pytestmark = pytest.mark.k8s
 
@@ -35,14 +35,6 @@ GRACE = 600  # far beyond every wait below: a pod that outlives its SIGTERM is n
 
 if os.geteuid() != 0 and not os.environ.get("CI"):
     pytest.skip("PID namespaces need root (CI runs as root, where this never skips)", allow_module_level=True)
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 STUCK = """
