@@ -39,14 +39,13 @@ from kannon.backends.base import (
 )
 from kannon.hints import Hints
 from kannon.pack import protocol
+from kannon.pack.protocol import LABEL_PACK
 
 if TYPE_CHECKING:
     from kannon.childresult import ChildResult
 
 log = logging.getLogger("kannon.pack")
 
-#: label on a pack's Job/child: how many members it runs (a restarted master deletes leftover packs, never adopts)
-LABEL_PACK = "kannon.io/pack"
 #: seconds close() waits for packs whose members all ended to end by themselves (their runner is exiting)
 DRAIN_SECONDS = 10.0
 #: seconds a pack runs before a member that ends is reported at once rather than with the others (_member_ended)

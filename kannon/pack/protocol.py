@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PACK_ENV = "KANNON_PACK"
+#: label on a pack's Job/child: how many members it runs (a restarted master deletes leftover packs, never adopts)
+LABEL_PACK = "kannon.io/pack"
 VERSION = 1
 END_PREFIX = "kannon-pack: member "
 
@@ -141,6 +143,7 @@ def split(lines: Iterable[str], count: int) -> tuple[list[list[str]], dict[int, 
 
 
 __all__ = [
+    "LABEL_PACK",
     "PACK_ENV",
     "Member",
     "MemberEnd",

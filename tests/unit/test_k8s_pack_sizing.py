@@ -11,7 +11,7 @@ from kubernetes import client
 from kannon.backends.base import BackendError
 from kannon.backends.kubernetes import K8sJobExecutor, build_job
 from kannon.hints import Hints
-from kannon.pack.packer import LABEL_PACK
+from kannon.pack.protocol import LABEL_PACK
 from tests.unit.test_k8s_naming import make_launch
 
 SMALL = {"requests": {"cpu": "100m", "memory": "64Mi"}}

@@ -12,7 +12,8 @@ from kannon.backends.base import BackendError, Executor, ExecutorEvent, Finished
 from kannon.hints import Hints
 from kannon.pack import packer as packer_module
 from kannon.pack import protocol
-from kannon.pack.packer import LABEL_PACK, Packer, pack_executor
+from kannon.pack.packer import Packer, pack_executor
+from kannon.pack.protocol import LABEL_PACK
 
 
 class Inner(Executor):

@@ -44,7 +44,7 @@ from kannon.backends.kubernetes.pending import PendingDeadlines, deadlines
 from kannon.backends.kubernetes.secret import RunSecret, secret_body, secret_name
 from kannon.backends.kubernetes.watch import Watcher, shutdown_response
 from kannon.hints import Hints, parse_cpu, parse_memory
-from kannon.pack.packer import LABEL_PACK
+from kannon.pack.protocol import LABEL_PACK
 
 if TYPE_CHECKING:
     from kannon.ship import Archive
