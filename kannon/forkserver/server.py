@@ -63,15 +63,16 @@ def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
     sock.send(json.dumps(msg).encode())
 
 
-def _flush() -> None:
+def flush_stdio() -> None:
+    """Flush sys.stdout and sys.stderr, whatever state they are in (kannon.pack.runner's members do the same)."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BaseException):  # a closed or broken pipe: nothing left to tell
             if stream is not None:
                 stream.flush()
 
 
-def _exit_code(value: object) -> int:
-    # What the interpreter does with an uncaught SystemExit's argument (or a called function's return value).
+def exit_code_of(value: object) -> int:
+    """What the interpreter does with an uncaught SystemExit's argument (or a called function's return value)."""
     if value is None:
         return 0
     if isinstance(value, int):
@@ -144,7 +145,7 @@ def _run(req: dict[str, Any], base_path: list[str]) -> int:
     mode, target, args = req["mode"], req["target"], list(req["args"])
     if mode == "call":
         module, _, func = target.partition(":")
-        return _exit_code(getattr(importlib.import_module(module), func)(args))
+        return exit_code_of(getattr(importlib.import_module(module), func)(args))
     pythonpath = [p for p in req["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
     if mode == "m":
         first = os.getcwd()
@@ -194,7 +195,7 @@ def _program(req: dict[str, Any], out_fd: int, taken: float, base_path: list[str
     try:
         code = _run(req, base_path)
     except SystemExit as exc:
-        code = _exit_code(exc.code)
+        code = exit_code_of(exc.code)
     except KeyboardInterrupt:
         traceback.print_exc()
         code = -signal.SIGINT
@@ -207,7 +208,7 @@ def _program(req: dict[str, Any], out_fd: int, taken: float, base_path: list[str
             with contextlib.suppress(BaseException):
                 shutdown()
         atexit._run_exitfuncs()
-    _flush()
+    flush_stdio()
     return code
 
 
@@ -437,7 +438,7 @@ class _Server:
         close = [self.sock.fileno(), self.wake_r, self.wake_w, mine.fileno(), *also_close, *self.reports,
                  *self.handoffs, *(h.out_fd for h in self.handoffs.values()), *(s.fileno() for _, s in self.spares),
                  *([self.sel.fileno()] if hasattr(self.sel, "fileno") else [])]  # fmt: skip
-        _flush()  # nothing buffered here may be written twice
+        flush_stdio()  # nothing buffered here may be written twice
         server = os.getpid()
         pid = os.fork()
         if pid == 0:

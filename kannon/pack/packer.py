@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from kannon import childresult, exitcodes, logtail
 from kannon.backends.base import (
@@ -40,9 +40,6 @@ from kannon.backends.base import (
 from kannon.hints import Hints
 from kannon.pack import protocol
 from kannon.pack.protocol import LABEL_PACK
-
-if TYPE_CHECKING:
-    from kannon.childresult import ChildResult
 
 log = logging.getLogger("kannon.pack")
 
@@ -86,6 +83,7 @@ class Packer(Executor):
         if not inner.delivers_secrets:
             raise TypeError(f"the {inner.name} backend does not deliver secrets itself: its packs could not either")
         self.inner = inner
+        self._packable: Packable = inner
         self.size = size
         self.name = inner.name  # type: ignore[misc]  # the backend's own name in events and messages
         self.python = inner.python
@@ -162,22 +160,15 @@ class Packer(Executor):
     def _groups(self, launches: list[Launch]) -> list[list[Launch]]:
         """Launches that may share a child, in chunks of at most their pack limit, split evenly."""
         by_hints: dict[str, list[Launch]] = {}
-        alone: list[list[Launch]] = []
         for launch in launches:
-            if self._limit(launch.hints) <= 1:
-                alone.append([launch])
-            else:
-                by_hints.setdefault(repr(launch.hints), []).append(launch)
-        groups = alone
+            by_hints.setdefault(repr(launch.hints), []).append(launch)
+        groups: list[list[Launch]] = []
         for same in by_hints.values():
-            chunks = math.ceil(len(same) / self._limit(same[0].hints))
+            limit = min(self.size, self._packable.pack_limit(same[0].hints))  # once per hints, not per launch
+            chunks = math.ceil(len(same) / limit)
             step = len(same) / chunks
             groups += [same[round(i * step):round((i + 1) * step)] for i in range(chunks)]
         return groups
-
-    def _limit(self, hints: Hints) -> int:
-        assert isinstance(self.inner, Packable)
-        return min(self.size, self.inner.pack_limit(hints))
 
     def _launch_pack(self, members: list[Launch]) -> None:
         first = members[0]
@@ -335,21 +326,11 @@ class Packer(Executor):
                 return Finished(member.key, None, "the pack's child ended without this member's outcome",
                                 "PackLost", True, tail, where)  # fmt: skip
             return dataclasses.replace(pack, key=member.key, log_tail=tail, result=None)
-        record = _record(end.record, member)
+        record = childresult.parse_for(end.record, member) if end.record else None  # None: the exit code decides
         if end.code == 0:
             return Finished(member.key, 0, log_tail=tail, where=where, result=record)
         return Finished(member.key, end.code, exitcodes.describe(end.code, raw), exitcodes.failure_class(end.code),
                         log_tail=tail, where=where, result=record)  # fmt: skip
-
-
-def _record(text: str | None, launch: Launch) -> ChildResult | None:
-    if not text:
-        return None
-    try:
-        return childresult.parse_for(text, launch)
-    except Exception as e:  # a record that does not parse is as good as none: the exit code decides
-        log.warning("the record of %s does not parse: %s", launch.key, e)
-        return None
 
 
 def _write_log(path: Path, lines: list[str]) -> None:

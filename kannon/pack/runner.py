@@ -23,7 +23,7 @@ from typing import BinaryIO, NoReturn
 
 from kannon.childresult import RESULT_PATH_ENV
 from kannon.exitcodes import REASON_PREFIX
-from kannon.forkserver.server import reaped, set_pdeathsig
+from kannon.forkserver.server import exit_code_of, flush_stdio, reaped, set_pdeathsig
 from kannon.measure import OWN_CONTAINER_ENV
 from kannon.pack.protocol import PACK_ENV, Member, PackError, decode, end_line, member_line
 
@@ -162,9 +162,7 @@ class _Pack:
         except BaseException:
             with contextlib.suppress(BaseException):
                 traceback.print_exc()
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(BaseException):
-                stream.flush()
+        flush_stdio()
         os._exit(code & 0xFF)
 
     def _read(self, fd: int) -> None:
@@ -248,10 +246,7 @@ def _run(args: tuple[str, ...]) -> int:
     try:
         return kannon.child.main(args[1:])
     except SystemExit as e:  # argparse's: what the interpreter would make of it
-        if e.code is None or isinstance(e.code, int):
-            return e.code or 0
-        print(e.code, file=sys.stderr)
-        return 1
+        return exit_code_of(e.code)
     except KeyboardInterrupt:
         traceback.print_exc()
         return 128 + signal.SIGINT

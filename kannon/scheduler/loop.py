@@ -147,13 +147,15 @@ class Loop:
         try:
             self.executor.launch(launch)
         except Exception as e:
-            reason = f"the {self.executor.name} backend could not launch it: {type(e).__name__}: {e}"
-            self.post(state.LaunchFailed(a.key, reason, isinstance(e, base.BackendError)))
+            self._launch_failed(a.key, e)
 
     def _flush(self) -> None:
         for key, e in self.executor.flush():
-            reason = f"the {self.executor.name} backend could not launch it: {type(e).__name__}: {e}"
-            self.post(state.LaunchFailed(key, reason, isinstance(e, base.BackendError)))
+            self._launch_failed(key, e)
+
+    def _launch_failed(self, key: str, e: Exception) -> None:
+        reason = f"the {self.executor.name} backend could not launch it: {type(e).__name__}: {e}"
+        self.post(state.LaunchFailed(key, reason, isinstance(e, base.BackendError)))
 
     def _env(self, hints: Hints, own: dict[str, str]) -> dict[str, str]:
         env = self.child_env.for_launch(hints, own)

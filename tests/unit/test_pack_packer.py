@@ -100,14 +100,20 @@ def test_members_get_the_packs_start_and_a_cancel_of_a_held_back_launch_ends_it_
     assert inner.cancelled == [pack.key]  # all its members are cancelled: the pack goes
 
 
-def test_a_pack_split_from_its_log_gives_each_member_its_own_outcome(tmp_path: Path) -> None:
+def _one_pack(tmp_path: Path, members: int) -> tuple[Packer, Inner, list[ExecutorEvent], Launch]:
+    """A Packer (size 4) around an Inner, ``members`` launches flushed into its one pack."""
     inner = Inner()
     packer = Packer(inner, size=4)
     events = _started(inner, packer, tmp_path)
-    for n in range(3):
+    for n in range(members):
         packer.launch(_launch(tmp_path, n))
     packer.flush()
     (pack,) = inner.launched
+    return packer, inner, events, pack
+
+
+def test_a_pack_split_from_its_log_gives_each_member_its_own_outcome(tmp_path: Path) -> None:
+    packer, _inner, events, pack = _one_pack(tmp_path, 3)
     pack.log_path.write_bytes(b"".join([
         protocol.member_line(0, b"hello from 0\n"), protocol.member_line(1, b"kannon-child: the task raised\n"),
         protocol.end_line(0, 0, None), protocol.end_line(1, 6, None), b"runner: member 2 lost\n",
@@ -150,13 +156,8 @@ def test_packing_is_off_for_size_one_and_for_backends_that_cannot_pack(tmp_path:
 
 
 def _pack_of_two(tmp_path: Path) -> tuple[Packer, Inner, list[ExecutorEvent], Launch]:
-    inner = Inner()
-    packer = Packer(inner, size=4)
-    events = _started(inner, packer, tmp_path)
-    for n in range(2):
-        packer.launch(_launch(tmp_path, n))
-    packer.flush()
-    (pack,) = inner.launched
+    """A started pack of two whose member 0 has ended (its lines and end line in the pack's log)."""
+    packer, inner, events, pack = _one_pack(tmp_path, 2)
     packer._on_inner(Started(pack.key, "pod p"))
     pack.log_path.write_bytes(protocol.member_line(0, b"zero\n") + protocol.end_line(0, 0, None))
     return packer, inner, events, pack
